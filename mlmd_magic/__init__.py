@@ -1,0 +1,99 @@
+"""mlmd-magic: notebook experiments on record in ML Metadata.
+
+Register data sources, named hyperparameter scenarios and experiments that combine them;
+fetch one, change a few values and train again — with every action recorded in an ML
+Metadata (MLMD) store: an embedded SQLite file by default, a MySQL/MariaDB database when a
+team shares it.
+
+Example
+-------
+>>> import mlmd_magic as mm
+>>> store = mm.connect("memory://")
+>>> store
+<mlmd_magic.Store memory://>
+
+In IPython or Jupyter, ``%load_ext mlmd_magic`` adds the ``%mlmd`` magics.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._records import Diff, Record
+from .errors import (
+    AmbiguousRefError,
+    DataSourceError,
+    InvalidNameError,
+    MlmdMagicError,
+    NotFoundError,
+    StoreConnectionError,
+    StoreError,
+    ValidationError,
+)
+from .store import Store
+
+__all__ = [
+    "AmbiguousRefError",
+    "DataSourceError",
+    "Diff",
+    "InvalidNameError",
+    "MlmdMagicError",
+    "NotFoundError",
+    "Record",
+    "Store",
+    "StoreConnectionError",
+    "StoreError",
+    "ValidationError",
+    "__version__",
+    "connect",
+    "load_ipython_extension",
+    "unload_ipython_extension",
+]
+
+__version__ = "0.1.0"
+
+
+def connect(uri: str | None = None) -> Store:
+    """Open a store and return it.
+
+    Parameters
+    ----------
+    uri : str, optional
+        ``sqlite:///relative/path.sqlite`` or ``sqlite:////absolute/path.sqlite`` (created
+        if missing), ``memory://`` (a fresh in-memory store), or
+        ``mysql://user[:password]@host[:port]/database[?ssl_ca=...&socket=...]`` (the
+        database is created if missing). Without it: ``$MLMD_MAGIC_URI``, else
+        ``sqlite:///mlmd.sqlite`` in the working directory. For MySQL, prefer to leave the
+        password out of the URI: it is read from ``$MLMD_MAGIC_MYSQL_PASSWORD`` or the
+        ``[client]`` section of ``~/.my.cnf``.
+
+    Raises
+    ------
+    StoreConnectionError
+        When the URI is malformed or the store cannot be opened; the message says what to do.
+
+    Example
+    -------
+    >>> store = connect("memory://")
+    >>> store.uri
+    'memory://'
+    """
+    from ._connection import open_store
+    from ._uri import parse_uri, resolve_uri
+
+    parsed = parse_uri(resolve_uri(uri))
+    return Store(open_store(parsed), parsed)
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Called by ``%load_ext mlmd_magic``: registers the magics (imports no TensorFlow)."""
+    from ._magics import load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """Called by ``%unload_ext mlmd_magic``."""
+    from ._magics import unload
+
+    unload(ipython)

@@ -1,0 +1,226 @@
+"""Opening an MLMD ``MetadataStore`` from a :class:`~mlmd_magic._uri.StoreURI`.
+
+For MySQL/MariaDB the server is checked with pymysql first, so a wrong password, an
+unknown host, a refused port or an account MLMD cannot log in with each get a message
+that says what to do instead of MLMD's ``mysql_real_connect failed: errno: , error: ...``.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import re
+import socket
+import time
+from typing import Any
+
+from . import _secrets
+from ._uri import PASSWORD_ENV, StoreURI
+from .errors import StoreConnectionError
+
+_DB_NAME_RE = re.compile(r"^[A-Za-z0-9_$-]{1,64}$")
+_RETRYABLE_OPEN = ("locked", "busy", "already exists", "aborted", "unique constraint")
+
+
+def mysql_password(uri: StoreURI) -> str | None:
+    """The password to use: from the URI, ``$MLMD_MAGIC_MYSQL_PASSWORD`` or ``~/.my.cnf``."""
+    if uri.password is not None:
+        return uri.password
+    from_env = os.environ.get(PASSWORD_ENV)
+    if from_env is not None:
+        _secrets.remember(from_env)
+        return from_env
+    cnf = os.path.expanduser("~/.my.cnf")
+    if os.path.isfile(cnf):
+        parser = configparser.ConfigParser(allow_no_value=True, strict=False, interpolation=None)
+        try:
+            parser.read(cnf)
+        except configparser.Error:
+            return None
+        if parser.has_option("client", "password"):
+            value = (parser.get("client", "password") or "").strip().strip("'\"")
+            _secrets.remember(value)
+            return value
+    return None
+
+
+def open_store(uri: StoreURI) -> Any:
+    """Return a connected ``ml_metadata`` ``MetadataStore`` for ``uri``.
+
+    Raises
+    ------
+    StoreConnectionError
+        When the store cannot be opened; the message says why and what to do.
+    """
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+
+    _secrets.install_log_filter()
+    config = metadata_store_pb2.ConnectionConfig()
+    if uri.scheme == "memory":
+        config.fake_database.SetInParent()
+    elif uri.scheme == "sqlite":
+        path = os.path.abspath(uri.path)
+        parent = os.path.dirname(path)
+        if not os.path.isdir(parent):
+            raise StoreConnectionError(
+                f"cannot create the SQLite store {uri.path!r}: folder {parent!r} does not exist; "
+                "create it first or choose another path"
+            )
+        config.sqlite.filename_uri = path
+        config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+    else:
+        password = mysql_password(uri)
+        _check_mysql_server(uri, password)
+        config.mysql.host = uri.host
+        config.mysql.port = uri.port
+        config.mysql.database = uri.database
+        config.mysql.user = uri.user
+        config.mysql.skip_db_creation = True  # created (or checked) by _check_mysql_server
+        if password:
+            config.mysql.password = password
+        opts = uri.option_dict
+        if "socket" in opts:
+            config.mysql.socket = opts["socket"]
+        for key, field in (("ssl_ca", "ca"), ("ssl_cert", "cert"), ("ssl_key", "key"),
+                           ("ssl_capath", "capath"), ("ssl_cipher", "cipher")):
+            if key in opts:
+                setattr(config.mysql.ssl_options, field, opts[key])
+        if "ssl_verify" in opts:
+            config.mysql.ssl_options.verify_server_cert = opts["ssl_verify"].lower() in ("1", "true", "yes")
+
+    last: Exception | None = None
+    # Two processes opening a fresh store at once race on MLMD's schema creation; the
+    # loser sees a locked database or a duplicate row and simply tries again.
+    for attempt in range(40):
+        try:
+            return metadata_store.MetadataStore(config)
+        except Exception as exc:  # MLMD raises its StatusError subclasses and RuntimeError
+            last = exc
+            if not any(word in str(exc).lower() for word in _RETRYABLE_OPEN):
+                break
+            time.sleep(min(0.05 * (attempt + 1), 0.5))
+    assert last is not None
+    raise _explain_open_failure(uri, last) from None
+
+
+def _explain_open_failure(uri: StoreURI, exc: Exception) -> StoreConnectionError:
+    detail = _secrets.redact(str(exc)).strip()
+    lowered = detail.lower()
+    if uri.scheme == "mysql" and ("caching_sha2" in lowered or "authentication plugin" in lowered):
+        return StoreConnectionError(_caching_sha2_advice(uri))
+    if "schema version" in lowered or "migration" in lowered:
+        return StoreConnectionError(
+            f"the store {uri.masked()} was written by a different ml-metadata schema version "
+            f"({detail}); open it with the ml-metadata version that wrote it, or upgrade it "
+            "with MetadataStore(config, enable_upgrade_migration=True) after a backup"
+        )
+    return StoreConnectionError(f"could not open the store {uri.masked()}: {detail}")
+
+
+def _caching_sha2_advice(uri: StoreURI) -> str:
+    return (
+        f"MySQL account {uri.user!r} logs in with caching_sha2_password, which ml-metadata "
+        "cannot use; ask your DBA to run: ALTER USER "
+        f"'{uri.user}'@'%' IDENTIFIED WITH mysql_native_password BY '<password>' "
+        "(or use a MariaDB server, whose default plugin works)"
+    )
+
+
+def _check_mysql_server(uri: StoreURI, password: str | None) -> None:
+    """Log in with pymysql, create the database if needed, and explain any failure."""
+    import pymysql
+
+    if not _DB_NAME_RE.match(uri.database):
+        raise StoreConnectionError(
+            f"invalid MySQL database name {uri.database!r}: use 1-64 letters, digits, '_', '$' or '-'"
+        )
+    opts = uri.option_dict
+    if "socket" not in opts:
+        try:
+            socket.getaddrinfo(uri.host, uri.port)
+        except socket.gaierror:
+            raise StoreConnectionError(
+                f"unknown MySQL host {uri.host!r}: check the host name in {uri.masked()}"
+            ) from None
+    ssl: dict[str, Any] | None = None
+    ssl_keys = {"ssl_ca": "ca", "ssl_cert": "cert", "ssl_key": "key", "ssl_capath": "capath", "ssl_cipher": "cipher"}
+    if any(k in opts for k in ssl_keys):
+        ssl = {v: opts[k] for k, v in ssl_keys.items() if k in opts}
+        if "ssl_verify" in opts:
+            ssl["check_hostname"] = opts["ssl_verify"].lower() in ("1", "true", "yes")
+    try:
+        conn = pymysql.connect(
+            host=uri.host,
+            port=uri.port,
+            user=uri.user,
+            password=password or "",
+            unix_socket=opts.get("socket"),
+            ssl=ssl,
+            connect_timeout=10,
+        )
+    except pymysql.err.OperationalError as exc:
+        raise StoreConnectionError(_explain_pymysql(uri, exc, password)) from None
+    except Exception as exc:  # SSL errors, protocol errors
+        raise StoreConnectionError(
+            f"could not connect to MySQL at {uri.masked()}: {_secrets.redact(str(exc))}"
+        ) from None
+    try:
+        with conn.cursor() as cur:
+            plugin = _account_plugin(cur)
+            if plugin in ("caching_sha2_password", "sha256_password"):
+                raise StoreConnectionError(_caching_sha2_advice(uri))
+            try:
+                cur.execute(f"CREATE DATABASE IF NOT EXISTS `{uri.database}`")
+            except pymysql.err.MySQLError as exc:
+                cur.execute("SHOW DATABASES LIKE %s", (uri.database,))
+                if not cur.fetchall():
+                    raise StoreConnectionError(
+                        f"database {uri.database!r} does not exist and account {uri.user!r} may not "
+                        f"create it ({_secrets.redact(str(exc.args[-1]))}); ask your DBA to create it or "
+                        "to GRANT CREATE on it, or use a database you own"
+                    ) from None
+    finally:
+        conn.close()
+
+
+def _account_plugin(cur: Any) -> str | None:
+    """The authentication plugin of the current account, when the server tells us."""
+    try:
+        cur.execute(
+            "SELECT plugin FROM mysql.user WHERE CONCAT(user, '@', host) = CURRENT_USER()"
+        )
+        row = cur.fetchone()
+        return str(row[0]) if row else None
+    except Exception:  # no privilege on mysql.user: MLMD's own error is translated later
+        return None
+
+
+def _explain_pymysql(uri: StoreURI, exc: Exception, password: str | None) -> str:
+    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+    text = _secrets.redact(str(exc.args[-1] if exc.args else exc))
+    where = f"{uri.host}:{uri.port}"
+    if code == 1045:
+        source = (
+            "the URI" if uri.password is not None
+            else f"${PASSWORD_ENV}" if os.environ.get(PASSWORD_ENV) is not None
+            else "~/.my.cnf" if password is not None
+            else "nowhere (no password given)"
+        )
+        return (
+            f"MySQL at {where} refused user {uri.user!r}: wrong user name or password "
+            f"(password taken from {source}); set {PASSWORD_ENV} or the [client] password in "
+            "~/.my.cnf, rather than writing it into the notebook"
+        )
+    if code in (1698, 1251) or ("auth" in text.lower() and "plugin" in text.lower()):
+        return _caching_sha2_advice(uri)
+    if code == 2003:
+        if "refused" in text.lower():
+            return (
+                f"nothing accepts connections at {where} (connection refused): is the MySQL/MariaDB "
+                "server running, and is the port right?"
+            )
+        if "timed out" in text.lower():
+            return f"connecting to MySQL at {where} timed out: check the host, port and firewall"
+        return f"cannot reach MySQL at {where}: {text}"
+    return f"MySQL at {where} refused the connection: {text}"

@@ -1,0 +1,407 @@
+"""Reading what a data source's files hold, without TensorFlow.
+
+Resolves each split (a file, a glob or a folder under the data source's ``uri``), checks
+the files exist, and computes what the record keeps: a content fingerprint, the example
+count and label distribution of each split, and the feature schema. TFRecord files are
+read with a small protobuf wire-format reader for ``tf.train.Example`` so that registering
+data never imports TensorFlow. The trainer uses :func:`resolve_split` too.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import gzip
+import hashlib
+import io
+import numbers
+import os
+import struct
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from .errors import DataSourceError
+
+FORMATS = ("tfrecord", "csv", "npz")
+_EXTENSIONS = {"tfrecord": (".tfrecord", ".tfrecords", ".tfrecord.gz", ".gz"), "csv": (".csv",), "npz": (".npz",)}
+_MAX_DISTINCT_LABELS = 50
+
+
+@dataclass
+class SplitSummary:
+    """What one split holds."""
+
+    files: list[str]
+    examples: int
+    labels: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DataSummary:
+    """What :func:`inspect_datasource` found."""
+
+    fingerprint: str
+    splits: dict[str, SplitSummary]
+    features: dict[str, dict[str, Any]]
+
+
+def normalise_uri(uri: str) -> str:
+    """An absolute local path for ``uri`` (``file://`` prefixes accepted)."""
+    if not isinstance(uri, str) or not uri:
+        raise DataSourceError("uri must be a non-empty path to the folder that holds the data files")
+    if uri.startswith("file://"):
+        uri = uri[len("file://"):]
+    elif "://" in uri:
+        raise DataSourceError(
+            f"only local paths are supported for data sources for now, got {uri!r}; "
+            "copy or mount the data locally"
+        )
+    return os.path.abspath(os.path.expanduser(uri))
+
+
+def resolve_split(uri: str, pattern: str, fmt: str) -> list[str]:
+    """The sorted files of one split: ``pattern`` is a file, a glob or a folder under ``uri``."""
+    if not isinstance(pattern, str) or not pattern:
+        raise DataSourceError("each split must map to a file, a glob or a folder (a non-empty string)")
+    path = os.path.join(uri, pattern)
+    if os.path.isdir(path):
+        files = [
+            os.path.join(path, f) for f in os.listdir(path)
+            if not f.startswith(".") and os.path.isfile(os.path.join(path, f))
+            and f.lower().endswith(_EXTENSIONS[fmt])
+        ]
+    elif any(ch in pattern for ch in "*?["):
+        files = [f for f in glob.glob(path, recursive=True) if os.path.isfile(f)]
+    else:
+        files = [path] if os.path.isfile(path) else []
+    return sorted(files)
+
+
+def inspect_datasource(uri: str, fmt: str, splits: dict[str, str], label: str) -> DataSummary:
+    """Resolve, check and summarise every split.
+
+    Raises
+    ------
+    DataSourceError
+        When a split has no files, a file is not of the format, or the label is missing.
+    """
+    if fmt not in FORMATS:
+        raise DataSourceError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+    if not isinstance(splits, dict) or not splits:
+        raise DataSourceError(
+            "splits must map split names to files, globs or folders, e.g. "
+            "{'train': 'train-*.tfrecord', 'eval': 'eval.tfrecord'}"
+        )
+    if not os.path.isdir(uri):
+        raise DataSourceError(f"data folder {uri!r} does not exist; check the uri")
+    digest = hashlib.sha256()
+    summaries: dict[str, SplitSummary] = {}
+    features: dict[str, dict[str, Any]] = {}
+    for split in sorted(splits):
+        files = resolve_split(uri, splits[split], fmt)
+        if not files:
+            raise DataSourceError(
+                f"split {split!r}: no {fmt} files match {splits[split]!r} under {uri!r}; "
+                "check the file name, glob or folder"
+            )
+        counts: Counter[Any] = Counter()
+        examples = 0
+        for path in files:
+            digest.update(f"{split}\0{os.path.relpath(path, uri)}\0".encode())
+            digest.update(_file_digest(path).encode())
+            n, file_features = _read_file(path, fmt, label, counts)
+            examples += n
+            for key, spec in file_features.items():
+                features.setdefault(key, spec)
+        if label not in features and examples:
+            raise DataSourceError(
+                f"split {split!r} has no label {label!r}; features found: {', '.join(sorted(features)) or 'none'}"
+            )
+        summaries[split] = SplitSummary(
+            files=[os.path.relpath(f, uri) for f in files], examples=examples, labels=_label_summary(counts)
+        )
+    features.pop(label, None)
+    return DataSummary(fingerprint=digest.hexdigest(), splits=summaries, features=features)
+
+
+def _file_digest(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _label_summary(counts: Counter[Any]) -> dict[str, Any]:
+    if not counts:
+        return {}
+    if len(counts) <= _MAX_DISTINCT_LABELS:
+        return {str(k): v for k, v in sorted(counts.items(), key=lambda kv: str(kv[0]))}
+    values = [float(k) for k in counts.elements()]
+    return {"min": min(values), "max": max(values), "mean": sum(values) / len(values), "distinct": len(counts)}
+
+
+def _read_file(path: str, fmt: str, label: str, counts: Counter[Any]) -> tuple[int, dict[str, dict[str, Any]]]:
+    try:
+        if fmt == "tfrecord":
+            return _read_tfrecord(path, label, counts)
+        if fmt == "csv":
+            return _read_csv(path, label, counts)
+        return _read_npz(path, label, counts)
+    except DataSourceError:
+        raise
+    except Exception as exc:
+        raise DataSourceError(f"cannot read {path!r} as {fmt}: {exc}") from None
+
+
+# --- TFRecord ------------------------------------------------------------------------
+
+def _open_maybe_gzip(path: str) -> BinaryIO:
+    with open(path, "rb") as fh:
+        magic = fh.read(2)
+    if magic == b"\x1f\x8b":
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    return open(path, "rb")
+
+
+def iter_tfrecord(path: str) -> Iterator[bytes]:
+    """Yield the raw records of a (possibly gzip-compressed) TFRecord file."""
+    with _open_maybe_gzip(path) as fh:
+        while True:
+            header = fh.read(12)
+            if not header:
+                return
+            if len(header) < 12:
+                raise DataSourceError(f"{path!r} is truncated or not a TFRecord file")
+            (length,) = struct.unpack("<Q", header[:8])
+            data = fh.read(length)
+            if len(data) < length or len(fh.read(4)) < 4:
+                raise DataSourceError(f"{path!r} is truncated or not a TFRecord file")
+            yield data
+
+
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, pos
+        shift += 7
+
+
+def _fields(buf: bytes) -> Iterator[tuple[int, int, Any]]:
+    pos, end = 0, len(buf)
+    while pos < end:
+        key, pos = _varint(buf, pos)
+        number, wire = key >> 3, key & 7
+        value: Any
+        if wire == 0:
+            value, pos = _varint(buf, pos)
+        elif wire == 1:
+            value, pos = buf[pos:pos + 8], pos + 8
+        elif wire == 2:
+            size, pos = _varint(buf, pos)
+            value, pos = buf[pos:pos + size], pos + size
+        elif wire == 5:
+            value, pos = buf[pos:pos + 4], pos + 4
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire}")
+        yield number, wire, value
+
+
+def parse_example(record: bytes) -> dict[str, tuple[str, list[Any]]]:
+    """Decode a serialized ``tf.train.Example`` into ``{feature: (kind, values)}``.
+
+    ``kind`` is ``"bytes"``, ``"float"`` or ``"int64"``.
+    """
+    out: dict[str, tuple[str, list[Any]]] = {}
+    for number, _, features in _fields(record):
+        if number != 1:
+            continue
+        for fnum, _, entry in _fields(features):
+            if fnum != 1:
+                continue
+            key, feature = "", b""
+            for enum_, _, v in _fields(entry):
+                if enum_ == 1:
+                    key = bytes(v).decode("utf-8", "replace")
+                elif enum_ == 2:
+                    feature = v
+            out[key] = _decode_feature(feature)
+    return out
+
+
+def _decode_feature(feature: bytes) -> tuple[str, list[Any]]:
+    for kind_num, _, lst in _fields(feature):
+        values: list[Any] = []
+        if kind_num == 1:
+            values = [bytes(v) for n, _, v in _fields(lst) if n == 1]
+            return "bytes", values
+        if kind_num == 2:
+            for n, wire, v in _fields(lst):
+                if n != 1:
+                    continue
+                values.extend(struct.unpack(f"<{len(v) // 4}f", v) if wire == 2 else struct.unpack("<f", v))
+            return "float", values
+        if kind_num == 3:
+            for n, wire, v in _fields(lst):
+                if n != 1:
+                    continue
+                if wire == 2:
+                    pos = 0
+                    while pos < len(v):
+                        x, pos = _varint(v, pos)
+                        values.append(x - (1 << 64) if x >= 1 << 63 else x)
+                else:
+                    values.append(v - (1 << 64) if v >= 1 << 63 else v)
+            return "int64", values
+    return "float", []
+
+
+def _read_tfrecord(path: str, label: str, counts: Counter[Any]) -> tuple[int, dict[str, dict[str, Any]]]:
+    n = 0
+    features: dict[str, dict[str, Any]] = {}
+    for record in iter_tfrecord(path):
+        example = parse_example(record)
+        if n == 0:
+            features = {k: {"dtype": kind, "shape": [len(vals)]} for k, (kind, vals) in example.items()}
+        if label in example:
+            kind, vals = example[label]
+            if vals:
+                value = vals[0].decode("utf-8", "replace") if kind == "bytes" else vals[0]
+                counts[value] += 1
+        n += 1
+    return n, features
+
+
+# --- CSV and NPZ ---------------------------------------------------------------------
+
+def _scalar(text: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _read_csv(path: str, label: str, counts: Counter[Any]) -> tuple[int, dict[str, dict[str, Any]]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if not header:
+            raise DataSourceError(f"{path!r} is empty; a CSV data file needs a header row")
+        index = header.index(label) if label in header else None
+        dtypes: dict[str, str] = {}
+        n = 0
+        for row in reader:
+            if not row:
+                continue
+            if n < 100:
+                for name, cell in zip(header, row):
+                    kind = {int: "int64", float: "float"}.get(type(_scalar(cell)), "bytes")
+                    old = dtypes.get(name)
+                    dtypes[name] = kind if old in (None, kind) or (old, kind) == ("int64", "float") else (
+                        old if (old, kind) == ("float", "int64") else "bytes")
+            if index is not None and index < len(row):
+                counts[_scalar(row[index])] += 1
+            n += 1
+    return n, {name: {"dtype": dtypes.get(name, "bytes"), "shape": [1]} for name in header}
+
+
+def _read_npz(path: str, label: str, counts: Counter[Any]) -> tuple[int, dict[str, dict[str, Any]]]:
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as data:
+        if label not in data.files:
+            raise DataSourceError(
+                f"{path!r} has no array {label!r} for the label; arrays: {', '.join(data.files)}"
+            )
+        labels = data[label]
+        n = int(labels.shape[0]) if labels.ndim else 1
+        for value in labels.reshape(n, -1)[:, 0].tolist():
+            counts[value] += 1
+        features = {}
+        for name in data.files:
+            arr = data[name]
+            if arr.ndim == 0 or arr.shape[0] != n:
+                raise DataSourceError(
+                    f"{path!r}: array {name!r} has {arr.shape[0] if arr.ndim else 0} rows but the label has {n}"
+                )
+            kind = "float" if arr.dtype.kind == "f" else "int64" if arr.dtype.kind in "iub" else "bytes"
+            features[name] = {"dtype": kind, "shape": list(arr.shape[1:]) or [1]}
+    return n, features
+
+
+def write_tfrecord(path: str, examples: list[dict[str, Any]]) -> None:
+    """Write dicts of numbers/strings/lists as ``tf.train.Example`` records (no TensorFlow).
+
+    Used by tests and data generators; ints become int64 lists, floats float lists and
+    strings/bytes bytes lists.
+    """
+    with open(path, "wb") as fh:
+        for ex in examples:
+            data = encode_example(ex)
+            header = struct.pack("<Q", len(data))
+            fh.write(header + struct.pack("<I", _masked_crc(header)) + data + struct.pack("<I", _masked_crc(data)))
+
+
+def encode_example(example: dict[str, Any]) -> bytes:
+    """Serialize a dict as a ``tf.train.Example``."""
+    entries = io.BytesIO()
+    for key in sorted(example):
+        value = example[key]
+        values = list(value) if isinstance(value, (list, tuple)) else [value]
+        if all(isinstance(v, (bytes, str)) for v in values):
+            body = b"".join(_ld(1, v.encode() if isinstance(v, str) else v) for v in values)
+            feature = _ld(1, body)
+        elif all(isinstance(v, numbers.Integral) for v in values):
+            packed = b"".join(_enc_varint(int(v) & ((1 << 64) - 1)) for v in values)
+            feature = _ld(3, _ld(1, packed))
+        else:
+            packed = struct.pack(f"<{len(values)}f", *[float(v) for v in values])
+            feature = _ld(2, _ld(1, packed))
+        entries.write(_ld(1, _ld(1, key.encode()) + _ld(2, feature)))
+    return _ld(1, entries.getvalue())
+
+
+def _enc_varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _ld(number: int, payload: bytes) -> bytes:
+    return _enc_varint((number << 3) | 2) + _enc_varint(len(payload)) + payload
+
+
+_CRC_TABLE: list[int] = []
+
+
+def _crc32c(data: bytes) -> int:
+    if not _CRC_TABLE:
+        for i in range(256):
+            c = i
+            for _ in range(8):
+                c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+            _CRC_TABLE.append(c)
+    crc = 0xFFFFFFFF
+    table = _CRC_TABLE
+    for b in data:
+        crc = table[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def _masked_crc(data: bytes) -> int:
+    crc = _crc32c(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF

@@ -1,0 +1,294 @@
+"""Record values: canonical JSON, content hashes, overrides, flattening and the ``Record`` view."""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import difflib
+import hashlib
+import html
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ValidationError
+
+KINDS = ("datasources", "scenarios", "experiments")
+KIND_TYPES = {"datasources": "DataSource", "scenarios": "Scenario", "experiments": "Experiment"}
+KIND_ALIASES = {
+    "datasource": "datasources", "datasources": "datasources", "data": "datasources", "ds": "datasources",
+    "scenario": "scenarios", "scenarios": "scenarios",
+    "experiment": "experiments", "experiments": "experiments", "exp": "experiments",
+}
+_MAX_DEPTH = 32
+
+
+def normalise_kind(kind: str) -> str:
+    """``"experiment"`` -> ``"experiments"``; raise with the accepted kinds otherwise."""
+    key = kind.lower() if isinstance(kind, str) else ""
+    if key not in KIND_ALIASES:
+        raise ValidationError(f"unknown record kind {kind!r}: use one of {', '.join(KINDS)}")
+    return KIND_ALIASES[key]
+
+
+def check_value(value: Any, where: str, depth: int = 0) -> Any:
+    """Check ``value`` is JSON-like (dicts with string keys, lists, str, finite numbers, bool, None)."""
+    if depth > _MAX_DEPTH:
+        raise ValidationError(f"{where} is nested more than {_MAX_DEPTH} levels deep; flatten it")
+    if value is None or isinstance(value, (bool, str, int)):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValidationError(f"{where} is {value}; only finite numbers can be recorded")
+        return value
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str) or not key:
+                raise ValidationError(f"{where} has key {key!r}; parameter keys must be non-empty strings")
+            check_value(item, f"{where}.{key}", depth + 1)
+        return value
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            check_value(item, f"{where}[{i}]", depth + 1)
+        return value
+    try:  # numpy scalars and similar: accept if they turn into a plain number
+        plain = value.item()
+    except AttributeError:
+        raise ValidationError(
+            f"{where} is a {type(value).__name__}; use numbers, strings, booleans, lists and mappings"
+        ) from None
+    return check_value(plain, where, depth)
+
+
+def to_plain(value: Any) -> Any:
+    """A deep copy of ``value`` with tuples as lists and numpy scalars as Python numbers."""
+    return json.loads(canonical_json(value))
+
+
+def canonical_json(value: Any) -> str:
+    """Sorted, compact JSON: equal values always give equal text (and equal hashes)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_default)
+
+
+def _default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"cannot record a {type(value).__name__}")
+
+
+def content_hash(value: Any) -> str:
+    return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists stay whole (they are values).
+
+    >>> flatten({"optimizer": {"name": "adam", "lr": 0.1}, "hidden": [64, 32]})
+    {'optimizer.name': 'adam', 'optimizer.lr': 0.1, 'hidden': [64, 32]}
+    """
+    out: dict[str, Any] = {}
+    if isinstance(value, dict) and value:
+        for key, item in value.items():
+            out.update(flatten(item, f"{prefix}.{key}" if prefix else key))
+    else:
+        out[prefix] = value
+    return out
+
+
+def _paths(params: dict[str, Any], prefix: str = "") -> Iterator[str]:
+    for key, value in params.items():
+        path = f"{prefix}.{key}" if prefix else key
+        yield path
+        if isinstance(value, dict):
+            yield from _paths(value, path)
+
+
+def _kind_of(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    return "mapping"
+
+
+def apply_overrides(params: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Return a copy of ``params`` with ``overrides`` applied.
+
+    Keys may be nested mappings or dotted paths (``optimizer.lr``). Every key must exist
+    in ``params``; a value must be of the same kind as the one it replaces (numbers for
+    numbers, lists for lists, ...), or null.
+
+    >>> apply_overrides({"epochs": 10, "opt": {"lr": 0.1}}, {"opt.lr": 0.01})
+    {'epochs': 10, 'opt': {'lr': 0.01}}
+
+    Raises
+    ------
+    ValidationError
+        For an unknown key (naming the closest existing key) or a value of another kind.
+    """
+    if not isinstance(overrides, dict):
+        raise ValidationError("overrides must be a mapping of parameter names to values, e.g. {'epochs': 5}")
+    check_value(overrides, "overrides")
+    result = copy.deepcopy(params)
+    for path, value in _override_leaves(result, overrides, ""):
+        keys = path.split(".")
+        target: Any = result
+        for i, key in enumerate(keys):
+            if not isinstance(target, dict) or key not in target:
+                known = list(_paths(params))
+                close = difflib.get_close_matches(path, known, n=1, cutoff=0.5)
+                hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(known) or 'none'}"
+                raise ValidationError(f"override {path!r} is not a parameter of the scenario{hint}")
+            if i < len(keys) - 1:
+                target = target[key]
+        old = target[keys[-1]]
+        if value is not None and old is not None and _kind_of(old) != _kind_of(value):
+            raise ValidationError(
+                f"override {path!r} must be a {_kind_of(old)} like the scenario's value {old!r}, got {value!r}"
+            )
+        target[keys[-1]] = copy.deepcopy(value)
+    return result
+
+
+def _override_leaves(params: Any, overrides: dict[str, Any], prefix: str) -> Iterator[tuple[str, Any]]:
+    for key, value in overrides.items():
+        path = f"{prefix}.{key}" if prefix else key
+        node: Any = params
+        for part in path.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(value, dict) and value and isinstance(node, dict):
+            yield from _override_leaves(params, value, path)
+        else:
+            yield path, value
+
+
+MISSING = object()
+
+
+@dataclass(frozen=True)
+class Change:
+    """One key that differs between two records."""
+
+    key: str
+    a: Any
+    b: Any
+
+    @property
+    def kind(self) -> str:
+        return "added" if self.a is MISSING else "removed" if self.b is MISSING else "changed"
+
+
+def _show(value: Any) -> str:
+    return "—" if value is MISSING else json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class Diff:
+    """What differs, key by key, between two records (``a`` and ``b`` are their refs)."""
+
+    a: str
+    b: str
+    changes: tuple[Change, ...]
+
+    def __bool__(self) -> bool:
+        return bool(self.changes)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """``{key: {"a": value_or_None, "b": value_or_None}}``."""
+        return {
+            c.key: {"a": None if c.a is MISSING else c.a, "b": None if c.b is MISSING else c.b}
+            for c in self.changes
+        }
+
+    def __repr__(self) -> str:
+        if not self.changes:
+            return f"{self.a} and {self.b} are identical"
+        width = max(len(c.key) for c in self.changes)
+        lines = [f"--- {self.a}", f"+++ {self.b}"]
+        lines += [f"{c.key:<{width}}  {_show(c.a)} -> {_show(c.b)}" for c in self.changes]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        if not self.changes:
+            return f"<p>{html.escape(self.a)} and {html.escape(self.b)} are identical</p>"
+        rows = "".join(
+            f"<tr><td><code>{html.escape(c.key)}</code></td><td>{html.escape(_show(c.a))}</td>"
+            f"<td>{html.escape(_show(c.b))}</td></tr>"
+            for c in self.changes
+        )
+        return (
+            f"<table class='mlmd-magic-diff'><thead><tr><th>key</th><th>{html.escape(self.a)}</th>"
+            f"<th>{html.escape(self.b)}</th></tr></thead><tbody>{rows}</tbody></table>"
+        )
+
+
+def diff_values(a_label: str, a: dict[str, Any], b_label: str, b: dict[str, Any]) -> Diff:
+    """Compare two plain record dicts key by key (nested keys dotted)."""
+    fa, fb = flatten(a), flatten(b)
+    changes = []
+    for key in sorted(set(fa) | set(fb)):
+        va, vb = fa.get(key, MISSING), fb.get(key, MISSING)
+        if va is MISSING or vb is MISSING or canonical_json(va) != canonical_json(vb):
+            changes.append(Change(key, va, vb))
+    return Diff(a_label, b_label, tuple(changes))
+
+
+@dataclass(frozen=True)
+class Record:
+    """One version of a data source, scenario or experiment, as returned by the library.
+
+    ``data`` is the plain, JSON-serialisable dict (the one ``get_*`` returns); ``status``
+    says what the call did: ``"created"`` a new version, ``"unchanged"`` found an
+    identical existing one, ``"fetched"`` read it.
+    """
+
+    kind: str
+    name: str
+    version: int
+    id: int
+    created: _dt.datetime
+    data: dict[str, Any] = field(repr=False)
+    status: str = "fetched"
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A deep copy of :attr:`data`."""
+        return copy.deepcopy(self.data)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def _summary(self) -> str:
+        if self.status == "created":
+            return f"created version {self.version}"
+        if self.status == "unchanged":
+            return f"unchanged: identical to version {self.version}"
+        return f"version {self.version}"
+
+    def __repr__(self) -> str:
+        body = json.dumps(self.data, indent=2, ensure_ascii=False, sort_keys=False)
+        extra = "".join(f"\n{k}: {json.dumps(v, ensure_ascii=False)}" for k, v in self.extra.items() if v)
+        return f"{KIND_TYPES[self.kind]} {self.ref} ({self._summary()}){extra}\n{body}"
+
+    def _repr_html_(self) -> str:
+        shown = {**{k: v for k, v in self.extra.items() if v}, **flatten(self.data)}
+        rows = "".join(
+            f"<tr><td><code>{html.escape(k)}</code></td><td>{html.escape(_show(v))}</td></tr>"
+            for k, v in shown.items()
+        )
+        return (
+            f"<div class='mlmd-magic-record'><b>{KIND_TYPES[self.kind]} {html.escape(self.ref)}</b> "
+            f"<i>({html.escape(self._summary())})</i><table>{rows}</table></div>"
+        )

@@ -1,0 +1,104 @@
+"""Who, where and from which cell an action comes: the runtime facts every record carries.
+
+The magic layer enters :func:`action_context` around each cell with the cell's source,
+its execution count and the notebook path; library calls made inside read it. Plain
+Python callers get the process-wide session and no cell source.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import getpass
+import os
+import platform
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from . import _secrets
+
+
+@dataclass
+class Session:
+    """One kernel or Python process: grouped in MLMD as a ``NotebookSession`` context."""
+
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    user: str = field(default_factory=lambda: _safe(getpass.getuser))
+    host: str = field(default_factory=lambda: _safe(socket.gethostname))
+    pid: int = field(default_factory=os.getpid)
+    started: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    notebook: str = ""
+
+
+def _safe(fn: object) -> str:
+    try:
+        return str(fn())  # type: ignore[operator]
+    except Exception:  # getpass fails without a passwd entry in some containers
+        return "unknown"
+
+
+@dataclass(frozen=True)
+class ActionContext:
+    """What the caller knows about the action being taken (a notebook cell, a widget)."""
+
+    source: str = ""
+    execution_count: int | None = None
+    notebook: str = ""
+
+
+_SESSION = Session()
+_CONTEXT: contextvars.ContextVar[ActionContext] = contextvars.ContextVar(
+    "mlmd_magic_action", default=ActionContext()  # noqa: B039 (frozen, so never mutated)
+)
+_VERSIONS: dict[str, str] = {}
+
+
+def current_session() -> Session:
+    """The session of this process."""
+    return _SESSION
+
+
+def set_session_id(session_id: str, notebook: str = "") -> None:
+    """Adopt the kernel's own session id (called by the extension when it loads)."""
+    global _SESSION
+    if session_id and session_id != _SESSION.id:
+        _SESSION = Session(id=session_id, notebook=notebook)
+    elif notebook:
+        _SESSION.notebook = notebook
+
+
+def current_action() -> ActionContext:
+    """The action context set by the caller, if any."""
+    return _CONTEXT.get()
+
+
+@contextlib.contextmanager
+def action_context(source: str = "", execution_count: int | None = None, notebook: str = "") -> Iterator[None]:
+    """Attach a cell's source (redacted), execution count and notebook to the actions inside.
+
+    >>> with action_context(source="%mlmd ls scenarios", execution_count=3):
+    ...     current_action().execution_count
+    3
+    """
+    token = _CONTEXT.set(ActionContext(_secrets.redact(source), execution_count, notebook))
+    try:
+        yield
+    finally:
+        _CONTEXT.reset(token)
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of Python and the packages a record depends on (read once per process)."""
+    if not _VERSIONS:
+        from importlib import metadata
+
+        _VERSIONS["python"] = platform.python_version()
+        for dist in ("mlmd-magic", "ml-metadata", "protobuf"):
+            try:
+                _VERSIONS[dist] = metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                _VERSIONS[dist] = "unknown"
+    return dict(_VERSIONS)

@@ -1,0 +1,116 @@
+"""The ``mlmd_magic.*`` MLMD types and their idempotent registration.
+
+Type names are namespaced so they never collide with TFX's types in a shared store, and
+each declares the MLMD base type it is (DATASET, MODEL, METRICS; TRAIN, EVALUATE,
+PROCESS), so generic MLMD tools understand them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+PREFIX = "mlmd_magic."
+
+# Property kinds are names of metadata_store_pb2.PropertyType values.
+_RECORD = {"record_name": "STRING", "version": "INT", "description": "STRING", "content_hash": "STRING"}
+
+ARTIFACT_TYPES: dict[str, tuple[str, dict[str, str]]] = {
+    "DataSource": ("DATASET", {
+        **_RECORD, "format": "STRING", "splits": "STRING", "label": "STRING", "features": "STRING",
+        "fingerprint": "STRING", "example_counts": "STRING", "label_distribution": "STRING",
+    }),
+    "Scenario": ("UNSET", {**_RECORD, "model": "STRING", "params": "STRING"}),
+    "Experiment": ("UNSET", {
+        **_RECORD, "datasource": "STRING", "scenario": "STRING", "overrides": "STRING",
+        "params": "STRING", "model": "STRING", "resolved": "STRING",
+    }),
+    "Model": ("MODEL", {"framework": "STRING", "versions": "STRING", "signature": "STRING",
+                        "experiment": "STRING"}),
+    "Evaluation": ("METRICS", {"metrics": "STRING", "thresholds": "STRING", "blessed": "INT",
+                               "current_model_id": "INT", "baseline_model_id": "INT"}),
+}
+
+_ACTION_PROPS = {
+    "source": "STRING", "user": "STRING", "host": "STRING", "versions": "STRING",
+    "duration_s": "DOUBLE", "error": "STRING", "execution_count": "INT", "notebook": "STRING",
+    "session": "STRING", "outcome": "STRING", "arguments": "STRING",
+}
+
+EXECUTION_TYPES: dict[str, str] = {
+    "RegisterDataSource": "PROCESS",
+    "AddScenario": "PROCESS",
+    "DefineExperiment": "PROCESS",
+    "FetchExperiment": "PROCESS",
+    "FetchDataSource": "PROCESS",
+    "FetchScenario": "PROCESS",
+    "ListRecords": "PROCESS",
+    "ShowHistory": "PROCESS",
+    "DiffRecords": "PROCESS",
+    "Train": "TRAIN",
+    "Evaluate": "EVALUATE",
+}
+
+CONTEXT_TYPES: dict[str, dict[str, str]] = {
+    "NotebookSession": {"user": "STRING", "host": "STRING", "pid": "INT", "notebook": "STRING",
+                        "started": "STRING"},
+    "DataSource": {},
+    "Scenario": {},
+    "Experiment": {},
+}
+
+
+def full(name: str) -> str:
+    """``"Scenario"`` -> ``"mlmd_magic.Scenario"``."""
+    return PREFIX + name
+
+
+@dataclass
+class TypeIds:
+    """Ids of the registered types, keyed by short name, for one store."""
+
+    artifacts: dict[str, int]
+    executions: dict[str, int]
+    contexts: dict[str, int]
+
+
+def register_types(store: Any) -> TypeIds:
+    """Register every ``mlmd_magic.*`` type in ``store``; safe when others race to do it."""
+    from ml_metadata import errors as mlmd_errors
+
+    for attempt in range(20):
+        try:
+            return _register_once(store)
+        except (mlmd_errors.AlreadyExistsError, mlmd_errors.AbortedError):
+            # Another process registered the same type between our read and our write.
+            time.sleep(0.02 * (attempt + 1))
+    return _register_once(store)
+
+
+def _register_once(store: Any) -> TypeIds:
+    from ml_metadata.proto import metadata_store_pb2 as pb
+
+    def ensure(kind: str, short: str, base: str, props: dict[str, str]) -> int:
+        proto_cls = {"artifact": pb.ArtifactType, "execution": pb.ExecutionType, "context": pb.ContextType}[kind]
+        current = existing[kind].get(full(short))
+        if current is not None and all(k in current.properties for k in props):
+            return int(current.id)
+        new = proto_cls(name=full(short))
+        if base != "UNSET":
+            new.base_type = proto_cls.SystemDefinedBaseType.Value(base)
+        for key, value_type in props.items():
+            new.properties[key] = pb.PropertyType.Value(value_type)
+        put = getattr(store, f"put_{kind}_type")
+        return int(put(new, can_add_fields=True, can_omit_fields=True))
+
+    existing = {
+        "artifact": {t.name: t for t in store.get_artifact_types()},
+        "execution": {t.name: t for t in store.get_execution_types()},
+        "context": {t.name: t for t in store.get_context_types()},
+    }
+    return TypeIds(
+        artifacts={s: ensure("artifact", s, base, props) for s, (base, props) in ARTIFACT_TYPES.items()},
+        executions={s: ensure("execution", s, base, _ACTION_PROPS) for s, base in EXECUTION_TYPES.items()},
+        contexts={s: ensure("context", s, "UNSET", props) for s, props in CONTEXT_TYPES.items()},
+    )

@@ -1,0 +1,754 @@
+"""The store: versioned data sources, scenarios and experiments, every action recorded.
+
+This is the only module (with ``_types`` and ``_connection``) that touches MLMD protos.
+Everything it returns is plain Python: :class:`~mlmd_magic.Record`, dicts and pandas
+DataFrames.
+
+Mapping onto MLMD (see PRODUCT.md section 2):
+
+* one artifact per record version, named ``NAME@VERSION`` within its type (MLMD's unique
+  ``(type, name)`` index settles races between writers), with ``external_id``
+  ``TYPE:NAME:CONTENT_HASH`` so that identical content is found in one indexed lookup;
+* one context per record name (``mlmd_magic.Experiment`` context ``t21-baseline``) and
+  one ``mlmd_magic.NotebookSession`` context per kernel;
+* one execution per action, written with its events and contexts in a single
+  ``put_execution`` call, i.e. one transaction.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import datetime as _dt
+import difflib
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from . import _secrets, _session
+from ._datafiles import FORMATS, inspect_datasource, normalise_uri
+from ._names import check_name, parse_ref
+from ._query import compile_where
+from ._records import (
+    KIND_TYPES,
+    Diff,
+    Record,
+    apply_overrides,
+    canonical_json,
+    check_value,
+    content_hash,
+    diff_values,
+    normalise_kind,
+    to_plain,
+)
+from ._types import full, register_types
+from ._uri import StoreURI
+from .errors import (
+    AmbiguousRefError,
+    MlmdMagicError,
+    NotFoundError,
+    StoreError,
+    ValidationError,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["Store"]
+
+_MAX_TEXT = 100_000
+_LABEL = {"datasources": "data source", "scenarios": "scenario", "experiments": "experiment"}
+_CREATE_RETRIES = 20
+
+
+@dataclass
+class _Action:
+    """What one action read and wrote, collected before its single ``put_execution``."""
+
+    type_short: str
+    arguments: dict[str, Any]
+    inputs: list[Any] = field(default_factory=list)
+    outputs: list[Any] = field(default_factory=list)
+    contexts: list[tuple[str, str]] = field(default_factory=list)  # (context type, name)
+    outcome: str = ""
+    state: str = "COMPLETE"
+    committed: bool = False
+    execution_id: int | None = None
+    output_ids: list[int] = field(default_factory=list)
+
+
+class Store:
+    """A connected mlmd-magic store. Create one with :func:`mlmd_magic.connect`.
+
+    Example
+    -------
+    >>> import mlmd_magic as mm
+    >>> store = mm.connect("memory://")
+    >>> store.add_scenario("mlp-small", model="mlp", params={"epochs": 10}).ref
+    'mlp-small@1'
+    >>> store.add_scenario("mlp-small", model="mlp", params={"epochs": 10}).status
+    'unchanged'
+    """
+
+    def __init__(self, mlmd_store: Any, uri: StoreURI) -> None:
+        self._mlmd = mlmd_store
+        self._uri = uri
+        self._types = register_types(mlmd_store)
+        self._context_ids: dict[tuple[str, str], int] = {}
+        self._closed = False
+
+    # ------------------------------------------------------------------ basics
+
+    @property
+    def uri(self) -> str:
+        """The store's URI with any password masked."""
+        return self._uri.masked()
+
+    @property
+    def mlmd(self) -> Any:
+        """The underlying ``ml_metadata`` ``MetadataStore``, for plain MLMD code."""
+        self._check_open()
+        return self._mlmd
+
+    def close(self) -> None:
+        """Release the connection. The object cannot be used afterwards."""
+        self._closed = True
+        self._mlmd = None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = " (closed)" if self._closed else ""
+        return f"<mlmd_magic.Store {self._uri.masked()}{state}>"
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"the store {self.uri} is closed; connect again with mlmd_magic.connect()")
+
+    # ------------------------------------------------------------------ records
+
+    def add_datasource(
+        self,
+        name: str,
+        *,
+        uri: str,
+        format: str,
+        splits: dict[str, str],
+        label: str,
+        description: str | None = None,
+        features: dict[str, Any] | None = None,
+    ) -> Record:
+        """Register a data source, or a new version of it when its content changed.
+
+        Parameters
+        ----------
+        name : the data source's name.
+        uri : the local folder holding the files.
+        format : ``"tfrecord"``, ``"csv"`` or ``"npz"``.
+        splits : split name -> file, glob or folder under ``uri`` (any number of splits).
+        label : the name of the label feature/column/array.
+        description : free text.
+        features : feature schema ``{name: {"dtype": ..., "shape": [...]}}``; inferred from
+            the files when omitted.
+
+        Returns
+        -------
+        Record
+            ``status`` is ``"created"`` for a new version, ``"unchanged"`` when an identical
+            version exists already.
+
+        Raises
+        ------
+        InvalidNameError, DataSourceError, ValidationError
+            For bad arguments or unreadable files (recorded as a FAILED action).
+        StoreError
+            When the store rejects the write.
+        """
+        args = {"name": name, "uri": uri, "format": format, "splits": splits, "label": label,
+                "description": description, "features": features}
+        with self._action("RegisterDataSource", args) as act:
+            check_name(name, "data source name")
+            if format not in FORMATS:
+                raise ValidationError(f"unknown format {format!r}: use one of {', '.join(FORMATS)}")
+            if not isinstance(label, str) or not label:
+                raise ValidationError("label must name the label feature, column or array, e.g. label='label'")
+            if not isinstance(splits, dict) or not splits:
+                raise ValidationError(
+                    "splits must map split names to files, globs or folders, e.g. {'train': 'train/*.tfrecord'}"
+                )
+            for split, pattern in splits.items():
+                check_name(split, "split name")
+                if not isinstance(pattern, str) or not pattern:
+                    raise ValidationError(f"split {split!r} must map to a file, glob or folder name")
+            _check_text(description, "description")
+            if features is not None:
+                if not isinstance(features, dict):
+                    raise ValidationError("features must map feature names to their dtype/shape")
+                check_value(features, "features")
+            folder = normalise_uri(uri)
+            summary = inspect_datasource(folder, format, splits, label)
+            content = {
+                "uri": folder,
+                "format": format,
+                "splits": dict(sorted(splits.items())),
+                "label": label,
+                "features": to_plain(features) if features is not None else summary.features,
+                "fingerprint": summary.fingerprint,
+                "description": description or "",
+            }
+            stats = {
+                "example_counts": {s: v.examples for s, v in summary.splits.items()},
+                "label_distribution": {s: v.labels for s, v in summary.splits.items()},
+            }
+
+            def build(artifact: Any) -> None:
+                artifact.uri = folder
+                _props(artifact, format=format, splits=canonical_json(content["splits"]), label=label,
+                       features=canonical_json(content["features"]), fingerprint=summary.fingerprint,
+                       example_counts=canonical_json(stats["example_counts"]),
+                       label_distribution=canonical_json(stats["label_distribution"]))
+
+            return self._create(act, "datasources", name, content, build)
+
+    def add_scenario(
+        self, name: str, *, model: str, params: dict[str, Any], description: str | None = None
+    ) -> Record:
+        """Register a named hyperparameter set for a model builder, or a new version of it.
+
+        Parameters
+        ----------
+        name : the scenario's name.
+        model : the name of the model builder (``"mlp"``, ``"cnn1d"``, or one you registered).
+        params : hyperparameters; values may be numbers, strings, booleans, lists and
+            nested mappings.
+        description : free text.
+
+        Raises
+        ------
+        InvalidNameError, ValidationError
+            For bad arguments (recorded as a FAILED action).
+        StoreError
+            When the store rejects the write.
+        """
+        args = {"name": name, "model": model, "params": params, "description": description}
+        with self._action("AddScenario", args) as act:
+            check_name(name, "scenario name")
+            check_name(model, "model builder name")
+            if not isinstance(params, dict):
+                raise ValidationError("params must be a mapping, e.g. {'hidden': [64, 32], 'epochs': 10}")
+            check_value(params, "params")
+            _check_text(description, "description")
+            plain = to_plain(params)
+            content = {"model": model, "params": plain, "description": description or ""}
+
+            def build(artifact: Any) -> None:
+                _props(artifact, model=model, params=canonical_json(plain))
+
+            return self._create(act, "scenarios", name, content, build)
+
+    def experiment(
+        self,
+        name: str,
+        *,
+        datasource: str,
+        scenario: str,
+        overrides: dict[str, Any] | None = None,
+        description: str | None = None,
+    ) -> Record:
+        """Define an experiment: a data source and a scenario (pinned versions) plus overrides.
+
+        ``datasource`` and ``scenario`` are ``NAME`` (pins the current latest version) or
+        ``NAME@N``. Every override key must exist in the scenario's params.
+
+        Raises
+        ------
+        NotFoundError
+            When the data source or scenario does not exist.
+        ValidationError
+            For an unknown override key (the message names the closest one) or a value of
+            the wrong kind.
+        """
+        args = {"name": name, "datasource": datasource, "scenario": scenario,
+                "overrides": overrides, "description": description}
+        with self._action("DefineExperiment", args) as act:
+            check_name(name, "experiment name")
+            _check_text(description, "description")
+            ds_art = self._resolve("datasources", datasource)
+            sc_art = self._resolve("scenarios", scenario)
+            act.inputs += [ds_art, sc_art]
+            ds = self._data("datasources", ds_art)
+            sc = self._data("scenarios", sc_art)
+            overrides = to_plain(overrides) if overrides is not None else {}
+            params = apply_overrides(sc["params"], overrides)
+            ds_ref, sc_ref = f"{ds['name']}@{ds['version']}", f"{sc['name']}@{sc['version']}"
+            content = {"datasource": ds_ref, "scenario": sc_ref, "overrides": overrides,
+                       "description": description or ""}
+            resolved = {
+                "datasource": {k: ds[k] for k in ("name", "version", "uri", "format", "splits", "label", "features")},
+                "scenario": {"name": sc["name"], "version": sc["version"], "model": sc["model"]},
+                "params": params,
+            }
+
+            def build(artifact: Any) -> None:
+                _props(artifact, datasource=ds_ref, scenario=sc_ref, overrides=canonical_json(overrides),
+                       params=canonical_json(params), model=sc["model"], resolved=canonical_json(resolved))
+
+            return self._create(act, "experiments", name, content, build)
+
+    def get_experiment(self, ref: str) -> dict[str, Any]:
+        """The resolved run parameters of experiment ``NAME`` (latest) or ``NAME@N``.
+
+        Returns a plain, JSON-serialisable dict that any trainer can take::
+
+            {"experiment": str, "version": int,
+             "datasource": {"name", "version", "uri", "format", "splits", "label", "features"},
+             "scenario": {"name", "version", "model"},
+             "params": {...scenario params with overrides applied...}}
+
+        Raises
+        ------
+        NotFoundError
+            When no such experiment (or version) exists; the message suggests close names.
+        """
+        return self._fetch("experiments", ref, "FetchExperiment").to_dict()
+
+    def get_datasource(self, ref: str) -> dict[str, Any]:
+        """The data source ``NAME`` or ``NAME@N`` as a plain dict (see :meth:`get_experiment`)."""
+        return self._fetch("datasources", ref, "FetchDataSource").to_dict()
+
+    def get_scenario(self, ref: str) -> dict[str, Any]:
+        """The scenario ``NAME`` or ``NAME@N`` as a plain dict (see :meth:`get_experiment`)."""
+        return self._fetch("scenarios", ref, "FetchScenario").to_dict()
+
+    def get(self, ref: str, kind: str | None = None) -> Record:
+        """One record as a :class:`Record` (with its HTML repr); ``kind`` when a name is ambiguous."""
+        kind = self.kind_of(ref) if kind is None else normalise_kind(kind)
+        fetch = {"experiments": "FetchExperiment", "datasources": "FetchDataSource", "scenarios": "FetchScenario"}
+        return self._fetch(kind, ref, fetch[kind])
+
+    def kind_of(self, ref: str) -> str:
+        """Which kind of record ``ref`` names.
+
+        Raises
+        ------
+        NotFoundError
+            When no record of any kind has that name.
+        AmbiguousRefError
+            When several kinds have that name (pass ``kind=`` then).
+        """
+        name = parse_ref(ref).name
+        found = [kind for kind in KIND_TYPES if self._latest(kind, name) is not None]
+        if not found:
+            raise NotFoundError(f"no data source, scenario or experiment is named {name!r}{self._suggest(name)}")
+        if len(found) > 1:
+            raise AmbiguousRefError(
+                f"{name!r} names a {' and a '.join(_LABEL[k] for k in found)}; say which with kind=..."
+            )
+        return found[0]
+
+    def names(self, kind: str | None = None) -> list[str]:
+        """Sorted record names (of one kind, or of all kinds), e.g. for tab completion."""
+        kinds = [normalise_kind(kind)] if kind else list(KIND_TYPES)
+        out: set[str] = set()
+        for k in kinds:
+            out.update(c.name for c in self._mlmd.get_contexts_by_type(full(KIND_TYPES[k])))
+        return sorted(out)
+
+    # ------------------------------------------------------------------ listings
+
+    def list(
+        self,
+        kind: str,
+        where: str | None = None,
+        limit: int | None = None,
+        *,
+        all_versions: bool = False,
+    ) -> pd.DataFrame:
+        """A table of records: one row per name (its latest version) unless ``all_versions``.
+
+        Parameters
+        ----------
+        kind : ``"datasources"``, ``"scenarios"`` or ``"experiments"``.
+        where : a filter on names and values, e.g. ``"name ~ 't21-*' and epochs >= 5"``
+            (see :mod:`mlmd_magic._query` for the grammar).
+        limit : at most this many rows.
+
+        Raises
+        ------
+        ValidationError
+            For an unknown kind, a bad filter or a bad limit.
+        """
+        with self._action("ListRecords", {"kind": kind, "where": where, "limit": limit,
+                                          "all_versions": all_versions}) as act:
+            kind = normalise_kind(kind)
+            if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+                raise ValidationError(f"limit must be a positive whole number, got {limit!r}")
+            predicate = compile_where(where)
+            artifacts = self._mlmd.get_artifacts_by_type(full(KIND_TYPES[kind]))
+            if not all_versions:
+                latest: dict[str, Any] = {}
+                for art in artifacts:
+                    name = art.properties["record_name"].string_value
+                    if name not in latest or art.properties["version"].int_value > latest[name].properties[
+                            "version"].int_value:
+                        latest[name] = art
+                artifacts = list(latest.values())
+            rows = []
+            for art in sorted(artifacts, key=lambda a: (a.properties["record_name"].string_value,
+                                                        a.properties["version"].int_value)):
+                data = self._data(kind, art)
+                if predicate(_row_view(kind, data)):
+                    rows.append(_list_row(kind, data, art))
+                    if limit is not None and len(rows) >= limit:
+                        break
+            act.outcome = f"{len(rows)} rows"
+            return _frame(kind, rows)
+
+    def history(self, ref: str, kind: str | None = None) -> pd.DataFrame:
+        """Every version of a record, oldest first, as a DataFrame."""
+        with self._action("ShowHistory", {"ref": ref, "kind": kind}) as act:
+            kind = self.kind_of(ref) if kind is None else normalise_kind(kind)
+            name = parse_ref(ref).name
+            arts = self._versions(kind, name)
+            if not arts:
+                raise NotFoundError(f"no {_LABEL[kind]} named {name!r}{self._suggest(name, kind)}")
+            act.inputs += arts
+            act.outcome = f"{len(arts)} versions"
+            act.contexts.append((KIND_TYPES[kind], name))
+            rows = [_list_row(kind, self._data(kind, a), a) for a in arts]
+            return _frame(kind, rows)
+
+    def diff(self, ref_a: str, ref_b: str, kind: str | None = None) -> Diff:
+        """What differs, key by key, between two versions or two records of the same kind.
+
+        >>> import mlmd_magic as mm
+        >>> s = mm.connect("memory://")
+        >>> _ = s.add_scenario("a", model="mlp", params={"epochs": 10, "lr": 0.1})
+        >>> _ = s.add_scenario("a", model="mlp", params={"epochs": 5, "lr": 0.1})
+        >>> print(s.diff("a@1", "a@2"))
+        --- a@1
+        +++ a@2
+        params.epochs  10 -> 5
+        version        1 -> 2
+        """
+        with self._action("DiffRecords", {"ref_a": ref_a, "ref_b": ref_b, "kind": kind}) as act:
+            if kind is None:
+                kind_a, kind_b = self.kind_of(ref_a), self.kind_of(ref_b)
+                if kind_a != kind_b:
+                    raise ValidationError(
+                        f"{ref_a!r} is a {_LABEL[kind_a]} and {ref_b!r} a {_LABEL[kind_b]}; "
+                        "diff compares records of one kind"
+                    )
+                kind = kind_a
+            kind = normalise_kind(kind)
+            art_a, art_b = self._resolve(kind, ref_a), self._resolve(kind, ref_b)
+            act.inputs += [art_a, art_b]
+            a, b = self._data(kind, art_a), self._data(kind, art_b)
+            act.outcome = "compared"
+            label = "experiment" if kind == "experiments" else "name"
+            return diff_values(f"{a[label]}@{a['version']}", a, f"{b[label]}@{b['version']}", b)
+
+    # ------------------------------------------------------------------ internals: reading
+
+    def _latest(self, kind: str, name: str) -> Any | None:
+        from ml_metadata.metadata_store import metadata_store as ms
+
+        options = ms.ListOptions(
+            limit=1,
+            order_by=ms.OrderByField.ID,
+            is_asc=False,
+            # names are validated to [A-Za-z0-9._-], so quoting cannot be broken
+            filter_query=f"type = '{full(KIND_TYPES[kind])}' AND properties.record_name.string_value = '{name}'",
+        )
+        found = self._mlmd.get_artifacts(list_options=options)
+        return found[0] if found else None
+
+    def _versions(self, kind: str, name: str) -> builtins.list[Any]:
+        from ml_metadata.metadata_store import metadata_store as ms
+
+        options = ms.ListOptions(
+            order_by=ms.OrderByField.ID,
+            is_asc=True,
+            filter_query=f"type = '{full(KIND_TYPES[kind])}' AND properties.record_name.string_value = '{name}'",
+        )
+        return sorted(self._mlmd.get_artifacts(list_options=options),
+                      key=lambda a: a.properties["version"].int_value)
+
+    def _resolve(self, kind: str, ref: str) -> Any:
+        parsed = parse_ref(ref, f"{_LABEL[kind]} reference")
+        if parsed.version is None:
+            art = self._latest(kind, parsed.name)
+            if art is None:
+                raise NotFoundError(f"no {_LABEL[kind]} named {parsed.name!r}{self._suggest(parsed.name, kind)}")
+            return art
+        art = self._mlmd.get_artifact_by_type_and_name(full(KIND_TYPES[kind]), str(parsed))
+        if art is None:
+            latest = self._latest(kind, parsed.name)
+            if latest is None:
+                raise NotFoundError(f"no {_LABEL[kind]} named {parsed.name!r}{self._suggest(parsed.name, kind)}")
+            top = latest.properties["version"].int_value
+            raise NotFoundError(
+                f"{_LABEL[kind]} {parsed.name!r} has no version {parsed.version}; its versions are 1 to {top}"
+            )
+        return art
+
+    def _suggest(self, name: str, kind: str | None = None) -> str:
+        close = difflib.get_close_matches(name, self.names(kind), n=3, cutoff=0.6)
+        if close:
+            return f"; did you mean {' or '.join(repr(c) for c in close)}?"
+        if kind:
+            return f"; list the {_LABEL[kind]}s with store.list({kind!r})"
+        return ""
+
+    def _data(self, kind: str, art: Any) -> dict[str, Any]:
+        p = art.properties
+        name, version = p["record_name"].string_value, p["version"].int_value
+        if kind == "experiments":
+            resolved = json.loads(p["resolved"].string_value)
+            return {"experiment": name, "version": version, **resolved}
+        if kind == "scenarios":
+            return {"name": name, "version": version, "model": p["model"].string_value,
+                    "params": json.loads(p["params"].string_value), "description": p["description"].string_value}
+        return {
+            "name": name, "version": version, "uri": art.uri, "format": p["format"].string_value,
+            "splits": json.loads(p["splits"].string_value), "label": p["label"].string_value,
+            "features": json.loads(p["features"].string_value),
+            "description": p["description"].string_value, "fingerprint": p["fingerprint"].string_value,
+            "examples": json.loads(p["example_counts"].string_value),
+            "label_distribution": json.loads(p["label_distribution"].string_value),
+        }
+
+    def _record(self, kind: str, art: Any, status: str) -> Record:
+        p = art.properties
+        extra: dict[str, Any] = {}
+        if kind == "experiments":
+            extra = {"description": p["description"].string_value,
+                     "overrides": json.loads(p["overrides"].string_value or "{}")}
+        return Record(
+            kind=kind,
+            name=p["record_name"].string_value,
+            version=p["version"].int_value,
+            id=art.id,
+            created=_dt.datetime.fromtimestamp(art.create_time_since_epoch / 1000, tz=_dt.timezone.utc),
+            data=self._data(kind, art),
+            status=status,
+            extra=extra,
+        )
+
+    def _fetch(self, kind: str, ref: str, action: str) -> Record:
+        with self._action(action, {"ref": ref}) as act:
+            art = self._resolve(kind, ref)
+            act.inputs.append(art)
+            act.contexts.append((KIND_TYPES[kind], art.properties["record_name"].string_value))
+            act.outcome = "fetched"
+            return self._record(kind, art, "fetched")
+
+    # ------------------------------------------------------------------ internals: writing
+
+    def _create(self, act: _Action, kind: str, name: str, content: dict[str, Any], build: Any) -> Record:
+        """Write ``content`` as a new version of ``name`` unless an identical version exists."""
+        from ml_metadata import errors as mlmd_errors
+        from ml_metadata.proto import metadata_store_pb2 as pb
+
+        type_short = KIND_TYPES[kind]
+        digest = content_hash({"kind": kind, **content})
+        external_id = f"{full(type_short)}:{name}:{digest}"
+        act.contexts.append((type_short, name))
+        for _ in range(_CREATE_RETRIES):
+            try:
+                existing = self._mlmd.get_artifacts_by_external_ids([external_id])
+            except mlmd_errors.NotFoundError:
+                existing = []
+            if existing:
+                act.outputs = [existing[0]]
+                act.state, act.outcome = "CACHED", "unchanged"
+                self._commit(act)
+                return self._record(kind, existing[0], "unchanged")
+            latest = self._latest(kind, name)
+            version = latest.properties["version"].int_value + 1 if latest is not None else 1
+            art = pb.Artifact(type_id=self._types.artifacts[type_short], name=f"{name}@{version}",
+                              external_id=external_id, state=pb.Artifact.LIVE)
+            _props(art, record_name=name, version=version, description=content.get("description", ""),
+                   content_hash=digest)
+            build(art)
+            act.outputs = [art]
+            act.state, act.outcome = "COMPLETE", "created"
+            try:
+                self._commit(act)
+            except _Conflict:
+                continue  # another writer took this version number; look again
+            stored = self._mlmd.get_artifacts_by_id(act.output_ids)
+            return self._record(kind, stored[0], "created")
+        raise StoreError(
+            f"could not write {_LABEL[kind]} {name!r}: other writers kept taking the next version; try again"
+        )
+
+    @contextlib.contextmanager
+    def _action(self, type_short: str, arguments: dict[str, Any]) -> Iterator[_Action]:
+        """Run one action; record it as COMPLETE/CACHED, or as FAILED with its error."""
+        self._check_open()
+        act = _Action(type_short, arguments)
+        started = time.perf_counter()
+        try:
+            yield act
+        except BaseException as exc:
+            act.state = "CANCELED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+            act.outcome = "failed"
+            act.outputs = []  # nothing new is written by a failed action
+            act.inputs = [a for a in act.inputs if a.id]
+            with contextlib.suppress(Exception):
+                self._commit(act, started, error=exc)
+            if isinstance(exc, MlmdMagicError) or not isinstance(exc, Exception):
+                raise
+            raise _translate(exc) from None
+        if not act.committed:
+            self._commit(act, started)
+
+    def _commit(self, act: _Action, started: float | None = None, error: BaseException | None = None) -> None:
+        from ml_metadata import errors as mlmd_errors
+        from ml_metadata.proto import metadata_store_pb2 as pb
+
+        ctx = _session.current_action()
+        sess = _session.current_session()
+        execution = pb.Execution(
+            type_id=self._types.executions[act.type_short],
+            last_known_state=pb.Execution.State.Value(act.state),
+        )
+        _props(
+            execution,
+            source=_clip(ctx.source),
+            user=sess.user,
+            host=sess.host,
+            versions=canonical_json(_session.package_versions()),
+            duration_s=0.0 if started is None else time.perf_counter() - started,
+            session=sess.id,
+            outcome=act.outcome,
+            arguments=_clip(_secrets.redact(canonical_json(_safe_args(act.arguments)))),
+        )
+        if ctx.execution_count is not None:
+            execution.properties["execution_count"].int_value = ctx.execution_count
+        notebook = ctx.notebook or sess.notebook
+        if notebook:
+            execution.properties["notebook"].string_value = notebook
+        if error is not None:
+            execution.properties["error"].string_value = _clip(_secrets.redact(f"{type(error).__name__}: {error}"))
+        events = []
+        seen: set[int] = set()
+        for art in act.inputs:
+            if art.id in seen:  # diff of a version with itself: one INPUT event is enough
+                continue
+            seen.add(art.id)
+            events.append((art, pb.Event(type=pb.Event.INPUT)))
+        for art in act.outputs:
+            events.append((art, pb.Event(type=pb.Event.OUTPUT)))
+        keys = [("NotebookSession", sess.id), *list(dict.fromkeys(act.contexts))]
+        contexts = []
+        for short, name in keys:
+            cid = self._context_ids.get((short, name))
+            context = pb.Context(type_id=self._types.contexts[short], name=name)
+            if cid is not None:
+                context.id = cid
+            elif short == "NotebookSession":
+                _props(context, user=sess.user, host=sess.host, pid=sess.pid, started=sess.started,
+                       notebook=sess.notebook)
+            contexts.append(context)
+        try:
+            exec_id, artifact_ids, context_ids = self._mlmd.put_execution(
+                execution, events, contexts,
+                reuse_context_if_already_exist=True,
+                reuse_artifact_if_already_exist_by_external_id=False,
+                force_reuse_context=True,
+            )
+        except mlmd_errors.AlreadyExistsError as exc:
+            raise _Conflict(str(exc)) from None
+        except mlmd_errors.StatusError as exc:
+            raise StoreError(f"the store rejected the action: {_secrets.redact(str(exc))}") from None
+        for key, cid in zip(keys, context_ids):
+            self._context_ids[key] = cid
+        act.committed = True
+        act.execution_id = exec_id
+        act.output_ids = list(artifact_ids[len(events) - len(act.outputs):])
+
+
+class _Conflict(Exception):
+    """A unique key (a record's name@version) was taken by a concurrent writer."""
+
+
+def _translate(exc: Exception) -> MlmdMagicError:
+    return StoreError(f"{type(exc).__name__}: {_secrets.redact(str(exc))}")
+
+
+def _props(node: Any, **values: Any) -> None:
+    for key, value in values.items():
+        if value is None:
+            continue
+        prop = node.properties[key]
+        if isinstance(value, bool) or isinstance(value, int):
+            prop.int_value = int(value)
+        elif isinstance(value, float):
+            prop.double_value = value
+        else:
+            prop.string_value = str(value)
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _MAX_TEXT else text[:_MAX_TEXT] + f"... [{len(text) - _MAX_TEXT} more characters]"
+
+
+def _safe_args(arguments: dict[str, Any]) -> dict[str, Any]:
+    try:
+        plain: dict[str, Any] = json.loads(json.dumps(arguments, default=str))
+        return plain
+    except (TypeError, ValueError):
+        return {k: repr(v)[:1000] for k, v in arguments.items()}
+
+
+def _check_text(value: object, what: str) -> None:
+    if value is not None and not isinstance(value, str):
+        raise ValidationError(f"{what} must be text, got {type(value).__name__}")
+    if isinstance(value, str) and len(value) > _MAX_TEXT:
+        raise ValidationError(f"{what} is longer than {_MAX_TEXT} characters; shorten it")
+
+
+def _row_view(kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    if kind == "experiments":
+        return {**data, "name": data["experiment"], "model": data["scenario"]["model"],
+                "datasource": f"{data['datasource']['name']}@{data['datasource']['version']}",
+                "scenario": f"{data['scenario']['name']}@{data['scenario']['version']}"}
+    return data
+
+
+def _list_row(kind: str, data: dict[str, Any], art: Any) -> dict[str, Any]:
+    created = _dt.datetime.fromtimestamp(art.create_time_since_epoch / 1000, tz=_dt.timezone.utc)
+    if kind == "experiments":
+        view = _row_view(kind, data)
+        return {"name": view["name"], "version": data["version"], "datasource": view["datasource"],
+                "scenario": view["scenario"], "model": view["model"],
+                "overrides": art.properties["overrides"].string_value,
+                "params": canonical_json(data["params"]), "created": created}
+    if kind == "scenarios":
+        return {"name": data["name"], "version": data["version"], "model": data["model"],
+                "params": canonical_json(data["params"]), "description": data["description"], "created": created}
+    return {"name": data["name"], "version": data["version"], "format": data["format"], "uri": data["uri"],
+            "splits": ", ".join(f"{k}={v}" for k, v in data["examples"].items()),
+            "label": data["label"], "fingerprint": data["fingerprint"][:12],
+            "description": data["description"], "created": created}
+
+
+_COLUMNS = {
+    "experiments": ["name", "version", "datasource", "scenario", "model", "overrides", "params", "created"],
+    "scenarios": ["name", "version", "model", "params", "description", "created"],
+    "datasources": ["name", "version", "format", "uri", "splits", "label", "fingerprint", "description", "created"],
+}
+
+
+def _frame(kind: str, rows: list[dict[str, Any]]) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame(rows, columns=_COLUMNS[kind])

@@ -1,0 +1,253 @@
+"""Versioned records on every backend (memory, SQLite file, MariaDB)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import mlmd_magic as mm
+
+PARAMS = {"hidden": [64, 32], "learning_rate": 1e-3, "batch_size": 64, "epochs": 10,
+          "optimizer": {"name": "adam", "beta_1": 0.9}}
+
+
+def _setup(store: mm.Store, data: Path) -> None:
+    store.add_datasource("nipt-sim", uri=str(data), format="tfrecord",
+                         splits={"train": "train", "eval": "eval.tfrecord", "test": "test*.tfrecord"},
+                         label="label")
+    store.add_scenario("mlp-small", model="mlp", params=PARAMS)
+
+
+def test_experiment_round_trip(store: mm.Store, tfrecord_dir: Path) -> None:
+    _setup(store, tfrecord_dir)
+    rec = store.experiment("t21-baseline", datasource="nipt-sim", scenario="mlp-small",
+                           overrides={"epochs": 5, "optimizer.name": "sgd"})
+    assert (rec.ref, rec.status) == ("t21-baseline@1", "created")
+    params = store.get_experiment("t21-baseline")
+    assert set(params) == {"experiment", "version", "datasource", "scenario", "params"}
+    assert params["experiment"] == "t21-baseline" and params["version"] == 1
+    assert set(params["datasource"]) == {"name", "version", "uri", "format", "splits", "label", "features"}
+    assert params["datasource"]["uri"] == str(tfrecord_dir)
+    assert params["datasource"]["features"]["f0"] == {"dtype": "float", "shape": [1]}
+    assert params["scenario"] == {"name": "mlp-small", "version": 1, "model": "mlp"}
+    assert params["params"]["epochs"] == 5 and isinstance(params["params"]["epochs"], int)
+    assert params["params"]["optimizer"] == {"name": "sgd", "beta_1": 0.9}
+    assert params["params"]["hidden"] == [64, 32]
+    assert json.loads(json.dumps(params)) == params
+
+
+def test_versions_and_unchanged(store: mm.Store, tfrecord_dir: Path) -> None:
+    _setup(store, tfrecord_dir)
+    first = store.experiment("t21", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 5})
+    again = store.experiment("t21", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 5})
+    assert again.status == "unchanged" and again.version == 1 and again.id == first.id
+    second = store.experiment("t21", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 7})
+    assert (second.version, second.status) == (2, "created")
+    assert store.get_experiment("t21")["params"]["epochs"] == 7
+    assert store.get_experiment("t21@1")["params"]["epochs"] == 5
+    # a changed scenario pins the new version in experiments defined afterwards only
+    store.add_scenario("mlp-small", model="mlp", params={**PARAMS, "batch_size": 128})
+    assert store.get_experiment("t21")["scenario"]["version"] == 1
+    third = store.experiment("t21", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 7})
+    assert third.version == 3 and store.get_experiment("t21")["params"]["batch_size"] == 128
+    pinned = store.experiment("t21", datasource="nipt-sim", scenario="mlp-small@1", overrides={"epochs": 7})
+    assert pinned.status == "unchanged" and pinned.version == 2
+
+
+def test_reruns_leave_record_counts_unchanged(store: mm.Store, tfrecord_dir: Path) -> None:
+    def run() -> None:
+        _setup(store, tfrecord_dir)
+        store.experiment("t21", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 5})
+        store.get_experiment("t21")
+
+    run()
+    artifacts, executions = len(store.mlmd.get_artifacts()), len(store.mlmd.get_executions())
+    contexts = len(store.mlmd.get_contexts())
+    run()
+    assert len(store.mlmd.get_artifacts()) == artifacts
+    assert len(store.mlmd.get_contexts()) == contexts
+    assert len(store.mlmd.get_executions()) == executions + 4
+
+
+def test_override_errors_name_the_closest_key(mem_store: mm.Store, tfrecord_dir: Path) -> None:
+    _setup(mem_store, tfrecord_dir)
+    with pytest.raises(mm.ValidationError, match="did you mean 'learning_rate'"):
+        mem_store.experiment("e", datasource="nipt-sim", scenario="mlp-small", overrides={"learning_rat": 0.1})
+    with pytest.raises(mm.ValidationError, match=r"did you mean 'optimizer\.beta_1'"):
+        mem_store.experiment("e", datasource="nipt-sim", scenario="mlp-small", overrides={"optimizer": {"beta1": 1}})
+    with pytest.raises(mm.ValidationError, match="must be a number"):
+        mem_store.experiment("e", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": "five"})
+    assert mem_store.list("experiments").empty
+
+
+def test_missing_records_and_versions(mem_store: mm.Store, tfrecord_dir: Path) -> None:
+    _setup(mem_store, tfrecord_dir)
+    with pytest.raises(mm.NotFoundError, match="did you mean 'mlp-small'"):
+        mem_store.get_scenario("mlp-smal")
+    with pytest.raises(mm.NotFoundError, match="versions are 1 to 1"):
+        mem_store.get_scenario("mlp-small@4")
+    with pytest.raises(mm.NotFoundError, match="no scenario named 'nope'"):
+        mem_store.experiment("e", datasource="nipt-sim", scenario="nope")
+    with pytest.raises(mm.InvalidNameError, match="letters, digits"):
+        mem_store.get_experiment("bad name")
+    with pytest.raises(mm.InvalidNameError, match="version number"):
+        mem_store.get_experiment("x@0")
+
+
+@pytest.mark.parametrize("bad", ["", "with space", "quote'd", "semi;colon", "a@b", "-lead", "x" * 129, "naïve"])
+def test_invalid_names_are_rejected_with_the_rule(mem_store: mm.Store, bad: str) -> None:
+    with pytest.raises(mm.InvalidNameError, match="letters, digits"):
+        mem_store.add_scenario(bad, model="mlp", params={})
+    assert mem_store.mlmd.get_artifacts() == []
+
+
+def test_bad_arguments(mem_store: mm.Store, tfrecord_dir: Path) -> None:
+    with pytest.raises(mm.ValidationError, match="params must be a mapping"):
+        mem_store.add_scenario("s", model="mlp", params=[1, 2])  # type: ignore[arg-type]
+    with pytest.raises(mm.ValidationError, match="finite"):
+        mem_store.add_scenario("s", model="mlp", params={"lr": float("nan")})
+    with pytest.raises(mm.ValidationError, match="numbers, strings"):
+        mem_store.add_scenario("s", model="mlp", params={"f": object()})
+    with pytest.raises(mm.ValidationError, match="unknown format"):
+        mem_store.add_datasource("d", uri=str(tfrecord_dir), format="parquet", splits={"t": "x"}, label="label")
+    with pytest.raises(mm.DataSourceError, match="no tfrecord files match"):
+        mem_store.add_datasource("d", uri=str(tfrecord_dir), format="tfrecord", splits={"t": "nope*"}, label="label")
+    with pytest.raises(mm.DataSourceError, match="does not exist"):
+        mem_store.add_datasource("d", uri=str(tfrecord_dir / "missing"), format="tfrecord",
+                                 splits={"t": "x"}, label="label")
+    with pytest.raises(mm.DataSourceError, match="no label 'target'"):
+        mem_store.add_datasource("d", uri=str(tfrecord_dir), format="tfrecord", splits={"t": "eval.tfrecord"},
+                                 label="target")
+    assert mem_store.mlmd.get_artifacts() == []
+
+
+def test_datasource_fingerprint_and_counts(mem_store: mm.Store, tfrecord_dir: Path) -> None:
+    rec = mem_store.add_datasource("d", uri=str(tfrecord_dir), format="tfrecord",
+                                   splits={"train": "train", "eval": "eval.tfrecord", "test": "test.tfrecord"},
+                                   label="label")
+    ds = mem_store.get_datasource("d")
+    assert ds["examples"] == {"eval": 15, "test": 10, "train": 50}
+    assert sum(ds["label_distribution"]["train"].values()) == 50
+    assert len(ds["fingerprint"]) == 64
+    # changing a data file gives a new version with a new fingerprint
+    (tfrecord_dir / "test.tfrecord").write_bytes((tfrecord_dir / "eval.tfrecord").read_bytes())
+    rec2 = mem_store.add_datasource("d", uri=str(tfrecord_dir), format="tfrecord",
+                                    splits={"train": "train", "eval": "eval.tfrecord", "test": "test.tfrecord"},
+                                    label="label")
+    assert rec2.version == rec.version + 1
+    assert mem_store.get_datasource("d")["fingerprint"] != ds["fingerprint"]
+    assert mem_store.get_datasource("d")["examples"]["test"] == 15
+
+
+def test_csv_and_npz_sources(mem_store: mm.Store, csv_dir: Path, npz_dir: Path) -> None:
+    mem_store.add_datasource("c", uri=str(csv_dir), format="csv", splits={"train": "train.csv", "eval": "eval.csv"},
+                             label="label")
+    c = mem_store.get_datasource("c")
+    assert c["examples"] == {"eval": 5, "train": 12}
+    assert c["features"] == {"f0": {"dtype": "float", "shape": [1]}, "f1": {"dtype": "float", "shape": [1]}}
+    mem_store.add_datasource("n", uri=str(npz_dir), format="npz", splits={"train": "train.npz", "eval": "eval.npz"},
+                             label="label", features={"x": {"dtype": "float", "shape": [4]}},
+                             description="random")
+    n = mem_store.get_datasource("n")
+    assert n["examples"] == {"eval": 8, "train": 40}
+    assert n["features"] == {"x": {"dtype": "float", "shape": [4]}}
+    assert set(n["label_distribution"]["train"]) <= {"0", "1", "2"}
+
+
+def test_list_where_limit_and_versions(store: mm.Store, tfrecord_dir: Path) -> None:
+    _setup(store, tfrecord_dir)
+    for i, epochs in enumerate([3, 5, 8]):
+        store.experiment(f"t21-{i}", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": epochs})
+    store.experiment("t21-0", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 4})
+    table = store.list("experiments")
+    assert list(table["name"]) == ["t21-0", "t21-1", "t21-2"]
+    assert list(table["version"]) == [2, 1, 1]
+    assert len(store.list("experiments", all_versions=True)) == 4
+    assert list(store.list("experiments", where="epochs >= 5")["name"]) == ["t21-1", "t21-2"]
+    assert list(store.list("experiments", where="name ~ 't21-*' and params.epochs < 5")["name"]) == ["t21-0"]
+    assert list(store.list("experiments", where="model == mlp", limit=2)["name"]) == ["t21-0", "t21-1"]
+    assert list(store.list("exp", where="optimizer.name == 'adam' or epochs == 8")["name"]) == [
+        "t21-0", "t21-1", "t21-2"]
+    assert store.list("datasources").loc[0, "splits"] == "eval=15, test=10, train=50"
+    with pytest.raises(mm.ValidationError, match="unknown record kind"):
+        store.list("widgets")
+    with pytest.raises(mm.ValidationError, match="expected an operator"):
+        store.list("experiments", where="epochs 5")
+    with pytest.raises(mm.ValidationError, match="positive whole number"):
+        store.list("experiments", limit=0)
+
+
+def test_history_and_diff(store: mm.Store, tfrecord_dir: Path) -> None:
+    _setup(store, tfrecord_dir)
+    store.experiment("a", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 5})
+    store.experiment("a", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 6, "batch_size": 32})
+    store.experiment("b", datasource="nipt-sim", scenario="mlp-small")
+    hist = store.history("a")
+    assert list(hist["version"]) == [1, 2]
+    d = store.diff("a@1", "a@2")
+    assert d.to_dict() == {"params.batch_size": {"a": 64, "b": 32}, "params.epochs": {"a": 5, "b": 6},
+                           "version": {"a": 1, "b": 2}}
+    assert "params.epochs      5 -> 6" in repr(d)
+    assert "<table" in d._repr_html_()
+    cross = store.diff("a", "b")
+    assert set(cross.to_dict()) == {"experiment", "params.batch_size", "params.epochs", "version"}
+    assert not store.diff("a@2", "a@2")
+    with pytest.raises(mm.ValidationError, match="one kind"):
+        store.diff("a", "mlp-small")
+
+
+def test_ambiguous_names_need_a_kind(mem_store: mm.Store, tfrecord_dir: Path) -> None:
+    _setup(mem_store, tfrecord_dir)
+    mem_store.experiment("mlp-small", datasource="nipt-sim", scenario="mlp-small")
+    with pytest.raises(mm.AmbiguousRefError, match="kind="):
+        mem_store.history("mlp-small")
+    assert list(mem_store.history("mlp-small", kind="scenario")["version"]) == [1]
+    assert mem_store.get("mlp-small", kind="experiments").kind == "experiments"
+
+
+def test_record_reprs(mem_store: mm.Store, tfrecord_dir: Path) -> None:
+    _setup(mem_store, tfrecord_dir)
+    rec = mem_store.experiment("e", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 2},
+                               description="first try")
+    text = repr(rec)
+    assert text.startswith("Experiment e@1 (created version 1)")
+    assert 'overrides: {"epochs": 2}' in text and "first try" in text
+    assert "<table>" in rec._repr_html_() and "params.epochs" in rec._repr_html_()
+    assert rec["params"]["epochs"] == 2 and rec.to_dict() is not rec.data
+
+
+def test_store_readable_by_plain_mlmd(tmp_path: Path, tfrecord_dir: Path) -> None:
+    path = tmp_path / "plain.sqlite"
+    store = mm.connect(f"sqlite:///{path}")
+    _setup(store, tfrecord_dir)
+    store.experiment("t21", datasource="nipt-sim", scenario="mlp-small")
+    store.get_experiment("t21")
+    store.close()
+
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = str(path)
+    plain = metadata_store.MetadataStore(config)
+    types = {t.name: t for t in plain.get_artifact_types()}
+    assert types["mlmd_magic.DataSource"].base_type == metadata_store_pb2.ArtifactType.DATASET
+    executions = plain.get_executions()
+    by_type = {t.id: t.name for t in plain.get_execution_types()}
+    assert [by_type[e.type_id] for e in executions] == [
+        "mlmd_magic.RegisterDataSource", "mlmd_magic.AddScenario", "mlmd_magic.DefineExperiment",
+        "mlmd_magic.FetchExperiment"]
+    define = executions[2]
+    events = plain.get_events_by_execution_ids([define.id])
+    kinds = sorted((e.type, e.artifact_id) for e in events)
+    assert [k for k, _ in kinds] == [metadata_store_pb2.Event.INPUT] * 2 + [metadata_store_pb2.Event.OUTPUT]
+    contexts = plain.get_contexts_by_execution(define.id)
+    assert {c.name for c in contexts} >= {"t21"}
+    assert any(c.type == "mlmd_magic.NotebookSession" for c in contexts)
+    for e in executions:
+        assert e.last_known_state == metadata_store_pb2.Execution.COMPLETE
+        assert e.properties["user"].string_value and e.properties["host"].string_value
+        assert "ml-metadata" in json.loads(e.properties["versions"].string_value)
+        assert e.properties["duration_s"].double_value >= 0
