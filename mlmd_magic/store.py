@@ -503,7 +503,7 @@ class Store:
         if close:
             return f"; did you mean {' or '.join(repr(c) for c in close)}?"
         if kind:
-            return f"; list the {_LABEL[kind]}s with store.list({kind!r})"
+            return f"; see the {_LABEL[kind]}s with %mlmd ls {kind} or store.list({kind!r})"
         return ""
 
     def _data(self, kind: str, art: Any) -> dict[str, Any]:

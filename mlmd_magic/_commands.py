@@ -1,0 +1,343 @@
+"""The subcommands shared by the ``%mlmd`` magic and the ``mlmd-magic`` console script.
+
+One small function per subcommand behind the :data:`COMMANDS` router; each parses nothing
+itself (argparse does) and delegates to the library. The magic and the CLI differ only in
+their :class:`Host`: where the store comes from, and how a value is bound to a variable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import html
+import json
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+from . import _yamlspec
+from ._records import normalise_kind
+from ._registry import ConnectionRegistry
+from .errors import MlmdMagicError, ValidationError
+from .store import Store
+
+
+class CommandError(ValidationError):
+    """A subcommand line could not be parsed; the message shows its usage."""
+
+
+class HelpShown(Exception):
+    """``-h`` was given: the help text has been produced, nothing else to do."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+class Host(Protocol):
+    """What a subcommand needs from its caller (the magic or the CLI)."""
+
+    registry: ConnectionRegistry
+
+    def store(self) -> Store: ...
+
+    def bind(self, name: str, value: Any) -> None: ...
+
+
+@dataclass(frozen=True)
+class Message:
+    """A short text result (``connected to ...``), shown as text in every frontend."""
+
+    text: str
+
+    def __repr__(self) -> str:
+        return self.text
+
+    def _repr_html_(self) -> str:
+        return f"<pre>{html.escape(self.text)}</pre>"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, so errors become ``UsageError``s."""
+
+    def error(self, message: str) -> Any:
+        raise CommandError(f"{message}\n{self.format_usage().strip()}")
+
+    def exit(self, status: int = 0, message: str | None = None) -> Any:
+        if status:
+            raise CommandError((message or "").strip() or self.format_usage().strip())
+        raise HelpShown(self.format_help())
+
+    def print_help(self, file: Any = None) -> None:
+        raise HelpShown(self.format_help())
+
+
+Runner = Callable[[Host, argparse.Namespace], Any]
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    summary: str
+    configure: Callable[[argparse.ArgumentParser], object]
+    run: Runner
+    magic_only: bool = False
+
+
+_KIND_HELP = "record kind when a name is used by several kinds: datasource, scenario or experiment"
+
+
+def _ref(p: argparse.ArgumentParser, kind: bool = True) -> None:
+    p.add_argument("ref", metavar="REF", help="NAME (latest version) or NAME@N")
+    if kind:
+        p.add_argument("--kind", help=_KIND_HELP)
+
+
+# ---------------------------------------------------------------------------- runners
+
+
+def _connect(host: Host, a: argparse.Namespace) -> Message:
+    conn = host.registry.connect(a.uri, alias=a.alias)
+    return Message(f"connected to {conn.store.uri} as {conn.alias!r} (current)")
+
+
+def _connections(host: Host, a: argparse.Namespace) -> Message:
+    rows = host.registry.connections()
+    if not rows:
+        return Message("no stores are connected; run %mlmd connect [URI]")
+    width = max(len(alias) for alias, _, _ in rows)
+    return Message("\n".join(f"{'*' if cur else ' '} {alias:<{width}}  {uri}" for alias, uri, cur in rows))
+
+
+def _use(host: Host, a: argparse.Namespace) -> Message:
+    conn = host.registry.use(a.alias)
+    return Message(f"using {conn.store.uri} ({conn.alias!r})")
+
+
+def _close(host: Host, a: argparse.Namespace) -> Message:
+    alias = host.registry.close(a.alias)
+    try:
+        now = host.registry.current()
+        return Message(f"closed {alias!r}; current store: {now.store.uri} ({now.alias!r})")
+    except MlmdMagicError:
+        return Message(f"closed {alias!r}; no store is connected now")
+
+
+def _status(host: Host, a: argparse.Namespace) -> Message:
+    store = host.store()
+    counts = {kind: len(store.names(kind)) for kind in ("datasources", "scenarios", "experiments")}
+    conn = host.registry.current()
+    return Message(
+        f"store {store.uri} ({conn.alias!r}): "
+        + ", ".join(f"{n} {kind}" for kind, n in counts.items())
+        + f"; {len(host.registry.connections())} connection(s) open"
+    )
+
+
+def check_variable(name: str) -> str:
+    """``-o VAR`` must name a Python variable."""
+    if not name.isidentifier():
+        raise CommandError(f"-o needs a Python variable name, got {name!r}")
+    return name
+
+
+def _get(host: Host, a: argparse.Namespace) -> dict[str, Any]:
+    if a.output:
+        check_variable(a.output)
+    store = host.store()
+    kind = normalise_kind(a.kind) if a.kind else "experiments"
+    getter = {"experiments": store.get_experiment, "scenarios": store.get_scenario,
+              "datasources": store.get_datasource}[kind]
+    value = getter(a.ref)
+    if a.output:
+        host.bind(a.output, value)
+    return value
+
+
+def _ls(host: Host, a: argparse.Namespace) -> Any:
+    return host.store().list(a.kind, where=a.where, limit=a.limit, all_versions=a.all_versions)
+
+
+def _show(host: Host, a: argparse.Namespace) -> Any:
+    return host.store().get(a.ref, kind=a.kind)
+
+
+def _history(host: Host, a: argparse.Namespace) -> Any:
+    return host.store().history(a.ref, kind=a.kind)
+
+
+def _diff(host: Host, a: argparse.Namespace) -> Any:
+    return host.store().diff(a.ref_a, a.ref_b, kind=a.kind)
+
+
+def _export(host: Host, a: argparse.Namespace) -> Message:
+    record = host.store().get(a.ref, kind=a.kind)
+    text = _yamlspec.dump_yaml(_yamlspec.export_spec(record))
+    if a.file:
+        with open(a.file, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        return Message(f"wrote {record.kind[:-1]} {record.ref} to {a.file}")
+    return Message(text.rstrip("\n"))
+
+
+def _import(host: Host, a: argparse.Namespace) -> Message:
+    try:
+        with open(a.file, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError as exc:
+        raise ValidationError(f"cannot read {a.file!r}: {exc.strerror}") from None
+    docs = _yamlspec.load_yaml(text, where=a.file)
+    docs = docs if isinstance(docs, list) else [docs]
+    store = host.store()
+    lines = []
+    for i, doc in enumerate(docs, 1):
+        where = f"{a.file} (record {i})"
+        if not isinstance(doc, dict) or "kind" not in doc or "name" not in doc:
+            raise ValidationError(f"{where} needs 'kind' and 'name' keys, as written by export")
+        record = _yamlspec.register(store, str(doc["kind"]), str(doc["name"]), doc, where)
+        lines.append(f"{record.kind[:-1]} {record.ref}: {record._summary()}")
+    return Message("\n".join(lines))
+
+
+def _help(host: Host, a: argparse.Namespace) -> Message:
+    return Message(help_text(a.subcommand, magic=True))
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def _add(name: str, summary: str, configure: Callable[[argparse.ArgumentParser], object], run: Runner,
+         magic_only: bool = False) -> None:
+    COMMANDS[name] = Command(name, summary, configure, run, magic_only)
+
+
+def _cfg_connect(p: argparse.ArgumentParser) -> None:
+    p.add_argument("uri", nargs="?", metavar="URI",
+                   help="sqlite:///path.sqlite, memory:// or mysql://user@host/db "
+                        "(default: $MLMD_MAGIC_URI, else sqlite:///mlmd.sqlite)")
+    p.add_argument("--alias", help="name for this connection (default: from the file or database name)")
+
+
+def _cfg_ls(p: argparse.ArgumentParser) -> None:
+    p.add_argument("kind", metavar="KIND", help="datasources, scenarios or experiments")
+    p.add_argument("--where", help="filter, e.g. \"name ~ 't21-*' and epochs >= 5\"")
+    p.add_argument("--limit", type=int, help="at most N rows")
+    p.add_argument("--all-versions", action="store_true", help="every version, not only the latest")
+
+
+def _cfg_get(p: argparse.ArgumentParser) -> None:
+    _ref(p, kind=False)
+    p.add_argument("--kind", help="experiment (default), scenario or datasource")
+    p.add_argument("-o", "--output", metavar="VAR", help="also bind the dict to this variable")
+
+
+def _cfg_diff(p: argparse.ArgumentParser) -> None:
+    p.add_argument("ref_a", metavar="REF_A")
+    p.add_argument("ref_b", metavar="REF_B")
+    p.add_argument("--kind", help=_KIND_HELP)
+
+
+def _cfg_export(p: argparse.ArgumentParser) -> None:
+    _ref(p)
+    p.add_argument("-f", "--file", help="write the YAML to this file instead of showing it")
+
+
+_add("connect", "open a store and make it current", _cfg_connect, _connect, magic_only=True)
+_add("connections", "list the open stores (* marks the current one)", lambda p: None, _connections,
+     magic_only=True)
+_add("use", "make another open store current", lambda p: p.add_argument("alias", metavar="ALIAS"), _use,
+     magic_only=True)
+_add("close", "close a store (default: the current one)",
+     lambda p: p.add_argument("alias", nargs="?", metavar="ALIAS"), _close, magic_only=True)
+_add("status", "which store is current and what it holds", lambda p: None, _status)
+_add("get", "the resolved experiment dict (p = %mlmd get t21@2)", _cfg_get, _get)
+_add("ls", "a table of data sources, scenarios or experiments", _cfg_ls, _ls)
+_add("show", "one record", _ref, _show)
+_add("history", "every version of a record", _ref, _history)
+_add("diff", "what differs between two versions or two records", _cfg_diff, _diff)
+_add("export", "a record as YAML (for import elsewhere)", _cfg_export, _export)
+_add("import", "register the record(s) of a YAML file written by export",
+     lambda p: p.add_argument("file", metavar="FILE"), _import)
+_add("help", "help on every subcommand, or on one",
+     lambda p: p.add_argument("subcommand", nargs="?", metavar="SUBCOMMAND"), _help, magic_only=True)
+
+
+def build_parser(prog: str, magic: bool) -> argparse.ArgumentParser:
+    """The parser of ``%mlmd`` (``magic=True``) or of the ``mlmd-magic`` console script."""
+    parser = _Parser(prog=prog, add_help=not magic,
+                     description="Data sources, scenarios and experiments on record in ML Metadata.")
+    if not magic:
+        parser.add_argument("--uri", help="store URI (default: $MLMD_MAGIC_URI, else sqlite:///mlmd.sqlite)")
+    sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", parser_class=_Parser)
+    for cmd in COMMANDS.values():
+        if cmd.magic_only and not magic:
+            continue
+        p = sub.add_parser(cmd.name, help=cmd.summary, description=cmd.summary)
+        cmd.configure(p)
+    return parser
+
+
+def help_text(subcommand: str | None = None, magic: bool = True) -> str:
+    """Help generated from the parsers: every subcommand with its usage, or one in full."""
+    prog = "%mlmd" if magic else "mlmd-magic"
+    parser = build_parser(prog, magic)
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    choices: dict[str, argparse.ArgumentParser] = subparsers.choices
+    if subcommand:
+        if subcommand not in choices:
+            raise CommandError(_unknown(subcommand, list(choices)))
+        return choices[subcommand].format_help()
+    lines = [f"{prog} SUBCOMMAND [options] — data sources, scenarios and experiments on record in MLMD", ""]
+    for name, p in choices.items():
+        usage = p.format_usage().replace("usage: ", "").strip()
+        lines.append(f"  {usage}")
+        lines.append(f"      {COMMANDS[name].summary}")
+    if magic:
+        lines += [
+            "",
+            "Cell magics (YAML body):",
+            "  %%datasource NAME     uri, format (tfrecord|csv|npz), splits, label[, description, features]",
+            "  %%scenario NAME       model, params (or the parameters as top-level keys)[, description]",
+            "  %%experiment NAME [-o VAR]   datasource, scenario[, overrides, description]",
+            "",
+            f"Run '{prog} help SUBCOMMAND' or '{prog} SUBCOMMAND -h' for the options of one subcommand.",
+        ]
+    return "\n".join(lines)
+
+
+def _unknown(word: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(word, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown subcommand {word!r}{hint} Known: {', '.join(known)}"
+
+
+def dispatch(host: Host, argv: list[str], prog: str, magic: bool) -> Any:
+    """Parse ``argv`` and run its subcommand; the result is for the caller to display.
+
+    Raises
+    ------
+    MlmdMagicError
+        Every error a user can cause, with a message that says what to do.
+    HelpShown
+        When ``-h`` was asked for.
+    """
+    if not argv:
+        raise CommandError(f"{prog} needs a subcommand; run '{prog} help' to see them")
+    parser = build_parser(prog, magic)
+    known = [n for n, c in COMMANDS.items() if magic or not c.magic_only]
+    if argv[0] not in known and not argv[0].startswith("-"):
+        raise CommandError(_unknown(argv[0], known))
+    args = parser.parse_args(argv)
+    if args.command is None:
+        raise CommandError(f"{prog} needs a subcommand; run '{prog} help' to see them")
+    return COMMANDS[args.command].run(host, args)
+
+
+def as_text(value: Any) -> str:
+    """How the CLI prints a result."""
+    import pandas as pd
+
+    if isinstance(value, pd.DataFrame):
+        return value.to_string(index=False) if not value.empty else "(no records)"
+    if isinstance(value, dict):
+        return json.dumps(value, indent=2, ensure_ascii=False)
+    return repr(value)

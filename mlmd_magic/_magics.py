@@ -1,0 +1,206 @@
+"""The IPython magics: ``%mlmd`` and the ``%%datasource`` / ``%%scenario`` / ``%%experiment`` cells.
+
+They parse and delegate: subcommands live in :mod:`mlmd_magic._commands` (shared with the
+CLI), YAML bodies in :mod:`mlmd_magic._yamlspec`, the work in the library. Every library
+call runs inside :func:`~mlmd_magic._session.action_context`, so its MLMD execution
+carries the cell's source (redacted), execution count and notebook path. Errors reach the
+user as ``UsageError`` — a message, no traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import shlex
+from collections.abc import Iterator
+from typing import Any, Callable, TypeVar
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+
+from . import _commands, _session, _yamlspec
+from ._names import check_name
+from ._registry import REGISTRY, ConnectionRegistry
+from .errors import MlmdMagicError
+from .store import Store
+
+F = TypeVar("F", bound=Callable[..., Any])
+_CELL_MAGICS = ("datasource", "scenario", "experiment")
+_REF_SUBCOMMANDS = ("get", "show", "history", "diff", "export")
+
+
+def _user_errors(fn: F) -> F:
+    """Turn library errors into ``UsageError`` (message only, no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except _commands.HelpShown as shown:
+            print(shown.text)
+            return None
+        except MlmdMagicError as exc:
+            raise UsageError(str(exc)) from None
+        except UsageError:
+            raise
+        except Exception as exc:  # a bug of ours: still no traceback for the user, but say so
+            raise UsageError(f"unexpected {type(exc).__name__}: {exc} (please report this)") from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@magics_class
+class MlmdMagics(Magics):
+    """``%mlmd``, ``%%datasource``, ``%%scenario`` and ``%%experiment``."""
+
+    registry: ConnectionRegistry = REGISTRY
+
+    # -- what the shared subcommands need from their host
+    def store(self) -> Store:
+        return self.registry.current().store
+
+    def bind(self, name: str, value: Any) -> None:
+        self.shell.user_ns[_commands.check_variable(name)] = value  # type: ignore[union-attr]
+
+    @contextlib.contextmanager
+    def _cell(self, source: str) -> Iterator[None]:
+        shell = self.shell
+        assert shell is not None
+        notebook = str(shell.user_ns.get("__vsc_ipynb_file__") or os.environ.get("JPY_SESSION_NAME") or "")
+        with _session.action_context(source=source, execution_count=shell.execution_count, notebook=notebook):
+            yield
+
+    def _current_cell(self, fallback: str) -> str:
+        """The whole source of the running cell when IPython recorded it, else the magic line."""
+        history = getattr(getattr(self.shell, "history_manager", None), "input_hist_raw", None)
+        if history:
+            text = str(history[-1])
+            if fallback.strip() in text:
+                return text
+        return fallback
+
+    @line_magic
+    @_user_errors
+    def mlmd(self, line: str) -> Any:
+        """Placeholder; replaced below by help generated from the subcommand parsers."""
+        try:
+            argv = shlex.split(line)
+        except ValueError as exc:
+            raise _commands.CommandError(f"cannot split the line into words: {exc}") from None
+        with self._cell(self._current_cell(f"%mlmd {line}")):
+            return _commands.dispatch(self, argv, "%mlmd", magic=True)
+
+    def _record_cell(self, kind: str, line: str, cell: str) -> Any:
+        parser = _commands._Parser(prog=f"%%{kind}", add_help=False)
+        parser.add_argument("name", metavar="NAME")
+        if kind == "experiment":
+            parser.add_argument("-o", "--output", metavar="VAR", help="bind the resolved dict to this variable")
+        try:
+            args = parser.parse_args(shlex.split(line))
+        except ValueError as exc:
+            raise _commands.CommandError(f"cannot split the line into words: {exc}") from None
+        check_name(args.name, f"{kind} name")
+        if getattr(args, "output", None):
+            _commands.check_variable(args.output)
+        body = _yamlspec.load_yaml(cell or "", where=f"the %%{kind} cell", line_offset=1)
+        with self._cell(f"%%{kind} {line}\n{cell}"):
+            record = _yamlspec.register(self.store(), kind, args.name, body, where=f"the %%{kind} cell body")
+        if getattr(args, "output", None):
+            self.bind(args.output, record.to_dict())
+        return record
+
+    @cell_magic
+    @_user_errors
+    def datasource(self, line: str, cell: str) -> Any:
+        """Register a data source (or a new version of it) from a YAML body.
+
+        ::
+
+            %%datasource nipt-sim
+            uri: data/nipt-sim
+            format: tfrecord          # tfrecord, csv or npz
+            label: label
+            splits:
+              train: train/*.tfrecord # a file, a glob or a folder under uri
+              eval: eval.tfrecord
+            description: simulated cfDNA
+        """
+        return self._record_cell("datasource", line, cell)
+
+    @cell_magic
+    @_user_errors
+    def scenario(self, line: str, cell: str) -> Any:
+        """Register a named hyperparameter set (or a new version of it) from a YAML body.
+
+        ::
+
+            %%scenario mlp-small
+            model: mlp
+            params:
+              hidden: [64, 32]
+              learning_rate: 0.001
+              epochs: 10
+        """
+        return self._record_cell("scenario", line, cell)
+
+    @cell_magic
+    @_user_errors
+    def experiment(self, line: str, cell: str) -> Any:
+        """Define an experiment (or a new version of it): ``%%experiment NAME [-o VAR]``.
+
+        ::
+
+            %%experiment t21-baseline -o params
+            datasource: nipt-sim        # NAME (latest, pinned now) or NAME@N
+            scenario: mlp-small@1
+            overrides:
+              epochs: 5
+        """
+        return self._record_cell("experiment", line, cell)
+
+
+MlmdMagics.mlmd.__doc__ = _commands.help_text(magic=True)
+
+
+def _completer(shell: Any) -> Callable[[Any, Any], list[str]]:
+    def complete(_self: Any, event: Any) -> list[str]:
+        words = event.line.split()
+        typing_new = event.line.endswith(" ")
+        position = len(words) - (0 if typing_new else 1)
+        if position <= 1:
+            return list(_commands.COMMANDS)
+        sub = words[1]
+        if sub == "use" or sub == "close":
+            return [alias for alias, _, _ in REGISTRY.connections()]
+        if sub == "ls" and position == 2:
+            return ["datasources", "scenarios", "experiments"]
+        if sub in _REF_SUBCOMMANDS:
+            try:
+                store = REGISTRY.current().store
+                kind = "experiments" if sub == "get" and "--kind" not in words else None
+                return store.names(kind)
+            except MlmdMagicError:
+                return []
+        return []
+
+    return complete
+
+
+def load(shell: Any) -> None:
+    """Register the magics and the tab completer on ``shell``."""
+    shell.register_magics(MlmdMagics)
+    shell.set_hook("complete_command", _completer(shell), str_key="%mlmd")
+    kernel = getattr(shell, "kernel", None)
+    session_id = getattr(getattr(kernel, "session", None), "session", "") if kernel is not None else ""
+    if session_id:
+        _session.set_session_id(str(session_id))
+
+
+def unload(shell: Any) -> None:
+    """Remove the magics (``%unload_ext``); open stores are closed."""
+    magics = shell.magics_manager.magics
+    magics["line"].pop("mlmd", None)
+    for name in _CELL_MAGICS:
+        magics["cell"].pop(name, None)
+    REGISTRY.reset()

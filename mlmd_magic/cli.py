@@ -1,0 +1,67 @@
+"""The ``mlmd-magic`` console script: the ``%mlmd`` subcommands outside notebooks.
+
+    mlmd-magic --uri sqlite:///mlmd.sqlite ls experiments
+    mlmd-magic show t21-baseline@2
+    mlmd-magic diff t21-baseline@1 t21-baseline@2
+    mlmd-magic export mlp-small -f mlp-small.yaml && mlmd-magic --uri mysql://me@db/x import mlp-small.yaml
+
+It shares the subcommand code with the magics (:mod:`mlmd_magic._commands`).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from . import _commands, _session
+from ._registry import ConnectionRegistry
+from .errors import MlmdMagicError
+from .store import Store
+
+
+class _CliHost:
+    def __init__(self, uri: str | None) -> None:
+        self.registry = ConnectionRegistry()
+        self._uri = uri
+
+    def store(self) -> Store:
+        try:
+            return self.registry.current().store
+        except MlmdMagicError:
+            return self.registry.connect(self._uri, alias="cli").store
+
+    def bind(self, name: str, value: Any) -> None:
+        raise _commands.CommandError("-o binds a notebook variable; the command line prints the value instead")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand; exit status 0 on success, 2 on a usage or store error."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    uri = None
+    if argv[:1] == ["--uri"] and len(argv) > 1:
+        uri, argv = argv[1], argv[2:]
+    elif argv and argv[0].startswith("--uri="):
+        uri, argv = argv[0].split("=", 1)[1], argv[1:]
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_commands.help_text(argv[1] if len(argv) > 1 and argv[0] == "help" else None, magic=False))
+        return 0
+    host = _CliHost(uri)
+    source = "mlmd-magic " + " ".join(argv)
+    try:
+        with _session.action_context(source=source):
+            result = _commands.dispatch(host, argv, "mlmd-magic", magic=False)
+    except _commands.HelpShown as shown:
+        print(shown.text)
+        return 0
+    except MlmdMagicError as exc:
+        print(f"mlmd-magic: error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        host.registry.reset()
+    if result is not None:
+        print(_commands.as_text(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
