@@ -198,6 +198,47 @@ def _import(host: Host, a: argparse.Namespace) -> Message:
     return Message("\n".join(lines))
 
 
+def parse_assignments(items: list[str] | None) -> dict[str, Any]:
+    """``["epochs=3", "optimizer.name=sgd"]`` -> ``{"epochs": 3, "optimizer.name": "sgd"}`` (YAML values)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CommandError(f"--set takes KEY=VALUE, got {item!r}")
+        out[key] = _yamlspec.load_yaml(value, where=f"the value of --set {key}")
+    return out
+
+
+def _train(host: Host, a: argparse.Namespace) -> Any:
+    if a.output:
+        check_variable(a.output)
+    run = host.store().train(a.ref, force=a.force, progress=not a.quiet, **parse_assignments(a.set))
+    if a.output:
+        host.bind(a.output, run)
+    return run
+
+
+def _evaluate(host: Host, a: argparse.Namespace) -> Any:
+    if a.output:
+        check_variable(a.output)
+    spec: dict[str, Any] = {}
+    if a.spec:
+        try:
+            with open(a.spec, encoding="utf-8") as fh:
+                spec = _yamlspec.evaluation_arguments(_yamlspec.load_yaml(fh.read(), where=a.spec), where=a.spec)
+        except OSError as exc:
+            raise ValidationError(f"cannot read {a.spec!r}: {exc.strerror}") from None
+    spec.update(getattr(a, "body", None) or {})
+    if a.baseline:
+        spec["baseline"] = a.baseline
+    if a.data:
+        spec["data"] = a.data
+    result = host.store().evaluate(a.target, **spec)
+    if a.output:
+        host.bind(a.output, result)
+    return result
+
+
 def _help(host: Host, a: argparse.Namespace) -> Message:
     return Message(help_text(a.subcommand, magic=True))
 
@@ -218,7 +259,7 @@ def _cfg_connect(p: argparse.ArgumentParser) -> None:
 
 
 def _cfg_ls(p: argparse.ArgumentParser) -> None:
-    p.add_argument("kind", metavar="KIND", help="datasources, scenarios or experiments")
+    p.add_argument("kind", metavar="KIND", help="datasources, scenarios, experiments, runs or models")
     p.add_argument("--where", help="filter, e.g. \"name ~ 't21-*' and epochs >= 5\"")
     p.add_argument("--limit", type=int, help="at most N rows")
     p.add_argument("--all-versions", action="store_true", help="every version, not only the latest")
@@ -257,6 +298,27 @@ _add("diff", "what differs between two versions or two records", _cfg_diff, _dif
 _add("export", "a record as YAML (for import elsewhere)", _cfg_export, _export)
 _add("import", "register the record(s) of a YAML file written by export",
      lambda p: p.add_argument("file", metavar="FILE"), _import)
+def _cfg_train(p: argparse.ArgumentParser) -> None:
+    _ref(p, kind=False)
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a parameter for this run (a new experiment version); repeatable")
+    p.add_argument("--force", action="store_true", help="train even if an identical run exists")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("-o", "--output", metavar="VAR", help="also bind the run to this variable")
+
+
+def configure_evaluate(p: argparse.ArgumentParser, spec: bool = True) -> None:
+    p.add_argument("target", metavar="MODEL",
+                   help="an experiment (its latest trained model), model:ID or run:ID")
+    p.add_argument("--baseline", metavar="MODEL", help="compare against this model")
+    p.add_argument("--data", help="split (default test), or DATASOURCE[@N]:SPLIT")
+    if spec:
+        p.add_argument("--spec", metavar="FILE", help="YAML file with slices, thresholds, class_names")
+    p.add_argument("-o", "--output", metavar="VAR", help="also bind the evaluation to this variable")
+
+
+_add("train", "train an experiment with the Keras trainer, on record", _cfg_train, _train)
+_add("evaluate", "evaluate a model on slices against thresholds (and a baseline)", configure_evaluate, _evaluate)
 _add("help", "help on every subcommand, or on one",
      lambda p: p.add_argument("subcommand", nargs="?", metavar="SUBCOMMAND"), _help, magic_only=True)
 
@@ -297,7 +359,8 @@ def help_text(subcommand: str | None = None, magic: bool = True) -> str:
             "Cell magics (YAML body):",
             "  %%datasource NAME     uri, format (tfrecord|csv|npz), splits, label[, description, features]",
             "  %%scenario NAME       model, params (or the parameters as top-level keys)[, description]",
-            "  %%experiment NAME [-o VAR]   datasource, scenario[, overrides, description]",
+            "  %%experiment NAME [-o VAR] [--run]   datasource, scenario[, overrides, description]",
+            "  %%evaluate MODEL [--baseline MODEL] [--data SPLIT] [-o VAR]   slices, thresholds[, class_names]",
             "",
             f"Run '{prog} help SUBCOMMAND' or '{prog} SUBCOMMAND -h' for the options of one subcommand.",
         ]

@@ -26,8 +26,8 @@ from .errors import MlmdMagicError
 from .store import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
-_CELL_MAGICS = ("datasource", "scenario", "experiment")
-_REF_SUBCOMMANDS = ("get", "show", "history", "diff", "export")
+_CELL_MAGICS = ("datasource", "scenario", "experiment", "evaluate")
+_REF_SUBCOMMANDS = ("get", "show", "history", "diff", "export", "train", "evaluate")
 
 
 def _user_errors(fn: F) -> F:
@@ -96,6 +96,7 @@ class MlmdMagics(Magics):
         parser.add_argument("name", metavar="NAME")
         if kind == "experiment":
             parser.add_argument("-o", "--output", metavar="VAR", help="bind the resolved dict to this variable")
+            parser.add_argument("--run", action="store_true", help="train the experiment right away")
         try:
             args = parser.parse_args(shlex.split(line))
         except ValueError as exc:
@@ -106,8 +107,13 @@ class MlmdMagics(Magics):
         body = _yamlspec.load_yaml(cell or "", where=f"the %%{kind} cell", line_offset=1)
         with self._cell(f"%%{kind} {line}\n{cell}"):
             record = _yamlspec.register(self.store(), kind, args.name, body, where=f"the %%{kind} cell body")
-        if getattr(args, "output", None):
-            self.bind(args.output, record.to_dict())
+            if getattr(args, "output", None):
+                self.bind(args.output, record.to_dict())
+            if getattr(args, "run", False):
+                from IPython.display import display
+
+                display(record)
+                return self.store().train(record.ref)
         return record
 
     @cell_magic
@@ -159,6 +165,34 @@ class MlmdMagics(Magics):
         """
         return self._record_cell("experiment", line, cell)
 
+    @cell_magic
+    @_user_errors
+    def evaluate(self, line: str, cell: str) -> Any:
+        """Evaluate a model on slices against thresholds: ``%%evaluate MODEL [--baseline MODEL] [-o VAR]``.
+
+        ::
+
+            %%evaluate t21-baseline@2 --baseline t21-baseline@1
+            data: test
+            class_names: [euploid, T21, T18, T13]
+            slices:
+              - {feature: fetal_fraction, bins: [0.04, 0.08], names: [ff_low, ff_mid, ff_high]}
+            thresholds:
+              - {metric: accuracy, lower: 0.95, slices: [ff_mid, ff_high]}
+              - {metric: abnormal_auc, change: -0.01}
+        """
+        parser = _commands._Parser(prog="%%evaluate", add_help=False)
+        _commands.configure_evaluate(parser, spec=False)
+        try:
+            args = parser.parse_args(shlex.split(line))
+        except ValueError as exc:
+            raise _commands.CommandError(f"cannot split the line into words: {exc}") from None
+        body = _yamlspec.load_yaml(cell or "", where="the %%evaluate cell", line_offset=1)
+        args.body = _yamlspec.evaluation_arguments(body, where="the %%evaluate cell")
+        args.spec = None
+        with self._cell(f"%%evaluate {line}\n{cell}"):
+            return _commands.COMMANDS["evaluate"].run(self, args)
+
 
 MlmdMagics.mlmd.__doc__ = _commands.help_text(magic=True)
 
@@ -174,7 +208,7 @@ def _completer(shell: Any) -> Callable[[Any, Any], list[str]]:
         if sub == "use" or sub == "close":
             return [alias for alias, _, _ in REGISTRY.connections()]
         if sub == "ls" and position == 2:
-            return ["datasources", "scenarios", "experiments"]
+            return ["datasources", "scenarios", "experiments", "runs", "models"]
         if sub in _REF_SUBCOMMANDS:
             try:
                 store = REGISTRY.current().store

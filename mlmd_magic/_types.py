@@ -27,15 +27,20 @@ ARTIFACT_TYPES: dict[str, tuple[str, dict[str, str]]] = {
         "params": "STRING", "model": "STRING", "resolved": "STRING",
     }),
     "Model": ("MODEL", {"framework": "STRING", "versions": "STRING", "signature": "STRING",
-                        "experiment": "STRING"}),
-    "Evaluation": ("METRICS", {"metrics": "STRING", "thresholds": "STRING", "blessed": "INT",
-                               "current_model_id": "INT", "baseline_model_id": "INT"}),
+                        "experiment": "STRING", "task": "STRING", "metrics": "STRING"}),
+    # The verdict lives in custom properties blessed / current_model_id / baseline_model_id,
+    # exactly where TFX's ModelBlessing keeps it, so TFX-style queries find blessed models.
+    "Evaluation": ("METRICS", {"metrics": "STRING", "thresholds": "STRING", "slices": "STRING",
+                               "split": "STRING", "checks": "STRING"}),
 }
 
 _ACTION_PROPS = {
     "source": "STRING", "user": "STRING", "host": "STRING", "versions": "STRING",
     "duration_s": "DOUBLE", "error": "STRING", "execution_count": "INT", "notebook": "STRING",
     "session": "STRING", "outcome": "STRING", "arguments": "STRING",
+    # training runs: cache key, live progress / heartbeat, owner process, results
+    "cache_key": "STRING", "progress": "STRING", "heartbeat_ms": "INT", "pid": "INT", "run_dir": "STRING",
+    "details": "STRING",
 }
 
 EXECUTION_TYPES: dict[str, str] = {

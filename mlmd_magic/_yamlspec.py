@@ -125,3 +125,28 @@ def export_spec(record: Record) -> dict[str, Any]:
 
 def dump_yaml(value: Any) -> str:
     return str(yaml.safe_dump(value, sort_keys=False, allow_unicode=True, default_flow_style=None))
+
+
+_EVALUATION_KEYS = {"data", "slices", "thresholds", "baseline", "class_names"}
+
+
+def evaluation_arguments(body: Any, where: str = "the cell body") -> dict[str, Any]:
+    """Keyword arguments of :meth:`Store.evaluate` from a YAML body (``%%evaluate``, ``--spec``)::
+
+        data: test                      # or nipt-sim@2:test
+        baseline: t21-baseline@1        # an experiment ref, model:ID or run:ID
+        class_names: [euploid, T21, T18, T13]
+        slices:
+          - {feature: fetal_fraction, bins: [0.04, 0.08], names: [ff_low, ff_mid, ff_high]}
+        thresholds:
+          - {metric: accuracy, lower: 0.95, slices: [ff_mid, ff_high]}
+    """
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise ValidationError(f"{where} must be a YAML mapping with keys {', '.join(sorted(_EVALUATION_KEYS))}")
+    unknown = sorted(set(map(str, body)) - _EVALUATION_KEYS)
+    if unknown:
+        raise ValidationError(f"unknown key(s) {', '.join(map(repr, unknown))} in {where}; "
+                              f"an evaluation takes {', '.join(sorted(_EVALUATION_KEYS))}")
+    return {str(k): v for k, v in body.items()}

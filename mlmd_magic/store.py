@@ -23,7 +23,7 @@ import datetime as _dt
 import difflib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +56,8 @@ from .errors import (
 if TYPE_CHECKING:
     import pandas as pd
 
+    from ._runs import Evaluation, Run
+
 __all__ = ["Store"]
 
 _MAX_TEXT = 100_000
@@ -77,6 +79,9 @@ class _Action:
     committed: bool = False
     execution_id: int | None = None
     output_ids: list[int] = field(default_factory=list)
+    properties: dict[str, Any] = field(default_factory=dict)
+    inputs_written: bool = False  # set once a RUNNING execution has recorded its inputs
+    started: float = field(default_factory=time.perf_counter)
 
 
 class Store:
@@ -360,6 +365,70 @@ class Store:
             out.update(c.name for c in self._mlmd.get_contexts_by_type(full(KIND_TYPES[k])))
         return sorted(out)
 
+    # ------------------------------------------------------------------ training and evaluation
+
+    def train(
+        self,
+        ref: str,
+        *,
+        workdir: str | None = None,
+        force: bool = False,
+        callbacks: Sequence[Any] | None = None,
+        progress: bool = True,
+        **overrides: Any,
+    ) -> Run:
+        """Train experiment ``NAME`` (latest) or ``NAME@N`` with the Keras trainer, on record.
+
+        ``overrides`` (e.g. ``epochs=3``) first define a new experiment version with them
+        merged into the experiment's overrides, exactly as :meth:`experiment` would. A run
+        identical to an earlier one (same experiment version, data fingerprint, trainer
+        code and Keras backend) is not repeated: it is recorded as CACHED and returns the
+        earlier model, unless ``force``. The model is saved under ``workdir`` (default:
+        ``$MLMD_MAGIC_RUNS_DIR``, else ``mlmd-magic-runs/`` beside a SQLite store).
+
+        Raises
+        ------
+        NotFoundError
+            When the experiment does not exist.
+        TrainingError
+            When the trainer fails (recorded FAILED); KeyboardInterrupt is recorded CANCELED
+            and re-raised, with no model left behind.
+        """
+        from . import _runs
+
+        return _runs.train(self, ref, workdir=workdir, force=force, callbacks=callbacks, progress=progress,
+                           overrides=overrides)
+
+    def evaluate(
+        self,
+        run_or_model: Any,
+        *,
+        data: Any = None,
+        slices: Sequence[Any] | None = None,
+        thresholds: Sequence[Any] | None = None,
+        baseline: Any = None,
+        class_names: Sequence[str] | None = None,
+    ) -> Evaluation:
+        """Evaluate a model on slices of data, check thresholds, and record the verdict.
+
+        Parameters
+        ----------
+        run_or_model : a :class:`Run`, a model id, ``"model:ID"``, or an experiment reference
+            (its latest trained model).
+        data : a split name (default ``test``, else ``eval``), ``"DATASOURCE[@N]:SPLIT"`` or
+            ``{"datasource": ..., "split": ...}``.
+        slices, thresholds : see :mod:`mlmd_magic.evaluation`.
+        baseline : the model to compare against (same forms as ``run_or_model``).
+        class_names : names of classes 0..K-1 for per-class metrics (``recall_T21``).
+
+        The ``mlmd_magic.Evaluation`` artifact carries the verdict as TFX does: custom
+        properties ``blessed`` (1/0), ``current_model_id`` and ``baseline_model_id``.
+        """
+        from . import _runs
+
+        return _runs.evaluate(self, run_or_model, data=data, slices=slices, thresholds=thresholds,
+                              baseline=baseline, class_names=class_names)
+
     # ------------------------------------------------------------------ listings
 
     def list(
@@ -386,6 +455,8 @@ class Store:
         """
         with self._action("ListRecords", {"kind": kind, "where": where, "limit": limit,
                                           "all_versions": all_versions}) as act:
+            if isinstance(kind, str) and kind.lower() in ("runs", "run", "models", "model"):
+                return self._list_runs_or_models(kind.lower().rstrip("s") + "s", where, limit, act)
             kind = normalise_kind(kind)
             if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
                 raise ValidationError(f"limit must be a positive whole number, got {limit!r}")
@@ -409,6 +480,22 @@ class Store:
                         break
             act.outcome = f"{len(rows)} rows"
             return _frame(kind, rows)
+
+    def _list_runs_or_models(self, kind: str, where: str | None, limit: int | None, act: _Action) -> pd.DataFrame:
+        import pandas as pd
+
+        from . import _runs
+
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+            raise ValidationError(f"limit must be a positive whole number, got {limit!r}")
+        predicate = compile_where(where)
+        rows = [r for r in (_runs.list_runs(self) if kind == "runs" else _runs.list_models(self)) if predicate(r)]
+        rows = rows[:limit] if limit else rows
+        act.outcome = f"{len(rows)} rows"
+        frame = pd.DataFrame(rows)
+        if not frame.empty:
+            frame["created"] = pd.to_datetime(frame["created"], unit="ms", utc=True)
+        return frame
 
     def history(self, ref: str, kind: str | None = None) -> pd.DataFrame:
         """Every version of a record, oldest first, as a DataFrame."""
@@ -592,25 +679,32 @@ class Store:
     @contextlib.contextmanager
     def _action(self, type_short: str, arguments: dict[str, Any]) -> Iterator[_Action]:
         """Run one action; record it as COMPLETE/CACHED, or as FAILED with its error."""
-        self._check_open()
         act = _Action(type_short, arguments)
-        started = time.perf_counter()
-        try:
+        with self._action_guard(act):
             yield act
+            if not act.committed:
+                self._commit(act)
+
+    @contextlib.contextmanager
+    def _action_guard(self, act: _Action) -> Iterator[None]:
+        """Record ``act`` as FAILED (CANCELED on Ctrl-C) if the body raises; translate foreign errors."""
+        self._check_open()
+        try:
+            yield
         except BaseException as exc:
+            already = act.committed and act.state in ("CANCELED", "FAILED")
             act.state = "CANCELED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
-            act.outcome = "failed"
+            act.outcome = "canceled" if act.state == "CANCELED" else "failed"
             act.outputs = []  # nothing new is written by a failed action
             act.inputs = [a for a in act.inputs if a.id]
-            with contextlib.suppress(Exception):
-                self._commit(act, started, error=exc)
+            if not already:
+                with contextlib.suppress(Exception):
+                    self._commit(act, error=exc)
             if isinstance(exc, MlmdMagicError) or not isinstance(exc, Exception):
                 raise
             raise _translate(exc) from None
-        if not act.committed:
-            self._commit(act, started)
 
-    def _commit(self, act: _Action, started: float | None = None, error: BaseException | None = None) -> None:
+    def _commit(self, act: _Action, error: BaseException | None = None) -> None:
         from ml_metadata import errors as mlmd_errors
         from ml_metadata.proto import metadata_store_pb2 as pb
 
@@ -620,17 +714,20 @@ class Store:
             type_id=self._types.executions[act.type_short],
             last_known_state=pb.Execution.State.Value(act.state),
         )
+        if act.execution_id is not None:
+            execution.id = act.execution_id
         _props(
             execution,
             source=_clip(ctx.source),
             user=sess.user,
             host=sess.host,
             versions=canonical_json(_session.package_versions()),
-            duration_s=0.0 if started is None else time.perf_counter() - started,
+            duration_s=time.perf_counter() - act.started,
             session=sess.id,
             outcome=act.outcome,
             arguments=_clip(_secrets.redact(canonical_json(_safe_args(act.arguments)))),
         )
+        _props(execution, **act.properties)
         if ctx.execution_count is not None:
             execution.properties["execution_count"].int_value = ctx.execution_count
         notebook = ctx.notebook or sess.notebook
@@ -640,7 +737,7 @@ class Store:
             execution.properties["error"].string_value = _clip(_secrets.redact(f"{type(error).__name__}: {error}"))
         events = []
         seen: set[int] = set()
-        for art in act.inputs:
+        for art in [] if act.inputs_written else act.inputs:
             if art.id in seen:  # diff of a version with itself: one INPUT event is enough
                 continue
             seen.add(art.id)

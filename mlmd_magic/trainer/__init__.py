@@ -1,0 +1,29 @@
+"""The Keras trainer: give it the experiment dict, get a trained model and its metrics back.
+
+It imports no MLMD and no widget code, so it runs anywhere Keras 3 does::
+
+    from mlmd_magic.trainer import train
+    result = train(params, workdir="runs/t21")     # params = store.get_experiment("t21")
+    result.metrics["test"]["auc"]
+
+Keras (and TensorFlow or JAX, by ``KERAS_BACKEND``) is imported only when training starts.
+"""
+
+from __future__ import annotations
+
+from ._builders import OutputSpec, builders, register_model
+from ._progress import ProgressReporter
+from ._train import Predictions, TrainResult, code_version, infer_task, predict, train
+
+__all__ = [
+    "OutputSpec",
+    "Predictions",
+    "ProgressReporter",
+    "TrainResult",
+    "builders",
+    "code_version",
+    "infer_task",
+    "predict",
+    "register_model",
+    "train",
+]

@@ -1,0 +1,377 @@
+"""``train(params, workdir=...)``: a Keras 3 model from the experiment dict, on whatever devices exist."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ._builders import OutputSpec, get_builder
+from ._data import InputSpec, count_examples, input_spec, load_arrays, sample_labels, tf_dataset
+from ._progress import ProgressReporter
+
+_OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "rmsprop": "RMSprop", "adagrad": "Adagrad"}
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns: plain values, JSON-serialisable but for nothing."""
+
+    model_path: str
+    task: str
+    num_classes: int
+    history: dict[str, list[float]]
+    metrics: dict[str, dict[str, float]]
+    device: str
+    backend: str
+    examples_per_second: float
+    fit_seconds: float
+    epochs: int
+    input_features: list[str]
+    input_dim: int
+    seed: int
+    mixed_precision: bool
+    versions: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def code_version() -> str:
+    """A hash of the trainer's own code and the Keras version: part of a run's cache key."""
+    digest = hashlib.sha256()
+    here = os.path.dirname(__file__)
+    for name in sorted(os.listdir(here)):
+        if name.endswith(".py"):
+            with open(os.path.join(here, name), "rb") as fh:
+                digest.update(name.encode() + b"\0" + fh.read())
+    try:
+        from importlib.metadata import version
+
+        digest.update(version("keras").encode())
+    except Exception:
+        pass
+    return digest.hexdigest()[:16]
+
+
+def infer_task(labels: np.ndarray, params: dict[str, Any]) -> tuple[str, int]:
+    """``("binary"|"multiclass"|"regression", num_classes)`` from labels, unless params say."""
+    task = params.get("task")
+    if labels.size == 0 and task is None:
+        raise ValueError("the training split has no labels; set params.task to train anyway")
+    values = labels.astype("float64")
+    integral = bool(np.all(np.isfinite(values)) and np.all(values == np.round(values)))
+    if task is None:
+        if not integral or values.min() < 0:
+            task = "regression"
+        else:
+            task = "binary" if values.max() <= 1 else "multiclass"
+    if task not in ("binary", "multiclass", "regression"):
+        raise ValueError(f"params.task must be binary, multiclass or regression, got {task!r}")
+    if task == "multiclass":
+        classes = int(params.get("num_classes") or int(values.max()) + 1)
+        return task, max(classes, 2)
+    return task, 2 if task == "binary" else 1
+
+
+def _head(task: str, num_classes: int) -> OutputSpec:
+    if task == "binary":
+        return OutputSpec(task, 1, "sigmoid")
+    if task == "multiclass":
+        return OutputSpec(task, num_classes, "softmax")
+    return OutputSpec(task, 1, None)
+
+
+def _loss_and_metrics(task: str) -> tuple[Any, list[Any]]:
+    import keras
+
+    if task == "binary":
+        return keras.losses.BinaryCrossentropy(), [keras.metrics.BinaryAccuracy(name="accuracy"),
+                                                   keras.metrics.AUC(name="auc")]
+    if task == "multiclass":
+        return keras.losses.SparseCategoricalCrossentropy(), [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+    return keras.losses.MeanSquaredError(), [keras.metrics.MeanAbsoluteError(name="mae")]
+
+
+def _optimizer(params: dict[str, Any]) -> Any:
+    import keras
+
+    spec = params.get("optimizer", "adam")
+    config = dict(spec) if isinstance(spec, dict) else {"name": spec}
+    name = str(config.pop("name", "adam")).lower()
+    if name not in _OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}: use one of {', '.join(_OPTIMIZERS)}")
+    config.setdefault("learning_rate", float(params.get("learning_rate", 1e-3)))
+    return getattr(keras.optimizers, _OPTIMIZERS[name])(**config)
+
+
+@dataclass
+class _Devices:
+    description: str
+    gpus: int
+    mixed_precision_ok: bool
+
+
+def _devices(backend: str) -> _Devices:
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        if not gpus:
+            return _Devices("cpu", 0, False)
+        details = [tf.config.experimental.get_device_details(g) for g in gpus]
+        capability = min((d.get("compute_capability") or (0, 0)) for d in details)
+        names = {d.get("device_name", "GPU") for d in details}
+        return _Devices(f"{len(gpus)} x {'/'.join(sorted(names))}", len(gpus), tuple(capability) >= (7, 0))
+    if backend == "jax":
+        import jax
+
+        gpus = [d for d in jax.devices() if d.platform == "gpu"]
+        if not gpus:
+            return _Devices("cpu", 0, False)
+        return _Devices(f"{len(gpus)} x {gpus[0].device_kind}", len(gpus), True)
+    return _Devices("cpu", 0, False)
+
+
+class _KerasBridge:
+    """Forwards Keras' epoch events to the trainer's plain callbacks."""
+
+    def __init__(self, callbacks: Sequence[Any]) -> None:
+        import keras
+
+        outer = callbacks
+
+        class Bridge(keras.callbacks.Callback):  # type: ignore[misc]
+            def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+                plain = {k: float(v) for k, v in (logs or {}).items()}
+                for cb in outer:
+                    if hasattr(cb, "on_epoch_end"):
+                        cb.on_epoch_end(epoch, plain)
+
+        self.callback = Bridge()
+
+
+def _notify(callbacks: Sequence[Any], event: str, info: dict[str, Any]) -> None:
+    for cb in callbacks:
+        if hasattr(cb, event):
+            getattr(cb, event)(info)
+
+
+def train(
+    params: dict[str, Any],
+    *,
+    workdir: str,
+    callbacks: Sequence[Any] | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train the model an experiment dict describes and save it under ``workdir``.
+
+    Parameters
+    ----------
+    params : the dict :meth:`mlmd_magic.Store.get_experiment` returns (``datasource``,
+        ``scenario.model``, ``params``). Known params: ``epochs``, ``batch_size``,
+        ``learning_rate``, ``optimizer``, ``seed``, ``task``, ``num_classes``, ``features``,
+        ``mixed_precision``, plus the builder's own (``hidden``, ``filters``, ...).
+    workdir : folder for ``model.keras`` (created; a model already there is replaced).
+    callbacks : objects with any of ``on_train_begin(info)``, ``on_epoch_end(epoch, logs)``,
+        ``on_train_end(info)``; a :class:`ProgressReporter` is added when ``progress``.
+
+    Raises
+    ------
+    KeyboardInterrupt
+        Re-raised after a clean stop: no model file is left behind.
+    ValueError
+        For params the trainer cannot use (unknown builder, optimizer, task, features).
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ INFO lines drown the progress
+    import keras
+
+    backend = keras.backend.backend()
+    p = dict(params.get("params") or {})
+    datasource = params["datasource"]
+    model_name = params["scenario"]["model"]
+    builder = get_builder(model_name)
+    seed = int(p.get("seed", 0))
+    epochs = int(p.get("epochs", 10))
+    batch_size = int(p.get("batch_size", 64))
+    cbs = list(callbacks or [])
+    if progress:
+        cbs.append(ProgressReporter())
+
+    keras.utils.set_random_seed(seed)
+    devices = _devices(backend)
+    if backend == "tensorflow" and devices.gpus == 0:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+
+    spec = input_spec(datasource, p)
+    task, num_classes = infer_task(sample_labels(datasource, "train", spec), p)
+    use_tf_data = datasource["format"] == "tfrecord" and backend == "tensorflow"
+    splits = list(datasource["splits"])
+    train_data, n_train, eval_sets = _prepare(datasource, splits, spec, task, batch_size, seed, use_tf_data)
+
+    mixed = bool(p.get("mixed_precision", True)) and devices.mixed_precision_ok
+    previous_policy = keras.config.dtype_policy()
+    if mixed:
+        keras.config.set_dtype_policy("mixed_float16")
+    scope = _distribution_scope(backend, devices)
+    try:
+        with scope:
+            normalizer = keras.layers.Normalization(name="normalize")
+            _adapt(normalizer, train_data, use_tf_data)
+            model = builder(spec.dim, _head(task, num_classes), p, normalizer)
+            loss, metrics = _loss_and_metrics(task)
+            model.compile(optimizer=_optimizer(p), loss=loss, metrics=metrics)
+        info = {"model": model_name, "device": devices.description, "backend": backend, "epochs": epochs,
+                "task": task, "examples": n_train}
+        _notify(cbs, "on_train_begin", info)
+        os.makedirs(workdir, exist_ok=True)
+        model_path = os.path.join(workdir, "model.keras")
+        validation = eval_sets.get("eval")
+        started = time.perf_counter()
+        try:
+            history = model.fit(
+                train_data if use_tf_data else train_data[0],
+                None if use_tf_data else train_data[1],
+                batch_size=None if use_tf_data else batch_size,
+                epochs=epochs,
+                validation_data=validation,
+                shuffle=not use_tf_data,
+                verbose=0,
+                callbacks=[_KerasBridge(cbs).callback],
+            )
+        except KeyboardInterrupt:
+            if os.path.exists(model_path):
+                os.remove(model_path)
+            _notify(cbs, "on_train_end", {**info, "status": "canceled"})
+            raise
+        fit_seconds = time.perf_counter() - started
+        epochs_run = len(history.history.get("loss", [])) or epochs
+        results = {split: _evaluate(model, data, use_tf_data, batch_size) for split, data in eval_sets.items()}
+        model.save(model_path)
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+    _notify(cbs, "on_train_end", {**info, "status": "complete"})
+    return TrainResult(
+        model_path=os.path.abspath(model_path),
+        task=task,
+        num_classes=num_classes,
+        history={k: [float(x) for x in v] for k, v in history.history.items()},
+        metrics=results,
+        device=devices.description,
+        backend=backend,
+        examples_per_second=n_train * epochs_run / fit_seconds if fit_seconds > 0 else 0.0,
+        fit_seconds=fit_seconds,
+        epochs=epochs_run,
+        input_features=list(spec.features),
+        input_dim=spec.dim,
+        seed=seed,
+        mixed_precision=mixed,
+        versions=_versions(backend),
+    )
+
+
+def _prepare(datasource: dict[str, Any], splits: list[str], spec: InputSpec, task: str, batch_size: int,
+             seed: int, use_tf_data: bool) -> tuple[Any, int, dict[str, Any]]:
+    """Training data, its example count, and every split for evaluation."""
+    if "train" not in splits:
+        raise ValueError(f"the data source needs a 'train' split to train on; it has {splits}")
+    label_dtype = "float32" if task == "regression" else "int64"
+    if use_tf_data:
+        counts = {s: count_examples(datasource, s) for s in splits}
+        train = tf_dataset(datasource, "train", spec, batch_size=batch_size, task=task, shuffle=True, seed=seed,
+                           count=counts["train"])
+        evals = {s: tf_dataset(datasource, s, spec, batch_size=batch_size, task=task, shuffle=False, seed=seed,
+                               count=counts[s]) for s in splits}
+        return train, counts["train"], evals
+    arrays = {s: load_arrays(datasource, s, spec) for s in splits}
+    train_xy = (arrays["train"][0], arrays["train"][1].astype(label_dtype))
+    evals = {s: (x, y.astype(label_dtype)) for s, (x, y, _) in arrays.items()}
+    return train_xy, len(train_xy[1]), evals
+
+
+def _evaluate(model: Any, data: Any, use_tf_data: bool, batch_size: int) -> dict[str, float]:
+    if use_tf_data:
+        values = model.evaluate(data, verbose=0, return_dict=True)
+    else:
+        values = model.evaluate(data[0], data[1], batch_size=batch_size, verbose=0, return_dict=True)
+    return {k: float(v) for k, v in values.items()}
+
+
+def _adapt(normalizer: Any, train_data: Any, use_tf_data: bool) -> None:
+    if use_tf_data:
+        normalizer.adapt(train_data.map(lambda x, y: x))
+    else:
+        normalizer.adapt(train_data[0])
+
+
+class _NullScope:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _distribution_scope(backend: str, devices: _Devices) -> Any:
+    """Several GPUs: a data-parallel distribution; otherwise nothing."""
+    if devices.gpus < 2:
+        return _NullScope()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.distribute.MirroredStrategy().scope()
+    import keras
+
+    keras.distribution.set_distribution(keras.distribution.DataParallel())
+    return _NullScope()
+
+
+def _versions(backend: str) -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for dist in ("keras", "tensorflow", "jax", "numpy"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            continue
+    out["backend"] = backend
+    return out
+
+
+@dataclass
+class Predictions:
+    """Labels, model outputs and requested feature columns of one split."""
+
+    labels: np.ndarray
+    scores: np.ndarray
+    columns: dict[str, np.ndarray]
+    task: str
+
+
+def predict(params: dict[str, Any], model_path: str, split: str, *, task: str,
+            columns: Sequence[str] = (), batch_size: int = 1024) -> Predictions:
+    """Run a saved model over a split; also return the named feature columns (for slicing)."""
+    import keras
+
+    model = keras.saving.load_model(model_path, compile=False)
+    spec = input_spec(params["datasource"], params.get("params") or {})
+    x, y, extra = load_arrays(params["datasource"], split, spec, extra=tuple(columns))
+    scores = np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype="float64")
+    if task != "multiclass":
+        scores = scores.reshape(-1)
+    return Predictions(labels=y, scores=scores, columns=extra, task=task)
+
+
+def cleanup(workdir: str) -> None:
+    """Remove a run's folder (used when a run is canceled)."""
+    shutil.rmtree(workdir, ignore_errors=True)
+

@@ -1,0 +1,72 @@
+"""%%experiment --run, %mlmd train, %%evaluate and %mlmd evaluate through a real InteractiveShell."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+
+from mlmd_magic import datasets
+from mlmd_magic._registry import REGISTRY
+
+from .test_magics import ip, run  # noqa: F401  (the shell fixture)
+
+EVALUATE = """%%evaluate t21@2 --baseline t21@1 -o ev
+data: test
+class_names: [euploid, T21, T18, T13]
+slices:
+  - {feature: fetal_fraction, bins: [0.04, 0.08], names: [ff_low, ff_mid, ff_high]}
+thresholds:
+  - {metric: accuracy, lower: 0.3, slices: [ff_mid, ff_high]}
+  - {metric: abnormal_auc, change: -0.5}
+"""
+
+
+def test_train_and_evaluate_from_cells(ip: InteractiveShell, tmp_path: Path,  # noqa: F811
+                                       monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("MLMD_MAGIC_RUNS_DIR", str(tmp_path / "runs"))
+    data = datasets.simulate_nipt(str(tmp_path / "nipt"), n_train=200, n_eval=50, n_test=200)
+    run(ip, "%mlmd connect memory://")
+    run(ip, f"%%datasource nipt-sim\nuri: {data['uri']}\nformat: tfrecord\nlabel: label\n"
+            "splits: {train: train, eval: eval.tfrecord, test: test.tfrecord}\n")
+    run(ip, "%%scenario mlp-small\nmodel: mlp\nparams: {hidden: [16], epochs: 1, batch_size: 32, learning_rate: 0.01}\n")
+    first = run(ip, "%%experiment t21 --run\ndatasource: nipt-sim\nscenario: mlp-small\n")
+    out = capsys.readouterr().out
+    assert "Experiment t21@1 (created version 1)" in out and "epoch 1/1" in out
+    assert first.state == "COMPLETE" and first.experiment == "t21@1"
+
+    second = run(ip, "%mlmd train t21 --set epochs=2 --quiet -o r2")
+    assert second.experiment == "t21@2" and ip.user_ns["r2"] is second
+    assert "epoch 1/2" not in capsys.readouterr().out
+    cached = run(ip, "%mlmd train t21@2 --quiet")
+    assert cached.cached and "cached from run" in repr(cached)
+
+    evaluation = run(ip, EVALUATE)
+    assert ip.user_ns["ev"] is evaluation and evaluation.baseline_model_id == first.model_id
+    assert list(evaluation.result.metrics) == ["overall", "ff_low", "ff_mid", "ff_high"]
+    formatted, _ = ip.display_formatter.format(evaluation)
+    assert "recall_T21" in formatted["text/plain"] and "✓" in formatted["text/plain"]
+    assert "<table>" in formatted["text/html"]
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("thresholds:\n  - {metric: accuracy, lower: 1.01}\n")
+    failing = run(ip, f"%mlmd evaluate t21 --spec {spec} --data eval")
+    assert not failing.blessed and "NOT BLESSED" in repr(failing)
+
+    assert list(run(ip, "%mlmd ls runs")["state"]) == ["COMPLETE", "COMPLETE", "CACHED"]
+    assert len(run(ip, "%mlmd ls models")) == 2
+    store = REGISTRY.current().store
+    sources = [e.properties["source"].string_value for e in store.mlmd.get_executions_by_type("mlmd_magic.Evaluate")]
+    assert sources[0].startswith("%%evaluate t21@2 --baseline t21@1")
+
+
+def test_training_errors_are_usage_errors(ip: InteractiveShell, tmp_path: Path) -> None:  # noqa: F811
+    run(ip, "%mlmd connect memory://")
+    with pytest.raises(UsageError, match="no experiment named 'nope'"):
+        run(ip, "%mlmd train nope")
+    with pytest.raises(UsageError, match="--set takes KEY=VALUE"):
+        run(ip, "%mlmd train nope --set epochs")
+    with pytest.raises(UsageError, match="unknown key"):
+        run(ip, "%%evaluate t21\nslicez: []\n")

@@ -1,0 +1,161 @@
+"""The Keras trainer on CPU: builders, tasks, formats, determinism, interrupts, JAX."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import mlmd_magic as mm
+from mlmd_magic import datasets
+from mlmd_magic.trainer import builders, register_model, train
+
+
+def _params(store: mm.Store, source: dict[str, Any], model: str, **params: Any) -> dict[str, Any]:
+    store.add_datasource("d", **source)
+    store.add_scenario("s", model=model, params={"epochs": 1, "batch_size": 32, "seed": 7, **params})
+    store.experiment("e", datasource="d", scenario="s")
+    return store.get_experiment("e")
+
+
+@pytest.fixture(scope="module")
+def nipt(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return datasets.simulate_nipt(str(tmp_path_factory.mktemp("nipt")), n_train=240, n_eval=60, n_test=60, shards=2)
+
+
+@pytest.mark.parametrize("model", ["mlp", "cnn1d"])
+def test_each_builder_trains_on_tfrecords(model: str, nipt: dict[str, Any], tmp_path: Path) -> None:
+    params = _params(mm.connect("memory://"), nipt, model, hidden=[16])
+    result = train(params, workdir=str(tmp_path / "run"), progress=False)
+    assert result.task == "multiclass" and result.num_classes == 4
+    assert set(result.metrics) == {"train", "eval", "test"}
+    assert 0.0 <= result.metrics["test"]["accuracy"] <= 1.0
+    assert os.path.exists(result.model_path) and result.model_path.endswith("model.keras")
+    assert result.device == "cpu" and result.backend == "tensorflow"
+    assert result.input_dim == 28 and result.examples_per_second > 0
+    assert json.loads(json.dumps(result.to_dict()))["epochs"] == 1
+
+
+def test_binary_on_csv_learns_the_real_data(tmp_path: Path) -> None:
+    params = _params(mm.connect("memory://"), datasets.breast_cancer(str(tmp_path / "bc")), "mlp",
+                     epochs=15, hidden=[16], learning_rate=0.01)
+    result = train(params, workdir=str(tmp_path / "run"), progress=False)
+    assert result.task == "binary"
+    assert result.metrics["test"]["auc"] > 0.95
+
+
+def test_regression_on_npz(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    (tmp_path / "npz").mkdir()
+    for split, n in (("train", 200), ("eval", 50)):
+        x = rng.normal(size=(n, 3)).astype("float32")
+        np.savez(tmp_path / "npz" / f"{split}.npz", x=x, target=(x @ np.array([1.0, -2.0, 0.5])).astype("float32"))
+    source = {"uri": str(tmp_path / "npz"), "format": "npz", "splits": {"train": "train.npz", "eval": "eval.npz"},
+              "label": "target"}
+    params = _params(mm.connect("memory://"), source, "mlp", epochs=3, hidden=[8])
+    result = train(params, workdir=str(tmp_path / "run"), progress=False)
+    assert result.task == "regression" and "mae" in result.metrics["eval"]
+
+
+def test_task_can_be_set_in_params(nipt: dict[str, Any], tmp_path: Path) -> None:
+    params = _params(mm.connect("memory://"), nipt, "mlp", hidden=[4], task="regression")
+    assert train(params, workdir=str(tmp_path), progress=False).task == "regression"
+
+
+def test_same_seed_same_model_on_cpu(nipt: dict[str, Any], tmp_path: Path) -> None:
+    params = _params(mm.connect("memory://"), nipt, "mlp", hidden=[16], epochs=2)
+    a = train(params, workdir=str(tmp_path / "a"), progress=False)
+    b = train(params, workdir=str(tmp_path / "b"), progress=False)
+    assert a.history == b.history and a.metrics == b.metrics
+    import keras
+
+    wa = keras.saving.load_model(a.model_path).get_weights()
+    wb = keras.saving.load_model(b.model_path).get_weights()
+    assert all(np.array_equal(x, y) for x, y in zip(wa, wb))
+    params["params"]["seed"] = 8
+    c = train(params, workdir=str(tmp_path / "c"), progress=False)
+    assert c.history != a.history
+
+
+def test_keyboard_interrupt_stops_cleanly(nipt: dict[str, Any], tmp_path: Path) -> None:
+    params = _params(mm.connect("memory://"), nipt, "mlp", hidden=[4], epochs=5)
+    seen: list[Any] = []
+
+    class Stop:
+        def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+            seen.append(epoch)
+            raise KeyboardInterrupt
+
+        def on_train_end(self, info: dict[str, Any]) -> None:
+            seen.append(info["status"])
+
+    with pytest.raises(KeyboardInterrupt):
+        train(params, workdir=str(tmp_path), callbacks=[Stop()], progress=False)
+    assert seen == [0, "canceled"]
+    assert not (tmp_path / "model.keras").exists()
+
+
+def test_progress_lines_in_a_terminal(nipt: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    params = _params(mm.connect("memory://"), nipt, "mlp", hidden=[4], epochs=2)
+    train(params, workdir=str(tmp_path), progress=True)
+    out = capsys.readouterr().out
+    assert "training mlp on cpu (tensorflow): 2 epochs" in out
+    assert "epoch 1/2" in out and "epoch 2/2" in out and "val_accuracy=" in out
+
+
+def test_users_register_their_own_builder(nipt: dict[str, Any], tmp_path: Path) -> None:
+    @register_model("tiny-linear")
+    def tiny(input_dim: int, output: Any, params: dict[str, Any], normalizer: Any) -> Any:
+        import keras
+
+        inputs = keras.Input((input_dim,))
+        return keras.Model(inputs, output.layer()(normalizer(inputs)))
+
+    assert "tiny-linear" in builders()
+    params = _params(mm.connect("memory://"), nipt, "tiny-linear")
+    assert train(params, workdir=str(tmp_path), progress=False).metrics["test"]["accuracy"] >= 0
+
+
+def test_bad_params_are_clear(nipt: dict[str, Any], tmp_path: Path) -> None:
+    store = mm.connect("memory://")
+    params = _params(store, nipt, "no-such-builder")
+    with pytest.raises(ValueError, match="unknown model builder 'no-such-builder'"):
+        train(params, workdir=str(tmp_path), progress=False)
+    params["scenario"]["model"] = "mlp"
+    params["params"]["optimizer"] = "adamant"
+    with pytest.raises(ValueError, match="unknown optimizer 'adamant'"):
+        train(params, workdir=str(tmp_path), progress=False)
+    params["params"]["optimizer"] = "adam"
+    params["params"]["features"] = ["nope"]
+    with pytest.raises(ValueError, match="lacks"):
+        train(params, workdir=str(tmp_path), progress=False)
+
+
+def test_trainer_imports_no_mlmd_or_widgets() -> None:
+    code = ("import sys, mlmd_magic.trainer; "
+            "print(sorted(m for m in sys.modules if m.startswith(('ml_metadata', 'ipywidgets', 'keras', 'tensorflow'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_jax_backend_in_memory(tmp_path: Path) -> None:
+    pytest.importorskip("jax", reason="jax is not installed (pip install -e '.[dev]' brings jax[cpu])")
+    source = datasets.breast_cancer(str(tmp_path / "bc"))
+    params = _params(mm.connect("memory://"), source, "mlp", epochs=2, hidden=[8])
+    script = (
+        "import json, sys; from mlmd_magic.trainer import train; "
+        "r = train(json.loads(sys.argv[1]), workdir=sys.argv[2], progress=False); "
+        "print(json.dumps({'backend': r.backend, 'task': r.task, 'auc': r.metrics['test']['auc']}))"
+    )
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    out = subprocess.run([sys.executable, "-c", script, json.dumps(params), str(tmp_path / "run")],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["backend"] == "jax" and result["task"] == "binary" and result["auc"] > 0.5
