@@ -46,6 +46,7 @@ __all__ = [
     "ValidationError",
     "__version__",
     "connect",
+    "current_store",
     "load_ipython_extension",
     "unload_ipython_extension",
 ]
@@ -83,6 +84,27 @@ def connect(uri: str | None = None) -> Store:
 
     parsed = parse_uri(resolve_uri(uri))
     return Store(open_store(parsed), parsed)
+
+
+def current_store() -> Store:
+    """The store made current by ``%mlmd connect`` / ``%mlmd use`` in this session.
+
+    Raises
+    ------
+    MlmdMagicError
+        When no store is connected; the message says to run ``%mlmd connect`` first.
+
+    Example
+    -------
+    >>> from mlmd_magic._registry import REGISTRY
+    >>> _ = REGISTRY.connect("memory://", alias="doc")
+    >>> current_store().uri
+    'memory://'
+    >>> REGISTRY.reset()
+    """
+    from ._registry import REGISTRY
+
+    return REGISTRY.current().store
 
 
 def load_ipython_extension(ipython: Any) -> None:

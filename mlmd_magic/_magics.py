@@ -26,6 +26,13 @@ from .errors import MlmdMagicError
 from .store import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
+# The raw source of the cell being run, from IPython's pre_run_cell event: present even
+# when a frontend runs cells without storing them in the history (nbval does).
+_RUNNING_CELL: dict[str, str] = {}
+
+
+def _remember_cell(info: Any) -> None:
+    _RUNNING_CELL["raw"] = str(getattr(info, "raw_cell", "") or "")
 _CELL_MAGICS = ("datasource", "scenario", "experiment", "evaluate")
 _REF_SUBCOMMANDS = ("get", "show", "history", "diff", "export", "train", "evaluate")
 
@@ -72,12 +79,11 @@ class MlmdMagics(Magics):
             yield
 
     def _current_cell(self, fallback: str) -> str:
-        """The whole source of the running cell when IPython recorded it, else the magic line."""
-        history = getattr(getattr(self.shell, "history_manager", None), "input_hist_raw", None)
-        if history:
-            text = str(history[-1])
-            if fallback.strip() in text:
-                return text
+        """The whole source of the running cell (seen by our pre_run_cell hook), else the magic line."""
+        text = _RUNNING_CELL.get("raw", "")
+        words = fallback.split()
+        if text and all(word in text for word in words):
+            return text
         return fallback
 
     @line_magic
@@ -225,6 +231,8 @@ def load(shell: Any) -> None:
     """Register the magics and the tab completer on ``shell``."""
     shell.register_magics(MlmdMagics)
     shell.set_hook("complete_command", _completer(shell), str_key="%mlmd")
+    if _remember_cell not in shell.events.callbacks["pre_run_cell"]:
+        shell.events.register("pre_run_cell", _remember_cell)
     kernel = getattr(shell, "kernel", None)
     session_id = getattr(getattr(kernel, "session", None), "session", "") if kernel is not None else ""
     if session_id:
@@ -233,6 +241,8 @@ def load(shell: Any) -> None:
 
 def unload(shell: Any) -> None:
     """Remove the magics (``%unload_ext``); open stores are closed."""
+    if _remember_cell in shell.events.callbacks["pre_run_cell"]:
+        shell.events.unregister("pre_run_cell", _remember_cell)
     magics = shell.magics_manager.magics
     magics["line"].pop("mlmd", None)
     for name in _CELL_MAGICS:

@@ -9,6 +9,7 @@ import hashlib
 import html
 import json
 import math
+import pprint
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -278,7 +279,7 @@ class Record:
         return f"version {self.version}"
 
     def __repr__(self) -> str:
-        body = json.dumps(self.data, indent=2, ensure_ascii=False, sort_keys=False)
+        body = pprint.pformat(self.data, width=100, sort_dicts=False)
         extra = "".join(f"\n{k}: {json.dumps(v, ensure_ascii=False)}" for k, v in self.extra.items() if v)
         return f"{KIND_TYPES[self.kind]} {self.ref} ({self._summary()}){extra}\n{body}"
 

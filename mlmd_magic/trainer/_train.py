@@ -189,7 +189,9 @@ def train(
     ValueError
         For params the trainer cannot use (unknown builder, optimizer, task, features).
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ INFO lines drown the progress
+    # TensorFlow's C++ start-up lines (CUDA factories, cpu features) drown the progress in
+    # notebooks; Python exceptions still surface. Set TF_CPP_MIN_LOG_LEVEL to see them.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
 
     backend = keras.backend.backend()
@@ -360,6 +362,7 @@ class Predictions:
 def predict(params: dict[str, Any], model_path: str, split: str, *, task: str,
             columns: Sequence[str] = (), batch_size: int = 1024) -> Predictions:
     """Run a saved model over a split; also return the named feature columns (for slicing)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
 
     model = keras.saving.load_model(model_path, compile=False)

@@ -1,0 +1,32 @@
+"""The Binder environment and the package metadata agree with each other."""
+
+from __future__ import annotations
+
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_binder_matches_the_package() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    runtime = (ROOT / "binder" / "runtime.txt").read_text().strip()
+    assert runtime == "python-3.11"
+    assert project["requires-python"] == ">=3.9,<3.12"
+    requirements = [line.strip() for line in (ROOT / "binder" / "requirements.txt").read_text().splitlines()
+                    if line.strip() and not line.startswith("#")]
+    assert requirements == ["-e ."]
+    deps = " ".join(project["dependencies"])
+    for needed in ("ml-metadata==1.17.1", "protobuf", "tensorflow>=2.19,<2.20", "jupyterlab", "ipywidgets",
+                   "pymysql", "pandas", "pyyaml", "scikit-learn"):
+        assert needed in deps, needed
+    assert project["scripts"]["mlmd-magic"] == "mlmd_magic.cli:main"
+
+
+def test_every_tutorial_is_collected_by_nbval() -> None:
+    notebooks = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
+    assert notebooks and "01-quickstart.ipynb" in notebooks
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    assert "notebooks" in config["testpaths"] and "--nbval" in config["addopts"]
+    assert sys.version_info[:2] <= (3, 11)
