@@ -98,13 +98,8 @@ class MlmdMagics(Magics):
             return _commands.dispatch(self, argv, "%mlmd", magic=True)
 
     def _record_cell(self, kind: str, line: str, cell: str) -> Any:
-        parser = _commands._Parser(prog=f"%%{kind}", add_help=False)
-        parser.add_argument("name", metavar="NAME")
-        if kind == "experiment":
-            parser.add_argument("-o", "--output", metavar="VAR", help="bind the resolved dict to this variable")
-            parser.add_argument("--run", action="store_true", help="train the experiment right away")
         try:
-            args = parser.parse_args(shlex.split(line))
+            args = _cell_parser(kind).parse_args(shlex.split(line))
         except ValueError as exc:
             raise _commands.CommandError(f"cannot split the line into words: {exc}") from None
         check_name(args.name, f"{kind} name")
@@ -187,10 +182,8 @@ class MlmdMagics(Magics):
               - {metric: accuracy, lower: 0.95, slices: [ff_mid, ff_high]}
               - {metric: abnormal_auc, change: -0.01}
         """
-        parser = _commands._Parser(prog="%%evaluate", add_help=False)
-        _commands.configure_evaluate(parser, spec=False)
         try:
-            args = parser.parse_args(shlex.split(line))
+            args = _cell_parser("evaluate").parse_args(shlex.split(line))
         except ValueError as exc:
             raise _commands.CommandError(f"cannot split the line into words: {exc}") from None
         body = _yamlspec.load_yaml(cell or "", where="the %%evaluate cell", line_offset=1)
@@ -201,6 +194,20 @@ class MlmdMagics(Magics):
 
 
 MlmdMagics.mlmd.__doc__ = _commands.help_text(magic=True)
+
+
+@functools.cache
+def _cell_parser(kind: str) -> Any:
+    """The parser of a cell magic's first line (built once: argparse set-up is not free)."""
+    parser = _commands._Parser(prog=f"%%{kind}", add_help=False)
+    if kind == "evaluate":
+        _commands.configure_evaluate(parser, spec=False)
+        return parser
+    parser.add_argument("name", metavar="NAME")
+    if kind == "experiment":
+        parser.add_argument("-o", "--output", metavar="VAR", help="bind the resolved dict to this variable")
+        parser.add_argument("--run", action="store_true", help="train the experiment right away")
+    return parser
 
 
 def _completer(shell: Any) -> Callable[[Any, Any], list[str]]:

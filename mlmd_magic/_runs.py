@@ -146,10 +146,10 @@ def train(store: Store, ref: str, *, workdir: str | None, force: bool, callbacks
         art = store._resolve("experiments", ref)
         p = art.properties
         ref = store.experiment(
-            p["record_name"].string_value, datasource=p["datasource"].string_value,
+            art.name.rsplit("@", 1)[0], datasource=p["datasource"].string_value,
             scenario=p["scenario"].string_value,
             overrides=_merged_overrides(json.loads(p["overrides"].string_value or "{}"), overrides),
-            description=p["description"].string_value or None,
+            description=p["description"].string_value if "description" in p else None,
         ).ref
     act = _Action("Train", {"ref": ref, "workdir": workdir, "force": force, "overrides": overrides})
     with store._action_guard(act):
@@ -253,7 +253,7 @@ def resolve_model(store: Store, target: Any) -> Any:
         raise ValidationError(
             "give a run, a model id, 'model:ID', 'run:ID' or an experiment reference (NAME or NAME@N)")
     exp = store._resolve("experiments", target)
-    exp_ref = f"{exp.properties['record_name'].string_value}@{exp.properties['version'].int_value}"
+    exp_ref = str(exp.name)
     options = ms.ListOptions(order_by=ms.OrderByField.ID, is_asc=False, limit=1,
                              filter_query=f"type = '{full('Model')}' AND properties.experiment.string_value = "
                                           f"'{exp_ref}' AND state = LIVE")

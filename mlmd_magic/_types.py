@@ -14,7 +14,9 @@ from typing import Any
 PREFIX = "mlmd_magic."
 
 # Property kinds are names of metadata_store_pb2.PropertyType values.
-_RECORD = {"record_name": "STRING", "version": "INT", "description": "STRING", "content_hash": "STRING"}
+# The record's name and version are also its artifact name (NAME@VERSION), and its content
+# hash ends its external_id; properties hold what queries and readers need.
+_RECORD = {"version": "INT", "description": "STRING"}
 
 ARTIFACT_TYPES: dict[str, tuple[str, dict[str, str]]] = {
     "DataSource": ("DATASET", {
@@ -34,10 +36,11 @@ ARTIFACT_TYPES: dict[str, tuple[str, dict[str, str]]] = {
                                "split": "STRING", "checks": "STRING"}),
 }
 
+# Who ran it (user, host, package versions, process) is the same for every action of a
+# kernel: it lives on the NotebookSession context every execution is associated with.
 _ACTION_PROPS = {
-    "source": "STRING", "user": "STRING", "host": "STRING", "versions": "STRING",
-    "duration_s": "DOUBLE", "error": "STRING", "execution_count": "INT", "notebook": "STRING",
-    "session": "STRING", "outcome": "STRING", "arguments": "STRING",
+    "source": "STRING", "duration_s": "DOUBLE", "error": "STRING", "execution_count": "INT",
+    "notebook": "STRING", "outcome": "STRING", "arguments": "STRING",
     # training runs: cache key, live progress / heartbeat, owner process, results
     "cache_key": "STRING", "progress": "STRING", "heartbeat_ms": "INT", "pid": "INT", "run_dir": "STRING",
     "details": "STRING",
@@ -59,7 +62,7 @@ EXECUTION_TYPES: dict[str, str] = {
 
 CONTEXT_TYPES: dict[str, dict[str, str]] = {
     "NotebookSession": {"user": "STRING", "host": "STRING", "pid": "INT", "notebook": "STRING",
-                        "started": "STRING"},
+                        "started": "STRING", "versions": "STRING"},
     "DataSource": {},
     "Scenario": {},
     "Experiment": {},

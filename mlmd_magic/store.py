@@ -102,6 +102,7 @@ class Store:
         self._uri = uri
         self._types = register_types(mlmd_store)
         self._context_ids: dict[tuple[str, str], int] = {}
+        self._latest_seen: dict[tuple[str, str], Any] = {}  # (kind, name) -> newest version seen
         self._closed = False
 
     # ------------------------------------------------------------------ basics
@@ -357,7 +358,7 @@ class Store:
             )
         return found[0]
 
-    def names(self, kind: str | None = None) -> list[str]:
+    def names(self, kind: str | None = None) -> builtins.list[str]:
         """Sorted record names (of one kind, or of all kinds), e.g. for tab completion."""
         kinds = [normalise_kind(kind)] if kind else list(KIND_TYPES)
         out: set[str] = set()
@@ -461,18 +462,8 @@ class Store:
             if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
                 raise ValidationError(f"limit must be a positive whole number, got {limit!r}")
             predicate = compile_where(where)
-            artifacts = self._mlmd.get_artifacts_by_type(full(KIND_TYPES[kind]))
-            if not all_versions:
-                latest: dict[str, Any] = {}
-                for art in artifacts:
-                    name = art.properties["record_name"].string_value
-                    if name not in latest or art.properties["version"].int_value > latest[name].properties[
-                            "version"].int_value:
-                        latest[name] = art
-                artifacts = list(latest.values())
             rows = []
-            for art in sorted(artifacts, key=lambda a: (a.properties["record_name"].string_value,
-                                                        a.properties["version"].int_value)):
+            for art in self._iter_records(kind, all_versions):
                 data = self._data(kind, art)
                 if predicate(_row_view(kind, data)):
                     rows.append(_list_row(kind, data, art))
@@ -480,6 +471,33 @@ class Store:
                         break
             act.outcome = f"{len(rows)} rows"
             return _frame(kind, rows)
+
+    def _iter_records(self, kind: str, all_versions: bool, page: int = 100) -> Iterator[Any]:
+        """Records newest name first, a page of names at a time (never the whole store at once).
+
+        Each name is a context; a page is one query (``id < last`` ordered by id), and each
+        name's latest version two indexed lookups, so the first page costs the same at
+        100,000 records as at 100.
+        """
+        from ml_metadata.metadata_store import metadata_store as ms
+
+        type_name = full(KIND_TYPES[kind])
+        last: int | None = None
+        while True:
+            query = f"type = '{type_name}'" + (f" AND id < {last}" if last is not None else "")
+            contexts = self._mlmd.get_contexts(list_options=ms.ListOptions(
+                limit=page, order_by=ms.OrderByField.ID, is_asc=False, filter_query=query))
+            for ctx in contexts:
+                self._context_ids[(KIND_TYPES[kind], ctx.name)] = ctx.id
+                if all_versions:
+                    yield from reversed(self._versions(kind, ctx.name))
+                else:
+                    art = self._latest(kind, ctx.name)
+                    if art is not None:
+                        yield art
+            if len(contexts) < page:
+                return
+            last = contexts[-1].id
 
     def _list_runs_or_models(self, kind: str, where: str | None, limit: int | None, act: _Action) -> pd.DataFrame:
         import pandas as pd
@@ -543,29 +561,56 @@ class Store:
 
     # ------------------------------------------------------------------ internals: reading
 
+    def _context_id(self, kind: str, name: str) -> int | None:
+        """Id of the context grouping every version of record ``name`` (an indexed lookup, cached)."""
+        key = (KIND_TYPES[kind], name)
+        if key not in self._context_ids:
+            ctx = self._mlmd.get_context_by_type_and_name(full(KIND_TYPES[kind]), name)
+            if ctx is None:
+                return None
+            self._context_ids[key] = ctx.id
+        return self._context_ids[key]
+
     def _latest(self, kind: str, name: str) -> Any | None:
+        """The latest version of ``name``: two indexed lookups, flat as the store grows.
+
+        A record's context holds its versions (and, for experiments, the older versions of
+        the data sources and scenarios they pinned), so the newest artifact attributed to it
+        is nearly always the latest version; the full scan below is the rare fallback.
+        """
         from ml_metadata.metadata_store import metadata_store as ms
 
-        options = ms.ListOptions(
-            limit=1,
-            order_by=ms.OrderByField.ID,
-            is_asc=False,
-            # names are validated to [A-Za-z0-9._-], so quoting cannot be broken
-            filter_query=f"type = '{full(KIND_TYPES[kind])}' AND properties.record_name.string_value = '{name}'",
-        )
-        found = self._mlmd.get_artifacts(list_options=options)
-        return found[0] if found else None
+        cached = self._latest_seen.get((kind, name))
+        if cached is not None:
+            # Versions only ever grow: probe the unique name of the next one (one indexed
+            # lookup) instead of asking the context again.
+            while True:
+                following = self._mlmd.get_artifact_by_type_and_name(
+                    full(KIND_TYPES[kind]), f"{name}@{cached.properties['version'].int_value + 1}")
+                if following is None:
+                    return cached
+                cached = self._latest_seen[(kind, name)] = following
+        cid = self._context_id(kind, name)
+        if cid is None:
+            return None
+        type_id = self._types.artifacts[KIND_TYPES[kind]]
+        newest = self._mlmd.get_artifacts_by_context(
+            cid, list_options=ms.ListOptions(limit=3, order_by=ms.OrderByField.ID, is_asc=False))
+        found = next((a for a in newest if a.type_id == type_id), None)
+        if found is None:
+            versions = self._versions(kind, name)
+            found = versions[-1] if versions else None
+        if found is not None:
+            self._latest_seen[(kind, name)] = found
+        return found
 
     def _versions(self, kind: str, name: str) -> builtins.list[Any]:
-        from ml_metadata.metadata_store import metadata_store as ms
-
-        options = ms.ListOptions(
-            order_by=ms.OrderByField.ID,
-            is_asc=True,
-            filter_query=f"type = '{full(KIND_TYPES[kind])}' AND properties.record_name.string_value = '{name}'",
-        )
-        return sorted(self._mlmd.get_artifacts(list_options=options),
-                      key=lambda a: a.properties["version"].int_value)
+        cid = self._context_id(kind, name)
+        if cid is None:
+            return []
+        type_id = self._types.artifacts[KIND_TYPES[kind]]
+        arts = [a for a in self._mlmd.get_artifacts_by_context(cid) if a.type_id == type_id]
+        return sorted(arts, key=lambda a: a.properties["version"].int_value)
 
     def _resolve(self, kind: str, ref: str) -> Any:
         parsed = parse_ref(ref, f"{_LABEL[kind]} reference")
@@ -595,18 +640,18 @@ class Store:
 
     def _data(self, kind: str, art: Any) -> dict[str, Any]:
         p = art.properties
-        name, version = p["record_name"].string_value, p["version"].int_value
+        name, version = _name_of(art), p["version"].int_value
         if kind == "experiments":
             resolved = json.loads(p["resolved"].string_value)
             return {"experiment": name, "version": version, **resolved}
         if kind == "scenarios":
             return {"name": name, "version": version, "model": p["model"].string_value,
-                    "params": json.loads(p["params"].string_value), "description": p["description"].string_value}
+                    "params": json.loads(p["params"].string_value), "description": _text(p, "description")}
         return {
             "name": name, "version": version, "uri": art.uri, "format": p["format"].string_value,
             "splits": json.loads(p["splits"].string_value), "label": p["label"].string_value,
             "features": json.loads(p["features"].string_value),
-            "description": p["description"].string_value, "fingerprint": p["fingerprint"].string_value,
+            "description": _text(p, "description"), "fingerprint": p["fingerprint"].string_value,
             "examples": json.loads(p["example_counts"].string_value),
             "label_distribution": json.loads(p["label_distribution"].string_value),
         }
@@ -615,14 +660,14 @@ class Store:
         p = art.properties
         extra: dict[str, Any] = {}
         if kind == "experiments":
-            extra = {"description": p["description"].string_value,
+            extra = {"description": _text(p, "description"),
                      "overrides": json.loads(p["overrides"].string_value or "{}")}
         return Record(
             kind=kind,
-            name=p["record_name"].string_value,
+            name=_name_of(art),
             version=p["version"].int_value,
             id=art.id,
-            created=_dt.datetime.fromtimestamp(art.create_time_since_epoch / 1000, tz=_dt.timezone.utc),
+            created=_created(art),
             data=self._data(kind, art),
             status=status,
             extra=extra,
@@ -632,7 +677,7 @@ class Store:
         with self._action(action, {"ref": ref}) as act:
             art = self._resolve(kind, ref)
             act.inputs.append(art)
-            act.contexts.append((KIND_TYPES[kind], art.properties["record_name"].string_value))
+            act.contexts.append((KIND_TYPES[kind], _name_of(art)))
             act.outcome = "fetched"
             return self._record(kind, art, "fetched")
 
@@ -648,30 +693,35 @@ class Store:
         external_id = f"{full(type_short)}:{name}:{digest}"
         act.contexts.append((type_short, name))
         for _ in range(_CREATE_RETRIES):
-            try:
-                existing = self._mlmd.get_artifacts_by_external_ids([external_id])
-            except mlmd_errors.NotFoundError:
-                existing = []
+            latest = self._latest(kind, name)
+            existing = [latest] if latest is not None and latest.external_id == external_id else []
+            if latest is not None and not existing:
+                try:  # identical to an older version?
+                    existing = self._mlmd.get_artifacts_by_external_ids([external_id])
+                except mlmd_errors.NotFoundError:
+                    existing = []
             if existing:
                 act.outputs = [existing[0]]
                 act.state, act.outcome = "CACHED", "unchanged"
                 self._commit(act)
                 return self._record(kind, existing[0], "unchanged")
-            latest = self._latest(kind, name)
             version = latest.properties["version"].int_value + 1 if latest is not None else 1
             art = pb.Artifact(type_id=self._types.artifacts[type_short], name=f"{name}@{version}",
                               external_id=external_id, state=pb.Artifact.LIVE)
-            _props(art, record_name=name, version=version, description=content.get("description", ""),
-                   content_hash=digest)
+            _props(art, version=version, description=content.get("description") or None)
             build(art)
             act.outputs = [art]
             act.state, act.outcome = "COMPLETE", "created"
             try:
                 self._commit(act)
             except _Conflict:
+                self._context_ids.pop((type_short, name), None)
                 continue  # another writer took this version number; look again
-            stored = self._mlmd.get_artifacts_by_id(act.output_ids)
-            return self._record(kind, stored[0], "created")
+            art.id = act.output_ids[0]
+            # MLMD stamps its own times; the record we return uses ours (no read-back query)
+            art.create_time_since_epoch = int(time.time() * 1000)
+            self._latest_seen[(kind, name)] = art
+            return self._record(kind, art, "created")
         raise StoreError(
             f"could not write {_LABEL[kind]} {name!r}: other writers kept taking the next version; try again"
         )
@@ -718,14 +768,12 @@ class Store:
             execution.id = act.execution_id
         _props(
             execution,
-            source=_clip(ctx.source),
-            user=sess.user,
-            host=sess.host,
-            versions=canonical_json(_session.package_versions()),
+            source=_clip(ctx.source) or None,
             duration_s=time.perf_counter() - act.started,
-            session=sess.id,
-            outcome=act.outcome,
-            arguments=_clip(_secrets.redact(canonical_json(_safe_args(act.arguments)))),
+            # "created"/"unchanged" is what COMPLETE/CACHED already say; each property is a row
+            outcome=act.outcome if act.outcome not in ("created", "unchanged") else None,
+            # a cell's source already says what was asked; API calls record their arguments
+            arguments=None if ctx.source else _clip(_secrets.redact(canonical_json(_safe_args(act.arguments)))),
         )
         _props(execution, **act.properties)
         if ctx.execution_count is not None:
@@ -735,6 +783,8 @@ class Store:
             execution.properties["notebook"].string_value = notebook
         if error is not None:
             execution.properties["error"].string_value = _clip(_secrets.redact(f"{type(error).__name__}: {error}"))
+        for art in act.inputs + act.outputs:
+            _drop_empty_properties(art)
         events = []
         seen: set[int] = set()
         for art in [] if act.inputs_written else act.inputs:
@@ -753,7 +803,7 @@ class Store:
                 context.id = cid
             elif short == "NotebookSession":
                 _props(context, user=sess.user, host=sess.host, pid=sess.pid, started=sess.started,
-                       notebook=sess.notebook)
+                       notebook=sess.notebook or None, versions=canonical_json(_session.package_versions()))
             contexts.append(context)
         try:
             exec_id, artifact_ids, context_ids = self._mlmd.put_execution(
@@ -775,6 +825,28 @@ class Store:
 
 class _Conflict(Exception):
     """A unique key (a record's name@version) was taken by a concurrent writer."""
+
+
+def _drop_empty_properties(node: Any) -> None:
+    """Remove map entries that reading an absent property created (protobuf maps insert on read);
+    MLMD rejects a property without a value."""
+    for props in (node.properties, node.custom_properties):
+        for key in [k for k, v in props.items() if v.WhichOneof("value") is None]:
+            del props[key]
+
+
+def _text(props: Any, key: str) -> str:
+    """A string property, or "" when absent, without inserting it."""
+    return str(props[key].string_value) if key in props else ""
+
+
+def _name_of(art: Any) -> str:
+    """A record artifact is named ``NAME@VERSION``."""
+    return str(art.name).rsplit("@", 1)[0]
+
+
+def _created(art: Any) -> _dt.datetime:
+    return _dt.datetime.fromtimestamp(art.create_time_since_epoch / 1000, tz=_dt.timezone.utc)
 
 
 def _translate(exc: Exception) -> MlmdMagicError:
@@ -822,7 +894,7 @@ def _row_view(kind: str, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _list_row(kind: str, data: dict[str, Any], art: Any) -> dict[str, Any]:
-    created = _dt.datetime.fromtimestamp(art.create_time_since_epoch / 1000, tz=_dt.timezone.utc)
+    created = _created(art)
     if kind == "experiments":
         view = _row_view(kind, data)
         return {"name": view["name"], "version": data["version"], "datasource": view["datasource"],

@@ -31,7 +31,8 @@ def test_train_and_evaluate_from_cells(ip: InteractiveShell, tmp_path: Path,  # 
     run(ip, "%mlmd connect memory://")
     run(ip, f"%%datasource nipt-sim\nuri: {data['uri']}\nformat: tfrecord\nlabel: label\n"
             "splits: {train: train, eval: eval.tfrecord, test: test.tfrecord}\n")
-    run(ip, "%%scenario mlp-small\nmodel: mlp\nparams: {hidden: [16], epochs: 1, batch_size: 32, learning_rate: 0.01}\n")
+    run(ip, "%%scenario mlp-small\nmodel: mlp\n"
+            "params: {hidden: [16], epochs: 1, batch_size: 32, learning_rate: 0.01}\n")
     first = run(ip, "%%experiment t21 --run\ndatasource: nipt-sim\nscenario: mlp-small\n")
     out = capsys.readouterr().out
     assert "Experiment t21@1 (created version 1)" in out and "epoch 1/1" in out

@@ -34,8 +34,7 @@ def test_unchanged_is_recorded_as_cached_with_output_to_the_existing_version(mem
     first = mem_store.add_scenario("s", model="mlp", params={"epochs": 3})
     mem_store.add_scenario("s", model="mlp", params={"epochs": 3})
     (_, s1, _e1), (_, s2, e2) = _executions(mem_store)
-    assert (s1, s2) == (pb.Execution.COMPLETE, pb.Execution.CACHED)
-    assert e2.properties["outcome"].string_value == "unchanged"
+    assert (s1, s2) == (pb.Execution.COMPLETE, pb.Execution.CACHED)  # CACHED: found unchanged
     events = mem_store.mlmd.get_events_by_execution_ids([e2.id])
     assert [(e.type, e.artifact_id) for e in events] == [(pb.Event.OUTPUT, first.id)]
 
@@ -49,8 +48,15 @@ def test_cell_source_is_recorded_redacted(mem_store: mm.Store) -> None:
     assert "hunter2" not in recorded and "%%scenario s" in recorded and "***" in recorded
     assert e.properties["execution_count"].int_value == 7
     assert e.properties["notebook"].string_value == "nb.ipynb"
+    assert "arguments" not in e.properties  # the cell's source says it already
+
+
+def test_api_calls_record_their_arguments_redacted(mem_store: mm.Store) -> None:
+    mem_store.add_scenario("s", model="mlp", params={"epochs": 3, "db": "mysql://u:hunter2@h/x"})
+    (_, _, e), = _executions(mem_store)
     args = json.loads(e.properties["arguments"].string_value)
-    assert args["params"] == {"epochs": 3}
+    assert args["params"] == {"epochs": 3, "db": "mysql://u:***@h/x"}
+    assert "source" not in e.properties
 
 
 def test_session_context_groups_actions(mem_store: mm.Store) -> None:

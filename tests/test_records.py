@@ -161,15 +161,16 @@ def test_list_where_limit_and_versions(store: mm.Store, tfrecord_dir: Path) -> N
     for i, epochs in enumerate([3, 5, 8]):
         store.experiment(f"t21-{i}", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": epochs})
     store.experiment("t21-0", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 4})
-    table = store.list("experiments")
-    assert list(table["name"]) == ["t21-0", "t21-1", "t21-2"]
-    assert list(table["version"]) == [2, 1, 1]
+    table = store.list("experiments")  # newest name first, its latest version
+    assert list(table["name"]) == ["t21-2", "t21-1", "t21-0"]
+    assert list(table["version"]) == [1, 1, 2]
     assert len(store.list("experiments", all_versions=True)) == 4
-    assert list(store.list("experiments", where="epochs >= 5")["name"]) == ["t21-1", "t21-2"]
+    assert list(store.list("experiments", all_versions=True)["version"]) == [1, 1, 2, 1]
+    assert list(store.list("experiments", where="epochs >= 5")["name"]) == ["t21-2", "t21-1"]
     assert list(store.list("experiments", where="name ~ 't21-*' and params.epochs < 5")["name"]) == ["t21-0"]
-    assert list(store.list("experiments", where="model == mlp", limit=2)["name"]) == ["t21-0", "t21-1"]
+    assert list(store.list("experiments", where="model == mlp", limit=2)["name"]) == ["t21-2", "t21-1"]
     assert list(store.list("exp", where="optimizer.name == 'adam' or epochs == 8")["name"]) == [
-        "t21-0", "t21-1", "t21-2"]
+        "t21-2", "t21-1", "t21-0"]
     assert store.list("datasources").loc[0, "splits"] == "eval=15, test=10, train=50"
     with pytest.raises(mm.ValidationError, match="unknown record kind"):
         store.list("widgets")
@@ -248,6 +249,8 @@ def test_store_readable_by_plain_mlmd(tmp_path: Path, tfrecord_dir: Path) -> Non
     assert any(c.type == "mlmd_magic.NotebookSession" for c in contexts)
     for e in executions:
         assert e.last_known_state == metadata_store_pb2.Execution.COMPLETE
-        assert e.properties["user"].string_value and e.properties["host"].string_value
-        assert "ml-metadata" in json.loads(e.properties["versions"].string_value)
         assert e.properties["duration_s"].double_value >= 0
+        # who, where and with what: on the kernel's session context, shared by its actions
+        (session,) = [c for c in plain.get_contexts_by_execution(e.id) if c.type == "mlmd_magic.NotebookSession"]
+        assert session.properties["user"].string_value and session.properties["host"].string_value
+        assert "ml-metadata" in json.loads(session.properties["versions"].string_value)
