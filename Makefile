@@ -4,6 +4,8 @@
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
+# Run the venv's tools as if it were activated (IPython checks $VIRTUAL_ENV against itself).
+export VIRTUAL_ENV := $(abspath $(VENV))
 
 .PHONY: quickstart test lint clean
 
