@@ -80,10 +80,12 @@ def connect(uri: str | None = None) -> Store:
     'memory://'
     """
     from ._connection import open_store
+    from ._resilience import ResilientStore
     from ._uri import parse_uri, resolve_uri
 
     parsed = parse_uri(resolve_uri(uri))
-    return Store(open_store(parsed), parsed)
+    mlmd = ResilientStore(lambda: open_store(parsed), can_reconnect=parsed.scheme == "mysql")
+    return Store(mlmd, parsed)
 
 
 def current_store() -> Store:

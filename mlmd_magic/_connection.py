@@ -8,6 +8,7 @@ that says what to do instead of MLMD's ``mysql_real_connect failed: errno: , err
 from __future__ import annotations
 
 import configparser
+import hashlib
 import os
 import re
 import socket
@@ -19,7 +20,8 @@ from ._uri import PASSWORD_ENV, StoreURI
 from .errors import StoreConnectionError
 
 _DB_NAME_RE = re.compile(r"^[A-Za-z0-9_$-]{1,64}$")
-_RETRYABLE_OPEN = ("locked", "busy", "already exists", "aborted", "unique constraint")
+_RETRYABLE_OPEN = ("locked", "busy", "already exists", "aborted", "unique constraint", "subset of tables",
+                   "retry the connection", "retry connection", "deadlock", "duplicate")
 
 
 def mysql_password(uri: StoreURI) -> str | None:
@@ -57,6 +59,7 @@ def open_store(uri: StoreURI) -> Any:
 
     _secrets.install_log_filter()
     config = metadata_store_pb2.ConnectionConfig()
+    guard = None
     if uri.scheme == "memory":
         config.fake_database.SetInParent()
     elif uri.scheme == "sqlite":
@@ -69,9 +72,10 @@ def open_store(uri: StoreURI) -> Any:
             )
         config.sqlite.filename_uri = path
         config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+        enable_wal(path)
     else:
         password = mysql_password(uri)
-        _check_mysql_server(uri, password)
+        guard = _check_mysql_server(uri, password)
         config.mysql.host = uri.host
         config.mysql.port = uri.port
         config.mysql.database = uri.database
@@ -88,11 +92,19 @@ def open_store(uri: StoreURI) -> Any:
                 setattr(config.mysql.ssl_options, field, opts[key])
         if "ssl_verify" in opts:
             config.mysql.ssl_options.verify_server_cert = opts["ssl_verify"].lower() in ("1", "true", "yes")
+    try:
+        return _create_with_retries(metadata_store, config, uri)
+    finally:
+        if guard is not None:
+            guard.close()  # releases the initialisation lock
 
+
+def _create_with_retries(metadata_store: Any, config: Any, uri: StoreURI) -> Any:
     last: Exception | None = None
-    # Two processes opening a fresh store at once race on MLMD's schema creation; the
-    # loser sees a locked database or a duplicate row and simply tries again.
-    for attempt in range(40):
+    # Processes opening a fresh store at once race on MLMD's schema creation (MySQL ones are
+    # serialised by a named lock, SQLite ones are not); the loser sees a locked database, a
+    # half-made schema or a duplicate row, and simply tries again.
+    for attempt in range(60):
         try:
             return metadata_store.MetadataStore(config)
         except Exception as exc:  # MLMD raises its StatusError subclasses and RuntimeError
@@ -104,16 +116,59 @@ def open_store(uri: StoreURI) -> Any:
     raise _explain_open_failure(uri, last) from None
 
 
+_WAL_SET: set[str] = set()
+
+
+def enable_wal(path: str) -> None:
+    """Put a SQLite store in write-ahead-log mode (kept in the file), so that readers never
+    block writers and several kernels can share it; MLMD itself never asks for WAL.
+
+    Python's ``sqlite3`` is a second copy of SQLite beside MLMD's: POSIX locks are per
+    process, so closing its connection would drop locks MLMD holds on the same file. It is
+    therefore used only on a file that no MLMD connection of this process has opened, and
+    the journal mode is read from the file header (bytes 18-19 are 2 in WAL mode) first.
+    """
+    import sqlite3
+
+    if path in _WAL_SET:
+        return
+    try:
+        with open(path, "rb") as fh:
+            header = fh.read(20)
+        if len(header) == 20 and header[18] == 2 and header[19] == 2:
+            _WAL_SET.add(path)
+            return
+    except OSError:
+        pass  # a new file: created below
+    try:
+        conn = sqlite3.connect(path, timeout=30)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return  # not a SQLite file (MLMD reports it), or a file system without WAL support
+    _WAL_SET.add(path)
+
+
 def _explain_open_failure(uri: StoreURI, exc: Exception) -> StoreConnectionError:
     detail = _secrets.redact(str(exc)).strip()
     lowered = detail.lower()
     if uri.scheme == "mysql" and ("caching_sha2" in lowered or "authentication plugin" in lowered):
         return StoreConnectionError(_caching_sha2_advice(uri))
-    if "schema version" in lowered or "migration" in lowered:
+    newer = re.search(r"database version (\d+) is greater than library version (\d+)", detail)
+    if newer:
         return StoreConnectionError(
-            f"the store {uri.masked()} was written by a different ml-metadata schema version "
-            f"({detail}); open it with the ml-metadata version that wrote it, or upgrade it "
-            "with MetadataStore(config, enable_upgrade_migration=True) after a backup"
+            f"the store {uri.masked()} has MLMD schema version {newer.group(1)}, newer than the "
+            f"ml-metadata installed here understands (schema version {newer.group(2)}): it was written by a "
+            "newer ml-metadata. Open it with that version (pip install -U ml-metadata mlmd-magic); nothing "
+            "was changed in the store"
+        )
+    if "schema version" in lowered or "migration" in lowered or "older than" in lowered:
+        return StoreConnectionError(
+            f"the store {uri.masked()} was written by an older ml-metadata schema version ({detail}); "
+            "open it with the ml-metadata version that wrote it, or back it up and upgrade it with "
+            "ml_metadata's MetadataStore(config, enable_upgrade_migration=True)"
         )
     return StoreConnectionError(f"could not open the store {uri.masked()}: {detail}")
 
@@ -127,8 +182,13 @@ def _caching_sha2_advice(uri: StoreURI) -> str:
     )
 
 
-def _check_mysql_server(uri: StoreURI, password: str | None) -> None:
-    """Log in with pymysql, create the database if needed, and explain any failure."""
+def _check_mysql_server(uri: StoreURI, password: str | None) -> Any:
+    """Log in with pymysql, create the database if needed, and explain any failure.
+
+    Returns the open pymysql connection holding a named lock for this database, so that
+    processes opening a fresh database at once let MLMD create its schema one at a time;
+    closing the connection releases the lock.
+    """
     import pymysql
 
     if not _DB_NAME_RE.match(uri.database):
@@ -180,8 +240,12 @@ def _check_mysql_server(uri: StoreURI, password: str | None) -> None:
                         f"create it ({_secrets.redact(str(exc.args[-1]))}); ask your DBA to create it or "
                         "to GRANT CREATE on it, or use a database you own"
                     ) from None
-    finally:
+            lock = "mlmd_magic_init_" + hashlib.sha1(uri.database.encode()).hexdigest()[:40]
+            cur.execute("SELECT GET_LOCK(%s, 120)", (lock,))
+    except BaseException:
         conn.close()
+        raise
+    return conn
 
 
 def _account_plugin(cur: Any) -> str | None:

@@ -19,7 +19,7 @@ from typing import Any, Callable, TypeVar
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
-from . import _commands, _session, _yamlspec
+from . import _commands, _secrets, _session, _yamlspec
 from ._names import check_name
 from ._registry import REGISTRY, ConnectionRegistry
 from .errors import MlmdMagicError
@@ -48,11 +48,11 @@ def _user_errors(fn: F) -> F:
             print(shown.text)
             return None
         except MlmdMagicError as exc:
-            raise UsageError(str(exc)) from None
-        except UsageError:
-            raise
+            raise UsageError(_secrets.redact(str(exc))) from None
+        except UsageError as exc:
+            raise UsageError(_secrets.redact(str(exc))) from None
         except Exception as exc:  # a bug of ours: still no traceback for the user, but say so
-            raise UsageError(f"unexpected {type(exc).__name__}: {exc} (please report this)") from None
+            raise UsageError(_secrets.redact(f"unexpected {type(exc).__name__}: {exc} (please report this)")) from None
 
     return wrapper  # type: ignore[return-value]
 

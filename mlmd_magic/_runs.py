@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -184,7 +185,8 @@ def _train_now(store: Store, act: _Action, params: dict[str, Any], exp_ref: str,
     from . import trainer
 
     act.state, act.outcome = "RUNNING", "training"
-    act.properties.update(pid=os.getpid(), heartbeat_ms=int(time.time() * 1000))
+    act.properties.update(pid=os.getpid(), owner=f"{socket.gethostname()}:{os.getpid()}",
+                          heartbeat_ms=int(time.time() * 1000))
     store._commit(act)
     act.inputs_written = True
     run_dir = workdir or os.path.join(runs_root(store), exp_ref.replace("@", "-v"), f"run-{act.execution_id}")
@@ -392,3 +394,54 @@ def list_models(store: Store) -> list[dict[str, Any]]:
             "created": a.create_time_since_epoch,
         })
     return rows
+
+
+STALE_ENV = "MLMD_MAGIC_STALE_RUN_AFTER_S"
+DEFAULT_STALE_AFTER_S = 6 * 3600
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_stale_runs(store: Store) -> list[int]:
+    """Mark RUNNING trainings whose kernel died as FAILED, with the reason; returns their ids.
+
+    A run is stale when its owner process on this host is gone (a kernel killed mid-training
+    leaves its execution RUNNING), or when its heartbeat — written every epoch — is older
+    than ``$MLMD_MAGIC_STALE_RUN_AFTER_S`` seconds (default 6 hours), wherever it ran.
+    """
+    from ml_metadata.metadata_store import metadata_store as ms
+    from ml_metadata.proto import metadata_store_pb2 as pb
+
+    running = store.mlmd.get_executions(list_options=ms.ListOptions(
+        filter_query=f"type = '{full('Train')}' AND last_known_state = RUNNING"))
+    if not running:
+        return []
+    stale_after_ms = float(os.environ.get(STALE_ENV, DEFAULT_STALE_AFTER_S)) * 1000
+    now_ms = time.time() * 1000
+    here = socket.gethostname()
+    reaped = []
+    for execution in running:
+        props = execution.properties
+        owner = props["owner"].string_value if "owner" in props else ""
+        host, _, pid = owner.rpartition(":")
+        heartbeat = props["heartbeat_ms"].int_value if "heartbeat_ms" in props else execution.create_time_since_epoch
+        reason = ""
+        if host == here and pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+            reason = f"its kernel (process {pid} on {host}) ended while training"
+        elif now_ms - heartbeat > stale_after_ms:
+            reason = f"no heartbeat for {(now_ms - heartbeat) / 3600_000:.1f} h (owner {owner or 'unknown'})"
+        if not reason:
+            continue
+        execution.last_known_state = pb.Execution.FAILED
+        execution.properties["error"].string_value = f"stale run: {reason}; marked FAILED when the store was opened"
+        store.mlmd.put_executions([execution])
+        reaped.append(execution.id)
+    return reaped

@@ -43,6 +43,7 @@ _ACTION_PROPS = {
     "notebook": "STRING", "outcome": "STRING", "arguments": "STRING",
     # training runs: cache key, live progress / heartbeat, owner process, results
     "cache_key": "STRING", "progress": "STRING", "heartbeat_ms": "INT", "pid": "INT", "run_dir": "STRING",
+    "owner": "STRING",
     "details": "STRING",
 }
 

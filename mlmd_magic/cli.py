@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from . import _commands, _session
+from . import _commands, _secrets, _session
 from ._registry import ConnectionRegistry
 from .errors import MlmdMagicError
 from .store import Store
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         print(shown.text)
         return 0
     except MlmdMagicError as exc:
-        print(f"mlmd-magic: error: {exc}", file=sys.stderr)
+        print(f"mlmd-magic: error: {_secrets.redact(str(exc))}", file=sys.stderr)
         return 2
     finally:
         host.registry.reset()

@@ -22,7 +22,9 @@ import contextlib
 import datetime as _dt
 import difflib
 import json
+import random
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -62,7 +64,7 @@ __all__ = ["Store"]
 
 _MAX_TEXT = 100_000
 _LABEL = {"datasources": "data source", "scenarios": "scenario", "experiments": "experiment"}
-_CREATE_RETRIES = 20
+_CREATE_RETRIES = 500
 
 
 @dataclass
@@ -82,6 +84,7 @@ class _Action:
     properties: dict[str, Any] = field(default_factory=dict)
     inputs_written: bool = False  # set once a RUNNING execution has recorded its inputs
     started: float = field(default_factory=time.perf_counter)
+    external_id: str = ""  # unique per action: makes retrying its write idempotent
 
 
 class Store:
@@ -104,6 +107,9 @@ class Store:
         self._context_ids: dict[tuple[str, str], int] = {}
         self._latest_seen: dict[tuple[str, str], Any] = {}  # (kind, name) -> newest version seen
         self._closed = False
+        from ._runs import reap_stale_runs
+
+        self.reaped_runs = reap_stale_runs(self)  # trainings left RUNNING by a dead kernel
 
     # ------------------------------------------------------------------ basics
 
@@ -114,7 +120,10 @@ class Store:
 
     @property
     def mlmd(self) -> Any:
-        """The underlying ``ml_metadata`` ``MetadataStore``, for plain MLMD code."""
+        """The underlying ``ml_metadata`` ``MetadataStore``, for plain MLMD code.
+
+        Calls through it are retried on a busy database or a lost MySQL connection.
+        """
         self._check_open()
         return self._mlmd
 
@@ -251,6 +260,7 @@ class Store:
             check_value(params, "params")
             _check_text(description, "description")
             plain = to_plain(params)
+            _check_size(plain, "params")
             content = {"model": model, "params": plain, "description": description or ""}
 
             def build(artifact: Any) -> None:
@@ -291,6 +301,7 @@ class Store:
             ds = self._data("datasources", ds_art)
             sc = self._data("scenarios", sc_art)
             overrides = to_plain(overrides) if overrides is not None else {}
+            _check_size(overrides, "overrides")
             params = apply_overrides(sc["params"], overrides)
             ds_ref, sc_ref = f"{ds['name']}@{ds['version']}", f"{sc['name']}@{sc['version']}"
             content = {"datasource": ds_ref, "scenario": sc_ref, "overrides": overrides,
@@ -692,7 +703,10 @@ class Store:
         digest = content_hash({"kind": kind, **content})
         external_id = f"{full(type_short)}:{name}:{digest}"
         act.contexts.append((type_short, name))
-        for _ in range(_CREATE_RETRIES):
+        for attempt in range(_CREATE_RETRIES):
+            if attempt:
+                # another writer took the version number we wanted: back off a random while
+                time.sleep(random.random() * min(0.002 * attempt, 0.05))
             latest = self._latest(kind, name)
             existing = [latest] if latest is not None and latest.external_id == external_id else []
             if latest is not None and not existing:
@@ -805,6 +819,9 @@ class Store:
                 _props(context, user=sess.user, host=sess.host, pid=sess.pid, started=sess.started,
                        notebook=sess.notebook or None, versions=canonical_json(_session.package_versions()))
             contexts.append(context)
+        if not act.external_id:
+            act.external_id = f"mlmd_magic:{uuid.uuid4().hex}"
+        execution.external_id = act.external_id
         try:
             exec_id, artifact_ids, context_ids = self._mlmd.put_execution(
                 execution, events, contexts,
@@ -813,6 +830,8 @@ class Store:
                 force_reuse_context=True,
             )
         except mlmd_errors.AlreadyExistsError as exc:
+            if act.execution_id is None and self._already_recorded(act):
+                return  # a retry after a commit whose answer was lost: it is in the store
             raise _Conflict(str(exc)) from None
         except mlmd_errors.StatusError as exc:
             raise StoreError(f"the store rejected the action: {_secrets.redact(str(exc))}") from None
@@ -821,6 +840,21 @@ class Store:
         act.committed = True
         act.execution_id = exec_id
         act.output_ids = list(artifact_ids[len(events) - len(act.outputs):])
+
+
+    def _already_recorded(self, act: _Action) -> bool:
+        """Whether this action's execution (by its external id) was committed after all."""
+        from ml_metadata import errors as mlmd_errors
+        from ml_metadata.proto import metadata_store_pb2 as pb
+
+        try:
+            (execution,) = self._mlmd.get_executions_by_external_ids([act.external_id])
+        except (mlmd_errors.NotFoundError, ValueError):
+            return False
+        events = self._mlmd.get_events_by_execution_ids([execution.id])
+        act.committed, act.execution_id = True, execution.id
+        act.output_ids = [e.artifact_id for e in events if e.type == pb.Event.OUTPUT]
+        return True
 
 
 class _Conflict(Exception):
@@ -876,6 +910,18 @@ def _safe_args(arguments: dict[str, Any]) -> dict[str, Any]:
         return plain
     except (TypeError, ValueError):
         return {k: repr(v)[:1000] for k, v in arguments.items()}
+
+
+_MAX_JSON = 1_000_000
+
+
+def _check_size(value: Any, what: str) -> None:
+    """Parameters are metadata, not data: keep each record's JSON under a megabyte."""
+    size = len(canonical_json(value))
+    if size > _MAX_JSON:
+        raise ValidationError(
+            f"{what} take {size} characters as JSON, more than {_MAX_JSON}; keep large values in files "
+            "and record their paths")
 
 
 def _check_text(value: object, what: str) -> None:
