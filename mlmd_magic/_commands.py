@@ -239,6 +239,28 @@ def _evaluate(host: Host, a: argparse.Namespace) -> Any:
     return result
 
 
+def _edit(host: Host, a: argparse.Namespace) -> Any:
+    from .widgets import ExperimentEditor
+
+    return ExperimentEditor(host.store(), a.ref)
+
+
+def _browse(host: Host, a: argparse.Namespace) -> Any:
+    from .widgets import StoreBrowser
+
+    return StoreBrowser(host.store())
+
+
+def _compare(host: Host, a: argparse.Namespace) -> Any:
+    from .widgets import compare
+
+    return compare(host.store(), a.runs)
+
+
+def _lineage(host: Host, a: argparse.Namespace) -> Any:
+    return host.store().lineage(a.ref, kind=a.kind)
+
+
 def _help(host: Host, a: argparse.Namespace) -> Message:
     return Message(help_text(a.subcommand, magic=True))
 
@@ -319,6 +341,13 @@ def configure_evaluate(p: argparse.ArgumentParser, spec: bool = True) -> None:
 
 _add("train", "train an experiment with the Keras trainer, on record", _cfg_train, _train)
 _add("evaluate", "evaluate a model on slices against thresholds (and a baseline)", configure_evaluate, _evaluate)
+_add("edit", "the experiment editor panel", lambda p: _ref(p, kind=False), _edit, magic_only=True)
+_add("browse", "the store browser panel", lambda p: None, _browse, magic_only=True)
+_add("compare", "training runs side by side: parameters, metrics, curves",
+     lambda p: p.add_argument("runs", nargs="+", metavar="RUN", help="run ids (see ls runs)"), _compare)
+_add("lineage", "where a record or model came from and what came of it, as a graph",
+     lambda p: (p.add_argument("ref", metavar="REF", help="NAME[@N], model:ID or run:ID"),
+                p.add_argument("--kind", help=_KIND_HELP)), _lineage)
 _add("help", "help on every subcommand, or on one",
      lambda p: p.add_argument("subcommand", nargs="?", metavar="SUBCOMMAND"), _help, magic_only=True)
 

@@ -34,7 +34,7 @@ _RUNNING_CELL: dict[str, str] = {}
 def _remember_cell(info: Any) -> None:
     _RUNNING_CELL["raw"] = str(getattr(info, "raw_cell", "") or "")
 _CELL_MAGICS = ("datasource", "scenario", "experiment", "evaluate")
-_REF_SUBCOMMANDS = ("get", "show", "history", "diff", "export", "train", "evaluate")
+_REF_SUBCOMMANDS = ("get", "show", "history", "diff", "export", "train", "evaluate", "edit", "lineage")
 
 
 def _user_errors(fn: F) -> F:

@@ -58,6 +58,7 @@ from .errors import (
 if TYPE_CHECKING:
     import pandas as pd
 
+    from ._lineage import Lineage
     from ._runs import Evaluation, Run
 
 __all__ = ["Store"]
@@ -450,6 +451,7 @@ class Store:
         limit: int | None = None,
         *,
         all_versions: bool = False,
+        offset: int = 0,
     ) -> pd.DataFrame:
         """A table of records: one row per name (its latest version) unless ``all_versions``.
 
@@ -459,6 +461,7 @@ class Store:
         where : a filter on names and values, e.g. ``"name ~ 't21-*' and epochs >= 5"``
             (see :mod:`mlmd_magic._query` for the grammar).
         limit : at most this many rows.
+        offset : skip this many matching rows first (pages of a listing).
 
         Raises
         ------
@@ -468,15 +471,19 @@ class Store:
         with self._action("ListRecords", {"kind": kind, "where": where, "limit": limit,
                                           "all_versions": all_versions}) as act:
             if isinstance(kind, str) and kind.lower() in ("runs", "run", "models", "model"):
-                return self._list_runs_or_models(kind.lower().rstrip("s") + "s", where, limit, act)
+                return self._list_runs_or_models(kind.lower().rstrip("s") + "s", where, limit, act, offset)
             kind = normalise_kind(kind)
             if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
                 raise ValidationError(f"limit must be a positive whole number, got {limit!r}")
             predicate = compile_where(where)
             rows = []
+            skip = max(int(offset or 0), 0)
             for art in self._iter_records(kind, all_versions):
                 data = self._data(kind, art)
                 if predicate(_row_view(kind, data)):
+                    if skip:
+                        skip -= 1
+                        continue
                     rows.append(_list_row(kind, data, art))
                     if limit is not None and len(rows) >= limit:
                         break
@@ -510,7 +517,8 @@ class Store:
                 return
             last = contexts[-1].id
 
-    def _list_runs_or_models(self, kind: str, where: str | None, limit: int | None, act: _Action) -> pd.DataFrame:
+    def _list_runs_or_models(self, kind: str, where: str | None, limit: int | None, act: _Action,
+                             offset: int = 0) -> pd.DataFrame:
         import pandas as pd
 
         from . import _runs
@@ -519,12 +527,20 @@ class Store:
             raise ValidationError(f"limit must be a positive whole number, got {limit!r}")
         predicate = compile_where(where)
         rows = [r for r in (_runs.list_runs(self) if kind == "runs" else _runs.list_models(self)) if predicate(r)]
-        rows = rows[:limit] if limit else rows
+        rows = rows[offset:offset + limit] if limit else rows[offset:]
         act.outcome = f"{len(rows)} rows"
         frame = pd.DataFrame(rows)
         if not frame.empty:
             frame["created"] = pd.to_datetime(frame["created"], unit="ms", utc=True)
         return frame
+
+    def lineage(self, target: Any, kind: str | None = None) -> Lineage:
+        """The lineage graph around a record, ``model:ID``, ``run:ID`` or an artifact id: data files,
+        records, runs, models and evaluations, drawn as SVG in notebooks and as text elsewhere."""
+        from ._lineage import lineage
+
+        self._check_open()
+        return lineage(self, target, kind)
 
     def history(self, ref: str, kind: str | None = None) -> pd.DataFrame:
         """Every version of a record, oldest first, as a DataFrame."""

@@ -1,0 +1,163 @@
+"""Lineage: the chain from data files through records, runs, models and evaluations.
+
+Walks MLMD's events from one artifact up- and downstream (only actions that produced
+something; reads are left out) and returns a :class:`Lineage` that draws itself as an
+inline SVG graph in notebooks and as text elsewhere.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .store import Store
+
+_PRODUCERS = {"RegisterDataSource", "AddScenario", "DefineExperiment", "Train", "Evaluate"}
+_COLOURS = {"files": "#eeeeee", "DataSource": "#d8ecff", "Scenario": "#e7ddff", "Experiment": "#fff1c7",
+            "Model": "#d9f5dc", "Evaluation": "#ffd9d9", "execution": "#ffffff"}
+
+
+@dataclass(frozen=True)
+class Node:
+    key: str
+    kind: str  # files, DataSource, Scenario, Experiment, Model, Evaluation, execution, or a foreign type
+    label: str
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Nodes and edges (``(from, to)`` keys) around ``focus``."""
+
+    focus: str
+    nodes: tuple[Node, ...]
+    edges: tuple[tuple[str, str], ...]
+
+    def _depths(self) -> dict[str, int]:
+        depth = {n.key: 0 for n in self.nodes}
+        for _ in range(len(self.nodes)):
+            changed = False
+            for a, b in self.edges:
+                if depth[b] < depth[a] + 1:
+                    depth[b] = depth[a] + 1
+                    changed = True
+            if not changed:
+                break
+        return depth
+
+    def __repr__(self) -> str:
+        by_key = {n.key: n for n in self.nodes}
+        depth = self._depths()
+        lines = [f"lineage of {by_key[self.focus].label}"]
+        for node in sorted(self.nodes, key=lambda n: (depth[n.key], n.key)):
+            inputs = [by_key[a].label for a, b in self.edges if b == node.key]
+            mark = " *" if node.key == self.focus else ""
+            arrow = f"  <- {', '.join(inputs)}" if inputs else ""
+            lines.append(f"{'  ' * depth[node.key]}{node.label}{mark}{arrow}")
+        return "\n".join(lines)
+
+    def _repr_svg_(self) -> str:
+        depth = self._depths()
+        columns: dict[int, list[Node]] = {}
+        for node in self.nodes:
+            columns.setdefault(depth[node.key], []).append(node)
+        w, h, gap_x, gap_y = 170, 34, 60, 18
+        pos = {}
+        for col, nodes in columns.items():
+            for row, node in enumerate(sorted(nodes, key=lambda n: n.key)):
+                pos[node.key] = (10 + col * (w + gap_x), 10 + row * (h + gap_y))
+        width = 20 + (max(columns) + 1) * (w + gap_x) if columns else 200
+        height = 20 + max(len(v) for v in columns.values()) * (h + gap_y) if columns else 60
+        parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' "
+                 "font-family='sans-serif' font-size='11'>",
+                 "<defs><marker id='arrow' markerWidth='8' markerHeight='8' refX='8' refY='4' orient='auto'>"
+                 "<path d='M0,0 L8,4 L0,8 z' fill='#555'/></marker></defs>"]
+        for a, b in self.edges:
+            (x1, y1), (x2, y2) = pos[a], pos[b]
+            parts.append(f"<line x1='{x1 + w}' y1='{y1 + h / 2}' x2='{x2}' y2='{y2 + h / 2}' stroke='#555' "
+                         "marker-end='url(#arrow)'/>")
+        for node in self.nodes:
+            x, y = pos[node.key]
+            fill = _COLOURS.get(node.kind, "#f5f5f5")
+            stroke = "#c00" if node.key == self.focus else "#888"
+            radius = 14 if node.kind == "execution" else 3
+            label = node.label if len(node.label) <= 28 else node.label[:27] + "…"
+            parts.append(f"<rect x='{x}' y='{y}' width='{w}' height='{h}' rx='{radius}' fill='{fill}' "
+                         f"stroke='{stroke}'><title>{html.escape(node.label)}</title></rect>")
+            parts.append(f"<text x='{x + 6}' y='{y + 21}'>{html.escape(label)}</text>")
+        parts.append("</svg>")
+        return "".join(parts)
+
+
+def lineage(store: Store, target: Any, kind: str | None = None, max_nodes: int = 150) -> Lineage:
+    """The lineage graph around a record (``NAME[@N]``), ``model:ID``, ``run:ID`` or an artifact id."""
+    from ml_metadata.proto import metadata_store_pb2 as pb
+
+    from . import _runs
+
+    mlmd = store.mlmd
+    if isinstance(target, str) and (target.startswith(("model:", "run:")) or target.isdigit()):
+        start = _runs.resolve_model(store, target) if not target.isdigit() else mlmd.get_artifacts_by_id(
+            [int(target)])[0]
+    elif isinstance(target, int):
+        start = mlmd.get_artifacts_by_id([target])[0]
+    else:
+        k = store.kind_of(target) if kind is None else kind
+        from ._records import normalise_kind
+
+        start = store._resolve(normalise_kind(k), target)
+    artifact_types = {t.id: t.name for t in mlmd.get_artifact_types()}
+    execution_types = {t.id: t.name for t in mlmd.get_execution_types()}
+    nodes: dict[str, Node] = {}
+    edges: set[tuple[str, str]] = set()
+    _add_artifact(nodes, edges, start, artifact_types)
+    # Ancestors (what it was made from) and descendants (what was made from it), not siblings.
+    for upstream in (True, False):
+        seen: set[int] = set()
+        queue = deque([start.id])
+        while queue and len(nodes) < max_nodes:
+            aid = queue.popleft()
+            if aid in seen:
+                continue
+            seen.add(aid)
+            wanted = pb.Event.OUTPUT if upstream else pb.Event.INPUT
+            exec_ids = sorted({e.execution_id for e in mlmd.get_events_by_artifact_ids([aid]) if e.type == wanted})
+            for execution in mlmd.get_executions_by_id(exec_ids) if exec_ids else []:
+                short = execution_types.get(execution.type_id, "").split(".")[-1]
+                if short not in _PRODUCERS:
+                    continue
+                ekey = f"e:{execution.id}"
+                nodes.setdefault(ekey, Node(ekey, "execution", f"{short} #{execution.id}"))
+                events = mlmd.get_events_by_execution_ids([execution.id])
+                follow = [ev for ev in events if ev.type == (pb.Event.INPUT if upstream else pb.Event.OUTPUT)]
+                for ev in events:
+                    if ev.artifact_id == aid:
+                        edges.add((ekey, f"a:{aid}") if upstream else (f"a:{aid}", ekey))
+                arts = mlmd.get_artifacts_by_id([ev.artifact_id for ev in follow]) if follow else []
+                for art in arts:
+                    _add_artifact(nodes, edges, art, artifact_types)
+                    edges.add((f"a:{art.id}", ekey) if upstream else (ekey, f"a:{art.id}"))
+                    queue.append(art.id)
+    keys = set(nodes)
+    # keep edges whose both ends made it into the graph (the walk stops at max_nodes)
+    kept = tuple(sorted((a, b) for a, b in edges if a in keys and b in keys))
+    return Lineage(f"a:{start.id}", tuple(nodes.values()), kept)
+
+
+def _add_artifact(nodes: dict[str, Node], edges: set[tuple[str, str]], art: Any, types: dict[int, str]) -> None:
+    type_name = types.get(art.type_id, "artifact")
+    short = type_name.split(".", 1)[1] if type_name.startswith("mlmd_magic.") else type_name
+    key = f"a:{art.id}"
+    label = f"{short} {art.name}" if art.name else f"{short} #{art.id}"
+    if short == "Evaluation" and "blessed" in art.custom_properties:
+        label += " ✓" if art.custom_properties["blessed"].int_value else " ✗"
+    nodes[key] = Node(key, short, label)
+    if short == "DataSource" and "splits" in art.properties:
+        for split, pattern in sorted(json.loads(art.properties["splits"].string_value).items()):
+            fkey = f"f:{art.uri}/{pattern}"
+            nodes.setdefault(fkey, Node(fkey, "files", f"{split}: {os.path.join(os.path.basename(art.uri), pattern)}"))
+            edges.add((fkey, key))

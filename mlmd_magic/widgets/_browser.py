@@ -1,0 +1,135 @@
+"""The store browser: a tab per record kind, paged on the store side, with details and lineage."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import ipywidgets as w
+
+from ..errors import MlmdMagicError
+from ..store import Store
+
+KINDS = ("experiments", "scenarios", "datasources", "runs", "models")
+PAGE_SIZE = 20
+
+
+def _where(text: str) -> str | None:
+    """A filter box accepts the filter language, or plain text meaning "name contains"."""
+    text = text.strip()
+    if not text:
+        return None
+    if any(op in text for op in ("==", "!=", "<", ">", "~", "=")):
+        return text
+    escaped = text.replace("\\", "\\\\").replace("'", "\\'")
+    return f"name ~ '*{escaped}*'"
+
+
+class _Tab(w.VBox):
+    def __init__(self, browser: StoreBrowser, kind: str) -> None:
+        self.browser, self.kind, self.page = browser, kind, 0
+        self.filter = w.Text(placeholder="filter: text in the name, or e.g. epochs >= 5",
+                             layout=w.Layout(width="420px"))
+        self.prev = w.Button(description="◀", layout=w.Layout(width="40px"))
+        self.next = w.Button(description="▶", layout=w.Layout(width="40px"))
+        self.page_label = w.Label()
+        self.rows = w.Select(options=[], rows=10, layout=w.Layout(width="620px"))
+        self.details = w.HTML()
+        self.filter.observe(lambda _: self.load(0), names="value")
+        self.prev.on_click(lambda _: self.load(max(self.page - 1, 0)))
+        self.next.on_click(lambda _: self.load(self.page + 1))
+        self.rows.observe(lambda change: self.show(change["new"]), names="value")
+        super().__init__([self.filter, w.HBox([self.prev, self.page_label, self.next]), self.rows, self.details])
+        self.frame: Any = None
+
+    def load(self, page: int) -> None:
+        store = self.browser.store
+        try:
+            frame = store.list(self.kind, where=_where(self.filter.value), limit=PAGE_SIZE + 1,
+                               offset=page * PAGE_SIZE)
+        except MlmdMagicError as exc:
+            self.details.value = f"<span style='color:crimson'>{html.escape(str(exc))}</span>"
+            return
+        self.page = page
+        self.prev.disabled = page == 0
+        self.next.disabled = len(frame) <= PAGE_SIZE
+        self.frame = frame.head(PAGE_SIZE)
+        self.page_label.value = f"page {page + 1}"
+        self.rows.options = [(self._label(row), i) for i, row in enumerate(self.frame.to_dict("records"))]
+        self.rows.value = None
+        self.details.value = ""
+
+    def _label(self, row: dict[str, Any]) -> str:
+        if self.kind == "runs":
+            return f"run #{row['run']}  {row['experiment']}  {row['state']}  {row['metrics']}"
+        if self.kind == "models":
+            return f"model #{row['model']}  {row['name']}  {row['task']}"
+        extra = row.get("model") or row.get("format") or ""
+        return f"{row['name']}@{row['version']}  {extra}"
+
+    def show(self, index: Any) -> None:
+        if index is None or self.frame is None:
+            return
+        row = self.frame.to_dict("records")[index]
+        store = self.browser.store
+        try:
+            if self.kind in ("runs", "models"):
+                target = f"run:{row['run']}" if self.kind == "runs" else f"model:{row['model']}"
+                body = f"<pre>{html.escape(str(row))}</pre>"
+                lineage = store.lineage(target) if row.get("model") else None
+            else:
+                ref = f"{row['name']}@{row['version']}"
+                record = store.get(ref, kind=self.kind)
+                history = store.history(ref, kind=self.kind)[["version", "created"]].to_html(index=False)
+                body = record._repr_html_() + f"<details><summary>versions</summary>{history}</details>"
+                lineage = store.lineage(ref, kind=self.kind)
+        except MlmdMagicError as exc:
+            self.details.value = f"<span style='color:crimson'>{html.escape(str(exc))}</span>"
+            return
+        svg = f"<details open><summary>lineage</summary>{lineage._repr_svg_()}</details>" if lineage else ""
+        self.details.value = body + svg
+
+
+class _ForeignTab(w.VBox):
+    """Artifacts of a type mlmd-magic did not write (e.g. TFX's): shown, never broken."""
+
+    def __init__(self, browser: StoreBrowser, type_name: str) -> None:
+        from ml_metadata.metadata_store import metadata_store as ms
+
+        self.type_name = type_name
+        arts = browser.store.mlmd.get_artifacts(list_options=ms.ListOptions(
+            limit=PAGE_SIZE, order_by=ms.OrderByField.ID, is_asc=False, filter_query=f"type = '{type_name}'"))
+        rows = "".join(f"<tr><td>{a.id}</td><td>{html.escape(a.name)}</td><td>{html.escape(a.uri)}</td></tr>"
+                       for a in arts)
+        super().__init__([w.HTML(f"<table><tr><th>id</th><th>name</th><th>uri</th></tr>{rows}</table>")])
+
+
+class StoreBrowser(w.VBox):
+    """Every record kind of a store in tabs, a page at a time; selecting a row shows its details,
+    versions and lineage. Foreign artifact types found in the store get tabs of their own."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.tabs: dict[str, _Tab] = {kind: _Tab(self, kind) for kind in KINDS}
+        foreign = sorted(t.name for t in store.mlmd.get_artifact_types() if not t.name.startswith("mlmd_magic."))
+        children: list[w.Widget] = list(self.tabs.values()) + [_ForeignTab(self, name) for name in foreign]
+        self.tab = w.Tab(children=children)
+        self.tab.titles = tuple(list(KINDS) + foreign)
+        self.tab.observe(self._on_tab, names="selected_index")
+        super().__init__([w.HTML(f"<b>Store</b> <code>{html.escape(store.uri)}</code>"), self.tab])
+        self.add_class("mlmd-magic-browser")
+        self.tabs["experiments"].load(0)
+        self._loaded = {"experiments"}
+
+    def _on_tab(self, change: dict[str, Any]) -> None:
+        index = change["new"]
+        if index is not None and index < len(KINDS) and KINDS[index] not in self._loaded:
+            self.tabs[KINDS[index]].load(0)
+            self._loaded.add(KINDS[index])
+
+    def __repr__(self) -> str:
+        tab = self.tabs["experiments"]
+        names = [label for label, _ in tab.rows.options]
+        return (f"StoreBrowser of {self.store.uri}: experiments page {tab.page + 1}: "
+                + (", ".join(names) or "no experiments yet")
+                + "\n(tabs: " + ", ".join(self.tab.titles) + "; interactive in JupyterLab, Notebook 7, VS Code)")

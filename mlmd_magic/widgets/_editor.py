@@ -1,0 +1,192 @@
+"""The experiment editor: a typed form over an experiment's resolved parameters."""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any
+
+import ipywidgets as w
+
+from .. import _session
+from .._records import Diff, apply_overrides, diff_values, flatten
+from ..errors import MlmdMagicError, ValidationError
+from ..store import Store
+
+
+def _input_for(path: str, value: Any) -> w.Widget:
+    label = {"description": path, "style": {"description_width": "initial"},
+             "layout": w.Layout(width="420px")}
+    if isinstance(value, bool):
+        return w.Checkbox(value=value, indent=False, **label)
+    if isinstance(value, int):
+        return w.IntText(value=value, **label)
+    if isinstance(value, float):
+        return w.FloatText(value=value, **label)
+    if isinstance(value, str):
+        return w.Text(value=value, **label)
+    # lists (and nulls) are edited as JSON text, checked as you type
+    return w.Text(value=json.dumps(value), placeholder="JSON, e.g. [64, 32]", **label)
+
+
+def _unflatten_overrides(values: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    """Dotted keys whose value differs from the scenario's: the experiment's overrides."""
+    flat_base = flatten(base)
+    return {k: v for k, v in values.items() if k not in flat_base or json.dumps(flat_base[k]) != json.dumps(v)}
+
+
+class ExperimentEditor(w.VBox):
+    """Edit one experiment: data source and scenario versions, one typed input per parameter.
+
+    Validation is the library's own (the overrides are applied exactly as
+    :meth:`Store.experiment` applies them); the diff against the stored version updates as
+    you type; "Save as new version" records a new version exactly as ``%%experiment`` would,
+    with a source saying which widget and what changed.
+    """
+
+    def __init__(self, store: Store, ref: str) -> None:
+        self._store = store
+        self._record = store.get(ref, kind="experiments")
+        data = self._record.data
+        self.name = self._record.name
+        ds_versions = [f"{data['datasource']['name']}@{v}" for v in self._versions("datasources",
+                                                                                   data["datasource"]["name"])]
+        sc_versions = [f"{data['scenario']['name']}@{v}" for v in self._versions("scenarios",
+                                                                                 data["scenario"]["name"])]
+        self.header = w.HTML()
+        self.datasource = w.Dropdown(options=ds_versions, description="datasource",
+                                     value=f"{data['datasource']['name']}@{data['datasource']['version']}")
+        self.scenario = w.Dropdown(options=sc_versions, description="scenario",
+                                   value=f"{data['scenario']['name']}@{data['scenario']['version']}")
+        self.params_box = w.VBox()
+        self.status = w.HTML()
+        self.diff = w.HTML()
+        self.save_button = w.Button(description="Save as new version", button_style="primary", icon="save",
+                                    layout=w.Layout(width="auto"))
+        self.train_button = w.Button(description="Train", icon="play")
+        self.output = w.Output()
+        self.inputs: dict[str, w.Widget] = {}
+        self._build_inputs(data["params"])
+        self.scenario.observe(self._on_scenario, names="value")
+        self.datasource.observe(lambda _: self.refresh(), names="value")
+        self.save_button.on_click(lambda _: self.save())
+        self.train_button.on_click(lambda _: self.train())
+        super().__init__([self.header, w.HBox([self.datasource, self.scenario]), self.params_box, self.status,
+                          self.diff, w.HBox([self.save_button, self.train_button]), self.output])
+        self.add_class("mlmd-magic-editor")
+        self.refresh()
+
+    def _versions(self, kind: str, name: str) -> list[int]:
+        return [int(a.properties["version"].int_value) for a in self._store._versions(kind, name)]
+
+    def _scenario_params(self) -> dict[str, Any]:
+        return dict(self._store._data("scenarios", self._store._resolve("scenarios", self.scenario.value))["params"])
+
+    def _build_inputs(self, params: dict[str, Any]) -> None:
+        self.inputs = {path: _input_for(path, value) for path, value in flatten(params).items() if path}
+        for widget in self.inputs.values():
+            widget.observe(lambda _: self.refresh(), names="value")
+        self.params_box.children = tuple(self.inputs.values())
+
+    def _on_scenario(self, _: Any) -> None:
+        current = self.values(strict=False)
+        params = self._scenario_params()
+        keep = {k: v for k, v in current.items() if k in flatten(params)}
+        try:
+            merged = apply_overrides(params, keep)
+        except MlmdMagicError:
+            merged = params
+        self._build_inputs(merged)
+        self.refresh()
+
+    def values(self, strict: bool = True) -> dict[str, Any]:
+        """Current input values by dotted parameter path (JSON fields parsed)."""
+        out: dict[str, Any] = {}
+        for path, widget in self.inputs.items():
+            value = widget.value
+            if isinstance(widget, w.Text) and widget.placeholder.startswith("JSON"):
+                try:
+                    value = json.loads(value)
+                except json.JSONDecodeError as exc:
+                    if strict:
+                        raise ValidationError(f"{path}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+                    continue
+            out[path] = value
+        return out
+
+    def overrides(self) -> dict[str, Any]:
+        """The overrides the form describes, relative to the selected scenario version."""
+        return _unflatten_overrides(self.values(), self._scenario_params())
+
+    def pending(self) -> dict[str, Any]:
+        """The experiment dict a save would record (validated by the library)."""
+        params = apply_overrides(self._scenario_params(), self.overrides())
+        ds = self._store._data("datasources", self._store._resolve("datasources", self.datasource.value))
+        sc = self._store._data("scenarios", self._store._resolve("scenarios", self.scenario.value))
+        datasource = {k: ds[k] for k in ("name", "version", "uri", "format", "splits", "label", "features")}
+        return {"experiment": self.name, "version": "new", "datasource": datasource,
+                "scenario": {"name": sc["name"], "version": sc["version"], "model": sc["model"]},
+                "params": params}
+
+    def refresh(self) -> None:
+        """Validate the form and update the diff against the stored version."""
+        self.header.value = (f"<b>Experiment {html.escape(self._record.ref)}</b> "
+                             f"<i>(editing; saving records version {self._record.version + 1} if anything changed)</i>")
+        try:
+            pending = self.pending()
+        except MlmdMagicError as exc:
+            self.status.value = f"<span style='color:crimson'>✗ {html.escape(str(exc))}</span>"
+            self.diff.value = ""
+            self.save_button.disabled = True
+            return
+        changes = diff_values(self._record.ref, self._record.data, "pending", pending)
+        changed = [c for c in changes.changes if c.key != "version"]
+        self.save_button.disabled = not changed
+        self.status.value = "<span style='color:green'>✓ valid</span>" + ("" if changed else " — no changes")
+        self.diff.value = Diff(changes.a, changes.b, tuple(changed))._repr_html_() if changed else ""
+
+    def change_summary(self) -> str:
+        stored = flatten(self._record.data)
+        pending = flatten(self.pending())
+        parts = [f"{k} {json.dumps(stored.get(k))} -> {json.dumps(v)}" for k, v in pending.items()
+                 if k != "version" and json.dumps(stored.get(k)) != json.dumps(v)]
+        return "; ".join(parts) or "no changes"
+
+    def save(self) -> Any:
+        """Record the form as a new experiment version (as ``%%experiment`` would); returns the record."""
+        try:
+            summary = self.change_summary()
+            with _session.action_context(source=f"widget ExperimentEditor {self._record.ref}: {summary}"):
+                record = self._store.experiment(
+                    self.name, datasource=self.datasource.value, scenario=self.scenario.value,
+                    overrides=self.overrides(), description=self._record.extra.get("description") or None)
+        except MlmdMagicError as exc:
+            self.status.value = f"<span style='color:crimson'>✗ {html.escape(str(exc))}</span>"
+            return None
+        self._record = record
+        word = "saved as" if record.status == "created" else "unchanged, matches"
+        self.refresh()
+        self.status.value = f"<span class='mlmd-magic-saved' style='color:green'>✓ {word} {record.ref}</span>"
+        return record
+
+    def train(self) -> Any:
+        """Train the edited experiment's current version; progress and the run appear below."""
+        with self.output:
+            try:
+                with _session.action_context(source=f"widget ExperimentEditor {self._record.ref}: train"):
+                    run = self._store.train(self._record.ref)
+            except MlmdMagicError as exc:
+                self.status.value = f"<span style='color:crimson'>✗ {html.escape(str(exc))}</span>"
+                return None
+            from IPython.display import display
+
+            display(run)
+        return run
+
+    def __repr__(self) -> str:
+        lines = [f"ExperimentEditor for {self._record.ref}: datasource {self.datasource.value}, "
+                 f"scenario {self.scenario.value}"]
+        lines += [f"  {path} = {json.dumps(widget.value) if not isinstance(widget.value, str) else widget.value}"
+                  for path, widget in self.inputs.items()]
+        lines.append("(an interactive form in JupyterLab, Notebook 7 and VS Code)")
+        return "\n".join(lines)
