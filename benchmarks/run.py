@@ -16,7 +16,7 @@ import sys
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-SUITES = ["trainer"]
+SUITES = ["startup", "recording", "scale", "trainer"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         mark = "" if r["passed"] is None else ("PASS" if r["passed"] else "FAIL")
         value = f"{r['value']:.3f}" if r["unit"] in ("ratio", "s", "ms") else f"{r['value']:.0f}"
+        value = f"{r['value']:.2f}" if r["unit"] == "ms" else value
         print(f"{r['benchmark']:<{width}}  {value:>12} {r['unit']:<6} {r['target'] or '':<10} {mark}")
     with open(args.json, "w") as fh:
         json.dump({"machine": machine, "results": rows}, fh, indent=2)

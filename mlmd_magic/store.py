@@ -478,7 +478,9 @@ class Store:
             predicate = compile_where(where)
             rows = []
             skip = max(int(offset or 0), 0)
-            for art in self._iter_records(kind, all_versions):
+            # a short unfiltered listing needs no more names than it shows
+            page = min(100, limit + skip) if limit is not None and where is None and not all_versions else 100
+            for art in self._iter_records(kind, all_versions, page=max(page, 1)):
                 data = self._data(kind, art)
                 if predicate(_row_view(kind, data)):
                     if skip:
@@ -499,13 +501,18 @@ class Store:
         """
         from ml_metadata.metadata_store import metadata_store as ms
 
-        type_name = full(KIND_TYPES[kind])
+        type_id = self._types.contexts[KIND_TYPES[kind]]
         last: int | None = None
+        scan = max(page, 50)
         while True:
-            query = f"type = '{type_name}'" + (f" AND id < {last}" if last is not None else "")
+            # MLMD's "type = ..." filter joins and sorts the whole table (85 ms at 100,000
+            # contexts); walking ids downwards and keeping our type is a plain index scan.
             contexts = self._mlmd.get_contexts(list_options=ms.ListOptions(
-                limit=page, order_by=ms.OrderByField.ID, is_asc=False, filter_query=query))
+                limit=scan, order_by=ms.OrderByField.ID, is_asc=False,
+                filter_query=f"id < {last}" if last is not None else None))
             for ctx in contexts:
+                if ctx.type_id != type_id:
+                    continue
                 self._context_ids[(KIND_TYPES[kind], ctx.name)] = ctx.id
                 if all_versions:
                     yield from reversed(self._versions(kind, ctx.name))
@@ -513,7 +520,7 @@ class Store:
                     art = self._latest(kind, ctx.name)
                     if art is not None:
                         yield art
-            if len(contexts) < page:
+            if len(contexts) < scan:
                 return
             last = contexts[-1].id
 
@@ -723,9 +730,13 @@ class Store:
             if attempt:
                 # another writer took the version number we wanted: back off a random while
                 time.sleep(random.random() * min(0.002 * attempt, 0.05))
-            latest = self._latest(kind, name)
+            cached = self._latest_seen.get((kind, name)) if attempt == 0 else None
+            # Optimistic first try: the newest version this process saw is usually still the
+            # newest; if not, the unique NAME@N (or external id) makes the write fail, and the
+            # next try looks at the store.
+            latest = cached if cached is not None else self._latest(kind, name)
             existing = [latest] if latest is not None and latest.external_id == external_id else []
-            if latest is not None and not existing:
+            if latest is not None and not existing and cached is None:
                 try:  # identical to an older version?
                     existing = self._mlmd.get_artifacts_by_external_ids([external_id])
                 except mlmd_errors.NotFoundError:
@@ -746,7 +757,8 @@ class Store:
                 self._commit(act)
             except _Conflict:
                 self._context_ids.pop((type_short, name), None)
-                continue  # another writer took this version number; look again
+                self._latest_seen.pop((kind, name), None)
+                continue  # another writer took this version number, or the content exists: look again
             art.id = act.output_ids[0]
             # MLMD stamps its own times; the record we return uses ours (no read-back query)
             art.create_time_since_epoch = int(time.time() * 1000)

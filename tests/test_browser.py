@@ -59,7 +59,7 @@ def lab(tmp_path: Path) -> Iterator[dict[str, Any]]:
     port, token = _free_port(), secrets.token_hex(16)
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config"),
            "JUPYTER_RUNTIME_DIR": str(tmp_path / "jupyter-runtime"), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    log = open(tmp_path / "lab.log", "w")  # noqa: SIM115  (closed below)
+    log = open(tmp_path / "lab.log", "w")
     server = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
          f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}",
