@@ -9,6 +9,7 @@ user as ``UsageError`` — a message, no traceback.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import functools
 import os
@@ -20,7 +21,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
 from . import _commands, _secrets, _session, _yamlspec
-from ._names import check_name
+from ._names import NAME_RE, check_name
 from ._registry import REGISTRY, ConnectionRegistry
 from .errors import MlmdMagicError
 from .store import Store
@@ -99,7 +100,11 @@ class MlmdMagics(Magics):
 
     def _record_cell(self, kind: str, line: str, cell: str) -> Any:
         try:
-            args = _cell_parser(kind).parse_args(shlex.split(line))
+            words = line.split()
+            if len(words) == 1 and NAME_RE.match(words[0]):  # the common "%%scenario NAME": no parser needed
+                args = argparse.Namespace(name=words[0], output=None, run=False)
+            else:
+                args = _cell_parser(kind).parse_args(shlex.split(line))
         except ValueError as exc:
             raise _commands.CommandError(f"cannot split the line into words: {exc}") from None
         check_name(args.name, f"{kind} name")

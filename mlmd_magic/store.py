@@ -260,14 +260,15 @@ class Store:
                 raise ValidationError("params must be a mapping, e.g. {'hidden': [64, 32], 'epochs': 10}")
             check_value(params, "params")
             _check_text(description, "description")
-            plain = to_plain(params)
-            _check_size(plain, "params")
-            content = {"model": model, "params": plain, "description": description or ""}
+            params_json = canonical_json(params)  # encoded once: stored, sized and hashed as is
+            _check_size_text(params_json, "params")
+            content = {"model": model, "params": json.loads(params_json), "description": description or ""}
 
             def build(artifact: Any) -> None:
-                _props(artifact, model=model, params=canonical_json(plain))
+                _props(artifact, model=model, params=params_json)
 
-            return self._create(act, "scenarios", name, content, build)
+            digest = _scenario_digest(model, params_json, description or "")
+            return self._create(act, "scenarios", name, content, build, digest=digest)
 
     def experiment(
         self,
@@ -717,13 +718,17 @@ class Store:
 
     # ------------------------------------------------------------------ internals: writing
 
-    def _create(self, act: _Action, kind: str, name: str, content: dict[str, Any], build: Any) -> Record:
-        """Write ``content`` as a new version of ``name`` unless an identical version exists."""
+    def _create(self, act: _Action, kind: str, name: str, content: dict[str, Any], build: Any,
+                digest: str | None = None) -> Record:
+        """Write ``content`` as a new version of ``name`` unless an identical version exists.
+
+        ``digest`` is the content hash when the caller computed it from text it already had.
+        """
         from ml_metadata import errors as mlmd_errors
         from ml_metadata.proto import metadata_store_pb2 as pb
 
         type_short = KIND_TYPES[kind]
-        digest = content_hash({"kind": kind, **content})
+        digest = digest or content_hash({"kind": kind, **content})
         external_id = f"{full(type_short)}:{name}:{digest}"
         act.contexts.append((type_short, name))
         for attempt in range(_CREATE_RETRIES):
@@ -943,9 +948,23 @@ def _safe_args(arguments: dict[str, Any]) -> dict[str, Any]:
 _MAX_JSON = 1_000_000
 
 
+def _scenario_digest(model: str, params_json: str, description: str) -> str:
+    """``content_hash({"kind": "scenarios", "model": ..., "params": ..., "description": ...})``,
+    assembled from the already-canonical params text instead of encoding them again."""
+    import hashlib
+
+    text = (f'{{"description":{json.dumps(description, ensure_ascii=False)},"kind":"scenarios",'
+            f'"model":{json.dumps(model, ensure_ascii=False)},"params":{params_json}}}')
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def _check_size(value: Any, what: str) -> None:
+    _check_size_text(canonical_json(value), what)
+
+
+def _check_size_text(text: str, what: str) -> None:
     """Parameters are metadata, not data: keep each record's JSON under a megabyte."""
-    size = len(canonical_json(value))
+    size = len(text)
     if size > _MAX_JSON:
         raise ValidationError(
             f"{what} take {size} characters as JSON, more than {_MAX_JSON}; keep large values in files "

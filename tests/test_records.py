@@ -254,3 +254,12 @@ def test_store_readable_by_plain_mlmd(tmp_path: Path, tfrecord_dir: Path) -> Non
         (session,) = [c for c in plain.get_contexts_by_execution(e.id) if c.type == "mlmd_magic.NotebookSession"]
         assert session.properties["user"].string_value and session.properties["host"].string_value
         assert "ml-metadata" in json.loads(session.properties["versions"].string_value)
+
+
+def test_the_scenario_digest_shortcut_equals_the_content_hash() -> None:
+    from mlmd_magic._records import canonical_json, content_hash
+    from mlmd_magic.store import _scenario_digest
+
+    params = {"b": [1, 2.5, "ü"], "a": {"z": None, "y": True}}
+    content = {"kind": "scenarios", "model": "mlp", "params": params, "description": "naïve \"quote\""}
+    assert _scenario_digest("mlp", canonical_json(params), 'naïve "quote"') == content_hash(content)

@@ -199,6 +199,8 @@ def test_a_store_written_by_0_1_0_opens_and_grows(tmp_path: Path) -> None:
     assert store.get_experiment("t21@1")["params"]["epochs"] == 1
     assert store.get_experiment("t21")["params"]["optimizer"] == {"lr": 0.1}
     assert store.diff("t21@1", "t21@2").to_dict()["params.epochs"] == {"a": 1, "b": 2}
+    same = store.add_scenario("mlp-small", model="mlp", params={"hidden": [8], "epochs": 2, "optimizer": {"lr": 0.01}})
+    assert (same.version, same.status) == (1, "unchanged")  # content hashes are stable across versions
     assert store.add_scenario("mlp-small", model="mlp", params={"hidden": [16]}).version == 2
     assert list(store.list("experiments")["name"]) == ["t21"]
 
