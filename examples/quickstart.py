@@ -66,8 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     for e in mlmd.get_executions():
         events = mlmd.get_events_by_execution_ids([e.id])
         io = ", ".join(f"{pb.Event.Type.Name(ev.type)}:{ev.artifact_id}" for ev in events)
-        print(f"  #{e.id:<4} {type_names[e.type_id]:<32} {pb.Execution.State.Name(e.last_known_state):<9} "
-              f"{e.properties['outcome'].string_value:<16} {io}")
+        state = pb.Execution.State.Name(e.last_known_state)
+        outcome = e.properties["outcome"].string_value if "outcome" in e.properties else (
+            "unchanged" if state == "CACHED" else "created")
+        print(f"  #{e.id:<4} {type_names[e.type_id]:<32} {state:<9} {outcome:<17} {io}")
     print(f"\n{len(mlmd.get_artifacts())} artifacts, {len(mlmd.get_executions())} executions, "
           f"{len(mlmd.get_contexts())} contexts in {store.uri}")
     return 0

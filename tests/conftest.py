@@ -100,6 +100,20 @@ def store(store_uri: str) -> Iterator[mm.Store]:
 
 
 @pytest.fixture
+def ip() -> Iterator[Any]:
+    """A real IPython InteractiveShell with the extension loaded; unloaded and reset afterwards."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from mlmd_magic._registry import REGISTRY
+
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "mlmd_magic")
+    yield shell
+    shell.run_line_magic("unload_ext", "mlmd_magic")
+    REGISTRY.reset()
+
+
+@pytest.fixture
 def mem_store() -> Iterator[mm.Store]:
     s = mm.connect("memory://")
     yield s

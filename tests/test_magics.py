@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,15 +12,6 @@ from IPython.core.interactiveshell import InteractiveShell
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 from mlmd_magic._registry import REGISTRY
-
-
-@pytest.fixture
-def ip() -> Iterator[InteractiveShell]:
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "mlmd_magic")
-    yield shell
-    shell.run_line_magic("unload_ext", "mlmd_magic")
-    REGISTRY.reset()
 
 
 def run(ip: InteractiveShell, source: str) -> Any:

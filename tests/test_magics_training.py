@@ -11,7 +11,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from mlmd_magic import datasets
 from mlmd_magic._registry import REGISTRY
 
-from .test_magics import ip, run  # noqa: F401  (the shell fixture)
+from .test_magics import run
 
 EVALUATE = """%%evaluate t21@2 --baseline t21@1 -o ev
 data: test
@@ -24,7 +24,7 @@ thresholds:
 """
 
 
-def test_train_and_evaluate_from_cells(ip: InteractiveShell, tmp_path: Path,  # noqa: F811
+def test_train_and_evaluate_from_cells(ip: InteractiveShell, tmp_path: Path,
                                        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("MLMD_MAGIC_RUNS_DIR", str(tmp_path / "runs"))
     data = datasets.simulate_nipt(str(tmp_path / "nipt"), n_train=200, n_eval=50, n_test=200)
@@ -63,7 +63,7 @@ def test_train_and_evaluate_from_cells(ip: InteractiveShell, tmp_path: Path,  # 
     assert sources[0].startswith("%%evaluate t21@2 --baseline t21@1")
 
 
-def test_training_errors_are_usage_errors(ip: InteractiveShell, tmp_path: Path) -> None:  # noqa: F811
+def test_training_errors_are_usage_errors(ip: InteractiveShell, tmp_path: Path) -> None:
     run(ip, "%mlmd connect memory://")
     with pytest.raises(UsageError, match="no experiment named 'nope'"):
         run(ip, "%mlmd train nope")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +14,6 @@ from IPython.core.interactiveshell import InteractiveShell
 from mlmd_magic._registry import REGISTRY
 
 from .conftest import MYSQL_PASSWORD, _server_params
-
-
-@pytest.fixture
-def shell() -> Iterator[InteractiveShell]:
-    ip = InteractiveShell.instance()
-    ip.run_line_magic("load_ext", "mlmd_magic")
-    yield ip
-    ip.run_line_magic("unload_ext", "mlmd_magic")
-    REGISTRY.reset()
 
 
 def _session(ip: InteractiveShell, uri_with_password: str, shown: list[str]) -> None:
@@ -57,7 +47,7 @@ def _scan(texts: list[str]) -> None:
 
 @pytest.mark.mysql
 def test_no_password_in_mysql_tables_logs_outputs_or_sources(
-    shell: InteractiveShell, mysql_uri: str, monkeypatch: pytest.MonkeyPatch,
+    ip: InteractiveShell, mysql_uri: str, monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str],
 ) -> None:
     import pymysql
@@ -67,7 +57,7 @@ def test_no_password_in_mysql_tables_logs_outputs_or_sources(
     logging.getLogger("absl").setLevel(logging.DEBUG)
     uri = mysql_uri.replace("://mlmd_magic_test@", f"://mlmd_magic_test:{MYSQL_PASSWORD}@")
     shown: list[str] = []
-    _session(shell, uri, shown)
+    _session(ip, uri, shown)
     out = capsys.readouterr()
     assert any("ConnectionConfig" in r.getMessage() for r in caplog.records)  # MLMD did log its config
     texts = [*shown, out.out, out.err, *(r.getMessage() for r in caplog.records)]
@@ -84,17 +74,17 @@ def test_no_password_in_mysql_tables_logs_outputs_or_sources(
     _scan(texts + sources)
 
 
-def test_no_password_in_a_sqlite_store_either(shell: InteractiveShell, tmp_path: Path,
+def test_no_password_in_a_sqlite_store_either(ip: InteractiveShell, tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     shown: list[str] = []
     # a SQLite store, but the cells mention a MySQL URI with the password (and connect to it fails)
-    shell.run_line_magic("mlmd", f"connect sqlite:///{tmp_path}/s.sqlite --alias local")
+    ip.run_line_magic("mlmd", f"connect sqlite:///{tmp_path}/s.sqlite --alias local")
     bad = f"mysql://mlmd_magic_test:{MYSQL_PASSWORD}@127.0.0.1:1/x"
     with pytest.raises(UsageError) as info:
-        shell.run_line_magic("mlmd", f"connect {bad}")
+        ip.run_line_magic("mlmd", f"connect {bad}")
     shown.append(str(info.value))
-    shell.run_line_magic("mlmd", "use local")
-    result = shell.run_cell(f"# see {bad}\n%mlmd ls scenarios", store_history=True)
+    ip.run_line_magic("mlmd", "use local")
+    result = ip.run_cell(f"# see {bad}\n%mlmd ls scenarios", store_history=True)
     shown.append(repr(result.result))
     out = capsys.readouterr()
     conn = sqlite3.connect(tmp_path / "s.sqlite")
