@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import functools
 import html
 import json
 from dataclasses import dataclass
@@ -352,8 +353,12 @@ _add("help", "help on every subcommand, or on one",
      lambda p: p.add_argument("subcommand", nargs="?", metavar="SUBCOMMAND"), _help, magic_only=True)
 
 
+@functools.cache
 def build_parser(prog: str, magic: bool) -> argparse.ArgumentParser:
-    """The parser of ``%mlmd`` (``magic=True``) or of the ``mlmd-magic`` console script."""
+    """The parser of ``%mlmd`` (``magic=True``) or of the ``mlmd-magic`` console script.
+
+    Built once per form: setting up a dozen subparsers costs more than parsing a line.
+    """
     parser = _Parser(prog=prog, add_help=not magic,
                      description="Data sources, scenarios and experiments on record in ML Metadata.")
     if not magic:

@@ -164,8 +164,9 @@ def train(store: Store, ref: str, *, workdir: str | None, force: bool, callbacks
 
         key = content_hash({"experiment": exp_art.id, "fingerprint": ds_art.properties["fingerprint"].string_value,
                             "code": code_version(), "backend": _backend()})[:32]
+        # No record-name context here: it holds the experiment's versions (Store._latest relies on
+        # that); the run reaches the experiment through its INPUT event.
         act.inputs += [exp_art, ds_art, sc_art]
-        act.contexts.append(("Experiment", params["experiment"]))
         act.properties["cache_key"] = key
         prior = None if force else _find_cached(store, key)
         if prior is not None:
@@ -185,7 +186,7 @@ def _train_now(store: Store, act: _Action, params: dict[str, Any], exp_ref: str,
     from . import trainer
 
     act.state, act.outcome = "RUNNING", "training"
-    act.properties.update(pid=os.getpid(), owner=f"{socket.gethostname()}:{os.getpid()}",
+    act.properties.update(owner=f"{socket.gethostname()}:{os.getpid()}",
                           heartbeat_ms=int(time.time() * 1000))
     store._commit(act)
     act.inputs_written = True
@@ -323,7 +324,6 @@ def evaluate(store: Store, target: Any, *, data: Any, slices: Any, thresholds: A
             art.custom_properties["baseline_model_id"].int_value = base_model.id
         act.inputs += [model] + ([base_model] if base_model is not None else []) + [ds_art]
         act.outputs = [art]
-        act.contexts.append(("Experiment", params["experiment"]))
         act.outcome = "blessed" if result.blessed else "not blessed"
         store._commit(act)
         return Evaluation(id=act.output_ids[0], model_id=model.id,

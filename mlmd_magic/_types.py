@@ -42,8 +42,8 @@ _ACTION_PROPS = {
     "source": "STRING", "duration_s": "DOUBLE", "error": "STRING", "execution_count": "INT",
     "notebook": "STRING", "outcome": "STRING", "arguments": "STRING",
     # training runs: cache key, live progress / heartbeat, owner process, results
-    "cache_key": "STRING", "progress": "STRING", "heartbeat_ms": "INT", "pid": "INT", "run_dir": "STRING",
-    "owner": "STRING",
+    "cache_key": "STRING", "progress": "STRING", "heartbeat_ms": "INT", "run_dir": "STRING",
+    "owner": "STRING",  # host:pid of the kernel that trains
     "details": "STRING",
 }
 

@@ -469,13 +469,13 @@ class Store:
         ValidationError
             For an unknown kind, a bad filter or a bad limit.
         """
-        with self._action("ListRecords", {"kind": kind, "where": where, "limit": limit,
+        with self._action("ListRecords", {"kind": kind, "where": where, "limit": limit, "offset": offset,
                                           "all_versions": all_versions}) as act:
+            if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+                raise ValidationError(f"limit must be a positive whole number, got {limit!r}")
             if isinstance(kind, str) and kind.lower() in ("runs", "run", "models", "model"):
                 return self._list_runs_or_models(kind.lower().rstrip("s") + "s", where, limit, act, offset)
             kind = normalise_kind(kind)
-            if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
-                raise ValidationError(f"limit must be a positive whole number, got {limit!r}")
             predicate = compile_where(where)
             rows = []
             skip = max(int(offset or 0), 0)
@@ -531,8 +531,6 @@ class Store:
 
         from . import _runs
 
-        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
-            raise ValidationError(f"limit must be a positive whole number, got {limit!r}")
         predicate = compile_where(where)
         rows = [r for r in (_runs.list_runs(self) if kind == "runs" else _runs.list_models(self)) if predicate(r)]
         rows = rows[offset:offset + limit] if limit else rows[offset:]
@@ -609,9 +607,10 @@ class Store:
     def _latest(self, kind: str, name: str) -> Any | None:
         """The latest version of ``name``: two indexed lookups, flat as the store grows.
 
-        A record's context holds its versions (and, for experiments, the older versions of
-        the data sources and scenarios they pinned), so the newest artifact attributed to it
-        is nearly always the latest version; the full scan below is the rare fallback.
+        A record's context holds its versions (and, for experiments, the data source and
+        scenario versions each one pinned, which are older than it), so the newest artifact
+        attributed to it is the latest version; the full scan below is a fallback for stores
+        where something else attributed newer artifacts to it.
         """
         from ml_metadata.metadata_store import metadata_store as ms
 
@@ -873,7 +872,6 @@ class Store:
         act.committed = True
         act.execution_id = exec_id
         act.output_ids = list(artifact_ids[len(events) - len(act.outputs):])
-
 
     def _already_recorded(self, act: _Action) -> bool:
         """Whether this action's execution (by its external id) was committed after all."""

@@ -8,7 +8,6 @@ downloads a browser here. Without them the test skips, except under CI where it 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import secrets
@@ -162,5 +161,4 @@ def test_edit_save_and_see_version_2_in_jupyterlab(lab: dict[str, Any]) -> None:
     assert saved["version"] == 2 and saved["params"]["epochs"] == 7
     define = store.mlmd.get_executions_by_type("mlmd_magic.DefineExperiment")[-1]
     assert define.properties["source"].string_value == "widget ExperimentEditor t21@1: params.epochs 3 -> 7"
-    assert json.loads(json.dumps(saved))["params"]["epochs"] == 7
     shutil.copy(root / "edit.ipynb", ARTIFACTS / "edit.ipynb")

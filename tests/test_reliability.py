@@ -233,3 +233,16 @@ def test_an_mlmd_schema_mismatch_gets_a_clear_message(tmp_path: Path) -> None:
     message = str(info.value)
     assert "schema version" in message and "ml-metadata" in message and "Traceback" not in message
 
+
+
+def test_a_retry_after_a_lost_answer_records_once(mem_store: mm.Store) -> None:
+    """The commit succeeds but its answer is lost: the retry finds the execution by its external id."""
+    from mlmd_magic.store import _Action
+
+    act = _Action("AddScenario", {"name": "s"})
+    mem_store._commit(act)
+    first = act.execution_id
+    act.committed, act.execution_id = False, None  # as if put_execution's reply never arrived
+    mem_store._commit(act)
+    assert act.committed and act.execution_id == first
+    assert len(mem_store.mlmd.get_executions_by_type("mlmd_magic.AddScenario")) == 1

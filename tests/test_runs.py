@@ -59,6 +59,17 @@ def test_train_records_inputs_outputs_and_progress(store: mm.Store) -> None:
     assert list(models["model"]) == [model_id]
 
 
+def test_runs_do_not_crowd_the_experiment_context(store: mm.Store) -> None:
+    for epochs in (1, 2, 3, 4):
+        store.train("t21", epochs=epochs, progress=False)
+    ctx = store.mlmd.get_context_by_type_and_name("mlmd_magic.Experiment", "t21")
+    types = {t.id: t.name for t in store.mlmd.get_artifact_types()}
+    attributed = {types[a.type_id] for a in store.mlmd.get_artifacts_by_context(ctx.id)}
+    assert "mlmd_magic.Model" not in attributed  # the context holds versions: Store._latest reads it
+    fresh = mm.connect(store.uri)  # nothing cached: the lookup goes through the context
+    assert fresh.get_experiment("t21")["version"] == 5
+
+
 def test_identical_run_is_cached_unless_forced(store: mm.Store) -> None:
     first = store.train("t21", progress=False)
     again = store.train("t21", progress=False)
