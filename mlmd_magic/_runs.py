@@ -186,8 +186,7 @@ def _train_now(store: Store, act: _Action, params: dict[str, Any], exp_ref: str,
     from . import trainer
 
     act.state, act.outcome = "RUNNING", "training"
-    act.properties.update(owner=f"{socket.gethostname()}:{os.getpid()}",
-                          heartbeat_ms=int(time.time() * 1000))
+    act.properties["owner"] = f"{socket.gethostname()}:{os.getpid()}"
     store._commit(act)
     act.inputs_written = True
     run_dir = workdir or os.path.join(runs_root(store), exp_ref.replace("@", "-v"), f"run-{act.execution_id}")
@@ -195,8 +194,8 @@ def _train_now(store: Store, act: _Action, params: dict[str, Any], exp_ref: str,
 
     class Heartbeat:
         def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
-            act.properties.update(progress=canonical_json({"epoch": epoch + 1, "logs": logs}),
-                                  heartbeat_ms=int(time.time() * 1000))
+            # MLMD stamps the execution's last_update_time: that is the heartbeat
+            act.properties["progress"] = canonical_json({"epoch": epoch + 1, "logs": logs})
             store._commit(act)
 
     try:
@@ -216,7 +215,7 @@ def _train_now(store: Store, act: _Action, params: dict[str, Any], exp_ref: str,
     details = {k: v for k, v in result.to_dict().items() if k not in ("model_path",)}
     act.outputs = [model]
     act.state, act.outcome = "COMPLETE", f"trained {result.epochs} epochs"
-    act.properties.update(details=canonical_json(details), heartbeat_ms=int(time.time() * 1000))
+    act.properties["details"] = canonical_json(details)
     store._commit(act)
     model.id = act.output_ids[0]
     return _run_from(act.execution_id or 0, exp_ref, "COMPLETE", False, model, details)
@@ -410,6 +409,12 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
 def reap_stale_runs(store: Store) -> list[int]:
     """Mark RUNNING trainings whose kernel died as FAILED, with the reason; returns their ids.
 
@@ -432,12 +437,14 @@ def reap_stale_runs(store: Store) -> list[int]:
         props = execution.properties
         owner = props["owner"].string_value if "owner" in props else ""
         host, _, pid = owner.rpartition(":")
-        heartbeat = props["heartbeat_ms"].int_value if "heartbeat_ms" in props else execution.create_time_since_epoch
+        # every per-epoch update stamps last_update_time; runs recorded by 0.1 kept heartbeat_ms
+        heartbeat = (props["heartbeat_ms"].int_value if "heartbeat_ms" in props
+                     else execution.last_update_time_since_epoch)
         reason = ""
         if host == here and pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
             reason = f"its kernel (process {pid} on {host}) ended while training"
         elif now_ms - heartbeat > stale_after_ms:
-            reason = f"no heartbeat for {(now_ms - heartbeat) / 3600_000:.1f} h (owner {owner or 'unknown'})"
+            reason = f"no heartbeat for {_duration((now_ms - heartbeat) / 1000)} (owner {owner or 'unknown'})"
         if not reason:
             continue
         execution.last_known_state = pb.Execution.FAILED

@@ -41,7 +41,9 @@ ARTIFACT_TYPES: dict[str, tuple[str, dict[str, str]]] = {
 _ACTION_PROPS = {
     "source": "STRING", "duration_s": "DOUBLE", "error": "STRING", "execution_count": "INT",
     "notebook": "STRING", "outcome": "STRING", "arguments": "STRING",
-    # training runs: cache key, live progress / heartbeat, owner process, results
+    # training runs: cache key, live progress (each update is a heartbeat: MLMD stamps the
+    # execution's last_update_time), owner process, results. heartbeat_ms is only read, from
+    # runs recorded by 0.1 (epoch milliseconds overflow MLMD's INT column on MySQL).
     "cache_key": "STRING", "progress": "STRING", "heartbeat_ms": "INT", "run_dir": "STRING",
     "owner": "STRING",  # host:pid of the kernel that trains
     "details": "STRING",

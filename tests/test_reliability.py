@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 import shutil
 import signal
 import socket
@@ -176,6 +177,7 @@ def test_a_kernel_killed_mid_training_is_marked_failed(tmp_path: Path) -> None:
 
 
 def test_a_stale_heartbeat_elsewhere_is_marked_failed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run recorded by 0.1, which kept its heartbeat in the heartbeat_ms property."""
     uri = f"sqlite:///{tmp_path}/stale.sqlite"
     store = mm.connect(uri)
     et = store._types.executions["Train"]
@@ -187,6 +189,21 @@ def test_a_stale_heartbeat_elsewhere_is_marked_failed(tmp_path: Path, monkeypatc
     assert mm.connect(uri).reaped_runs == [eid]
     (reaped,) = store.mlmd.get_executions_by_id([eid])
     assert "no heartbeat for 2.0 h (owner other-host:123)" in reaped.properties["error"].string_value
+
+
+def test_a_run_that_stops_updating_is_marked_failed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The heartbeat is the execution's last update, which MLMD stamps on every per-epoch write."""
+    uri = f"sqlite:///{tmp_path}/quiet.sqlite"
+    store = mm.connect(uri)
+    execution = pb.Execution(type_id=store._types.executions["Train"], last_known_state=pb.Execution.RUNNING)
+    execution.properties["owner"].string_value = "other-host:123"
+    (eid,) = store.mlmd.put_executions([execution])
+    monkeypatch.setenv("MLMD_MAGIC_STALE_RUN_AFTER_S", "1")
+    assert mm.connect(uri).reaped_runs == []
+    time.sleep(1.5)
+    assert mm.connect(uri).reaped_runs == [eid]
+    (reaped,) = store.mlmd.get_executions_by_id([eid])
+    assert re.search(r"no heartbeat for \d s \(owner other-host:123\)", reaped.properties["error"].string_value)
 
 
 # ---------------------------------------------------------------------------- schema evolution

@@ -26,7 +26,10 @@ def nipt(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 @pytest.fixture
 def store(tmp_path: Path, nipt: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> mm.Store:
     monkeypatch.setenv("MLMD_MAGIC_RUNS_DIR", str(tmp_path / "runs"))
-    s = mm.connect(f"sqlite:///{tmp_path}/runs.sqlite")
+    return _setup(mm.connect(f"sqlite:///{tmp_path}/runs.sqlite"), nipt)
+
+
+def _setup(s: mm.Store, nipt: dict[str, Any]) -> mm.Store:
     s.add_datasource("nipt-sim", **nipt)
     s.add_scenario("mlp-small", model="mlp", params={"hidden": [32], "learning_rate": 0.01, "batch_size": 32,
                                                      "epochs": 2, "seed": 1})
@@ -172,3 +175,21 @@ def test_evaluation_verdicts(store: mm.Store) -> None:
     failed_evals = [e for e in store.mlmd.get_executions_by_type("mlmd_magic.Evaluate")
                     if e.last_known_state == pb.Execution.FAILED]
     assert len(failed_evals) == 3
+
+
+@pytest.mark.mysql
+def test_train_and_evaluate_on_mariadb(mysql_uri: str, nipt: dict[str, Any], tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shared MariaDB store: every per-epoch update fits MLMD's MySQL columns."""
+    monkeypatch.setenv("MLMD_MAGIC_RUNS_DIR", str(tmp_path / "runs"))
+    store = _setup(mm.connect(mysql_uri), nipt)
+    run = store.train("t21", progress=False)
+    assert run.state == "COMPLETE"
+    (execution,) = _train_executions(store)
+    assert json.loads(execution.properties["progress"].string_value)["epoch"] == 2
+    assert execution.last_update_time_since_epoch > execution.create_time_since_epoch  # the heartbeat
+    evaluation = store.evaluate(run, slices=SLICES, thresholds=[{"metric": "accuracy", "lower": 0.0}])
+    art = store.mlmd.get_artifacts_by_id([evaluation.id])[0]
+    assert evaluation.blessed and art.custom_properties["blessed"].int_value == 1
+    assert art.custom_properties["current_model_id"].int_value == run.model_id
+    assert mm.connect(mysql_uri).reaped_runs == []
