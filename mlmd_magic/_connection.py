@@ -13,11 +13,14 @@ import os
 import re
 import socket
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _secrets
 from ._uri import PASSWORD_ENV, StoreURI
 from .errors import StoreConnectionError
+
+if TYPE_CHECKING:
+    from ._mysql_writer import MySQLActionWriter
 
 _DB_NAME_RE = re.compile(r"^[A-Za-z0-9_$-]{1,64}$")
 _RETRYABLE_OPEN = ("locked", "busy", "already exists", "aborted", "unique constraint", "subset of tables",
@@ -203,22 +206,8 @@ def _check_mysql_server(uri: StoreURI, password: str | None) -> Any:
             raise StoreConnectionError(
                 f"unknown MySQL host {uri.host!r}: check the host name in {uri.masked()}"
             ) from None
-    ssl: dict[str, Any] | None = None
-    ssl_keys = {"ssl_ca": "ca", "ssl_cert": "cert", "ssl_key": "key", "ssl_capath": "capath", "ssl_cipher": "cipher"}
-    if any(k in opts for k in ssl_keys):
-        ssl = {v: opts[k] for k, v in ssl_keys.items() if k in opts}
-        if "ssl_verify" in opts:
-            ssl["check_hostname"] = opts["ssl_verify"].lower() in ("1", "true", "yes")
     try:
-        conn = pymysql.connect(
-            host=uri.host,
-            port=uri.port,
-            user=uri.user,
-            password=password or "",
-            unix_socket=opts.get("socket"),
-            ssl=ssl,
-            connect_timeout=10,
-        )
+        conn = pymysql.connect(**_pymysql_params(uri, password))
     except pymysql.err.OperationalError as exc:
         raise StoreConnectionError(_explain_pymysql(uri, exc, password)) from None
     except Exception as exc:  # SSL errors, protocol errors
@@ -246,6 +235,34 @@ def _check_mysql_server(uri: StoreURI, password: str | None) -> Any:
         conn.close()
         raise
     return conn
+
+
+def _pymysql_params(uri: StoreURI, password: str | None) -> dict[str, Any]:
+    """pymysql's connection arguments for ``uri`` (without a database)."""
+    opts = uri.option_dict
+    ssl: dict[str, Any] | None = None
+    ssl_keys = {"ssl_ca": "ca", "ssl_cert": "cert", "ssl_key": "key", "ssl_capath": "capath", "ssl_cipher": "cipher"}
+    if any(k in opts for k in ssl_keys):
+        ssl = {v: opts[k] for k, v in ssl_keys.items() if k in opts}
+        if "ssl_verify" in opts:
+            ssl["check_hostname"] = opts["ssl_verify"].lower() in ("1", "true", "yes")
+    return {"host": uri.host, "port": uri.port, "user": uri.user, "password": password or "",
+            "unix_socket": opts.get("socket"), "ssl": ssl, "connect_timeout": 10}
+
+
+def open_mysql_writer(uri: StoreURI, declared: dict[int, dict[str, str]]) -> MySQLActionWriter | None:
+    """The one-round-trip action writer for a MySQL store (see ``_mysql_writer``), or ``None``."""
+    import pymysql
+    from pymysql.constants import CLIENT
+
+    from ._mysql_writer import MySQLActionWriter
+
+    params = _pymysql_params(uri, mysql_password(uri))
+
+    def connect() -> Any:
+        return pymysql.connect(database=uri.database, client_flag=CLIENT.MULTI_STATEMENTS, **params)
+
+    return MySQLActionWriter.open(connect, declared)
 
 
 def _account_plugin(cur: Any) -> str | None:

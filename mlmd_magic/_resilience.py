@@ -74,20 +74,27 @@ class ResilientStore:
             return target
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            attempt = 0
-            while True:
-                try:
-                    return getattr(self._store, name)(*args, **kwargs)
-                except Exception as exc:
-                    kind = classify(exc)
-                    attempt += 1
-                    if kind is None or attempt >= MAX_ATTEMPTS:
-                        raise
-                    if kind == "lost":
-                        if not self._can_reconnect or attempt > 3:
-                            raise
-                        self._reconnect()
-                    else:
-                        time.sleep(min(0.01 * 2 ** min(attempt, 6), 0.5) * (0.5 + random.random()))
+            return retrying(lambda: getattr(self._store, name)(*args, **kwargs),
+                            self._reconnect if self._can_reconnect else None)
 
         return call
+
+
+def retrying(call: Callable[[], Any], reconnect: Callable[[], None] | None) -> Any:
+    """``call()``, retried with backoff while the database is busy, and after ``reconnect()``
+    (at most three times) when the connection was lost; other errors are raised at once."""
+    attempt = 0
+    while True:
+        try:
+            return call()
+        except Exception as exc:
+            kind = classify(exc)
+            attempt += 1
+            if kind is None or attempt >= MAX_ATTEMPTS:
+                raise
+            if kind == "lost":
+                if reconnect is None or attempt > 3:
+                    raise
+                reconnect()
+            else:
+                time.sleep(min(0.01 * 2 ** min(attempt, 6), 0.5) * (0.5 + random.random()))

@@ -45,7 +45,7 @@ from ._records import (
     normalise_kind,
     to_plain,
 )
-from ._types import full, register_types
+from ._types import declared_properties, full, register_types
 from ._uri import StoreURI
 from .errors import (
     AmbiguousRefError,
@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from ._lineage import Lineage
+    from ._mysql_writer import MySQLActionWriter
     from ._runs import Evaluation, Run
 
 __all__ = ["Store"]
@@ -105,6 +106,11 @@ class Store:
         self._mlmd = mlmd_store
         self._uri = uri
         self._types = register_types(mlmd_store)
+        self._writer: MySQLActionWriter | None = None  # one round trip per action on MySQL
+        if uri.scheme == "mysql":
+            from ._connection import open_mysql_writer
+
+            self._writer = open_mysql_writer(uri, declared_properties(self._types))
         self._context_ids: dict[tuple[str, str], int] = {}
         self._latest_seen: dict[tuple[str, str], Any] = {}  # (kind, name) -> newest version seen
         self._closed = False
@@ -132,6 +138,9 @@ class Store:
         """Release the connection. The object cannot be used afterwards."""
         self._closed = True
         self._mlmd = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
     def __enter__(self) -> Store:
         return self
@@ -801,7 +810,6 @@ class Store:
             raise _translate(exc) from None
 
     def _commit(self, act: _Action, error: BaseException | None = None) -> None:
-        from ml_metadata import errors as mlmd_errors
         from ml_metadata.proto import metadata_store_pb2 as pb
 
         ctx = _session.current_action()
@@ -855,23 +863,47 @@ class Store:
             act.external_id = f"mlmd_magic:{uuid.uuid4().hex}"
         execution.external_id = act.external_id
         try:
-            exec_id, artifact_ids, context_ids = self._mlmd.put_execution(
+            exec_id, artifact_ids, context_ids = self._put_execution(execution, events, contexts)
+        except _Duplicate as exc:
+            if act.execution_id is None and self._already_recorded(act):
+                return  # a retry after a commit whose answer was lost: it is in the store
+            raise _Conflict(str(exc)) from None
+        for key, cid in zip(keys, context_ids):
+            self._context_ids[key] = cid
+        act.committed = True
+        act.execution_id = exec_id
+        act.output_ids = list(artifact_ids[len(events) - len(act.outputs):])
+
+    def _put_execution(self, execution: Any, events: builtins.list[tuple[Any, Any]], contexts: builtins.list[Any]
+                       ) -> tuple[int, builtins.list[int], builtins.list[int]]:
+        """One transaction: the direct MySQL writer where it applies, else MLMD's ``put_execution``.
+
+        Raises ``_Duplicate`` when a unique key (name@version, an external id) is taken.
+        """
+        from ml_metadata import errors as mlmd_errors
+
+        if self._writer is not None:
+            from . import _mysql_writer
+
+            try:
+                return self._writer.put_execution(execution, events, contexts)
+            except _mysql_writer.Unsupported:
+                pass  # MLMD writes it below
+            except _mysql_writer.DuplicateKey as exc:
+                raise _Duplicate(str(exc)) from None
+            except Exception as exc:
+                raise StoreError(f"the store rejected the action: {_secrets.redact(str(exc))}") from None
+        try:
+            return self._mlmd.put_execution(  # type: ignore[no-any-return]
                 execution, events, contexts,
                 reuse_context_if_already_exist=True,
                 reuse_artifact_if_already_exist_by_external_id=False,
                 force_reuse_context=True,
             )
         except mlmd_errors.AlreadyExistsError as exc:
-            if act.execution_id is None and self._already_recorded(act):
-                return  # a retry after a commit whose answer was lost: it is in the store
-            raise _Conflict(str(exc)) from None
+            raise _Duplicate(str(exc)) from None
         except mlmd_errors.StatusError as exc:
             raise StoreError(f"the store rejected the action: {_secrets.redact(str(exc))}") from None
-        for key, cid in zip(keys, context_ids):
-            self._context_ids[key] = cid
-        act.committed = True
-        act.execution_id = exec_id
-        act.output_ids = list(artifact_ids[len(events) - len(act.outputs):])
 
     def _already_recorded(self, act: _Action) -> bool:
         """Whether this action's execution (by its external id) was committed after all."""
@@ -890,6 +922,10 @@ class Store:
 
 class _Conflict(Exception):
     """A unique key (a record's name@version) was taken by a concurrent writer."""
+
+
+class _Duplicate(Exception):
+    """A write found a unique key (name@version, an external id) taken."""
 
 
 def _drop_empty_properties(node: Any) -> None:
