@@ -1010,6 +1010,9 @@ def _check_text(value: object, what: str) -> None:
         raise ValidationError(f"{what} must be text, got {type(value).__name__}")
     if isinstance(value, str) and len(value) > _MAX_TEXT:
         raise ValidationError(f"{what} is longer than {_MAX_TEXT} characters; shorten it")
+    if isinstance(value, str) and "\x00" in value:
+        # MLMD's readers end a string at NUL: the rest would be lost without a word
+        raise ValidationError(f"{what} contains a NUL character (\\x00), which the store cannot keep; remove it")
 
 
 def _row_view(kind: str, data: dict[str, Any]) -> dict[str, Any]:

@@ -103,6 +103,17 @@ def test_invalid_names_are_rejected_with_the_rule(mem_store: mm.Store, bad: str)
     assert mem_store.mlmd.get_artifacts() == []
 
 
+def test_text_with_nul_is_refused_on_every_backend(store: mm.Store) -> None:
+    """MLMD's readers (SQLite and MySQL) end a string at NUL: refused, not silently cut."""
+    with pytest.raises(mm.ValidationError, match="NUL character"):
+        store.add_scenario("s", model="mlp", params={"a": 1}, description="before\x00after")
+    assert store.mlmd.get_artifacts() == []
+    (failed,) = store.mlmd.get_executions()
+    assert json.loads(failed.properties["arguments"].string_value)["description"] == "before\x00after"
+    store.add_scenario("s", model="mlp", params={"nul": "x\x00y"})  # inside params: JSON escapes it
+    assert store.get_scenario("s")["params"] == {"nul": "x\x00y"}
+
+
 def test_bad_arguments(mem_store: mm.Store, tfrecord_dir: Path) -> None:
     with pytest.raises(mm.ValidationError, match="params must be a mapping"):
         mem_store.add_scenario("s", model="mlp", params=[1, 2])  # type: ignore[arg-type]
