@@ -98,6 +98,18 @@ def _median_ms(actions: dict[str, Callable[[int], None]], repeats: int) -> dict[
     return {k: statistics.median(v) * 1000 for k, v in times.items()}
 
 
+def _against_floor(backend: str, ms: dict[str, float]) -> list[dict[str, Any]]:
+    ratio = ms["ours"] / ms["floor"]
+    return [
+        {"benchmark": f"recording, {backend}: raw MLMD put_execution (floor)", "value": ms["floor"], "unit": "ms",
+         "target": None, "passed": None},
+        {"benchmark": f"recording, {backend}: %%scenario with 10 params", "value": ms["ours"], "unit": "ms",
+         "target": None, "passed": None},
+        {"benchmark": f"recording, {backend}: ours / floor", "value": ratio, "unit": "ratio", "target": "<= 1.5",
+         "passed": ratio <= 1.5},
+    ]
+
+
 def run(repeats: int = REPEATS) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -109,15 +121,7 @@ def run(repeats: int = REPEATS) -> list[dict[str, Any]]:
         for side in sides.values():
             side(-2)  # warm up
         ms = _median_ms(sides, repeats if flow is None else min(repeats, 100))
-        ratio = ms["ours"] / ms["floor"]
-        rows += [
-            {"benchmark": "recording, SQLite: raw MLMD put_execution (floor)", "value": ms["floor"], "unit": "ms",
-             "target": None, "passed": None},
-            {"benchmark": "recording, SQLite: %%scenario with 10 params", "value": ms["ours"], "unit": "ms",
-             "target": None, "passed": None},
-            {"benchmark": "recording, SQLite: ours / floor", "value": ratio, "unit": "ratio", "target": "<= 1.5",
-             "passed": ratio <= 1.5},
-        ]
+        rows += _against_floor("SQLite", ms)
         if "mlflow" in ms:
             speedup = ms["mlflow"] / ms["ours"]
             rows += [
@@ -142,15 +146,7 @@ def run(repeats: int = REPEATS) -> list[dict[str, Any]]:
         for side in sides.values():
             side(-2)
         ms = _median_ms(sides, repeats)
-        ratio = ms["ours"] / ms["floor"]
-        rows += [
-            {"benchmark": "recording, MariaDB: raw MLMD put_execution (floor)", "value": ms["floor"], "unit": "ms",
-             "target": None, "passed": None},
-            {"benchmark": "recording, MariaDB: %%scenario with 10 params", "value": ms["ours"], "unit": "ms",
-             "target": None, "passed": None},
-            {"benchmark": "recording, MariaDB: ours / floor", "value": ratio, "unit": "ratio", "target": "<= 1.5",
-             "passed": ratio <= 1.5},
-        ]
+        rows += _against_floor("MariaDB", ms)
     finally:
         import pymysql
 

@@ -140,23 +140,16 @@ class MySQLActionWriter:
         """
         sql = self._statements(execution, events, contexts)
         ids: tuple[int, list[int], list[int]] = _resilience.retrying(
-            lambda: self._run(sql, len(events), len(contexts)), self._reopen)
+            lambda: self._run(sql, len(events)), self._reopen)
         return ids
 
     def _reopen(self) -> None:
         """Open a new connection, waiting for a restarting server as MLMD's proxy does."""
         self.close()
-        for attempt in range(_resilience.RECONNECT_ATTEMPTS):
-            try:
-                self._connection()
-                break
-            except Exception as exc:
-                if _resilience.classify(exc) != "lost" or attempt == _resilience.RECONNECT_ATTEMPTS - 1:
-                    raise
-                time.sleep(min(0.2 * (attempt + 1), 1.0))
+        _resilience.reopen(self._connection, lambda exc: _resilience.classify(exc) == "lost")
         self.reconnects += 1
 
-    def _run(self, sql: bytes, n_events: int, n_contexts: int) -> tuple[int, list[int], list[int]]:
+    def _run(self, sql: bytes, n_events: int) -> tuple[int, list[int], list[int]]:
         import pymysql
 
         conn = self._connection()

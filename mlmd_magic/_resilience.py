@@ -15,9 +15,10 @@ from __future__ import annotations
 import logging
 import random
 import time
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 log = logging.getLogger("mlmd_magic")
+T = TypeVar("T")
 
 _BUSY = ("database is locked", "database table is locked", "busy", "deadlock", "lock wait timeout",
          "try restarting transaction")
@@ -58,15 +59,9 @@ class ResilientStore:
     def _reconnect(self) -> None:
         from .errors import StoreConnectionError
 
-        for attempt in range(RECONNECT_ATTEMPTS):
-            try:
-                self._store = self._opener()
-                self.reconnects += 1
-                log.info("reconnected to the metadata store")
-                return
-            except StoreConnectionError:
-                time.sleep(min(0.2 * (attempt + 1), 1.0))
-        self._store = self._opener()  # the last try raises the clear connection error
+        self._store = reopen(self._opener, lambda exc: isinstance(exc, StoreConnectionError))
+        self.reconnects += 1
+        log.info("reconnected to the metadata store")
 
     def __getattr__(self, name: str) -> Any:
         target = getattr(self._store, name)
@@ -78,6 +73,19 @@ class ResilientStore:
                             self._reconnect if self._can_reconnect else None)
 
         return call
+
+
+def reopen(opener: Callable[[], T], unreachable: Callable[[Exception], bool]) -> T:
+    """``opener()``, tried for about 30 s while it fails because the server is not reachable
+    (a restarting server); the last try raises its error."""
+    for attempt in range(RECONNECT_ATTEMPTS - 1):
+        try:
+            return opener()
+        except Exception as exc:
+            if not unreachable(exc):
+                raise
+            time.sleep(min(0.2 * (attempt + 1), 1.0))
+    return opener()
 
 
 def retrying(call: Callable[[], Any], reconnect: Callable[[], None] | None) -> Any:

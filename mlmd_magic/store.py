@@ -29,7 +29,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import _secrets, _session
+from . import _mysql_writer, _secrets, _session
 from ._datafiles import FORMATS, inspect_datasource, normalise_uri
 from ._names import check_name, parse_ref
 from ._query import compile_where
@@ -59,7 +59,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from ._lineage import Lineage
-    from ._mysql_writer import MySQLActionWriter
     from ._runs import Evaluation, Run
 
 __all__ = ["Store"]
@@ -106,7 +105,7 @@ class Store:
         self._mlmd = mlmd_store
         self._uri = uri
         self._types = register_types(mlmd_store)
-        self._writer: MySQLActionWriter | None = None  # one round trip per action on MySQL
+        self._writer: _mysql_writer.MySQLActionWriter | None = None  # one round trip per action on MySQL
         if uri.scheme == "mysql":
             from ._connection import open_mysql_writer
 
@@ -883,8 +882,6 @@ class Store:
         from ml_metadata import errors as mlmd_errors
 
         if self._writer is not None:
-            from . import _mysql_writer
-
             try:
                 return self._writer.put_execution(execution, events, contexts)
             except _mysql_writer.Unsupported:

@@ -260,6 +260,12 @@ def test_only_the_checked_schema_and_version_get_direct_writes(mysql_server: dic
         return pymysql.connect(database=name, **_server_params())
 
     assert _mysql_writer.MySQLActionWriter.open(connect, {}) is None  # a newer MLMD schema: hands off
+    with connect() as conn, conn.cursor() as cur:
+        cur.execute("UPDATE MLMDEnv SET schema_version = 10")
+        conn.commit()
+    writer = _mysql_writer.MySQLActionWriter.open(connect, {})  # the checked one: same server, same account
+    assert writer is not None
+    writer.close()
     monkeypatch.setenv(_mysql_writer.DISABLE_ENV, "0")
     assert not _mysql_writer.enabled()
     monkeypatch.setenv(_mysql_writer.DISABLE_ENV, "1")
