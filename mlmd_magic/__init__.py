@@ -22,27 +22,33 @@ from typing import Any
 from ._records import Diff, Record
 from .errors import (
     AmbiguousRefError,
+    CommandError,
     DataSourceError,
     InvalidNameError,
     MlmdMagicError,
+    NoConnectionError,
     NotFoundError,
     StoreConnectionError,
     StoreError,
+    TrainingError,
     ValidationError,
 )
 from .store import Store
 
 __all__ = [
     "AmbiguousRefError",
+    "CommandError",
     "DataSourceError",
     "Diff",
     "InvalidNameError",
     "MlmdMagicError",
+    "NoConnectionError",
     "NotFoundError",
     "Record",
     "Store",
     "StoreConnectionError",
     "StoreError",
+    "TrainingError",
     "ValidationError",
     "__version__",
     "connect",
@@ -93,7 +99,7 @@ def current_store() -> Store:
 
     Raises
     ------
-    MlmdMagicError
+    NoConnectionError
         When no store is connected; the message says to run ``%mlmd connect`` first.
 
     Example

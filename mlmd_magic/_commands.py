@@ -12,18 +12,15 @@ import difflib
 import functools
 import html
 import json
+import os
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 from . import _yamlspec
-from ._records import normalise_kind
+from ._records import Record, normalise_kind
 from ._registry import ConnectionRegistry
-from .errors import MlmdMagicError, ValidationError
+from .errors import CommandError, MlmdMagicError, ValidationError
 from .store import Store
-
-
-class CommandError(ValidationError):
-    """A subcommand line could not be parsed; the message shows its usage."""
 
 
 class HelpShown(Exception):
@@ -171,12 +168,15 @@ def _diff(host: Host, a: argparse.Namespace) -> Any:
 
 
 def _export(host: Host, a: argparse.Namespace) -> Message:
-    record = host.store().get(a.ref, kind=a.kind)
-    text = _yamlspec.dump_yaml(_yamlspec.export_spec(record))
+    spec = host.store().export(a.ref, kind=a.kind)
+    text = _yamlspec.dump_yaml(spec)
     if a.file:
+        folder = os.path.dirname(os.path.abspath(a.file))
+        if not os.path.isdir(folder):
+            raise ValidationError(f"cannot write {a.file!r}: folder {folder!r} does not exist; create it first")
         with open(a.file, "w", encoding="utf-8") as fh:
             fh.write(text)
-        return Message(f"wrote {record.kind[:-1]} {record.ref} to {a.file}")
+        return Message(f"wrote {spec['kind']} {spec['name']} to {a.file}")
     return Message(text.rstrip("\n"))
 
 
@@ -187,16 +187,8 @@ def _import(host: Host, a: argparse.Namespace) -> Message:
     except OSError as exc:
         raise ValidationError(f"cannot read {a.file!r}: {exc.strerror}") from None
     docs = _yamlspec.load_yaml(text, where=a.file)
-    docs = docs if isinstance(docs, list) else [docs]
-    store = host.store()
-    lines = []
-    for i, doc in enumerate(docs, 1):
-        where = f"{a.file} (record {i})"
-        if not isinstance(doc, dict) or "kind" not in doc or "name" not in doc:
-            raise ValidationError(f"{where} needs 'kind' and 'name' keys, as written by export")
-        record = _yamlspec.register(store, str(doc["kind"]), str(doc["name"]), doc, where)
-        lines.append(f"{record.kind[:-1]} {record.ref}: {record._summary()}")
-    return Message("\n".join(lines))
+    records = host.store().import_records(docs if isinstance(docs, list) else [docs], where=a.file)
+    return Message("\n".join(f"{record.kind[:-1]} {record.ref}: {record.summary()}" for record in records))
 
 
 def parse_assignments(items: list[str] | None) -> dict[str, Any]:
@@ -253,9 +245,7 @@ def _browse(host: Host, a: argparse.Namespace) -> Any:
 
 
 def _compare(host: Host, a: argparse.Namespace) -> Any:
-    from .widgets import compare
-
-    return compare(host.store(), a.runs)
+    return host.store().compare(a.runs)
 
 
 def _lineage(host: Host, a: argparse.Namespace) -> Any:
@@ -363,6 +353,7 @@ def build_parser(prog: str, magic: bool) -> argparse.ArgumentParser:
                      description="Data sources, scenarios and experiments on record in ML Metadata.")
     if not magic:
         parser.add_argument("--uri", help="store URI (default: $MLMD_MAGIC_URI, else sqlite:///mlmd.sqlite)")
+        parser.add_argument("--json", action="store_true", help="print results as JSON (tables as lists of rows)")
     sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", parser_class=_Parser)
     for cmd in COMMANDS.values():
         if cmd.magic_only and not magic:
@@ -383,6 +374,11 @@ def help_text(subcommand: str | None = None, magic: bool = True) -> str:
             raise CommandError(_unknown(subcommand, list(choices)))
         return choices[subcommand].format_help()
     lines = [f"{prog} SUBCOMMAND [options] — data sources, scenarios and experiments on record in MLMD", ""]
+    if not magic:
+        lines = [f"{prog} [--uri URI] [--json] SUBCOMMAND [options] — data sources, scenarios and experiments "
+                 "on record in MLMD", "",
+                 "  --uri URI   the store (default: $MLMD_MAGIC_URI, else sqlite:///mlmd.sqlite)",
+                 "  --json      print results as JSON (tables as lists of rows)", ""]
     for name, p in choices.items():
         usage = p.format_usage().replace("usage: ", "").strip()
         lines.append(f"  {usage}")
@@ -438,3 +434,21 @@ def as_text(value: Any) -> str:
     if isinstance(value, dict):
         return json.dumps(value, indent=2, ensure_ascii=False)
     return repr(value)
+
+
+def as_json(value: Any) -> str:
+    """How the CLI prints a result with ``--json``: tables as lists of rows, records and results
+    as their plain values, messages as ``{"message": ...}``."""
+    import pandas as pd
+
+    if isinstance(value, pd.DataFrame):
+        plain: Any = json.loads(value.to_json(orient="records", date_format="iso"))
+    elif isinstance(value, Message):
+        plain = {"message": value.text}
+    elif isinstance(value, Record):
+        plain = {"kind": value.kind[:-1], "ref": value.ref, "status": value.status, **value.to_dict()}
+    elif hasattr(value, "to_dict"):
+        plain = value.to_dict()
+    else:
+        plain = value
+    return json.dumps(plain, indent=2, ensure_ascii=False, default=str)

@@ -23,7 +23,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from . import _commands, _secrets, _session, _yamlspec
 from ._names import NAME_RE, check_name
 from ._registry import REGISTRY, ConnectionRegistry
-from .errors import MlmdMagicError
+from .errors import CommandError, MlmdMagicError
 from .store import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -94,7 +94,7 @@ class MlmdMagics(Magics):
         try:
             argv = shlex.split(line)
         except ValueError as exc:
-            raise _commands.CommandError(f"cannot split the line into words: {exc}") from None
+            raise CommandError(f"cannot split the line into words: {exc}") from None
         with self._cell(self._current_cell(f"%mlmd {line}")):
             return _commands.dispatch(self, argv, "%mlmd", magic=True)
 
@@ -106,7 +106,7 @@ class MlmdMagics(Magics):
             else:
                 args = _cell_parser(kind).parse_args(shlex.split(line))
         except ValueError as exc:
-            raise _commands.CommandError(f"cannot split the line into words: {exc}") from None
+            raise CommandError(f"cannot split the line into words: {exc}") from None
         check_name(args.name, f"{kind} name")
         if getattr(args, "output", None):
             _commands.check_variable(args.output)
@@ -190,7 +190,7 @@ class MlmdMagics(Magics):
         try:
             args = _cell_parser("evaluate").parse_args(shlex.split(line))
         except ValueError as exc:
-            raise _commands.CommandError(f"cannot split the line into words: {exc}") from None
+            raise CommandError(f"cannot split the line into words: {exc}") from None
         body = _yamlspec.load_yaml(cell or "", where="the %%evaluate cell", line_offset=1)
         args.body = _yamlspec.evaluation_arguments(body, where="the %%evaluate cell")
         args.spec = None

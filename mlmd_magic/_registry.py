@@ -10,12 +10,8 @@ import os
 from dataclasses import dataclass
 
 from ._names import NAME_RULE, check_name
-from .errors import InvalidNameError, MlmdMagicError
+from .errors import InvalidNameError, NoConnectionError
 from .store import Store
-
-
-class NoConnectionError(MlmdMagicError):
-    """No store is open yet."""
 
 
 @dataclass(frozen=True)

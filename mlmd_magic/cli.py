@@ -1,6 +1,7 @@
 """The ``mlmd-magic`` console script: the ``%mlmd`` subcommands outside notebooks.
 
     mlmd-magic --uri sqlite:///mlmd.sqlite ls experiments
+    mlmd-magic --json ls runs                       # machine-readable output
     mlmd-magic show t21-baseline@2
     mlmd-magic diff t21-baseline@1 t21-baseline@2
     mlmd-magic export mlp-small -f mlp-small.yaml && mlmd-magic --uri mysql://me@db/x import mlp-small.yaml
@@ -15,7 +16,7 @@ from typing import Any
 
 from . import _commands, _secrets, _session
 from ._registry import ConnectionRegistry
-from .errors import MlmdMagicError
+from .errors import CommandError, MlmdMagicError
 from .store import Store
 
 
@@ -31,17 +32,23 @@ class _CliHost:
             return self.registry.connect(self._uri, alias="cli").store
 
     def bind(self, name: str, value: Any) -> None:
-        raise _commands.CommandError("-o binds a notebook variable; the command line prints the value instead")
+        raise CommandError("-o binds a notebook variable; the command line prints the value instead")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one subcommand; exit status 0 on success, 2 on a usage or store error."""
     argv = list(sys.argv[1:] if argv is None else argv)
     uri = None
-    if argv[:1] == ["--uri"] and len(argv) > 1:
-        uri, argv = argv[1], argv[2:]
-    elif argv and argv[0].startswith("--uri="):
-        uri, argv = argv[0].split("=", 1)[1], argv[1:]
+    as_json = False
+    while argv and (argv[0] in ("--uri", "--json") or argv[0].startswith("--uri=")):
+        if argv[0] == "--json":
+            as_json, argv = True, argv[1:]
+        elif argv[0] == "--uri" and len(argv) > 1:
+            uri, argv = argv[1], argv[2:]
+        elif argv[0].startswith("--uri="):
+            uri, argv = argv[0].split("=", 1)[1], argv[1:]
+        else:
+            break
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_commands.help_text(argv[1] if len(argv) > 1 and argv[0] == "help" else None, magic=False))
         return 0
@@ -59,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         host.registry.reset()
     if result is not None:
-        print(_commands.as_text(result))
+        print(_commands.as_json(result) if as_json else _commands.as_text(result))
     return 0
 
 

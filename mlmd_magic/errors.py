@@ -16,12 +16,15 @@ from __future__ import annotations
 
 __all__ = [
     "AmbiguousRefError",
+    "CommandError",
     "DataSourceError",
     "InvalidNameError",
     "MlmdMagicError",
+    "NoConnectionError",
     "NotFoundError",
     "StoreConnectionError",
     "StoreError",
+    "TrainingError",
     "ValidationError",
 ]
 
@@ -38,6 +41,10 @@ class InvalidNameError(ValidationError):
     """A record name or reference (``NAME`` / ``NAME@N``) is not well formed."""
 
 
+class CommandError(ValidationError):
+    """A ``%mlmd`` / ``mlmd-magic`` command line could not be parsed; the message shows its usage."""
+
+
 class DataSourceError(ValidationError):
     """The files of a data source are missing, unreadable or of the wrong format."""
 
@@ -50,9 +57,18 @@ class AmbiguousRefError(MlmdMagicError, LookupError):
     """A name matches records of several kinds; the caller must say which kind."""
 
 
+class NoConnectionError(MlmdMagicError):
+    """No store is connected yet (``%mlmd connect`` or :func:`mlmd_magic.connect` comes first)."""
+
+
 class StoreConnectionError(MlmdMagicError, ConnectionError):
     """The store could not be opened (bad URI, server down, wrong credentials, ...)."""
 
 
 class StoreError(MlmdMagicError, RuntimeError):
     """The metadata store rejected an operation in a way the caller cannot fix by input."""
+
+
+class TrainingError(MlmdMagicError):
+    """Training stopped with an error: parameters the trainer cannot use, unreadable data, a
+    failing model builder. The ``Train`` execution is recorded FAILED with the reason."""
