@@ -13,15 +13,30 @@ from __future__ import annotations
 
 from ._builders import OutputSpec, builders, register_model
 from ._progress import ProgressReporter
-from ._train import Predictions, TrainResult, code_version, infer_task, predict, train
+from ._train import (
+    MAX_INFERRED_CLASSES,
+    Predictions,
+    TaskChoice,
+    TrainResult,
+    builder_fingerprint,
+    code_version,
+    explain_task,
+    infer_task,
+    predict,
+    train,
+)
 
 __all__ = [
+    "MAX_INFERRED_CLASSES",
     "OutputSpec",
     "Predictions",
     "ProgressReporter",
+    "TaskChoice",
     "TrainResult",
+    "builder_fingerprint",
     "builders",
     "code_version",
+    "explain_task",
     "infer_task",
     "predict",
     "register_model",

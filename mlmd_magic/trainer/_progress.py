@@ -38,7 +38,12 @@ class ProgressReporter:
     def on_train_begin(self, info: dict[str, Any]) -> None:
         self._epochs = int(info.get("epochs", 0))
         self._started = time.perf_counter()
-        text = f"training {info.get('model')} on {info.get('device')} ({info.get('backend')}): {self._epochs} epochs"
+        task = info.get("task")
+        if task == "multiclass":
+            task = f"multiclass, {info.get('num_classes')} classes"
+        reason = f" ({info['task_reason']})" if info.get("task_reason") else ""
+        text = (f"training {info.get('model')} on {info.get('device')} ({info.get('backend')}): {self._epochs} epochs"
+                f"; task: {task}{reason}")
         if self._notebook:
             from IPython.display import HTML, display
 

@@ -38,6 +38,7 @@ class TrainResult:
     seed: int
     mixed_precision: bool
     versions: dict[str, str] = field(default_factory=dict)
+    task_reason: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -60,24 +61,97 @@ def code_version() -> str:
     return digest.hexdigest()[:16]
 
 
-def infer_task(labels: np.ndarray, params: dict[str, Any]) -> tuple[str, int]:
-    """``("binary"|"multiclass"|"regression", num_classes)`` from labels, unless params say."""
+# Whole-number labels with more distinct values than this are a regression target (a score,
+# a count), not classes: a 347-class softmax on a disease-progression score trains nothing.
+MAX_INFERRED_CLASSES = 20
+# More classes than this is almost always a label that is really a number: warn.
+WARN_CLASSES = 50
+
+
+@dataclass(frozen=True)
+class TaskChoice:
+    """The task a model is trained for, its number of outputs, and why."""
+
+    task: str
+    num_classes: int
+    reason: str
+
+
+def explain_task(labels: np.ndarray, params: dict[str, Any]) -> TaskChoice:
+    """The task (``binary``, ``multiclass``, ``regression``) for ``labels`` and why.
+
+    ``params["task"]`` always wins. Otherwise: labels that are not whole numbers, or are
+    negative, or take more than ``MAX_INFERRED_CLASSES`` (20) distinct values are a
+    regression target; whole numbers 0/1 are binary; other whole numbers 0..K-1 are K
+    classes. A multiclass task with more than ``WARN_CLASSES`` (50) classes warns.
+
+    >>> import numpy as np
+    >>> explain_task(np.array([25.0, 31.0, 346.0] * 10 + list(range(40, 80))), {}).task
+    'regression'
+    >>> explain_task(np.array([0, 1, 2, 3, 1]), {}).num_classes
+    4
+    """
+    import warnings
+
     task = params.get("task")
     if labels.size == 0 and task is None:
         raise ValueError("the training split has no labels; set params.task to train anyway")
-    values = labels.astype("float64")
-    integral = bool(np.all(np.isfinite(values)) and np.all(values == np.round(values)))
-    if task is None:
-        if not integral or values.min() < 0:
-            task = "regression"
-        else:
-            task = "binary" if values.max() <= 1 else "multiclass"
+    try:
+        values = labels.astype("float64")
+    except (TypeError, ValueError):
+        raise ValueError(f"the labels are text (e.g. {labels.flat[0]!r}); write classes as numbers 0..K-1 "
+                         "(and name them with class_names when evaluating)") from None
+    finite = bool(np.all(np.isfinite(values))) if values.size else True
+    integral = finite and bool(np.all(values == np.round(values)))
+    distinct = len(np.unique(values)) if values.size else 0
+    if task is not None:
+        reason = f"params.task = {task!r}"
+    elif not integral:
+        task, reason = "regression", "inferred: the labels are not all whole numbers"
+    elif values.min() < 0:
+        task, reason = "regression", "inferred: the labels include negative numbers"
+    elif distinct > MAX_INFERRED_CLASSES:
+        task, reason = "regression", (f"inferred: {distinct} distinct whole-number labels, more than "
+                                      f"{MAX_INFERRED_CLASSES}; set params.task: multiclass for classes")
+    elif values.max() <= 1:
+        task, reason = "binary", "inferred: labels 0 and 1"
+    else:
+        task, reason = "multiclass", f"inferred: whole-number labels 0..{int(values.max())}"
     if task not in ("binary", "multiclass", "regression"):
         raise ValueError(f"params.task must be binary, multiclass or regression, got {task!r}")
     if task == "multiclass":
-        classes = int(params.get("num_classes") or int(values.max()) + 1)
-        return task, max(classes, 2)
-    return task, 2 if task == "binary" else 1
+        if not integral and params.get("num_classes") is None:
+            raise ValueError("params.task is multiclass but the labels are not whole numbers 0..K-1")
+        classes = max(int(params.get("num_classes") or int(values.max()) + 1), 2)
+        if classes > WARN_CLASSES:
+            warnings.warn(f"training a {classes}-class model ({reason}); if the label is a number to predict, "
+                          "set params.task: regression", UserWarning, stacklevel=2)
+        return TaskChoice(task, classes, reason)
+    return TaskChoice(task, 2 if task == "binary" else 1, reason)
+
+
+def infer_task(labels: np.ndarray, params: dict[str, Any]) -> tuple[str, int]:
+    """``("binary"|"multiclass"|"regression", num_classes)``; see :func:`explain_task` for the rule."""
+    choice = explain_task(labels, params)
+    return choice.task, choice.num_classes
+
+
+def builder_fingerprint(name: str) -> str | None:
+    """A hash of the source of model builder ``name`` (part of a run's cache key), or ``None``
+    when its source cannot be read (a builder made by ``exec``, or in a compiled module).
+
+    Re-registering a builder under the same name with other code changes the fingerprint, so
+    runs of the new code are never answered with a model the old code built.
+    """
+    import inspect
+
+    builder = get_builder(name)
+    try:
+        source = inspect.getsource(builder)
+    except (OSError, TypeError):
+        return None
+    where = f"{getattr(builder, '__module__', '')}.{getattr(builder, '__qualname__', '')}"
+    return hashlib.sha256(f"{where}\0{source}".encode()).hexdigest()[:16]
 
 
 def _head(task: str, num_classes: int) -> OutputSpec:
@@ -214,7 +288,8 @@ def train(
         tf.config.experimental.enable_op_determinism()
 
     spec = input_spec(datasource, p)
-    task, num_classes = infer_task(sample_labels(datasource, "train", spec), p)
+    choice = explain_task(sample_labels(datasource, "train", spec), p)
+    task, num_classes = choice.task, choice.num_classes
     use_tf_data = datasource["format"] == "tfrecord" and backend == "tensorflow"
     splits = list(datasource["splits"])
     train_data, n_train, eval_sets = _prepare(datasource, splits, spec, task, batch_size, seed, use_tf_data)
@@ -232,7 +307,7 @@ def train(
             loss, metrics = _loss_and_metrics(task)
             model.compile(optimizer=_optimizer(p), loss=loss, metrics=metrics)
         info = {"model": model_name, "device": devices.description, "backend": backend, "epochs": epochs,
-                "task": task, "examples": n_train}
+                "task": task, "task_reason": choice.reason, "num_classes": num_classes, "examples": n_train}
         _notify(cbs, "on_train_begin", info)
         os.makedirs(workdir, exist_ok=True)
         model_path = os.path.join(workdir, "model.keras")
@@ -277,6 +352,7 @@ def train(
         seed=seed,
         mixed_precision=mixed,
         versions=_versions(backend),
+        task_reason=choice.reason,
     )
 
 
