@@ -10,9 +10,12 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from .errors import NotFoundError, ValidationError
 
 if TYPE_CHECKING:
     from .store import Store
@@ -36,6 +39,10 @@ class Lineage:
     focus: str
     nodes: tuple[Node, ...]
     edges: tuple[tuple[str, str], ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Nodes (key, kind, label) and edges as plain values."""
+        return {"focus": self.focus, "nodes": [n.__dict__ for n in self.nodes], "edges": [list(e) for e in self.edges]}
 
     def _depths(self) -> dict[str, int]:
         depth = {n.key: 0 for n in self.nodes}
@@ -93,23 +100,11 @@ class Lineage:
         return "".join(parts)
 
 
-def lineage(store: Store, target: Any, kind: str | None = None, max_nodes: int = 150) -> Lineage:
-    """The lineage graph around a record (``NAME[@N]``), ``model:ID``, ``run:ID`` or an artifact id."""
+def lineage(store: Store, start: Any, max_nodes: int = 150) -> Lineage:
+    """The lineage graph around the artifact ``start`` (see :func:`start_artifact`)."""
     from ml_metadata.proto import metadata_store_pb2 as pb
 
-    from . import _runs
-
     mlmd = store.mlmd
-    if isinstance(target, str) and (target.startswith(("model:", "run:")) or target.isdigit()):
-        start = _runs.resolve_model(store, target) if not target.isdigit() else mlmd.get_artifacts_by_id(
-            [int(target)])[0]
-    elif isinstance(target, int):
-        start = mlmd.get_artifacts_by_id([target])[0]
-    else:
-        k = store.kind_of(target) if kind is None else kind
-        from ._records import normalise_kind
-
-        start = store._resolve(normalise_kind(k), target)
     artifact_types = {t.id: t.name for t in mlmd.get_artifact_types()}
     execution_types = {t.id: t.name for t in mlmd.get_execution_types()}
     nodes: dict[str, Node] = {}
@@ -146,6 +141,37 @@ def lineage(store: Store, target: Any, kind: str | None = None, max_nodes: int =
     # keep edges whose both ends made it into the graph (the walk stops at max_nodes)
     kept = tuple(sorted((a, b) for a, b in edges if a in keys and b in keys))
     return Lineage(f"a:{start.id}", tuple(nodes.values()), kept)
+
+
+def start_artifact(store: Store, target: Any, kind: str | None = None) -> Any:
+    """The artifact a lineage walk starts from: ``NAME[@N]`` (of ``kind``), ``model:ID``,
+    ``run:ID`` (its model) or an artifact id (int or digits).
+
+    Raises
+    ------
+    NotFoundError
+        When nothing in the store answers to ``target``; the message names it.
+    ValidationError
+        When ``target`` is none of these forms.
+    """
+    from . import _runs
+    from ._records import normalise_kind
+
+    if isinstance(target, str) and target.startswith(("model:", "run:")):
+        return _runs.resolve_model(store, target)
+    if isinstance(target, str) and re.fullmatch(r"[0-9]+", target):
+        target = int(target)
+    if isinstance(target, int) and not isinstance(target, bool):
+        found = store.mlmd.get_artifacts_by_id([target]) if target > 0 else []
+        if not found:
+            raise NotFoundError(f"no artifact with id {target} in {store.uri}; give a record (NAME or NAME@N), "
+                                "model:ID or run:ID (see %mlmd ls runs / ls models)")
+        return found[0]
+    if not isinstance(target, str):
+        raise ValidationError(f"lineage needs a record (NAME or NAME@N), model:ID, run:ID or an artifact id, "
+                              f"got {type(target).__name__}")
+    k = store.kind_of(target) if kind is None else kind
+    return store._resolve(normalise_kind(k), target)
 
 
 def _add_artifact(nodes: dict[str, Node], edges: set[tuple[str, str]], art: Any, types: dict[int, str]) -> None:

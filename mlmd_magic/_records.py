@@ -271,7 +271,8 @@ class Record:
     def __getitem__(self, key: str) -> Any:
         return self.data[key]
 
-    def _summary(self) -> str:
+    def summary(self) -> str:
+        """What the call did: ``created version N``, ``unchanged: identical to version N`` or ``version N``."""
         if self.status == "created":
             return f"created version {self.version}"
         if self.status == "unchanged":
@@ -281,7 +282,7 @@ class Record:
     def __repr__(self) -> str:
         body = pprint.pformat(self.data, width=100, sort_dicts=False)
         extra = "".join(f"\n{k}: {json.dumps(v, ensure_ascii=False)}" for k, v in self.extra.items() if v)
-        return f"{KIND_TYPES[self.kind]} {self.ref} ({self._summary()}){extra}\n{body}"
+        return f"{KIND_TYPES[self.kind]} {self.ref} ({self.summary()}){extra}\n{body}"
 
     def _repr_html_(self) -> str:
         shown = {**{k: v for k, v in self.extra.items() if v}, **flatten(self.data)}
@@ -291,5 +292,5 @@ class Record:
         )
         return (
             f"<div class='mlmd-magic-record'><b>{KIND_TYPES[self.kind]} {html.escape(self.ref)}</b> "
-            f"<i>({html.escape(self._summary())})</i><table>{rows}</table></div>"
+            f"<i>({html.escape(self.summary())})</i><table>{rows}</table></div>"
         )

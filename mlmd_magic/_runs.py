@@ -13,24 +13,21 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ._records import canonical_json, content_hash
+from ._records import canonical_json, content_hash, flatten
 from ._types import full
-from .errors import MlmdMagicError, NotFoundError, ValidationError
+from .errors import MlmdMagicError, NotFoundError, TrainingError, ValidationError
 
 if TYPE_CHECKING:
     from .store import Store, _Action
 
 RUNS_ENV = "MLMD_MAGIC_RUNS_DIR"
-
-
-class TrainingError(MlmdMagicError):
-    """Training stopped with an error (bad parameters for the trainer, unreadable data, ...)."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +44,12 @@ class Run:
     history: dict[str, list[float]] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The run as plain, JSON-serialisable values."""
+        return {"run": self.id, "experiment": self.experiment, "state": self.state, "cached": self.cached,
+                "model": self.model_id, "model_uri": self.model_uri, "metrics": self.metrics,
+                "history": self.history, "details": self.details}
+
     def __repr__(self) -> str:
         how = f"cached from run #{self.details.get('cached_from')}" if self.cached else self.state
         lines = [f"Run #{self.id} of {self.experiment}: {how}; model #{self.model_id} at {self.model_uri}"]
@@ -54,6 +57,9 @@ class Run:
             lines.append(f"  {self.details.get('task')} on {self.details['device']} ({self.details.get('backend')}), "
                          f"{self.details.get('epochs')} epochs, "
                          f"{self.details.get('examples_per_second', 0):.0f} examples/s")
+        if self.details.get("task_reason"):
+            lines.append(f"  task {self.details.get('task')}: {self.details['task_reason']}")
+        lines += [f"  note: {note}" for note in self.details.get("notes", [])]
         for split, values in self.metrics.items():
             lines.append(f"  {split:<6} " + "  ".join(f"{k}={v:.4f}" for k, v in sorted(values.items())))
         return "\n".join(lines)
@@ -77,6 +83,11 @@ class Evaluation:
     baseline_model_id: int | None
     blessed: bool
     result: Any  # mlmd_magic.evaluation.EvaluationResult
+
+    def to_dict(self) -> dict[str, Any]:
+        """The evaluation as plain, JSON-serialisable values (metrics per slice, checks, verdict)."""
+        return {"evaluation": self.id, "model": self.model_id, "baseline_model": self.baseline_model_id,
+                **self.result.to_dict()}
 
     def __repr__(self) -> str:
         base = f" against model #{self.baseline_model_id}" if self.baseline_model_id else ""
@@ -160,15 +171,26 @@ def train(store: Store, ref: str, *, workdir: str | None, force: bool, callbacks
         act.arguments["experiment"] = exp_ref
         ds_art = store._resolve("datasources", f"{params['datasource']['name']}@{params['datasource']['version']}")
         sc_art = store._resolve("scenarios", f"{params['scenario']['name']}@{params['scenario']['version']}")
-        from .trainer import code_version
+        from .trainer import builder_fingerprint, code_version
 
-        key = content_hash({"experiment": exp_art.id, "fingerprint": ds_art.properties["fingerprint"].string_value,
-                            "code": code_version(), "backend": _backend()})[:32]
+        model_name = params["scenario"]["model"]
+        try:
+            builder_code = builder_fingerprint(model_name)
+        except ValueError as exc:  # an unknown builder: the trainer says which exist
+            raise TrainingError(f"training {exp_ref} failed: {exc}") from None
         # No record-name context here: it holds the experiment's versions (Store._latest relies on
         # that); the run reaches the experiment through its INPUT event.
         act.inputs += [exp_art, ds_art, sc_art]
-        act.properties["cache_key"] = key
-        prior = None if force else _find_cached(store, key)
+        notes: list[str] = []
+        key = None
+        if builder_code is None:
+            notes.append(f"not cached: the source of model builder {model_name!r} cannot be read, so a later run "
+                         "could not tell whether its code changed; every run of it trains anew")
+        else:
+            key = content_hash({"experiment": exp_art.id, "fingerprint": ds_art.properties["fingerprint"].string_value,
+                                "code": code_version(), "builder": builder_code, "backend": _backend()})[:32]
+            act.properties["cache_key"] = key
+        prior = None if force or key is None else _find_cached(store, key)
         if prior is not None:
             execution, model = prior
             act.outputs = [model]
@@ -178,11 +200,11 @@ def train(store: Store, ref: str, *, workdir: str | None, force: bool, callbacks
             store._commit(act)
             return _run_from(act.execution_id or 0, exp_ref, "CACHED", True, model,
                              {**details, "cached_from": execution.id})
-        return _train_now(store, act, params, exp_ref, workdir, callbacks, progress)
+        return _train_now(store, act, params, exp_ref, workdir, callbacks, progress, notes)
 
 
 def _train_now(store: Store, act: _Action, params: dict[str, Any], exp_ref: str, workdir: str | None,
-               callbacks: Sequence[Any] | None, progress: bool) -> Run:
+               callbacks: Sequence[Any] | None, progress: bool, notes: list[str]) -> Run:
     from . import trainer
 
     act.state, act.outcome = "RUNNING", "training"
@@ -213,6 +235,8 @@ def _train_now(store: Store, act: _Action, params: dict[str, Any], exp_ref: str,
         raise TrainingError(f"training {exp_ref} failed: {type(exc).__name__}: {exc}") from exc
     model = _model_artifact(store, exp_ref, act.execution_id or 0, result)
     details = {k: v for k, v in result.to_dict().items() if k not in ("model_path",)}
+    if notes:
+        details["notes"] = notes
     act.outputs = [model]
     act.state, act.outcome = "COMPLETE", f"trained {result.epochs} epochs"
     act.properties["details"] = canonical_json(details)
@@ -239,13 +263,14 @@ def resolve_model(store: Store, target: Any) -> Any:
     if isinstance(target, str) and target.startswith("model:") and target[6:].isdigit():
         target = int(target[6:])
     if isinstance(target, str) and target.startswith("run:") and target[4:].isdigit():
-        from ml_metadata.proto import metadata_store_pb2 as pb
+        run = train_execution(store, int(target[4:]))
+        model_id = run_links(store, [run])[run.id]["model"]
+        if model_id is None:
+            from ml_metadata.proto import metadata_store_pb2 as pb
 
-        outputs = [e.artifact_id for e in store.mlmd.get_events_by_execution_ids([int(target[4:])])
-                   if e.type == pb.Event.OUTPUT]
-        if not outputs:
-            raise NotFoundError(f"run {target[4:]} has no model (was it canceled or did it fail?); see %mlmd ls runs")
-        target = outputs[0]
+            state = pb.Execution.State.Name(run.last_known_state)
+            raise NotFoundError(f"run {run.id} has no model (it is {state}); see %mlmd ls runs")
+        target = model_id
     if isinstance(target, int) and not isinstance(target, bool):
         found = store.mlmd.get_artifacts_by_id([target])
         if not found or found[0].type_id != store._types.artifacts["Model"]:
@@ -263,6 +288,20 @@ def resolve_model(store: Store, target: Any) -> Any:
     if not models:
         raise NotFoundError(f"experiment {exp_ref} has no trained model yet; train it first (%mlmd train {exp_ref})")
     return models[0]
+
+
+def train_execution(store: Store, run_id: int) -> Any:
+    """The ``Train`` execution with id ``run_id``.
+
+    Raises
+    ------
+    NotFoundError
+        When no training run has that id.
+    """
+    found = store.mlmd.get_executions_by_id([run_id])
+    if not found or found[0].type_id != store._types.executions["Train"]:
+        raise NotFoundError(f"no training run #{run_id}; see %mlmd ls runs")
+    return found[0]
 
 
 def evaluate(store: Store, target: Any, *, data: Any, slices: Any, thresholds: Any, baseline: Any,
@@ -351,28 +390,52 @@ def _evaluation_data(store: Store, params: dict[str, Any], data: Any) -> tuple[A
     return ds_art, str(split)
 
 
+def run_links(store: Store, executions: Sequence[Any]) -> dict[int, dict[str, Any]]:
+    """For each ``Train`` execution: the experiment version it trained (from its INPUT event,
+    the one link every face records) and the model it produced (its OUTPUT event).
+
+    Returns ``{execution id: {"experiment": "NAME@N" or "", "model": model id or None}}``;
+    two batched reads whatever the number of runs.
+    """
+    from ml_metadata.proto import metadata_store_pb2 as pb
+
+    links: dict[int, dict[str, Any]] = {e.id: {"experiment": "", "model": None} for e in executions}
+    if not links:
+        return links
+    events = store.mlmd.get_events_by_execution_ids(list(links))
+    inputs: dict[int, list[int]] = {}
+    for event in events:
+        if event.type == pb.Event.OUTPUT:
+            links[event.execution_id]["model"] = event.artifact_id
+        elif event.type == pb.Event.INPUT:
+            inputs.setdefault(event.execution_id, []).append(event.artifact_id)
+    wanted = sorted({a for ids in inputs.values() for a in ids})
+    experiment_type = store._types.artifacts["Experiment"]
+    names = {a.id: str(a.name) for a in (store.mlmd.get_artifacts_by_id(wanted) if wanted else [])
+             if a.type_id == experiment_type}
+    for execution_id, ids in inputs.items():
+        found = [names[a] for a in ids if a in names]
+        if found:
+            links[execution_id]["experiment"] = found[0]
+    return links
+
+
 def list_runs(store: Store) -> list[dict[str, Any]]:
     from ml_metadata.proto import metadata_store_pb2 as pb
 
     rows = []
     executions = store.mlmd.get_executions_by_type(full("Train"))
-    events = store.mlmd.get_events_by_execution_ids([e.id for e in executions]) if executions else []
-    inputs: dict[int, list[int]] = {}
-    outputs: dict[int, int] = {}
-    for e in events:
-        if e.type == pb.Event.OUTPUT:
-            outputs[e.execution_id] = e.artifact_id
-        else:
-            inputs.setdefault(e.execution_id, []).append(e.artifact_id)
+    links = run_links(store, executions)
     for e in executions:
         details = json.loads(e.properties["details"].string_value or "{}")
         metrics = details.get("metrics", {})
         summary_split = "test" if "test" in metrics else "eval" if "eval" in metrics else None
         rows.append({
             "run": e.id,
-            "experiment": json.loads(e.properties["arguments"].string_value or "{}").get("experiment", ""),
+            "experiment": links[e.id]["experiment"],
             "state": pb.Execution.State.Name(e.last_known_state),
-            "model": outputs.get(e.id),
+            "model": links[e.id]["model"],
+            "task": details.get("task", ""),
             "device": details.get("device", ""),
             "epochs": details.get("epochs"),
             "metrics": canonical_json(metrics.get(summary_split, {})) if summary_split else "",
@@ -452,3 +515,104 @@ def reap_stale_runs(store: Store) -> list[int]:
         store.mlmd.put_executions([execution])
         reaped.append(execution.id)
     return reaped
+
+
+_PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
+
+
+@dataclass
+class RunComparison:
+    """Runs side by side (``%mlmd compare RUN ...``); HTML with an SVG plot, or text."""
+
+    runs: list[dict[str, Any]]
+    params: dict[str, list[Any]]
+    metrics: dict[str, list[dict[str, float]]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Runs, differing parameters and metrics as plain values."""
+        return {"runs": self.runs, "params": self.params, "metrics": self.metrics}
+
+    def __repr__(self) -> str:
+        head = ["run"] + [f"#{r['id']} {r['experiment']}" for r in self.runs]
+        rows = [head] + [[k, *[json.dumps(v) for v in vals]] for k, vals in self.params.items()]
+        for split, values in self.metrics.items():
+            for metric in sorted({m for v in values for m in v}):
+                rows.append([f"{split}.{metric}", *[f"{v.get(metric, float('nan')):.4f}" for v in values]])
+        widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+        return "\n".join("  ".join(c.ljust(wd) for c, wd in zip(r, widths)).rstrip() for r in rows)
+
+    def _repr_html_(self) -> str:
+        head = "".join(f"<th>#{r['id']} {html.escape(r['experiment'])}</th>" for r in self.runs)
+        body = "".join(f"<tr><td><code>{html.escape(k)}</code></td>"
+                       + "".join(f"<td>{html.escape(json.dumps(v))}</td>" for v in vals) + "</tr>"
+                       for k, vals in self.params.items())
+        for split, values in self.metrics.items():
+            for metric in sorted({m for v in values for m in v}):
+                body += (f"<tr><td>{html.escape(split)}.{html.escape(metric)}</td>"
+                         + "".join(f"<td>{v.get(metric, float('nan')):.4f}</td>" for v in values) + "</tr>")
+        return (f"<div class='mlmd-magic-compare'><table><thead><tr><th></th>{head}</tr></thead>"
+                f"<tbody>{body}</tbody></table>{self.curves_svg()}</div>")
+
+    def curves_svg(self, width: int = 520, height: int = 220) -> str:
+        """Loss curves of every run in one plot (solid: training, dashed: validation)."""
+        series = []
+        for i, run in enumerate(self.runs):
+            for key, dash in (("loss", ""), ("val_loss", "4,3")):
+                values = run["history"].get(key) or []
+                if values:
+                    series.append((f"#{run['id']} {key}", values, _PALETTE[i % len(_PALETTE)], dash))
+        if not series:
+            return "<p>no training curves recorded</p>"
+        top = max(max(v) for _, v, _, _ in series) or 1.0
+        longest = max(len(v) for _, v, _, _ in series)
+        left, bottom = 40, height - 25
+
+        def xy(i: int, v: float) -> str:
+            x = left + (width - left - 10) * (i / max(longest - 1, 1))
+            return f"{x:.1f},{bottom - (bottom - 10) * (v / top):.1f}"
+
+        parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' font-size='10' "
+                 "font-family='sans-serif'>",
+                 f"<line x1='{left}' y1='{bottom}' x2='{width - 10}' y2='{bottom}' stroke='#999'/>",
+                 f"<line x1='{left}' y1='10' x2='{left}' y2='{bottom}' stroke='#999'/>",
+                 f"<text x='2' y='14'>{top:.3g}</text><text x='2' y='{bottom}'>0</text>",
+                 f"<text x='{width // 2}' y='{height - 5}'>epoch</text>"]
+        for n, (label, values, colour, dash) in enumerate(series):
+            points = " ".join(xy(i, v) for i, v in enumerate(values))
+            parts.append(f"<polyline fill='none' stroke='{colour}' stroke-dasharray='{dash}' points='{points}'/>")
+            parts.append(f"<text x='{width - 150}' y='{20 + 12 * n}' fill='{colour}'>{html.escape(label)}</text>")
+        parts.append("</svg>")
+        return "".join(parts)
+
+
+def compare_runs(store: Store, runs: Sequence[Any]) -> tuple[RunComparison, list[Any]]:
+    """See :meth:`mlmd_magic.Store.compare`; also returns the compared runs' model artifacts."""
+    ids = []
+    for run in runs:
+        raw = getattr(run, "id", run)
+        text = str(raw)
+        text = text[4:] if text.startswith("run:") else text.lstrip("#")
+        if not re.fullmatch(r"[0-9]+", text):
+            raise NotFoundError(f"{raw!r} is not a run id (give run ids, run:ID or runs); see %mlmd ls runs")
+        ids.append(int(text))
+    if not ids:
+        raise ValidationError("compare needs at least one run id; see %mlmd ls runs")
+    executions = [train_execution(store, run_id) for run_id in ids]
+    links = run_links(store, executions)
+    infos, flat = [], []
+    for execution in executions:
+        details = json.loads(execution.properties["details"].string_value) if "details" in execution.properties else {}
+        exp_ref = links[execution.id]["experiment"]
+        params = store._data("experiments", store._resolve("experiments", exp_ref)) if exp_ref else {}
+        infos.append({"id": execution.id, "experiment": exp_ref, "history": details.get("history", {}),
+                      "metrics": details.get("metrics", {})})
+        flat.append(flatten({"datasource": f"{params['datasource']['name']}@{params['datasource']['version']}",
+                             "scenario": f"{params['scenario']['name']}@{params['scenario']['version']}",
+                             "params": params["params"]} if params else {}))
+    keys = sorted({k for f in flat for k in f})
+    differing = {k: [f.get(k) for f in flat] for k in keys if len({json.dumps(f.get(k)) for f in flat}) > 1}
+    splits = sorted({s for info in infos for s in info["metrics"]})
+    metrics = {s: [info["metrics"].get(s, {}) for info in infos] for s in splits}
+    model_ids = sorted({m for m in (links[e.id]["model"] for e in executions) if m is not None})
+    models = store.mlmd.get_artifacts_by_id(model_ids) if model_ids else []
+    return RunComparison(infos, differing, metrics), list(models)

@@ -50,6 +50,7 @@ class ActionContext:
 
 
 _SESSION = Session()
+_UNRECORDED: contextvars.ContextVar[bool] = contextvars.ContextVar("mlmd_magic_unrecorded", default=False)
 _CONTEXT: contextvars.ContextVar[ActionContext] = contextvars.ContextVar(
     "mlmd_magic_action", default=ActionContext()  # noqa: B039 (frozen, so never mutated)
 )
@@ -88,6 +89,30 @@ def action_context(source: str = "", execution_count: int | None = None, noteboo
         yield
     finally:
         _CONTEXT.reset(token)
+
+
+@contextlib.contextmanager
+def unrecorded_reads() -> Iterator[None]:
+    """Reads inside are not recorded as actions; writes still are.
+
+    A widget's internal reads (filtering, paging, selecting a row) are not a person's action.
+
+    >>> with unrecorded_reads():
+    ...     reads_recorded()
+    False
+    >>> reads_recorded()
+    True
+    """
+    token = _UNRECORDED.set(True)
+    try:
+        yield
+    finally:
+        _UNRECORDED.reset(token)
+
+
+def reads_recorded() -> bool:
+    """Whether read actions (fetch, list, history, diff, lineage, compare) are recorded now."""
+    return not _UNRECORDED.get()
 
 
 def package_versions() -> dict[str, str]:

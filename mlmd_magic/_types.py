@@ -59,6 +59,8 @@ EXECUTION_TYPES: dict[str, str] = {
     "ListRecords": "PROCESS",
     "ShowHistory": "PROCESS",
     "DiffRecords": "PROCESS",
+    "ShowLineage": "PROCESS",
+    "CompareRuns": "PROCESS",
     "Train": "TRAIN",
     "Evaluate": "EVALUATE",
 }

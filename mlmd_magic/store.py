@@ -59,13 +59,16 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from ._lineage import Lineage
-    from ._runs import Evaluation, Run
+    from ._runs import Evaluation, Run, RunComparison
 
 __all__ = ["Store"]
 
 _MAX_TEXT = 100_000
 _LABEL = {"datasources": "data source", "scenarios": "scenario", "experiments": "experiment"}
 _CREATE_RETRIES = 500
+# actions that only read: left unrecorded inside Store.unrecorded()
+READ_ACTIONS = frozenset({"FetchExperiment", "FetchDataSource", "FetchScenario", "ListRecords", "ShowHistory",
+                          "DiffRecords", "ShowLineage", "CompareRuns"})
 
 
 @dataclass
@@ -86,6 +89,7 @@ class _Action:
     inputs_written: bool = False  # set once a RUNNING execution has recorded its inputs
     started: float = field(default_factory=time.perf_counter)
     external_id: str = ""  # unique per action: makes retrying its write idempotent
+    recorded: bool = True  # False for a read inside Store.unrecorded(): nothing is written
 
 
 class Store:
@@ -140,6 +144,26 @@ class Store:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+    @contextlib.contextmanager
+    def unrecorded(self) -> Iterator[Store]:
+        """Reads inside this block (fetch, list, history, diff, lineage, compare) are not recorded.
+
+        For a panel's internal reads — filtering, paging, selecting a row — which are not a
+        person's action. Writes (new versions, trainings, evaluations) are always recorded.
+
+        Example
+        -------
+        >>> import mlmd_magic as mm
+        >>> store = mm.connect("memory://")
+        >>> with store.unrecorded():
+        ...     store.list("scenarios").empty
+        True
+        >>> len(store.mlmd.get_executions())
+        0
+        """
+        with _session.unrecorded_reads():
+            yield self
 
     def __enter__(self) -> Store:
         return self
@@ -387,6 +411,44 @@ class Store:
             out.update(c.name for c in self._mlmd.get_contexts_by_type(full(KIND_TYPES[k])))
         return sorted(out)
 
+    def export(self, ref: str, kind: str | None = None) -> dict[str, Any]:
+        """A record as a plain spec (``kind``, ``name`` and what defines it), which
+        :meth:`import_records` turns back into the same record in any store.
+
+        The ``mlmd-magic export`` command writes it as YAML.
+
+        Raises
+        ------
+        NotFoundError, AmbiguousRefError
+            When ``ref`` names no record, or records of several kinds (pass ``kind``).
+        """
+        from ._yamlspec import export_spec
+
+        return export_spec(self.get(ref, kind=kind))
+
+    def import_records(self, specs: Sequence[Any], where: str = "the records") -> builtins.list[Record]:
+        """Register each spec (as :meth:`export` writes them), in order; each is one action.
+
+        Identical records already in the store come back ``unchanged``; changed ones become new
+        versions.
+
+        Raises
+        ------
+        ValidationError
+            When a spec lacks ``kind`` and ``name`` or holds unknown keys (naming which spec).
+        """
+        from ._yamlspec import register
+
+        if isinstance(specs, dict) or not isinstance(specs, (builtins.list, tuple)):
+            specs = [specs]
+        records = []
+        for i, spec in enumerate(specs, 1):
+            label = f"{where} (record {i})" if len(specs) > 1 else where
+            if not isinstance(spec, dict) or "kind" not in spec or "name" not in spec:
+                raise ValidationError(f"{label} needs 'kind' and 'name' keys, as written by export")
+            records.append(register(self, str(spec["kind"]), str(spec["name"]), spec, label))
+        return records
+
     # ------------------------------------------------------------------ training and evaluation
 
     def train(
@@ -550,11 +612,41 @@ class Store:
 
     def lineage(self, target: Any, kind: str | None = None) -> Lineage:
         """The lineage graph around a record, ``model:ID``, ``run:ID`` or an artifact id: data files,
-        records, runs, models and evaluations, drawn as SVG in notebooks and as text elsewhere."""
-        from ._lineage import lineage
+        records, runs, models and evaluations, drawn as SVG in notebooks and as text elsewhere.
 
-        self._check_open()
-        return lineage(self, target, kind)
+        Raises
+        ------
+        NotFoundError
+            When nothing in the store answers to ``target`` (the message names it).
+        ValidationError
+            When ``target`` is not one of the forms above.
+        """
+        from ._lineage import lineage, start_artifact
+
+        with self._action("ShowLineage", {"target": str(target), "kind": kind}) as act:
+            start = start_artifact(self, target, kind)
+            act.inputs.append(start)
+            graph = lineage(self, start)
+            act.outcome = f"{len(graph.nodes)} nodes"
+            return graph
+
+    def compare(self, runs: Sequence[Any]) -> RunComparison:
+        """Training runs side by side: the parameters that differ, metrics per split, curves.
+
+        ``runs`` are run ids, ``"run:ID"`` strings or :class:`~mlmd_magic.Run` objects.
+
+        Raises
+        ------
+        NotFoundError
+            When a run does not exist (the message names it).
+        """
+        from ._runs import compare_runs
+
+        with self._action("CompareRuns", {"runs": [str(getattr(r, "id", r)) for r in runs]}) as act:
+            comparison, models = compare_runs(self, runs)
+            act.inputs += models
+            act.outcome = f"{len(comparison.runs)} runs"
+            return comparison
 
     def history(self, ref: str, kind: str | None = None) -> pd.DataFrame:
         """Every version of a record, oldest first, as a DataFrame."""
@@ -782,8 +874,12 @@ class Store:
 
     @contextlib.contextmanager
     def _action(self, type_short: str, arguments: dict[str, Any]) -> Iterator[_Action]:
-        """Run one action; record it as COMPLETE/CACHED, or as FAILED with its error."""
+        """Run one action; record it as COMPLETE/CACHED, or as FAILED with its error.
+
+        Reads inside :meth:`unrecorded` run the same code and record nothing.
+        """
         act = _Action(type_short, arguments)
+        act.recorded = type_short not in READ_ACTIONS or _session.reads_recorded()
         with self._action_guard(act):
             yield act
             if not act.committed:
@@ -810,6 +906,10 @@ class Store:
 
     def _commit(self, act: _Action, error: BaseException | None = None) -> None:
         from ml_metadata.proto import metadata_store_pb2 as pb
+
+        if not act.recorded:
+            act.committed = True
+            return
 
         ctx = _session.current_action()
         sess = _session.current_session()

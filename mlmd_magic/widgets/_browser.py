@@ -35,12 +35,17 @@ class _Tab(w.VBox):
         self.page_label = w.Label()
         self.rows = w.Select(options=[], rows=10, layout=w.Layout(width="620px"))
         self.details = w.HTML()
-        self.filter.observe(lambda _: self.load(0), names="value")
-        self.prev.on_click(lambda _: self.load(max(self.page - 1, 0)))
-        self.next.on_click(lambda _: self.load(self.page + 1))
-        self.rows.observe(lambda change: self.show(change["new"]), names="value")
+        # filtering, paging and selecting are the panel's own reads, not a person's action: unrecorded
+        self.filter.observe(lambda _: self._quietly(self.load, 0), names="value")
+        self.prev.on_click(lambda _: self._quietly(self.load, max(self.page - 1, 0)))
+        self.next.on_click(lambda _: self._quietly(self.load, self.page + 1))
+        self.rows.observe(lambda change: self._quietly(self.show, change["new"]), names="value")
         super().__init__([self.filter, w.HBox([self.prev, self.page_label, self.next]), self.rows, self.details])
         self.frame: Any = None
+
+    def _quietly(self, method: Any, *args: Any) -> None:
+        with self.browser.store.unrecorded():
+            method(*args)
 
     def load(self, page: int) -> None:
         store = self.browser.store
@@ -124,7 +129,8 @@ class StoreBrowser(w.VBox):
     def _on_tab(self, change: dict[str, Any]) -> None:
         index = change["new"]
         if index is not None and index < len(KINDS) and KINDS[index] not in self._loaded:
-            self.tabs[KINDS[index]].load(0)
+            with self.store.unrecorded():
+                self.tabs[KINDS[index]].load(0)
             self._loaded.add(KINDS[index])
 
     def __repr__(self) -> str:

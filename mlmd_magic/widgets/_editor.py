@@ -65,6 +65,7 @@ class ExperimentEditor(w.VBox):
                                     layout=w.Layout(width="auto"))
         self.train_button = w.Button(description="Train", icon="play")
         self.output = w.Output()
+        self.last_run: Any = None  # the run the Train button started last
         self.inputs: dict[str, w.Widget] = {}
         self._build_inputs(data["params"])
         self.scenario.observe(self._on_scenario, names="value")
@@ -181,6 +182,7 @@ class ExperimentEditor(w.VBox):
             from IPython.display import display
 
             display(run)
+        self.last_run = run
         return run
 
     def __repr__(self) -> str:
