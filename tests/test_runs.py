@@ -12,7 +12,7 @@ from ml_metadata.proto import metadata_store_pb2 as pb
 
 import mlmd_magic as mm
 from mlmd_magic import datasets
-from mlmd_magic._runs import TrainingError
+from mlmd_magic.errors import TrainingError
 
 SLICES = [{"feature": "fetal_fraction", "bins": [0.04, 0.08], "names": ["ff_low", "ff_mid", "ff_high"]}]
 CLASSES = ["euploid", "T21", "T18", "T13"]
