@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._records import Diff, Record
+from .core.record import Record
+from .core.values import Diff
 from .errors import (
     AmbiguousRefError,
     CommandError,
@@ -33,7 +34,7 @@ from .errors import (
     TrainingError,
     ValidationError,
 )
-from .store import Store
+from .store import Store, StoreOptions
 
 __all__ = [
     "AmbiguousRefError",
@@ -48,6 +49,7 @@ __all__ = [
     "Store",
     "StoreConnectionError",
     "StoreError",
+    "StoreOptions",
     "TrainingError",
     "ValidationError",
     "__version__",
@@ -60,7 +62,8 @@ __all__ = [
 __version__ = "0.1.0"
 
 
-def connect(uri: str | None = None) -> Store:
+def connect(uri: str | None = None, *, runs_dir: str | None = None, stale_run_after_s: float | None = None
+            ) -> Store:
     """Open a store and return it.
 
     Parameters
@@ -73,6 +76,11 @@ def connect(uri: str | None = None) -> Store:
         ``sqlite:///mlmd.sqlite`` in the working directory. For MySQL, prefer to leave the
         password out of the URI: it is read from ``$MLMD_MAGIC_MYSQL_PASSWORD`` or the
         ``[client]`` section of ``~/.my.cnf``.
+    runs_dir : str, optional
+        Where run folders go (default ``$MLMD_MAGIC_RUNS_DIR``, else beside a SQLite store).
+    stale_run_after_s : float, optional
+        A RUNNING training without a heartbeat for this long is marked FAILED when a store
+        is opened (default ``$MLMD_MAGIC_STALE_RUN_AFTER_S``, else 6 hours).
 
     Raises
     ------
@@ -85,13 +93,9 @@ def connect(uri: str | None = None) -> Store:
     >>> store.uri
     'memory://'
     """
-    from ._connection import open_store
-    from ._resilience import ResilientStore
-    from ._uri import parse_uri, resolve_uri
+    from .store import connect as open_store
 
-    parsed = parse_uri(resolve_uri(uri))
-    mlmd = ResilientStore(lambda: open_store(parsed), can_reconnect=parsed.scheme == "mysql")
-    return Store(mlmd, parsed)
+    return open_store(uri, options=StoreOptions(runs_dir=runs_dir, stale_run_after_s=stale_run_after_s))
 
 
 def current_store() -> Store:
@@ -104,26 +108,26 @@ def current_store() -> Store:
 
     Example
     -------
-    >>> from mlmd_magic._registry import REGISTRY
+    >>> from mlmd_magic.faces.registry import REGISTRY
     >>> _ = REGISTRY.connect("memory://", alias="doc")
     >>> current_store().uri
     'memory://'
     >>> REGISTRY.reset()
     """
-    from ._registry import REGISTRY
+    from .faces.registry import REGISTRY
 
     return REGISTRY.current().store
 
 
 def load_ipython_extension(ipython: Any) -> None:
     """Called by ``%load_ext mlmd_magic``: registers the magics (imports no TensorFlow)."""
-    from ._magics import load
+    from .faces.magics import load
 
     load(ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
     """Called by ``%unload_ext mlmd_magic``."""
-    from ._magics import unload
+    from .faces.magics import unload
 
     unload(ipython)

@@ -6,7 +6,7 @@
     mlmd-magic diff t21-baseline@1 t21-baseline@2
     mlmd-magic export mlp-small -f mlp-small.yaml && mlmd-magic --uri mysql://me@db/x import mlp-small.yaml
 
-It shares the subcommand code with the magics (:mod:`mlmd_magic._commands`).
+It shares the subcommand code with the magics (:mod:`mlmd_magic.faces.commands`).
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from . import _commands, _secrets, _session
-from ._registry import ConnectionRegistry
+from .core import secrets as _secrets
+from .core import session as _session
 from .errors import CommandError, MlmdMagicError
+from .faces import commands as _commands
+from .faces.registry import ConnectionRegistry
 from .store import Store
 
 
@@ -33,6 +35,9 @@ class _CliHost:
 
     def bind(self, name: str, value: Any) -> None:
         raise CommandError("-o binds a notebook variable; the command line prints the value instead")
+
+    def settings(self) -> dict[str, tuple[Any, str]]:
+        return {"default_uri": (self._uri, "the store (--uri)")}
 
 
 def main(argv: list[str] | None = None) -> int:

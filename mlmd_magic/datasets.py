@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ._datafiles import write_tfrecord
+from .core.datafiles import write_tfrecord
 
 __all__ = [
     "BREAST_CANCER_ATTRIBUTION", "BREAST_CANCER_FEATURES", "CHROMOSOMES", "LABELS", "breast_cancer", "simulate_nipt",

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .._datafiles import iter_tfrecord, parse_example, resolve_split
+from ..core.datafiles import iter_tfrecord, parse_example, resolve_split
 
 CACHE_LIMIT_BYTES = 1 << 30  # cache a split's serialized records when its files total less
 

@@ -99,13 +99,11 @@ class _ForeignTab(w.VBox):
     """Artifacts of a type mlmd-magic did not write (e.g. TFX's): shown, never broken."""
 
     def __init__(self, browser: StoreBrowser, type_name: str) -> None:
-        from ml_metadata.metadata_store import metadata_store as ms
-
         self.type_name = type_name
-        arts = browser.store.mlmd.get_artifacts(list_options=ms.ListOptions(
-            limit=PAGE_SIZE, order_by=ms.OrderByField.ID, is_asc=False, filter_query=f"type = '{type_name}'"))
-        rows = "".join(f"<tr><td>{a.id}</td><td>{html.escape(a.name)}</td><td>{html.escape(a.uri)}</td></tr>"
-                       for a in arts)
+        with browser.store.unrecorded():
+            frame = browser.store.list("artifacts", type=type_name, limit=PAGE_SIZE)
+        rows = "".join(f"<tr><td>{r['id']}</td><td>{html.escape(str(r['name']))}</td>"
+                       f"<td>{html.escape(str(r['uri']))}</td></tr>" for r in frame.to_dict("records"))
         super().__init__([w.HTML(f"<table><tr><th>id</th><th>name</th><th>uri</th></tr>{rows}</table>")])
 
 
@@ -116,7 +114,7 @@ class StoreBrowser(w.VBox):
     def __init__(self, store: Store) -> None:
         self.store = store
         self.tabs: dict[str, _Tab] = {kind: _Tab(self, kind) for kind in KINDS}
-        foreign = sorted(t.name for t in store.mlmd.get_artifact_types() if not t.name.startswith("mlmd_magic."))
+        foreign = sorted(t["name"] for t in store.types() if t["kind"] == "artifact" and not t["ours"])
         children: list[w.Widget] = list(self.tabs.values()) + [_ForeignTab(self, name) for name in foreign]
         self.tab = w.Tab(children=children)
         self.tab.titles = tuple(list(KINDS) + foreign)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._runs import RunComparison
 from ..store import Store
+from ..store.results import RunComparison
 
 __all__ = ["RunComparison", "compare"]
 

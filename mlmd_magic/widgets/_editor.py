@@ -8,8 +8,8 @@ from typing import Any
 
 import ipywidgets as w
 
-from .. import _session
-from .._records import Diff, apply_overrides, diff_values, flatten
+from ..core import session as _session
+from ..core.values import Diff, apply_overrides, diff_values, flatten
 from ..errors import MlmdMagicError, ValidationError
 from ..store import Store
 
@@ -78,10 +78,12 @@ class ExperimentEditor(w.VBox):
         self.refresh()
 
     def _versions(self, kind: str, name: str) -> list[int]:
-        return [int(a.properties["version"].int_value) for a in self._store._versions(kind, name)]
+        with self._store.unrecorded():  # the panel's own reads
+            return [int(v) for v in self._store.history(name, kind=kind)["version"]]
 
     def _scenario_params(self) -> dict[str, Any]:
-        return dict(self._store._data("scenarios", self._store._resolve("scenarios", self.scenario.value))["params"])
+        with self._store.unrecorded():
+            return dict(self._store.get_scenario(self.scenario.value)["params"])
 
     def _build_inputs(self, params: dict[str, Any]) -> None:
         self.inputs = {path: _input_for(path, value) for path, value in flatten(params).items() if path}
@@ -122,8 +124,9 @@ class ExperimentEditor(w.VBox):
     def pending(self) -> dict[str, Any]:
         """The experiment dict a save would record (validated by the library)."""
         params = apply_overrides(self._scenario_params(), self.overrides())
-        ds = self._store._data("datasources", self._store._resolve("datasources", self.datasource.value))
-        sc = self._store._data("scenarios", self._store._resolve("scenarios", self.scenario.value))
+        with self._store.unrecorded():
+            ds = self._store.get_datasource(self.datasource.value)
+            sc = self._store.get_scenario(self.scenario.value)
         datasource = {k: ds[k] for k in ("name", "version", "uri", "format", "splits", "label", "features")}
         return {"experiment": self.name, "version": "new", "datasource": datasource,
                 "scenario": {"name": sc["name"], "version": sc["version"], "model": sc["model"]},

@@ -1,8 +1,8 @@
 """The IPython magics: ``%mlmd`` and the ``%%datasource`` / ``%%scenario`` / ``%%experiment`` cells.
 
-They parse and delegate: subcommands live in :mod:`mlmd_magic._commands` (shared with the
-CLI), YAML bodies in :mod:`mlmd_magic._yamlspec`, the work in the library. Every library
-call runs inside :func:`~mlmd_magic._session.action_context`, so its MLMD execution
+They parse and delegate: subcommands live in :mod:`mlmd_magic.faces.commands` (shared with the
+CLI), YAML bodies in :mod:`mlmd_magic.faces.cells`, the work in the library. Every library
+call runs inside :func:`~mlmd_magic.core.session.action_context`, so its MLMD execution
 carries the cell's source (redacted), execution count and notebook path. Errors reach the
 user as ``UsageError`` — a message, no traceback.
 """
@@ -19,12 +19,17 @@ from typing import Any, Callable, TypeVar
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from traitlets import Float, Unicode, default, observe
 
-from . import _commands, _secrets, _session, _yamlspec
-from ._names import NAME_RE, check_name
-from ._registry import REGISTRY, ConnectionRegistry
-from .errors import CommandError, MlmdMagicError
-from .store import Store
+from ..core import secrets as _secrets
+from ..core import session as _session
+from ..core.names import NAME_RE, check_name
+from ..core.specs import evaluation_arguments
+from ..errors import CommandError, MlmdMagicError
+from ..store import Store, default_uri
+from . import cells
+from . import commands as _commands
+from .registry import REGISTRY, ConnectionRegistry
 
 F = TypeVar("F", bound=Callable[..., Any])
 # The raw source of the cell being run, from IPython's pre_run_cell event: present even
@@ -64,9 +69,32 @@ class MlmdMagics(Magics):
 
     registry: ConnectionRegistry = REGISTRY
 
+    # Settings, jupysql's way: %config MlmdMagics.runs_dir = "/data/runs". Their environment
+    # variables stay the defaults; the store options are shared with every store opened here.
+    default_uri = Unicode(help="the store %mlmd connect opens without a URI "
+                               "(default: $MLMD_MAGIC_URI, else sqlite:///mlmd.sqlite)").tag(config=True)
+    runs_dir = Unicode(None, allow_none=True,
+                       help="where run folders go (default: $MLMD_MAGIC_RUNS_DIR, else beside a SQLite store)"
+                       ).tag(config=True)
+    stale_run_after_s = Float(None, allow_none=True,
+                              help="a RUNNING training without a heartbeat for this long is marked FAILED "
+                                   "(default: $MLMD_MAGIC_STALE_RUN_AFTER_S, else 6 hours)").tag(config=True)
+
+    @default("default_uri")
+    def _default_uri(self) -> str:
+        return default_uri()
+
+    @observe("runs_dir", "stale_run_after_s")
+    def _share_options(self, change: Any) -> None:
+        setattr(self.registry.options, change["name"], change["new"])
+
     # -- what the shared subcommands need from their host
     def store(self) -> Store:
         return self.registry.current().store
+
+    def settings(self) -> dict[str, tuple[Any, str]]:
+        return {name: (getattr(self, name), str(trait.help))
+                for name, trait in self.traits(config=True).items()}
 
     def bind(self, name: str, value: Any) -> None:
         self.shell.user_ns[_commands.check_variable(name)] = value  # type: ignore[union-attr]
@@ -110,9 +138,9 @@ class MlmdMagics(Magics):
         check_name(args.name, f"{kind} name")
         if getattr(args, "output", None):
             _commands.check_variable(args.output)
-        body = _yamlspec.load_yaml(cell or "", where=f"the %%{kind} cell", line_offset=1)
+        body = cells.load_yaml(cell or "", where=f"the %%{kind} cell", line_offset=1)
         with self._cell(f"%%{kind} {line}\n{cell}"):
-            record = _yamlspec.register(self.store(), kind, args.name, body, where=f"the %%{kind} cell body")
+            record = self.store().add(kind, args.name, body, where=f"the %%{kind} cell body")
             if getattr(args, "output", None):
                 self.bind(args.output, record.to_dict())
             if getattr(args, "run", False):
@@ -191,8 +219,8 @@ class MlmdMagics(Magics):
             args = _cell_parser("evaluate").parse_args(shlex.split(line))
         except ValueError as exc:
             raise CommandError(f"cannot split the line into words: {exc}") from None
-        body = _yamlspec.load_yaml(cell or "", where="the %%evaluate cell", line_offset=1)
-        args.body = _yamlspec.evaluation_arguments(body, where="the %%evaluate cell")
+        body = cells.load_yaml(cell or "", where="the %%evaluate cell", line_offset=1)
+        args.body = evaluation_arguments(body, where="the %%evaluate cell")
         args.spec = None
         with self._cell(f"%%evaluate {line}\n{cell}"):
             return _commands.COMMANDS["evaluate"].run(self, args)
@@ -204,7 +232,7 @@ MlmdMagics.mlmd.__doc__ = _commands.help_text(magic=True)
 @functools.cache
 def _cell_parser(kind: str) -> Any:
     """The parser of a cell magic's first line (built once: argparse set-up is not free)."""
-    parser = _commands._Parser(prog=f"%%{kind}", add_help=False)
+    parser = _commands.CommandParser(prog=f"%%{kind}", add_help=False)
     if kind == "evaluate":
         _commands.configure_evaluate(parser, spec=False)
         return parser
@@ -242,6 +270,9 @@ def _completer(shell: Any) -> Callable[[Any, Any], list[str]]:
 def load(shell: Any) -> None:
     """Register the magics and the tab completer on ``shell``."""
     shell.register_magics(MlmdMagics)
+    magics = shell.magics_manager.registry["MlmdMagics"]
+    REGISTRY.options.runs_dir = magics.runs_dir  # settings from %config or a profile
+    REGISTRY.options.stale_run_after_s = magics.stale_run_after_s
     shell.set_hook("complete_command", _completer(shell), str_key="%mlmd")
     if _remember_cell not in shell.events.callbacks["pre_run_cell"]:
         shell.events.register("pre_run_cell", _remember_cell)

@@ -1,4 +1,4 @@
-"""Opening an MLMD ``MetadataStore`` from a :class:`~mlmd_magic._uri.StoreURI`.
+"""Opening an MLMD ``MetadataStore`` from a :class:`~mlmd_magic.backend.uri.StoreURI`, one class per backend.
 
 For MySQL/MariaDB the server is checked with pymysql first, so a wrong password, an
 unknown host, a refused port or an account MLMD cannot log in with each get a message
@@ -8,19 +8,18 @@ that says what to do instead of MLMD's ``mysql_real_connect failed: errno: , err
 from __future__ import annotations
 
 import configparser
+import contextlib
 import hashlib
 import os
 import re
 import socket
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from typing import Any
 
-from . import _secrets
-from ._uri import PASSWORD_ENV, StoreURI
-from .errors import StoreConnectionError
-
-if TYPE_CHECKING:
-    from ._mysql_writer import MySQLActionWriter
+from ..core import secrets as _secrets
+from ..errors import StoreConnectionError
+from .uri import PASSWORD_ENV, StoreURI
 
 _DB_NAME_RE = re.compile(r"^[A-Za-z0-9_$-]{1,64}$")
 _RETRYABLE_OPEN = ("locked", "busy", "already exists", "aborted", "unique constraint", "subset of tables",
@@ -49,36 +48,178 @@ def mysql_password(uri: StoreURI) -> str | None:
     return None
 
 
-def open_store(uri: StoreURI) -> Any:
-    """Return a connected ``ml_metadata`` ``MetadataStore`` for ``uri``.
+class Backend:
+    """What differs between the kinds of store: opening one, and the defaults that depend on it.
 
-    Raises
-    ------
-    StoreConnectionError
-        When the store cannot be opened; the message says why and what to do.
+    One subclass per URI scheme (:class:`MemoryBackend`, :class:`SqliteBackend`,
+    :class:`MySQLBackend`); :func:`backend_for` picks it.
     """
-    from ml_metadata.metadata_store import metadata_store
-    from ml_metadata.proto import metadata_store_pb2
 
-    _secrets.install_log_filter()
-    config = metadata_store_pb2.ConnectionConfig()
-    guard = None
-    if uri.scheme == "memory":
+    scheme = ""
+    #: whether a lost connection can be opened again (a restarted server); an in-memory or
+    #: file store cannot lose its connection
+    can_reconnect = False
+
+    def __init__(self, uri: StoreURI) -> None:
+        self.uri = uri
+
+    def config(self) -> Any:
+        """The ``ConnectionConfig`` MLMD opens (after any checks this backend makes first)."""
+        raise NotImplementedError
+
+    def open(self) -> Any:
+        """A connected ``ml_metadata`` ``MetadataStore``.
+
+        Raises
+        ------
+        StoreConnectionError
+            When the store cannot be opened; the message says why and what to do.
+        """
+        from ml_metadata.metadata_store import metadata_store
+
+        _secrets.install_log_filter()
+        config = self.config()
+        try:
+            return _create_with_retries(metadata_store, config, self)
+        finally:
+            self.after_open()
+
+    def explain(self, exc: Exception) -> StoreConnectionError:
+        """MLMD's error on opening, as a message that says what to do."""
+        return _explain_open_failure(self.uri, exc)
+
+    def after_open(self) -> None:
+        """Release what :meth:`config` held while MLMD opened the store."""
+
+    def default_alias(self) -> str:
+        """The name ``%mlmd connect`` gives this store when none is asked for."""
+        return "store"
+
+    def record_lock(self, key: str) -> contextlib.AbstractContextManager[bool]:
+        """Held while a new version of record ``key`` is numbered and written, so that writers of
+        one name take turns instead of racing (the unique ``NAME@N`` keeps it correct anyway).
+        Gives whether a lock is held (then the newest version is worth checking before writing)."""
+        return contextlib.nullcontext(False)
+
+    def close(self) -> None:
+        """Release what the backend holds besides MLMD's connection."""
+
+    def runs_root(self) -> str:
+        """Where run folders go by default."""
+        return os.path.abspath("mlmd-magic-runs")
+
+
+class MemoryBackend(Backend):
+    """``memory://``: a fresh in-memory store (tests, examples)."""
+
+    scheme = "memory"
+
+    def config(self) -> Any:
+        from ml_metadata.proto import metadata_store_pb2
+
+        config = metadata_store_pb2.ConnectionConfig()
         config.fake_database.SetInParent()
-    elif uri.scheme == "sqlite":
-        path = os.path.abspath(uri.path)
-        parent = os.path.dirname(path)
+        return config
+
+    def default_alias(self) -> str:
+        return "memory"
+
+
+class SqliteBackend(Backend):
+    """``sqlite:///path``: one file, created if missing, in write-ahead-log mode."""
+
+    scheme = "sqlite"
+
+    @property
+    def path(self) -> str:
+        return os.path.abspath(self.uri.path)
+
+    def config(self) -> Any:
+        from ml_metadata.proto import metadata_store_pb2
+
+        parent = os.path.dirname(self.path)
         if not os.path.isdir(parent):
             raise StoreConnectionError(
-                f"cannot create the SQLite store {uri.path!r}: folder {parent!r} does not exist; "
+                f"cannot create the SQLite store {self.uri.path!r}: folder {parent!r} does not exist; "
                 "create it first or choose another path"
             )
-        config.sqlite.filename_uri = path
+        config = metadata_store_pb2.ConnectionConfig()
+        config.sqlite.filename_uri = self.path
         config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
-        enable_wal(path)
-    else:
+        enable_wal(self.path)
+        return config
+
+    def default_alias(self) -> str:
+        return os.path.splitext(os.path.basename(self.uri.path))[0]
+
+    def runs_root(self) -> str:
+        return os.path.join(os.path.dirname(self.path), "mlmd-magic-runs")
+
+
+class MySQLBackend(Backend):
+    """``mysql://user@host/db``: a shared server; the database is created if missing.
+
+    The server is checked with pymysql first, so a wrong password, an unknown host, a refused
+    port or an account MLMD cannot log in with each get a message that says what to do; a
+    named lock lets processes opening a fresh database create MLMD's schema one at a time.
+    """
+
+    scheme = "mysql"
+    can_reconnect = True
+
+    def __init__(self, uri: StoreURI) -> None:
+        super().__init__(uri)
+        self._guard: Any = None
+        self._locks: Any = None  # a pymysql connection for named locks, opened on first use
+
+    @contextlib.contextmanager
+    def record_lock(self, key: str) -> Iterator[bool]:
+        """A MySQL named lock (``GET_LOCK``) per record name: concurrent writers of one record
+        queue for it in turn; without it, under heavy contention, a writer can lose the race for
+        the next version number hundreds of times in a row. The lock only orders writers — the
+        store's unique names keep versions right without it, so a lock that cannot be had (a
+        restarting server) is skipped, not waited for."""
+        name = "mlmd_magic:" + hashlib.sha1(f"{self.uri.database}\0{key}".encode()).hexdigest()
+        held = False
+        try:
+            held = self._lock_call("SELECT GET_LOCK(%s, 60)", name) == 1
+        except Exception:
+            self._drop_lock_connection()
+        try:
+            yield held
+        finally:
+            if held:
+                try:
+                    self._lock_call("SELECT RELEASE_LOCK(%s)", name)
+                except Exception:
+                    self._drop_lock_connection()  # a lost connection released its locks
+
+    def _lock_call(self, sql: str, name: str) -> Any:
+        import pymysql
+
+        if self._locks is None:
+            self._locks = pymysql.connect(**_pymysql_params(self.uri, mysql_password(self.uri)))
+        with self._locks.cursor() as cur:
+            cur.execute(sql, (name,))
+            row = cur.fetchone()
+        return row[0] if row else None
+
+    def _drop_lock_connection(self) -> None:
+        if self._locks is not None:
+            with contextlib.suppress(Exception):
+                self._locks.close()
+            self._locks = None
+
+    def close(self) -> None:
+        self._drop_lock_connection()
+
+    def config(self) -> Any:
+        from ml_metadata.proto import metadata_store_pb2
+
+        uri = self.uri
         password = mysql_password(uri)
-        guard = _check_mysql_server(uri, password)
+        self._guard = _check_mysql_server(uri, password)
+        config = metadata_store_pb2.ConnectionConfig()
         config.mysql.host = uri.host
         config.mysql.port = uri.port
         config.mysql.database = uri.database
@@ -95,14 +236,37 @@ def open_store(uri: StoreURI) -> Any:
                 setattr(config.mysql.ssl_options, field, opts[key])
         if "ssl_verify" in opts:
             config.mysql.ssl_options.verify_server_cert = opts["ssl_verify"].lower() in ("1", "true", "yes")
-    try:
-        return _create_with_retries(metadata_store, config, uri)
-    finally:
-        if guard is not None:
-            guard.close()  # releases the initialisation lock
+        return config
+
+    def after_open(self) -> None:
+        if self._guard is not None:
+            self._guard.close()  # releases the initialisation lock
+            self._guard = None
+
+    def default_alias(self) -> str:
+        return self.uri.database
+
+    def explain(self, exc: Exception) -> StoreConnectionError:
+        lowered = str(exc).lower()
+        if "caching_sha2" in lowered or "authentication plugin" in lowered:
+            return StoreConnectionError(_caching_sha2_advice(self.uri))
+        return super().explain(exc)
 
 
-def _create_with_retries(metadata_store: Any, config: Any, uri: StoreURI) -> Any:
+_BACKENDS: dict[str, type[Backend]] = {"memory": MemoryBackend, "sqlite": SqliteBackend, "mysql": MySQLBackend}
+
+
+def backend_for(uri: StoreURI) -> Backend:
+    """The :class:`Backend` of ``uri``'s scheme."""
+    return _BACKENDS[uri.scheme](uri)
+
+
+def open_store(uri: StoreURI) -> Any:
+    """Return a connected ``ml_metadata`` ``MetadataStore`` for ``uri`` (see :meth:`Backend.open`)."""
+    return backend_for(uri).open()
+
+
+def _create_with_retries(metadata_store: Any, config: Any, backend: Backend) -> Any:
     last: Exception | None = None
     # Processes opening a fresh store at once race on MLMD's schema creation (MySQL ones are
     # serialised by a named lock, SQLite ones are not); the loser sees a locked database, a
@@ -116,7 +280,7 @@ def _create_with_retries(metadata_store: Any, config: Any, uri: StoreURI) -> Any
                 break
             time.sleep(min(0.05 * (attempt + 1), 0.5))
     assert last is not None
-    raise _explain_open_failure(uri, last) from None
+    raise backend.explain(last) from None
 
 
 _WAL_SET: set[str] = set()
@@ -157,8 +321,6 @@ def enable_wal(path: str) -> None:
 def _explain_open_failure(uri: StoreURI, exc: Exception) -> StoreConnectionError:
     detail = _secrets.redact(str(exc)).strip()
     lowered = detail.lower()
-    if uri.scheme == "mysql" and ("caching_sha2" in lowered or "authentication plugin" in lowered):
-        return StoreConnectionError(_caching_sha2_advice(uri))
     newer = re.search(r"database version (\d+) is greater than library version (\d+)", detail)
     if newer:
         return StoreConnectionError(
@@ -248,21 +410,6 @@ def _pymysql_params(uri: StoreURI, password: str | None) -> dict[str, Any]:
             ssl["check_hostname"] = opts["ssl_verify"].lower() in ("1", "true", "yes")
     return {"host": uri.host, "port": uri.port, "user": uri.user, "password": password or "",
             "unix_socket": opts.get("socket"), "ssl": ssl, "connect_timeout": 10}
-
-
-def open_mysql_writer(uri: StoreURI, declared: dict[int, dict[str, str]]) -> MySQLActionWriter | None:
-    """The one-round-trip action writer for a MySQL store (see ``_mysql_writer``), or ``None``."""
-    import pymysql
-    from pymysql.constants import CLIENT
-
-    from ._mysql_writer import MySQLActionWriter
-
-    params = _pymysql_params(uri, mysql_password(uri))
-
-    def connect() -> Any:
-        return pymysql.connect(database=uri.database, client_flag=CLIENT.MULTI_STATEMENTS, **params)
-
-    return MySQLActionWriter.open(connect, declared)
 
 
 def _account_plugin(cur: Any) -> str | None:

@@ -16,11 +16,13 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
-from . import _yamlspec
-from ._records import Record, normalise_kind
-from ._registry import ConnectionRegistry
-from .errors import CommandError, MlmdMagicError, ValidationError
-from .store import Store
+from ..core.record import Record
+from ..core.specs import evaluation_arguments
+from ..core.values import normalise_kind
+from ..errors import CommandError, MlmdMagicError, ValidationError
+from ..store import Store
+from . import cells
+from .registry import ConnectionRegistry
 
 
 class HelpShown(Exception):
@@ -40,6 +42,10 @@ class Host(Protocol):
 
     def bind(self, name: str, value: Any) -> None: ...
 
+    def settings(self) -> dict[str, tuple[Any, str]]:
+        """The host's settings: ``{name: (current value, what it does)}``."""
+        ...
+
 
 @dataclass(frozen=True)
 class Message:
@@ -54,7 +60,7 @@ class Message:
         return f"<pre>{html.escape(self.text)}</pre>"
 
 
-class _Parser(argparse.ArgumentParser):
+class CommandParser(argparse.ArgumentParser):
     """argparse that raises instead of exiting, so errors become ``UsageError``s."""
 
     def error(self, message: str) -> Any:
@@ -94,7 +100,8 @@ def _ref(p: argparse.ArgumentParser, kind: bool = True) -> None:
 
 
 def _connect(host: Host, a: argparse.Namespace) -> Message:
-    conn = host.registry.connect(a.uri, alias=a.alias)
+    default = host.settings().get("default_uri", (None, ""))[0]
+    conn = host.registry.connect(a.uri or default, alias=a.alias)
     return Message(f"connected to {conn.store.uri} as {conn.alias!r} (current)")
 
 
@@ -169,7 +176,7 @@ def _diff(host: Host, a: argparse.Namespace) -> Any:
 
 def _export(host: Host, a: argparse.Namespace) -> Message:
     spec = host.store().export(a.ref, kind=a.kind)
-    text = _yamlspec.dump_yaml(spec)
+    text = cells.dump_yaml(spec)
     if a.file:
         folder = os.path.dirname(os.path.abspath(a.file))
         if not os.path.isdir(folder):
@@ -186,7 +193,7 @@ def _import(host: Host, a: argparse.Namespace) -> Message:
             text = fh.read()
     except OSError as exc:
         raise ValidationError(f"cannot read {a.file!r}: {exc.strerror}") from None
-    docs = _yamlspec.load_yaml(text, where=a.file)
+    docs = cells.load_yaml(text, where=a.file)
     records = host.store().import_records(docs if isinstance(docs, list) else [docs], where=a.file)
     return Message("\n".join(f"{record.kind[:-1]} {record.ref}: {record.summary()}" for record in records))
 
@@ -198,7 +205,7 @@ def parse_assignments(items: list[str] | None) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise CommandError(f"--set takes KEY=VALUE, got {item!r}")
-        out[key] = _yamlspec.load_yaml(value, where=f"the value of --set {key}")
+        out[key] = cells.load_yaml(value, where=f"the value of --set {key}")
     return out
 
 
@@ -218,7 +225,7 @@ def _evaluate(host: Host, a: argparse.Namespace) -> Any:
     if a.spec:
         try:
             with open(a.spec, encoding="utf-8") as fh:
-                spec = _yamlspec.evaluation_arguments(_yamlspec.load_yaml(fh.read(), where=a.spec), where=a.spec)
+                spec = evaluation_arguments(cells.load_yaml(fh.read(), where=a.spec), where=a.spec)
         except OSError as exc:
             raise ValidationError(f"cannot read {a.spec!r}: {exc.strerror}") from None
     spec.update(getattr(a, "body", None) or {})
@@ -233,13 +240,13 @@ def _evaluate(host: Host, a: argparse.Namespace) -> Any:
 
 
 def _edit(host: Host, a: argparse.Namespace) -> Any:
-    from .widgets import ExperimentEditor
+    from ..widgets import ExperimentEditor
 
     return ExperimentEditor(host.store(), a.ref)
 
 
 def _browse(host: Host, a: argparse.Namespace) -> Any:
-    from .widgets import StoreBrowser
+    from ..widgets import StoreBrowser
 
     return StoreBrowser(host.store())
 
@@ -253,7 +260,14 @@ def _lineage(host: Host, a: argparse.Namespace) -> Any:
 
 
 def _help(host: Host, a: argparse.Namespace) -> Message:
-    return Message(help_text(a.subcommand, magic=True))
+    text = help_text(a.subcommand, magic=True)
+    settings = host.settings()
+    if settings and not a.subcommand:
+        width = max(len(name) for name in settings)
+        text += "\n\nSettings (%config MlmdMagics.NAME = VALUE; environment variables give the defaults):\n"
+        text += "\n".join(f"  {name:<{width}}  = {value!r}\n  {'':<{width}}    {what}"
+                           for name, (value, what) in settings.items())
+    return Message(text)
 
 
 COMMANDS: dict[str, Command] = {}
@@ -343,32 +357,34 @@ _add("help", "help on every subcommand, or on one",
      lambda p: p.add_argument("subcommand", nargs="?", metavar="SUBCOMMAND"), _help, magic_only=True)
 
 
-@functools.cache
 def build_parser(prog: str, magic: bool) -> argparse.ArgumentParser:
-    """The parser of ``%mlmd`` (``magic=True``) or of the ``mlmd-magic`` console script.
+    """The parser of ``%mlmd`` (``magic=True``) or of the ``mlmd-magic`` console script."""
+    return _parsers(prog, magic)[0]
 
-    Built once per form: setting up a dozen subparsers costs more than parsing a line.
-    """
-    parser = _Parser(prog=prog, add_help=not magic,
-                     description="Data sources, scenarios and experiments on record in ML Metadata.")
+
+@functools.cache
+def _parsers(prog: str, magic: bool) -> tuple[CommandParser, dict[str, CommandParser]]:
+    """The parser and each subcommand's own parser, built once per form: setting up a dozen
+    subparsers costs more than parsing a line."""
+    parser = CommandParser(prog=prog, add_help=not magic,
+                           description="Data sources, scenarios and experiments on record in ML Metadata.")
     if not magic:
         parser.add_argument("--uri", help="store URI (default: $MLMD_MAGIC_URI, else sqlite:///mlmd.sqlite)")
         parser.add_argument("--json", action="store_true", help="print results as JSON (tables as lists of rows)")
-    sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", parser_class=CommandParser)
+    choices = {}
     for cmd in COMMANDS.values():
         if cmd.magic_only and not magic:
             continue
-        p = sub.add_parser(cmd.name, help=cmd.summary, description=cmd.summary)
+        choices[cmd.name] = p = sub.add_parser(cmd.name, help=cmd.summary, description=cmd.summary)
         cmd.configure(p)
-    return parser
+    return parser, choices
 
 
 def help_text(subcommand: str | None = None, magic: bool = True) -> str:
     """Help generated from the parsers: every subcommand with its usage, or one in full."""
     prog = "%mlmd" if magic else "mlmd-magic"
-    parser = build_parser(prog, magic)
-    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    choices: dict[str, argparse.ArgumentParser] = subparsers.choices
+    choices = _parsers(prog, magic)[1]
     if subcommand:
         if subcommand not in choices:
             raise CommandError(_unknown(subcommand, list(choices)))

@@ -1,9 +1,11 @@
-"""Record specs as YAML: the bodies of ``%%datasource`` / ``%%scenario`` / ``%%experiment``
-cells and the files of ``mlmd-magic export`` / ``import``. One module serves all of them.
+"""Record specs: what defines a data source, scenario or experiment, as a plain mapping.
 
-Bodies::
+The bodies of ``%%datasource`` / ``%%scenario`` / ``%%experiment`` cells, the files of
+``mlmd-magic export`` / ``import`` and :meth:`mlmd_magic.Store.export` all use these specs;
+this module checks them and turns them into the library's keyword arguments (no YAML here:
+the faces parse it)::
 
-    %%datasource NAME          %%scenario NAME              %%experiment NAME
+    datasource                 scenario                     experiment
     uri: data/nipt-sim         model: mlp                   datasource: nipt-sim
     format: tfrecord           params:                      scenario: mlp-small@2
     label: label                 hidden: [64, 32]           overrides:
@@ -11,19 +13,19 @@ Bodies::
       train: train/*.tfrecord  description: small MLP       description: first try
       eval: eval.tfrecord
 
-A scenario body without ``params:`` takes every key but ``model`` and ``description``
-as a parameter.
+A scenario spec without ``params:`` takes every key but ``model`` and ``description`` as a
+parameter.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import yaml
+from ..errors import ValidationError
+from .record import Record
+from .values import normalise_kind
 
-from ._records import Record, normalise_kind
-from .errors import ValidationError
-from .store import Store
+__all__ = ["evaluation_arguments", "export_spec", "spec_arguments"]
 
 _KEYS = {
     "datasources": {"uri", "format", "splits", "label", "description", "features"},
@@ -35,34 +37,6 @@ _REQUIRED = {
     "scenarios": ("model",),
     "experiments": ("datasource", "scenario"),
 }
-_MAX_BODY = 1_000_000
-
-
-def load_yaml(text: str, where: str = "the cell body", line_offset: int = 0) -> Any:
-    """Parse YAML safely (no tags that build objects); errors name the line and column.
-
-    ``line_offset`` is added to line numbers (1 for a cell body below its ``%%magic`` line).
-
-    >>> load_yaml("a: 1\\nb: [2, 3]")
-    {'a': 1, 'b': [2, 3]}
-    """
-    if len(text) > _MAX_BODY:
-        raise ValidationError(f"{where} is larger than {_MAX_BODY} characters")
-    try:
-        # libyaml's safe loader when the wheel has it (10x faster), else the pure-Python one
-        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        at = f" at line {mark.line + 1 + line_offset}, column {mark.column + 1}" if mark else ""
-        problem = exc.problem or exc.context or "invalid YAML"
-        started = ""
-        if exc.context and exc.context_mark and exc.problem and exc.context_mark is not mark:
-            cm = exc.context_mark
-            started = f" ({exc.context} at line {cm.line + 1 + line_offset}, column {cm.column + 1})"
-        raise ValidationError(f"YAML error in {where}{at}: {problem}{started}") from None
-    except (yaml.YAMLError, RecursionError) as exc:
-        raise ValidationError(f"YAML error in {where}: {str(exc).splitlines()[0][:200]}") from None
-
 
 def spec_arguments(kind: str, body: Any, where: str = "the cell body") -> dict[str, Any]:
     """Check a parsed body and turn it into keyword arguments of the library call."""
@@ -95,17 +69,6 @@ def spec_arguments(kind: str, body: Any, where: str = "the cell body") -> dict[s
     return checked
 
 
-def register(store: Store, kind: str, name: str, body: Any, where: str = "the cell body") -> Record:
-    """Register (or version) the record described by a parsed YAML body."""
-    kind = normalise_kind(kind)
-    args = spec_arguments(kind, body, where)
-    if kind == "datasources":
-        return store.add_datasource(name, **args)
-    if kind == "scenarios":
-        return store.add_scenario(name, **args)
-    return store.experiment(name, **args)
-
-
 def export_spec(record: Record) -> dict[str, Any]:
     """The YAML-ready spec of a record, which :func:`register` turns back into it."""
     data = record.data
@@ -122,10 +85,6 @@ def export_spec(record: Record) -> dict[str, Any]:
             "description": record.extra.get("description", ""),
         }
     return {"kind": record.kind[:-1], "name": record.name, **spec}
-
-
-def dump_yaml(value: Any) -> str:
-    return str(yaml.safe_dump(value, sort_keys=False, allow_unicode=True, default_flow_style=None))
 
 
 _EVALUATION_KEYS = {"data", "slices", "thresholds", "baseline", "class_names"}

@@ -1,20 +1,21 @@
-"""Record values: canonical JSON, content hashes, overrides, flattening and the ``Record`` view."""
+"""Record values: canonical JSON, content hashes, overrides, flattening and key-by-key diffs.
+
+Plain Python only: no MLMD, IPython or TensorFlow.
+"""
 
 from __future__ import annotations
 
 import copy
-import datetime as _dt
 import difflib
 import hashlib
 import html
 import json
 import math
-import pprint
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from .errors import ValidationError
+from ..errors import ValidationError
 
 KINDS = ("datasources", "scenarios", "experiments")
 KIND_TYPES = {"datasources": "DataSource", "scenarios": "Scenario", "experiments": "Experiment"}
@@ -187,7 +188,8 @@ class Change:
         return "added" if self.a is MISSING else "removed" if self.b is MISSING else "changed"
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
+    """A value as it is shown in diffs and record tables (``—`` for a missing one)."""
     return "—" if value is MISSING else json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
@@ -214,15 +216,15 @@ class Diff:
             return f"{self.a} and {self.b} are identical"
         width = max(len(c.key) for c in self.changes)
         lines = [f"--- {self.a}", f"+++ {self.b}"]
-        lines += [f"{c.key:<{width}}  {_show(c.a)} -> {_show(c.b)}" for c in self.changes]
+        lines += [f"{c.key:<{width}}  {show_value(c.a)} -> {show_value(c.b)}" for c in self.changes]
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
         if not self.changes:
             return f"<p>{html.escape(self.a)} and {html.escape(self.b)} are identical</p>"
         rows = "".join(
-            f"<tr><td><code>{html.escape(c.key)}</code></td><td>{html.escape(_show(c.a))}</td>"
-            f"<td>{html.escape(_show(c.b))}</td></tr>"
+            f"<tr><td><code>{html.escape(c.key)}</code></td><td>{html.escape(show_value(c.a))}</td>"
+            f"<td>{html.escape(show_value(c.b))}</td></tr>"
             for c in self.changes
         )
         return (
@@ -240,57 +242,3 @@ def diff_values(a_label: str, a: dict[str, Any], b_label: str, b: dict[str, Any]
         if va is MISSING or vb is MISSING or canonical_json(va) != canonical_json(vb):
             changes.append(Change(key, va, vb))
     return Diff(a_label, b_label, tuple(changes))
-
-
-@dataclass(frozen=True)
-class Record:
-    """One version of a data source, scenario or experiment, as returned by the library.
-
-    ``data`` is the plain, JSON-serialisable dict (the one ``get_*`` returns); ``status``
-    says what the call did: ``"created"`` a new version, ``"unchanged"`` found an
-    identical existing one, ``"fetched"`` read it.
-    """
-
-    kind: str
-    name: str
-    version: int
-    id: int
-    created: _dt.datetime
-    data: dict[str, Any] = field(repr=False)
-    status: str = "fetched"
-    extra: dict[str, Any] = field(default_factory=dict, repr=False)
-
-    @property
-    def ref(self) -> str:
-        return f"{self.name}@{self.version}"
-
-    def to_dict(self) -> dict[str, Any]:
-        """A deep copy of :attr:`data`."""
-        return copy.deepcopy(self.data)
-
-    def __getitem__(self, key: str) -> Any:
-        return self.data[key]
-
-    def summary(self) -> str:
-        """What the call did: ``created version N``, ``unchanged: identical to version N`` or ``version N``."""
-        if self.status == "created":
-            return f"created version {self.version}"
-        if self.status == "unchanged":
-            return f"unchanged: identical to version {self.version}"
-        return f"version {self.version}"
-
-    def __repr__(self) -> str:
-        body = pprint.pformat(self.data, width=100, sort_dicts=False)
-        extra = "".join(f"\n{k}: {json.dumps(v, ensure_ascii=False)}" for k, v in self.extra.items() if v)
-        return f"{KIND_TYPES[self.kind]} {self.ref} ({self.summary()}){extra}\n{body}"
-
-    def _repr_html_(self) -> str:
-        shown = {**{k: v for k, v in self.extra.items() if v}, **flatten(self.data)}
-        rows = "".join(
-            f"<tr><td><code>{html.escape(k)}</code></td><td>{html.escape(_show(v))}</td></tr>"
-            for k, v in shown.items()
-        )
-        return (
-            f"<div class='mlmd-magic-record'><b>{KIND_TYPES[self.kind]} {html.escape(self.ref)}</b> "
-            f"<i>({html.escape(self.summary())})</i><table>{rows}</table></div>"
-        )

@@ -6,8 +6,8 @@ import os
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from . import _secrets
-from .errors import StoreConnectionError
+from ..core import secrets as _secrets
+from ..errors import StoreConnectionError
 
 DEFAULT_URI = "sqlite:///mlmd.sqlite"
 URI_ENV = "MLMD_MAGIC_URI"

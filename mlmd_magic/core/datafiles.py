@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from .errors import DataSourceError
+from ..errors import DataSourceError
 
 FORMATS = ("tfrecord", "csv", "npz")
 _EXTENSIONS = {"tfrecord": (".tfrecord", ".tfrecords", ".tfrecord.gz", ".gz"), "csv": (".csv",), "npz": (".npz",)}

@@ -127,11 +127,3 @@ def _register_once(store: Any) -> TypeIds:
         executions={s: ensure("execution", s, base, _ACTION_PROPS) for s, base in EXECUTION_TYPES.items()},
         contexts={s: ensure("context", s, "UNSET", props) for s, props in CONTEXT_TYPES.items()},
     )
-
-
-def declared_properties(ids: TypeIds) -> dict[int, dict[str, str]]:
-    """For each registered type id, the properties this package declares for it."""
-    declared = {ids.artifacts[s]: props for s, (_base, props) in ARTIFACT_TYPES.items()}
-    declared.update({ids.executions[s]: _ACTION_PROPS for s in EXECUTION_TYPES})
-    declared.update({ids.contexts[s]: props for s, props in CONTEXT_TYPES.items()})
-    return declared

@@ -15,10 +15,11 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import NotFoundError, ValidationError
+from ..errors import NotFoundError, ValidationError
 
 if TYPE_CHECKING:
-    from .store import Store
+    from .records import Records
+    from .runs import Runs
 
 _PRODUCERS = {"RegisterDataSource", "AddScenario", "DefineExperiment", "Train", "Evaluate"}
 _COLOURS = {"files": "#eeeeee", "DataSource": "#d8ecff", "Scenario": "#e7ddff", "Experiment": "#fff1c7",
@@ -100,11 +101,10 @@ class Lineage:
         return "".join(parts)
 
 
-def lineage(store: Store, start: Any, max_nodes: int = 150) -> Lineage:
+def lineage(mlmd: Any, start: Any, max_nodes: int = 150) -> Lineage:
     """The lineage graph around the artifact ``start`` (see :func:`start_artifact`)."""
     from ml_metadata.proto import metadata_store_pb2 as pb
 
-    mlmd = store.mlmd
     artifact_types = {t.id: t.name for t in mlmd.get_artifact_types()}
     execution_types = {t.id: t.name for t in mlmd.get_execution_types()}
     nodes: dict[str, Node] = {}
@@ -143,7 +143,7 @@ def lineage(store: Store, start: Any, max_nodes: int = 150) -> Lineage:
     return Lineage(f"a:{start.id}", tuple(nodes.values()), kept)
 
 
-def start_artifact(store: Store, target: Any, kind: str | None = None) -> Any:
+def start_artifact(records: Records, runs: Runs, target: Any, kind: str | None = None) -> Any:
     """The artifact a lineage walk starts from: ``NAME[@N]`` (of ``kind``), ``model:ID``,
     ``run:ID`` (its model) or an artifact id (int or digits).
 
@@ -154,24 +154,23 @@ def start_artifact(store: Store, target: Any, kind: str | None = None) -> Any:
     ValidationError
         When ``target`` is none of these forms.
     """
-    from . import _runs
-    from ._records import normalise_kind
+    from ..core.values import normalise_kind
 
     if isinstance(target, str) and target.startswith(("model:", "run:")):
-        return _runs.resolve_model(store, target)
+        return runs.resolve_model(target)
     if isinstance(target, str) and re.fullmatch(r"[0-9]+", target):
         target = int(target)
     if isinstance(target, int) and not isinstance(target, bool):
-        found = store.mlmd.get_artifacts_by_id([target]) if target > 0 else []
+        found = records.mlmd.get_artifacts_by_id([target]) if target > 0 else []
         if not found:
-            raise NotFoundError(f"no artifact with id {target} in {store.uri}; give a record (NAME or NAME@N), "
-                                "model:ID or run:ID (see %mlmd ls runs / ls models)")
+            raise NotFoundError(f"no artifact with id {target} in {records.recorder.label}; give a record (NAME or "
+                                "NAME@N), model:ID or run:ID (see %mlmd ls runs / ls models)")
         return found[0]
     if not isinstance(target, str):
         raise ValidationError(f"lineage needs a record (NAME or NAME@N), model:ID, run:ID or an artifact id, "
                               f"got {type(target).__name__}")
-    k = store.kind_of(target) if kind is None else kind
-    return store._resolve(normalise_kind(k), target)
+    k = records.kind_of(target) if kind is None else kind
+    return records.resolve(normalise_kind(k), target)
 
 
 def _add_artifact(nodes: dict[str, Node], edges: set[tuple[str, str]], art: Any, types: dict[int, str]) -> None:

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .errors import ValidationError
+from ..errors import ValidationError
 
 _TOKEN = re.compile(
     r"\s*(?:(?P<op><=|>=|==|!=|=|<|>|~)|(?P<paren>[()])|(?P<str>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")"

@@ -6,12 +6,11 @@ Magics, widgets and the fluent helpers all find "the current store" here; tests 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
-from ._names import NAME_RULE, check_name
-from .errors import InvalidNameError, NoConnectionError
-from .store import Store
+from ..core.names import NAME_RULE, check_name
+from ..errors import InvalidNameError, NoConnectionError
+from ..store import Store, StoreOptions, connect
 
 
 @dataclass(frozen=True)
@@ -26,17 +25,17 @@ class ConnectionRegistry:
     def __init__(self) -> None:
         self._stores: dict[str, Store] = {}
         self._current: str | None = None
+        #: settings shared by every store opened here (the magics' traitlets change them)
+        self.options = StoreOptions()
 
     def connect(self, uri: str | None = None, alias: str | None = None) -> Connection:
         """Open ``uri`` (see :func:`mlmd_magic.connect`) under ``alias`` and make it current."""
-        from . import connect
-
         if alias is not None:
             try:
                 check_name(alias, "alias")
             except InvalidNameError:
                 raise InvalidNameError(f"invalid alias {alias!r}: {NAME_RULE}") from None
-        store = connect(uri)
+        store = connect(uri, options=self.options)
         alias = alias or self._default_alias(store)
         old = self._stores.get(alias)
         if old is not None and old is not store:
@@ -46,10 +45,8 @@ class ConnectionRegistry:
         return Connection(alias, store)
 
     def _default_alias(self, store: Store) -> str:
-        parsed = store._uri
-        base = {"memory": "memory", "sqlite": os.path.splitext(os.path.basename(parsed.path))[0],
-                "mysql": parsed.database}[parsed.scheme]
-        base = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in base).lstrip("._-") or "store"
+        base = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in store.default_alias)
+        base = base.lstrip("._-") or "store"
         alias, n = base, 1
         while alias in self._stores and self._stores[alias].uri != store.uri:
             n += 1
@@ -96,6 +93,7 @@ class ConnectionRegistry:
             store.close()
         self._stores.clear()
         self._current = None
+        self.options = StoreOptions()
 
 
 REGISTRY = ConnectionRegistry()

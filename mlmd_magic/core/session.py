@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from . import _secrets
+from .secrets import redact
 
 
 @dataclass
@@ -84,7 +84,7 @@ def action_context(source: str = "", execution_count: int | None = None, noteboo
     ...     current_action().execution_count
     3
     """
-    token = _CONTEXT.set(ActionContext(_secrets.redact(source), execution_count, notebook))
+    token = _CONTEXT.set(ActionContext(redact(source), execution_count, notebook))
     try:
         yield
     finally:

@@ -57,7 +57,7 @@ class ResilientStore:
         return self._store
 
     def _reconnect(self) -> None:
-        from .errors import StoreConnectionError
+        from ..errors import StoreConnectionError
 
         self._store = reopen(self._opener, lambda exc: isinstance(exc, StoreConnectionError))
         self.reconnects += 1

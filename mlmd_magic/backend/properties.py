@@ -1,0 +1,49 @@
+"""Reading and writing MLMD node properties (artifacts, executions, contexts) as plain values."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any
+
+__all__ = ["created", "drop_empty_properties", "name_of", "set_properties", "text"]
+
+
+def set_properties(node: Any, **values: Any) -> None:
+    """Set ``node.properties[key]`` from plain values; ``None`` and defaults are left out.
+
+    Booleans and ints become ``int_value``, floats ``double_value``, anything else
+    ``string_value``. An empty string is a default: it is not written (each property is a
+    row in MLMD's tables, and a reader gets ``""`` for an absent string property anyway).
+    """
+    for key, value in values.items():
+        if value is None or (isinstance(value, str) and value == ""):
+            continue
+        prop = node.properties[key]
+        if isinstance(value, bool) or isinstance(value, int):
+            prop.int_value = int(value)
+        elif isinstance(value, float):
+            prop.double_value = value
+        else:
+            prop.string_value = str(value)
+
+
+def text(props: Any, key: str) -> str:
+    """A string property, or ``""`` when absent, without inserting it (protobuf maps insert on read)."""
+    return str(props[key].string_value) if key in props else ""
+
+
+def drop_empty_properties(node: Any) -> None:
+    """Remove map entries that reading an absent property created; MLMD rejects a property without a value."""
+    for props in (node.properties, node.custom_properties):
+        for key in [k for k, v in props.items() if v.WhichOneof("value") is None]:
+            del props[key]
+
+
+def name_of(artifact: Any) -> str:
+    """A record artifact is named ``NAME@VERSION``: its record name."""
+    return str(artifact.name).rsplit("@", 1)[0]
+
+
+def created(node: Any) -> _dt.datetime:
+    """When MLMD created ``node``, as an aware UTC datetime."""
+    return _dt.datetime.fromtimestamp(node.create_time_since_epoch / 1000, tz=_dt.timezone.utc)

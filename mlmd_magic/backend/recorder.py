@@ -1,0 +1,261 @@
+"""The action recorder: every action is one MLMD execution, written with its events and contexts
+in a single ``put_execution`` call — one transaction.
+
+An :class:`Action` collects what an action read (INPUT events), wrote (OUTPUT events, new
+artifacts) and which contexts it belongs to; :meth:`Recorder.action` records it when the block
+ends — COMPLETE or CACHED, FAILED with the error, CANCELED on Ctrl-C — with the cell source,
+execution count and notebook from :mod:`mlmd_magic.core.session`. Everything goes through
+ml-metadata's own API: MLMD's checks on ids and types stand in for the foreign keys its schema
+does not have.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..core import secrets as _secrets
+from ..core import session as _session
+from ..core.values import canonical_json
+from ..errors import MlmdMagicError, StoreError
+from .properties import drop_empty_properties, set_properties
+from .types import TypeIds, full
+
+__all__ = ["READ_ACTIONS", "Action", "Conflict", "Recorder"]
+
+MAX_TEXT = 100_000
+# actions that only read: left unrecorded inside Store.unrecorded()
+READ_ACTIONS = frozenset({"FetchExperiment", "FetchDataSource", "FetchScenario", "ListRecords", "ShowHistory",
+                          "DiffRecords", "ShowLineage", "CompareRuns"})
+
+
+@dataclass
+class Action:
+    """What one action read and wrote, collected before its single ``put_execution``."""
+
+    type_short: str
+    arguments: dict[str, Any]
+    inputs: list[Any] = field(default_factory=list)
+    outputs: list[Any] = field(default_factory=list)
+    contexts: list[tuple[str, str]] = field(default_factory=list)  # (context type, name)
+    outcome: str = ""
+    state: str = "COMPLETE"
+    committed: bool = False
+    execution_id: int | None = None
+    output_ids: list[int] = field(default_factory=list)
+    properties: dict[str, Any] = field(default_factory=dict)
+    inputs_written: bool = False  # set once a RUNNING execution has recorded its inputs
+    started: float = field(default_factory=time.perf_counter)
+    external_id: str = ""  # unique per action: makes retrying its write idempotent
+    recorded: bool = True  # False for a read inside Store.unrecorded(): nothing is written
+
+
+class Conflict(Exception):
+    """A unique key (a record's ``NAME@N``, an external id) was taken by a concurrent writer."""
+
+
+class Recorder:
+    """Writes actions into one MLMD store; knows the ``mlmd_magic.*`` type ids and context ids.
+
+    Parameters
+    ----------
+    mlmd : the (retrying) ``ml_metadata`` ``MetadataStore``.
+    types : the registered type ids.
+    label : the store's masked URI, for messages.
+    """
+
+    def __init__(self, mlmd: Any, types: TypeIds, label: str = "") -> None:
+        self.mlmd = mlmd
+        self.types = types
+        self.label = label  # the store's masked URI, for messages
+        self.closed = False
+        self._context_ids: dict[tuple[str, str], int] = {}
+
+    def close(self) -> None:
+        """No action can be recorded afterwards."""
+        self.closed = True
+        self.mlmd = None
+
+    def check_open(self) -> None:
+        """Raise :class:`StoreError` when the store is closed."""
+        if self.closed:
+            raise StoreError(f"the store {self.label} is closed; connect again with mlmd_magic.connect()")
+
+    # ---------------------------------------------------------------- contexts
+
+    def context_id(self, type_short: str, name: str) -> int | None:
+        """Id of context ``name`` of type ``mlmd_magic.TYPE_SHORT`` (an indexed lookup, cached)."""
+        key = (type_short, name)
+        if key not in self._context_ids:
+            ctx = self.mlmd.get_context_by_type_and_name(full(type_short), name)
+            if ctx is None:
+                return None
+            self._context_ids[key] = ctx.id
+        return self._context_ids[key]
+
+    def remember_context(self, type_short: str, name: str, context_id: int) -> None:
+        """Cache a context id found while reading."""
+        self._context_ids[(type_short, name)] = context_id
+
+    def forget_context(self, type_short: str, name: str) -> None:
+        """Drop a cached context id (a write that lost a race looks again)."""
+        self._context_ids.pop((type_short, name), None)
+
+    # ---------------------------------------------------------------- actions
+
+    @contextlib.contextmanager
+    def action(self, type_short: str, arguments: dict[str, Any]) -> Iterator[Action]:
+        """Run one action; record it as COMPLETE/CACHED, or as FAILED with its error.
+
+        Reads (:data:`READ_ACTIONS`) inside :func:`mlmd_magic.core.session.unrecorded_reads`
+        run the same code and record nothing.
+        """
+        act = Action(type_short, arguments)
+        act.recorded = type_short not in READ_ACTIONS or _session.reads_recorded()
+        with self.guard(act):
+            yield act
+            if not act.committed:
+                self.commit(act)
+
+    @contextlib.contextmanager
+    def guard(self, act: Action) -> Iterator[None]:
+        """Record ``act`` as FAILED (CANCELED on Ctrl-C) if the body raises; translate foreign errors."""
+        self.check_open()
+        try:
+            yield
+        except BaseException as exc:
+            already = act.committed and act.state in ("CANCELED", "FAILED")
+            act.state = "CANCELED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+            act.outcome = "canceled" if act.state == "CANCELED" else "failed"
+            act.outputs = []  # nothing new is written by a failed action
+            act.inputs = [a for a in act.inputs if a.id]
+            if not already:
+                with contextlib.suppress(Exception):
+                    self.commit(act, error=exc)
+            if isinstance(exc, MlmdMagicError) or not isinstance(exc, Exception):
+                raise
+            raise StoreError(f"{type(exc).__name__}: {_secrets.redact(str(exc))}") from None
+
+    def commit(self, act: Action, error: BaseException | None = None) -> None:
+        """Write ``act`` (a first write, or an update of its execution) in one ``put_execution``.
+
+        Raises
+        ------
+        Conflict
+            When a unique key it writes (``NAME@N``) was taken by another writer.
+        StoreError
+            When the store rejects the write.
+        """
+        from ml_metadata.proto import metadata_store_pb2 as pb
+
+        if not act.recorded:
+            act.committed = True
+            return
+        ctx = _session.current_action()
+        sess = _session.current_session()
+        execution = pb.Execution(type_id=self.types.executions[act.type_short],
+                                 last_known_state=pb.Execution.State.Value(act.state))
+        if act.execution_id is not None:
+            execution.id = act.execution_id
+        set_properties(
+            execution,
+            source=clip(ctx.source),
+            duration_s=time.perf_counter() - act.started,
+            # "created"/"unchanged" is what COMPLETE/CACHED already say; each property is a row
+            outcome=act.outcome if act.outcome not in ("created", "unchanged") else None,
+            # a cell's source already says what was asked; API calls record their arguments
+            arguments=None if ctx.source else clip(_secrets.redact(canonical_json(_plain_arguments(act.arguments)))),
+            execution_count=ctx.execution_count,
+            notebook=ctx.notebook or sess.notebook,
+            error=clip(_secrets.redact(f"{type(error).__name__}: {error}")) if error is not None else None,
+        )
+        set_properties(execution, **act.properties)
+        for art in act.inputs + act.outputs:
+            drop_empty_properties(art)
+        events = []
+        seen: set[int] = set()
+        for art in [] if act.inputs_written else act.inputs:
+            if art.id in seen:  # diff of a version with itself: one INPUT event is enough
+                continue
+            seen.add(art.id)
+            events.append((art, pb.Event(type=pb.Event.INPUT)))
+        for art in act.outputs:
+            events.append((art, pb.Event(type=pb.Event.OUTPUT)))
+        keys = [("NotebookSession", sess.id), *list(dict.fromkeys(act.contexts))]
+        contexts = []
+        for short, name in keys:
+            cid = self._context_ids.get((short, name))
+            context = pb.Context(type_id=self.types.contexts[short], name=name)
+            if cid is not None:
+                context.id = cid
+            elif short == "NotebookSession":
+                # who ran it is the same for every action of a kernel: written once, on its context
+                set_properties(context, user=sess.user, host=sess.host, pid=sess.pid, started=sess.started,
+                               notebook=sess.notebook, versions=canonical_json(_session.package_versions()))
+            contexts.append(context)
+        if not act.external_id:
+            act.external_id = f"mlmd_magic:{uuid.uuid4().hex}"
+        execution.external_id = act.external_id
+        try:
+            exec_id, artifact_ids, context_ids = self._put_execution(execution, events, contexts)
+        except _Duplicate as exc:
+            if act.execution_id is None and self._already_recorded(act):
+                return  # a retry after a commit whose answer was lost: it is in the store
+            raise Conflict(str(exc)) from None
+        for key, cid in zip(keys, context_ids):
+            self._context_ids[key] = cid
+        act.committed = True
+        act.execution_id = exec_id
+        act.output_ids = list(artifact_ids[len(events) - len(act.outputs):])
+
+    def _put_execution(self, execution: Any, events: list[tuple[Any, Any]], contexts: list[Any]
+                       ) -> tuple[int, list[int], list[int]]:
+        from ml_metadata import errors as mlmd_errors
+
+        try:
+            return self.mlmd.put_execution(  # type: ignore[no-any-return]
+                execution, events, contexts,
+                reuse_context_if_already_exist=True,
+                reuse_artifact_if_already_exist_by_external_id=False,
+                force_reuse_context=True,
+            )
+        except mlmd_errors.AlreadyExistsError as exc:
+            raise _Duplicate(str(exc)) from None
+        except mlmd_errors.StatusError as exc:
+            raise StoreError(f"the store rejected the action: {_secrets.redact(str(exc))}") from None
+
+    def _already_recorded(self, act: Action) -> bool:
+        """Whether this action's execution (by its external id) was committed after all."""
+        from ml_metadata import errors as mlmd_errors
+        from ml_metadata.proto import metadata_store_pb2 as pb
+
+        try:
+            (execution,) = self.mlmd.get_executions_by_external_ids([act.external_id])
+        except (mlmd_errors.NotFoundError, ValueError):
+            return False
+        events = self.mlmd.get_events_by_execution_ids([execution.id])
+        act.committed, act.execution_id = True, execution.id
+        act.output_ids = [e.artifact_id for e in events if e.type == pb.Event.OUTPUT]
+        return True
+
+
+class _Duplicate(Exception):
+    """A write found a unique key (name@version, an external id) taken."""
+
+
+def clip(text: str) -> str:
+    """``text`` cut to :data:`MAX_TEXT` characters, saying how many were left out."""
+    return text if len(text) <= MAX_TEXT else text[:MAX_TEXT] + f"... [{len(text) - MAX_TEXT} more characters]"
+
+
+def _plain_arguments(arguments: dict[str, Any]) -> dict[str, Any]:
+    try:
+        plain: dict[str, Any] = json.loads(json.dumps(arguments, default=str))
+        return plain
+    except (TypeError, ValueError):
+        return {k: repr(v)[:1000] for k, v in arguments.items()}

@@ -1,0 +1,15 @@
+"""The store layer: a thin :class:`Store` facade over records, runs, lineage and maintenance.
+
+* :mod:`~mlmd_magic.store.store` — the ``Store`` facade
+* :mod:`~mlmd_magic.store.records` — versioned data sources, scenarios and experiments
+* :mod:`~mlmd_magic.store.runs` — trainings and evaluations on record
+* :mod:`~mlmd_magic.store.results` — ``Run``, ``Evaluation``, ``RunComparison``
+* :mod:`~mlmd_magic.store.lineage` — lineage graphs
+* :mod:`~mlmd_magic.store.maintenance` — trainings left RUNNING by a dead kernel
+* :mod:`~mlmd_magic.store.options` — settings a person may change
+"""
+
+from .options import StoreOptions
+from .store import Store, connect, default_uri
+
+__all__ = ["Store", "StoreOptions", "connect", "default_uri"]

@@ -1,0 +1,545 @@
+"""Versioned records: data sources, scenarios and experiments, each version an MLMD artifact.
+
+* one artifact per record version, named ``NAME@VERSION`` within its type (MLMD's unique
+  ``(type, name)`` index settles races between writers), with ``external_id``
+  ``TYPE:NAME:CONTENT_HASH`` so that identical content is found in one indexed lookup;
+* one context per record name (``mlmd_magic.Experiment`` context ``t21-baseline``) holding
+  its versions, so the latest version is one indexed lookup, flat as the store grows;
+* records are immutable: a change is a new version; re-adding identical content is CACHED.
+
+Everything returned is plain Python (:class:`~mlmd_magic.Record`, dicts, DataFrames).
+"""
+
+from __future__ import annotations
+
+import builtins
+import difflib
+import json
+import random
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
+
+from ..backend.listing import newest_first
+from ..backend.properties import created, name_of, set_properties, text
+from ..backend.recorder import Action, Conflict, Recorder
+from ..backend.types import full
+from ..core.datafiles import FORMATS, inspect_datasource, normalise_uri
+from ..core.names import check_name, parse_ref
+from ..core.record import Record
+from ..core.specs import export_spec, spec_arguments
+from ..core.values import (
+    KIND_TYPES,
+    Diff,
+    apply_overrides,
+    canonical_json,
+    check_value,
+    content_hash,
+    diff_values,
+    normalise_kind,
+    to_plain,
+)
+from ..errors import AmbiguousRefError, NotFoundError, StoreError, ValidationError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["LABEL", "Records"]
+
+MAX_TEXT = 100_000
+LABEL = {"datasources": "data source", "scenarios": "scenario", "experiments": "experiment"}
+_CREATE_RETRIES = 500
+
+
+class Records:
+    """Reads and writes versioned records through a :class:`~mlmd_magic.backend.recorder.Recorder`."""
+
+    def __init__(self, recorder: Recorder, record_lock: Callable[[str], AbstractContextManager[bool]]) -> None:
+        self.recorder = recorder
+        self._record_lock = record_lock
+        self._latest_seen: dict[tuple[str, str], Any] = {}  # (kind, name) -> newest version seen
+
+    @property
+    def mlmd(self) -> Any:
+        return self.recorder.mlmd
+
+    def add_datasource(
+        self,
+        name: str,
+        *,
+        uri: str,
+        format: str,
+        splits: dict[str, str],
+        label: str,
+        description: str | None = None,
+        features: dict[str, Any] | None = None,
+    ) -> Record:
+        """See :meth:`mlmd_magic.Store.add_datasource`."""
+        args = {"name": name, "uri": uri, "format": format, "splits": splits, "label": label,
+                "description": description, "features": features}
+        with self.recorder.action("RegisterDataSource", args) as act:
+            check_name(name, "data source name")
+            if format not in FORMATS:
+                raise ValidationError(f"unknown format {format!r}: use one of {', '.join(FORMATS)}")
+            if not isinstance(label, str) or not label:
+                raise ValidationError("label must name the label feature, column or array, e.g. label='label'")
+            if not isinstance(splits, dict) or not splits:
+                raise ValidationError(
+                    "splits must map split names to files, globs or folders, e.g. {'train': 'train/*.tfrecord'}"
+                )
+            for split, pattern in splits.items():
+                check_name(split, "split name")
+                if not isinstance(pattern, str) or not pattern:
+                    raise ValidationError(f"split {split!r} must map to a file, glob or folder name")
+            _check_text(description, "description")
+            if features is not None:
+                if not isinstance(features, dict):
+                    raise ValidationError("features must map feature names to their dtype/shape")
+                check_value(features, "features")
+            folder = normalise_uri(uri)
+            summary = inspect_datasource(folder, format, splits, label)
+            content = {
+                "uri": folder,
+                "format": format,
+                "splits": dict(sorted(splits.items())),
+                "label": label,
+                "features": to_plain(features) if features is not None else summary.features,
+                "fingerprint": summary.fingerprint,
+                "description": description or "",
+            }
+            stats = {
+                "example_counts": {s: v.examples for s, v in summary.splits.items()},
+                "label_distribution": {s: v.labels for s, v in summary.splits.items()},
+            }
+
+            def build(artifact: Any) -> None:
+                artifact.uri = folder
+                set_properties(artifact, format=format, splits=canonical_json(content["splits"]), label=label,
+                       features=canonical_json(content["features"]), fingerprint=summary.fingerprint,
+                       example_counts=canonical_json(stats["example_counts"]),
+                       label_distribution=canonical_json(stats["label_distribution"]))
+
+            return self.create(act, "datasources", name, content, build)
+
+    def add_scenario(
+        self, name: str, *, model: str, params: dict[str, Any], description: str | None = None
+    ) -> Record:
+        """See :meth:`mlmd_magic.Store.add_scenario`."""
+        args = {"name": name, "model": model, "params": params, "description": description}
+        with self.recorder.action("AddScenario", args) as act:
+            check_name(name, "scenario name")
+            check_name(model, "model builder name")
+            if not isinstance(params, dict):
+                raise ValidationError("params must be a mapping, e.g. {'hidden': [64, 32], 'epochs': 10}")
+            check_value(params, "params")
+            _check_text(description, "description")
+            params_json = canonical_json(params)  # encoded once: stored, sized and hashed as is
+            _check_size_text(params_json, "params")
+            content = {"model": model, "params": json.loads(params_json), "description": description or ""}
+
+            def build(artifact: Any) -> None:
+                set_properties(artifact, model=model, params=params_json)
+
+            return self.create(act, "scenarios", name, content, build)
+
+    def experiment(
+        self,
+        name: str,
+        *,
+        datasource: str,
+        scenario: str,
+        overrides: dict[str, Any] | None = None,
+        description: str | None = None,
+    ) -> Record:
+        """See :meth:`mlmd_magic.Store.experiment`."""
+        args = {"name": name, "datasource": datasource, "scenario": scenario,
+                "overrides": overrides, "description": description}
+        with self.recorder.action("DefineExperiment", args) as act:
+            check_name(name, "experiment name")
+            _check_text(description, "description")
+            ds_art = self.resolve("datasources", datasource)
+            sc_art = self.resolve("scenarios", scenario)
+            act.inputs += [ds_art, sc_art]
+            ds = self.data("datasources", ds_art)
+            sc = self.data("scenarios", sc_art)
+            overrides = to_plain(overrides) if overrides is not None else {}
+            _check_size(overrides, "overrides")
+            params = apply_overrides(sc["params"], overrides)
+            ds_ref, sc_ref = f"{ds['name']}@{ds['version']}", f"{sc['name']}@{sc['version']}"
+            content = {"datasource": ds_ref, "scenario": sc_ref, "overrides": overrides,
+                       "description": description or ""}
+            resolved = {
+                "datasource": {k: ds[k] for k in ("name", "version", "uri", "format", "splits", "label", "features")},
+                "scenario": {"name": sc["name"], "version": sc["version"], "model": sc["model"]},
+                "params": params,
+            }
+
+            def build(artifact: Any) -> None:
+                set_properties(artifact, datasource=ds_ref, scenario=sc_ref, overrides=canonical_json(overrides),
+                       params=canonical_json(params), model=sc["model"], resolved=canonical_json(resolved))
+
+            return self.create(act, "experiments", name, content, build)
+
+    def get_experiment(self, ref: str) -> dict[str, Any]:
+        """See :meth:`mlmd_magic.Store.get_experiment`."""
+        return self.fetch("experiments", ref, "FetchExperiment").to_dict()
+
+    def get_datasource(self, ref: str) -> dict[str, Any]:
+        """See :meth:`mlmd_magic.Store.get_datasource`."""
+        return self.fetch("datasources", ref, "FetchDataSource").to_dict()
+
+    def get_scenario(self, ref: str) -> dict[str, Any]:
+        """See :meth:`mlmd_magic.Store.get_scenario`."""
+        return self.fetch("scenarios", ref, "FetchScenario").to_dict()
+
+    def get(self, ref: str, kind: str | None = None) -> Record:
+        """See :meth:`mlmd_magic.Store.get`."""
+        kind = self.kind_of(ref) if kind is None else normalise_kind(kind)
+        fetch = {"experiments": "FetchExperiment", "datasources": "FetchDataSource", "scenarios": "FetchScenario"}
+        return self.fetch(kind, ref, fetch[kind])
+
+    def kind_of(self, ref: str) -> str:
+        """See :meth:`mlmd_magic.Store.kind_of`."""
+        name = parse_ref(ref).name
+        found = [kind for kind in KIND_TYPES if self.latest(kind, name) is not None]
+        if not found:
+            raise NotFoundError(f"no data source, scenario or experiment is named {name!r}{self.suggest(name)}")
+        if len(found) > 1:
+            raise AmbiguousRefError(
+                f"{name!r} names a {' and a '.join(LABEL[k] for k in found)}; say which with kind=..."
+            )
+        return found[0]
+
+    def names(self, kind: str | None = None) -> builtins.list[str]:
+        """See :meth:`mlmd_magic.Store.names`."""
+        kinds = [normalise_kind(kind)] if kind else list(KIND_TYPES)
+        out: set[str] = set()
+        for k in kinds:
+            out.update(c.name for c in self.mlmd.get_contexts_by_type(full(KIND_TYPES[k])))
+        return sorted(out)
+
+    def export(self, ref: str, kind: str | None = None) -> dict[str, Any]:
+        """See :meth:`mlmd_magic.Store.export`."""
+        return export_spec(self.get(ref, kind=kind))
+
+    def import_records(self, specs: Sequence[Any], where: str = "the records") -> builtins.list[Record]:
+        """See :meth:`mlmd_magic.Store.import_records`."""
+        if isinstance(specs, dict) or not isinstance(specs, (builtins.list, tuple)):
+            specs = [specs]
+        records = []
+        for i, spec in enumerate(specs, 1):
+            label = f"{where} (record {i})" if len(specs) > 1 else where
+            if not isinstance(spec, dict) or "kind" not in spec or "name" not in spec:
+                raise ValidationError(f"{label} needs 'kind' and 'name' keys, as written by export")
+            records.append(self.add(str(spec["kind"]), str(spec["name"]), spec, label))
+        return records
+
+    def add(self, kind: str, name: str, spec: Any, where: str = "the cell body") -> Record:
+        """See :meth:`mlmd_magic.Store.add`."""
+        kind = normalise_kind(kind)
+        args = spec_arguments(kind, spec, where)
+        if kind == "datasources":
+            return self.add_datasource(name, **args)
+        if kind == "scenarios":
+            return self.add_scenario(name, **args)
+        return self.experiment(name, **args)
+
+    def table(self, kind: str, predicate: Any, limit: int | None, offset: int, all_versions: bool
+             ) -> pd.DataFrame:
+        """A table of records of ``kind`` whose row view passes ``predicate`` (see :meth:`Store.list`).
+
+        Versions are read newest first a page at a time, in batches (one MLMD call per page,
+        never one per record); a name's newest version is its latest.
+        """
+        rows = []
+        skip = offset
+        seen: set[str] = set()
+        page = 100 if limit is None else min(max(limit + skip, 20), 500)
+        type_id = self.recorder.types.artifacts[KIND_TYPES[kind]]
+        for art in newest_first(self.mlmd, "artifacts", full(KIND_TYPES[kind]), type_id, page):
+            name = name_of(art)
+            if not all_versions:
+                if name in seen:
+                    continue
+                seen.add(name)
+            data = self.data(kind, art)
+            if not predicate(_row_view(kind, data)):
+                continue
+            if skip:
+                skip -= 1
+                continue
+            rows.append(_list_row(kind, data, art))
+            if limit is not None and len(rows) >= limit:
+                break
+        return _frame(kind, rows)
+
+    def history(self, ref: str, kind: str | None = None) -> pd.DataFrame:
+        """See :meth:`mlmd_magic.Store.history`."""
+        with self.recorder.action("ShowHistory", {"ref": ref, "kind": kind}) as act:
+            kind = self.kind_of(ref) if kind is None else normalise_kind(kind)
+            name = parse_ref(ref).name
+            arts = self.versions(kind, name)
+            if not arts:
+                raise NotFoundError(f"no {LABEL[kind]} named {name!r}{self.suggest(name, kind)}")
+            act.inputs += arts
+            act.outcome = f"{len(arts)} versions"
+            act.contexts.append((KIND_TYPES[kind], name))
+            rows = [_list_row(kind, self.data(kind, a), a) for a in arts]
+            return _frame(kind, rows)
+
+    def diff(self, ref_a: str, ref_b: str, kind: str | None = None) -> Diff:
+        """See :meth:`mlmd_magic.Store.diff`."""
+        with self.recorder.action("DiffRecords", {"ref_a": ref_a, "ref_b": ref_b, "kind": kind}) as act:
+            if kind is None:
+                kind_a, kind_b = self.kind_of(ref_a), self.kind_of(ref_b)
+                if kind_a != kind_b:
+                    raise ValidationError(
+                        f"{ref_a!r} is a {LABEL[kind_a]} and {ref_b!r} a {LABEL[kind_b]}; "
+                        "diff compares records of one kind"
+                    )
+                kind = kind_a
+            kind = normalise_kind(kind)
+            art_a, art_b = self.resolve(kind, ref_a), self.resolve(kind, ref_b)
+            act.inputs += [art_a, art_b]
+            a, b = self.data(kind, art_a), self.data(kind, art_b)
+            act.outcome = "compared"
+            label = "experiment" if kind == "experiments" else "name"
+            return diff_values(f"{a[label]}@{a['version']}", a, f"{b[label]}@{b['version']}", b)
+
+    # ------------------------------------------------------------------ internals: reading
+
+    def _context_id(self, kind: str, name: str) -> int | None:
+        """Id of the context grouping every version of record ``name`` (an indexed lookup, cached)."""
+        return self.recorder.context_id(KIND_TYPES[kind], name)
+
+    def latest(self, kind: str, name: str) -> Any | None:
+        """The latest version of ``name``: two indexed lookups, flat as the store grows.
+
+        A record's context holds its versions (and, for experiments, the data source and
+        scenario versions each one pinned, which are older than it), so the newest artifact
+        attributed to it is the latest version; the full scan below is a fallback for stores
+        where something else attributed newer artifacts to it.
+        """
+        from ml_metadata.metadata_store import metadata_store as ms
+
+        cached = self._latest_seen.get((kind, name))
+        if cached is not None:
+            # Versions only ever grow: probe the unique name of the next one (one indexed
+            # lookup) instead of asking the context again.
+            while True:
+                following = self.mlmd.get_artifact_by_type_and_name(
+                    full(KIND_TYPES[kind]), f"{name}@{cached.properties['version'].int_value + 1}")
+                if following is None:
+                    return cached
+                cached = self._latest_seen[(kind, name)] = following
+        cid = self._context_id(kind, name)
+        if cid is None:
+            return None
+        type_id = self.recorder.types.artifacts[KIND_TYPES[kind]]
+        newest = self.mlmd.get_artifacts_by_context(
+            cid, list_options=ms.ListOptions(limit=3, order_by=ms.OrderByField.ID, is_asc=False))
+        found = next((a for a in newest if a.type_id == type_id), None)
+        if found is None:
+            versions = self.versions(kind, name)
+            found = versions[-1] if versions else None
+        if found is not None:
+            self._latest_seen[(kind, name)] = found
+        return found
+
+    def versions(self, kind: str, name: str) -> builtins.list[Any]:
+        cid = self._context_id(kind, name)
+        if cid is None:
+            return []
+        type_id = self.recorder.types.artifacts[KIND_TYPES[kind]]
+        arts = [a for a in self.mlmd.get_artifacts_by_context(cid) if a.type_id == type_id]
+        return sorted(arts, key=lambda a: a.properties["version"].int_value)
+
+    def resolve(self, kind: str, ref: str) -> Any:
+        parsed = parse_ref(ref, f"{LABEL[kind]} reference")
+        if parsed.version is None:
+            art = self.latest(kind, parsed.name)
+            if art is None:
+                raise NotFoundError(f"no {LABEL[kind]} named {parsed.name!r}{self.suggest(parsed.name, kind)}")
+            return art
+        art = self.mlmd.get_artifact_by_type_and_name(full(KIND_TYPES[kind]), str(parsed))
+        if art is None:
+            latest = self.latest(kind, parsed.name)
+            if latest is None:
+                raise NotFoundError(f"no {LABEL[kind]} named {parsed.name!r}{self.suggest(parsed.name, kind)}")
+            top = latest.properties["version"].int_value
+            raise NotFoundError(
+                f"{LABEL[kind]} {parsed.name!r} has no version {parsed.version}; its versions are 1 to {top}"
+            )
+        return art
+
+    def suggest(self, name: str, kind: str | None = None) -> str:
+        close = difflib.get_close_matches(name, self.names(kind), n=3, cutoff=0.6)
+        if close:
+            return f"; did you mean {' or '.join(repr(c) for c in close)}?"
+        if kind:
+            return f"; see the {LABEL[kind]}s with %mlmd ls {kind} or store.list({kind!r})"
+        return ""
+
+    def data(self, kind: str, art: Any) -> dict[str, Any]:
+        p = art.properties
+        name, version = name_of(art), p["version"].int_value
+        if kind == "experiments":
+            resolved = json.loads(p["resolved"].string_value)
+            return {"experiment": name, "version": version, **resolved}
+        if kind == "scenarios":
+            return {"name": name, "version": version, "model": p["model"].string_value,
+                    "params": json.loads(p["params"].string_value), "description": text(p, "description")}
+        return {
+            "name": name, "version": version, "uri": art.uri, "format": p["format"].string_value,
+            "splits": json.loads(p["splits"].string_value), "label": p["label"].string_value,
+            "features": json.loads(p["features"].string_value),
+            "description": text(p, "description"), "fingerprint": p["fingerprint"].string_value,
+            "examples": json.loads(p["example_counts"].string_value),
+            "label_distribution": json.loads(p["label_distribution"].string_value),
+        }
+
+    def record(self, kind: str, art: Any, status: str) -> Record:
+        p = art.properties
+        extra: dict[str, Any] = {}
+        if kind == "experiments":
+            extra = {"description": text(p, "description"),
+                     "overrides": json.loads(p["overrides"].string_value or "{}")}
+        return Record(
+            kind=kind,
+            name=name_of(art),
+            version=p["version"].int_value,
+            id=art.id,
+            created=created(art),
+            data=self.data(kind, art),
+            status=status,
+            extra=extra,
+        )
+
+    def fetch(self, kind: str, ref: str, action: str) -> Record:
+        with self.recorder.action(action, {"ref": ref}) as act:
+            art = self.resolve(kind, ref)
+            act.inputs.append(art)
+            act.contexts.append((KIND_TYPES[kind], name_of(art)))
+            act.outcome = "fetched"
+            return self.record(kind, art, "fetched")
+
+    # ------------------------------------------------------------------ internals: writing
+
+    def create(self, act: Action, kind: str, name: str, content: dict[str, Any], build: Any) -> Record:
+        """Write ``content`` as a new version of ``name`` unless an identical version exists."""
+        from ml_metadata import errors as mlmd_errors
+        from ml_metadata.proto import metadata_store_pb2 as pb
+
+        type_short = KIND_TYPES[kind]
+        digest = content_hash({"kind": kind, **content})
+        external_id = f"{full(type_short)}:{name}:{digest}"
+        act.contexts.append((type_short, name))
+        with self._record_lock(f"{type_short}:{name}") as locked:  # writers of one name take turns
+            for attempt in range(_CREATE_RETRIES):
+                if attempt:
+                    # another writer took the version number we wanted: back off a random while
+                    time.sleep(random.random() * min(0.002 * attempt, 0.05))
+                cached = self._latest_seen.get((kind, name)) if attempt == 0 and not locked else None
+                # Optimistic first try: the newest version this process saw is usually still the
+                # newest; if not, the unique NAME@N (or external id) makes the write fail, and the
+                # next try looks at the store. Holding the record's lock, others may have written
+                # while we waited for it: one indexed probe of the next name is cheaper than a
+                # write that fails.
+                latest = cached if cached is not None else self.latest(kind, name)
+                existing = [latest] if latest is not None and latest.external_id == external_id else []
+                if latest is not None and not existing and cached is None:
+                    try:  # identical to an older version?
+                        existing = self.mlmd.get_artifacts_by_external_ids([external_id])
+                    except mlmd_errors.NotFoundError:
+                        existing = []
+                if existing:
+                    act.outputs = [existing[0]]
+                    act.state, act.outcome = "CACHED", "unchanged"
+                    self.recorder.commit(act)
+                    return self.record(kind, existing[0], "unchanged")
+                version = latest.properties["version"].int_value + 1 if latest is not None else 1
+                art = pb.Artifact(type_id=self.recorder.types.artifacts[type_short], name=f"{name}@{version}",
+                                  external_id=external_id, state=pb.Artifact.LIVE)
+                set_properties(art, version=version, description=content.get("description") or None)
+                build(art)
+                act.outputs = [art]
+                act.state, act.outcome = "COMPLETE", "created"
+                try:
+                    self.recorder.commit(act)
+                except Conflict:
+                    self.recorder.forget_context(type_short, name)
+                    self._latest_seen.pop((kind, name), None)
+                    continue  # another writer took this version number, or the content exists: look again
+                art.id = act.output_ids[0]
+                # MLMD stamps its own times; the record we return uses ours (no read-back query)
+                art.create_time_since_epoch = int(time.time() * 1000)
+                self._latest_seen[(kind, name)] = art
+                return self.record(kind, art, "created")
+            raise StoreError(
+                f"could not write {LABEL[kind]} {name!r}: other writers kept taking the next version; try again"
+            )
+
+
+_MAX_JSON = 1_000_000
+
+
+def _check_size(value: Any, what: str) -> None:
+    _check_size_text(canonical_json(value), what)
+
+
+def _check_size_text(text: str, what: str) -> None:
+    """Parameters are metadata, not data: keep each record's JSON under a megabyte."""
+    size = len(text)
+    if size > _MAX_JSON:
+        raise ValidationError(
+            f"{what} take {size} characters as JSON, more than {_MAX_JSON}; keep large values in files "
+            "and record their paths")
+
+
+def _check_text(value: object, what: str) -> None:
+    if value is not None and not isinstance(value, str):
+        raise ValidationError(f"{what} must be text, got {type(value).__name__}")
+    if isinstance(value, str) and len(value) > MAX_TEXT:
+        raise ValidationError(f"{what} is longer than {MAX_TEXT} characters; shorten it")
+    if isinstance(value, str) and "\x00" in value:
+        # MLMD's readers end a string at NUL: the rest would be lost without a word
+        raise ValidationError(f"{what} contains a NUL character (\\x00), which the store cannot keep; remove it")
+
+
+def _row_view(kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    if kind == "experiments":
+        return {**data, "name": data["experiment"], "model": data["scenario"]["model"],
+                "datasource": f"{data['datasource']['name']}@{data['datasource']['version']}",
+                "scenario": f"{data['scenario']['name']}@{data['scenario']['version']}"}
+    return data
+
+
+def _list_row(kind: str, data: dict[str, Any], art: Any) -> dict[str, Any]:
+    when = created(art)
+    if kind == "experiments":
+        view = _row_view(kind, data)
+        return {"name": view["name"], "version": data["version"], "datasource": view["datasource"],
+                "scenario": view["scenario"], "model": view["model"],
+                "overrides": text(art.properties, "overrides") or "{}",
+                "params": canonical_json(data["params"]), "created": when}
+    if kind == "scenarios":
+        return {"name": data["name"], "version": data["version"], "model": data["model"],
+                "params": canonical_json(data["params"]), "description": data["description"], "created": when}
+    return {"name": data["name"], "version": data["version"], "format": data["format"], "uri": data["uri"],
+            "splits": ", ".join(f"{k}={v}" for k, v in data["examples"].items()),
+            "label": data["label"], "fingerprint": data["fingerprint"][:12],
+            "description": data["description"], "created": when}
+
+
+_COLUMNS = {
+    "experiments": ["name", "version", "datasource", "scenario", "model", "overrides", "params", "created"],
+    "scenarios": ["name", "version", "model", "params", "description", "created"],
+    "datasources": ["name", "version", "format", "uri", "splits", "label", "fingerprint", "description", "created"],
+}
+
+
+def _frame(kind: str, rows: list[dict[str, Any]]) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame(rows, columns=_COLUMNS[kind])

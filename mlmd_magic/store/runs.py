@@ -1,0 +1,472 @@
+"""Training runs and evaluations on record: the store side of the trainer.
+
+A run is a ``mlmd_magic.Train`` execution: written RUNNING with its INPUT events
+(experiment, data source, scenario), updated each epoch with its progress (a heartbeat),
+and finished COMPLETE with an OUTPUT event to a new ``mlmd_magic.Model`` artifact — or
+CANCELED / FAILED with nothing else written. An identical earlier run (same experiment
+version, data fingerprint, trainer code, builder source and backend) is reused and
+recorded as CACHED. The trainer itself (:mod:`mlmd_magic.trainer`) knows nothing of MLMD.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import socket
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Callable
+
+from ..backend.listing import newest_first, quote
+from ..backend.properties import set_properties, text
+from ..backend.recorder import Action, Recorder
+from ..backend.types import full
+from ..core.values import canonical_json, content_hash, flatten
+from ..errors import MlmdMagicError, NotFoundError, TrainingError, ValidationError
+from .records import Records
+from .results import Evaluation, Run, RunComparison
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["MODEL_COLUMNS", "RUN_COLUMNS", "Runs", "keras_backend"]
+
+RUN_COLUMNS = ["run", "experiment", "state", "model", "task", "device", "epochs", "metrics", "duration_s", "created"]
+MODEL_COLUMNS = ["model", "name", "experiment", "task", "state", "uri", "created"]
+_ID = re.compile(r"[0-9]+")
+
+
+def keras_backend() -> str:
+    """The Keras backend a training here would use (part of a run's cache key)."""
+    return os.environ.get("KERAS_BACKEND", "tensorflow")
+
+
+def _merged_overrides(existing: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    merged: dict[str, Any] = json.loads(canonical_json(existing))
+    for key, value in new.items():
+        merged[key] = value
+    return merged
+
+
+class Runs:
+    """Trains, evaluates, lists and compares runs of one store.
+
+    Parameters
+    ----------
+    records : the store's records (experiments, data sources, scenarios).
+    recorder : the store's action recorder.
+    runs_root : where run folders go (asked each time: settings may change).
+    """
+
+    def __init__(self, records: Records, recorder: Recorder, runs_root: Callable[[], str]) -> None:
+        self.records = records
+        self.recorder = recorder
+        self.runs_root = runs_root
+
+    @property
+    def mlmd(self) -> Any:
+        return self.recorder.mlmd
+
+    def _model_artifact(self, exp_ref: str, execution_id: int, result: Any) -> Any:
+        from ml_metadata.proto import metadata_store_pb2 as pb
+
+        art = pb.Artifact(type_id=self.recorder.types.artifacts["Model"], name=f"{exp_ref}#run-{execution_id}",
+                          uri=result.model_path, state=pb.Artifact.LIVE)
+        signature = {"input_features": result.input_features, "input_dim": result.input_dim, "task": result.task,
+                     "num_classes": result.num_classes}
+        set_properties(art, framework="keras", versions=canonical_json(result.versions),
+                       signature=canonical_json(signature), experiment=exp_ref, task=result.task,
+                       metrics=canonical_json(result.metrics))
+        return art
+
+
+    def _find_cached(self, key: str) -> tuple[Any, Any] | None:
+        from ml_metadata.metadata_store import metadata_store as ms
+        from ml_metadata.proto import metadata_store_pb2 as pb
+
+        options = ms.ListOptions(order_by=ms.OrderByField.ID, is_asc=False, limit=20,
+                                 filter_query=f"type = {quote(full('Train'))} AND "
+                                              f"properties.cache_key.string_value = {quote(key)}")
+        for execution in self.mlmd.get_executions(list_options=options):
+            if execution.last_known_state not in (pb.Execution.COMPLETE, pb.Execution.CACHED):
+                continue
+            outputs = [e.artifact_id for e in self.mlmd.get_events_by_execution_ids([execution.id])
+                       if e.type == pb.Event.OUTPUT]
+            for model in self.mlmd.get_artifacts_by_id(outputs):
+                if model.state == pb.Artifact.LIVE and os.path.exists(model.uri):
+                    return execution, model
+        return None
+
+
+    def train(self, ref: str, *, workdir: str | None, force: bool, callbacks: Sequence[Any] | None,
+              progress: bool, overrides: dict[str, Any]) -> Run:
+        """See :meth:`mlmd_magic.Store.train`."""
+        if overrides:
+            art = self.records.resolve("experiments", ref)
+            p = art.properties
+            ref = self.records.experiment(
+                art.name.rsplit("@", 1)[0], datasource=p["datasource"].string_value,
+                scenario=p["scenario"].string_value,
+                overrides=_merged_overrides(json.loads(p["overrides"].string_value or "{}"), overrides),
+                description=p["description"].string_value if "description" in p else None,
+            ).ref
+        act = Action("Train", {"ref": ref, "workdir": workdir, "force": force, "overrides": overrides})
+        with self.recorder.guard(act):
+            exp_art = self.records.resolve("experiments", ref)
+            params = self.records.data("experiments", exp_art)
+            exp_ref = f"{params['experiment']}@{params['version']}"
+            act.arguments["experiment"] = exp_ref
+            ds_art = self.records.resolve("datasources",
+                                          f"{params['datasource']['name']}@{params['datasource']['version']}")
+            sc_art = self.records.resolve("scenarios", f"{params['scenario']['name']}@{params['scenario']['version']}")
+            from ..trainer import builder_fingerprint, code_version
+
+            model_name = params["scenario"]["model"]
+            try:
+                builder_code = builder_fingerprint(model_name)
+            except ValueError as exc:  # an unknown builder: the trainer says which exist
+                raise TrainingError(f"training {exp_ref} failed: {exc}") from None
+            # No record-name context here: it holds the experiment's versions (Store._latest relies on
+            # that); the run reaches the experiment through its INPUT event.
+            act.inputs += [exp_art, ds_art, sc_art]
+            notes: list[str] = []
+            key = None
+            if builder_code is None:
+                notes.append(f"not cached: the source of model builder {model_name!r} cannot be read, so a later run "
+                             "could not tell whether its code changed; every run of it trains anew")
+            else:
+                key = content_hash({"experiment": exp_art.id,
+                                    "fingerprint": ds_art.properties["fingerprint"].string_value,
+                                    "code": code_version(), "builder": builder_code, "backend": keras_backend()})[:32]
+                act.properties["cache_key"] = key
+            prior = None if force or key is None else self._find_cached(key)
+            if prior is not None:
+                execution, model = prior
+                act.outputs = [model]
+                act.state, act.outcome = "CACHED", f"reused run #{execution.id}"
+                details = json.loads(execution.properties["details"].string_value or "{}")
+                act.properties["details"] = canonical_json({**details, "cached_from": execution.id})
+                self.recorder.commit(act)
+                return self._run_from(act.execution_id or 0, exp_ref, "CACHED", True, model,
+                                 {**details, "cached_from": execution.id})
+            return self._train_now(act, params, exp_ref, workdir, callbacks, progress, notes)
+
+
+    def _train_now(self, act: Action, params: dict[str, Any], exp_ref: str, workdir: str | None,
+                   callbacks: Sequence[Any] | None, progress: bool, notes: list[str]) -> Run:
+        from .. import trainer
+
+        act.state, act.outcome = "RUNNING", "training"
+        act.properties["owner"] = f"{socket.gethostname()}:{os.getpid()}"
+        self.recorder.commit(act)
+        act.inputs_written = True
+        run_dir = workdir or os.path.join(self.runs_root(), exp_ref.replace("@", "-v"), f"run-{act.execution_id}")
+        act.properties["run_dir"] = run_dir
+
+        recorder = self.recorder
+
+        class Heartbeat:
+            def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+                # MLMD stamps the execution's last_update_time: that is the heartbeat
+                act.properties["progress"] = canonical_json({"epoch": epoch + 1, "logs": logs})
+                recorder.commit(act)
+
+        try:
+            result = trainer.train(params, workdir=run_dir, callbacks=[Heartbeat(), *(callbacks or [])],
+                                   progress=progress)
+        except KeyboardInterrupt:
+            act.state, act.outcome = "CANCELED", "canceled"
+            self.recorder.commit(act, error=KeyboardInterrupt("interrupted by the user"))
+            if workdir is None:
+                trainer.cleanup(run_dir)
+            raise
+        except MlmdMagicError:
+            raise
+        except Exception as exc:
+            raise TrainingError(f"training {exp_ref} failed: {type(exc).__name__}: {exc}") from exc
+        model = self._model_artifact(exp_ref, act.execution_id or 0, result)
+        details = {k: v for k, v in result.to_dict().items() if k not in ("model_path",)}
+        if notes:
+            details["notes"] = notes
+        act.outputs = [model]
+        act.state, act.outcome = "COMPLETE", f"trained {result.epochs} epochs"
+        act.properties["details"] = canonical_json(details)
+        self.recorder.commit(act)
+        model.id = act.output_ids[0]
+        return self._run_from(act.execution_id or 0, exp_ref, "COMPLETE", False, model, details)
+
+
+    @staticmethod
+    def _run_from(execution_id: int, exp_ref: str, state: str, cached: bool, model: Any,
+                  details: dict[str, Any]) -> Run:
+        return Run(id=execution_id, experiment=exp_ref, state=state, cached=cached, model_id=model.id,
+                   model_uri=model.uri, metrics=details.get("metrics", {}), history=details.get("history", {}),
+                   details={k: v for k, v in details.items() if k not in ("metrics", "history")})
+
+
+    def resolve_model(self, target: Any) -> Any:
+        """A Model artifact from a :class:`Run`, a model id, ``"model:ID"``, or an experiment ref."""
+        from ml_metadata.metadata_store import metadata_store as ms
+
+        if isinstance(target, Run):
+            target = target.model_id
+        if isinstance(target, str) and _ID.fullmatch(target):
+            target = int(target)
+        if isinstance(target, str) and target.startswith("model:") and _ID.fullmatch(target[6:]):
+            target = int(target[6:])
+        if isinstance(target, str) and target.startswith("run:") and _ID.fullmatch(target[4:]):
+            run = self.train_execution(int(target[4:]))
+            model_id = self.run_links([run])[run.id]["model"]
+            if model_id is None:
+                from ml_metadata.proto import metadata_store_pb2 as pb
+
+                state = pb.Execution.State.Name(run.last_known_state)
+                raise NotFoundError(f"run {run.id} has no model (it is {state}); see %mlmd ls runs")
+            target = model_id
+        if isinstance(target, int) and not isinstance(target, bool):
+            found = self.mlmd.get_artifacts_by_id([target])
+            if not found or found[0].type_id != self.recorder.types.artifacts["Model"]:
+                raise NotFoundError(f"no model with id {target}; see %mlmd ls models")
+            return found[0]
+        if not isinstance(target, str):
+            raise ValidationError(
+                "give a run, a model id, 'model:ID', 'run:ID' or an experiment reference (NAME or NAME@N)")
+        exp = self.records.resolve("experiments", target)
+        exp_ref = str(exp.name)
+        options = ms.ListOptions(order_by=ms.OrderByField.ID, is_asc=False, limit=1,
+                                 filter_query=f"type = {quote(full('Model'))} AND properties.experiment.string_value = "
+                                              f"{quote(exp_ref)} AND state = LIVE")
+        models = self.mlmd.get_artifacts(list_options=options)
+        if not models:
+            raise NotFoundError(f"experiment {exp_ref} has no trained model yet; train it first "
+                                f"(%mlmd train {exp_ref})")
+        return models[0]
+
+
+    def _experiment_of(self, model: Any) -> dict[str, Any]:
+        """The experiment dict a model was trained from."""
+        experiment = self.records.resolve("experiments", text(model.properties, "experiment"))
+        return self.records.data("experiments", experiment)
+
+    def train_execution(self, run_id: int) -> Any:
+        """The ``Train`` execution with id ``run_id``.
+
+        Raises
+        ------
+        NotFoundError
+            When no training run has that id.
+        """
+        found = self.mlmd.get_executions_by_id([run_id])
+        if not found or found[0].type_id != self.recorder.types.executions["Train"]:
+            raise NotFoundError(f"no training run #{run_id}; see %mlmd ls runs")
+        return found[0]
+
+
+    def evaluate(self, target: Any, *, data: Any, slices: Any, thresholds: Any, baseline: Any,
+                 class_names: Sequence[str] | None) -> Evaluation:
+        """See :meth:`mlmd_magic.Store.evaluate`."""
+        from ml_metadata.proto import metadata_store_pb2 as pb
+
+        from ..core import evaluation as ev
+
+        act = Action("Evaluate", {"target": repr(target), "data": data, "slices": slices, "thresholds": thresholds,
+                                   "baseline": repr(baseline)})
+        with self.recorder.guard(act):
+            specs = ev.parse_slices(slices)
+            ev.parse_thresholds(thresholds)  # bad thresholds fail before any model is loaded
+            model = self.resolve_model(target)
+            base_model = self.resolve_model(baseline) if baseline is not None else None
+            params = self._experiment_of(model)
+            signature = json.loads(model.properties["signature"].string_value)
+            ds_art, split = self._evaluation_data(params, data)
+            datasource = self.records.data("datasources", ds_art)
+            ds_params = {k: datasource[k] for k in ("name", "version", "uri", "format", "splits", "label", "features")}
+            columns = tuple(dict.fromkeys(s.feature for s in specs))
+            known = set(datasource["features"]) | {datasource["label"]}
+            for column in columns:
+                if column not in known:
+                    raise ValidationError(
+                        f"cannot slice by {column!r}: data source {datasource['name']}@{datasource['version']} has no "
+                        f"such feature; it has {', '.join(sorted(known))}")
+            from ..trainer import predict
+
+            try:
+                preds = predict({**params, "datasource": ds_params}, model.uri, split, task=signature["task"],
+                                columns=columns)
+                base_scores = None
+                if base_model is not None:
+                    base_params = self._experiment_of(base_model)
+                    base_scores = predict({**base_params, "datasource": ds_params}, base_model.uri, split,
+                                          task=signature["task"]).scores
+            except (OSError, ValueError, KeyError) as exc:
+                raise ValidationError(f"cannot evaluate on {datasource['name']}@{datasource['version']}:{split}: "
+                                      f"{type(exc).__name__}: {exc}") from None
+            result = ev.evaluate_predictions(signature["task"], preds.labels, preds.scores, preds.columns, split=split,
+                                             slices=slices, thresholds=thresholds, baseline_scores=base_scores,
+                                             class_names=class_names)
+            payload = result.to_dict()
+            art = pb.Artifact(type_id=self.recorder.types.artifacts["Evaluation"], state=pb.Artifact.LIVE,
+                              uri=f"{model.uri}#evaluation")
+            set_properties(art, metrics=canonical_json({"metrics": payload["metrics"],
+                                                "baseline_metrics": payload["baseline_metrics"]}),
+                   thresholds=canonical_json(payload["thresholds"]), slices=canonical_json(payload["slices"]),
+                   split=f"{datasource['name']}@{datasource['version']}:{split}",
+                   checks=canonical_json(payload["checks"]))
+            art.custom_properties["blessed"].int_value = int(result.blessed)
+            art.custom_properties["current_model_id"].int_value = model.id
+            if base_model is not None:
+                art.custom_properties["baseline_model_id"].int_value = base_model.id
+            act.inputs += [model] + ([base_model] if base_model is not None else []) + [ds_art]
+            act.outputs = [art]
+            act.outcome = "blessed" if result.blessed else "not blessed"
+            self.recorder.commit(act)
+            return Evaluation(id=act.output_ids[0], model_id=model.id,
+                              baseline_model_id=base_model.id if base_model is not None else None,
+                              blessed=result.blessed, result=result)
+
+
+    def _evaluation_data(self, params: dict[str, Any], data: Any) -> tuple[Any, str]:
+        """``data``: None (test, else eval), a split name, ``"DATASOURCE[@N]:SPLIT"`` or a mapping."""
+        ds_ref = f"{params['datasource']['name']}@{params['datasource']['version']}"
+        split = None
+        if isinstance(data, dict):
+            ds_ref, split = str(data.get("datasource") or ds_ref), data.get("split")
+        elif isinstance(data, str) and ":" in data:
+            ds_ref, split = data.split(":", 1)
+        elif isinstance(data, str):
+            split = data
+        elif data is not None:
+            raise ValidationError("data must be a split name, 'DATASOURCE[@N]:SPLIT' or {datasource: ..., split: ...}")
+        ds_art = self.records.resolve("datasources", ds_ref)
+        splits = json.loads(ds_art.properties["splits"].string_value)
+        if split is None:
+            split = "test" if "test" in splits else "eval" if "eval" in splits else next(iter(splits))
+        if split not in splits:
+            raise ValidationError(f"data source {ds_ref} has no split {split!r}; its splits are {sorted(splits)}")
+        return ds_art, str(split)
+
+
+    def run_links(self, executions: Sequence[Any]) -> dict[int, dict[str, Any]]:
+        """For each ``Train`` execution: the experiment version it trained (from its INPUT event,
+        the one link every face records) and the model it produced (its OUTPUT event).
+
+        Returns ``{execution id: {"experiment": "NAME@N" or "", "model": model id or None}}``;
+        two batched reads whatever the number of runs.
+        """
+        from ml_metadata.proto import metadata_store_pb2 as pb
+
+        links: dict[int, dict[str, Any]] = {e.id: {"experiment": "", "model": None} for e in executions}
+        if not links:
+            return links
+        events = self.mlmd.get_events_by_execution_ids(list(links))
+        inputs: dict[int, list[int]] = {}
+        for event in events:
+            if event.type == pb.Event.OUTPUT:
+                links[event.execution_id]["model"] = event.artifact_id
+            elif event.type == pb.Event.INPUT:
+                inputs.setdefault(event.execution_id, []).append(event.artifact_id)
+        wanted = sorted({a for ids in inputs.values() for a in ids})
+        experiment_type = self.recorder.types.artifacts["Experiment"]
+        names = {a.id: str(a.name) for a in (self.mlmd.get_artifacts_by_id(wanted) if wanted else [])
+                 if a.type_id == experiment_type}
+        for execution_id, ids in inputs.items():
+            found = [names[a] for a in ids if a in names]
+            if found:
+                links[execution_id]["experiment"] = found[0]
+        return links
+
+
+    def table(self, kind: str, predicate: Any, limit: int | None, offset: int) -> pd.DataFrame:
+        """``runs`` or ``models``, newest first, read a page at a time (see :meth:`Store.list`)."""
+        import pandas as pd
+
+        page = 100 if limit is None else min(max(limit + offset, 20), 500)
+        what, short = ("executions", "Train") if kind == "runs" else ("artifacts", "Model")
+        type_id = (self.recorder.types.executions if kind == "runs" else self.recorder.types.artifacts)[short]
+        nodes = newest_first(self.mlmd, what, full(short), type_id, page)
+        rows: list[dict[str, Any]] = []
+        skip = offset
+        while limit is None or len(rows) < limit:
+            batch = list(itertools.islice(nodes, page))
+            if not batch:
+                break
+            for row in (self._run_rows(batch) if kind == "runs" else self._model_rows(batch)):
+                if not predicate(row):
+                    continue
+                if skip:
+                    skip -= 1
+                    continue
+                rows.append(row)
+                if limit is not None and len(rows) >= limit:
+                    break
+            if len(batch) < page:
+                break
+        frame = pd.DataFrame(rows, columns=RUN_COLUMNS if kind == "runs" else MODEL_COLUMNS)
+        if not frame.empty:
+            frame["created"] = pd.to_datetime(frame["created"], unit="ms", utc=True)
+        return frame
+
+    def _run_rows(self, executions: Sequence[Any]) -> list[dict[str, Any]]:
+        from ml_metadata.proto import metadata_store_pb2 as pb
+
+        links = self.run_links(executions)
+        rows = []
+        for e in executions:
+            details = json.loads(text(e.properties, "details") or "{}")
+            metrics = details.get("metrics", {})
+            summary_split = "test" if "test" in metrics else "eval" if "eval" in metrics else None
+            rows.append({
+                "run": e.id,
+                "experiment": links[e.id]["experiment"],
+                "state": pb.Execution.State.Name(e.last_known_state),
+                "model": links[e.id]["model"],
+                "task": details.get("task", ""),
+                "device": details.get("device", ""),
+                "epochs": details.get("epochs"),
+                "metrics": canonical_json(metrics.get(summary_split, {})) if summary_split else "",
+                "duration_s": round(e.properties["duration_s"].double_value, 3) if "duration_s" in e.properties
+                else None,
+                "created": e.create_time_since_epoch,
+            })
+        return rows
+
+    @staticmethod
+    def _model_rows(models: Sequence[Any]) -> list[dict[str, Any]]:
+        from ml_metadata.proto import metadata_store_pb2 as pb
+
+        return [{"model": a.id, "name": a.name, "experiment": text(a.properties, "experiment"),
+                 "task": text(a.properties, "task"), "state": pb.Artifact.State.Name(a.state), "uri": a.uri,
+                 "created": a.create_time_since_epoch} for a in models]
+
+    def compare_runs(self, runs: Sequence[Any]) -> tuple[RunComparison, list[Any]]:
+        """See :meth:`mlmd_magic.Store.compare`; also returns the compared runs' model artifacts."""
+        ids = []
+        for run in runs:
+            raw = getattr(run, "id", run)
+            word = str(raw)
+            word = word[4:] if word.startswith("run:") else word.lstrip("#")
+            if not _ID.fullmatch(word):
+                raise NotFoundError(f"{raw!r} is not a run id (give run ids, run:ID or runs); see %mlmd ls runs")
+            ids.append(int(word))
+        if not ids:
+            raise ValidationError("compare needs at least one run id; see %mlmd ls runs")
+        executions = [self.train_execution(run_id) for run_id in ids]
+        links = self.run_links(executions)
+        infos, flat = [], []
+        for execution in executions:
+            details = json.loads(text(execution.properties, "details") or "{}")
+            exp_ref = links[execution.id]["experiment"]
+            params = self.records.data("experiments", self.records.resolve("experiments", exp_ref)) if exp_ref else {}
+            infos.append({"id": execution.id, "experiment": exp_ref, "history": details.get("history", {}),
+                          "metrics": details.get("metrics", {})})
+            flat.append(flatten({"datasource": f"{params['datasource']['name']}@{params['datasource']['version']}",
+                                 "scenario": f"{params['scenario']['name']}@{params['scenario']['version']}",
+                                 "params": params["params"]} if params else {}))
+        keys = sorted({k for f in flat for k in f})
+        differing = {k: [f.get(k) for f in flat] for k in keys if len({json.dumps(f.get(k)) for f in flat}) > 1}
+        splits = sorted({s for info in infos for s in info["metrics"]})
+        metrics = {s: [info["metrics"].get(s, {}) for info in infos] for s in splits}
+        model_ids = sorted({m for m in (links[e.id]["model"] for e in executions) if m is not None})
+        models = self.mlmd.get_artifacts_by_id(model_ids) if model_ids else []
+        return RunComparison(infos, differing, metrics), list(models)

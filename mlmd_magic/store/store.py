@@ -1,0 +1,491 @@
+"""The ``Store``: one connected MLMD store, and every action a person takes on it.
+
+A thin facade: versioned records live in :mod:`~mlmd_magic.store.records`, trainings and
+evaluations in :mod:`~mlmd_magic.store.runs`, lineage in :mod:`~mlmd_magic.store.lineage`,
+stale-run cleaning in :mod:`~mlmd_magic.store.maintenance`; each action is written by the
+backend's :class:`~mlmd_magic.backend.recorder.Recorder` as one MLMD execution in one
+transaction. Everything returned is plain Python: records, dicts, DataFrames and results.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..backend.connection import Backend, backend_for
+from ..backend.recorder import Recorder
+from ..backend.resilience import ResilientStore
+from ..backend.types import register_types
+from ..backend.uri import StoreURI, parse_uri, resolve_uri
+from ..core import session as _session
+from ..core.query import compile_where
+from ..core.record import Record
+from ..core.values import Diff, normalise_kind
+from ..errors import ValidationError
+from .artifacts import list_nodes
+from .artifacts import types as store_types
+from .lineage import Lineage, lineage, start_artifact
+from .maintenance import reap_stale_runs
+from .options import StoreOptions
+from .records import Records
+from .results import Evaluation, Run, RunComparison
+from .runs import Runs
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["Store", "connect", "default_uri"]
+
+
+def default_uri() -> str:
+    """The URI :func:`connect` opens without one: ``$MLMD_MAGIC_URI``, else ``sqlite:///mlmd.sqlite``."""
+    return resolve_uri(None)
+
+
+def connect(uri: str | None = None, *, options: StoreOptions | None = None) -> Store:
+    """Open the store at ``uri`` (see :func:`mlmd_magic.connect`) with ``options``.
+
+    Raises
+    ------
+    StoreConnectionError
+        When the URI is malformed or the store cannot be opened; the message says what to do.
+    """
+    parsed = parse_uri(resolve_uri(uri))
+    backend = backend_for(parsed)
+    mlmd = ResilientStore(backend.open, can_reconnect=backend.can_reconnect)
+    return Store(mlmd, parsed, backend, options)
+
+
+class Store:
+    """A connected mlmd-magic store. Create one with :func:`mlmd_magic.connect`.
+
+    Example
+    -------
+    >>> import mlmd_magic as mm
+    >>> store = mm.connect("memory://")
+    >>> store.add_scenario("mlp-small", model="mlp", params={"epochs": 10}).ref
+    'mlp-small@1'
+    >>> store.add_scenario("mlp-small", model="mlp", params={"epochs": 10}).status
+    'unchanged'
+    """
+
+    def __init__(self, mlmd_store: Any, uri: StoreURI, backend: Backend, options: StoreOptions | None = None
+                 ) -> None:
+        self._uri = uri
+        self._backend = backend
+        #: settings a person may change (runs folder, stale-run age); shared with the magics
+        self.options = options if options is not None else StoreOptions()
+        self._recorder = Recorder(mlmd_store, register_types(mlmd_store), label=uri.masked())
+        self._records = Records(self._recorder, backend.record_lock)
+        self._runs = Runs(self._records, self._recorder, self.runs_root)
+        #: trainings left RUNNING by a dead kernel, marked FAILED when this store was opened
+        self.reaped_runs = reap_stale_runs(mlmd_store, self.options.stale_after_s())
+
+    # ------------------------------------------------------------------ basics
+
+    @property
+    def uri(self) -> str:
+        """The store's URI with any password masked."""
+        return self._uri.masked()
+
+    @property
+    def scheme(self) -> str:
+        """``"memory"``, ``"sqlite"`` or ``"mysql"``."""
+        return self._uri.scheme
+
+    @property
+    def default_alias(self) -> str:
+        """The name ``%mlmd connect`` gives this store when none is asked for."""
+        return self._backend.default_alias()
+
+    @property
+    def mlmd(self) -> Any:
+        """The underlying ``ml_metadata`` ``MetadataStore``, for plain MLMD code.
+
+        Calls through it are retried on a busy database or a lost MySQL connection.
+        """
+        self._recorder.check_open()
+        return self._recorder.mlmd
+
+    def runs_root(self) -> str:
+        """Where run folders go: :attr:`options` ``runs_dir`` (``$MLMD_MAGIC_RUNS_DIR``), else beside
+        a SQLite store, else ``./mlmd-magic-runs``."""
+        return self.options.runs_dir_or_env() or self._backend.runs_root()
+
+    def close(self) -> None:
+        """Release the connection. The object cannot be used afterwards."""
+        self._recorder.close()
+        self._backend.close()
+
+    @contextlib.contextmanager
+    def unrecorded(self) -> Iterator[Store]:
+        """Reads inside this block (fetch, list, history, diff, lineage, compare) are not recorded.
+
+        For a panel's internal reads — filtering, paging, selecting a row — which are not a
+        person's action. Writes (new versions, trainings, evaluations) are always recorded.
+
+        Example
+        -------
+        >>> import mlmd_magic as mm
+        >>> store = mm.connect("memory://")
+        >>> with store.unrecorded():
+        ...     store.list("scenarios").empty
+        True
+        >>> len(store.mlmd.get_executions())
+        0
+        """
+        with _session.unrecorded_reads():
+            yield self
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = " (closed)" if self._recorder.closed else ""
+        return f"<mlmd_magic.Store {self._uri.masked()}{state}>"
+
+    # ------------------------------------------------------------------ records
+
+    def add_datasource(
+        self,
+        name: str,
+        *,
+        uri: str,
+        format: str,
+        splits: dict[str, str],
+        label: str,
+        description: str | None = None,
+        features: dict[str, Any] | None = None,
+    ) -> Record:
+        """Register a data source, or a new version of it when its content changed.
+
+        Parameters
+        ----------
+        name : the data source's name.
+        uri : the local folder holding the files.
+        format : ``"tfrecord"``, ``"csv"`` or ``"npz"``.
+        splits : split name -> file, glob or folder under ``uri`` (any number of splits).
+        label : the name of the label feature/column/array.
+        description : free text.
+        features : feature schema ``{name: {"dtype": ..., "shape": [...]}}``; inferred from
+            the files when omitted.
+
+        Returns
+        -------
+        Record
+            ``status`` is ``"created"`` for a new version, ``"unchanged"`` when an identical
+            version exists already.
+
+        Raises
+        ------
+        InvalidNameError, DataSourceError, ValidationError
+            For bad arguments or unreadable files (recorded as a FAILED action).
+        StoreError
+            When the store rejects the write.
+        """
+        return self._records.add_datasource(name, uri=uri, format=format, splits=splits, label=label,
+                                            description=description, features=features)
+
+    def add_scenario(
+        self, name: str, *, model: str, params: dict[str, Any], description: str | None = None
+    ) -> Record:
+        """Register a named hyperparameter set for a model builder, or a new version of it.
+
+        Parameters
+        ----------
+        name : the scenario's name.
+        model : the name of the model builder (``"mlp"``, ``"cnn1d"``, or one you registered).
+        params : hyperparameters; values may be numbers, strings, booleans, lists and
+            nested mappings.
+        description : free text.
+
+        Raises
+        ------
+        InvalidNameError, ValidationError
+            For bad arguments (recorded as a FAILED action).
+        StoreError
+            When the store rejects the write.
+        """
+        return self._records.add_scenario(name, model=model, params=params, description=description)
+
+    def experiment(
+        self,
+        name: str,
+        *,
+        datasource: str,
+        scenario: str,
+        overrides: dict[str, Any] | None = None,
+        description: str | None = None,
+    ) -> Record:
+        """Define an experiment: a data source and a scenario (pinned versions) plus overrides.
+
+        ``datasource`` and ``scenario`` are ``NAME`` (pins the current latest version) or
+        ``NAME@N``. Every override key must exist in the scenario's params.
+
+        Raises
+        ------
+        NotFoundError
+            When the data source or scenario does not exist.
+        ValidationError
+            For an unknown override key (the message names the closest one) or a value of
+            the wrong kind.
+        """
+        return self._records.experiment(name, datasource=datasource, scenario=scenario, overrides=overrides,
+                                        description=description)
+
+    def get_experiment(self, ref: str) -> dict[str, Any]:
+        """The resolved run parameters of experiment ``NAME`` (latest) or ``NAME@N``.
+
+        Returns a plain, JSON-serialisable dict that any trainer can take::
+
+            {"experiment": str, "version": int,
+             "datasource": {"name", "version", "uri", "format", "splits", "label", "features"},
+             "scenario": {"name", "version", "model"},
+             "params": {...scenario params with overrides applied...}}
+
+        Raises
+        ------
+        NotFoundError
+            When no such experiment (or version) exists; the message suggests close names.
+        """
+        return self._records.get_experiment(ref)
+
+    def get_datasource(self, ref: str) -> dict[str, Any]:
+        """The data source ``NAME`` or ``NAME@N`` as a plain dict (see :meth:`get_experiment`)."""
+        return self._records.get_datasource(ref)
+
+    def get_scenario(self, ref: str) -> dict[str, Any]:
+        """The scenario ``NAME`` or ``NAME@N`` as a plain dict (see :meth:`get_experiment`)."""
+        return self._records.get_scenario(ref)
+
+    def get(self, ref: str, kind: str | None = None) -> Record:
+        """One record as a :class:`Record` (with its HTML repr); ``kind`` when a name is ambiguous."""
+        return self._records.get(ref, kind)
+
+    def kind_of(self, ref: str) -> str:
+        """Which kind of record ``ref`` names.
+
+        Raises
+        ------
+        NotFoundError
+            When no record of any kind has that name.
+        AmbiguousRefError
+            When several kinds have that name (pass ``kind=`` then).
+        """
+        return self._records.kind_of(ref)
+
+    def names(self, kind: str | None = None) -> builtins.list[str]:
+        """Sorted record names (of one kind, or of all kinds), e.g. for tab completion."""
+        return self._records.names(kind)
+
+    def export(self, ref: str, kind: str | None = None) -> dict[str, Any]:
+        """A record as a plain spec (``kind``, ``name`` and what defines it), which
+        :meth:`import_records` turns back into the same record in any store.
+
+        The ``mlmd-magic export`` command writes it as YAML.
+
+        Raises
+        ------
+        NotFoundError, AmbiguousRefError
+            When ``ref`` names no record, or records of several kinds (pass ``kind``).
+        """
+        return self._records.export(ref, kind)
+
+    def import_records(self, specs: Sequence[Any], where: str = "the records") -> builtins.list[Record]:
+        """Register each spec (as :meth:`export` writes them), in order; each is one action.
+
+        Identical records already in the store come back ``unchanged``; changed ones become new
+        versions.
+
+        Raises
+        ------
+        ValidationError
+            When a spec lacks ``kind`` and ``name`` or holds unknown keys (naming which spec).
+        """
+        return self._records.import_records(specs, where)
+
+    def add(self, kind: str, name: str, spec: Any, where: str = "the cell body") -> Record:
+        """Register (or version) a record of ``kind`` from a spec: the keys of a ``%%datasource``,
+        ``%%scenario`` or ``%%experiment`` body (see :mod:`mlmd_magic.core.specs`).
+
+        Raises
+        ------
+        ValidationError
+            For unknown or missing keys (naming ``where``), and whatever the record's own
+            ``add_*`` call raises.
+        """
+        return self._records.add(kind, name, spec, where)
+
+    def history(self, ref: str, kind: str | None = None) -> pd.DataFrame:
+        """Every version of a record, oldest first, as a DataFrame."""
+        return self._records.history(ref, kind)
+
+    def diff(self, ref_a: str, ref_b: str, kind: str | None = None) -> Diff:
+        """What differs, key by key, between two versions or two records of the same kind.
+
+        >>> import mlmd_magic as mm
+        >>> s = mm.connect("memory://")
+        >>> _ = s.add_scenario("a", model="mlp", params={"epochs": 10, "lr": 0.1})
+        >>> _ = s.add_scenario("a", model="mlp", params={"epochs": 5, "lr": 0.1})
+        >>> print(s.diff("a@1", "a@2"))
+        --- a@1
+        +++ a@2
+        params.epochs  10 -> 5
+        version        1 -> 2
+        """
+        return self._records.diff(ref_a, ref_b, kind)
+
+    # ------------------------------------------------------------------ training and evaluation
+
+    def train(
+        self,
+        ref: str,
+        *,
+        workdir: str | None = None,
+        force: bool = False,
+        callbacks: Sequence[Any] | None = None,
+        progress: bool = True,
+        **overrides: Any,
+    ) -> Run:
+        """Train experiment ``NAME`` (latest) or ``NAME@N`` with the Keras trainer, on record.
+
+        ``overrides`` (e.g. ``epochs=3``) first define a new experiment version with them
+        merged into the experiment's overrides, exactly as :meth:`experiment` would. A run
+        identical to an earlier one (same experiment version, data fingerprint, trainer
+        code and Keras backend) is not repeated: it is recorded as CACHED and returns the
+        earlier model, unless ``force``. The model is saved under ``workdir`` (default:
+        ``$MLMD_MAGIC_RUNS_DIR``, else ``mlmd-magic-runs/`` beside a SQLite store).
+
+        Raises
+        ------
+        NotFoundError
+            When the experiment does not exist.
+        TrainingError
+            When the trainer fails (recorded FAILED); KeyboardInterrupt is recorded CANCELED
+            and re-raised, with no model left behind.
+        """
+        return self._runs.train(ref, workdir=workdir, force=force, callbacks=callbacks, progress=progress,
+                                overrides=overrides)
+
+    def evaluate(
+        self,
+        run_or_model: Any,
+        *,
+        data: Any = None,
+        slices: Sequence[Any] | None = None,
+        thresholds: Sequence[Any] | None = None,
+        baseline: Any = None,
+        class_names: Sequence[str] | None = None,
+    ) -> Evaluation:
+        """Evaluate a model on slices of data, check thresholds, and record the verdict.
+
+        Parameters
+        ----------
+        run_or_model : a :class:`Run`, a model id, ``"model:ID"``, or an experiment reference
+            (its latest trained model).
+        data : a split name (default ``test``, else ``eval``), ``"DATASOURCE[@N]:SPLIT"`` or
+            ``{"datasource": ..., "split": ...}``.
+        slices, thresholds : see :mod:`mlmd_magic.evaluation`.
+        baseline : the model to compare against (same forms as ``run_or_model``).
+        class_names : names of classes 0..K-1 for per-class metrics (``recall_T21``).
+
+        The ``mlmd_magic.Evaluation`` artifact carries the verdict as TFX does: custom
+        properties ``blessed`` (1/0), ``current_model_id`` and ``baseline_model_id``.
+        """
+        return self._runs.evaluate(run_or_model, data=data, slices=slices, thresholds=thresholds,
+                                   baseline=baseline, class_names=class_names)
+
+    # ------------------------------------------------------------------ listings and lineage
+
+    def types(self) -> builtins.list[dict[str, Any]]:
+        """Every artifact, execution and context type in the store (``kind``, ``name``, and
+        ``ours`` for ``mlmd_magic.*``), other tools' included."""
+        self._recorder.check_open()
+        return store_types(self._recorder.mlmd)
+
+    def list(
+        self,
+        kind: str,
+        where: str | None = None,
+        limit: int | None = None,
+        *,
+        all_versions: bool = False,
+        offset: int = 0,
+        type: str | None = None,
+    ) -> pd.DataFrame:
+        """A table of records: one row per name (its latest version) unless ``all_versions``.
+
+        Parameters
+        ----------
+        kind : ``"datasources"``, ``"scenarios"``, ``"experiments"``, ``"runs"`` or ``"models"``.
+        where : a filter on names and values, e.g. ``"name ~ 't21-*' and epochs >= 5"``
+            (see :mod:`mlmd_magic.core.query` for the grammar).
+        limit : at most this many rows.
+        offset : skip this many matching rows first (pages of a listing).
+        type : for ``"artifacts"`` and ``"executions"``: the MLMD type to list, any tool's
+            (e.g. TFX's ``"Examples"``).
+
+        Raises
+        ------
+        ValidationError
+            For an unknown kind, a bad filter or a bad limit.
+        """
+        with self._recorder.action("ListRecords", {"kind": kind, "where": where, "limit": limit, "offset": offset,
+                                                   "all_versions": all_versions}) as act:
+            if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+                raise ValidationError(f"limit must be a positive whole number, got {limit!r}")
+            if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+                raise ValidationError(f"offset must be a whole number >= 0, got {offset!r}")
+            predicate = compile_where(where)
+            lowered = kind.lower() if isinstance(kind, str) else ""
+            if lowered in ("runs", "run", "models", "model"):
+                frame = self._runs.table(lowered.rstrip("s") + "s", predicate, limit, offset)
+            elif lowered in ("artifacts", "executions"):
+                if not isinstance(type, str) or not type:
+                    raise ValidationError(f"list({lowered!r}) needs type=..., e.g. type='Examples'; "
+                                          "%mlmd types lists the store's types")
+                frame = list_nodes(self._recorder.mlmd, lowered, type, predicate, limit, offset)
+            else:
+                kind = normalise_kind(kind)
+                frame = self._records.table(kind, lambda row: predicate(row), limit, offset, all_versions)
+            act.outcome = f"{len(frame)} rows"
+            return frame
+
+    def lineage(self, target: Any, kind: str | None = None) -> Lineage:
+        """The lineage graph around a record, ``model:ID``, ``run:ID`` or an artifact id: data files,
+        records, runs, models and evaluations, drawn as SVG in notebooks and as text elsewhere.
+
+        Raises
+        ------
+        NotFoundError
+            When nothing in the store answers to ``target`` (the message names it).
+        ValidationError
+            When ``target`` is not one of the forms above.
+        """
+        with self._recorder.action("ShowLineage", {"target": str(target), "kind": kind}) as act:
+            start = start_artifact(self._records, self._runs, target, kind)
+            act.inputs.append(start)
+            graph = lineage(self._recorder.mlmd, start)
+            act.outcome = f"{len(graph.nodes)} nodes"
+            return graph
+
+    def compare(self, runs: Sequence[Any]) -> RunComparison:
+        """Training runs side by side: the parameters that differ, metrics per split, curves.
+
+        ``runs`` are run ids, ``"run:ID"`` strings or :class:`~mlmd_magic.Run` objects.
+
+        Raises
+        ------
+        NotFoundError
+            When a run does not exist (the message names it).
+        """
+        with self._recorder.action("CompareRuns", {"runs": [str(getattr(r, "id", r)) for r in runs]}) as act:
+            comparison, models = self._runs.compare_runs(runs)
+            act.inputs += models
+            act.outcome = f"{len(comparison.runs)} runs"
+            return comparison
