@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import mlmd_magic as mm
-from mlmd_magic._datafiles import write_tfrecord
+from mlmd_magic.core.datafiles import write_tfrecord
 
 MYSQL_BASE = os.environ.get("MLMD_MAGIC_TEST_MYSQL", "mysql://mlmd_magic_test@127.0.0.1:3306")
 MYSQL_PASSWORD = os.environ.get("MLMD_MAGIC_TEST_MYSQL_PASSWORD", "Tst-pw_9d2f!x")
@@ -33,7 +33,7 @@ def _mysql_required() -> bool:
 
 
 def _server_params() -> dict[str, Any]:
-    from mlmd_magic._uri import parse_uri
+    from mlmd_magic.backend.uri import parse_uri
 
     parsed = parse_uri(MYSQL_BASE.rstrip("/") + "/probe")
     return {"host": parsed.host, "port": parsed.port, "user": parsed.user, "password": MYSQL_PASSWORD}
@@ -104,12 +104,13 @@ def ip() -> Iterator[Any]:
     """A real IPython InteractiveShell with the extension loaded; unloaded and reset afterwards."""
     from IPython.core.interactiveshell import InteractiveShell
 
-    from mlmd_magic._registry import REGISTRY
+    from mlmd_magic.faces.registry import REGISTRY
 
     shell = InteractiveShell.instance()
     shell.run_line_magic("load_ext", "mlmd_magic")
     yield shell
     shell.run_line_magic("unload_ext", "mlmd_magic")
+    shell.config.pop("MlmdMagics", None)  # %config values of one test are not the next one's
     REGISTRY.reset()
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import mlmd_magic as mm
-from mlmd_magic._uri import parse_uri
+from mlmd_magic.backend.uri import parse_uri
 
 from .conftest import MYSQL_BASE, MYSQL_PASSWORD
 
@@ -152,7 +152,7 @@ def _free_port() -> int:
 
 
 def test_caching_sha2_advice_names_the_fix() -> None:
-    from mlmd_magic._connection import _caching_sha2_advice
+    from mlmd_magic.backend.connection import _caching_sha2_advice
 
     advice = _caching_sha2_advice(parse_uri("mysql://alice@db/x"))
     assert "mysql_native_password" in advice and "ALTER USER 'alice'" in advice

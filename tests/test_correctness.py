@@ -50,9 +50,9 @@ def test_runs_from_cells_keep_their_experiment(ip: InteractiveShell, trained: mm
     run(ip, f"%mlmd connect {trained.uri}")
     run(ip, "%mlmd train e --quiet")
     run(ip, "%mlmd train e --quiet --set epochs=2")
-    table = run(ip, "%mlmd ls runs")
-    assert list(table["experiment"]) == ["e@1", "e@2"]
-    comparison = run(ip, f"%mlmd compare {' '.join(str(r) for r in table['run'])}")
+    table = run(ip, "%mlmd ls runs")  # newest first
+    assert list(table["experiment"]) == ["e@2", "e@1"]
+    comparison = run(ip, f"%mlmd compare {' '.join(str(r) for r in reversed(list(table['run'])))}")
     assert [r["experiment"] for r in comparison.runs] == ["e@1", "e@2"]
     assert comparison.params == {"params.epochs": [1, 2]}
 

@@ -8,7 +8,7 @@ import numpy as np
 
 import mlmd_magic as mm
 from mlmd_magic import datasets
-from mlmd_magic._datafiles import iter_tfrecord, parse_example
+from mlmd_magic.core.datafiles import iter_tfrecord, parse_example
 
 
 def _read(path: Path) -> list[dict[str, tuple[str, list[object]]]]:

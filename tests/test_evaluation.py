@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mlmd_magic.errors import ValidationError
-from mlmd_magic.evaluation import _auc, compute_metrics, evaluate_predictions
+from mlmd_magic.evaluation import compute_metrics, evaluate_predictions
 
 FF = np.array([0.02, 0.03, 0.05, 0.06, 0.07, 0.09, 0.12, 0.15])
 LABELS = np.array([0, 1, 0, 1, 1, 0, 1, 0])
@@ -23,8 +23,8 @@ def test_auc_matches_pairwise_definition() -> None:
     s = np.round(rng.random(60), 1)  # ties on purpose
     pairs = [(i, j) for i, j in itertools.product(range(60), range(60)) if y[i] == 1 and y[j] == 0]
     expected = sum(1.0 if s[i] > s[j] else 0.5 if s[i] == s[j] else 0.0 for i, j in pairs) / len(pairs)
-    assert _auc(y, s) == pytest.approx(expected)
-    assert math.isnan(_auc(np.zeros(3), np.ones(3)))
+    assert compute_metrics("binary", y, s)["auc"] == pytest.approx(expected)
+    assert math.isnan(compute_metrics("binary", np.zeros(3), np.ones(3))["auc"])
 
 
 def test_metrics_by_task() -> None:

@@ -183,7 +183,7 @@ class MagicFace:
         return _import_lines(repr(message))
 
     def close(self) -> None:
-        from mlmd_magic._registry import REGISTRY
+        from mlmd_magic.faces.registry import REGISTRY
 
         self.ip.run_line_magic("unload_ext", "mlmd_magic")
         REGISTRY.reset()
@@ -405,13 +405,13 @@ def test_core_flows_through_every_face(face_name: str, nipt: dict[str, Any], tmp
         assert evaluation["baseline_model"] == first["model"]
         assert list(evaluation["metrics"]) == ["overall", "ff_low", "ff_high"]
         # listings: every run knows its experiment, whichever face started it
-        runs = via("ls").ls("runs")
+        runs = via("ls").ls("runs")  # newest first
         assert [(r["experiment"], r["state"]) for r in runs] == [
-            ("t21@1", "COMPLETE"), ("t21@1", "CACHED"), ("t21@2", "COMPLETE")]
-        assert [r["model"] for r in runs] == [first["model"], first["model"], second["model"]]
+            ("t21@2", "COMPLETE"), ("t21@1", "CACHED"), ("t21@1", "COMPLETE")]
+        assert [r["model"] for r in runs] == [second["model"], first["model"], first["model"]]
         models = via("ls").ls("models")
-        assert [(m["model"], m["experiment"]) for m in models] == [(first["model"], "t21@1"),
-                                                                  (second["model"], "t21@2")]
+        assert [(m["model"], m["experiment"]) for m in models] == [(second["model"], "t21@2"),
+                                                                  (first["model"], "t21@1")]
         assert [(e["name"], e["version"]) for e in via("ls").ls("experiments")] == [("t21", 2)]
         # compare
         comparison = via("compare").compare([first["run"], second["run"]])

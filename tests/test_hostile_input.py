@@ -14,7 +14,7 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
 import mlmd_magic as mm
-from mlmd_magic._registry import REGISTRY
+from mlmd_magic.faces.registry import REGISTRY
 
 CASES = settings(max_examples=2000, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 

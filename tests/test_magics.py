@@ -11,7 +11,7 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from mlmd_magic._registry import REGISTRY
+from mlmd_magic.faces.registry import REGISTRY
 
 
 def run(ip: InteractiveShell, source: str) -> Any:
@@ -213,7 +213,7 @@ def test_scenario_body_without_params_key(ip: InteractiveShell) -> None:
 
 
 def test_help_documents_every_subcommand(ip: InteractiveShell, capsys: pytest.CaptureFixture[str]) -> None:
-    from mlmd_magic._commands import COMMANDS
+    from mlmd_magic.faces.commands import COMMANDS
 
     doc = ip.find_line_magic("mlmd").__doc__
     for name in COMMANDS:

@@ -9,7 +9,7 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
 from mlmd_magic import datasets
-from mlmd_magic._registry import REGISTRY
+from mlmd_magic.faces.registry import REGISTRY
 
 from .test_magics import run
 
@@ -56,7 +56,7 @@ def test_train_and_evaluate_from_cells(ip: InteractiveShell, tmp_path: Path,
     failing = run(ip, f"%mlmd evaluate t21 --spec {spec} --data eval")
     assert not failing.blessed and "NOT BLESSED" in repr(failing)
 
-    assert list(run(ip, "%mlmd ls runs")["state"]) == ["COMPLETE", "COMPLETE", "CACHED"]
+    assert list(run(ip, "%mlmd ls runs")["state"]) == ["CACHED", "COMPLETE", "COMPLETE"]  # newest first
     assert len(run(ip, "%mlmd ls models")) == 2
     store = REGISTRY.current().store
     sources = [e.properties["source"].string_value for e in store.mlmd.get_executions_by_type("mlmd_magic.Evaluate")]

@@ -9,8 +9,8 @@ import pytest
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 import mlmd_magic as mm
-from mlmd_magic._secrets import redact
-from mlmd_magic._session import action_context
+from mlmd_magic.core.secrets import redact
+from mlmd_magic.core.session import action_context
 
 
 def _executions(store: mm.Store) -> list[tuple[str, int, pb.Execution]]:
@@ -90,7 +90,7 @@ def test_redact(text: str, expected: str) -> None:
 
 
 def test_known_secrets_are_masked_everywhere() -> None:
-    from mlmd_magic import _secrets
+    from mlmd_magic.core import secrets as _secrets
 
     _secrets.remember("zz-unusual-secret-zz")
     assert redact("it was zz-unusual-secret-zz all along") == "it was *** all along"

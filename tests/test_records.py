@@ -172,16 +172,17 @@ def test_list_where_limit_and_versions(store: mm.Store, tfrecord_dir: Path) -> N
     for i, epochs in enumerate([3, 5, 8]):
         store.experiment(f"t21-{i}", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": epochs})
     store.experiment("t21-0", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 4})
-    table = store.list("experiments")  # newest name first, its latest version
-    assert list(table["name"]) == ["t21-2", "t21-1", "t21-0"]
-    assert list(table["version"]) == [1, 1, 2]
+    table = store.list("experiments")  # the most recently changed first, each at its latest version
+    assert list(table["name"]) == ["t21-0", "t21-2", "t21-1"]
+    assert list(table["version"]) == [2, 1, 1]
     assert len(store.list("experiments", all_versions=True)) == 4
-    assert list(store.list("experiments", all_versions=True)["version"]) == [1, 1, 2, 1]
+    assert list(store.list("experiments", all_versions=True)["version"]) == [2, 1, 1, 1]
     assert list(store.list("experiments", where="epochs >= 5")["name"]) == ["t21-2", "t21-1"]
     assert list(store.list("experiments", where="name ~ 't21-*' and params.epochs < 5")["name"]) == ["t21-0"]
-    assert list(store.list("experiments", where="model == mlp", limit=2)["name"]) == ["t21-2", "t21-1"]
+    assert list(store.list("experiments", where="model == mlp", limit=2)["name"]) == ["t21-0", "t21-2"]
+    assert list(store.list("experiments", where="model == mlp", limit=2, offset=2)["name"]) == ["t21-1"]
     assert list(store.list("exp", where="optimizer.name == 'adam' or epochs == 8")["name"]) == [
-        "t21-2", "t21-1", "t21-0"]
+        "t21-0", "t21-2", "t21-1"]
     assert store.list("datasources").loc[0, "splits"] == "eval=15, test=10, train=50"
     with pytest.raises(mm.ValidationError, match="unknown record kind"):
         store.list("widgets")
@@ -265,12 +266,3 @@ def test_store_readable_by_plain_mlmd(tmp_path: Path, tfrecord_dir: Path) -> Non
         (session,) = [c for c in plain.get_contexts_by_execution(e.id) if c.type == "mlmd_magic.NotebookSession"]
         assert session.properties["user"].string_value and session.properties["host"].string_value
         assert "ml-metadata" in json.loads(session.properties["versions"].string_value)
-
-
-def test_the_scenario_digest_shortcut_equals_the_content_hash() -> None:
-    from mlmd_magic._records import canonical_json, content_hash
-    from mlmd_magic.store import _scenario_digest
-
-    params = {"b": [1, 2.5, "ü"], "a": {"z": None, "y": True}}
-    content = {"kind": "scenarios", "model": "mlp", "params": params, "description": "naïve \"quote\""}
-    assert _scenario_digest("mlp", canonical_json(params), 'naïve "quote"') == content_hash(content)

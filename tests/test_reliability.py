@@ -91,7 +91,6 @@ def test_a_killed_mysql_connection_is_reopened(mysql_uri: str) -> None:
             cur.execute(f"KILL CONNECTION {int(conn_id)}")
     admin.close()
     assert store.add_scenario("s", model="mlp", params={"a": 2}).version == 2  # "server has gone away" survived
-    assert store._writer.reconnects == 1  # the action went through the direct writer, which reconnected
     assert len(store.mlmd.get_executions_by_type("mlmd_magic.AddScenario")) == 2
     assert store.mlmd.reconnects == 1  # and so did MLMD's connection, on its next call
 
@@ -112,7 +111,6 @@ def test_a_mariadb_restart_between_two_cells_is_survived(mysql_uri: str) -> None
                    check=True, timeout=60)
     _wait_port(open_=True)
     assert store.add_scenario("s", model="mlp", params={"a": 2}).version == 2
-    assert store._writer.reconnects == 1
     assert store.get_scenario("s")["version"] == 2
     assert store.mlmd.reconnects == 1
 
@@ -183,7 +181,7 @@ def test_a_stale_heartbeat_elsewhere_is_marked_failed(tmp_path: Path, monkeypatc
     """A run recorded by 0.1, which kept its heartbeat in the heartbeat_ms property."""
     uri = f"sqlite:///{tmp_path}/stale.sqlite"
     store = mm.connect(uri)
-    et = store._types.executions["Train"]
+    et = store.mlmd.get_execution_type("mlmd_magic.Train").id
     execution = pb.Execution(type_id=et, last_known_state=pb.Execution.RUNNING)
     execution.properties["owner"].string_value = "other-host:123"
     execution.properties["heartbeat_ms"].int_value = int((time.time() - 7200) * 1000)
@@ -198,7 +196,8 @@ def test_a_run_that_stops_updating_is_marked_failed(tmp_path: Path, monkeypatch:
     """The heartbeat is the execution's last update, which MLMD stamps on every per-epoch write."""
     uri = f"sqlite:///{tmp_path}/quiet.sqlite"
     store = mm.connect(uri)
-    execution = pb.Execution(type_id=store._types.executions["Train"], last_known_state=pb.Execution.RUNNING)
+    execution = pb.Execution(type_id=store.mlmd.get_execution_type("mlmd_magic.Train").id,
+                             last_known_state=pb.Execution.RUNNING)
     execution.properties["owner"].string_value = "other-host:123"
     (eid,) = store.mlmd.put_executions([execution])
     monkeypatch.setenv("MLMD_MAGIC_STALE_RUN_AFTER_S", "1")
@@ -257,12 +256,14 @@ def test_an_mlmd_schema_mismatch_gets_a_clear_message(tmp_path: Path) -> None:
 
 def test_a_retry_after_a_lost_answer_records_once(mem_store: mm.Store) -> None:
     """The commit succeeds but its answer is lost: the retry finds the execution by its external id."""
-    from mlmd_magic.store import _Action
+    from mlmd_magic.backend.recorder import Action, Recorder
+    from mlmd_magic.backend.types import register_types
 
-    act = _Action("AddScenario", {"name": "s"})
-    mem_store._commit(act)
+    recorder = Recorder(mem_store.mlmd, register_types(mem_store.mlmd))
+    act = Action("AddScenario", {"name": "s"})
+    recorder.commit(act)
     first = act.execution_id
     act.committed, act.execution_id = False, None  # as if put_execution's reply never arrived
-    mem_store._commit(act)
+    recorder.commit(act)
     assert act.committed and act.execution_id == first
     assert len(mem_store.mlmd.get_executions_by_type("mlmd_magic.AddScenario")) == 1

@@ -11,7 +11,7 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
-from mlmd_magic._registry import REGISTRY
+from mlmd_magic.faces.registry import REGISTRY
 
 from .conftest import MYSQL_PASSWORD, _server_params
 

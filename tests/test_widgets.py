@@ -124,7 +124,7 @@ def test_compare_and_lineage(store: mm.Store, tmp_path: Path, monkeypatch: pytes
 def test_panels_from_magics(store: mm.Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from IPython.core.interactiveshell import InteractiveShell
 
-    from mlmd_magic._registry import REGISTRY
+    from mlmd_magic.faces.registry import REGISTRY
 
     ip = InteractiveShell.instance()
     ip.run_line_magic("load_ext", "mlmd_magic")
