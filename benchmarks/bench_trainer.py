@@ -22,7 +22,7 @@ def _hand_written_fit(params: dict[str, Any]) -> float:
     import keras
     import tensorflow as tf
 
-    from mlmd_magic._datafiles import resolve_split
+    from mlmd_magic.core.datafiles import resolve_split
     from mlmd_magic.trainer._builders import OutputSpec, mlp
 
     p, ds = params["params"], params["datasource"]
