@@ -22,7 +22,7 @@ from .errors import StoreConnectionError
 if TYPE_CHECKING:
     from ._mysql_writer import MySQLActionWriter
 
-_DB_NAME_RE = re.compile(r"^[A-Za-z0-9_$-]{1,64}$")
+_DB_NAME_RE = re.compile(r"[A-Za-z0-9_$-]{1,64}")  # fullmatch: "$" would accept a final newline
 _RETRYABLE_OPEN = ("locked", "busy", "already exists", "aborted", "unique constraint", "subset of tables",
                    "retry the connection", "retry connection", "deadlock", "duplicate")
 
@@ -194,7 +194,7 @@ def _check_mysql_server(uri: StoreURI, password: str | None) -> Any:
     """
     import pymysql
 
-    if not _DB_NAME_RE.match(uri.database):
+    if not _DB_NAME_RE.fullmatch(uri.database):
         raise StoreConnectionError(
             f"invalid MySQL database name {uri.database!r}: use 1-64 letters, digits, '_', '$' or '-'"
         )

@@ -101,7 +101,7 @@ class MlmdMagics(Magics):
     def _record_cell(self, kind: str, line: str, cell: str) -> Any:
         try:
             words = line.split()
-            if len(words) == 1 and NAME_RE.match(words[0]):  # the common "%%scenario NAME": no parser needed
+            if len(words) == 1 and NAME_RE.fullmatch(words[0]):  # the common "%%scenario NAME": no parser needed
                 args = argparse.Namespace(name=words[0], output=None, run=False)
             else:
                 args = _cell_parser(kind).parse_args(shlex.split(line))

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ._names import is_number
 from ._records import canonical_json, content_hash
 from ._types import full
 from .errors import MlmdMagicError, NotFoundError, ValidationError
@@ -234,11 +235,11 @@ def resolve_model(store: Store, target: Any) -> Any:
 
     if isinstance(target, Run):
         target = target.model_id
-    if isinstance(target, str) and target.isdigit():
+    if isinstance(target, str) and is_number(target):
         target = int(target)
-    if isinstance(target, str) and target.startswith("model:") and target[6:].isdigit():
+    if isinstance(target, str) and target.startswith("model:") and is_number(target[6:]):
         target = int(target[6:])
-    if isinstance(target, str) and target.startswith("run:") and target[4:].isdigit():
+    if isinstance(target, str) and target.startswith("run:") and is_number(target[4:]):
         from ml_metadata.proto import metadata_store_pb2 as pb
 
         outputs = [e.artifact_id for e in store.mlmd.get_events_by_execution_ids([int(target[4:])])

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from .._names import is_number
 from .._records import flatten
 from ..errors import NotFoundError
 from ..store import Store
@@ -82,7 +83,7 @@ def compare(store: Store, runs: list[Any]) -> RunComparison:
         raw = getattr(run, "id", run)
         text = str(raw)
         text = text[4:] if text.startswith("run:") else text.lstrip("#")
-        if not text.isdigit():
+        if not is_number(text):
             raise NotFoundError(f"{raw!r} is not a run id; see %mlmd ls runs")
         ids.append(int(text))
     executions = {e.id: e for e in store.mlmd.get_executions_by_id(ids)}
