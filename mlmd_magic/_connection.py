@@ -246,7 +246,8 @@ def _pymysql_params(uri: StoreURI, password: str | None) -> dict[str, Any]:
         ssl = {v: opts[k] for k, v in ssl_keys.items() if k in opts}
         if "ssl_verify" in opts:
             ssl["check_hostname"] = opts["ssl_verify"].lower() in ("1", "true", "yes")
-    return {"host": uri.host, "port": uri.port, "user": uri.user, "password": password or "",
+    # pymysql would encode a str password as Latin-1; the server and MLMD's client use UTF-8
+    return {"host": uri.host, "port": uri.port, "user": uri.user, "password": (password or "").encode("utf-8"),
             "unix_socket": opts.get("socket"), "ssl": ssl, "connect_timeout": 10}
 
 

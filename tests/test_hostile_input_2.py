@@ -5,15 +5,24 @@ dotted parameter keys, read-only / damaged / deleted SQLite files, and smaller o
 
 from __future__ import annotations
 
+import logging
+import os
+import re
 import time
+import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import quote
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import mlmd_magic as mm
 from mlmd_magic import _secrets
 from mlmd_magic._names import parse_ref
+
+from .conftest import DB_PREFIX, _created_dbs, _server_params
 
 SOME = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 
@@ -79,3 +88,104 @@ def test_a_version_in_other_digits_is_a_validation_error(mem_store: mm.Store, re
         mem_store.get_scenario(ref)
     with pytest.raises(mm.InvalidNameError):
         mem_store.evaluate(f"model:{ref[4:]}")
+
+
+# ---------------------------------------------------------------- 1: escaped passwords in logs
+
+passwords = st.text(alphabet=st.sampled_from(list("aZ9 '\"\\\t\n\x01\x7fü€😀ß%#?/@:;,&=")), min_size=1, max_size=24)
+
+
+def _config_texts(password: str) -> list[str]:
+    from google.protobuf import text_format
+    from ml_metadata.proto import metadata_store_pb2 as pb
+
+    config = pb.ConnectionConfig()
+    config.mysql.host, config.mysql.user, config.mysql.database = "127.0.0.1", "alice", "nipt"
+    config.mysql.password = password
+    return [str(config), repr(config), text_format.MessageToString(config),
+            text_format.MessageToString(config, as_utf8=True), text_format.MessageToString(config, as_one_line=True),
+            text_format.MessageToString(config, as_one_line=True, as_utf8=True)]
+
+
+@SOME
+@given(password=passwords)
+def test_the_password_field_of_a_connection_config_is_masked_whatever_its_escaping(password: str) -> None:
+    """The generic pattern alone (the password was never seen): every text form of the config."""
+    for text in _config_texts(password):
+        cleaned = _secrets.redact(text)
+        assert 'password: "***"' in cleaned, (text, cleaned)
+        assert 'user: "alice"' in cleaned and 'database: "nipt"' in cleaned
+
+
+@SOME
+@given(password=passwords)
+def test_a_remembered_password_is_masked_in_its_escaped_forms(password: str, secrets_restored: None) -> None:
+    import json
+
+    secret = f"LeakCheck-{password}"
+    _secrets.remember(secret)
+    escaped = [json.dumps(secret)[1:-1], repr(secret)[1:-1], quote(secret, safe=""),
+               *(re.search(r'password: "((?:[^"\\]|\\.)*)"', t).group(1) for t in _config_texts(secret))]
+    for form in escaped:
+        cleaned = _secrets.redact(f"before {form} after")
+        assert "LeakCheck" not in cleaned, (form, cleaned)
+
+
+def test_quotes_and_backslashes_in_a_logged_config(secrets_restored: None) -> None:
+    password = "Ab'cd\"QuoteLeakZZ\\tail"
+    for text in _config_texts(password):
+        assert "QuoteLeakZZ" not in _secrets.redact(text)  # never seen: the pattern
+    _secrets.remember(password)
+    for text in _config_texts(password):
+        assert "QuoteLeakZZ" not in _secrets.redact(text)  # seen: its escaped forms too
+
+
+@pytest.fixture
+def throwaway_account(mysql_server: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """A MariaDB account whose password holds quotes, backslashes and non-ASCII (created as root)."""
+    import pymysql
+
+    params = _server_params()
+    try:
+        root = pymysql.connect(host=params["host"], port=params["port"], user="root", password="",
+                               connect_timeout=5)
+    except Exception as exc:
+        message = f"cannot log in to MariaDB as root without a password to create a throwaway account: {exc}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    user = f"mlmd_pw_{uuid.uuid4().hex[:8]}"
+    password = "Ab'cd\"QuoteLeakZZ\\tail-ü€\\n%#"
+    with root.cursor() as cur:
+        cur.execute("CREATE USER %s@'%%' IDENTIFIED BY %s", (user, password))
+        cur.execute(f"GRANT ALL PRIVILEGES ON `mlmd\\_magic\\_test\\_%`.* TO '{user}'@'%'")
+    try:
+        yield user, password
+    finally:
+        with root.cursor() as cur:
+            cur.execute("DROP USER IF EXISTS %s@'%%'", (user,))
+        root.close()
+
+
+@pytest.mark.mysql
+def test_a_hostile_password_never_reaches_the_debug_log_of_a_real_connection(
+    throwaway_account: tuple[str, str], caplog: pytest.LogCaptureFixture, secrets_restored: None,
+) -> None:
+    user, password = throwaway_account
+    params = _server_params()
+    database = f"{DB_PREFIX}{uuid.uuid4().hex[:12]}"
+    _created_dbs.append(database)
+    caplog.set_level(logging.DEBUG)
+    logging.getLogger("absl").setLevel(logging.DEBUG)
+    try:
+        uri = f"mysql://{user}:{quote(password, safe='')}@{params['host']}:{params['port']}/{database}"
+        store = mm.connect(uri)
+        store.add_scenario("s", model="mlp", params={"a": 1})
+        store.close()
+    finally:
+        logging.getLogger("absl").setLevel(logging.NOTSET)
+    messages = [r.getMessage() for r in caplog.records]
+    configs = [m for m in messages if "ConnectionConfig" in m]
+    assert configs and all('password: "***"' in m for m in configs)  # MLMD did log it, masked
+    leaks = [m for m in messages if "QuoteLeakZZ" in m or "tail-" in m]
+    assert not leaks, leaks[0][:300]
