@@ -8,15 +8,21 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
 
 import mlmd_magic as mm
 from mlmd_magic import _secrets
@@ -189,3 +195,46 @@ def test_a_hostile_password_never_reaches_the_debug_log_of_a_real_connection(
     assert configs and all('password: "***"' in m for m in configs)  # MLMD did log it, masked
     leaks = [m for m in messages if "QuoteLeakZZ" in m or "tail-" in m]
     assert not leaks, leaks[0][:300]
+
+
+# ---------------------------------------------------------------- 2: passwords that break URIs
+
+BROKEN_URIS = [
+    ("mysql://u:Sekr3tHash#tail@127.0.0.1/db", "%23"),
+    ("mysql://u:Sekr3tHash?tail@127.0.0.1/db", "%3F"),
+    ("mysql://u:Sekr3tHash/tail@127.0.0.1/db", "%2F"),
+    ("mysql://u:12#Sekr3tHash@127.0.0.1/db", "%23"),
+    ("mysql://u:Sekr3tHash#tail", "%23"),
+    ("mysql:/u:Sekr3tHash@127.0.0.1/db", "'://'"),
+    ("mysql:u:Sekr3tHash@127.0.0.1/db", "'://'"),
+]
+
+
+def _no_fragment(text: str) -> None:
+    assert "Sekr3tHash" not in text and "tail" not in text, text
+
+
+@pytest.mark.parametrize(("uri", "advice"), BROKEN_URIS)
+def test_a_password_that_breaks_the_uri_never_shows_in_the_error(uri: str, advice: str) -> None:
+    with pytest.raises(mm.StoreConnectionError) as info:
+        mm.connect(uri)
+    _no_fragment(str(info.value))
+    assert advice in str(info.value)
+
+
+@pytest.mark.parametrize(("uri", "advice"), BROKEN_URIS)
+def test_a_password_that_breaks_the_uri_through_the_magic(ip: InteractiveShell, uri: str, advice: str) -> None:
+    with pytest.raises(UsageError) as info:
+        ip.run_line_magic("mlmd", f"connect {uri}")
+    _no_fragment(str(info.value))
+    assert advice in str(info.value)
+
+
+def test_a_password_that_breaks_the_uri_through_the_console_script(tmp_path: Path) -> None:
+    exe = shutil.which("mlmd-magic") or str(Path(sys.executable).parent / "mlmd-magic")
+    for uri, advice in BROKEN_URIS[:4]:
+        out = subprocess.run([exe, "--uri", uri, "ls", "experiments"], capture_output=True, text=True,
+                             cwd=tmp_path, timeout=120)
+        assert out.returncode == 2
+        _no_fragment(out.stderr + out.stdout)
+        assert advice in out.stderr
