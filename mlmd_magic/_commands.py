@@ -12,6 +12,7 @@ import difflib
 import functools
 import html
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
@@ -70,6 +71,48 @@ class _Parser(argparse.ArgumentParser):
 
     def print_help(self, file: Any = None) -> None:
         raise HelpShown(self.format_help())
+
+
+_WORD_PART = re.compile(
+    r"(?P<space>\s+)|'(?P<single>[^']*+)'|\"(?P<double>(?:[^\"\\]++|\\.)*+)\"|\\(?P<escaped>.)"
+    r"|(?P<plain>[^\s'\"\\]++)|(?P<bad>.)",
+    re.DOTALL,
+)
+_DOUBLE_QUOTED_ESCAPE = re.compile(r'\\([\\"])')
+
+
+def split_words(line: str) -> list[str]:
+    r"""Split a magic's line into words as ``shlex.split`` does (POSIX quoting and escapes).
+
+    In linear time: ``shlex`` grows each word a character at a time and takes about 25 s
+    for a line of one million characters.
+
+    >>> split_words(r"train e --set 'name=a b' --set x=\"q\" 'it''s'")
+    ['train', 'e', '--set', 'name=a b', '--set', 'x="q"', 'its']
+
+    Raises
+    ------
+    ValueError
+        For an unclosed quote or a backslash at the end, with ``shlex``'s messages.
+    """
+    words: list[str] = []
+    parts: list[str] = []
+    started = False
+    for m in _WORD_PART.finditer(line):
+        kind = m.lastgroup
+        if kind == "space":
+            if started:
+                words.append("".join(parts))
+                parts, started = [], False
+            continue
+        if kind == "bad":
+            raise ValueError("No escaped character" if m.group("bad") == "\\" else "No closing quotation")
+        text = m.group(kind or "plain")
+        parts.append(_DOUBLE_QUOTED_ESCAPE.sub(r"\1", text) if kind == "double" else text)
+        started = True
+    if started:
+        words.append("".join(parts))
+    return words
 
 
 Runner = Callable[[Host, argparse.Namespace], Any]

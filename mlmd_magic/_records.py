@@ -153,10 +153,21 @@ def apply_overrides(params: dict[str, Any], overrides: dict[str, Any]) -> dict[s
         old = target[keys[-1]]
         if value is not None and old is not None and _kind_of(old) != _kind_of(value):
             raise ValidationError(
-                f"override {path!r} must be a {_kind_of(old)} like the scenario's value {old!r}, got {value!r}"
+                f"override {path!r} must be a {_kind_of(old)} like the scenario's value {_brief(old)}, "
+                f"got {_brief(value)}"
             )
         target[keys[-1]] = copy.deepcopy(value)
     return result
+
+
+def _brief(value: Any, limit: int = 200) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for error messages.
+
+    >>> _brief("a" * 500, 20)
+    "'aaaaaaaaaaaaaaaaaa... (502 characters)"
+    """
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit - 1]}... ({len(text)} characters)"
 
 
 def _override_leaves(params: Any, overrides: dict[str, Any], prefix: str) -> Iterator[tuple[str, Any]]:

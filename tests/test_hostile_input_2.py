@@ -238,3 +238,69 @@ def test_a_password_that_breaks_the_uri_through_the_console_script(tmp_path: Pat
         assert out.returncode == 2
         _no_fragment(out.stderr + out.stdout)
         assert advice in out.stderr
+
+
+# ---------------------------------------------------------------- 5: linear time on long input
+
+
+def test_redacting_a_megabyte_takes_under_a_second() -> None:
+    for text in ("a" * 1_000_000, "a-" * 500_000, "x://u:" * 166_666, "password" * 125_000, "1" * 999_997 + "://",
+                 'password: "' * 90_000, "a:/" * 333_333, "--password " * 90_909):
+        assert best_of(3, lambda text=text: _secrets.redact(text)) < 1.0, text[:20]
+
+
+def test_a_long_parameter_is_recorded_in_linear_time(mem_store: mm.Store) -> None:
+    value = "a" * 200_000  # took 27-30 s (its recorded arguments were redacted in quadratic time)
+    assert best_of(1, lambda: mem_store.add_scenario("big", model="mlp", params={"x": value})) < 3.0
+    assert mem_store.get_scenario("big")["params"]["x"] == value
+
+
+def test_a_long_set_value_fails_fast_through_the_magic(ip: InteractiveShell, tmp_path: Path) -> None:
+    from mlmd_magic import datasets
+
+    ip.run_line_magic("mlmd", "connect memory://")
+    store = mm.current_store()
+    store.add_datasource("d", **datasets.simulate_nipt(str(tmp_path), n_train=4, n_eval=2, n_test=2))
+    store.add_scenario("sc", model="mlp", params={"epochs": 1})
+    store.experiment("e", datasource="d", scenario="sc")
+
+    def train() -> None:
+        with pytest.raises(UsageError, match="must be a number"):
+            ip.run_line_magic("mlmd", f"train e --set epochs={'a' * 100_000}")
+
+    assert best_of(1, train) < 3.0
+    with pytest.raises(UsageError, match="more than 1000000"):
+        ip.run_line_magic("mlmd", f"train e --set epochs={'a' * 1_000_000}")
+
+
+def test_a_long_magic_line_is_read_in_linear_time_and_short_ones_still_expand(ip: InteractiveShell) -> None:
+    """IPython's own $name/{expr} expansion is quadratic: the magics expand short lines themselves."""
+    ip.run_line_magic("mlmd", "connect memory://")
+    started = time.perf_counter()
+    with pytest.raises(UsageError, match="invalid scenario name"):
+        ip.run_cell_magic("scenario", "n" * 100_000, "model: mlp")
+    with pytest.raises(UsageError, match="unrecognized arguments"):
+        ip.run_line_magic("mlmd", "ls scenarios " + "x" * 100_000)
+    assert time.perf_counter() - started < 3.0
+    ip.user_ns["ref"] = "s"
+    ip.run_cell("%%scenario $ref\nmodel: mlp\nparams: {a: 1}\n")
+    assert ip.run_cell("%mlmd get {ref} --kind scenario").result["name"] == "s"
+    result = ip.run_cell("def f(name):\n    return get_ipython().run_line_magic('mlmd', 'get $name --kind scenario')\n"
+                         "f('s')")
+    assert result.result["version"] == 1
+
+
+@SOME
+@given(line=st.text(alphabet=st.sampled_from(list(" \t\n'\"\\ab=ü")), max_size=30))
+def test_words_are_split_as_shlex_splits_them(line: str) -> None:
+    import shlex
+
+    from mlmd_magic._commands import split_words
+
+    def outcome(split: Callable[[str], list[str]]) -> Any:
+        try:
+            return split(line)
+        except ValueError:
+            return ValueError
+
+    assert outcome(split_words) == outcome(shlex.split)
