@@ -304,3 +304,69 @@ def test_words_are_split_as_shlex_splits_them(line: str) -> None:
             return ValueError
 
     assert outcome(split_words) == outcome(shlex.split)
+
+
+# ---------------------------------------------------------------- 6: YAML alias bombs
+
+
+def alias_bomb(levels: int, width: int = 9) -> str:
+    """``levels`` nested lists of ``width`` aliases each: a few hundred characters, width**levels strings."""
+    lines = ["a0: &a0 [" + ", ".join(['"x"'] * width) + "]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * width) + "]" for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+def bounded(call: Callable[[], object]) -> tuple[float, int]:
+    """``(seconds, peak bytes allocated)`` of ``call()``, whatever it raises."""
+    import tracemalloc
+
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        call()
+    except Exception:
+        pass
+    finally:
+        elapsed = time.perf_counter() - started
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return elapsed, peak
+
+
+def test_a_yaml_alias_bomb_is_refused_before_it_expands() -> None:
+    from mlmd_magic._yamlspec import load_yaml
+
+    bomb = alias_bomb(8)
+    assert len(bomb) < 600
+    with pytest.raises(mm.ValidationError, match=r"aliases .* expand it to more than 1,000,000 characters"):
+        load_yaml(bomb)
+    elapsed, peak = bounded(lambda: load_yaml(bomb))
+    assert elapsed < 1.0 and peak < 20 * 2**20, (elapsed, peak)
+    with pytest.raises(mm.ValidationError, match="recursive YAML alias"):
+        load_yaml("a: &a [1, *a]")
+    # aliases that stay small are still YAML as usual
+    assert load_yaml(alias_bomb(3))["a2"][8] == [["x"] * 9] * 9
+    assert load_yaml("m: &m {x: 1}\nn: {<<: *m, y: 2}\n") == {"m": {"x": 1}, "n": {"x": 1, "y": 2}}
+
+
+def test_a_yaml_alias_bomb_in_a_cell_or_a_file_leaves_nothing(ip: InteractiveShell, tmp_path: Path) -> None:
+    ip.run_line_magic("mlmd", "connect memory://")
+    store = mm.current_store()
+    body = "model: mlp\nparams:\n" + "".join(f"  {line}\n" for line in alias_bomb(9).splitlines())
+
+    def cell() -> None:
+        with pytest.raises(UsageError, match="expand it to more than"):
+            ip.run_cell_magic("scenario", "bomb", body)
+
+    elapsed, peak = bounded(cell)
+    assert elapsed < 1.0 and peak < 20 * 2**20, (elapsed, peak)
+    path = tmp_path / "bomb.yaml"
+    path.write_text("kind: scenario\nname: bomb\n" + body)
+
+    def imported() -> None:
+        with pytest.raises(UsageError, match="expand it to more than"):
+            ip.run_line_magic("mlmd", f"import {path}")
+
+    elapsed, peak = bounded(imported)
+    assert elapsed < 1.0 and peak < 20 * 2**20, (elapsed, peak)
+    assert store.names("scenarios") == [] and store.mlmd.get_artifacts() == []
