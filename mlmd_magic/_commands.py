@@ -256,7 +256,8 @@ def parse_assignments(items: list[str] | None) -> dict[str, Any]:
 def _train(host: Host, a: argparse.Namespace) -> Any:
     if a.output:
         check_variable(a.output)
-    run = host.store().train(a.ref, force=a.force, progress=not a.quiet, **parse_assignments(a.set))
+    # --set only ever overrides parameters, whatever their names (workdir, force, progress, ...)
+    run = host.store().train(a.ref, force=a.force, progress=not a.quiet, overrides=parse_assignments(a.set))
     if a.output:
         host.bind(a.output, run)
     return run

@@ -160,6 +160,21 @@ def apply_overrides(params: dict[str, Any], overrides: dict[str, Any]) -> dict[s
     return result
 
 
+def merge_overrides(overrides: dict[str, Any] | None, more: dict[str, Any]) -> dict[str, Any]:
+    """An ``overrides`` mapping and overrides given as keyword arguments, as one mapping.
+
+    >>> merge_overrides({"force": True}, {"epochs": 3})
+    {'force': True, 'epochs': 3}
+    """
+    if overrides is not None and not isinstance(overrides, dict):
+        raise ValidationError("overrides must be a mapping of parameter names to values, e.g. {'epochs': 5}")
+    both = sorted(set(overrides or {}) & set(more))
+    if both:
+        raise ValidationError(f"{', '.join(map(repr, both))} given both in overrides and as a keyword argument; "
+                              "give each override once")
+    return {**(overrides or {}), **more}
+
+
 def _brief(value: Any, limit: int = 200) -> str:
     """``repr(value)`` cut to ``limit`` characters, for error messages.
 

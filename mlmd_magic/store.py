@@ -42,6 +42,7 @@ from ._records import (
     check_value,
     content_hash,
     diff_values,
+    merge_overrides,
     normalise_kind,
     to_plain,
 )
@@ -397,12 +398,16 @@ class Store:
         force: bool = False,
         callbacks: Sequence[Any] | None = None,
         progress: bool = True,
-        **overrides: Any,
+        overrides: dict[str, Any] | None = None,
+        **more_overrides: Any,
     ) -> Run:
         """Train experiment ``NAME`` (latest) or ``NAME@N`` with the Keras trainer, on record.
 
-        ``overrides`` (e.g. ``epochs=3``) first define a new experiment version with them
-        merged into the experiment's overrides, exactly as :meth:`experiment` would. A run
+        ``overrides`` (a mapping, e.g. ``{"epochs": 3}``; keyword arguments other than the
+        ones named here add to it, e.g. ``epochs=3``) first define a new experiment version
+        with them merged into the experiment's overrides, exactly as :meth:`experiment` would.
+        They only ever override parameters: a parameter called ``workdir``, ``force``,
+        ``progress`` or ``callbacks`` is overridden through the mapping. A run
         identical to an earlier one (same experiment version, data fingerprint, trainer
         code and Keras backend) is not repeated: it is recorded as CACHED and returns the
         earlier model, unless ``force``. The model is saved under ``workdir`` (default:
@@ -419,7 +424,7 @@ class Store:
         from . import _runs
 
         return _runs.train(self, ref, workdir=workdir, force=force, callbacks=callbacks, progress=progress,
-                           overrides=overrides)
+                           overrides=merge_overrides(overrides, more_overrides))
 
     def evaluate(
         self,

@@ -370,3 +370,45 @@ def test_a_yaml_alias_bomb_in_a_cell_or_a_file_leaves_nothing(ip: InteractiveShe
     elapsed, peak = bounded(imported)
     assert elapsed < 1.0 and peak < 20 * 2**20, (elapsed, peak)
     assert store.names("scenarios") == [] and store.mlmd.get_artifacts() == []
+
+
+# ---------------------------------------------------------------- 7: --set against train's own keywords
+
+
+@pytest.fixture
+def trainable(ip: InteractiveShell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> mm.Store:
+    """A connected store with experiment ``e`` of a tiny data set, runs under tmp_path/runs."""
+    from mlmd_magic import datasets
+
+    monkeypatch.setenv("MLMD_MAGIC_RUNS_DIR", str(tmp_path / "runs"))
+    ip.run_line_magic("mlmd", "connect memory://")
+    store = mm.current_store()
+    store.add_datasource("d", **datasets.simulate_nipt(str(tmp_path / "nipt"), n_train=40, n_eval=10, n_test=10))
+    store.add_scenario("sc", model="mlp", params={"hidden": [4], "epochs": 1, "batch_size": 16})
+    store.experiment("e", datasource="d", scenario="sc")
+    return store
+
+
+@pytest.mark.parametrize("assignment", ["force=true", "progress=false", "callbacks=[1]", "workdir=/elsewhere",
+                                        "overrides={epochs:2}"])
+def test_set_never_reaches_train_keywords(ip: InteractiveShell, trainable: mm.Store, assignment: str) -> None:
+    key = assignment.split("=", 1)[0]
+    with pytest.raises(UsageError, match=f"override '{key}' is not a parameter of the scenario"):
+        ip.run_line_magic("mlmd", f"train e --quiet --set {assignment}")
+    assert trainable.mlmd.get_artifacts_by_type("mlmd_magic.Model") == []
+    assert not os.path.exists("/elsewhere")
+
+
+def test_set_overrides_parameters_named_like_train_keywords(ip: InteractiveShell, trainable: mm.Store,
+                                                            tmp_path: Path) -> None:
+    trainable.add_scenario("named", model="mlp", params={"hidden": [4], "epochs": 1, "batch_size": 16,
+                                                        "workdir": "w", "force": False, "progress": "p"})
+    trainable.experiment("n", datasource="d", scenario="named")
+    run = ip.run_line_magic("mlmd", f"train n --quiet --set workdir={tmp_path / 'not-here'} --set force=true "
+                                    "--set progress=q")
+    assert run.state == "COMPLETE" and run.experiment == "n@2"
+    assert trainable.get_experiment("n")["params"] | {"workdir": "x"} == {
+        "hidden": [4], "epochs": 1, "batch_size": 16, "workdir": "x", "force": True, "progress": "q"}
+    assert not (tmp_path / "not-here").exists() and str(tmp_path / "runs") in (run.model_uri or "")
+    with pytest.raises(mm.ValidationError, match="'epochs' given both"):
+        trainable.train("n", overrides={"epochs": 2}, epochs=3)
