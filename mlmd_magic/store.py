@@ -39,6 +39,8 @@ from ._records import (
     Record,
     apply_overrides,
     canonical_json,
+    check_param_keys,
+    check_unambiguous_keys,
     check_value,
     content_hash,
     diff_values,
@@ -216,6 +218,7 @@ class Store:
                 if not isinstance(features, dict):
                     raise ValidationError("features must map feature names to their dtype/shape")
                 check_value(features, "features")
+                check_unambiguous_keys(features, "features")
             folder = normalise_uri(uri)
             summary = inspect_datasource(folder, format, splits, label)
             content = {
@@ -268,6 +271,7 @@ class Store:
             if not isinstance(params, dict):
                 raise ValidationError("params must be a mapping, e.g. {'hidden': [64, 32], 'epochs': 10}")
             check_value(params, "params")
+            check_param_keys(params)
             _check_text(description, "description")
             params_json = canonical_json(params)  # encoded once: stored, sized and hashed as is
             _check_size_text(params_json, "params")

@@ -412,3 +412,41 @@ def test_set_overrides_parameters_named_like_train_keywords(ip: InteractiveShell
     assert not (tmp_path / "not-here").exists() and str(tmp_path / "runs") in (run.model_uri or "")
     with pytest.raises(mm.ValidationError, match="'epochs' given both"):
         trainable.train("n", overrides={"epochs": 2}, epochs=3)
+
+
+# ---------------------------------------------------------------- 10: dotted parameter keys
+
+
+@pytest.mark.parametrize("params", [{"a.b": 1, "a": {"b": 2}}, {"a.b": 1}, {"opt": {"lr.max": 0.1}}])
+def test_a_dotted_parameter_key_is_refused(mem_store: mm.Store, params: dict[str, Any]) -> None:
+    with pytest.raises(mm.ValidationError, match=r"holds '\.', which addresses a nested key.*nest it.*use '_'"):
+        mem_store.add_scenario("s", model="mlp", params=params)
+    assert mem_store.mlmd.get_artifacts() == []
+
+
+def test_a_dotted_parameter_key_in_a_cell_is_refused(ip: InteractiveShell) -> None:
+    ip.run_line_magic("mlmd", "connect memory://")
+    with pytest.raises(UsageError, match=r"parameter key 'a\.b'"):
+        ip.run_cell_magic("scenario", "s", "model: mlp\na.b: 1\na: {b: 5}\n")
+
+
+def test_dotted_overrides_still_address_nested_keys(mem_store: mm.Store, tmp_path: Path) -> None:
+    from mlmd_magic import datasets
+
+    mem_store.add_datasource("d", **datasets.simulate_nipt(str(tmp_path), n_train=4, n_eval=2, n_test=2))
+    mem_store.add_scenario("s", model="mlp", params={"a": {"b": 2}, "c": 1})
+    mem_store.experiment("e", datasource="d", scenario="s", overrides={"a.b": 5})
+    assert mem_store.get_experiment("e")["params"] == {"a": {"b": 5}, "c": 1}
+    mem_store.experiment("e", datasource="d", scenario="s", overrides={"a.b": 6})
+    assert mem_store.diff("e@1", "e@2").to_dict()["params.a.b"] == {"a": 5, "b": 6}
+
+
+def test_feature_names_are_refused_only_where_ambiguous(mem_store: mm.Store, tmp_path: Path) -> None:
+    from mlmd_magic import datasets
+
+    spec = datasets.simulate_nipt(str(tmp_path), n_train=4, n_eval=2, n_test=2)
+    spec.pop("features", None)
+    with pytest.raises(mm.ValidationError, match=r"two keys that both read 'a.b'"):
+        mem_store.add_datasource("d", **spec, features={"a.b": 1, "a": {"b": 2}})
+    record = mem_store.add_datasource("d", **spec, features={"fetal.fraction": {"dtype": "float", "shape": [1]}})
+    assert record.version == 1
