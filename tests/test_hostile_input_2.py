@@ -450,3 +450,54 @@ def test_feature_names_are_refused_only_where_ambiguous(mem_store: mm.Store, tmp
         mem_store.add_datasource("d", **spec, features={"a.b": 1, "a": {"b": 2}})
     record = mem_store.add_datasource("d", **spec, features={"fetal.fraction": {"dtype": "float", "shape": [1]}})
     assert record.version == 1
+
+
+# ---------------------------------------------------------------- 4 and 12: slice names, bin edges
+
+FF = [0.02, 0.03, 0.05, 0.06, 0.07, 0.09, 0.12, 0.15]
+LABELS = [0, 1, 0, 1, 1, 0, 1, 0]
+SCORES = [0.6, 0.3, 0.2, 0.8, 0.7, 0.1, 0.9, 0.2]  # wrong on ff < 0.04 only
+
+
+def _evaluate(slices: list[Any], thresholds: list[Any] | None = None) -> Any:
+    import numpy as np
+
+    from mlmd_magic.evaluation import evaluate_predictions
+
+    return evaluate_predictions("binary", np.array(LABELS), np.array(SCORES),
+                                {"ff": np.array(FF), "sex": np.array([0, 1, 0, 1, 0, 1, 0, 1]),
+                                 "mixed": np.array([1, "1", 1, "1", 1, "1", 1, "1"], dtype=object)},
+                                slices=slices, thresholds=thresholds)
+
+
+@pytest.mark.parametrize("slices", [
+    [{"feature": "ff", "bins": [0.04], "names": ["overall", "rest"]}],
+    [{"feature": "sex", "values": [0, 1], "names": ["x", "overall"]}],
+])
+def test_a_slice_named_overall_is_refused(slices: list[Any]) -> None:
+    # it would replace the whole data set's metrics: here the threshold on 'overall' would judge ff < 0.04 only
+    with pytest.raises(mm.ValidationError, match="names a slice 'overall'"):
+        _evaluate(slices, thresholds=[{"metric": "accuracy", "lower": 0.7, "slices": ["overall"]}])
+    result = _evaluate([{"feature": "ff", "bins": [0.04], "names": ["low", "high"]}, {"feature": "sex"}],
+                       thresholds=[{"metric": "accuracy", "lower": 0.7, "slices": ["overall"]}])
+    assert list(result.metrics) == ["overall", "low", "high", "sex=0", "sex=1"] and result.blessed
+
+
+@pytest.mark.parametrize(("slices", "name"), [
+    ([{"feature": "ff", "bins": [0.04], "names": ["a", "b"]},
+      {"feature": "sex", "values": [0, 1], "names": ["b", "c"]}], "b"),
+    ([{"feature": "ff", "bins": [0.04]}, {"feature": "ff", "bins": [0.04, 0.1]}], "ff<0.04"),
+    ([{"feature": "sex", "values": [0, 0]}], "sex=0"),
+    ([{"feature": "mixed"}], "mixed=1"),  # values 1 and "1": one name
+])
+def test_duplicate_slice_names_are_refused(slices: list[Any], name: str) -> None:
+    with pytest.raises(mm.ValidationError, match=f"slice name '{re.escape(name)}' comes twice"):
+        _evaluate(slices)
+
+
+@pytest.mark.parametrize("bins", [[float("nan")], [0.04, float("inf")], [float("-inf"), 0.04], [True]])
+def test_bin_edges_must_be_finite_numbers(bins: list[Any], mem_store: mm.Store) -> None:
+    with pytest.raises(mm.ValidationError, match="bins must be"):
+        _evaluate([{"feature": "ff", "bins": bins}])
+    with pytest.raises(mm.ValidationError, match="bins must be"):
+        mem_store.evaluate("model:1", slices=[{"feature": "ff", "bins": bins}])
