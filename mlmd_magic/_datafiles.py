@@ -10,10 +10,12 @@ data never imports TensorFlow. The trainer uses :func:`resolve_split` too.
 from __future__ import annotations
 
 import csv
+import fnmatch
 import glob
 import gzip
 import hashlib
 import io
+import itertools
 import numbers
 import os
 import struct
@@ -27,6 +29,8 @@ from .errors import DataSourceError
 FORMATS = ("tfrecord", "csv", "npz")
 _EXTENSIONS = {"tfrecord": (".tfrecord", ".tfrecords", ".tfrecord.gz", ".gz"), "csv": (".csv",), "npz": (".npz",)}
 _MAX_DISTINCT_LABELS = 50
+MAX_FILES = 10_000  # files in one split
+MAX_FOLDERS = 10_000  # folders walked for one ** glob
 
 
 @dataclass
@@ -62,21 +66,114 @@ def normalise_uri(uri: str) -> str:
 
 
 def resolve_split(uri: str, pattern: str, fmt: str) -> list[str]:
-    """The sorted files of one split: ``pattern`` is a file, a glob or a folder under ``uri``."""
+    """The sorted files of one split: ``pattern`` is a file, a glob or a folder under ``uri``.
+
+    Symbolic links are followed, but each folder is entered once (by its real path) and
+    each file counted once, so a link back up the tree cannot repeat the data or make the
+    walk endless; a split holds at most :data:`MAX_FILES` files and a ``**`` walk enters at
+    most :data:`MAX_FOLDERS` folders.
+    """
     if not isinstance(pattern, str) or not pattern:
         raise DataSourceError("each split must map to a file, a glob or a folder (a non-empty string)")
     path = os.path.join(uri, pattern)
     if os.path.isdir(path):
-        files = [
+        found: Iterator[str] = (
             os.path.join(path, f) for f in os.listdir(path)
-            if not f.startswith(".") and os.path.isfile(os.path.join(path, f))
-            and f.lower().endswith(_EXTENSIONS[fmt])
-        ]
+            if not f.startswith(".") and f.lower().endswith(_EXTENSIONS[fmt])
+        )
+    elif "**" in pattern:
+        found = _walk_glob(path, pattern)
     elif any(ch in pattern for ch in "*?["):
-        files = [f for f in glob.glob(path, recursive=True) if os.path.isfile(f)]
+        found = glob.iglob(path)
     else:
-        files = [path] if os.path.isfile(path) else []
-    return sorted(files)
+        found = iter([path])
+    files = [f for f in itertools.islice(found, MAX_FILES * 4 + 1) if os.path.isfile(f)]
+    files = _once_each(sorted(files))
+    if len(files) > MAX_FILES:
+        raise DataSourceError(
+            f"{pattern!r} under {uri!r} matches more than {MAX_FILES:,} files; a split may hold at most "
+            f"{MAX_FILES:,}: narrow the glob, or merge small files into larger shards"
+        )
+    return files
+
+
+def _once_each(paths: list[str]) -> list[str]:
+    """``paths`` without the ones that are the same file as an earlier one (through a link)."""
+    seen: set[str] = set()
+    out = []
+    for path in paths:
+        real = os.path.realpath(path)
+        if real not in seen:
+            seen.add(real)
+            out.append(path)
+    return out
+
+
+def _walk_glob(path: str, pattern: str) -> Iterator[str]:
+    """The paths matching a ``**`` glob, as ``glob.glob(path, recursive=True)`` finds them, but
+    entering each folder once: ``glob`` follows a link back up the tree until the path is too long."""
+    parts = path.split(os.sep)
+    fixed = next(i for i, part in enumerate(parts) if glob.has_magic(part))
+    base = os.sep.join(parts[:fixed]) or os.sep
+    wanted = parts[fixed:]
+    if not os.path.isdir(base):
+        return
+    seen = {os.path.realpath(base)}
+    folders = 0
+    for folder, subfolders, names in os.walk(base, followlinks=True):
+        folders += 1
+        if folders > MAX_FOLDERS:
+            raise DataSourceError(
+                f"{pattern!r} walks more than {MAX_FOLDERS:,} folders; narrow the glob (e.g. train/**/*.tfrecord "
+                "in a smaller folder)"
+            )
+        kept = []
+        for name in sorted(subfolders):
+            real = os.path.realpath(os.path.join(folder, name))
+            if real not in seen:  # a folder met before (a link to it, or back up the tree): not again
+                seen.add(real)
+                kept.append(name)
+        subfolders[:] = kept
+        relative = os.path.relpath(folder, base)
+        prefix = [] if relative == os.curdir else relative.split(os.sep)
+        for name in names:
+            if _glob_match([*prefix, name], wanted):
+                yield os.path.join(folder, name)
+
+
+def _glob_match(parts: list[str], wanted: list[str]) -> bool:
+    """Whether path ``parts`` match glob ``wanted`` (``**`` for any number of folders), with
+    ``glob``'s rule that wildcards do not match names starting with ``.``.
+
+    >>> _glob_match(["a", "b", "x.tfrecord"], ["**", "*.tfrecord"]), _glob_match([".git", "x"], ["**", "x"])
+    (True, False)
+    """
+
+    def close(states: set[int]) -> set[int]:  # ** may match no folder at all
+        todo = list(states)
+        while todo:
+            j = todo.pop()
+            if j < len(wanted) and wanted[j] == "**" and j + 1 not in states:
+                states.add(j + 1)
+                todo.append(j + 1)
+        return states
+
+    states = close({0})
+    for part in parts:
+        hidden = part.startswith(".")
+        following: set[int] = set()
+        for j in states:
+            if j == len(wanted):
+                continue
+            if wanted[j] == "**":
+                if not hidden:
+                    following.add(j)
+            elif (not hidden or wanted[j].startswith(".")) and fnmatch.fnmatchcase(part, wanted[j]):
+                following.add(j + 1)
+        states = close(following)
+        if not states:
+            return False
+    return len(wanted) in states
 
 
 def inspect_datasource(uri: str, fmt: str, splits: dict[str, str], label: str) -> DataSummary:

@@ -501,3 +501,50 @@ def test_bin_edges_must_be_finite_numbers(bins: list[Any], mem_store: mm.Store) 
         _evaluate([{"feature": "ff", "bins": bins}])
     with pytest.raises(mm.ValidationError, match="bins must be"):
         mem_store.evaluate("model:1", slices=[{"feature": "ff", "bins": bins}])
+
+
+
+# ---------------------------------------------------------------- 8: symbolic links in data folders
+
+
+def test_symlink_loops_are_followed_once(tmp_path: Path, mem_store: mm.Store) -> None:
+    from mlmd_magic._datafiles import write_tfrecord
+
+    from .conftest import make_examples
+
+    root = tmp_path / "data"
+    (root / "train" / "sub").mkdir(parents=True)
+    write_tfrecord(str(root / "train" / "a.tfrecord"), make_examples(7, 1))
+    write_tfrecord(str(root / "train" / "sub" / "b.tfrecord"), make_examples(5, 2))
+    os.symlink(root / "train", root / "train" / "sub" / "loop")  # back up the tree
+    splits = {"train": "train/**/*.tfrecord"}
+    record = mem_store.add_datasource("d", uri=str(root), format="tfrecord", splits=splits, label="label")
+    assert record.data["examples"] == {"train": 12}
+    os.symlink(root, root / "train" / "sub" / "loop2")  # a second loop: the walk used to never end
+    os.symlink(root / "train" / "a.tfrecord", root / "train" / "a-again.tfrecord")  # the same file twice
+    started = time.perf_counter()
+    again = mem_store.add_datasource("d2", uri=str(root), format="tfrecord", splits=splits, label="label")
+    assert again.data["examples"] == {"train": 12} and time.perf_counter() - started < 10
+    folder = mem_store.add_datasource("d3", uri=str(root), format="tfrecord", splits={"train": "train"},
+                                      label="label")
+    assert folder.data["examples"] == {"train": 7}
+
+
+def test_a_split_is_bounded_in_files_and_folders(tmp_path: Path, mem_store: mm.Store,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlmd_magic import _datafiles
+
+    from .conftest import make_examples
+
+    root = tmp_path / "data"
+    for i in range(6):
+        (root / f"f{i}").mkdir(parents=True)
+        _datafiles.write_tfrecord(str(root / f"f{i}" / "x.tfrecord"), make_examples(2, i))
+    monkeypatch.setattr(_datafiles, "MAX_FILES", 5)
+    with pytest.raises(mm.DataSourceError, match="matches more than 5 files"):
+        mem_store.add_datasource("d", uri=str(root), format="tfrecord", splits={"t": "*/x.tfrecord"}, label="label")
+    monkeypatch.setattr(_datafiles, "MAX_FILES", 100)
+    monkeypatch.setattr(_datafiles, "MAX_FOLDERS", 3)
+    with pytest.raises(mm.DataSourceError, match="walks more than 3 folders"):
+        mem_store.add_datasource("d", uri=str(root), format="tfrecord", splits={"t": "**/x.tfrecord"}, label="label")
+    assert mem_store.mlmd.get_artifacts() == []
