@@ -548,3 +548,57 @@ def test_a_split_is_bounded_in_files_and_folders(tmp_path: Path, mem_store: mm.S
     with pytest.raises(mm.DataSourceError, match="walks more than 3 folders"):
         mem_store.add_datasource("d", uri=str(root), format="tfrecord", splits={"t": "**/x.tfrecord"}, label="label")
     assert mem_store.mlmd.get_artifacts() == []
+
+
+# ---------------------------------------------------------------- 12a: TFRecord checksums, labels in every file
+
+
+def test_a_tfrecord_with_a_bad_checksum_is_refused(tmp_path: Path, mem_store: mm.Store) -> None:
+    from mlmd_magic._datafiles import write_tfrecord
+
+    from .conftest import make_examples
+
+    root = tmp_path / "data"
+    root.mkdir()
+    write_tfrecord(str(root / "t.tfrecord"), make_examples(10, 1))
+    good = (root / "t.tfrecord").read_bytes()
+    size = len(good) // 10
+    damaged = bytearray(good)
+    damaged[3 * size + 40] ^= 0x01  # one bit of a feature value in record 4: still parses
+    (root / "t.tfrecord").write_bytes(bytes(damaged))
+    with pytest.raises(mm.DataSourceError, match=r"data checksum .CRC32C. of record 4 does not match"):
+        mem_store.add_datasource("d", uri=str(root), format="tfrecord", splits={"t": "t.tfrecord"}, label="label")
+    damaged = bytearray(good)
+    damaged[size + 9] ^= 0x01  # the length checksum of record 2
+    (root / "t.tfrecord").write_bytes(bytes(damaged))
+    with pytest.raises(mm.DataSourceError, match=r"length checksum .CRC32C. of record 2"):
+        mem_store.add_datasource("d", uri=str(root), format="tfrecord", splits={"t": "t.tfrecord"}, label="label")
+    assert mem_store.names("datasources") == []
+
+
+def test_checksums_are_verified_fast_enough_for_tens_of_megabytes(tmp_path: Path) -> None:
+    from mlmd_magic._datafiles import iter_tfrecord
+
+    path = tmp_path / "big.tfrecord"
+    record = os.urandom(64 * 1024)
+    import struct
+
+    from mlmd_magic._datafiles import _masked_crc
+
+    header = struct.pack("<Q", len(record))
+    frame = header + struct.pack("<I", _masked_crc(header)) + record + struct.pack("<I", _masked_crc(record))
+    path.write_bytes(frame * 480)  # 30 MB
+    assert best_of(2, lambda: sum(1 for _ in iter_tfrecord(str(path), verify=True))) < 1.0
+
+
+def test_every_csv_file_of_a_split_needs_the_label(tmp_path: Path, mem_store: mm.Store) -> None:
+    root = tmp_path / "csv"
+    (root / "train").mkdir(parents=True)
+    (root / "train" / "a.csv").write_text("f0,label\n1.0,0\n2.0,1\n")
+    (root / "train" / "b.csv").write_text("f0,f1\n1.0,3\n2.0,4\n")
+    with pytest.raises(mm.DataSourceError, match=r"split 'train': train/b.csv has no label 'label'"):
+        mem_store.add_datasource("d", uri=str(root), format="csv", splits={"train": "train"}, label="label")
+    (root / "train" / "b.csv").write_text("f0,label\n1.0,0\n2.0\n")
+    with pytest.raises(mm.DataSourceError, match=r"1 of the 2 examples in train/b.csv have no value"):
+        mem_store.add_datasource("d", uri=str(root), format="csv", splits={"train": "train"}, label="label")
+    assert mem_store.names("datasources") == []
