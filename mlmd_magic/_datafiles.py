@@ -6,6 +6,10 @@ count and label distribution of each split, and the feature schema. TFRecord fil
 read with a small protobuf wire-format reader for ``tf.train.Example`` so that registering
 data never imports TensorFlow; the length and data checksums (CRC32C) of every record are
 verified on the way. The trainer uses :func:`resolve_split` too.
+
+The record also keeps each file's size, modification time and SHA-256, so that
+:func:`verify_files` can tell, before a run, whether the files still hold what was
+registered (sizes and times first; a file is hashed again only when they differ).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import gzip
 import hashlib
 import io
 import itertools
+import json
 import numbers
 import os
 import struct
@@ -51,6 +56,8 @@ class DataSummary:
     fingerprint: str
     splits: dict[str, SplitSummary]
     features: dict[str, dict[str, Any]]
+    # split -> [[path relative to the uri, size, mtime_ns, sha256], ...], for verify_files
+    files: dict[str, list[list[Any]]] = field(default_factory=dict)
 
 
 def normalise_uri(uri: str) -> str:
@@ -198,6 +205,7 @@ def inspect_datasource(uri: str, fmt: str, splits: dict[str, str], label: str) -
     digest = hashlib.sha256()
     summaries: dict[str, SplitSummary] = {}
     features: dict[str, dict[str, Any]] = {}
+    rows: dict[str, list[list[Any]]] = {}
     for split in sorted(splits):
         files = resolve_split(uri, splits[split], fmt)
         if not files:
@@ -207,13 +215,17 @@ def inspect_datasource(uri: str, fmt: str, splits: dict[str, str], label: str) -
             )
         counts: Counter[Any] = Counter()
         examples = 0
+        rows[split] = []
         for path in files:
-            digest.update(f"{split}\0{os.path.relpath(path, uri)}\0".encode())
-            digest.update(_file_digest(path).encode())
+            relative = os.path.relpath(path, uri)
+            stat = os.stat(path)
+            sha = _file_digest(path)
+            digest.update(f"{split}\0{relative}\0".encode())
+            digest.update(sha.encode())
+            rows[split].append([relative, stat.st_size, stat.st_mtime_ns, sha])
             labelled = sum(counts.values())
             n, file_features = _read_file(path, fmt, label, counts)
-            _check_labelled(split, os.path.relpath(path, uri), label, n, sum(counts.values()) - labelled,
-                            file_features)
+            _check_labelled(split, relative, label, n, sum(counts.values()) - labelled, file_features)
             examples += n
             for key, spec in file_features.items():
                 features.setdefault(key, spec)
@@ -225,7 +237,7 @@ def inspect_datasource(uri: str, fmt: str, splits: dict[str, str], label: str) -
             files=[os.path.relpath(f, uri) for f in files], examples=examples, labels=_label_summary(counts)
         )
     features.pop(label, None)
-    return DataSummary(fingerprint=digest.hexdigest(), splits=summaries, features=features)
+    return DataSummary(fingerprint=digest.hexdigest(), splits=summaries, features=features, files=rows)
 
 
 def _check_labelled(split: str, relative: str, label: str, examples: int, labelled: int,
@@ -242,6 +254,70 @@ def _check_labelled(split: str, relative: str, label: str, examples: int, labell
         f"split {split!r}: {examples - labelled} of the {examples} examples in {relative} have no value for the "
         f"label {label!r}; every example must have one"
     )
+
+
+def verify_files(uri: str, fmt: str, splits: dict[str, str], recorded: dict[str, list[list[Any]]] | None,
+                 fingerprint: str, ref: str) -> None:
+    """Check that a data source's files still hold what its record says, before a run reads them.
+
+    With the per-file ``recorded`` rows (``[path, size, mtime_ns, sha256]``), a file whose
+    size and modification time are unchanged is taken as it is and any other is hashed
+    again; a record written before those rows were kept (``recorded`` None) has its whole
+    fingerprint computed again.
+
+    Raises
+    ------
+    DataSourceError
+        Naming each split and file that was changed, added or removed, and saying how to
+        register the new data.
+    """
+    problems: list[str] = []
+    digest = hashlib.sha256()
+    for split in sorted(splits):
+        try:
+            files = resolve_split(uri, splits[split], fmt)
+        except DataSourceError as exc:
+            problems.append(f"split {split!r}: {exc}")
+            continue
+        current = {os.path.relpath(path, uri): path for path in files}
+        if recorded is None:
+            for relative, path in current.items():
+                digest.update(f"{split}\0{relative}\0".encode())
+                digest.update(_file_digest(path).encode())
+            continue
+        known = {str(row[0]): row for row in recorded.get(split, [])}
+        problems += [f"split {split!r}: {rel} was removed" for rel in sorted(set(known) - set(current))]
+        problems += [f"split {split!r}: {rel} was added" for rel in sorted(set(current) - set(known))]
+        for relative in sorted(set(known) & set(current)):
+            _, size, mtime_ns, sha = known[relative]
+            try:
+                stat = os.stat(current[relative])
+                if stat.st_size == size and stat.st_mtime_ns == mtime_ns:
+                    continue
+                changed = stat.st_size != size or _file_digest(current[relative]) != sha
+            except OSError:
+                changed = True
+            if changed:
+                problems.append(f"split {split!r}: {relative} was changed")
+    if recorded is None and not problems and digest.hexdigest() != fingerprint:
+        problems.append("the files no longer match its fingerprint (a file was changed, added or removed)")
+    if problems:
+        shown = "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more" if len(problems) > 10 else "")
+        name = ref.rsplit("@", 1)[0]
+        raise DataSourceError(
+            f"the files of data source {ref} under {uri} changed since it was registered ({shown}), so a run "
+            "would not read the data its record describes. Register the data as it is now as a new version "
+            f"(run the %%datasource {name} cell again, or store.add_datasource({name!r}, ...)), define the "
+            "experiment again so that it uses that version, and train it"
+        )
+
+
+def verify_recorded(artifact: Any) -> None:
+    """:func:`verify_files` for a ``mlmd_magic.DataSource`` artifact as read from the store."""
+    props = artifact.properties
+    files = props["files"].string_value if "files" in props else ""
+    verify_files(artifact.uri, props["format"].string_value, json.loads(props["splits"].string_value),
+                 json.loads(files) if files else None, props["fingerprint"].string_value, artifact.name)
 
 
 def _file_digest(path: str) -> str:

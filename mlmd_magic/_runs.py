@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ._datafiles import verify_recorded
 from ._names import is_number
 from ._records import canonical_json, content_hash
 from ._types import full
@@ -169,6 +170,7 @@ def train(store: Store, ref: str, *, workdir: str | None, force: bool, callbacks
         # that); the run reaches the experiment through its INPUT event.
         act.inputs += [exp_art, ds_art, sc_art]
         act.properties["cache_key"] = key
+        verify_recorded(ds_art)  # never a run (trained or CACHED) against data it would not read
         prior = None if force else _find_cached(store, key)
         if prior is not None:
             execution, model = prior
@@ -284,6 +286,7 @@ def evaluate(store: Store, target: Any, *, data: Any, slices: Any, thresholds: A
         params = store._data("experiments", store._resolve("experiments", model.properties["experiment"].string_value))
         signature = json.loads(model.properties["signature"].string_value)
         ds_art, split = _evaluation_data(store, params, data)
+        verify_recorded(ds_art)
         datasource = store._data("datasources", ds_art)
         ds_params = {k: datasource[k] for k in ("name", "version", "uri", "format", "splits", "label", "features")}
         columns = tuple(dict.fromkeys(s.feature for s in specs))

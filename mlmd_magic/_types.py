@@ -22,6 +22,8 @@ ARTIFACT_TYPES: dict[str, tuple[str, dict[str, str]]] = {
     "DataSource": ("DATASET", {
         **_RECORD, "format": "STRING", "splits": "STRING", "label": "STRING", "features": "STRING",
         "fingerprint": "STRING", "example_counts": "STRING", "label_distribution": "STRING",
+        # [[path, size, mtime_ns, sha256], ...] per split: checked before every run
+        "files": "STRING",
     }),
     "Scenario": ("UNSET", {**_RECORD, "model": "STRING", "params": "STRING"}),
     "Experiment": ("UNSET", {

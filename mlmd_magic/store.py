@@ -240,7 +240,8 @@ class Store:
                 _props(artifact, format=format, splits=canonical_json(content["splits"]), label=label,
                        features=canonical_json(content["features"]), fingerprint=summary.fingerprint,
                        example_counts=canonical_json(stats["example_counts"]),
-                       label_distribution=canonical_json(stats["label_distribution"]))
+                       label_distribution=canonical_json(stats["label_distribution"]),
+                       files=canonical_json(summary.files))  # what verify_files checks before a run
 
             return self._create(act, "datasources", name, content, build)
 

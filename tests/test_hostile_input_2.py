@@ -504,6 +504,92 @@ def test_bin_edges_must_be_finite_numbers(bins: list[Any], mem_store: mm.Store) 
 
 
 
+# ---------------------------------------------------------------- 3: data changed after registration
+
+
+def _tfrecord_data(root: Path) -> Path:
+    from mlmd_magic._datafiles import write_tfrecord
+
+    from .conftest import make_examples
+
+    (root / "train").mkdir(parents=True)
+    write_tfrecord(str(root / "train" / "part-0.tfrecord"), make_examples(30, 1))
+    write_tfrecord(str(root / "train" / "part-1.tfrecord"), make_examples(20, 2))
+    write_tfrecord(str(root / "eval.tfrecord"), make_examples(15, 3))
+    return root
+
+
+@pytest.fixture
+def on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[mm.Store, Path, dict[str, Any]]:
+    """A SQLite store with data source d (TFRecords under tmp_path/data) and experiment e."""
+    monkeypatch.setenv("MLMD_MAGIC_RUNS_DIR", str(tmp_path / "runs"))
+    data = _tfrecord_data(tmp_path / "data")
+    spec = {"uri": str(data), "format": "tfrecord", "splits": {"train": "train", "eval": "eval.tfrecord"},
+            "label": "label"}
+    store = mm.connect(f"sqlite:///{tmp_path}/s.sqlite")
+    store.add_datasource("d", **spec)
+    store.add_scenario("sc", model="mlp", params={"hidden": [4], "epochs": 1, "batch_size": 16})
+    store.experiment("e", datasource="d", scenario="sc")
+    return store, data, spec
+
+
+def _train_states(store: mm.Store) -> list[str]:
+    from ml_metadata.proto import metadata_store_pb2 as pb
+
+    return [pb.Execution.State.Name(e.last_known_state) for e in store.mlmd.get_executions_by_type("mlmd_magic.Train")]
+
+
+def test_data_changed_after_registration_is_neither_trained_nor_cached(
+        on_disk: tuple[mm.Store, Path, dict[str, Any]]) -> None:
+    from mlmd_magic._datafiles import write_tfrecord
+
+    from .conftest import make_examples
+
+    store, data, spec = on_disk
+    first = store.train("e", progress=False)
+    assert first.state == "COMPLETE"
+    write_tfrecord(str(data / "eval.tfrecord"), make_examples(15, 99))  # same size, other bytes
+    for force in (False, True):
+        with pytest.raises(mm.DataSourceError,
+                           match=r"data source d@1 .*split 'eval': eval.tfrecord was changed.*%%datasource d"):
+            store.train("e", force=force, progress=False)
+    assert _train_states(store) == ["COMPLETE", "FAILED", "FAILED"]
+    failed = store.mlmd.get_executions_by_type("mlmd_magic.Train")[-1]
+    assert "eval.tfrecord was changed" in failed.properties["error"].string_value
+    assert len(store.mlmd.get_artifacts_by_type("mlmd_magic.Model")) == 1
+    # the way out the message gives: a new version, an experiment that uses it
+    assert store.add_datasource("d", **spec).version == 2
+    store.experiment("e", datasource="d", scenario="sc")
+    assert store.train("e", progress=False).experiment == "e@2"
+    # a file added to a folder split, or removed from it
+    write_tfrecord(str(data / "train" / "part-2.tfrecord"), make_examples(5, 4))
+    with pytest.raises(mm.DataSourceError, match=r"split 'train': train/part-2.tfrecord was added"):
+        store.train("e", progress=False)
+    os.remove(data / "train" / "part-2.tfrecord")
+    kept = (data / "train" / "part-1.tfrecord").read_bytes()
+    os.remove(data / "train" / "part-1.tfrecord")
+    with pytest.raises(mm.DataSourceError, match=r"split 'train': train/part-1.tfrecord was removed"):
+        store.train("e", progress=False)
+    # the same bytes again (a new modification time): hashed, found unchanged, reused
+    (data / "train" / "part-1.tfrecord").write_bytes(kept)
+    assert store.train("e", progress=False).cached
+
+
+def test_a_record_without_per_file_rows_is_checked_by_its_fingerprint(tmp_path: Path) -> None:
+    from mlmd_magic._datafiles import inspect_datasource, verify_files, write_tfrecord
+
+    from .conftest import make_examples
+
+    data = _tfrecord_data(tmp_path / "data")
+    splits = {"train": "train/*.tfrecord", "eval": "eval.tfrecord"}
+    summary = inspect_datasource(str(data), "tfrecord", splits, "label")
+    verify_files(str(data), "tfrecord", splits, None, summary.fingerprint, "d@1")  # written by 0.1: no rows
+    verify_files(str(data), "tfrecord", splits, summary.files, summary.fingerprint, "d@1")
+    write_tfrecord(str(data / "train" / "part-9.tfrecord"), make_examples(3, 5))
+    with pytest.raises(mm.DataSourceError, match="no longer match its fingerprint"):
+        verify_files(str(data), "tfrecord", splits, None, summary.fingerprint, "d@1")
+
+
 # ---------------------------------------------------------------- 8: symbolic links in data folders
 
 
