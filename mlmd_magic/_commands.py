@@ -12,6 +12,7 @@ import difflib
 import functools
 import html
 import json
+import os
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
@@ -217,8 +218,15 @@ def _export(host: Host, a: argparse.Namespace) -> Message:
     record = host.store().get(a.ref, kind=a.kind)
     text = _yamlspec.dump_yaml(_yamlspec.export_spec(record))
     if a.file:
-        with open(a.file, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        folder = os.path.dirname(os.path.abspath(a.file))
+        if not os.path.isdir(folder):
+            raise ValidationError(f"cannot write {a.file!r}: folder {folder!r} does not exist; create it first or "
+                                  "choose another path")
+        try:
+            with open(a.file, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        except OSError as exc:
+            raise ValidationError(f"cannot write {a.file!r}: {exc.strerror}") from None
         return Message(f"wrote {record.kind[:-1]} {record.ref} to {a.file}")
     return Message(text.rstrip("\n"))
 

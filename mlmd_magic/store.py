@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from . import _mysql_writer, _secrets, _session
 from ._datafiles import FORMATS, inspect_datasource, normalise_uri
 from ._names import check_name, parse_ref
-from ._query import compile_where
+from ._query import check_offset, compile_where
 from ._records import (
     KIND_TYPES,
     Diff,
@@ -491,6 +491,7 @@ class Store:
                                           "all_versions": all_versions}) as act:
             if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
                 raise ValidationError(f"limit must be a positive whole number, got {limit!r}")
+            offset = check_offset(offset)
             if isinstance(kind, str) and kind.lower() in ("runs", "run", "models", "model"):
                 return self._list_runs_or_models(kind.lower().rstrip("s") + "s", where, limit, act, offset)
             kind = normalise_kind(kind)

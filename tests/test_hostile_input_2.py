@@ -688,3 +688,28 @@ def test_every_csv_file_of_a_split_needs_the_label(tmp_path: Path, mem_store: mm
     with pytest.raises(mm.DataSourceError, match=r"1 of the 2 examples in train/b.csv have no value"):
         mem_store.add_datasource("d", uri=str(root), format="csv", splits={"train": "train"}, label="label")
     assert mem_store.names("datasources") == []
+
+
+# ---------------------------------------------------------------- 12b: deep filters, offsets, export
+
+
+@pytest.mark.parametrize("where", ["not " * 2000 + "epochs == 1", "(" * 2000 + "epochs == 1" + ")" * 2000,
+                                   "not (" * 60 + "epochs == 1" + ")" * 60])
+def test_a_deeply_nested_filter_is_a_validation_error(mem_store: mm.Store, where: str) -> None:
+    with pytest.raises(mm.ValidationError, match="more than 50 deep"):
+        mem_store.list("scenarios", where=where)
+
+
+@pytest.mark.parametrize("offset", ["a", -1, 1.5, True])
+def test_a_bad_offset_is_a_validation_error(mem_store: mm.Store, offset: Any) -> None:
+    for kind in ("scenarios", "runs"):
+        with pytest.raises(mm.ValidationError, match="offset must be a whole number"):
+            mem_store.list(kind, offset=offset)
+
+
+def test_export_into_a_missing_folder_says_so(ip: InteractiveShell, tmp_path: Path) -> None:
+    ip.run_line_magic("mlmd", "connect memory://")
+    mm.current_store().add_scenario("s", model="mlp", params={"a": 1})
+    with pytest.raises(UsageError, match=r"folder '.*missing' does not exist; create it first") as info:
+        ip.run_line_magic("mlmd", f"export s -f {tmp_path / 'missing' / 's.yaml'}")
+    assert "please report" not in str(info.value)
