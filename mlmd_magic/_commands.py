@@ -142,7 +142,8 @@ def _ref(p: argparse.ArgumentParser, kind: bool = True) -> None:
 
 def _connect(host: Host, a: argparse.Namespace) -> Message:
     conn = host.registry.connect(a.uri, alias=a.alias)
-    return Message(f"connected to {conn.store.uri} as {conn.alias!r} (current)")
+    note = f"; opened read-only: {conn.store.read_only_reason}" if conn.store.read_only else ""
+    return Message(f"connected to {conn.store.uri} as {conn.alias!r} (current){note}")
 
 
 def _connections(host: Host, a: argparse.Namespace) -> Message:

@@ -16,6 +16,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from . import _secrets
+from ._storeguard import is_damaged, open_failure, read_only_reason, sqlite_filename
 from ._uri import PASSWORD_ENV, StoreURI
 from .errors import StoreConnectionError
 
@@ -73,9 +74,13 @@ def open_store(uri: StoreURI) -> Any:
                 f"cannot create the SQLite store {uri.path!r}: folder {parent!r} does not exist; "
                 "create it first or choose another path"
             )
-        config.sqlite.filename_uri = path
-        config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
-        enable_wal(path)
+        if read_only_reason(path):  # reads only, recording nothing (see _storeguard)
+            config.sqlite.filename_uri = sqlite_filename(path, read_only=True)
+            config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+        else:
+            config.sqlite.filename_uri = path
+            config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+            enable_wal(path)
     else:
         password = mysql_password(uri)
         guard = _check_mysql_server(uri, password)
@@ -112,7 +117,8 @@ def _create_with_retries(metadata_store: Any, config: Any, uri: StoreURI) -> Any
             return metadata_store.MetadataStore(config)
         except Exception as exc:  # MLMD raises its StatusError subclasses and RuntimeError
             last = exc
-            if not any(word in str(exc).lower() for word in _RETRYABLE_OPEN):
+            # a damaged file may read as a half-made schema ("retry the connection"): never retried
+            if is_damaged(str(exc)) or not any(word in str(exc).lower() for word in _RETRYABLE_OPEN):
                 break
             time.sleep(min(0.05 * (attempt + 1), 0.5))
     assert last is not None
@@ -155,6 +161,9 @@ def enable_wal(path: str) -> None:
 
 
 def _explain_open_failure(uri: StoreURI, exc: Exception) -> StoreConnectionError:
+    damaged = open_failure(uri.masked(), exc)
+    if damaged is not None:
+        return damaged
     detail = _secrets.redact(str(exc)).strip()
     lowered = detail.lower()
     if uri.scheme == "mysql" and ("caching_sha2" in lowered or "authentication plugin" in lowered):

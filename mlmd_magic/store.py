@@ -48,7 +48,8 @@ from ._records import (
     normalise_kind,
     to_plain,
 )
-from ._types import declared_properties, full, register_types
+from ._storeguard import StoreGuard
+from ._types import declared_properties, full, lookup_types, register_types
 from ._uri import StoreURI
 from .errors import (
     AmbiguousRefError,
@@ -107,7 +108,8 @@ class Store:
     def __init__(self, mlmd_store: Any, uri: StoreURI) -> None:
         self._mlmd = mlmd_store
         self._uri = uri
-        self._types = register_types(mlmd_store)
+        self._guard = StoreGuard.for_uri(uri)  # read-only files, removed files, damaged files
+        self._types = lookup_types(mlmd_store) if self._guard.read_only else register_types(mlmd_store)
         self._writer: _mysql_writer.MySQLActionWriter | None = None  # one round trip per action on MySQL
         if uri.scheme == "mysql":
             from ._connection import open_mysql_writer
@@ -118,7 +120,8 @@ class Store:
         self._closed = False
         from ._runs import reap_stale_runs
 
-        self.reaped_runs = reap_stale_runs(self)  # trainings left RUNNING by a dead kernel
+        # trainings left RUNNING by a dead kernel
+        self.reaped_runs = [] if self._guard.read_only else reap_stale_runs(self)
 
     # ------------------------------------------------------------------ basics
 
@@ -126,6 +129,20 @@ class Store:
     def uri(self) -> str:
         """The store's URI with any password masked."""
         return self._uri.masked()
+
+    @property
+    def read_only(self) -> bool:
+        """Whether the store was opened read-only (a SQLite file this user may not write).
+
+        Reads then work and are not recorded; actions that write raise :class:`StoreError`
+        with the reason, which :attr:`read_only_reason` holds.
+        """
+        return self._guard.read_only
+
+    @property
+    def read_only_reason(self) -> str | None:
+        """Why the store was opened read-only, or None."""
+        return self._guard.read_only_reason
 
     @property
     def mlmd(self) -> Any:
@@ -804,6 +821,7 @@ class Store:
     def _action_guard(self, act: _Action) -> Iterator[None]:
         """Record ``act`` as FAILED (CANCELED on Ctrl-C) if the body raises; translate foreign errors."""
         self._check_open()
+        self._guard.before_action(act.type_short)
         try:
             yield
         except BaseException as exc:
@@ -817,10 +835,15 @@ class Store:
                     self._commit(act, error=exc)
             if isinstance(exc, MlmdMagicError) or not isinstance(exc, Exception):
                 raise
-            raise _translate(exc) from None
+            raise self._guard.damaged(exc) or _translate(exc) from None
 
     def _commit(self, act: _Action, error: BaseException | None = None) -> None:
         from ml_metadata.proto import metadata_store_pb2 as pb
+
+        if self._guard.read_only:
+            act.committed = True  # a read-only store records nothing (writes were refused before)
+            return
+        self._guard.check_file()
 
         ctx = _session.current_action()
         sess = _session.current_session()
@@ -900,7 +923,8 @@ class Store:
             except _mysql_writer.DuplicateKey as exc:
                 raise _Duplicate(str(exc)) from None
             except Exception as exc:
-                raise StoreError(f"the store rejected the action: {_secrets.redact(str(exc))}") from None
+                raise self._guard.damaged(exc) or StoreError(
+                    f"the store rejected the action: {_secrets.redact(str(exc))}") from None
         try:
             return self._mlmd.put_execution(  # type: ignore[no-any-return]
                 execution, events, contexts,
@@ -911,7 +935,8 @@ class Store:
         except mlmd_errors.AlreadyExistsError as exc:
             raise _Duplicate(str(exc)) from None
         except mlmd_errors.StatusError as exc:
-            raise StoreError(f"the store rejected the action: {_secrets.redact(str(exc))}") from None
+            raise self._guard.damaged(exc) or StoreError(
+                f"the store rejected the action: {_secrets.redact(str(exc))}") from None
 
     def _already_recorded(self, act: _Action) -> bool:
         """Whether this action's execution (by its external id) was committed after all."""

@@ -713,3 +713,144 @@ def test_export_into_a_missing_folder_says_so(ip: InteractiveShell, tmp_path: Pa
     with pytest.raises(UsageError, match=r"folder '.*missing' does not exist; create it first") as info:
         ip.run_line_magic("mlmd", f"export s -f {tmp_path / 'missing' / 's.yaml'}")
     assert "please report" not in str(info.value)
+
+
+# ---------------------------------------------------------------- 11: read-only, damaged and removed SQLite files
+
+_AS_A_USER = '''
+import ctypes, json, os, sys
+if os.geteuid() == 0:  # root may write anything: drop the capabilities that let it, as any user lacks them
+    libc = ctypes.CDLL(None, use_errno=True)
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+    class Data(ctypes.Structure):
+        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+    header, data = Header(0x20080522, 0), (Data * 2)()
+    assert libc.capget(ctypes.byref(header), data) == 0
+    keep = ~((1 << 1) | (1 << 2)) & 0xFFFFFFFF  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+    data[0].effective &= keep; data[0].permitted &= keep; data[0].inheritable &= keep
+    assert libc.capset(ctypes.byref(header), data) == 0, ctypes.get_errno()
+    assert not os.access(sys.argv[2], os.W_OK) or not os.access(os.path.dirname(sys.argv[2]), os.W_OK)
+from IPython.core.interactiveshell import InteractiveShell
+import mlmd_magic as mm
+out = {}
+ip = InteractiveShell.instance()
+ip.run_line_magic("load_ext", "mlmd_magic")
+out["connect"] = repr(ip.run_line_magic("mlmd", "connect " + sys.argv[1]))
+store = mm.current_store()
+out["read_only"] = store.read_only
+for name, call in [("get", lambda: store.get_scenario("s")["params"]), ("list", lambda: len(store.list("scenarios"))),
+                   ("add", lambda: store.add_scenario("t", model="mlp", params={"a": 2}).ref)]:
+    try:
+        out[name] = call()
+    except mm.MlmdMagicError as exc:
+        out[name] = f"{type(exc).__name__}: {exc}"
+print(json.dumps(out))
+'''
+
+
+def _executions(path: Path) -> int:
+    import sqlite3
+
+    conn = sqlite3.connect(path)  # the last connection to close: it leaves no -wal or -shm file
+    try:
+        return int(conn.execute("SELECT count(*) FROM Execution").fetchone()[0])
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("locked", ["file", "folder"])
+def test_a_read_only_sqlite_store_is_read_and_records_nothing(tmp_path: Path, locked: str) -> None:
+    import json
+
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    path = folder / "team.sqlite"
+    store = mm.connect(f"sqlite:///{path}")
+    store.add_scenario("s", model="mlp", params={"a": 1})
+    store.close()
+    before = _executions(path)
+    os.chmod(path if locked == "file" else folder, 0o444 if locked == "file" else 0o555)
+    try:
+        out = subprocess.run([sys.executable, "-c", _AS_A_USER, f"sqlite:///{path}", str(path)],
+                             capture_output=True, text=True, timeout=300)
+        left = sorted(p.name for p in folder.iterdir())
+    finally:
+        os.chmod(path, 0o644)
+        os.chmod(folder, 0o755)
+    assert left == ["team.sqlite"]  # no -wal or -shm file owned by the reader
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "opened read-only: " in result["connect"] and result["read_only"] is True
+    assert result["get"] == {"a": 1} and result["list"] == 1
+    assert result["add"].startswith("StoreError: ") and "opened read-only" in result["add"]
+    assert "adding a scenario is refused" in result["add"]
+    assert _executions(path) == before  # nothing recorded, nothing written
+
+
+def _damaged_store(tmp_path: Path) -> Path:
+    import sqlite3
+
+    path = tmp_path / "s.sqlite"
+    store = mm.connect(f"sqlite:///{path}")
+    for i in range(20):
+        store.add_scenario(f"s{i}", model="mlp", params={"x": "y" * 2000})
+    store.close()
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    return path
+
+
+def _overwrite(path: Path, page: int, size: int = 4096) -> None:
+    with open(path, "r+b") as fh:
+        fh.seek(page * size)
+        fh.write(b"\xa5" * size if page else b"not a database!!")
+
+
+def test_a_damaged_sqlite_file_is_reported_at_once(tmp_path: Path) -> None:
+    path = _damaged_store(tmp_path)
+    good = path.read_bytes()
+    for page in (0, 1):  # the header; the schema's table (MLMD then saw "a subset of tables": 28 s of retries)
+        path.write_bytes(good)
+        _overwrite(path, page)
+        started = time.perf_counter()
+        with pytest.raises(mm.StoreConnectionError, match=r"is damaged \((file is not a database|database disk "
+                                                          r"image is malformed)\).*Restore it from a backup"):
+            mm.connect(f"sqlite:///{path}")
+        assert time.perf_counter() - started < 5
+    # damage that only a read meets: a StoreError saying so, not MLMD's query text
+    found = False
+    for page in range(len(good) // 4096 - 1, 1, -1):
+        path.write_bytes(good)
+        _overwrite(path, page)
+        try:
+            store = mm.connect(f"sqlite:///{path}")
+        except mm.StoreConnectionError:
+            continue
+        try:
+            store.list("scenarios", all_versions=True)
+            [store.get_scenario(f"s{i}") for i in range(20)]
+        except mm.StoreError as exc:
+            assert "is damaged (database disk image is malformed)" in str(exc), str(exc)[:300]
+            found = True
+            break
+        finally:
+            store.close()
+    assert found
+
+
+def test_a_sqlite_file_removed_or_replaced_while_connected_is_noticed(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    store = mm.connect(f"sqlite:///{path}")
+    assert store.add_scenario("s", model="mlp", params={"a": 1}).ref == "s@1"
+    os.remove(path)
+    with pytest.raises(mm.StoreError, match="was removed while connected"):
+        store.add_scenario("s", model="mlp", params={"a": 2})
+    with pytest.raises(mm.StoreError, match="was removed while connected"):
+        store.get_scenario("s")
+    other = mm.connect(f"sqlite:///{tmp_path}/other.sqlite")
+    other.close()
+    os.replace(tmp_path / "other.sqlite", path)
+    with pytest.raises(mm.StoreError, match="was replaced by another file"):
+        store.add_scenario("s", model="mlp", params={"a": 2})
