@@ -460,6 +460,15 @@ def _unknown(word: str, known: list[str]) -> str:
     return f"unknown subcommand {word!r}{hint} Known: {', '.join(known)}"
 
 
+def _check_one_uri(words: list[str]) -> None:
+    """``connect`` takes one URI: a second bare word is most likely the rest of a password with a
+    space in it, which argparse would echo ("unrecognized arguments: ...")."""
+    bare = [w for i, w in enumerate(words) if not w.startswith("-") and (i == 0 or words[i - 1] != "--alias")]
+    if len(bare) > 1:
+        raise CommandError("connect takes one URI (and --alias NAME), but the line holds more words: if the "
+                           "password holds a space, quote the URI ('...') or write the space as %20")
+
+
 def dispatch(host: Host, argv: list[str], prog: str, magic: bool) -> Any:
     """Parse ``argv`` and run its subcommand; the result is for the caller to display.
 
@@ -476,6 +485,8 @@ def dispatch(host: Host, argv: list[str], prog: str, magic: bool) -> Any:
     known = [n for n, c in COMMANDS.items() if magic or not c.magic_only]
     if argv[0] not in known and not argv[0].startswith("-"):
         raise CommandError(_unknown(argv[0], known))
+    if argv[0] == "connect":
+        _check_one_uri(argv[1:])
     args = parser.parse_args(argv)
     if args.command is None:
         raise CommandError(f"{prog} needs a subcommand; run '{prog} help' to see them")

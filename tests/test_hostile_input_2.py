@@ -230,6 +230,12 @@ def test_a_password_that_breaks_the_uri_through_the_magic(ip: InteractiveShell, 
     assert advice in str(info.value)
 
 
+def test_a_password_with_a_space_is_not_echoed_by_the_magic(ip: InteractiveShell) -> None:
+    with pytest.raises(UsageError, match="quote the URI") as info:
+        ip.run_line_magic("mlmd", "connect mysql://u:Sekr3tHash tail@127.0.0.1:1/db --alias x")
+    _no_fragment(str(info.value))
+
+
 def test_a_password_that_breaks_the_uri_through_the_console_script(tmp_path: Path) -> None:
     exe = shutil.which("mlmd-magic") or str(Path(sys.executable).parent / "mlmd-magic")
     for uri, advice in BROKEN_URIS[:4]:
