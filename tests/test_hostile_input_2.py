@@ -430,15 +430,15 @@ def test_a_dotted_parameter_key_is_refused(mem_store: mm.Store, params: dict[str
     assert mem_store.mlmd.get_artifacts() == []
 
 
-def test_a_dotted_parameter_key_in_a_cell_is_refused(ip: InteractiveShell) -> None:
+def test_a_dotted_parameter_key_in_a_cell_is_refused_and_dotted_overrides_still_work(ip: InteractiveShell,
+                                                                                     tmp_path: Path) -> None:
+    from mlmd_magic import datasets
+
     ip.run_line_magic("mlmd", "connect memory://")
     with pytest.raises(UsageError, match=r"parameter key 'a\.b'"):
         ip.run_cell_magic("scenario", "s", "model: mlp\na.b: 1\na: {b: 5}\n")
-
-
-def test_dotted_overrides_still_address_nested_keys(mem_store: mm.Store, tmp_path: Path) -> None:
-    from mlmd_magic import datasets
-
+    mem_store = mm.current_store()
+    assert mem_store.mlmd.get_artifacts() == []
     mem_store.add_datasource("d", **datasets.simulate_nipt(str(tmp_path), n_train=4, n_eval=2, n_test=2))
     mem_store.add_scenario("s", model="mlp", params={"a": {"b": 2}, "c": 1})
     mem_store.experiment("e", datasource="d", scenario="s", overrides={"a.b": 5})
