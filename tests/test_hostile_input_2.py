@@ -395,14 +395,16 @@ def trainable(ip: InteractiveShell, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     return store
 
 
-@pytest.mark.parametrize("assignment", ["force=true", "progress=false", "callbacks=[1]", "workdir=/elsewhere",
+@pytest.mark.parametrize("assignment", ["force=true", "progress=false", "callbacks=[1]", "workdir=ELSEWHERE",
                                         "overrides={epochs:2}"])
-def test_set_never_reaches_train_keywords(ip: InteractiveShell, trainable: mm.Store, assignment: str) -> None:
+def test_set_never_reaches_train_keywords(ip: InteractiveShell, trainable: mm.Store, assignment: str,
+                                          tmp_path: Path) -> None:
     key = assignment.split("=", 1)[0]
+    elsewhere = tmp_path / "elsewhere"
     with pytest.raises(UsageError, match=f"override '{key}' is not a parameter of the scenario"):
-        ip.run_line_magic("mlmd", f"train e --quiet --set {assignment}")
+        ip.run_line_magic("mlmd", f"train e --quiet --set {assignment.replace('ELSEWHERE', str(elsewhere))}")
     assert trainable.mlmd.get_artifacts_by_type("mlmd_magic.Model") == []
-    assert not os.path.exists("/elsewhere")
+    assert not elsewhere.exists()
 
 
 def test_set_overrides_parameters_named_like_train_keywords(ip: InteractiveShell, trainable: mm.Store,
