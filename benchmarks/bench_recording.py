@@ -77,7 +77,6 @@ def _copy(message: Any) -> Any:
 def _floor(uri: str, ours: Any, captured: tuple[Any, list[Any], list[Any]]) -> Callable[[int], None]:
     """A raw MLMD store with our types, writing the captured action's rows once per call."""
     from ml_metadata.metadata_store import metadata_store as ms
-    from ml_metadata.proto import metadata_store_pb2 as pb
 
     from mlmd_magic.backend.connection import backend_for
     from mlmd_magic.backend.types import register_types

@@ -19,9 +19,10 @@ from typing import Any
 
 from ..core import secrets as _secrets
 from ..errors import StoreConnectionError
+from .storeguard import is_damaged, open_failure, read_only_reason, sqlite_filename
 from .uri import PASSWORD_ENV, StoreURI
 
-_DB_NAME_RE = re.compile(r"^[A-Za-z0-9_$-]{1,64}$")
+_DB_NAME_RE = re.compile(r"[A-Za-z0-9_$-]{1,64}")  # fullmatch: "$" would accept a final newline
 _RETRYABLE_OPEN = ("locked", "busy", "already exists", "aborted", "unique constraint", "subset of tables",
                    "retry the connection", "retry connection", "deadlock", "duplicate")
 
@@ -144,9 +145,13 @@ class SqliteBackend(Backend):
                 "create it first or choose another path"
             )
         config = metadata_store_pb2.ConnectionConfig()
-        config.sqlite.filename_uri = self.path
-        config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
-        enable_wal(self.path)
+        if read_only_reason(self.path):  # reads only, recording nothing (see storeguard)
+            config.sqlite.filename_uri = sqlite_filename(self.path, read_only=True)
+            config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+        else:
+            config.sqlite.filename_uri = self.path
+            config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+            enable_wal(self.path)
         return config
 
     def default_alias(self) -> str:
@@ -276,7 +281,8 @@ def _create_with_retries(metadata_store: Any, config: Any, backend: Backend) -> 
             return metadata_store.MetadataStore(config)
         except Exception as exc:  # MLMD raises its StatusError subclasses and RuntimeError
             last = exc
-            if not any(word in str(exc).lower() for word in _RETRYABLE_OPEN):
+            # a damaged file may read as a half-made schema ("retry the connection"): never retried
+            if is_damaged(str(exc)) or not any(word in str(exc).lower() for word in _RETRYABLE_OPEN):
                 break
             time.sleep(min(0.05 * (attempt + 1), 0.5))
     assert last is not None
@@ -319,6 +325,9 @@ def enable_wal(path: str) -> None:
 
 
 def _explain_open_failure(uri: StoreURI, exc: Exception) -> StoreConnectionError:
+    damaged = open_failure(uri.masked(), exc)
+    if damaged is not None:
+        return damaged
     detail = _secrets.redact(str(exc)).strip()
     lowered = detail.lower()
     newer = re.search(r"database version (\d+) is greater than library version (\d+)", detail)
@@ -356,7 +365,7 @@ def _check_mysql_server(uri: StoreURI, password: str | None) -> Any:
     """
     import pymysql
 
-    if not _DB_NAME_RE.match(uri.database):
+    if not _DB_NAME_RE.fullmatch(uri.database):
         raise StoreConnectionError(
             f"invalid MySQL database name {uri.database!r}: use 1-64 letters, digits, '_', '$' or '-'"
         )
@@ -408,7 +417,8 @@ def _pymysql_params(uri: StoreURI, password: str | None) -> dict[str, Any]:
         ssl = {v: opts[k] for k, v in ssl_keys.items() if k in opts}
         if "ssl_verify" in opts:
             ssl["check_hostname"] = opts["ssl_verify"].lower() in ("1", "true", "yes")
-    return {"host": uri.host, "port": uri.port, "user": uri.user, "password": password or "",
+    # pymysql would encode a str password as Latin-1; the server and MLMD's client use UTF-8
+    return {"host": uri.host, "port": uri.port, "user": uri.user, "password": (password or "").encode("utf-8"),
             "unix_socket": opts.get("socket"), "ssl": ssl, "connect_timeout": 10}
 
 

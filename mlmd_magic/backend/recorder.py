@@ -24,6 +24,7 @@ from ..core import session as _session
 from ..core.values import canonical_json
 from ..errors import MlmdMagicError, StoreError
 from .properties import drop_empty_properties, set_properties
+from .storeguard import StoreGuard
 from .types import TypeIds, full
 
 __all__ = ["READ_ACTIONS", "Action", "Conflict", "Recorder"]
@@ -67,12 +68,14 @@ class Recorder:
     mlmd : the (retrying) ``ml_metadata`` ``MetadataStore``.
     types : the registered type ids.
     label : the store's masked URI, for messages.
+    guard : the checks made before acting (read-only, removed or damaged files).
     """
 
-    def __init__(self, mlmd: Any, types: TypeIds, label: str = "") -> None:
+    def __init__(self, mlmd: Any, types: TypeIds, label: str = "", guard: StoreGuard | None = None) -> None:
         self.mlmd = mlmd
         self.types = types
         self.label = label  # the store's masked URI, for messages
+        self.guard_checks = guard if guard is not None else StoreGuard(label)
         self.closed = False
         self._context_ids: dict[tuple[str, str], int] = {}
 
@@ -126,6 +129,7 @@ class Recorder:
     def guard(self, act: Action) -> Iterator[None]:
         """Record ``act`` as FAILED (CANCELED on Ctrl-C) if the body raises; translate foreign errors."""
         self.check_open()
+        self.guard_checks.before_action(act.type_short)
         try:
             yield
         except BaseException as exc:
@@ -139,7 +143,8 @@ class Recorder:
                     self.commit(act, error=exc)
             if isinstance(exc, MlmdMagicError) or not isinstance(exc, Exception):
                 raise
-            raise StoreError(f"{type(exc).__name__}: {_secrets.redact(str(exc))}") from None
+            raise self.guard_checks.damaged(exc) or StoreError(
+                f"{type(exc).__name__}: {_secrets.redact(str(exc))}") from None
 
     def commit(self, act: Action, error: BaseException | None = None) -> None:
         """Write ``act`` (a first write, or an update of its execution) in one ``put_execution``.
@@ -153,9 +158,11 @@ class Recorder:
         """
         from ml_metadata.proto import metadata_store_pb2 as pb
 
-        if not act.recorded:
+        if not act.recorded or self.guard_checks.read_only:
+            # a read left unrecorded; or a read-only store, which records nothing (writes were refused)
             act.committed = True
             return
+        self.guard_checks.check_file()
         ctx = _session.current_action()
         sess = _session.current_session()
         execution = pb.Execution(type_id=self.types.executions[act.type_short],
@@ -227,7 +234,8 @@ class Recorder:
         except mlmd_errors.AlreadyExistsError as exc:
             raise _Duplicate(str(exc)) from None
         except mlmd_errors.StatusError as exc:
-            raise StoreError(f"the store rejected the action: {_secrets.redact(str(exc))}") from None
+            raise self.guard_checks.damaged(exc) or StoreError(
+                f"the store rejected the action: {_secrets.redact(str(exc))}") from None
 
     def _already_recorded(self, act: Action) -> bool:
         """Whether this action's execution (by its external id) was committed after all."""

@@ -32,7 +32,11 @@ def classify(exc: BaseException) -> str | None:
     """``"busy"``, ``"lost"`` or ``None`` (not transient) for an error from MLMD."""
     from ml_metadata import errors as mlmd_errors
 
+    from .storeguard import is_damaged
+
     text = str(exc).lower()
+    if is_damaged(text):
+        return None  # a damaged file stays damaged: retrying only hides it
     if any(word in text for word in _LOST):
         return "lost"
     if isinstance(exc, mlmd_errors.AbortedError) or any(word in text for word in _BUSY):

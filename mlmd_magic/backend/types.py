@@ -22,6 +22,8 @@ ARTIFACT_TYPES: dict[str, tuple[str, dict[str, str]]] = {
     "DataSource": ("DATASET", {
         **_RECORD, "format": "STRING", "splits": "STRING", "label": "STRING", "features": "STRING",
         "fingerprint": "STRING", "example_counts": "STRING", "label_distribution": "STRING",
+        # [[path, size, mtime_ns, sha256], ...] per split: checked before every run
+        "files": "STRING",
     }),
     "Scenario": ("UNSET", {**_RECORD, "model": "STRING", "params": "STRING"}),
     "Experiment": ("UNSET", {
@@ -101,14 +103,22 @@ def register_types(store: Any) -> TypeIds:
     return _register_once(store)
 
 
-def _register_once(store: Any) -> TypeIds:
+def lookup_types(store: Any) -> TypeIds:
+    """The ids of the ``mlmd_magic.*`` types a read-only store has, writing nothing; a type it
+    lacks gets id -1, which no node has (so its records read as absent)."""
+    return _register_once(store, write=False)
+
+
+def _register_once(store: Any, write: bool = True) -> TypeIds:
     from ml_metadata.proto import metadata_store_pb2 as pb
 
     def ensure(kind: str, short: str, base: str, props: dict[str, str]) -> int:
         proto_cls = {"artifact": pb.ArtifactType, "execution": pb.ExecutionType, "context": pb.ContextType}[kind]
         current = existing[kind].get(full(short))
-        if current is not None and all(k in current.properties for k in props):
+        if current is not None and (not write or all(k in current.properties for k in props)):
             return int(current.id)
+        if not write:
+            return -1
         new = proto_cls(name=full(short))
         if base != "UNSET":
             new.base_type = proto_cls.SystemDefinedBaseType.Value(base)

@@ -17,6 +17,11 @@ _FORMS = (
     "use sqlite:///path/to/file.sqlite, memory:// or "
     "mysql://user@host[:port]/database (password from MLMD_MAGIC_MYSQL_PASSWORD or ~/.my.cnf)"
 )
+_ENCODE = (
+    "URL-encode special characters in the password ('#' as %23, '?' as %3F, '/' as %2F, '@' as %40, "
+    "'%' as %25: urllib.parse.quote(password, safe='')), or better leave it out of the URI and set "
+    f"{PASSWORD_ENV}"
+)
 
 
 @dataclass(frozen=True)
@@ -68,7 +73,9 @@ def parse_uri(uri: str) -> StoreURI:
     'mlmd.sqlite'
     """
     if not isinstance(uri, str) or "://" not in uri:
-        raise StoreConnectionError(f"not a store URI: {_secrets.redact(str(uri))!r}; {_FORMS}")
+        typo = isinstance(uri, str) and uri.partition(":")[0].lower() in ("mysql", "mariadb", "sqlite", "memory")
+        hint = " (the scheme needs '://' after it)" if typo else ""
+        raise StoreConnectionError(f"not a store URI: {parse_safe(str(uri))!r}{hint}; {_FORMS}")
     scheme, _, rest = uri.partition("://")
     scheme = scheme.lower()
     if scheme == "memory":
@@ -84,10 +91,25 @@ def parse_uri(uri: str) -> StoreURI:
         return StoreURI("sqlite", path=path)
     if scheme in ("mysql", "mariadb"):
         parts = urlsplit("mysql://" + rest)
+        if "@" in parts.path or "@" in parts.query or "@" in parts.fragment:
+            # '#', '?' or '/' in the password ended the host part early: what follows is no host
+            raise StoreConnectionError(
+                f"cannot read the MySQL URI {parse_safe(uri)!r}: an '@' comes after the host part, so the "
+                f"password (or user name) seems to hold '#', '?', '/' or '@'; {_ENCODE}"
+            )
         try:
             port = parts.port or 3306
-        except ValueError as exc:
-            raise StoreConnectionError(f"invalid port in {parse_safe(uri)!r}: {exc}") from None
+        except ValueError:
+            # Never show the parser's message: without a user@ part, the "port" may be a password.
+            if "@" in parts.netloc:
+                raise StoreConnectionError(
+                    f"invalid port in {parse_safe(uri)!r}: write a number after the host, e.g. db.example:3306"
+                ) from None
+            raise StoreConnectionError(
+                f"cannot read the MySQL URI 'mysql://{parts.netloc.partition(':')[0]}:{_secrets.MASK}...': the text "
+                "after ':' is no port number. Write mysql://user:password@host[:port]/database; if that ':' "
+                f"starts a password, {_ENCODE}"
+            ) from None
         database = parts.path.lstrip("/")
         if not parts.hostname or not database:
             raise StoreConnectionError(
@@ -116,5 +138,20 @@ def parse_uri(uri: str) -> StoreURI:
 
 
 def parse_safe(uri: str) -> str:
-    """``uri`` with any password masked, for error messages."""
-    return _secrets.redact(uri)
+    """``uri`` with any password masked, for error messages — even a URI that does not parse.
+
+    Everything between the ``:`` after the user name and the last ``@`` is masked.
+
+    >>> parse_safe("mysql:/u:Sekr3t@host/db")
+    'mysql:/u:***@host/db'
+    >>> parse_safe("mysql://u:Sekr3tHash#tail@host/db")
+    'mysql://u:***@host/db'
+    """
+    text = _secrets.redact(uri)
+    scheme, sep, rest = text.partition(":")
+    if not sep or "@" not in rest:
+        return text
+    userinfo, _, host = rest.rpartition("@")
+    slashes = len(userinfo) - len(userinfo.lstrip("/"))
+    user, colon, _ = userinfo[slashes:].partition(":")
+    return f"{scheme}:{'/' * slashes}{user}{':' + _secrets.MASK if colon else ''}@{host}"

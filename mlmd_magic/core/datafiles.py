@@ -4,16 +4,24 @@ Resolves each split (a file, a glob or a folder under the data source's ``uri``)
 the files exist, and computes what the record keeps: a content fingerprint, the example
 count and label distribution of each split, and the feature schema. TFRecord files are
 read with a small protobuf wire-format reader for ``tf.train.Example`` so that registering
-data never imports TensorFlow. The trainer uses :func:`resolve_split` too.
+data never imports TensorFlow; the length and data checksums (CRC32C) of every record are
+verified on the way. The trainer uses :func:`resolve_split` too.
+
+The record also keeps each file's size, modification time and SHA-256, so that
+:func:`verify_files` can tell, before a run, whether the files still hold what was
+registered (sizes and times first; a file is hashed again only when they differ).
 """
 
 from __future__ import annotations
 
 import csv
+import fnmatch
+import functools
 import glob
 import gzip
 import hashlib
 import io
+import itertools
 import numbers
 import os
 import struct
@@ -27,6 +35,8 @@ from ..errors import DataSourceError
 FORMATS = ("tfrecord", "csv", "npz")
 _EXTENSIONS = {"tfrecord": (".tfrecord", ".tfrecords", ".tfrecord.gz", ".gz"), "csv": (".csv",), "npz": (".npz",)}
 _MAX_DISTINCT_LABELS = 50
+MAX_FILES = 10_000  # files in one split
+MAX_FOLDERS = 10_000  # folders walked for one ** glob
 
 
 @dataclass
@@ -45,6 +55,8 @@ class DataSummary:
     fingerprint: str
     splits: dict[str, SplitSummary]
     features: dict[str, dict[str, Any]]
+    # split -> [[path relative to the uri, size, mtime_ns, sha256], ...], for verify_files
+    files: dict[str, list[list[Any]]] = field(default_factory=dict)
 
 
 def normalise_uri(uri: str) -> str:
@@ -62,21 +74,114 @@ def normalise_uri(uri: str) -> str:
 
 
 def resolve_split(uri: str, pattern: str, fmt: str) -> list[str]:
-    """The sorted files of one split: ``pattern`` is a file, a glob or a folder under ``uri``."""
+    """The sorted files of one split: ``pattern`` is a file, a glob or a folder under ``uri``.
+
+    Symbolic links are followed, but each folder is entered once (by its real path) and
+    each file counted once, so a link back up the tree cannot repeat the data or make the
+    walk endless; a split holds at most :data:`MAX_FILES` files and a ``**`` walk enters at
+    most :data:`MAX_FOLDERS` folders.
+    """
     if not isinstance(pattern, str) or not pattern:
         raise DataSourceError("each split must map to a file, a glob or a folder (a non-empty string)")
     path = os.path.join(uri, pattern)
     if os.path.isdir(path):
-        files = [
+        found: Iterator[str] = (
             os.path.join(path, f) for f in os.listdir(path)
-            if not f.startswith(".") and os.path.isfile(os.path.join(path, f))
-            and f.lower().endswith(_EXTENSIONS[fmt])
-        ]
+            if not f.startswith(".") and f.lower().endswith(_EXTENSIONS[fmt])
+        )
+    elif "**" in pattern:
+        found = _walk_glob(path, pattern)
     elif any(ch in pattern for ch in "*?["):
-        files = [f for f in glob.glob(path, recursive=True) if os.path.isfile(f)]
+        found = glob.iglob(path)
     else:
-        files = [path] if os.path.isfile(path) else []
-    return sorted(files)
+        found = iter([path])
+    files = [f for f in itertools.islice(found, MAX_FILES * 4 + 1) if os.path.isfile(f)]
+    files = _once_each(sorted(files))
+    if len(files) > MAX_FILES:
+        raise DataSourceError(
+            f"{pattern!r} under {uri!r} matches more than {MAX_FILES:,} files; a split may hold at most "
+            f"{MAX_FILES:,}: narrow the glob, or merge small files into larger shards"
+        )
+    return files
+
+
+def _once_each(paths: list[str]) -> list[str]:
+    """``paths`` without the ones that are the same file as an earlier one (through a link)."""
+    seen: set[str] = set()
+    out = []
+    for path in paths:
+        real = os.path.realpath(path)
+        if real not in seen:
+            seen.add(real)
+            out.append(path)
+    return out
+
+
+def _walk_glob(path: str, pattern: str) -> Iterator[str]:
+    """The paths matching a ``**`` glob, as ``glob.glob(path, recursive=True)`` finds them, but
+    entering each folder once: ``glob`` follows a link back up the tree until the path is too long."""
+    parts = path.split(os.sep)
+    fixed = next(i for i, part in enumerate(parts) if glob.has_magic(part))
+    base = os.sep.join(parts[:fixed]) or os.sep
+    wanted = parts[fixed:]
+    if not os.path.isdir(base):
+        return
+    seen = {os.path.realpath(base)}
+    folders = 0
+    for folder, subfolders, names in os.walk(base, followlinks=True):
+        folders += 1
+        if folders > MAX_FOLDERS:
+            raise DataSourceError(
+                f"{pattern!r} walks more than {MAX_FOLDERS:,} folders; narrow the glob (e.g. train/**/*.tfrecord "
+                "in a smaller folder)"
+            )
+        kept = []
+        for name in sorted(subfolders):
+            real = os.path.realpath(os.path.join(folder, name))
+            if real not in seen:  # a folder met before (a link to it, or back up the tree): not again
+                seen.add(real)
+                kept.append(name)
+        subfolders[:] = kept
+        relative = os.path.relpath(folder, base)
+        prefix = [] if relative == os.curdir else relative.split(os.sep)
+        for name in names:
+            if _glob_match([*prefix, name], wanted):
+                yield os.path.join(folder, name)
+
+
+def _glob_match(parts: list[str], wanted: list[str]) -> bool:
+    """Whether path ``parts`` match glob ``wanted`` (``**`` for any number of folders), with
+    ``glob``'s rule that wildcards do not match names starting with ``.``.
+
+    >>> _glob_match(["a", "b", "x.tfrecord"], ["**", "*.tfrecord"]), _glob_match([".git", "x"], ["**", "x"])
+    (True, False)
+    """
+
+    def close(states: set[int]) -> set[int]:  # ** may match no folder at all
+        todo = list(states)
+        while todo:
+            j = todo.pop()
+            if j < len(wanted) and wanted[j] == "**" and j + 1 not in states:
+                states.add(j + 1)
+                todo.append(j + 1)
+        return states
+
+    states = close({0})
+    for part in parts:
+        hidden = part.startswith(".")
+        following: set[int] = set()
+        for j in states:
+            if j == len(wanted):
+                continue
+            if wanted[j] == "**":
+                if not hidden:
+                    following.add(j)
+            elif (not hidden or wanted[j].startswith(".")) and fnmatch.fnmatchcase(part, wanted[j]):
+                following.add(j + 1)
+        states = close(following)
+        if not states:
+            return False
+    return len(wanted) in states
 
 
 def inspect_datasource(uri: str, fmt: str, splits: dict[str, str], label: str) -> DataSummary:
@@ -99,6 +204,7 @@ def inspect_datasource(uri: str, fmt: str, splits: dict[str, str], label: str) -
     digest = hashlib.sha256()
     summaries: dict[str, SplitSummary] = {}
     features: dict[str, dict[str, Any]] = {}
+    rows: dict[str, list[list[Any]]] = {}
     for split in sorted(splits):
         files = resolve_split(uri, splits[split], fmt)
         if not files:
@@ -108,10 +214,17 @@ def inspect_datasource(uri: str, fmt: str, splits: dict[str, str], label: str) -
             )
         counts: Counter[Any] = Counter()
         examples = 0
+        rows[split] = []
         for path in files:
-            digest.update(f"{split}\0{os.path.relpath(path, uri)}\0".encode())
-            digest.update(_file_digest(path).encode())
+            relative = os.path.relpath(path, uri)
+            stat = os.stat(path)
+            sha = _file_digest(path)
+            digest.update(f"{split}\0{relative}\0".encode())
+            digest.update(sha.encode())
+            rows[split].append([relative, stat.st_size, stat.st_mtime_ns, sha])
+            labelled = sum(counts.values())
             n, file_features = _read_file(path, fmt, label, counts)
+            _check_labelled(split, relative, label, n, sum(counts.values()) - labelled, file_features)
             examples += n
             for key, spec in file_features.items():
                 features.setdefault(key, spec)
@@ -123,7 +236,79 @@ def inspect_datasource(uri: str, fmt: str, splits: dict[str, str], label: str) -
             files=[os.path.relpath(f, uri) for f in files], examples=examples, labels=_label_summary(counts)
         )
     features.pop(label, None)
-    return DataSummary(fingerprint=digest.hexdigest(), splits=summaries, features=features)
+    return DataSummary(fingerprint=digest.hexdigest(), splits=summaries, features=features, files=rows)
+
+
+def _check_labelled(split: str, relative: str, label: str, examples: int, labelled: int,
+                    features: dict[str, Any]) -> None:
+    """Every file of a split must give every example its label (not merely one file of the split)."""
+    if labelled >= examples:
+        return
+    if label not in features:
+        raise DataSourceError(
+            f"split {split!r}: {relative} has no label {label!r} (it has {', '.join(sorted(features)) or 'nothing'}); "
+            "every file of a split must hold the label"
+        )
+    raise DataSourceError(
+        f"split {split!r}: {examples - labelled} of the {examples} examples in {relative} have no value for the "
+        f"label {label!r}; every example must have one"
+    )
+
+
+def verify_files(uri: str, fmt: str, splits: dict[str, str], recorded: dict[str, list[list[Any]]] | None,
+                 fingerprint: str, ref: str) -> None:
+    """Check that a data source's files still hold what its record says, before a run reads them.
+
+    With the per-file ``recorded`` rows (``[path, size, mtime_ns, sha256]``), a file whose
+    size and modification time are unchanged is taken as it is and any other is hashed
+    again; a record written before those rows were kept (``recorded`` None) has its whole
+    fingerprint computed again.
+
+    Raises
+    ------
+    DataSourceError
+        Naming each split and file that was changed, added or removed, and saying how to
+        register the new data.
+    """
+    problems: list[str] = []
+    digest = hashlib.sha256()
+    for split in sorted(splits):
+        try:
+            files = resolve_split(uri, splits[split], fmt)
+        except DataSourceError as exc:
+            problems.append(f"split {split!r}: {exc}")
+            continue
+        current = {os.path.relpath(path, uri): path for path in files}
+        if recorded is None:
+            for relative, path in current.items():
+                digest.update(f"{split}\0{relative}\0".encode())
+                digest.update(_file_digest(path).encode())
+            continue
+        known = {str(row[0]): row for row in recorded.get(split, [])}
+        problems += [f"split {split!r}: {rel} was removed" for rel in sorted(set(known) - set(current))]
+        problems += [f"split {split!r}: {rel} was added" for rel in sorted(set(current) - set(known))]
+        for relative in sorted(set(known) & set(current)):
+            _, size, mtime_ns, sha = known[relative]
+            try:
+                stat = os.stat(current[relative])
+                if stat.st_size == size and stat.st_mtime_ns == mtime_ns:
+                    continue
+                changed = stat.st_size != size or _file_digest(current[relative]) != sha
+            except OSError:
+                changed = True
+            if changed:
+                problems.append(f"split {split!r}: {relative} was changed")
+    if recorded is None and not problems and digest.hexdigest() != fingerprint:
+        problems.append("the files no longer match its fingerprint (a file was changed, added or removed)")
+    if problems:
+        shown = "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more" if len(problems) > 10 else "")
+        name = ref.rsplit("@", 1)[0]
+        raise DataSourceError(
+            f"the files of data source {ref} under {uri} changed since it was registered ({shown}), so a run "
+            "would not read the data its record describes. Register the data as it is now as a new version "
+            f"(run the %%datasource {name} cell again, or store.add_datasource({name!r}, ...)), define the "
+            "experiment again so that it uses that version, and train it"
+        )
 
 
 def _file_digest(path: str) -> str:
@@ -166,20 +351,36 @@ def _open_maybe_gzip(path: str) -> BinaryIO:
     return open(path, "rb")
 
 
-def iter_tfrecord(path: str) -> Iterator[bytes]:
-    """Yield the raw records of a (possibly gzip-compressed) TFRecord file."""
+def iter_tfrecord(path: str, verify: bool = False) -> Iterator[bytes]:
+    """Yield the raw records of a (possibly gzip-compressed) TFRecord file.
+
+    With ``verify``, each record's length and data checksums (masked CRC32C, as TensorFlow
+    writes them) are checked: a damaged file is refused here, not halfway through training.
+    """
+    crc = _crc32c_function() if verify else None
     with _open_maybe_gzip(path) as fh:
-        while True:
+        for number in itertools.count(1):
             header = fh.read(12)
             if not header:
                 return
             if len(header) < 12:
                 raise DataSourceError(f"{path!r} is truncated or not a TFRecord file")
             (length,) = struct.unpack("<Q", header[:8])
+            if crc is not None and _mask(crc(header[:8])) != struct.unpack("<I", header[8:])[0]:
+                raise DataSourceError(_damaged(path, number, "length"))
             data = fh.read(length)
-            if len(data) < length or len(fh.read(4)) < 4:
+            footer = fh.read(4)
+            if len(data) < length or len(footer) < 4:
                 raise DataSourceError(f"{path!r} is truncated or not a TFRecord file")
+            if crc is not None and _mask(crc(data)) != struct.unpack("<I", footer)[0]:
+                raise DataSourceError(_damaged(path, number, "data"))
             yield data
+
+
+def _damaged(path: str, number: int, part: str) -> str:
+    return (f"{path!r} is damaged: the {part} checksum (CRC32C) of record {number} does not match, so the file "
+            "was altered, cut or not written as TFRecord; TensorFlow would stop on it with a DataLossError. "
+            "Write or copy the file again")
 
 
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:
@@ -265,7 +466,7 @@ def _decode_feature(feature: bytes) -> tuple[str, list[Any]]:
 def _read_tfrecord(path: str, label: str, counts: Counter[Any]) -> tuple[int, dict[str, dict[str, Any]]]:
     n = 0
     features: dict[str, dict[str, Any]] = {}
-    for record in iter_tfrecord(path):
+    for record in iter_tfrecord(path, verify=True):
         example = parse_example(record)
         if n == 0:
             features = {k: {"dtype": kind, "shape": [len(vals)]} for k, (kind, vals) in example.items()}
@@ -402,6 +603,20 @@ def _crc32c(data: bytes) -> int:
     return crc ^ 0xFFFFFFFF
 
 
-def _masked_crc(data: bytes) -> int:
-    crc = _crc32c(data)
+@functools.cache
+def _crc32c_function() -> Any:
+    """CRC32C: google-crc32c's (hardware-accelerated C, over 5 GB/s) when installed, else ours
+    (pure Python, about 8 MB/s)."""
+    try:
+        from google_crc32c import value
+    except ImportError:  # pragma: no cover - google-crc32c is a dependency
+        return _crc32c
+    return value
+
+
+def _mask(crc: int) -> int:
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def _masked_crc(data: bytes) -> int:
+    return _mask(_crc32c_function()(data))

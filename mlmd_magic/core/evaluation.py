@@ -76,14 +76,51 @@ class Threshold:
 
 
 def _floats(value: Any, where: str) -> tuple[float, ...]:
-    if not isinstance(value, (list, tuple)) or not all(isinstance(v, (int, float)) for v in value):
+    if not isinstance(value, (list, tuple)) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
         raise ValidationError(f"{where} must be a list of numbers")
-    return tuple(float(v) for v in value)
+    out = tuple(float(v) for v in value)
+    if not all(math.isfinite(v) for v in out):
+        raise ValidationError(f"{where} must be finite numbers, got {list(value)}: NaN or infinity splits "
+                              "nothing (the first and last bins already run to -inf and +inf)")
+    return out
+
+
+def _bin_names(spec: SliceSpec) -> list[str]:
+    """The names of a binned slice's bins: given, or ``f<a``, ``a<=f<b``, ..., ``f>=z``."""
+    if spec.names:
+        return list(spec.names)
+    edges = [-math.inf, *spec.bins, math.inf]
+    names = []
+    for lo, hi in zip(edges, edges[1:]):
+        if lo == -math.inf:
+            names.append(f"{spec.feature}<{hi:g}")
+        elif hi == math.inf:
+            names.append(f"{spec.feature}>={lo:g}")
+        else:
+            names.append(f"{lo:g}<={spec.feature}<{hi:g}")
+    return names
+
+
+def _claim(taken: dict[str, str], name: str, where: str) -> None:
+    """Record that ``where`` defines slice ``name``; refuse ``overall`` and a name defined twice."""
+    if name == OVERALL:
+        raise ValidationError(f"{where} names a slice {OVERALL!r}, the name of the whole data set's metrics, "
+                              "which it would replace; choose another name")
+    if name in taken:
+        raise ValidationError(f"slice name {name!r} comes twice ({taken[name]} and {where}), and the two would "
+                              "merge into one; give each slice a distinct name (names: [...])")
+    taken[name] = where
 
 
 def parse_slices(slices: Sequence[Any] | None) -> list[SliceSpec]:
-    """Check and normalise slice specs (see the module docstring)."""
+    """Check and normalise slice specs (see the module docstring).
+
+    Slice names must be distinct and none may be ``overall``; names that depend on the
+    data (one slice per value found) are checked by :func:`slice_masks`.
+    """
     out = []
+    taken: dict[str, str] = {}
     for i, raw in enumerate(slices or []):
         where = f"slices[{i}]"
         if isinstance(raw, str):
@@ -101,7 +138,10 @@ def parse_slices(slices: Sequence[Any] | None) -> list[SliceSpec]:
         expected = len(bins) + 1 if bins else len(values)
         if names and len(names) != expected:
             raise ValidationError(f"{where}.names needs {expected} names, got {len(names)}")
-        out.append(SliceSpec(raw["feature"], bins, values, names))
+        spec = SliceSpec(raw["feature"], bins, values, names)
+        for name in _bin_names(spec) if bins else names:
+            _claim(taken, name, f"{where}.names" if names else where)
+        out.append(spec)
     return out
 
 
@@ -120,8 +160,8 @@ def parse_thresholds(thresholds: Sequence[Any] | None) -> list[Threshold]:
         numbers = {}
         for key in ("lower", "upper", "change"):
             if raw.get(key) is not None:
-                if not isinstance(raw[key], (int, float)) or isinstance(raw[key], bool):
-                    raise ValidationError(f"{where}.{key} must be a number")
+                if not isinstance(raw[key], (int, float)) or isinstance(raw[key], bool) or raw[key] != raw[key]:
+                    raise ValidationError(f"{where}.{key} must be a number (not NaN)")
                 numbers[key] = float(raw[key])
         if not numbers:
             raise ValidationError(f"{where} needs 'lower', 'upper' or 'change'")
@@ -141,7 +181,8 @@ def parse_thresholds(thresholds: Sequence[Any] | None) -> list[Threshold]:
 def slice_masks(columns: dict[str, np.ndarray], specs: Sequence[SliceSpec], n: int) -> dict[str, np.ndarray]:
     """Boolean masks: ``overall`` plus one per slice, in spec order."""
     masks = {OVERALL: np.ones(n, dtype=bool)}
-    for spec in specs:
+    taken: dict[str, str] = {}
+    for i, spec in enumerate(specs):
         if spec.feature not in columns:
             raise ValidationError(f"cannot slice by {spec.feature!r}: the data has no such feature")
         col = np.asarray(columns[spec.feature])
@@ -149,21 +190,15 @@ def slice_masks(columns: dict[str, np.ndarray], specs: Sequence[SliceSpec], n: i
             raise ValidationError(f"cannot slice by {spec.feature!r}: it is not a single value per example")
         if spec.bins:
             edges = [-math.inf, *spec.bins, math.inf]
-            for j in range(len(edges) - 1):
+            for j, name in enumerate(_bin_names(spec)):
                 lo, hi = edges[j], edges[j + 1]
-                if spec.names:
-                    name = spec.names[j]
-                elif lo == -math.inf:
-                    name = f"{spec.feature}<{hi:g}"
-                elif hi == math.inf:
-                    name = f"{spec.feature}>={lo:g}"
-                else:
-                    name = f"{lo:g}<={spec.feature}<{hi:g}"
+                _claim(taken, name, f"slices[{i}]")
                 masks[name] = (col.astype(float) >= lo) & (col.astype(float) < hi)
         else:
             values = spec.values or tuple(sorted(set(col.tolist()), key=str))
             for j, value in enumerate(values):
                 name = spec.names[j] if spec.names else f"{spec.feature}={value}"
+                _claim(taken, name, f"slices[{i}]")
                 masks[name] = col == value
     return masks
 

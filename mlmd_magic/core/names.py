@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 from ..errors import InvalidNameError
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# Used with fullmatch only: "$" would also match before a final newline ("abc\n").
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_DIGITS_RE = re.compile(r"[0-9]+")
 NAME_RULE = (
     "names are 1-128 characters of letters, digits, '.', '_' and '-', starting with a "
     "letter or digit ('@' separates a name from its version, and the other characters "
@@ -29,10 +31,22 @@ def check_name(name: object, what: str = "name") -> str:
     """
     if not isinstance(name, str):
         raise InvalidNameError(f"{what} must be a string, got {type(name).__name__}")
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         shown = name if len(name) <= 60 else name[:57] + "..."
         raise InvalidNameError(f"invalid {what} {shown!r}: {NAME_RULE}")
     return name
+
+
+def is_number(text: object) -> bool:
+    """Whether ``text`` is a whole number written with the ASCII digits 0-9 only.
+
+    ``str.isdigit`` also accepts superscripts and other scripts' digits, which ``int``
+    then refuses (``"²".isdigit()`` is true).
+
+    >>> is_number("12"), is_number("²"), is_number("1\\n"), is_number("")
+    (True, False, False, False)
+    """
+    return isinstance(text, str) and _DIGITS_RE.fullmatch(text) is not None
 
 
 @dataclass(frozen=True)
@@ -60,7 +74,7 @@ def parse_ref(ref: object, what: str = "reference") -> Ref:
     check_name(name, what)
     if not sep:
         return Ref(name)
-    if not version.isdigit() or int(version) < 1:
+    if not is_number(version) or int(version) < 1:
         raise InvalidNameError(
             f"invalid {what} {ref!r}: the part after '@' must be a version number >= 1, "
             "e.g. NAME@2; leave it out for the latest version"

@@ -27,6 +27,7 @@ _TOKEN = re.compile(
     r"|(?P<word>[^\s()<>=!~'\"]+))"
 )
 Predicate = Callable[[dict[str, Any]], bool]
+_MAX_DEPTH = 50
 _HELP = "write filters like: name ~ 't21-*' and epochs >= 5 or model == 'cnn1d'"
 
 
@@ -101,6 +102,19 @@ def _compare(op: str, left: Any, right: Any) -> bool:
         return False
 
 
+def check_offset(offset: object) -> int:
+    """A listing's ``offset``: a whole number >= 0 (None means 0).
+
+    >>> check_offset(None), check_offset(20)
+    (0, 20)
+    """
+    if offset is None:
+        return 0
+    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+        raise ValidationError(f"offset must be a whole number >= 0 (how many rows to skip), got {offset!r}")
+    return offset
+
+
 def compile_where(text: str | None) -> Predicate:
     """Compile a filter into a predicate over record dicts.
 
@@ -134,8 +148,6 @@ def compile_where(text: str | None) -> Predicate:
         return tok is not None and tok.kind == "word" and tok.text.lower() == word
 
     def expr(depth: int) -> Predicate:
-        if depth > 50:
-            raise ValidationError("the filter nests parentheses too deeply")
         parts = [term(depth)]
         while is_word(peek(), "or"):
             take()
@@ -150,6 +162,9 @@ def compile_where(text: str | None) -> Predicate:
         return parts[0] if len(parts) == 1 else (lambda row: all(p(row) for p in parts))
 
     def factor(depth: int) -> Predicate:
+        if depth > _MAX_DEPTH:
+            raise ValidationError(f"the filter nests 'not' and parentheses more than {_MAX_DEPTH} deep; simplify it "
+                                  "(not not x is x)")
         tok = take()
         if is_word(tok, "not"):
             inner = factor(depth + 1)

@@ -64,6 +64,61 @@ def check_value(value: Any, where: str, depth: int = 0) -> Any:
     return check_value(plain, where, depth)
 
 
+def check_param_keys(value: Any, where: str = "params") -> None:
+    """Refuse mapping keys holding ``.``: a dot addresses a nested key (``optimizer.lr``).
+
+    In overrides, ``--set``, filters and diffs ``a.b`` means key ``b`` inside ``a``, so a
+    literal key ``a.b`` could be neither overridden nor told apart from it.
+
+    >>> check_param_keys({"optimizer": {"lr": 0.1}, "layers": [{"a.b": 1}]})
+    >>> check_param_keys({"a.b": 1})
+    Traceback (most recent call last):
+    ...
+    mlmd_magic.errors.ValidationError: parameter key 'a.b' in params holds '.', ...
+    """
+    stack = [(value, where)]
+    while stack:
+        node, at = stack.pop()
+        if not isinstance(node, dict):
+            continue
+        for key, item in node.items():
+            if isinstance(key, str) and "." in key:
+                shown = key if len(key) <= 60 else key[:57] + "..."
+                head, _, tail = shown.partition(".")
+                raise ValidationError(
+                    f"parameter key {shown!r} in {at} holds '.', which addresses a nested key in overrides, "
+                    f"--set, filters and diffs ({shown!r} means {tail!r} inside {head!r}), so it could be "
+                    f"neither overridden nor told apart; nest it ({head}: {{{tail}: ...}}) or use '_' "
+                    f"({shown.replace('.', '_')!r})"
+                )
+            stack.append((item, f"{at}.{key}"))
+
+
+def check_unambiguous_keys(value: Any, where: str) -> None:
+    """Refuse a mapping where two keys read the same once nested keys are dotted (``{"a.b": 1,
+    "a": {"b": 2}}``): diffs and filters could not tell them apart.
+
+    >>> check_unambiguous_keys({"x.y": {"dtype": "float"}, "x": {"dtype": "int64"}}, "features")
+    >>> check_unambiguous_keys({"a.b": 1, "a": {"b": 2}}, "features")
+    Traceback (most recent call last):
+    ...
+    mlmd_magic.errors.ValidationError: features has two keys that both read 'a.b' ...
+    """
+    seen: set[str] = set()
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        node, prefix = stack.pop()
+        if isinstance(node, dict) and node:
+            stack.extend((item, f"{prefix}.{key}" if prefix else str(key)) for key, item in node.items())
+            continue
+        if prefix in seen:
+            raise ValidationError(
+                f"{where} has two keys that both read {prefix!r} once nested keys are written with dots, so "
+                "diffs and filters could not tell them apart; rename one (use '_' instead of '.')"
+            )
+        seen.add(prefix)
+
+
 def to_plain(value: Any) -> Any:
     """A deep copy of ``value`` with tuples as lists and numpy scalars as Python numbers."""
     return json.loads(canonical_json(value))
@@ -154,10 +209,36 @@ def apply_overrides(params: dict[str, Any], overrides: dict[str, Any]) -> dict[s
         old = target[keys[-1]]
         if value is not None and old is not None and _kind_of(old) != _kind_of(value):
             raise ValidationError(
-                f"override {path!r} must be a {_kind_of(old)} like the scenario's value {old!r}, got {value!r}"
+                f"override {path!r} must be a {_kind_of(old)} like the scenario's value {_brief(old)}, "
+                f"got {_brief(value)}"
             )
         target[keys[-1]] = copy.deepcopy(value)
     return result
+
+
+def merge_overrides(overrides: dict[str, Any] | None, more: dict[str, Any]) -> dict[str, Any]:
+    """An ``overrides`` mapping and overrides given as keyword arguments, as one mapping.
+
+    >>> merge_overrides({"force": True}, {"epochs": 3})
+    {'force': True, 'epochs': 3}
+    """
+    if overrides is not None and not isinstance(overrides, dict):
+        raise ValidationError("overrides must be a mapping of parameter names to values, e.g. {'epochs': 5}")
+    both = sorted(set(overrides or {}) & set(more))
+    if both:
+        raise ValidationError(f"{', '.join(map(repr, both))} given both in overrides and as a keyword argument; "
+                              "give each override once")
+    return {**(overrides or {}), **more}
+
+
+def _brief(value: Any, limit: int = 200) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for error messages.
+
+    >>> _brief("a" * 500, 20)
+    "'aaaaaaaaaaaaaaaaaa... (502 characters)"
+    """
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit - 1]}... ({len(text)} characters)"
 
 
 def _override_leaves(params: Any, overrides: dict[str, Any], prefix: str) -> Iterator[tuple[str, Any]]:

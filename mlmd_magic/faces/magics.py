@@ -12,13 +12,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import inspect
 import os
-import shlex
 from collections.abc import Iterator
+from types import FrameType
 from typing import Any, Callable, TypeVar
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_var_expand
+from IPython.utils.text import DollarFormatter
 from traitlets import Float, Unicode, default, observe
 
 from ..core import secrets as _secrets
@@ -41,6 +43,24 @@ def _remember_cell(info: Any) -> None:
     _RUNNING_CELL["raw"] = str(getattr(info, "raw_cell", "") or "")
 _CELL_MAGICS = ("datasource", "scenario", "experiment", "evaluate")
 _REF_SUBCOMMANDS = ("get", "show", "history", "diff", "export", "train", "evaluate", "edit", "lineage")
+# The magics expand $name and {expr} in their first line themselves (see MlmdMagics._expand)
+_EXPAND_LIMIT = 4_096
+_FORMATTER = DollarFormatter()
+
+
+def _magic_caller_frame() -> FrameType | None:
+    """The frame whose variables IPython would expand in a magic's line: ``stack_depth`` frames
+    above ``run_line_magic`` / ``run_cell_magic`` (the notebook cell's), or None."""
+    here = inspect.currentframe()
+    frame: FrameType | None = here.f_back if here is not None else None
+    while frame is not None:
+        if frame.f_code.co_name in ("run_line_magic", "run_cell_magic") and "stack_depth" in frame.f_locals:
+            depth = frame.f_locals["stack_depth"]
+            for _ in range(depth if isinstance(depth, int) else 1):
+                frame = frame.f_back if frame is not None else None
+            return frame
+        frame = frame.f_back
+    return None
 
 
 def _user_errors(fn: F) -> F:
@@ -107,6 +127,26 @@ class MlmdMagics(Magics):
         with _session.action_context(source=source, execution_count=shell.execution_count, notebook=notebook):
             yield
 
+    def _expand(self, line: str) -> str:
+        """``$name`` and ``{expr}`` in a magic's line expanded as IPython does, for lines of up to
+        4,096 characters.
+
+        The magics opt out of IPython's own expansion (``@no_var_expand``): its parser is
+        quadratic, and a line holding a value of 100,000 characters took minutes before the
+        magic even saw it. Longer lines are taken as they are.
+        """
+        if len(line) > _EXPAND_LIMIT or ("$" not in line and "{" not in line):
+            return line
+        assert self.shell is not None
+        namespace = dict(self.shell.user_ns)
+        frame = _magic_caller_frame()
+        if frame is not None:
+            namespace.update(frame.f_locals)
+        try:
+            return str(_FORMATTER.vformat(line, args=[], kwargs=namespace))
+        except Exception:  # as IPython does: a line that does not format is left as it is
+            return line
+
     def _current_cell(self, fallback: str) -> str:
         """The whole source of the running cell (seen by our pre_run_cell hook), else the magic line."""
         text = _RUNNING_CELL.get("raw", "")
@@ -116,23 +156,26 @@ class MlmdMagics(Magics):
         return fallback
 
     @line_magic
+    @no_var_expand
     @_user_errors
     def mlmd(self, line: str) -> Any:
         """Placeholder; replaced below by help generated from the subcommand parsers."""
+        line = self._expand(line)
         try:
-            argv = shlex.split(line)
+            argv = _commands.split_words(line)
         except ValueError as exc:
             raise CommandError(f"cannot split the line into words: {exc}") from None
         with self._cell(self._current_cell(f"%mlmd {line}")):
             return _commands.dispatch(self, argv, "%mlmd", magic=True)
 
     def _record_cell(self, kind: str, line: str, cell: str) -> Any:
+        line = self._expand(line)
         try:
             words = line.split()
-            if len(words) == 1 and NAME_RE.match(words[0]):  # the common "%%scenario NAME": no parser needed
+            if len(words) == 1 and NAME_RE.fullmatch(words[0]):  # the common "%%scenario NAME": no parser needed
                 args = argparse.Namespace(name=words[0], output=None, run=False)
             else:
-                args = _cell_parser(kind).parse_args(shlex.split(line))
+                args = _cell_parser(kind).parse_args(_commands.split_words(line))
         except ValueError as exc:
             raise CommandError(f"cannot split the line into words: {exc}") from None
         check_name(args.name, f"{kind} name")
@@ -151,6 +194,7 @@ class MlmdMagics(Magics):
         return record
 
     @cell_magic
+    @no_var_expand
     @_user_errors
     def datasource(self, line: str, cell: str) -> Any:
         """Register a data source (or a new version of it) from a YAML body.
@@ -169,6 +213,7 @@ class MlmdMagics(Magics):
         return self._record_cell("datasource", line, cell)
 
     @cell_magic
+    @no_var_expand
     @_user_errors
     def scenario(self, line: str, cell: str) -> Any:
         """Register a named hyperparameter set (or a new version of it) from a YAML body.
@@ -185,6 +230,7 @@ class MlmdMagics(Magics):
         return self._record_cell("scenario", line, cell)
 
     @cell_magic
+    @no_var_expand
     @_user_errors
     def experiment(self, line: str, cell: str) -> Any:
         """Define an experiment (or a new version of it): ``%%experiment NAME [-o VAR]``.
@@ -200,6 +246,7 @@ class MlmdMagics(Magics):
         return self._record_cell("experiment", line, cell)
 
     @cell_magic
+    @no_var_expand
     @_user_errors
     def evaluate(self, line: str, cell: str) -> Any:
         """Evaluate a model on slices against thresholds: ``%%evaluate MODEL [--baseline MODEL] [-o VAR]``.
@@ -215,8 +262,9 @@ class MlmdMagics(Magics):
               - {metric: accuracy, lower: 0.95, slices: [ff_mid, ff_high]}
               - {metric: abnormal_auc, change: -0.01}
         """
+        line = self._expand(line)
         try:
-            args = _cell_parser("evaluate").parse_args(shlex.split(line))
+            args = _cell_parser("evaluate").parse_args(_commands.split_words(line))
         except ValueError as exc:
             raise CommandError(f"cannot split the line into words: {exc}") from None
         body = cells.load_yaml(cell or "", where="the %%evaluate cell", line_offset=1)

@@ -25,7 +25,7 @@ from ..backend.listing import newest_first
 from ..backend.properties import created, name_of, set_properties, text
 from ..backend.recorder import Action, Conflict, Recorder
 from ..backend.types import full
-from ..core.datafiles import FORMATS, inspect_datasource, normalise_uri
+from ..core.datafiles import FORMATS, inspect_datasource, normalise_uri, verify_files
 from ..core.names import check_name, parse_ref
 from ..core.record import Record
 from ..core.specs import export_spec, spec_arguments
@@ -34,6 +34,8 @@ from ..core.values import (
     Diff,
     apply_overrides,
     canonical_json,
+    check_param_keys,
+    check_unambiguous_keys,
     check_value,
     content_hash,
     diff_values,
@@ -97,6 +99,7 @@ class Records:
                 if not isinstance(features, dict):
                     raise ValidationError("features must map feature names to their dtype/shape")
                 check_value(features, "features")
+                check_unambiguous_keys(features, "features")
             folder = normalise_uri(uri)
             summary = inspect_datasource(folder, format, splits, label)
             content = {
@@ -118,7 +121,8 @@ class Records:
                 set_properties(artifact, format=format, splits=canonical_json(content["splits"]), label=label,
                        features=canonical_json(content["features"]), fingerprint=summary.fingerprint,
                        example_counts=canonical_json(stats["example_counts"]),
-                       label_distribution=canonical_json(stats["label_distribution"]))
+                       label_distribution=canonical_json(stats["label_distribution"]),
+                       files=canonical_json(summary.files))  # what check_files compares before a run
 
             return self.create(act, "datasources", name, content, build)
 
@@ -133,6 +137,7 @@ class Records:
             if not isinstance(params, dict):
                 raise ValidationError("params must be a mapping, e.g. {'hidden': [64, 32], 'epochs': 10}")
             check_value(params, "params")
+            check_param_keys(params)
             _check_text(description, "description")
             params_json = canonical_json(params)  # encoded once: stored, sized and hashed as is
             _check_size_text(params_json, "params")
@@ -372,6 +377,15 @@ class Records:
                 f"{LABEL[kind]} {parsed.name!r} has no version {parsed.version}; its versions are 1 to {top}"
             )
         return art
+
+    def check_files(self, datasource: Any) -> None:
+        """Raise :class:`~mlmd_magic.errors.DataSourceError` when the files of data source version
+        ``datasource`` (an artifact) are not what was registered: nothing is trained or evaluated
+        against content its record does not describe."""
+        p = datasource.properties
+        files = text(p, "files")
+        verify_files(datasource.uri, p["format"].string_value, json.loads(p["splits"].string_value),
+                     json.loads(files) if files else None, p["fingerprint"].string_value, datasource.name)
 
     def suggest(self, name: str, kind: str | None = None) -> str:
         close = difflib.get_close_matches(name, self.names(kind), n=3, cutoff=0.6)

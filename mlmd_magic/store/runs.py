@@ -34,7 +34,7 @@ __all__ = ["MODEL_COLUMNS", "RUN_COLUMNS", "Runs", "keras_backend"]
 
 RUN_COLUMNS = ["run", "experiment", "state", "model", "task", "device", "epochs", "metrics", "duration_s", "created"]
 MODEL_COLUMNS = ["model", "name", "experiment", "task", "state", "uri", "created"]
-_ID = re.compile(r"[0-9]+")
+_ID = re.compile(r"[0-9]+")  # ASCII digits only (str.isdigit takes "²")
 
 
 def keras_backend() -> str:
@@ -140,6 +140,7 @@ class Runs:
                                     "fingerprint": ds_art.properties["fingerprint"].string_value,
                                     "code": code_version(), "builder": builder_code, "backend": keras_backend()})[:32]
                 act.properties["cache_key"] = key
+            self.records.check_files(ds_art)  # never a run (trained or CACHED) against data it would not read
             prior = None if force or key is None else self._find_cached(key)
             if prior is not None:
                 execution, model = prior
@@ -280,6 +281,7 @@ class Runs:
             params = self._experiment_of(model)
             signature = json.loads(model.properties["signature"].string_value)
             ds_art, split = self._evaluation_data(params, data)
+            self.records.check_files(ds_art)
             datasource = self.records.data("datasources", ds_art)
             ds_params = {k: datasource[k] for k in ("name", "version", "uri", "format", "splits", "label", "features")}
             columns = tuple(dict.fromkeys(s.feature for s in specs))

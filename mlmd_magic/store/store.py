@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Any
 from ..backend.connection import Backend, backend_for
 from ..backend.recorder import Recorder
 from ..backend.resilience import ResilientStore
-from ..backend.types import register_types
+from ..backend.storeguard import StoreGuard
+from ..backend.types import lookup_types, register_types
 from ..backend.uri import StoreURI, parse_uri, resolve_uri
 from ..core import session as _session
-from ..core.query import compile_where
+from ..core.query import check_offset, compile_where
 from ..core.record import Record
-from ..core.values import Diff, normalise_kind
+from ..core.values import Diff, merge_overrides, normalise_kind
 from ..errors import ValidationError
 from .artifacts import list_nodes
 from .artifacts import types as store_types
@@ -77,11 +78,13 @@ class Store:
         self._backend = backend
         #: settings a person may change (runs folder, stale-run age); shared with the magics
         self.options = options if options is not None else StoreOptions()
-        self._recorder = Recorder(mlmd_store, register_types(mlmd_store), label=uri.masked())
+        guard = StoreGuard.for_uri(uri)  # read-only files, removed files, damaged files
+        types = lookup_types(mlmd_store) if guard.read_only else register_types(mlmd_store)
+        self._recorder = Recorder(mlmd_store, types, label=uri.masked(), guard=guard)
         self._records = Records(self._recorder, backend.record_lock)
         self._runs = Runs(self._records, self._recorder, self.runs_root)
         #: trainings left RUNNING by a dead kernel, marked FAILED when this store was opened
-        self.reaped_runs = reap_stale_runs(mlmd_store, self.options.stale_after_s())
+        self.reaped_runs = [] if guard.read_only else reap_stale_runs(mlmd_store, self.options.stale_after_s())
 
     # ------------------------------------------------------------------ basics
 
@@ -89,6 +92,20 @@ class Store:
     def uri(self) -> str:
         """The store's URI with any password masked."""
         return self._uri.masked()
+
+    @property
+    def read_only(self) -> bool:
+        """Whether the store was opened read-only (a SQLite file this user may not write).
+
+        Reads then work and are not recorded; actions that write raise :class:`StoreError`
+        with the reason, which :attr:`read_only_reason` holds.
+        """
+        return self._recorder.guard_checks.read_only
+
+    @property
+    def read_only_reason(self) -> str | None:
+        """Why the store was opened read-only, or None."""
+        return self._recorder.guard_checks.read_only_reason
 
     @property
     def scheme(self) -> str:
@@ -350,12 +367,16 @@ class Store:
         force: bool = False,
         callbacks: Sequence[Any] | None = None,
         progress: bool = True,
-        **overrides: Any,
+        overrides: dict[str, Any] | None = None,
+        **more_overrides: Any,
     ) -> Run:
         """Train experiment ``NAME`` (latest) or ``NAME@N`` with the Keras trainer, on record.
 
-        ``overrides`` (e.g. ``epochs=3``) first define a new experiment version with them
-        merged into the experiment's overrides, exactly as :meth:`experiment` would. A run
+        ``overrides`` (a mapping, e.g. ``{"epochs": 3}``; keyword arguments other than the
+        ones named here add to it, e.g. ``epochs=3``) first define a new experiment version
+        with them merged into the experiment's overrides, exactly as :meth:`experiment` would.
+        They only ever override parameters: a parameter called ``workdir``, ``force``,
+        ``progress`` or ``callbacks`` is overridden through the mapping. A run
         identical to an earlier one (same experiment version, data fingerprint, trainer
         code and Keras backend) is not repeated: it is recorded as CACHED and returns the
         earlier model, unless ``force``. The model is saved under ``workdir`` (default:
@@ -370,7 +391,7 @@ class Store:
             and re-raised, with no model left behind.
         """
         return self._runs.train(ref, workdir=workdir, force=force, callbacks=callbacks, progress=progress,
-                                overrides=overrides)
+                                overrides=merge_overrides(overrides, more_overrides))
 
     def evaluate(
         self,
@@ -439,8 +460,7 @@ class Store:
                                                    "all_versions": all_versions}) as act:
             if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
                 raise ValidationError(f"limit must be a positive whole number, got {limit!r}")
-            if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
-                raise ValidationError(f"offset must be a whole number >= 0, got {offset!r}")
+            offset = check_offset(offset)
             predicate = compile_where(where)
             lowered = kind.lower() if isinstance(kind, str) else ""
             if lowered in ("runs", "run", "models", "model"):
