@@ -19,7 +19,7 @@ from typing import Any
 
 __all__ = ["RECENT_SCAN", "newest_first", "quote"]
 
-RECENT_SCAN = 400  # how many of the most recent nodes are walked before asking by type
+RECENT_SCAN = 100  # how many of the most recent nodes are walked before asking by type
 _MAX_CHUNK = 5000
 _GETTERS = {"artifacts": "get_artifacts", "executions": "get_executions", "contexts": "get_contexts"}
 
@@ -40,7 +40,7 @@ def newest_first(mlmd: Any, what: str, type_name: str, type_id: int, page: int =
     get = getattr(mlmd, _GETTERS[what])
     last: int | None = None
     scanned = found = 0
-    chunk = max(page, 50)
+    chunk = max(page, RECENT_SCAN // 2)
     # Walk ids downwards while the type is common enough among them (a quarter at least, or
     # before RECENT_SCAN nodes have been seen); every call asks for more than the last.
     while scanned < RECENT_SCAN or found * 4 >= scanned:

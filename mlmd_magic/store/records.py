@@ -13,6 +13,7 @@ Everything returned is plain Python (:class:`~mlmd_magic.Record`, dicts, DataFra
 from __future__ import annotations
 
 import builtins
+import contextlib
 import difflib
 import json
 import random
@@ -52,6 +53,7 @@ __all__ = ["LABEL", "Records"]
 MAX_TEXT = 100_000
 LABEL = {"datasources": "data source", "scenarios": "scenario", "experiments": "experiment"}
 _CREATE_RETRIES = 500
+_CONTENDED_FOR = 60.0  # seconds a record stays "contended" after a lost race
 
 
 class Records:
@@ -61,6 +63,7 @@ class Records:
         self.recorder = recorder
         self._record_lock = record_lock
         self._latest_seen: dict[tuple[str, str], Any] = {}  # (kind, name) -> newest version seen
+        self._contended: dict[str, float] = {}  # record key -> when a write of it last lost a race
 
     @property
     def mlmd(self) -> Any:
@@ -268,16 +271,27 @@ class Records:
                 if name in seen:
                     continue
                 seen.add(name)
-            data = self.data(kind, art)
-            if not predicate(_row_view(kind, data)):
+            if not predicate(self._filter_view(kind, art)):
                 continue
             if skip:
                 skip -= 1
                 continue
-            rows.append(_list_row(kind, data, art))
+            rows.append(_list_row(kind, self.data(kind, art), art))
             if limit is not None and len(rows) >= limit:
                 break
         return _frame(kind, rows)
+
+    def _filter_view(self, kind: str, art: Any) -> dict[str, Any]:
+        """What a ``where`` filter sees of a version, read from the properties it needs only: an
+        experiment's resolved data source (its whole feature schema) is not parsed for each of
+        thousands of versions a filter looks at."""
+        if kind != "experiments":
+            return self.data(kind, art)
+        p = art.properties
+        name = name_of(art)
+        return {"experiment": name, "name": name, "version": p["version"].int_value,
+                "datasource": text(p, "datasource"), "scenario": text(p, "scenario"), "model": text(p, "model"),
+                "params": json.loads(text(p, "params") or "{}")}
 
     def history(self, ref: str, kind: str | None = None) -> pd.DataFrame:
         """See :meth:`mlmd_magic.Store.history`."""
@@ -449,17 +463,23 @@ class Records:
         digest = content_hash({"kind": kind, **content})
         external_id = f"{full(type_short)}:{name}:{digest}"
         act.contexts.append((type_short, name))
-        with self._record_lock(f"{type_short}:{name}") as locked:  # writers of one name take turns
+        key = f"{type_short}:{name}"
+        with contextlib.ExitStack() as held:
+            # Writers of one name take turns once they have met: a process that lost the race
+            # for a version number takes the record's lock (on MySQL) for its next writes of that
+            # name. Alone, a writer pays nothing for it; many writers end up queueing fairly.
+            locked = False
+            if self._contended.get(key, -_CONTENDED_FOR) > time.monotonic() - _CONTENDED_FOR:
+                locked = held.enter_context(self._record_lock(key))
             for attempt in range(_CREATE_RETRIES):
-                if attempt:
+                if attempt and not locked:
                     # another writer took the version number we wanted: back off a random while
                     time.sleep(random.random() * min(0.002 * attempt, 0.05))
                 cached = self._latest_seen.get((kind, name)) if attempt == 0 and not locked else None
                 # Optimistic first try: the newest version this process saw is usually still the
                 # newest; if not, the unique NAME@N (or external id) makes the write fail, and the
-                # next try looks at the store. Holding the record's lock, others may have written
-                # while we waited for it: one indexed probe of the next name is cheaper than a
-                # write that fails.
+                # next try looks at the store. Holding the lock, others have written while we
+                # waited: one indexed probe of the next name is cheaper than a write that fails.
                 latest = cached if cached is not None else self.latest(kind, name)
                 existing = [latest] if latest is not None and latest.external_id == external_id else []
                 if latest is not None and not existing and cached is None:
@@ -484,6 +504,9 @@ class Records:
                 except Conflict:
                     self.recorder.forget_context(type_short, name)
                     self._latest_seen.pop((kind, name), None)
+                    self._contended[key] = time.monotonic()
+                    if not locked:
+                        locked = held.enter_context(self._record_lock(key))
                     continue  # another writer took this version number, or the content exists: look again
                 art.id = act.output_ids[0]
                 # MLMD stamps its own times; the record we return uses ours (no read-back query)
