@@ -176,7 +176,7 @@ class Recorder:
             # "created"/"unchanged" is what COMPLETE/CACHED already say; each property is a row
             outcome=act.outcome if act.outcome not in ("created", "unchanged") else None,
             # a cell's source already says what was asked; API calls record their arguments
-            arguments=None if ctx.source else clip(_secrets.redact(canonical_json(_plain_arguments(act.arguments)))),
+            arguments=None if ctx.source else clip(_secrets.redact(_arguments_json(act.arguments))),
             execution_count=ctx.execution_count,
             notebook=ctx.notebook or sess.notebook,
             error=clip(_secrets.redact(f"{type(error).__name__}: {error}")) if error is not None else None,
@@ -261,9 +261,9 @@ def clip(text: str) -> str:
     return text if len(text) <= MAX_TEXT else text[:MAX_TEXT] + f"... [{len(text) - MAX_TEXT} more characters]"
 
 
-def _plain_arguments(arguments: dict[str, Any]) -> dict[str, Any]:
+def _arguments_json(arguments: dict[str, Any]) -> str:
+    """An API call's arguments as canonical JSON (anything JSON cannot hold as its ``str``)."""
     try:
-        plain: dict[str, Any] = json.loads(json.dumps(arguments, default=str))
-        return plain
+        return json.dumps(arguments, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     except (TypeError, ValueError):
-        return {k: repr(v)[:1000] for k, v in arguments.items()}
+        return canonical_json({k: repr(v)[:1000] for k, v in arguments.items()})

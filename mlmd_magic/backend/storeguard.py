@@ -101,14 +101,14 @@ class StoreGuard:
         return self.read_only_reason is not None
 
     def before_action(self, action: str) -> None:
-        """Refuse an action that would write to a read-only store, or to a removed file."""
+        """Refuse an action that would write to a read-only store (a removed file is noticed by
+        :meth:`check_file` before each write)."""
         if self.read_only and action in WRITE_ACTIONS:
             raise StoreError(
                 f"the store {self.where} was opened read-only ({self.read_only_reason}), so "
                 f"{_WHAT.get(action, 'writing')} is refused; reads work (and are not recorded). Copy the file "
                 "to a folder you may write to, or ask its owner for write access"
             )
-        self.check_file()
 
     def check_file(self) -> None:
         """Refuse to write when the SQLite file was removed or replaced since it was opened."""

@@ -135,8 +135,20 @@ def _default(value: Any) -> Any:
     raise TypeError(f"cannot record a {type(value).__name__}")
 
 
-def content_hash(value: Any) -> str:
-    return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()
+def content_hash(value: dict[str, Any], encoded: dict[str, str] | None = None) -> str:
+    """SHA-256 of ``value``'s canonical JSON; ``encoded`` holds more entries already encoded with
+    :func:`canonical_json` (a large value is not encoded twice).
+
+    >>> content_hash({"a": 1}, {"b": "[2,3]"}) == content_hash({"a": 1, "b": [2, 3]})
+    True
+    """
+    if encoded:
+        parts = {key: canonical_json(item) for key, item in value.items()}
+        parts.update(encoded)
+        text = "{" + ",".join(f"{json.dumps(key, ensure_ascii=False)}:{parts[key]}" for key in sorted(parts)) + "}"
+    else:
+        text = canonical_json(value)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:

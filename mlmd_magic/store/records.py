@@ -144,12 +144,12 @@ class Records:
             _check_text(description, "description")
             params_json = canonical_json(params)  # encoded once: stored, sized and hashed as is
             _check_size_text(params_json, "params")
-            content = {"model": model, "params": json.loads(params_json), "description": description or ""}
+            content = {"model": model, "description": description or ""}
 
             def build(artifact: Any) -> None:
                 set_properties(artifact, model=model, params=params_json)
 
-            return self.create(act, "scenarios", name, content, build)
+            return self.create(act, "scenarios", name, content, build, encoded={"params": params_json})
 
     def experiment(
         self,
@@ -454,13 +454,16 @@ class Records:
 
     # ------------------------------------------------------------------ internals: writing
 
-    def create(self, act: Action, kind: str, name: str, content: dict[str, Any], build: Any) -> Record:
-        """Write ``content`` as a new version of ``name`` unless an identical version exists."""
+    def create(self, act: Action, kind: str, name: str, content: dict[str, Any], build: Any,
+               encoded: dict[str, str] | None = None) -> Record:
+        """Write ``content`` as a new version of ``name`` unless an identical version exists.
+
+        ``encoded`` holds more of the content as canonical JSON text the caller already made."""
         from ml_metadata import errors as mlmd_errors
         from ml_metadata.proto import metadata_store_pb2 as pb
 
         type_short = KIND_TYPES[kind]
-        digest = content_hash({"kind": kind, **content})
+        digest = content_hash({"kind": kind, **content}, encoded)
         external_id = f"{full(type_short)}:{name}:{digest}"
         act.contexts.append((type_short, name))
         key = f"{type_short}:{name}"
