@@ -15,6 +15,7 @@ import numpy as np
 from ._builders import OutputSpec, get_builder
 from ._data import InputSpec, count_examples, input_spec, load_arrays, sample_labels, tf_dataset
 from ._progress import ProgressReporter
+from ._quiet import import_keras
 
 _OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "rmsprop": "RMSprop", "adagrad": "Adagrad"}
 
@@ -263,10 +264,7 @@ def train(
     ValueError
         For params the trainer cannot use (unknown builder, optimizer, task, features).
     """
-    # TensorFlow's C++ start-up lines (CUDA factories, cpu features) drown the progress in
-    # notebooks; Python exceptions still surface. Set TF_CPP_MIN_LOG_LEVEL to see them.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import keras
+    keras = import_keras()  # without TensorFlow's native start-up lines
 
     backend = keras.backend.backend()
     p = dict(params.get("params") or {})
@@ -438,13 +436,15 @@ class Predictions:
 def predict(params: dict[str, Any], model_path: str, split: str, *, task: str,
             columns: Sequence[str] = (), batch_size: int = 1024) -> Predictions:
     """Run a saved model over a split; also return the named feature columns (for slicing)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import keras
-
+    keras = import_keras()
     model = keras.saving.load_model(model_path, compile=False)
     spec = input_spec(params["datasource"], params.get("params") or {})
     x, y, extra = load_arrays(params["datasource"], split, spec, extra=tuple(columns))
-    scores = np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype="float64")
+    # direct calls, a batch at a time: model.predict traces a new function for each model loaded,
+    # and TensorFlow warns about retracing after a few evaluations
+    parts = [keras.ops.convert_to_numpy(model(x[i:i + batch_size], training=False))
+             for i in range(0, len(x), batch_size)]
+    scores = np.concatenate(parts).astype("float64") if parts else np.zeros((0, 1))
     if task != "multiclass":
         scores = scores.reshape(-1)
     return Predictions(labels=y, scores=scores, columns=extra, task=task)
