@@ -242,6 +242,12 @@ def test_tab_completion_of_names(ip: InteractiveShell, tfrecord_dir: Path) -> No
     assert "other" in complete("%mlmd use ot")
     assert "experiments" in complete("%mlmd ls ex")
     assert "history" in complete("%mlmd hi")
+    # after NAME@ its versions, and never Python names (builtins, keywords, modules)
+    assert complete("%mlmd get t21-baseline@") == ["1"]
+    for line in ("%mlmd get t21-baseline@", "%mlmd show ", "%mlmd train t", "%mlmd diff t21-baseline@1 "):
+        offered = complete(line)
+        assert not {"abs", "all", "type", "tuple", "TypeError"} & set(offered), (line, offered[:10])
+    assert "abs" in complete("x = ab")  # other lines complete as before
 
 
 def test_reload_and_double_load_are_harmless(ip: InteractiveShell) -> None:

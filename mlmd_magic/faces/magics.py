@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import Any, Callable, TypeVar
 
+from IPython.core.completer import SimpleCompletion, context_matcher
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_var_expand
 from IPython.utils.text import DollarFormatter
@@ -291,28 +292,48 @@ def _cell_parser(kind: str) -> Any:
     return parser
 
 
-def _completer(shell: Any) -> Callable[[Any, Any], list[str]]:
-    def complete(_self: Any, event: Any) -> list[str]:
-        words = event.line.split()
-        typing_new = event.line.endswith(" ")
-        position = len(words) - (0 if typing_new else 1)
-        if position <= 1:
-            return list(_commands.COMMANDS)
-        sub = words[1]
-        if sub == "use" or sub == "close":
-            return [alias for alias, _, _ in REGISTRY.connections()]
-        if sub == "ls" and position == 2:
-            return ["datasources", "scenarios", "experiments", "runs", "models"]
-        if sub in _REF_SUBCOMMANDS:
-            try:
-                store = REGISTRY.current().store
-                kind = "experiments" if sub == "get" and "--kind" not in words else None
-                return store.names(kind)
-            except MlmdMagicError:
-                return []
+def completion_candidates(line: str) -> list[str]:
+    """What may come next in a ``%mlmd`` line (up to the cursor): subcommands, kinds, aliases,
+    record names, or after ``NAME@`` that record's versions — never Python names."""
+    words = line.split()
+    typing_new = line.endswith(" ")
+    position = len(words) - (0 if typing_new else 1)
+    if position <= 1:
+        return list(_commands.COMMANDS)
+    sub = words[1]
+    if sub in ("use", "close"):
+        return [alias for alias, _, _ in REGISTRY.connections()]
+    if sub == "ls" and position == 2:
+        return ["datasources", "scenarios", "experiments", "runs", "models"]
+    if sub not in _REF_SUBCOMMANDS or (position >= 2 and words[-1].startswith("-") and not typing_new):
+        return []
+    try:
+        store = REGISTRY.current().store
+        kind = "experiments" if sub in ("get", "train", "edit") and "--kind" not in words else None
+        current = "" if typing_new else words[-1]
+        with store.unrecorded():  # completing is not an action
+            if "@" in current:
+                name = current.split("@", 1)[0]
+                versions = store.history(name, kind=kind)["version"]
+                return [f"{name}@{v}" for v in versions]
+            return store.names(kind)
+    except MlmdMagicError:
         return []
 
-    return complete
+
+@context_matcher(identifier="mlmd_magic")  # type: ignore[untyped-decorator]
+def _matcher(context: Any) -> dict[str, Any]:
+    """IPython's completion for ``%mlmd`` lines: only what :func:`completion_candidates` offers
+    (other matchers, which would add Python builtins, are suppressed on these lines)."""
+    line = context.line_with_cursor
+    if not line.lstrip().startswith("%mlmd"):
+        return {"completions": [], "suppress": False}
+    typed = "" if line.endswith(" ") else line.split()[-1]
+    # IPython replaces the token after its own delimiters ('@' is one): complete what follows it
+    token = context.token
+    offered = [c for c in completion_candidates(line) if c.startswith(typed)]
+    cut = len(typed) - len(token)
+    return {"completions": [SimpleCompletion(text=c[cut:], type="mlmd") for c in offered], "suppress": True}
 
 
 def load(shell: Any) -> None:
@@ -321,7 +342,8 @@ def load(shell: Any) -> None:
     magics = shell.magics_manager.registry["MlmdMagics"]
     REGISTRY.options.runs_dir = magics.runs_dir  # settings from %config or a profile
     REGISTRY.options.stale_run_after_s = magics.stale_run_after_s
-    shell.set_hook("complete_command", _completer(shell), str_key="%mlmd")
+    if _matcher not in shell.Completer.custom_matchers:
+        shell.Completer.custom_matchers.append(_matcher)
     if _remember_cell not in shell.events.callbacks["pre_run_cell"]:
         shell.events.register("pre_run_cell", _remember_cell)
     kernel = getattr(shell, "kernel", None)
@@ -334,6 +356,8 @@ def unload(shell: Any) -> None:
     """Remove the magics (``%unload_ext``); open stores are closed."""
     if _remember_cell in shell.events.callbacks["pre_run_cell"]:
         shell.events.unregister("pre_run_cell", _remember_cell)
+    if _matcher in shell.Completer.custom_matchers:
+        shell.Completer.custom_matchers.remove(_matcher)
     magics = shell.magics_manager.magics
     magics["line"].pop("mlmd", None)
     for name in _CELL_MAGICS:
