@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import ipywidgets as w
 import pytest
 from ml_metadata.proto import metadata_store_pb2 as pb
 
@@ -27,6 +28,9 @@ def store(tmp_path: Path) -> mm.Store:
 def test_editor_types_validation_diff_and_save(store: mm.Store) -> None:
     editor = ExperimentEditor(store, "t21")
     kinds = {path: type(widget).__name__ for path, widget in editor.inputs.items()}
+    typed = [widget for widget in editor.inputs.values() if not isinstance(widget, w.Checkbox)]
+    assert typed and all(widget.continuous_update for widget in typed)  # validated as you type
+    assert editor.diff.layout.min_height  # room kept: the buttons do not jump when the diff appears
     assert kinds == {"epochs": "IntText", "hidden": "Text", "learning_rate": "FloatText",
                      "optimizer.name": "Text", "shuffle": "Checkbox"}
     assert editor.save_button.disabled and "no changes" in editor.status.value
@@ -65,8 +69,12 @@ def test_editor_versions_of_scenario_and_datasource(store: mm.Store) -> None:
 def test_editor_trains(store: mm.Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLMD_MAGIC_RUNS_DIR", str(tmp_path / "runs"))
     editor = ExperimentEditor(store, "t21")
+    seen: list[int] = []
+    editor.progress.observe(lambda change: seen.append(change["new"]), names="value")
     run = editor.train()
     assert run is not None and run.state == "COMPLETE"
+    assert seen[-2:] == [1, 2] and editor.progress.max == 2  # the bar moves with each epoch
+    assert "complete: t21@1" in editor.progress_label.value
     (train,) = store.mlmd.get_executions_by_type("mlmd_magic.Train")
     assert train.properties["source"].string_value == "widget ExperimentEditor t21@1: train"
 

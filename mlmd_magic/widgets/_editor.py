@@ -15,10 +15,11 @@ from ..store import Store
 
 
 def _input_for(path: str, value: Any) -> w.Widget:
+    # continuous_update: validated and diffed as you type, not when the field loses focus
     label = {"description": path, "style": {"description_width": "initial"},
-             "layout": w.Layout(width="420px")}
+             "layout": w.Layout(width="420px"), "continuous_update": True}
     if isinstance(value, bool):
-        return w.Checkbox(value=value, indent=False, **label)
+        return w.Checkbox(value=value, indent=False, **{k: v for k, v in label.items() if k != "continuous_update"})
     if isinstance(value, int):
         return w.IntText(value=value, **label)
     if isinstance(value, float):
@@ -59,8 +60,12 @@ class ExperimentEditor(w.VBox):
         self.scenario = w.Dropdown(options=sc_versions, description="scenario",
                                    value=f"{data['scenario']['name']}@{data['scenario']['version']}")
         self.params_box = w.VBox()
-        self.status = w.HTML()
-        self.diff = w.HTML()
+        self.status = w.HTML(layout=w.Layout(min_height="1.6em"))
+        # room kept for the diff, so that the buttons below do not jump when it appears
+        self.diff = w.HTML(layout=w.Layout(min_height="5em"))
+        self.progress = w.IntProgress(value=0, min=0, max=1, description="", layout=w.Layout(width="420px",
+                                                                                             visibility="hidden"))
+        self.progress_label = w.Label()
         self.save_button = w.Button(description="Save as new version", button_style="primary", icon="save",
                                     layout=w.Layout(width="auto"))
         self.train_button = w.Button(description="Train", icon="play")
@@ -73,7 +78,8 @@ class ExperimentEditor(w.VBox):
         self.save_button.on_click(lambda _: self.save())
         self.train_button.on_click(lambda _: self.train())
         super().__init__([self.header, w.HBox([self.datasource, self.scenario]), self.params_box, self.status,
-                          self.diff, w.HBox([self.save_button, self.train_button]), self.output])
+                          self.diff, w.HBox([self.save_button, self.train_button]),
+                          w.HBox([self.progress, self.progress_label]), self.output])
         self.add_class("mlmd-magic-editor")
         self.refresh()
 
@@ -175,16 +181,30 @@ class ExperimentEditor(w.VBox):
 
     def train(self) -> Any:
         """Train the edited experiment's current version; progress and the run appear below."""
+        bar, label = self.progress, self.progress_label
+
+        class Progress:  # the panel's own bar: a display handle would not move inside an Output widget
+            def on_train_begin(self, info: dict[str, Any]) -> None:
+                bar.max, bar.value = max(int(info.get("epochs", 1)), 1), 0
+                bar.layout.visibility = "visible"
+                label.value = f"training on {info.get('device')}: epoch 0/{bar.max}"
+
+            def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+                bar.value = epoch + 1
+                shown = "  ".join(f"{k}={v:.4g}" for k, v in sorted(logs.items()))
+                label.value = f"epoch {epoch + 1}/{bar.max}  {shown}"
+
         with self.output:
             try:
                 with _session.action_context(source=f"widget ExperimentEditor {self._record.ref}: train"):
-                    run = self._store.train(self._record.ref)
+                    run = self._store.train(self._record.ref, callbacks=[Progress()], progress=False)
             except MlmdMagicError as exc:
                 self.status.value = f"<span style='color:crimson'>✗ {html.escape(str(exc))}</span>"
                 return None
             from IPython.display import display
 
             display(run)
+        label.value = f"{run.state.lower()}: {run.experiment}"
         self.last_run = run
         return run
 
