@@ -266,3 +266,17 @@ def test_store_readable_by_plain_mlmd(tmp_path: Path, tfrecord_dir: Path) -> Non
         (session,) = [c for c in plain.get_contexts_by_execution(e.id) if c.type == "mlmd_magic.NotebookSession"]
         assert session.properties["user"].string_value and session.properties["host"].string_value
         assert "ml-metadata" in json.loads(session.properties["versions"].string_value)
+
+
+def test_where_on_a_key_no_record_has_is_an_error(store: mm.Store, tfrecord_dir: Path) -> None:
+    _setup(store, tfrecord_dir)
+    store.experiment("t21", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 3})
+    with pytest.raises(mm.ValidationError, match=r"no record has a key 'epoch'.*did you mean 'epochs'"):
+        store.list("experiments", where="epoch >= 2")
+    with pytest.raises(mm.ValidationError, match=r"no record has a key 'nmae'.*did you mean 'name'"):
+        store.list("scenarios", where="nmae ~ 'mlp*'")
+    assert list(store.list("experiments", where="epochs >= 2")["name"]) == ["t21"]
+    assert store.list("experiments", where="epochs >= 99").empty  # a known key matching nothing: no error
+    table = store.list("experiments")  # parameters as columns, not JSON text
+    assert table.loc[0, "epochs"] == 3 and table.loc[0, "optimizer.name"] == "adam"
+    assert "params" not in table.columns

@@ -15,6 +15,7 @@ Grammar (``and`` binds tighter than ``or``; parentheses group)::
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import re
 from dataclasses import dataclass
@@ -116,7 +117,8 @@ def check_offset(offset: object) -> int:
 
 
 def compile_where(text: str | None) -> Predicate:
-    """Compile a filter into a predicate over record dicts.
+    """Compile a filter into a predicate over record dicts (see :class:`Where` for one that also
+    says when a key the filter names is on no record).
 
     >>> p = compile_where("model == 'mlp' and epochs >= 5")
     >>> p({"model": "mlp", "params": {"epochs": 10}}), p({"model": "cnn1d", "params": {"epochs": 10}})
@@ -127,6 +129,11 @@ def compile_where(text: str | None) -> Predicate:
     ValidationError
         When the filter cannot be parsed; the message shows an example.
     """
+    return _compile(text, [])
+
+
+def _compile(text: str | None, keys: list[str]) -> Predicate:
+    """Compile ``text``; the keys it names are appended to ``keys``."""
     if text is None or not str(text).strip():
         return lambda row: True
     if not isinstance(text, str) or len(text) > 10_000:
@@ -178,6 +185,7 @@ def compile_where(text: str | None) -> Predicate:
         if tok.kind != "word":
             raise ValidationError(f"expected a key at {tok.text!r} in the filter {text!r}; {_HELP}")
         key = tok.text
+        keys.append(key)
         op = take()
         if op.kind != "op":
             raise ValidationError(f"expected an operator (==, !=, <, <=, >, >=, ~) after {key!r}; {_HELP}")
@@ -188,3 +196,63 @@ def compile_where(text: str | None) -> Predicate:
     if pos != len(tokens):
         raise ValidationError(f"unexpected {tokens[pos].text!r} in the filter {text!r}; {_HELP}")
     return predicate
+
+
+class Where:
+    """A compiled filter that also notices keys no record has: ``epochs >= 5`` on records
+    whose parameter is ``epoch`` would otherwise give an empty table and no word why.
+
+    >>> where = Where("epoch >= 5")
+    >>> where({"name": "a", "params": {"epochs": 10}})
+    False
+    >>> where.check()
+    Traceback (most recent call last):
+    ...
+    mlmd_magic.errors.ValidationError: no record has a key 'epoch' (the filter names it); did you mean 'epochs'? ...
+    """
+
+    _SAMPLE = 50  # rows whose keys are kept for "did you mean"
+
+    def __init__(self, text: str | None) -> None:
+        keys: list[str] = []
+        self._predicate = _compile(text, keys)
+        self._missing = set(keys)
+        self._known: set[str] = set()
+        self._rows = 0
+
+    def __call__(self, row: dict[str, Any]) -> bool:
+        if self._missing:
+            self._missing = {key for key in self._missing if lookup(row, key) is _MISSING}
+            if self._rows < self._SAMPLE:
+                self._known.update(_key_paths(row))
+                self._rows += 1
+        return self._predicate(row)
+
+    def check(self) -> None:
+        """Raise when a key the filter names was on none of the rows it saw (there were some).
+
+        Raises
+        ------
+        ValidationError
+            Naming the key, with the closest keys the records have.
+        """
+        if not self._missing or not self._rows:
+            return
+        key = sorted(self._missing)[0]
+        close = difflib.get_close_matches(key, sorted(self._known), n=3, cutoff=0.6)
+        hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
+        shown = ", ".join(sorted(k for k in self._known if not k.startswith("params."))[:25])
+        raise ValidationError(f"no record has a key {key!r} (the filter names it); {hint}keys: {shown}")
+
+
+def _key_paths(row: dict[str, Any], prefix: str = "") -> set[str]:
+    """Every key a filter can name in ``row``: top level, dotted paths, and parameters bare."""
+    out: set[str] = set()
+    for key, value in row.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        out.add(path)
+        if isinstance(value, dict):
+            out |= _key_paths(value, path)
+            if not prefix and key == "params":
+                out |= _key_paths(value)
+    return out

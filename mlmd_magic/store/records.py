@@ -40,6 +40,7 @@ from ..core.values import (
     check_value,
     content_hash,
     diff_values,
+    flatten,
     normalise_kind,
     to_plain,
 )
@@ -562,24 +563,37 @@ def _list_row(kind: str, data: dict[str, Any], art: Any) -> dict[str, Any]:
         return {"name": view["name"], "version": data["version"], "datasource": view["datasource"],
                 "scenario": view["scenario"], "model": view["model"],
                 "overrides": text(art.properties, "overrides") or "{}",
-                "params": canonical_json(data["params"]), "created": when}
+                _PARAMS: flatten(data["params"]), "created": when}
     if kind == "scenarios":
         return {"name": data["name"], "version": data["version"], "model": data["model"],
-                "params": canonical_json(data["params"]), "description": data["description"], "created": when}
+                _PARAMS: flatten(data["params"]), "description": data["description"], "created": when}
     return {"name": data["name"], "version": data["version"], "format": data["format"], "uri": data["uri"],
             "splits": ", ".join(f"{k}={v}" for k, v in data["examples"].items()),
             "label": data["label"], "fingerprint": data["fingerprint"][:12],
             "description": data["description"], "created": when}
 
 
+_PARAMS = "\0params"  # where a row's parameters wait to become columns of their own
 _COLUMNS = {
-    "experiments": ["name", "version", "datasource", "scenario", "model", "overrides", "params", "created"],
-    "scenarios": ["name", "version", "model", "params", "description", "created"],
+    "experiments": ["name", "version", "datasource", "scenario", "model", "overrides", _PARAMS, "created"],
+    "scenarios": ["name", "version", "model", _PARAMS, "description", "created"],
     "datasources": ["name", "version", "format", "uri", "splits", "label", "fingerprint", "description", "created"],
 }
 
 
 def _frame(kind: str, rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The table of a listing: one column per parameter (dotted for nested ones, in the order they
+    first appear), where a parameter named like a column of the record is shown as ``params.NAME``."""
     import pandas as pd
 
-    return pd.DataFrame(rows, columns=_COLUMNS[kind])
+    fixed = [c for c in _COLUMNS[kind] if c != _PARAMS]
+    names: dict[str, None] = {}
+    for row in rows:
+        names.update(dict.fromkeys(row.get(_PARAMS, {})))
+    shown = {key: f"params.{key}" if key in fixed else key for key in names}
+    flat = [{**{k: v for k, v in row.items() if k != _PARAMS},
+             **{shown[key]: value for key, value in row.get(_PARAMS, {}).items()}} for row in rows]
+    columns: list[str] = []
+    for column in _COLUMNS[kind]:
+        columns += list(shown.values()) if column == _PARAMS else [column]
+    return pd.DataFrame(flat, columns=columns)

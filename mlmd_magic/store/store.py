@@ -21,7 +21,7 @@ from ..backend.storeguard import StoreGuard
 from ..backend.types import lookup_types, register_types
 from ..backend.uri import StoreURI, parse_uri, resolve_uri
 from ..core import session as _session
-from ..core.query import check_offset, compile_where
+from ..core.query import Where, check_offset
 from ..core.record import Record
 from ..core.values import Diff, merge_overrides, normalise_kind
 from ..errors import ValidationError
@@ -461,7 +461,7 @@ class Store:
             if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
                 raise ValidationError(f"limit must be a positive whole number, got {limit!r}")
             offset = check_offset(offset)
-            predicate = compile_where(where)
+            predicate = Where(where)
             lowered = kind.lower() if isinstance(kind, str) else ""
             if lowered in ("runs", "run", "models", "model"):
                 frame = self._runs.table(lowered.rstrip("s") + "s", predicate, limit, offset)
@@ -473,6 +473,8 @@ class Store:
             else:
                 kind = normalise_kind(kind)
                 frame = self._records.table(kind, lambda row: predicate(row), limit, offset, all_versions)
+            if frame.empty or limit is None:  # every record was looked at: an unknown key is a typo
+                predicate.check()
             act.outcome = f"{len(frame)} rows"
             return frame
 
