@@ -280,3 +280,14 @@ def test_where_on_a_key_no_record_has_is_an_error(store: mm.Store, tfrecord_dir:
     table = store.list("experiments")  # parameters as columns, not JSON text
     assert table.loc[0, "epochs"] == 3 and table.loc[0, "optimizer.name"] == "adam"
     assert "params" not in table.columns
+
+
+def test_a_record_shows_hyperparameters_first_overrides_marked_features_folded(mem_store: mm.Store,
+                                                                                tfrecord_dir: Path) -> None:
+    _setup(mem_store, tfrecord_dir)
+    record = mem_store.experiment("t21", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 3})
+    page = record._repr_html_()
+    assert page.index("hyperparameters") < page.index("datasource.name")
+    assert "<b>3</b> ✎" in page and "<b>64</b>" not in page  # only the overridden value is marked
+    assert "<details><summary>data source features (3)</summary>" in page
+    assert page.index("<details>") > page.index("datasource.name")  # folded away, after the rest

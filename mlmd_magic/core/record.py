@@ -58,12 +58,38 @@ class Record:
         return f"{KIND_TYPES[self.kind]} {self.ref} ({self.summary()}){extra}\n{body}"
 
     def _repr_html_(self) -> str:
-        shown = {**{k: v for k, v in self.extra.items() if v}, **flatten(self.data)}
-        rows = "".join(
-            f"<tr><td><code>{html.escape(k)}</code></td><td>{html.escape(show_value(v))}</td></tr>"
-            for k, v in shown.items()
-        )
+        """Hyperparameters first (overridden values in bold, marked), then the rest of the record;
+        a data source's feature schema folded away."""
+        data = dict(self.data)
+        overrides = set(flatten(self.extra.get("overrides") or {})) if self.extra.get("overrides") else set()
+        sections = []
+        params = data.pop("params", None)
+        if isinstance(params, dict):
+            rows = []
+            for key, value in flatten(params).items():
+                mark = key in overrides
+                cell = html.escape(show_value(value))
+                rows.append(f"<tr><td><code>{html.escape(key)}</code></td><td>{f'<b>{cell}</b> ✎' if mark else cell}"
+                            "</td></tr>")
+            note = " <small>(✎ overridden by this experiment)</small>" if overrides else ""
+            sections.append(f"<tr><th colspan='2'>hyperparameters{note}</th></tr>{''.join(rows)}")
+        folded = []
+        source = data.get("datasource")
+        if isinstance(source, dict) and "features" in source:
+            data["datasource"] = {k: v for k, v in source.items() if k != "features"}
+            folded.append(("data source features", source["features"]))
+        if self.kind == "datasources" and "features" in data:
+            folded.append(("features", data.pop("features")))
+        shown = {**{k: v for k, v in self.extra.items() if v and k != "overrides"}, **flatten(data)}
+        rest = "".join(f"<tr><td><code>{html.escape(k)}</code></td><td>{html.escape(show_value(v))}</td></tr>"
+                       for k, v in shown.items())
+        sections.append(rest)
+        details = "".join(
+            f"<details><summary>{html.escape(title)} ({len(value)})</summary><table>"
+            + "".join(f"<tr><td><code>{html.escape(str(k))}</code></td><td>{html.escape(show_value(v))}</td></tr>"
+                      for k, v in (value.items() if isinstance(value, dict) else []))
+            + "</table></details>" for title, value in folded)
         return (
             f"<div class='mlmd-magic-record'><b>{KIND_TYPES[self.kind]} {html.escape(self.ref)}</b> "
-            f"<i>({html.escape(self.summary())})</i><table>{rows}</table></div>"
+            f"<i>({html.escape(self.summary())})</i><table>{''.join(sections)}</table>{details}</div>"
         )
