@@ -89,6 +89,7 @@ def simulate_nipt(
         "splits": {"train": "train", "eval": "eval.tfrecord", "test": "test.tfrecord"},
         "label": "label",
         "description": f"simulated cfDNA prenatal screening (seed {seed}; labels {LABELS})",
+        "label_names": [LABELS[k] for k in sorted(LABELS)],
     }
 
 
@@ -172,4 +173,5 @@ def breast_cancer(folder: str, *, seed: int = 0, fractions: tuple[float, float] 
         "splits": {split: f"{split}.csv" for split in parts},
         "label": "label",
         "description": "Breast Cancer Wisconsin (Diagnostic); label 1 = malignant. " + BREAST_CANCER_ATTRIBUTION,
+        "label_names": ["benign", "malignant"],
     }

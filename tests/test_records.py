@@ -227,7 +227,7 @@ def test_record_reprs(mem_store: mm.Store, tfrecord_dir: Path) -> None:
     text = repr(rec)
     assert text.startswith("Experiment e@1 (created version 1)")
     assert 'overrides: {"epochs": 2}' in text and "first try" in text
-    assert "<table>" in rec._repr_html_() and "params.epochs" in rec._repr_html_()
+    assert "<table>" in rec._repr_html_() and "<code>epochs</code>" in rec._repr_html_()
     assert rec["params"]["epochs"] == 2 and rec.to_dict() is not rec.data
 
 
@@ -291,3 +291,9 @@ def test_a_record_shows_hyperparameters_first_overrides_marked_features_folded(m
     assert "<b>3</b> ✎" in page and "<b>64</b>" not in page  # only the overridden value is marked
     assert "<details><summary>data source features (3)</summary>" in page
     assert page.index("<details>") > page.index("datasource.name")  # folded away, after the rest
+
+
+def test_a_scenario_naming_an_unknown_builder_is_refused(mem_store: mm.Store) -> None:
+    with pytest.raises(mm.ValidationError, match=r"no model builder is named 'mpl'; did you mean 'mlp'\?"):
+        mem_store.add_scenario("s", model="mpl", params={"epochs": 1})
+    assert mem_store.names("scenarios") == []

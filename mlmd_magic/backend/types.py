@@ -24,6 +24,7 @@ ARTIFACT_TYPES: dict[str, tuple[str, dict[str, str]]] = {
         "fingerprint": "STRING", "example_counts": "STRING", "label_distribution": "STRING",
         # [[path, size, mtime_ns, sha256], ...] per split: checked before every run
         "files": "STRING",
+        "label_names": "STRING",  # JSON list: the names of classes 0..K-1
     }),
     "Scenario": ("UNSET", {**_RECORD, "model": "STRING", "params": "STRING"}),
     "Experiment": ("UNSET", {

@@ -28,7 +28,7 @@ from .values import normalise_kind
 __all__ = ["evaluation_arguments", "export_spec", "spec_arguments"]
 
 _KEYS = {
-    "datasources": {"uri", "format", "splits", "label", "description", "features"},
+    "datasources": {"uri", "format", "splits", "label", "description", "features", "label_names"},
     "scenarios": {"model", "params", "description"},
     "experiments": {"datasource", "scenario", "overrides", "description"},
 }
@@ -75,6 +75,8 @@ def export_spec(record: Record) -> dict[str, Any]:
     if record.kind == "datasources":
         spec = {k: data[k] for k in ("uri", "format", "splits", "label", "features")}
         spec["description"] = data["description"]
+        if data.get("label_names"):
+            spec["label_names"] = data["label_names"]
     elif record.kind == "scenarios":
         spec = {"model": data["model"], "params": data["params"], "description": data["description"]}
     else:

@@ -45,6 +45,7 @@ from ..core.values import (
     to_plain,
 )
 from ..errors import AmbiguousRefError, NotFoundError, StoreError, ValidationError
+from ..trainer import builders
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -80,10 +81,11 @@ class Records:
         label: str,
         description: str | None = None,
         features: dict[str, Any] | None = None,
+        label_names: Sequence[str] | None = None,
     ) -> Record:
         """See :meth:`mlmd_magic.Store.add_datasource`."""
         args = {"name": name, "uri": uri, "format": format, "splits": splits, "label": label,
-                "description": description, "features": features}
+                "description": description, "features": features, "label_names": label_names}
         with self.recorder.action("RegisterDataSource", args) as act:
             check_name(name, "data source name")
             if format not in FORMATS:
@@ -104,8 +106,11 @@ class Records:
                     raise ValidationError("features must map feature names to their dtype/shape")
                 check_value(features, "features")
                 check_unambiguous_keys(features, "features")
+            names = _check_label_names(label_names)
             folder = normalise_uri(uri)
             summary = inspect_datasource(folder, format, splits, label)
+            if names is not None:
+                _check_label_names_cover(names, {s: v.labels for s, v in summary.splits.items()})
             content = {
                 "uri": folder,
                 "format": format,
@@ -114,6 +119,7 @@ class Records:
                 "features": to_plain(features) if features is not None else summary.features,
                 "fingerprint": summary.fingerprint,
                 "description": description or "",
+                **({"label_names": names} if names is not None else {}),  # absent: hashes as before
             }
             stats = {
                 "example_counts": {s: v.examples for s, v in summary.splits.items()},
@@ -126,7 +132,8 @@ class Records:
                        features=canonical_json(content["features"]), fingerprint=summary.fingerprint,
                        example_counts=canonical_json(stats["example_counts"]),
                        label_distribution=canonical_json(stats["label_distribution"]),
-                       files=canonical_json(summary.files))  # what check_files compares before a run
+                       files=canonical_json(summary.files),  # what check_files compares before a run
+                       label_names=canonical_json(names) if names is not None else None)
 
             return self.create(act, "datasources", name, content, build)
 
@@ -138,6 +145,13 @@ class Records:
         with self.recorder.action("AddScenario", args) as act:
             check_name(name, "scenario name")
             check_name(model, "model builder name")
+            known = builders()
+            if model not in known:
+                close = difflib.get_close_matches(model, known, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise ValidationError(
+                    f"no model builder is named {model!r}; {hint}known builders: {', '.join(known)}. Register yours "
+                    "first with @mlmd_magic.trainer.register_model(name) (in this kernel), then define the scenario")
             if not isinstance(params, dict):
                 raise ValidationError("params must be a mapping, e.g. {'hidden': [64, 32], 'epochs': 10}")
             check_value(params, "params")
@@ -426,6 +440,7 @@ class Records:
             "description": text(p, "description"), "fingerprint": p["fingerprint"].string_value,
             "examples": json.loads(p["example_counts"].string_value),
             "label_distribution": json.loads(p["label_distribution"].string_value),
+            "label_names": json.loads(text(p, "label_names") or "null"),
         }
 
     def record(self, kind: str, art: Any, status: str) -> Record:
@@ -523,6 +538,29 @@ class Records:
 
 
 _MAX_JSON = 1_000_000
+
+
+def _check_label_names(names: Any) -> list[str] | None:
+    """``label_names``: the names of classes 0..K-1, in order (e.g. ``[euploid, T21, T18, T13]``)."""
+    if names is None:
+        return None
+    if isinstance(names, str) or not isinstance(names, (list, tuple)) or not names \
+            or not all(isinstance(n, str) and n for n in names):
+        raise ValidationError("label_names must be a list of class names for labels 0, 1, 2, ... in order, "
+                              "e.g. [euploid, T21, T18, T13]")
+    repeated = sorted({n for n in names if list(names).count(n) > 1})
+    if repeated:
+        raise ValidationError(f"label_names repeats {', '.join(map(repr, repeated))}; each class needs its own name")
+    return list(names)
+
+
+def _check_label_names_cover(names: list[str], distributions: dict[str, dict[str, Any]]) -> None:
+    """Every whole-number label seen in the data must have a name."""
+    seen = {key for labels in distributions.values() for key in labels if key.lstrip("-").isdecimal()}
+    beyond = sorted(int(k) for k in seen if int(k) < 0 or int(k) >= len(names))
+    if beyond:
+        raise ValidationError(f"label_names names {len(names)} classes (0 to {len(names) - 1}), but the data has "
+                              f"label {beyond[0]}; give a name for every class")
 
 
 def _check_size(value: Any, what: str) -> None:

@@ -283,6 +283,7 @@ class Runs:
             ds_art, split = self._evaluation_data(params, data)
             self.records.check_files(ds_art)
             datasource = self.records.data("datasources", ds_art)
+            class_names = class_names or datasource.get("label_names")  # named on the data source
             ds_params = {k: datasource[k] for k in ("name", "version", "uri", "format", "splits", "label", "features")}
             columns = tuple(dict.fromkeys(s.feature for s in specs))
             known = set(datasource["features"]) | {datasource["label"]}

@@ -178,6 +178,7 @@ class Store:
         label: str,
         description: str | None = None,
         features: dict[str, Any] | None = None,
+        label_names: Sequence[str] | None = None,
     ) -> Record:
         """Register a data source, or a new version of it when its content changed.
 
@@ -191,6 +192,8 @@ class Store:
         description : free text.
         features : feature schema ``{name: {"dtype": ..., "shape": [...]}}``; inferred from
             the files when omitted.
+        label_names : names of classes 0..K-1 in order (``["euploid", "T21", "T18", "T13"]``):
+            evaluations name per-class metrics with them (``recall_T21``) unless told otherwise.
 
         Returns
         -------
@@ -206,7 +209,7 @@ class Store:
             When the store rejects the write.
         """
         return self._records.add_datasource(name, uri=uri, format=format, splits=splits, label=label,
-                                            description=description, features=features)
+                                            description=description, features=features, label_names=label_names)
 
     def add_scenario(
         self, name: str, *, model: str, params: dict[str, Any], description: str | None = None
