@@ -198,10 +198,11 @@ def test_train_and_evaluate_on_mariadb(mysql_uri: str, nipt: dict[str, Any], tmp
 def test_class_names_live_on_the_data_source(store: mm.Store, nipt: dict[str, Any], tmp_path: Path) -> None:
     run = store.train("t21", progress=False)
     evaluation = store.evaluate(run, thresholds=[{"metric": "recall_T21", "lower": 0.0}])  # no class_names given
-    assert "recall_T21" in evaluation.result.metrics["overall"] and "recall_1" not in evaluation.result.metrics["overall"]
+    overall = evaluation.result.metrics["overall"]
+    assert "recall_T21" in overall and "recall_1" not in overall
     assert store.get_datasource("nipt-sim")["label_names"] == ["euploid", "T21", "T18", "T13"]
     assert store.export("nipt-sim")["label_names"] == ["euploid", "T21", "T18", "T13"]
-    with pytest.raises(mm.ValidationError, match="names 2 classes .* but the data has label 2"):
+    with pytest.raises(mm.ValidationError, match=r"names 2 classes .* but the data has label 2"):
         store.add_datasource("short", **{**nipt, "label_names": ["euploid", "T21"]})
     with pytest.raises(mm.ValidationError, match="repeats 'T21'"):
         store.add_datasource("twice", **{**nipt, "label_names": ["euploid", "T21", "T21", "T13"]})
