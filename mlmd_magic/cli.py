@@ -16,7 +16,7 @@ from typing import Any
 
 from .core import secrets as _secrets
 from .core import session as _session
-from .errors import CommandError, MlmdMagicError
+from .errors import CommandError, MlmdMagicError, RunCancelled
 from .faces import commands as _commands
 from .faces.registry import ConnectionRegistry
 from .store import Store
@@ -68,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     except MlmdMagicError as exc:
         print(f"mlmd-magic: error: {_secrets.redact(str(exc))}", file=sys.stderr)
         return 2
+    except RunCancelled as exc:
+        print(f"mlmd-magic: {exc}", file=sys.stderr)
+        return 130
     finally:
         host.registry.reset()
     if result is not None:

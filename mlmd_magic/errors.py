@@ -22,6 +22,7 @@ __all__ = [
     "MlmdMagicError",
     "NoConnectionError",
     "NotFoundError",
+    "RunCancelled",
     "StoreConnectionError",
     "StoreError",
     "TrainingError",
@@ -72,3 +73,24 @@ class StoreError(MlmdMagicError, RuntimeError):
 class TrainingError(MlmdMagicError):
     """Training stopped with an error: parameters the trainer cannot use, unreadable data, a
     failing model builder. The ``Train`` execution is recorded FAILED with the reason."""
+
+
+class RunCancelled(KeyboardInterrupt):
+    """A training stopped by the user (Ctrl-C, the notebook's stop button): still a
+    ``KeyboardInterrupt``, so it stops a script as one, with what was done in a single line.
+
+    The ``Train`` execution is recorded CANCELED and no model is left. Attributes: ``run`` (the
+    run's name, ``EXPERIMENT@N#K``), ``seconds``, ``epochs_done``, ``epochs``, and
+    ``version_created`` (the experiment version a ``--set`` created for this run, which stays).
+    """
+
+    def __init__(self, run: str, seconds: float, epochs_done: int, epochs: int, version_created: str = "") -> None:
+        self.run, self.seconds, self.epochs_done, self.epochs = run, seconds, epochs_done, epochs
+        self.version_created = version_created
+        kept = (f"; {version_created} was defined for this run and stays (train it again with "
+                f"%mlmd train {version_created})") if version_created else ""
+        super().__init__(f"run {run} cancelled after {_duration(seconds)}, epoch {epochs_done}/{epochs}{kept}")
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"

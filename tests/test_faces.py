@@ -89,7 +89,7 @@ class ApiFace:
     def ls(self, kind: str) -> list[dict[str, Any]]:
         return self.store.list(kind).to_dict("records")
 
-    def compare(self, runs: list[int]) -> dict[str, Any]:
+    def compare(self, runs: list[Any]) -> dict[str, Any]:
         return self.store.compare(runs).to_dict()
 
     def lineage(self, ref: str) -> set[str]:
@@ -155,7 +155,7 @@ class MagicFace:
     def ls(self, kind: str) -> list[dict[str, Any]]:
         return self.cell(f"%mlmd ls {kind}").to_dict("records")
 
-    def compare(self, runs: list[int]) -> dict[str, Any]:
+    def compare(self, runs: list[Any]) -> dict[str, Any]:
         return self.cell(f"%mlmd compare {' '.join(map(str, runs))}").to_dict()
 
     def lineage(self, ref: str) -> set[str]:
@@ -243,7 +243,7 @@ class CliFace:
     def ls(self, kind: str) -> list[dict[str, Any]]:
         return self.run("ls", kind)
 
-    def compare(self, runs: list[int]) -> dict[str, Any]:
+    def compare(self, runs: list[Any]) -> dict[str, Any]:
         return self.run("compare", *map(str, runs))
 
     def lineage(self, ref: str) -> set[str]:
@@ -312,7 +312,7 @@ class WidgetFace(ApiFace):
         tab.rows.value = [row["model"] for row in tab.frame.to_dict("records")].index(model_id)
         return {html_unescape(t) for t in re.findall(r"<title>(.*?)</title>", tab.details.value)}
 
-    def compare(self, runs: list[int]) -> dict[str, Any]:
+    def compare(self, runs: list[Any]) -> dict[str, Any]:
         from mlmd_magic.widgets import compare
 
         return compare(self.store, runs).to_dict()
@@ -389,12 +389,14 @@ def test_core_flows_through_every_face(face_name: str, nipt: dict[str, Any], tmp
             "name": "mlp", "version": 1, "model": "mlp"}
         # train, train again (cached), change a value and train
         first = via("train").train("t21")
-        assert (first["experiment"], first["state"], first["cached"]) == ("t21@1", "COMPLETE", False)
+        assert (first["name"], first["experiment"], first["state"], first["cached"]) == (
+            "t21@1#1", "t21@1", "COMPLETE", False)
         again = via("train").train("t21")
-        assert (again["experiment"], again["state"], again["cached"]) == ("t21@1", "CACHED", True)
+        assert (again["name"], again["state"], again["cached"]) == ("t21@1#2", "CACHED", True)
         assert again["model"] == first["model"]
         second = via("change").change_and_train("t21", {"epochs": 2})
-        assert (second["experiment"], second["state"], second["cached"]) == ("t21@2", "COMPLETE", False)
+        assert (second["name"], second["experiment"], second["state"], second["cached"]) == (
+            "t21@2#1", "t21@2", "COMPLETE", False)
         assert second["details"]["task"] == "multiclass"
         v2 = api.get("t21@2")
         assert v2["params"] == {**SCENARIO["params"], "epochs": 2}
@@ -403,9 +405,11 @@ def test_core_flows_through_every_face(face_name: str, nipt: dict[str, Any], tmp
         evaluation = via("evaluate").evaluate("t21@2", "t21@1")
         assert evaluation["blessed"] is True and evaluation["model"] == second["model"]
         assert evaluation["baseline_model"] == first["model"]
+        assert (evaluation["model_name"], evaluation["baseline_name"]) == ("t21@2#1", "t21@1#1")
         assert list(evaluation["metrics"]) == ["overall", "ff_low", "ff_high"]
         # listings: every run knows its experiment, whichever face started it
         runs = via("ls").ls("runs")  # newest first
+        assert [r["name"] for r in runs] == ["t21@2#1", "t21@1#2", "t21@1#1"]
         assert [(r["experiment"], r["state"]) for r in runs] == [
             ("t21@2", "COMPLETE"), ("t21@1", "CACHED"), ("t21@1", "COMPLETE")]
         assert [r["model"] for r in runs] == [second["model"], first["model"], first["model"]]
@@ -414,7 +418,8 @@ def test_core_flows_through_every_face(face_name: str, nipt: dict[str, Any], tmp
                                                                   (first["model"], "t21@1")]
         assert [(e["name"], e["version"]) for e in via("ls").ls("experiments")] == [("t21", 2)]
         # compare
-        comparison = via("compare").compare([first["run"], second["run"]])
+        comparison = via("compare").compare(["t21@1#1", "t21@2"])  # by name; NAME@N is its latest run
+        assert [r["name"] for r in comparison["runs"]] == ["t21@1#1", "t21@2#1"]
         assert [r["experiment"] for r in comparison["runs"]] == ["t21@1", "t21@2"]
         assert comparison["params"] == {"params.epochs": [1, 2]}
         assert comparison["metrics"]["test"][1] == pytest.approx(second["metrics"]["test"], rel=1e-6)
@@ -445,5 +450,4 @@ def test_core_flows_through_every_face(face_name: str, nipt: dict[str, Any], tmp
     assert snapshot["evaluations"] == [(1,)]
     assert snapshot["artifacts"] == sorted([
         ("DataSource", "nipt-sim@1", "LIVE"), ("Scenario", "mlp@1", "LIVE"), ("Experiment", "t21@1", "LIVE"),
-        ("Experiment", "t21@2", "LIVE"), ("Model", f"t21@1#run-{first['run']}", "LIVE"),
-        ("Model", f"t21@2#run-{second['run']}", "LIVE")])
+        ("Experiment", "t21@2", "LIVE"), ("Model", "t21@1#1", "LIVE"), ("Model", "t21@2#1", "LIVE")])

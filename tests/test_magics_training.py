@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,29 @@ def test_training_errors_are_usage_errors(ip: InteractiveShell, tmp_path: Path) 
         run(ip, "%mlmd train nope --set epochs")
     with pytest.raises(UsageError, match="unknown key"):
         run(ip, "%%evaluate t21\nslicez: []\n")
+
+
+def test_a_cancelled_training_is_one_line(ip: InteractiveShell, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C in a training cell: one line naming the run, the time and the epoch, not a traceback;
+    and the version a --set defined for the run is said to stay."""
+    from mlmd_magic.trainer import register_model
+
+    monkeypatch.setenv("MLMD_MAGIC_RUNS_DIR", str(tmp_path / "runs"))
+
+    @register_model("interrupted-test")
+    def interrupted(input_dim: int, output: object, params: dict[str, object], normalizer: object) -> object:
+        raise KeyboardInterrupt  # as if Ctrl-C arrived while the model was being built
+
+    data = datasets.simulate_nipt(str(tmp_path / "nipt"), n_train=40, n_eval=10, n_test=10)
+    run(ip, "%mlmd connect memory://")
+    store = REGISTRY.current().store
+    store.add_datasource("d", **data)
+    store.add_scenario("s", model="interrupted-test", params={"epochs": 2})
+    store.experiment("e", datasource="d", scenario="s")
+    with pytest.raises(UsageError) as info:
+        run(ip, "%mlmd train e --set epochs=3 --quiet")
+    message = str(info.value)
+    assert re.fullmatch(r"run e@2#1 cancelled after \d+ s, epoch 0/3; e@2 was defined for this run and stays "
+                        r"\(train it again with %mlmd train e@2\)", message), message
+    assert list(store.list("runs")["state"]) == ["CANCELED"]

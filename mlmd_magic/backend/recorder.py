@@ -54,6 +54,7 @@ class Action:
     started: float = field(default_factory=time.perf_counter)
     external_id: str = ""  # unique per action: makes retrying its write idempotent
     recorded: bool = True  # False for a read inside Store.unrecorded(): nothing is written
+    name: str = ""  # the execution's name, unique within its type (a run's EXPERIMENT@N#K)
 
 
 class Conflict(Exception):
@@ -208,6 +209,8 @@ class Recorder:
         if not act.external_id:
             act.external_id = f"mlmd_magic:{uuid.uuid4().hex}"
         execution.external_id = act.external_id
+        if act.name:
+            execution.name = act.name
         try:
             exec_id, artifact_ids, context_ids = self._put_execution(execution, events, contexts)
         except _Duplicate as exc:

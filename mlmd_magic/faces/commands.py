@@ -385,7 +385,7 @@ def _cfg_train(p: argparse.ArgumentParser) -> None:
 
 def configure_evaluate(p: argparse.ArgumentParser, spec: bool = True) -> None:
     p.add_argument("target", metavar="MODEL",
-                   help="an experiment (its latest trained model), model:ID or run:ID")
+                   help="an experiment (its latest trained model), a run EXPERIMENT@N#K, model:ID or run:ID")
     p.add_argument("--baseline", metavar="MODEL", help="compare against this model")
     p.add_argument("--data", help="split (default test), or DATASOURCE[@N]:SPLIT")
     if spec:
@@ -398,7 +398,9 @@ _add("evaluate", "evaluate a model on slices against thresholds (and a baseline)
 _add("edit", "the experiment editor panel", lambda p: _ref(p, kind=False), _edit, magic_only=True)
 _add("browse", "the store browser panel", lambda p: None, _browse, magic_only=True)
 _add("compare", "training runs side by side: parameters, metrics, curves",
-     lambda p: p.add_argument("runs", nargs="+", metavar="RUN", help="run ids (see ls runs)"), _compare)
+     lambda p: p.add_argument("runs", nargs="+", metavar="RUN",
+                             help="runs: EXPERIMENT@N#K (its K-th run), EXPERIMENT@N (its latest), or run ids "
+                                  "(see ls runs)"), _compare)
 _add("lineage", "where a record or model came from and what came of it, as a graph",
      lambda p: (p.add_argument("ref", metavar="REF", help="NAME[@N], model:ID or run:ID"),
                 p.add_argument("--kind", help=_KIND_HELP)), _lineage)

@@ -28,7 +28,7 @@ from ..core import secrets as _secrets
 from ..core import session as _session
 from ..core.names import NAME_RE, check_name
 from ..core.specs import evaluation_arguments
-from ..errors import CommandError, MlmdMagicError
+from ..errors import CommandError, MlmdMagicError, RunCancelled
 from ..store import Store, default_uri
 from . import cells
 from . import commands as _commands
@@ -76,6 +76,8 @@ def _user_errors(fn: F) -> F:
             return None
         except MlmdMagicError as exc:
             raise UsageError(_secrets.redact(str(exc))) from None
+        except RunCancelled as exc:  # one line, not a traceback through Keras; the cell still stops
+            raise UsageError(str(exc)) from None
         except UsageError as exc:
             raise UsageError(_secrets.redact(str(exc))) from None
         except Exception as exc:  # a bug of ours: still no traceback for the user, but say so

@@ -23,16 +23,23 @@ class Run:
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     history: dict[str, list[float]] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
+    name: str = ""  # EXPERIMENT@N#K: the K-th run of that experiment version
+
+    @property
+    def label(self) -> str:
+        """How the run is called in tables and headers: its name, else ``run #ID``."""
+        return self.name or f"run #{self.id}"
 
     def to_dict(self) -> dict[str, Any]:
         """The run as plain, JSON-serialisable values."""
-        return {"run": self.id, "experiment": self.experiment, "state": self.state, "cached": self.cached,
+        return {"run": self.id, "name": self.name, "experiment": self.experiment, "state": self.state,
+                "cached": self.cached,
                 "model": self.model_id, "model_uri": self.model_uri, "metrics": self.metrics,
                 "history": self.history, "details": self.details}
 
     def __repr__(self) -> str:
         how = f"cached from run #{self.details.get('cached_from')}" if self.cached else self.state
-        lines = [f"Run #{self.id} of {self.experiment}: {how}; model #{self.model_id} at {self.model_uri}"]
+        lines = [f"Run {self.label} (#{self.id}): {how}; model #{self.model_id} at {self.model_uri}"]
         if self.details.get("device"):
             lines.append(f"  {self.details.get('task')} on {self.details['device']} ({self.details.get('backend')}), "
                          f"{self.details.get('epochs')} epochs, "
@@ -63,19 +70,25 @@ class Evaluation:
     baseline_model_id: int | None
     blessed: bool
     result: Any  # mlmd_magic.evaluation.EvaluationResult
+    model_name: str = ""  # the run that made the model, EXPERIMENT@N#K
+    baseline_name: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """The evaluation as plain, JSON-serialisable values (metrics per slice, checks, verdict)."""
-        return {"evaluation": self.id, "model": self.model_id, "baseline_model": self.baseline_model_id,
+        return {"evaluation": self.id, "model": self.model_id, "model_name": self.model_name,
+                "baseline_model": self.baseline_model_id, "baseline_name": self.baseline_name,
                 **self.result.to_dict()}
 
+    def _title(self) -> str:
+        model = self.model_name or f"model #{self.model_id}"
+        base = self.baseline_name or f"model #{self.baseline_model_id}"
+        return f"Evaluation #{self.id} of {model}" + (f" against {base}" if self.baseline_model_id else "")
+
     def __repr__(self) -> str:
-        base = f" against model #{self.baseline_model_id}" if self.baseline_model_id else ""
-        return f"Evaluation #{self.id} of model #{self.model_id}{base}\n{self.result!r}"
+        return f"{self._title()}\n{self.result!r}"
 
     def _repr_html_(self) -> str:
-        base = f" against model #{self.baseline_model_id}" if self.baseline_model_id else ""
-        return f"<p>Evaluation #{self.id} of model #{self.model_id}{base}</p>{self.result._repr_html_()}"
+        return f"<p>{html.escape(self._title())}</p>{self.result._repr_html_()}"
 
 
 _PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
@@ -94,7 +107,7 @@ class RunComparison:
         return {"runs": self.runs, "params": self.params, "metrics": self.metrics}
 
     def __repr__(self) -> str:
-        head = ["run"] + [f"#{r['id']} {r['experiment']}" for r in self.runs]
+        head = ["run"] + [r.get("name") or f"#{r['id']}" for r in self.runs]
         rows = [head] + [[k, *[json.dumps(v) for v in vals]] for k, vals in self.params.items()]
         for split, values in self.metrics.items():
             for metric in sorted({m for v in values for m in v}):
@@ -103,7 +116,7 @@ class RunComparison:
         return "\n".join("  ".join(c.ljust(wd) for c, wd in zip(r, widths)).rstrip() for r in rows)
 
     def _repr_html_(self) -> str:
-        head = "".join(f"<th>#{r['id']} {html.escape(r['experiment'])}</th>" for r in self.runs)
+        head = "".join(f"<th>{html.escape(r.get('name') or '#' + str(r['id']))}</th>" for r in self.runs)
         body = "".join(f"<tr><td><code>{html.escape(k)}</code></td>"
                        + "".join(f"<td>{html.escape(json.dumps(v))}</td>" for v in vals) + "</tr>"
                        for k, vals in self.params.items())
@@ -121,7 +134,8 @@ class RunComparison:
             for key, dash in (("loss", ""), ("val_loss", "4,3")):
                 values = run["history"].get(key) or []
                 if values:
-                    series.append((f"#{run['id']} {key}", values, _PALETTE[i % len(_PALETTE)], dash))
+                    series.append((f"{run.get('name') or '#' + str(run['id'])} {key}", values,
+                                   _PALETTE[i % len(_PALETTE)], dash))
         if not series:
             return "<p>no training curves recorded</p>"
         top = max(max(v) for _, v, _, _ in series) or 1.0

@@ -15,15 +15,16 @@ import json
 import os
 import re
 import socket
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..backend.listing import newest_first, quote
 from ..backend.properties import set_properties, text
-from ..backend.recorder import Action, Recorder
+from ..backend.recorder import Action, Conflict, Recorder
 from ..backend.types import full
 from ..core.values import canonical_json, content_hash, flatten
-from ..errors import MlmdMagicError, NotFoundError, TrainingError, ValidationError
+from ..errors import MlmdMagicError, NotFoundError, RunCancelled, StoreError, TrainingError, ValidationError
 from .records import Records
 from .results import Evaluation, Run, RunComparison
 
@@ -32,7 +33,8 @@ if TYPE_CHECKING:
 
 __all__ = ["MODEL_COLUMNS", "RUN_COLUMNS", "Runs", "keras_backend"]
 
-RUN_COLUMNS = ["run", "experiment", "state", "model", "task", "device", "epochs", "metrics", "duration_s", "created"]
+RUN_COLUMNS = ["name", "run", "experiment", "state", "model", "task", "device", "epochs", "metrics", "duration_s",
+               "created"]
 MODEL_COLUMNS = ["model", "name", "experiment", "task", "state", "uri", "created"]
 _ID = re.compile(r"[0-9]+")  # ASCII digits only (str.isdigit takes "²")
 
@@ -63,15 +65,16 @@ class Runs:
         self.records = records
         self.recorder = recorder
         self.runs_root = runs_root
+        self._next_run: dict[str, int] = {}  # experiment version -> the next run number to try
 
     @property
     def mlmd(self) -> Any:
         return self.recorder.mlmd
 
-    def _model_artifact(self, exp_ref: str, execution_id: int, result: Any) -> Any:
+    def _model_artifact(self, run_name: str, exp_ref: str, result: Any) -> Any:
         from ml_metadata.proto import metadata_store_pb2 as pb
 
-        art = pb.Artifact(type_id=self.recorder.types.artifacts["Model"], name=f"{exp_ref}#run-{execution_id}",
+        art = pb.Artifact(type_id=self.recorder.types.artifacts["Model"], name=run_name,
                           uri=result.model_path, state=pb.Artifact.LIVE)
         signature = {"input_features": result.input_features, "input_dim": result.input_dim, "task": result.task,
                      "num_classes": result.num_classes}
@@ -102,15 +105,18 @@ class Runs:
     def train(self, ref: str, *, workdir: str | None, force: bool, callbacks: Sequence[Any] | None,
               progress: bool, overrides: dict[str, Any]) -> Run:
         """See :meth:`mlmd_magic.Store.train`."""
+        created = ""
         if overrides:
             art = self.records.resolve("experiments", ref)
             p = art.properties
-            ref = self.records.experiment(
+            defined = self.records.experiment(
                 art.name.rsplit("@", 1)[0], datasource=p["datasource"].string_value,
                 scenario=p["scenario"].string_value,
                 overrides=_merged_overrides(json.loads(p["overrides"].string_value or "{}"), overrides),
                 description=p["description"].string_value if "description" in p else None,
-            ).ref
+            )
+            ref = defined.ref
+            created = ref if defined.status == "created" else ""
         act = Action("Train", {"ref": ref, "workdir": workdir, "force": force, "overrides": overrides})
         with self.recorder.guard(act):
             exp_art = self.records.resolve("experiments", ref)
@@ -148,28 +154,46 @@ class Runs:
                 act.state, act.outcome = "CACHED", f"reused run #{execution.id}"
                 details = json.loads(execution.properties["details"].string_value or "{}")
                 act.properties["details"] = canonical_json({**details, "cached_from": execution.id})
+                self._commit_named(act, exp_ref)
+                return self._run_from(act, exp_ref, "CACHED", True, model, {**details, "cached_from": execution.id})
+            return self._train_now(act, params, exp_ref, workdir, callbacks, progress, notes, created)
+
+    def _commit_named(self, act: Action, exp_ref: str) -> None:
+        """A run's first write, named ``EXPERIMENT@N#K`` (its K-th run): MLMD's unique execution
+        names settle two processes starting runs of one version at once."""
+        for _ in range(100):
+            number = self._next_run.get(exp_ref, 1)
+            while self.mlmd.get_execution_by_type_and_name(full("Train"), f"{exp_ref}#{number}") is not None:
+                number += 1
+            act.name = f"{exp_ref}#{number}"
+            try:
                 self.recorder.commit(act)
-                return self._run_from(act.execution_id or 0, exp_ref, "CACHED", True, model,
-                                 {**details, "cached_from": execution.id})
-            return self._train_now(act, params, exp_ref, workdir, callbacks, progress, notes)
+            except Conflict:
+                self._next_run[exp_ref] = number + 1
+                continue
+            self._next_run[exp_ref] = number + 1
+            return
+        raise StoreError(f"could not name a run of {exp_ref}: other runs kept taking the next number; try again")
 
 
     def _train_now(self, act: Action, params: dict[str, Any], exp_ref: str, workdir: str | None,
-                   callbacks: Sequence[Any] | None, progress: bool, notes: list[str]) -> Run:
+                   callbacks: Sequence[Any] | None, progress: bool, notes: list[str], created: str) -> Run:
         from .. import trainer
 
         act.state, act.outcome = "RUNNING", "training"
         act.properties["owner"] = f"{socket.gethostname()}:{os.getpid()}"
-        self.recorder.commit(act)
+        self._commit_named(act, exp_ref)
         act.inputs_written = True
         run_dir = workdir or os.path.join(self.runs_root(), exp_ref.replace("@", "-v"), f"run-{act.execution_id}")
         act.properties["run_dir"] = run_dir
 
         recorder = self.recorder
+        done = [0]
 
         class Heartbeat:
             def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
                 # MLMD stamps the execution's last_update_time: that is the heartbeat
+                done[0] = epoch + 1
                 act.properties["progress"] = canonical_json({"epoch": epoch + 1, "logs": logs})
                 recorder.commit(act)
 
@@ -181,12 +205,14 @@ class Runs:
             self.recorder.commit(act, error=KeyboardInterrupt("interrupted by the user"))
             if workdir is None:
                 trainer.cleanup(run_dir)
-            raise
+            epochs = int((params.get("params") or {}).get("epochs", 10))
+            raise RunCancelled(act.name, time.perf_counter() - act.started, done[0], epochs, created) from None
         except MlmdMagicError:
             raise
         except Exception as exc:
-            raise TrainingError(f"training {exp_ref} failed: {type(exc).__name__}: {exc}") from exc
-        model = self._model_artifact(exp_ref, act.execution_id or 0, result)
+            kept = f"; {created} was defined for this run and stays" if created else ""
+            raise TrainingError(f"training {exp_ref} failed: {type(exc).__name__}: {exc}{kept}") from exc
+        model = self._model_artifact(act.name, exp_ref, result)
         details = {k: v for k, v in result.to_dict().items() if k not in ("model_path",)}
         if notes:
             details["notes"] = notes
@@ -195,15 +221,14 @@ class Runs:
         act.properties["details"] = canonical_json(details)
         self.recorder.commit(act)
         model.id = act.output_ids[0]
-        return self._run_from(act.execution_id or 0, exp_ref, "COMPLETE", False, model, details)
+        return self._run_from(act, exp_ref, "COMPLETE", False, model, details)
 
 
     @staticmethod
-    def _run_from(execution_id: int, exp_ref: str, state: str, cached: bool, model: Any,
-                  details: dict[str, Any]) -> Run:
-        return Run(id=execution_id, experiment=exp_ref, state=state, cached=cached, model_id=model.id,
+    def _run_from(act: Action, exp_ref: str, state: str, cached: bool, model: Any, details: dict[str, Any]) -> Run:
+        return Run(id=act.execution_id or 0, experiment=exp_ref, state=state, cached=cached, model_id=model.id,
                    model_uri=model.uri, metrics=details.get("metrics", {}), history=details.get("history", {}),
-                   details={k: v for k, v in details.items() if k not in ("metrics", "history")})
+                   details={k: v for k, v in details.items() if k not in ("metrics", "history")}, name=act.name)
 
 
     def resolve_model(self, target: Any) -> Any:
@@ -216,8 +241,8 @@ class Runs:
             target = int(target)
         if isinstance(target, str) and target.startswith("model:") and _ID.fullmatch(target[6:]):
             target = int(target[6:])
-        if isinstance(target, str) and target.startswith("run:") and _ID.fullmatch(target[4:]):
-            run = self.train_execution(int(target[4:]))
+        if isinstance(target, str) and ((target.startswith("run:") and _ID.fullmatch(target[4:])) or "#" in target):
+            run = self.run_execution(target)
             model_id = self.run_links([run])[run.id]["model"]
             if model_id is None:
                 from ml_metadata.proto import metadata_store_pb2 as pb
@@ -249,6 +274,50 @@ class Runs:
         """The experiment dict a model was trained from."""
         experiment = self.records.resolve("experiments", text(model.properties, "experiment"))
         return self.records.data("experiments", experiment)
+
+    def run_execution(self, run: Any) -> Any:
+        """The ``Train`` execution of a run given as a :class:`Run`, an id, ``run:ID``, ``#ID``,
+        its name ``EXPERIMENT@N#K`` (the K-th run of that version) or ``EXPERIMENT[@N]`` (its
+        latest run).
+
+        Raises
+        ------
+        NotFoundError
+            When no such run exists (the message says which runs there are).
+        """
+        raw = getattr(run, "id", run)
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            return self.train_execution(raw)
+        word = str(raw)
+        number = word[4:] if word.startswith("run:") else word[1:] if word.startswith("#") else word
+        if _ID.fullmatch(number):
+            return self.train_execution(int(number))
+        if "#" in word:
+            found = self.mlmd.get_execution_by_type_and_name(full("Train"), word)
+            if found is None:
+                exp_ref = word.rsplit("#", 1)[0]
+                raise NotFoundError(f"no run {word!r}; {self._runs_of(exp_ref)}")
+            return found
+        exp = self.records.resolve("experiments", word)  # NAME or NAME@N: its latest run
+        latest = self._latest_run(str(exp.name))
+        if latest is None:
+            raise NotFoundError(f"experiment {exp.name} has no run yet; train it first (%mlmd train {exp.name})")
+        return latest
+
+    def _latest_run(self, exp_ref: str) -> Any | None:
+        """The newest named run of experiment version ``exp_ref``."""
+        latest, number = None, 1
+        while True:
+            found = self.mlmd.get_execution_by_type_and_name(full("Train"), f"{exp_ref}#{number}")
+            if found is None:
+                return latest
+            latest, number = found, number + 1
+
+    def _runs_of(self, exp_ref: str) -> str:
+        latest = self._latest_run(exp_ref) if "@" in exp_ref else None
+        if latest is None:
+            return "see %mlmd ls runs"
+        return f"{exp_ref} has runs #1 to #{latest.name.rsplit('#', 1)[1]}"
 
     def train_execution(self, run_id: int) -> Any:
         """The ``Train`` execution with id ``run_id``.
@@ -326,7 +395,8 @@ class Runs:
             self.recorder.commit(act)
             return Evaluation(id=act.output_ids[0], model_id=model.id,
                               baseline_model_id=base_model.id if base_model is not None else None,
-                              blessed=result.blessed, result=result)
+                              blessed=result.blessed, result=result, model_name=str(model.name),
+                              baseline_name=str(base_model.name) if base_model is not None else "")
 
 
     def _evaluation_data(self, params: dict[str, Any], data: Any) -> tuple[Any, str]:
@@ -420,6 +490,7 @@ class Runs:
             metrics = details.get("metrics", {})
             summary_split = "test" if "test" in metrics else "eval" if "eval" in metrics else None
             rows.append({
+                "name": e.name or f"run #{e.id}",
                 "run": e.id,
                 "experiment": links[e.id]["experiment"],
                 "state": pb.Execution.State.Name(e.last_known_state),
@@ -444,24 +515,17 @@ class Runs:
 
     def compare_runs(self, runs: Sequence[Any]) -> tuple[RunComparison, list[Any]]:
         """See :meth:`mlmd_magic.Store.compare`; also returns the compared runs' model artifacts."""
-        ids = []
-        for run in runs:
-            raw = getattr(run, "id", run)
-            word = str(raw)
-            word = word[4:] if word.startswith("run:") else word.lstrip("#")
-            if not _ID.fullmatch(word):
-                raise NotFoundError(f"{raw!r} is not a run id (give run ids, run:ID or runs); see %mlmd ls runs")
-            ids.append(int(word))
-        if not ids:
-            raise ValidationError("compare needs at least one run id; see %mlmd ls runs")
-        executions = [self.train_execution(run_id) for run_id in ids]
+        if not runs:
+            raise ValidationError("compare needs at least one run; see %mlmd ls runs")
+        executions = [self.run_execution(run) for run in runs]
         links = self.run_links(executions)
         infos, flat = [], []
         for execution in executions:
             details = json.loads(text(execution.properties, "details") or "{}")
             exp_ref = links[execution.id]["experiment"]
             params = self.records.data("experiments", self.records.resolve("experiments", exp_ref)) if exp_ref else {}
-            infos.append({"id": execution.id, "experiment": exp_ref, "history": details.get("history", {}),
+            infos.append({"id": execution.id, "name": execution.name or f"run #{execution.id}", "experiment": exp_ref,
+                          "history": details.get("history", {}),
                           "metrics": details.get("metrics", {})})
             flat.append(flatten({"datasource": f"{params['datasource']['name']}@{params['datasource']['version']}",
                                  "scenario": f"{params['scenario']['name']}@{params['scenario']['version']}",
