@@ -124,7 +124,8 @@ def test_users_register_their_own_builder(nipt: dict[str, Any], tmp_path: Path) 
 
 def test_bad_params_are_clear(nipt: dict[str, Any], tmp_path: Path) -> None:
     store = mm.connect("memory://")
-    params = _params(store, nipt, "no-such-builder")
+    params = _params(store, nipt, "mlp")
+    params["scenario"]["model"] = "no-such-builder"  # a builder this process does not know
     with pytest.raises(ValueError, match="unknown model builder 'no-such-builder'"):
         train(params, workdir=str(tmp_path), progress=False)
     params["scenario"]["model"] = "mlp"
