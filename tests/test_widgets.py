@@ -84,19 +84,83 @@ def test_browser_pages_on_the_store_side(store: mm.Store) -> None:
         store.experiment(f"exp-{i:02d}", datasource="nipt-sim", scenario="mlp-small")
     browser = StoreBrowser(store)
     tab = browser.tabs["experiments"]
-    assert len(tab.rows.options) == PAGE_SIZE and not tab.next.disabled and tab.prev.disabled
-    assert tab.rows.options[0][0].startswith("exp-24@1")  # newest first
+    assert len(tab.frame) == PAGE_SIZE and not tab.next.disabled and tab.prev.disabled
+    assert "20 rows shown, 26 in all · page 1 of 2" in tab.count.value
+    grid = tab.grid.df
+    assert grid["name"][0] == "exp-24"  # newest first
+    # one column per parameter; an overridden value marked (t21 overrides epochs)
+    assert {"epochs", "hidden", "learning_rate", "optimizer.name", "shuffle"} <= set(grid.columns)
+    assert "overrides" not in grid.columns
     tab.next.click()
-    assert tab.page_label.value == "page 2" and len(tab.rows.options) == 6 and tab.next.disabled
+    assert "page 2 of 2" in tab.count.value and len(tab.frame) == 6 and tab.next.disabled
+    t21 = tab.grid.df[tab.grid.df["name"] == "t21"].iloc[0]
+    assert "mlmd-magic-override" in t21["epochs"] and ">2</b>" in t21["epochs"]
+    assert "override" not in str(t21["learning_rate"])
     tab.filter.value = "exp-1"
-    assert {label.split("@")[0] for label, _ in tab.rows.options} == {f"exp-1{i}" for i in range(10)}
+    assert set(tab.frame["name"]) == {f"exp-1{i}" for i in range(10)} and "10 in all" in tab.count.value
+    tab.filter.value = "epohcs >= 2"
+    assert "did you mean" in tab.count.value  # the filter's error, the grid left as it was
     tab.filter.value = "name == t21"
-    tab.rows.value = 0
-    assert "Experiment t21@1" in tab.details.value and "<svg" in tab.details.value
-    assert "versions" in tab.details.value
+    tab.grid.selected_rows = [0]
+    details = tab.details.value
+    assert "Experiment t21@1" in details and "<svg" in details and "versions" in details
+    assert details.index("epochs") < details.index("nipt-sim")  # hyperparameters first
     browser.tab.selected_index = 2
-    assert [label for label, _ in browser.tabs["datasources"].rows.options] == ["nipt-sim@1  tfrecord"]
-    assert "StoreBrowser of sqlite://" in repr(browser)
+    assert list(browser.tabs["datasources"].frame["name"]) == ["nipt-sim"]
+    assert "StoreBrowser of sqlite://" in repr(browser) and "t21@1" in repr(browser)
+    # nothing the panel read was recorded
+    assert not [e for e in store.mlmd.get_executions() if "ListRecords" in str(e.type)]
+
+
+def test_browser_refreshes_after_an_action_of_this_kernel(store: mm.Store) -> None:
+    browser = StoreBrowser(store)
+    tab = browser.tabs["experiments"]
+    assert list(tab.frame["name"]) == ["t21"]
+    browser.tabs["scenarios"].load()
+    store.experiment("t22", datasource="nipt-sim", scenario="mlp-small")  # an action of this kernel
+    assert list(tab.frame["name"]) == ["t22", "t21"] and "2 in all" in tab.count.value
+    assert not browser.tabs["scenarios"].loaded  # read again when next opened
+    other = mm.connect(store.uri.replace("w.sqlite", "other.sqlite"))
+    other.add_scenario("x", model="mlp", params={"epochs": 1})  # another store: no reload
+    assert list(tab.frame["name"]) == ["t22", "t21"]
+    tab.refresh_button.click()
+    assert list(tab.frame["name"]) == ["t22", "t21"]
+
+
+def test_browser_runs_compare_and_evaluations(store: mm.Store, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLMD_MAGIC_RUNS_DIR", str(tmp_path / "runs"))
+    first = store.train("t21", progress=False)
+    second = store.train("t21", epochs=3, progress=False)
+    store.evaluate(second, baseline=first, thresholds=[{"metric": "accuracy", "lower": 1.01}])
+    browser = StoreBrowser(store)
+    browser.tab.selected_index = list(browser.tab.titles).index("runs")
+    runs = browser.tabs["runs"]
+    grid = runs.grid.df
+    assert list(grid["name"]) == ["t21@2#1", "t21@1#1"]
+    assert {"test.accuracy", "eval.loss", "train.loss", "params.epochs", "hidden"} <= set(grid.columns)
+    assert "metrics" not in grid.columns
+    assert all(v == round(v, 4) for v in runs.frame["test.loss"])  # rounded, split named
+    assert "<b" in grid["params.epochs"][0] and ">3</b>" in grid["params.epochs"][0]
+    assert runs.compare_button.disabled
+    runs.grid.selected_rows = [0, 1]
+    assert not runs.compare_button.disabled and f"Run {first.name}" in runs.details.value
+    comparison = runs.compare_button.click()
+    assert comparison is None and "params.epochs" in runs.comparison.value
+    assert "t21@2#1" in runs.comparison.value and "<polyline" in runs.comparison.value
+    compared = [e for e in store.mlmd.get_executions() if e.type_id == store.mlmd.get_execution_type(
+        "mlmd_magic.CompareRuns").id]
+    assert compared[-1].properties["source"].string_value.startswith("widget StoreBrowser: compare")
+    browser.tab.selected_index = list(browser.tab.titles).index("evaluations")
+    evaluations = browser.tabs["evaluations"].frame
+    row = evaluations.iloc[0]
+    assert (row["model"], row["baseline"], row["verdict"]) == ("t21@2#1", "t21@1#1", "NOT BLESSED")
+    assert row["thresholds"] == "accuracy >= 1.01" and row["failed_checks"] == "overall: accuracy >= 1.01"
+    browser.tabs["evaluations"].grid.selected_rows = [0]
+    assert "NOT BLESSED" in browser.tabs["evaluations"].details.value
+    assert "baseline" in browser.tabs["evaluations"].details.value
+    listed = store.list("evaluations", where="verdict == 'NOT BLESSED'")
+    assert list(listed["evaluation"]) == [int(row["evaluation"])]
 
 
 def test_browser_shows_foreign_types(store: mm.Store) -> None:
@@ -104,8 +168,11 @@ def test_browser_shows_foreign_types(store: mm.Store) -> None:
     store.mlmd.put_artifacts([pb.Artifact(type_id=tfx_type, uri="/pipelines/examples/1", name="examples-1")])
     browser = StoreBrowser(store)
     assert "Examples" in browser.tab.titles
-    foreign = browser.tab.children[list(browser.tab.titles).index("Examples")]
-    assert "examples-1" in foreign.children[0].value
+    browser.tab.selected_index = list(browser.tab.titles).index("Examples")
+    foreign = browser.tabs["Examples"]
+    assert list(foreign.frame["name"]) == ["examples-1"] and "1 in all" in foreign.count.value
+    foreign.grid.selected_rows = [0]
+    assert "/pipelines/examples/1" in foreign.details.value
 
 
 def test_compare_and_lineage(store: mm.Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

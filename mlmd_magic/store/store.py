@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import html
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -24,9 +25,11 @@ from ..core import session as _session
 from ..core.query import Where, check_offset
 from ..core.record import Record
 from ..core.values import Diff, merge_overrides, normalise_kind
-from ..errors import ValidationError
+from ..errors import NotFoundError, ValidationError
+from . import browse
 from .artifacts import list_nodes
 from .artifacts import types as store_types
+from .browse import Page
 from .lineage import Lineage, lineage, start_artifact
 from .maintenance import reap_stale_runs
 from .options import StoreOptions
@@ -446,7 +449,9 @@ class Store:
 
         Parameters
         ----------
-        kind : ``"datasources"``, ``"scenarios"``, ``"experiments"``, ``"runs"`` or ``"models"``.
+        kind : ``"datasources"``, ``"scenarios"``, ``"experiments"``, ``"runs"``, ``"models"``,
+            ``"evaluations"`` (model, baseline, data, verdict, thresholds, failed checks), or
+            ``"artifacts"``/``"executions"`` with ``type``.
         where : a filter on names and values, e.g. ``"name ~ 't21-*' and epochs >= 5"``
             (see :mod:`mlmd_magic.core.query` for the grammar).
         limit : at most this many rows.
@@ -468,6 +473,8 @@ class Store:
             lowered = kind.lower() if isinstance(kind, str) else ""
             if lowered in ("runs", "run", "models", "model"):
                 frame = self._runs.table(lowered.rstrip("s") + "s", predicate, limit, offset)
+            elif lowered in ("evaluations", "evaluation"):
+                frame = browse.evaluation_table(self._runs, predicate, limit, offset)
             elif lowered in ("artifacts", "executions"):
                 if not isinstance(type, str) or not type:
                     raise ValidationError(f"list({lowered!r}) needs type=..., e.g. type='Examples'; "
@@ -480,6 +487,104 @@ class Store:
                 predicate.check()
             act.outcome = f"{len(frame)} rows"
             return frame
+
+    def page(self, kind: str, where: str | None = None, *, limit: int = 20, offset: int = 0,
+             type: str | None = None) -> Page:
+        """One page of :meth:`list` and how many rows match in all (what a browser tab shows).
+
+        Runs get one column per split and metric (``test.accuracy``, rounded) instead of the
+        ``metrics`` summary, then their experiment's ``overrides`` and one column per parameter.
+
+        >>> import mlmd_magic as mm
+        >>> s = mm.connect("memory://")
+        >>> for n in range(3):
+        ...     _ = s.add_scenario(f"s{n}", model="mlp", params={"epochs": n + 1})
+        >>> s.page("scenarios", limit=2, offset=2)
+        rows 3–3 of 3 (page 2 of 2)
+
+        Raises
+        ------
+        ValidationError
+            As :meth:`list` does (a bad filter, an unknown kind or a bad limit).
+        """
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise ValidationError(f"limit must be a positive whole number, got {limit!r}")
+        offset = check_offset(offset)
+        # the total needs every match looked at; the page is cut from that one read
+        frame = self.list(kind, where=where, type=type)
+        page = frame.iloc[offset:offset + limit].reset_index(drop=True)
+        if isinstance(kind, str) and kind.lower() in ("runs", "run") and not page.empty:
+            page = browse.run_page_columns(self._runs, page)
+        return Page(page, len(frame), offset, limit)
+
+    def run(self, ref: Any) -> Run:
+        """The training run ``ref`` (an id, ``run:ID``, ``EXPERIMENT@N#K`` or ``EXPERIMENT[@N]``,
+        its latest run) as a :class:`~mlmd_magic.Run` with its metrics and curves.
+
+        Raises
+        ------
+        NotFoundError
+            When no such run exists.
+        """
+        self._recorder.check_open()
+        return browse.run(self._runs, ref)
+
+    def evaluation(self, evaluation_id: int) -> Evaluation:
+        """The evaluation record ``evaluation_id`` (see ``list("evaluations")``) with its table.
+
+        Raises
+        ------
+        NotFoundError
+            When no evaluation has that id.
+        """
+        self._recorder.check_open()
+        return browse.evaluation(self._runs, evaluation_id)
+
+    def details(self, kind: str, key: Any, *, type: str | None = None) -> str:
+        """A row of :meth:`page` as HTML: the record (hyperparameters first, features folded), its
+        versions and its lineage. ``key`` is ``NAME@N`` for records, the id for runs, models,
+        evaluations and other tools' artifacts (``kind="artifacts"`` with ``type``).
+
+        Raises
+        ------
+        NotFoundError, ValidationError
+            When ``key`` names nothing of that kind.
+        """
+        kind = kind.lower() if isinstance(kind, str) else kind
+        if kind == "runs":
+            run = self.run(int(key))
+            parts = [run._repr_html_()]
+            if run.experiment:
+                parts.append(self.get(run.experiment, kind="experiments")._repr_html_())
+            target = f"run:{run.id}" if run.model_id is not None else None
+        elif kind == "models":
+            row = self.list("models", where=f"model == {int(key)}")
+            if row.empty:
+                raise NotFoundError(f"no model with id {key}; see %mlmd ls models")
+            info = row.iloc[0]
+            parts = [f"<p><b>Model #{int(key)}</b> {html.escape(str(info['name']))} "
+                     f"({html.escape(str(info['task']))}) <code>{html.escape(str(info['uri']))}</code></p>"]
+            if info["experiment"]:
+                parts.append(self.get(str(info["experiment"]), kind="experiments")._repr_html_())
+            target = f"model:{int(key)}"
+        elif kind == "evaluations":
+            parts, target = [self.evaluation(int(key))._repr_html_()], str(int(key))
+        elif kind == "artifacts":
+            rows = self.list("artifacts", type=type, where=f"id == {int(key)}")
+            if rows.empty:
+                raise NotFoundError(f"no {type} artifact with id {key}")
+            fields = {str(k): v for k, v in rows.iloc[0].to_dict().items()}
+            parts, target = [browse.properties_html(fields)], str(int(key))
+        else:
+            kind = normalise_kind(kind)
+            record = self.get(str(key), kind=kind)
+            versions = self.history(str(key), kind=kind)[["version", "created"]].to_html(index=False)
+            parts = [record._repr_html_(), f"<details><summary>versions</summary>{versions}</details>"]
+            target = str(key)
+        if target is not None:
+            graph = self.lineage(target, kind=kind if kind in ("experiments", "scenarios", "datasources") else None)
+            parts.append(f"<details open><summary>lineage</summary>{graph._repr_html_()}</details>")
+        return "".join(parts)
 
     def lineage(self, target: Any, kind: str | None = None) -> Lineage:
         """The lineage graph around a record, ``model:ID``, ``run:ID`` or an artifact id: data files,
