@@ -1,7 +1,9 @@
 """A real browser: JupyterLab on a loopback port, driven by Playwright in Debian's Chromium.
 
-A user edits one value of an experiment in the editor, saves, and sees version 2 in the
-store browser panel and the difference in the diff. Screenshots go to test-artifacts/.
+A user opens the store browser, edits one value of an experiment in the editor and saves:
+the browser shows version 2 without being asked; the diff shows the change. In the browser's
+runs tab they sort the grid, select two runs and compare them, click a lineage node to see
+its record, and read the evaluations tab. Screenshots go to test-artifacts/.
 Needs /usr/bin/chromium (Debian's package) and the playwright package; Playwright never
 downloads a browser here. Without them the test skips, except under CI where it fails.
 """
@@ -91,8 +93,8 @@ def lab(tmp_path: Path) -> Iterator[dict[str, Any]]:
 def _notebook(path: Path, uri: str) -> None:
     cells = [
         f"%load_ext mlmd_magic\n%mlmd connect {uri}",
-        "editor = %mlmd edit t21\neditor",
         "%mlmd browse",
+        "editor = %mlmd edit t21\neditor",
         "%mlmd diff t21@1 t21@2",
     ]
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
@@ -100,6 +102,12 @@ def _notebook(path: Path, uri: str) -> None:
     nbformat.write(nb, str(path))
 
 
+def _rows(grid: Any) -> list[str]:
+    """The first cell of each row of a DataTables grid, top to bottom."""
+    return [str(t) for t in grid.locator("table.dataTable tbody tr td:first-child").all_inner_texts()]
+
+
+@pytest.mark.slow
 def test_edit_save_and_see_version_2_in_jupyterlab(lab: dict[str, Any]) -> None:
     from playwright.sync_api import expect, sync_playwright
 
@@ -109,6 +117,11 @@ def test_edit_save_and_see_version_2_in_jupyterlab(lab: dict[str, Any]) -> None:
     store.add_datasource("nipt-sim", **datasets.simulate_nipt(str(root / "data"), n_train=16, n_eval=8, n_test=8))
     store.add_scenario("mlp-small", model="mlp", params={"hidden": [8], "epochs": 3, "learning_rate": 0.01})
     store.experiment("t21", datasource="nipt-sim", scenario="mlp-small")
+    store.experiment("t22", datasource="nipt-sim", scenario="mlp-small")
+    store.options.runs_dir = str(root / "runs")
+    first = store.train("t22", progress=False)
+    second = store.train("t22", epochs=2, progress=False)
+    store.evaluate(second, baseline=first, thresholds=[{"metric": "accuracy", "lower": 1.01}])
     _notebook(root / "edit.ipynb", f"sqlite:///{store_path}")
     ARTIFACTS.mkdir(exist_ok=True)
 
@@ -133,6 +146,13 @@ def test_edit_save_and_see_version_2_in_jupyterlab(lab: dict[str, Any]) -> None:
 
             run_cell(0)
             run_cell(1)
+            panel = page.locator(".mlmd-magic-browser")
+            experiments = panel.locator(".widget-tab-contents > div").nth(0)
+            expect(experiments.locator(".mlmd-magic-count")).to_contain_text("2 in all", timeout=60_000)
+            expect(experiments.locator("table.dataTable")).to_contain_text("t22", timeout=20_000)
+            page.screenshot(path=str(ARTIFACTS / "browser-experiments.png"))
+
+            run_cell(2)
             editor = page.locator(".mlmd-magic-editor")
             expect(editor).to_be_visible(timeout=60_000)
             epochs = editor.locator(".widget-inline-hbox:has(label:text-is('epochs')) input")
@@ -143,16 +163,63 @@ def test_edit_save_and_see_version_2_in_jupyterlab(lab: dict[str, Any]) -> None:
             editor.get_by_role("button", name="Save as new version").click()
             expect(editor.locator(".mlmd-magic-saved")).to_contain_text("saved as t21@2", timeout=20_000)
             page.screenshot(path=str(ARTIFACTS / "editor-saved.png"))
-            run_cell(2)
+            # the browser above read its page again after the editor's action: t21 is at version 2
+            t21 = experiments.locator("table.dataTable tbody tr", has_text="t21")
+            expect(t21.locator("td").nth(1)).to_have_text("2", timeout=20_000)
+            expect(t21).to_contain_text("7")
+            expect(t21.locator("b.mlmd-magic-override")).to_have_text("7")  # the override marked
+
             run_cell(3)
-            browser_panel = page.locator(".mlmd-magic-browser")
-            expect(browser_panel).to_be_visible(timeout=60_000)
-            expect(browser_panel.locator("select").first).to_contain_text("t21@2", timeout=20_000)
             diff = cells.nth(3).locator(".jp-OutputArea-output")
             expect(diff).to_contain_text("params.epochs", timeout=30_000)
             expect(diff).to_contain_text("7")
-            cells.nth(2).scroll_into_view_if_needed()
-            page.screenshot(path=str(ARTIFACTS / "browser-and-diff.png"), full_page=True)
+
+            # runs: sort by a column, select two rows, compare
+            cells.nth(1).scroll_into_view_if_needed()
+            panel.locator(".lm-TabBar-tab", has_text="runs").click()
+            runs = panel.locator(".widget-tab-contents > div").nth(3)
+            grid = runs.locator(".dataTables_wrapper, .dt-container").first
+            expect(runs.locator(".mlmd-magic-count")).to_contain_text("2 in all", timeout=30_000)
+            expect(grid).to_contain_text("test.accuracy")
+            assert _rows(grid) == ["t22@2#1", "t22@1#1"]  # newest first
+            grid.locator("thead th", has_text=re.compile(r"^name$")).click()
+            expect(grid.locator("tbody tr").first).to_contain_text("t22@1#1", timeout=10_000)
+            assert _rows(grid) == ["t22@1#1", "t22@2#1"]  # sorted by name in the grid
+            page.screenshot(path=str(ARTIFACTS / "browser-runs-sorted.png"))
+            grid.locator("tbody tr").nth(0).click()
+            grid.locator("tbody tr").nth(1).click(modifiers=["Control"])
+            compare = runs.get_by_role("button", name="Compare selected")
+            expect(compare).to_be_enabled(timeout=20_000)
+            compare.click()
+            comparison = runs.locator(".mlmd-magic-comparison")
+            expect(comparison).to_contain_text("params.epochs", timeout=30_000)
+            expect(comparison).to_contain_text("t22@2#1")
+            expect(comparison.locator("polyline").first).to_be_attached()
+            page.screenshot(path=str(ARTIFACTS / "browser-compare.png"), full_page=True)
+
+            # details of the last selected run: its record and a lineage whose nodes show their record
+            details = runs.locator(".mlmd-magic-details")
+            expect(details).to_contain_text("Run t22@2#1", timeout=30_000)
+            graph = details.locator(".mlmd-magic-lineage")
+            node = graph.locator("label", has_text="DataSource nipt-sim@1")
+            record = graph.locator(".mlmd-magic-record", has_text="fingerprint").first
+            expect(record).to_be_hidden()
+            graph.locator("svg").scroll_into_view_if_needed()
+            graph.locator("svg").screenshot(path=str(ARTIFACTS / "lineage-graph.png"))
+            node.click()
+            expect(record).to_be_visible(timeout=10_000)
+            expect(record).to_contain_text("nipt-sim")
+            record.scroll_into_view_if_needed()
+            page.screenshot(path=str(ARTIFACTS / "browser-lineage-click.png"))
+
+            # evaluations: model, baseline, verdict and the failed check
+            panel.locator(".lm-TabBar-tab", has_text="evaluations").click()
+            evaluations = panel.locator(".widget-tab-contents > div").nth(5)
+            expect(evaluations.locator("table.dataTable")).to_contain_text("NOT BLESSED", timeout=30_000)
+            expect(evaluations.locator("table.dataTable")).to_contain_text("overall: accuracy >= 1.01")
+            expect(evaluations.locator("table.dataTable tbody tr").first).to_contain_text("t22@1#1")
+            cells.nth(1).scroll_into_view_if_needed()
+            page.screenshot(path=str(ARTIFACTS / "browser-evaluations.png"))
         finally:
             page.screenshot(path=str(ARTIFACTS / "last.png"), full_page=True)
             browser.close()

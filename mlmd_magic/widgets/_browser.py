@@ -96,16 +96,19 @@ class _Tab(w.VBox):
         self.page_info: Page | None = None
         self.frame: Any = None
         self.filter = w.Text(placeholder="filter: text in the name, or e.g. epochs >= 5",
-                             layout=w.Layout(width="360px"), continuous_update=False)
+                             layout=w.Layout(width="320px"), continuous_update=False)
         self.refresh_button = w.Button(description="Refresh", icon="refresh", layout=w.Layout(width="auto"))
         self.prev = w.Button(description="◀", layout=w.Layout(width="40px"), tooltip="previous page")
         self.next = w.Button(description="▶", layout=w.Layout(width="40px"), tooltip="next page")
         self.count = w.HTML()
         self.count.add_class("mlmd-magic-count")
+        # a click on a column's title sorts by it (itables would otherwise keep header text selectable)
         self.grid = ITable(grid_frame_empty(), select=True, paging=False, allow_html=True, showIndex=False,
-                           classes="display compact nowrap", scrollX=True,
+                           text_in_header_can_be_selected=False,
+                           classes="display compact nowrap",
                            layout={"topStart": None, "topEnd": "search", "bottomStart": None, "bottomEnd": None},
                            language={"search": "search this page:"})
+        self.grid.layout = w.Layout(overflow_x="auto", max_width="100%")  # many parameters: scroll sideways
         self.details = w.HTML()
         self.details.add_class("mlmd-magic-details")
         self.compare_button = w.Button(description="Compare selected", icon="columns", disabled=True,
@@ -119,7 +122,10 @@ class _Tab(w.VBox):
         self.next.on_click(lambda _: self.load(self.offset + PAGE_SIZE))
         self.grid.observe(self._on_select, names="selected_rows")
         self.compare_button.on_click(lambda _: self.compare())
-        bar = w.HBox([self.filter, self.refresh_button, self.prev, self.count, self.next, self.compare_button])
+        for button in (self.refresh_button, self.compare_button):
+            button.layout.min_width = "fit-content"
+        bar = w.HBox([self.filter, self.refresh_button, self.prev, self.count, self.next, self.compare_button],
+                     layout=w.Layout(flex_flow="row wrap", align_items="center"))
         super().__init__([bar, self.grid, self.comparison, self.details])
 
     def load(self, offset: int = 0) -> None:
@@ -136,10 +142,12 @@ class _Tab(w.VBox):
         self.offset, self.page_info, self.frame = page.offset, page, page.frame
         self.prev.disabled = page.offset == 0
         self.next.disabled = page.offset + len(page.frame) >= page.total
-        self.count.value = (f"<span style='padding:0 8px'>{len(page.frame)} rows shown, {page.total} in all · "
+        shown = f"{len(page.frame)} row{'' if len(page.frame) == 1 else 's'} shown"
+        self.count.value = (f"<span style='padding:0 8px;white-space:nowrap'>{shown}, {page.total} in all · "
                             f"page {page.number} of {page.pages}</span>")
+        # update() forgets options not passed again: allow_html would fall back to escaping
         self.grid.update(grid_frame(page.frame) if not page.frame.empty else grid_frame_empty(),
-                         selected_rows=[])
+                         selected_rows=[], allow_html=True, text_in_header_can_be_selected=False)
         self.details.value = ""
         self.compare_button.disabled = True
 
