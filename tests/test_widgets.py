@@ -191,6 +191,7 @@ def test_compare_and_lineage(store: mm.Store, tmp_path: Path, monkeypatch: pytes
     assert any(label.startswith("train: d/train") for label in labels)
     assert any(label.startswith("Experiment t21@2") for label in labels)
     assert "<svg" in graph._repr_svg_() and "lineage of Model" in repr(graph)
+    _check_lineage_fits_and_clicks(graph)
     evaluation = store.evaluate(second, thresholds=[{"metric": "accuracy", "lower": 0.0}])
     downstream = store.lineage("t21@2")
     assert any(n.label == f"Evaluation #{evaluation.id} ✓" for n in downstream.nodes)
@@ -214,3 +215,29 @@ def test_panels_from_magics(store: mm.Store, tmp_path: Path, monkeypatch: pytest
     finally:
         ip.run_line_magic("unload_ext", "mlmd_magic")
         REGISTRY.reset()
+
+
+def _check_lineage_fits_and_clicks(graph: Any) -> None:
+    """Top-down, scaled to the cell's width, every node a label for a radio that reveals its record."""
+    import re
+    import xml.etree.ElementTree as ET
+
+    svg = graph._repr_svg_()
+    root = ET.fromstring(svg)
+    assert root.get("width") == "100%" and re.fullmatch(r"0 0 \d+ \d+", root.get("viewBox") or "")
+    pos, width, _ = graph.layout()
+    assert len({y for _, y in pos.values()}) >= 4 and width <= 1000  # layers downwards, narrow enough
+    by_label = {n.label.split(" ")[0]: n.key for n in graph.nodes}
+    # data flows down: each edge's target sits on a lower layer than its source
+    assert all(pos[b][1] > pos[a][1] for a, b in graph.edges)
+    assert pos[by_label["Model"]][1] > pos[by_label["Experiment"]][1] > pos[by_label["DataSource"]][1]
+    page = graph._repr_html_()
+    ET.fromstring(page.replace("<style>", "<style><![CDATA[").replace("</style>", "]]></style>"))  # well formed
+    radios = re.findall(r"<input type='radio' name='([^']+)' id='([^']+)'", page)
+    labels = re.findall(r"<label xmlns='http://www.w3.org/1999/xhtml' for='([^']+)'", page)
+    assert len(radios) == len(graph.nodes) and sorted(labels) == sorted(i for _, i in radios)
+    panels = re.findall(r"<div class='mlmd-magic-record mlmd-magic-record-(\d+)' data-key='([^']+)'>", page)
+    assert [key for _, key in panels] == [n.key for n in graph.nodes]
+    datasource = next(i for i, n in enumerate(graph.nodes) if n.kind == "DataSource")
+    assert f"#{radios[0][0]}-{datasource}:checked ~ .mlmd-magic-records > .mlmd-magic-record-{datasource}" in page
+    assert "fingerprint" in page and "display:none" in page  # records there, hidden until clicked

@@ -114,8 +114,15 @@ class Lineage:
                  "<path d='M0,0 L8,4 L0,8 z' fill='#555'/></marker></defs>"]
         for a, b in self.edges:
             (x1, y1), (x2, y2) = pos[a], pos[b]
-            parts.append(f"<line x1='{x1 + _BOX_W / 2:.1f}' y1='{y1 + _BOX_H:.1f}' x2='{x2 + _BOX_W / 2:.1f}' "
-                         f"y2='{y2:.1f}' stroke='#555' marker-end='url(#mlmd-arrow)'/>")
+            sx, sy, tx, ty = x1 + _BOX_W / 2, y1 + _BOX_H, x2 + _BOX_W / 2, y2
+            if ty - sy > _GAP_Y + 1:  # an edge that skips layers bends around the boxes between
+                side = -1 if sx <= tx else 1
+                bend = tx + side * (_BOX_W / 2 + _GAP_X / 2)
+                path = (f"M{sx:.1f},{sy:.1f} C{bend:.1f},{sy + _GAP_Y:.1f} {bend:.1f},{ty - _GAP_Y:.1f} "
+                        f"{tx:.1f},{ty:.1f}")
+            else:
+                path = f"M{sx:.1f},{sy:.1f} L{tx:.1f},{ty:.1f}"
+            parts.append(f"<path d='{path}' fill='none' stroke='#555' marker-end='url(#mlmd-arrow)'/>")
         for i, node in enumerate(self.nodes):
             x, y = pos[node.key]
             fill = _COLOURS.get(node.kind, "#f5f5f5")
@@ -146,7 +153,7 @@ class Lineage:
         """The graph with clickable nodes: clicking one shows its record (type, name, URI and
         properties) under the graph, in the same output and without a kernel."""
         uid = "mlmd-lineage-" + uuid.uuid4().hex[:10]
-        radios = "".join(f"<input type='radio' name='{uid}' id='{uid}-{i}' class='mlmd-magic-pick'>"
+        radios = "".join(f"<input type='radio' name='{uid}' id='{uid}-{i}' class='mlmd-magic-pick'/>"
                          for i in range(len(self.nodes)))
         rules = "".join(f"#{uid}-{i}:checked ~ .mlmd-magic-records > .mlmd-magic-record-{i}{{display:block}}"
                         f"#{uid}-{i}:checked ~ svg .mlmd-magic-node:nth-of-type({i + 1}) rect"
