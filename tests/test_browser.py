@@ -220,6 +220,36 @@ def test_edit_save_and_see_version_2_in_jupyterlab(lab: dict[str, Any]) -> None:
             expect(evaluations.locator("table.dataTable tbody tr").first).to_contain_text("t22@1#1")
             cells.nth(1).scroll_into_view_if_needed()
             page.screenshot(path=str(ARTIFACTS / "browser-evaluations.png"))
+
+            # a kernel restart leaves each panel's text, not "Error displaying widget: model not found"
+            page.locator(".lm-MenuBar-itemLabel", has_text="Kernel").click()
+            page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Restart Kernel…$")).click()
+            page.locator(".jp-Dialog-button.jp-mod-accept").click()
+            browser_out = cells.nth(1).locator(".jp-OutputArea-output")
+            expect(browser_out.locator("pre.mlmd-magic-fallback")).to_contain_text("StoreBrowser of sqlite",
+                                                                                    timeout=30_000)
+            expect(panel).to_be_hidden()
+            editor_out = cells.nth(2).locator(".jp-OutputArea-output")
+            # the text of the panel as it was shown
+            expect(editor_out.locator("pre.mlmd-magic-fallback")).to_contain_text("ExperimentEditor for t21@1")
+            expect(editor).to_be_hidden()
+            expect(page.get_by_text("model not found").locator("visible=true")).to_have_count(0)
+            expect(page.locator(".jp-StatusBar-Widget", has_text="Idle").first).to_be_visible(timeout=60_000)
+            cells.nth(1).scroll_into_view_if_needed()
+            page.screenshot(path=str(ARTIFACTS / "after-restart.png"))
+            # saved and reopened without a kernel: the same text
+            page.keyboard.press("Control+s")
+            expect(page.locator(".jp-mod-current .jp-mod-dirty")).to_have_count(0, timeout=20_000)
+            page.locator(".lm-MenuBar-itemLabel", has_text="Kernel").click()
+            page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Shut Down Kernel$")).click()
+            page.reload()
+            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+            expect(cells.nth(1).locator("pre.mlmd-magic-fallback")).to_contain_text("StoreBrowser", timeout=30_000)
+            expect(cells.nth(1).locator("pre.mlmd-magic-fallback")).to_be_visible()
+            # the renderer's error is there, hidden behind the text
+            expect(page.get_by_text("model not found").first).to_be_attached(timeout=10_000)
+            expect(page.get_by_text("model not found").locator("visible=true")).to_have_count(0)
+            page.screenshot(path=str(ARTIFACTS / "reopened.png"))
         finally:
             page.screenshot(path=str(ARTIFACTS / "last.png"), full_page=True)
             browser.close()

@@ -241,3 +241,54 @@ def _check_lineage_fits_and_clicks(graph: Any) -> None:
     datasource = next(i for i, n in enumerate(graph.nodes) if n.kind == "DataSource")
     assert f"#{radios[0][0]}-{datasource}:checked ~ .mlmd-magic-records > .mlmd-magic-record-{datasource}" in page
     assert "fingerprint" in page and "display:none" in page  # records there, hidden until clicked
+
+
+def test_panels_leave_their_text_when_the_kernel_stops(tmp_path: Path) -> None:
+    """A real kernel: a panel is two outputs (the widget, then its text hidden by CSS while the
+    widget lives); when the kernel is asked to restart it replaces the widget by the text."""
+    import queue
+    import time
+
+    from jupyter_client.manager import KernelManager
+
+    km = KernelManager(kernel_name="python3")
+    km.start_kernel(cwd=str(tmp_path))
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        msg_id = kc.execute(f"%load_ext mlmd_magic\n%mlmd connect sqlite:///{tmp_path}/k.sqlite\n%mlmd browse")
+        shown: list[dict[str, Any]] = []
+        while True:
+            msg = kc.get_iopub_msg(timeout=60)
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            assert msg["msg_type"] != "error", msg["content"]
+            if msg["msg_type"] == "display_data":
+                shown.append(msg["content"])
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                break
+        assert len(shown) == 2
+        widget, text = shown
+        assert "application/vnd.jupyter.widget-view+json" in widget["data"] and widget["transient"]["display_id"]
+        assert "mlmd-magic-fallback-box{display:none}" in text["data"]["text/html"]
+        assert ".jp-OutputArea-child:has(.jupyter-widgets-disconnected)" in text["data"]["text/html"]
+        assert "StoreBrowser of sqlite" in text["data"]["text/html"]
+        km.restart_kernel(now=False)
+        updates = []
+        deadline = time.time() + 30
+        while time.time() < deadline and not updates:
+            try:
+                msg = kc.get_iopub_msg(timeout=2)
+            except queue.Empty:
+                continue
+            if msg["msg_type"] == "update_display_data":
+                updates.append(msg)
+        (update,) = updates
+        assert update["parent_header"]["msg_id"] == msg_id  # routed to the cell that showed it
+        assert update["content"]["transient"]["display_id"] == widget["transient"]["display_id"]
+        assert set(update["content"]["data"]) == {"text/html", "text/plain"}
+        assert update["content"]["data"]["text/plain"].startswith("StoreBrowser of sqlite")
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)

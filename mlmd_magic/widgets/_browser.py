@@ -23,6 +23,7 @@ from ..core import session as _session
 from ..errors import MlmdMagicError
 from ..store import Store
 from ..store.browse import Page
+from ._fallback import FallbackDisplay
 
 KINDS = ("experiments", "scenarios", "datasources", "runs", "models", "evaluations")
 PAGE_SIZE = 20
@@ -193,7 +194,7 @@ def grid_frame_empty() -> Any:
     return pd.DataFrame({"": []})
 
 
-class StoreBrowser(w.VBox):
+class StoreBrowser(FallbackDisplay, w.VBox):
     """Every record kind of a store in tabs, a page at a time: sort and search the page in the
     grid, filter the whole store with the filter box, select rows to see details (several runs
     to compare them). Other tools' artifact types found in the store get tabs of their own."""
