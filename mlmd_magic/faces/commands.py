@@ -335,7 +335,7 @@ def _cfg_connect(p: argparse.ArgumentParser) -> None:
 
 
 def _cfg_ls(p: argparse.ArgumentParser) -> None:
-    p.add_argument("kind", metavar="KIND", help="datasources, scenarios, experiments, runs or models")
+    p.add_argument("kind", metavar="KIND", help="datasources, scenarios, experiments, runs, models or evaluations")
     p.add_argument("--where", help="filter, e.g. \"name ~ 't21-*' and epochs >= 5\"")
     p.add_argument("--limit", type=int, help="at most N rows")
     p.add_argument("--all-versions", action="store_true", help="every version, not only the latest")

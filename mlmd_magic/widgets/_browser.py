@@ -109,7 +109,7 @@ class _Tab(w.VBox):
                            classes="display compact nowrap",
                            layout={"topStart": None, "topEnd": "search", "bottomStart": None, "bottomEnd": None},
                            language={"search": "search this page:"})
-        self.grid.layout = w.Layout(overflow_x="auto", max_width="100%")  # many parameters: scroll sideways
+        self.grid.layout = w.Layout(overflow="auto", max_width="100%")  # many parameters: scroll sideways
         self.details = w.HTML()
         self.details.add_class("mlmd-magic-details")
         self.compare_button = w.Button(description="Compare selected", icon="columns", disabled=True,
