@@ -25,7 +25,7 @@ from ..core.query import Where, check_offset
 from ..core.record import Record
 from ..core.values import Diff, merge_overrides, normalise_kind
 from ..errors import ValidationError
-from .artifacts import list_nodes
+from .artifacts import NodeDetails, list_nodes, show_node
 from .artifacts import types as store_types
 from .lineage import Lineage, lineage, start_artifact
 from .maintenance import reap_stale_runs
@@ -426,11 +426,31 @@ class Store:
 
     # ------------------------------------------------------------------ listings and lineage
 
-    def types(self) -> builtins.list[dict[str, Any]]:
+    def types(self, counts: bool = False) -> builtins.list[dict[str, Any]]:
         """Every artifact, execution and context type in the store (``kind``, ``name``, and
-        ``ours`` for ``mlmd_magic.*``), other tools' included."""
+        ``ours`` for ``mlmd_magic.*``), other tools' included; with ``counts``, how many nodes
+        each has (``count``, counted up to 10,000; ``capped`` when there are more)."""
         self._recorder.check_open()
-        return store_types(self._recorder.mlmd)
+        return store_types(self._recorder.mlmd, counts=counts)
+
+    def show(self, target: Any) -> NodeDetails:
+        """One artifact (``42``, ``"42"``, ``"artifact:42"``) or execution (``"execution:7"``) of any
+        tool, TFX's included: its properties, custom properties, the executions that wrote and
+        read it (or the artifacts it read and wrote), and the contexts (pipeline, run, component
+        run) it belongs to. Displays as HTML in notebooks and text elsewhere; ``to_dict()``
+        gives plain values.
+
+        Raises
+        ------
+        NotFoundError
+            When the store has no such artifact or execution.
+        ValidationError
+            When ``target`` is not one of the forms above.
+        """
+        with self._recorder.action("ShowNode", {"target": str(target)}) as act:
+            details = show_node(self._recorder.mlmd, target)
+            act.outcome = details.label
+            return details
 
     def list(
         self,
