@@ -488,7 +488,8 @@ def help_text(subcommand: str | None = None, magic: bool = True) -> str:
         lines += [
             "",
             "Cell magics (YAML body):",
-            "  %%datasource NAME     uri, format (tfrecord|csv|npz), splits, label[, description, features]",
+            "  %%datasource NAME     uri, format (tfrecord|csv|npz), splits, label[, description, features]; or "
+            "from_artifact: ID (a TFX Examples artifact), label",
             "  %%scenario NAME       model, params (or the parameters as top-level keys)[, description]",
             "  %%experiment NAME [-o VAR] [--run]   datasource, scenario[, overrides, description]",
             "  %%evaluate MODEL [--baseline MODEL] [--data SPLIT] [-o VAR]   slices, thresholds[, class_names]",
