@@ -229,3 +229,23 @@ def test_datasource_from_artifact_errors(tfx: tuple[mm.Store, tfx_store.TfxStore
     with pytest.raises(mm.DataSourceError, match=re.escape(f"{moved}' does not exist")):
         store.add_datasource("m", from_artifact=built.runs[0].artifacts["examples"], label="tips")
     assert store.list("datasources").empty  # nothing half-written
+
+
+def test_browser_pages_foreign_tabs_with_details_and_lineage(tmp_path: Path) -> None:
+    from mlmd_magic.widgets import StoreBrowser
+
+    store = mm.connect("memory://")
+    built = tfx_store.build(store.mlmd, str(tmp_path), runs=12, files=False)
+    browser = StoreBrowser(store)
+    assert {"Examples", "ModelBlessing", "PushedModel"} <= set(browser.tab.titles)
+    tab = browser.tabs["Examples"]
+    browser.tab.selected_index = list(browser.tab.titles).index("Examples")
+    assert len(tab.rows.options) == 20 and not tab.next.disabled  # 24 Examples: two pages
+    tab.next.click()
+    assert tab.page_label.value == "page 2" and len(tab.rows.options) == 4 and tab.next.disabled
+    tab.filter.value = "producer_component == 'CsvExampleGen'"
+    assert len(tab.rows.options) == 12
+    tab.rows.value = 0
+    newest = built.last.artifacts["examples"]
+    assert f"Examples #{newest}" in tab.details.value and "CsvExampleGen" in tab.details.value
+    assert "<svg" in tab.details.value and "StatisticsGen" in tab.details.value

@@ -18,7 +18,8 @@ from .lineage import short_type
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["ARTIFACT_COLUMNS", "COUNT_CAP", "EXECUTION_COLUMNS", "NodeDetails", "list_nodes", "show_node", "types"]
+__all__ = ["ARTIFACT_COLUMNS", "COUNT_CAP", "EXECUTION_COLUMNS", "NodeDetails", "contexts_of", "list_nodes",
+           "producers_of", "show_node", "types"]
 
 ARTIFACT_COLUMNS = ["id", "type", "name", "uri", "state", "created", "producer", "properties"]
 EXECUTION_COLUMNS = ["id", "type", "name", "state", "created", "component", "properties"]
@@ -238,7 +239,7 @@ def show_node(mlmd: Any, target: Any) -> NodeDetails:
         others = {e.id: e for e in mlmd.get_executions_by_id(sorted({ev.execution_id for ev in events}))} \
             if events else {}
         state = pb.Artifact.State.Name(node.state)
-        contexts = mlmd.get_contexts_by_artifact(node.id)
+        contexts = contexts_of(mlmd, "artifact", node.id)
     else:
         type_names = {t.id: str(t.name) for t in mlmd.get_execution_types()}
         events = mlmd.get_events_by_execution_ids([node.id])
@@ -246,7 +247,7 @@ def show_node(mlmd: Any, target: Any) -> NodeDetails:
         others = {a.id: a for a in mlmd.get_artifacts_by_id(sorted({ev.artifact_id for ev in events}))} \
             if events else {}
         state = pb.Execution.State.Name(node.last_known_state)
-        contexts = mlmd.get_contexts_by_execution(node.id)
+        contexts = contexts_of(mlmd, "execution", node.id)
     links = []
     for ev in sorted(events, key=lambda e: (e.type, e.execution_id, e.artifact_id)):
         other_id = ev.execution_id if kind == "artifact" else ev.artifact_id
@@ -270,6 +271,16 @@ def show_node(mlmd: Any, target: Any) -> NodeDetails:
         links=links,
         contexts=[{"id": c.id, "type": context_types.get(c.type_id, ""), "name": c.name}
                   for c in sorted(contexts, key=lambda c: c.id)])
+
+
+def contexts_of(mlmd: Any, kind: str, node_id: int) -> list[Any]:
+    """The contexts an artifact or execution belongs to (none: an empty list, where MLMD raises)."""
+    from ml_metadata import errors as mlmd_errors
+
+    try:
+        return list(getattr(mlmd, f"get_contexts_by_{kind}")(node_id))
+    except mlmd_errors.NotFoundError:
+        return []
 
 
 def _parse_target(target: Any) -> tuple[str, int]:

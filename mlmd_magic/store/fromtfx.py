@@ -16,6 +16,7 @@ from typing import Any
 
 from ..core.tfxschema import read_schema
 from ..errors import DataSourceError, NotFoundError, ValidationError
+from .artifacts import contexts_of
 
 __all__ = ["ExamplesSource", "examples_source", "merge_features"]
 
@@ -127,7 +128,7 @@ def _run_schema(mlmd: Any, art: Any) -> Any:
     schema_type = next((t.id for t in mlmd.get_artifact_types() if t.name == "Schema"), None)
     if not run_types or schema_type is None:
         return None
-    for ctx in mlmd.get_contexts_by_artifact(art.id):
+    for ctx in contexts_of(mlmd, "artifact", art.id):
         if ctx.type_id in run_types:
             schemas = [a for a in mlmd.get_artifacts_by_context(ctx.id) if a.type_id == schema_type]
             if schemas:
