@@ -9,6 +9,7 @@ import ipywidgets as w
 
 from ..errors import MlmdMagicError
 from ..store import Store
+from ..store.lineage import Lineage
 
 KINDS = ("experiments", "scenarios", "datasources", "runs", "models")
 PAGE_SIZE = 20
@@ -80,6 +81,7 @@ class _Tab(w.VBox):
             return
         row = self.frame.to_dict("records")[index]
         store = self.browser.store
+        lineage: Lineage | None
         try:
             if self.kind == "artifacts":
                 body = store.show(row["id"])._repr_html_()
