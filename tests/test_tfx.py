@@ -181,8 +181,8 @@ def test_type_names_reach_filters_quoted(tmp_path: Path) -> None:
 def test_datasource_from_examples_trains_and_keeps_tfx_rows(tfx: tuple[mm.Store, tfx_store.TfxStore, str],
                                                             tmp_path: Path, ip: Any,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    """Define (API and cell), train, evaluate and browse: every row TFX wrote is unchanged and
-    TFX's types are never re-registered."""
+    """Define, train, evaluate and browse (the data source through the API and a cell, the rest
+    as notebook cells): every row TFX wrote is unchanged, TFX's types are never re-registered."""
     store, built, uri = tfx
     monkeypatch.setenv("MLMD_MAGIC_RUNS_DIR", str(tmp_path / "runs"))
     before = tfx_store.snapshot(store.mlmd, built)
@@ -196,23 +196,24 @@ def test_datasource_from_examples_trains_and_keeps_tfx_rows(tfx: tuple[mm.Store,
     _magic(ip, f"%mlmd connect {uri}")
     ip.run_cell_magic("datasource", "taxi", f"from_artifact: {examples}\nlabel: {tfx_store.LABEL}\n")
     assert store.get("taxi").ref == record.ref  # same files, same record: unchanged
-    store.add_scenario("small", model="mlp", params={"hidden": [8], "epochs": 2, "batch_size": 32, "seed": 1})
-    store.experiment("tips", datasource="taxi", scenario="small")
-    run = store.train("tips", progress=False)
-    assert run.state == "COMPLETE"
-    evaluation = store.evaluate(run, data="eval")
+    # the rest as a notebook does it: cells in a real InteractiveShell
+    ip.run_cell_magic("scenario", "small", "model: mlp\nparams: {hidden: [8], epochs: 2, batch_size: 32, seed: 1}\n")
+    ip.run_cell_magic("experiment", "tips -o params --run", "datasource: taxi\nscenario: small\n")
+    [run] = store.list("runs").to_dict("records")
+    assert run["state"] == "COMPLETE"
+    model = f"model:{run['model']}"
+    evaluation = ip.run_cell_magic("evaluate", f"{model} --data eval", "thresholds: [{metric: accuracy, lower: 0.0}]\n")
     # training read the gzip TFRecords through tf.data, the evaluation through the no-TensorFlow reader
-    assert evaluation.model_id == run.model_id and re.search(r"example_count\s+80\b", repr(evaluation))
-    graph = store.lineage(f"model:{run.model_id}")
+    assert re.search(r"example_count\s+80\b", repr(evaluation))
+    graph = _magic(ip, f"%mlmd lineage {model}")
     labels = {n.label for n in graph.nodes}
     assert f"Examples #{examples}" in labels and any(x.startswith("CsvExampleGen #") for x in labels)
-    from mlmd_magic.widgets import StoreBrowser
-
-    browser = StoreBrowser(store)
+    browser = _magic(ip, "%mlmd browse")
     browser.tab.selected_index = list(browser.tab.titles).index("Examples")
-    store.list("artifacts", type="Examples")
-    store.show(examples)
-    store.lineage(built.last.artifacts["pushed_model"])
+    browser.tabs["Examples"].rows.value = 0
+    for line in ("%mlmd ls Examples", f"%mlmd show {examples}", "%mlmd types",
+                 f"%mlmd lineage {built.last.artifacts['pushed_model']}"):
+        _magic(ip, line)
     mm.connect(uri).close()  # opening again registers nothing of TFX's
     assert tfx_store.snapshot(store.mlmd, built) == before
 
