@@ -1,7 +1,8 @@
 """Lineage: the chain from data files through records, runs, models and evaluations.
 
-Walks MLMD's events from one artifact up- and downstream (only actions that produced
-something; reads are left out) and returns a :class:`Lineage` that draws itself as an
+Walks MLMD's events from one artifact up- and downstream, through every execution type
+(TFX's components as well as our actions; our own reads are left out, they made nothing),
+a level at a time with batched reads, and returns a :class:`Lineage` that draws itself as an
 inline SVG graph in notebooks and as text elsewhere.
 """
 
