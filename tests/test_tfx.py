@@ -270,3 +270,22 @@ def test_datasource_from_examples_without_schema_infers_features(tmp_path: Path)
     inputs = [e.artifact_id for e in store.mlmd.get_events_by_execution_ids([executions[-1].id])
               if e.type == pb.Event.INPUT]
     assert inputs == [aid]
+
+
+@pytest.mark.mysql
+def test_tfx_store_on_mariadb(mysql_uri: str, tmp_path: Path) -> None:
+    """The same on MariaDB: lineage through every component, a paged listing, a data source
+    from Examples, and TFX's rows unchanged."""
+    store = mm.connect(mysql_uri)
+    built = tfx_store.build(store.mlmd, str(tmp_path), runs=2)
+    before = tfx_store.snapshot(store.mlmd, built)
+    graph = store.lineage(built.last.artifacts["pushed_model"])
+    assert {n.label.split(" #")[0] for n in graph.nodes if n.kind == "execution"} == COMPONENTS_UPSTREAM
+    page = store.list("artifacts", type="Examples", limit=1, offset=1)
+    assert list(page["id"]) == [built.last.artifacts["examples"]]
+    store.add_datasource("taxi", from_artifact=built.last.artifacts["examples"], label=tfx_store.LABEL)
+    readers = [link["label"] for link in store.show(built.last.artifacts["examples"]).links
+               if link["direction"] == "input"]
+    assert any(label.startswith("RegisterDataSource #") for label in readers)
+    store.close()
+    assert tfx_store.snapshot(mm.connect(mysql_uri).mlmd, built) == before
