@@ -19,7 +19,7 @@ from typing import Any, Callable, Protocol
 
 from ..core.record import Record
 from ..core.specs import evaluation_arguments
-from ..core.values import normalise_kind
+from ..core.values import KIND_ALIASES, normalise_kind
 from ..errors import CommandError, MlmdMagicError, ValidationError
 from ..store import Store
 from . import cells
@@ -202,14 +202,13 @@ def _get(host: Host, a: argparse.Namespace) -> dict[str, Any]:
     return value
 
 
-_RECORD_KINDS = {"datasource", "datasources", "scenario", "scenarios", "experiment", "experiments", "run", "runs",
-                 "model", "models"}
+_LISTED_KINDS = {*KIND_ALIASES, "run", "runs", "model", "models", "artifacts", "executions"}
 
 
 def _ls(host: Host, a: argparse.Namespace) -> Any:
     store = host.store()
     kind, type_name = a.kind, a.type
-    if kind.lower() not in _RECORD_KINDS and kind.lower() not in ("artifacts", "executions"):
+    if kind.lower() not in _LISTED_KINDS:
         # any artifact type of the store is a kind (TFX's Examples, Model, ...); then execution types
         known = {(t["kind"], t["name"]) for t in store.types()}
         if ("artifact", kind) in known:
