@@ -18,11 +18,15 @@ What it follows, by source file of the tensorflow/tfx repository:
   ``component_id`` and ``checksum_md5`` (execution properties are all registered as
   STRING), the artifact custom property ``state`` (``published``), the execution type named
   by the component's class path, and events whose path is the output/input key and index.
-* ``tfx/components/example_gen/utils.py`` / ``tfx/components/util/examples_utils.py``:
-  split folders ``Split-<name>`` holding ``data_tfrecord-00000-of-00001.gz``, custom
-  properties ``file_format = 'tfrecords_gzip'`` and ``payload_format = 'FORMAT_TF_EXAMPLE'``.
-* ``tfx/components/schema_gen``: the schema at ``<uri>/schema.pbtxt``, a text-format
-  ``tensorflow_metadata.proto.v0.schema_pb2.Schema``.
+* ``tfx/types/artifact_utils.py`` (``get_split_uri``): split folders ``Split-<name>``;
+  ``tfx/components/example_gen/write_split.py`` / ``utils.py``: files
+  ``data_tfrecord-00000-of-00001.gz`` and the file format ``'tfrecords_gzip'`` (the default
+  of ``example_gen_pb2.FORMAT_TFRECORDS_GZIP``); ``tfx/components/util/examples_utils.py``:
+  the custom properties ``file_format`` and ``payload_format = 'FORMAT_TF_EXAMPLE'``.
+* ``tfx/components/schema_gen/executor.py`` (``DEFAULT_FILE_NAME``): the schema at
+  ``<uri>/schema.pbtxt``, a text-format ``tensorflow_metadata.proto.v0.schema_pb2.Schema``
+  (as TFX's own tutorials read it with ``tfdv.load_schema_text``); ExampleValidator writes
+  ``Split-<name>/SchemaDiff.pb``.
 * ``tfx/components/evaluator`` / ``tfx/components/pusher``: ``ModelBlessing`` custom
   properties ``blessed`` (1/0), ``current_model``, ``current_model_id``,
   ``baseline_model_id``; ``PushedModel`` custom properties ``pushed``,
