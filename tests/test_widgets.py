@@ -165,14 +165,17 @@ def test_browser_runs_compare_and_evaluations(store: mm.Store, tmp_path: Path,
 
 def test_browser_shows_foreign_types(store: mm.Store) -> None:
     tfx_type = store.mlmd.put_artifact_type(pb.ArtifactType(name="Examples"))
-    store.mlmd.put_artifacts([pb.Artifact(type_id=tfx_type, uri="/pipelines/examples/1", name="examples-1")])
+    [aid] = store.mlmd.put_artifacts([pb.Artifact(type_id=tfx_type, uri="/pipelines/examples/1", name="examples-1")])
     browser = StoreBrowser(store)
     assert "Examples" in browser.tab.titles
-    browser.tab.selected_index = list(browser.tab.titles).index("Examples")
     foreign = browser.tabs["Examples"]
-    assert list(foreign.frame["name"]) == ["examples-1"] and "1 in all" in foreign.count.value
+    assert foreign.frame is None  # read when first opened, not when the browser is built
+    browser.tab.selected_index = list(browser.tab.titles).index("Examples")
+    assert list(foreign.frame["id"]) == [aid] and list(foreign.frame["name"]) == ["examples-1"]
+    assert "1 in all" in foreign.count.value
     foreign.grid.selected_rows = [0]
-    assert "/pipelines/examples/1" in foreign.details.value
+    details = foreign.details.value
+    assert "/pipelines/examples/1" in details and "<svg" in details
 
 
 def test_compare_and_lineage(store: mm.Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

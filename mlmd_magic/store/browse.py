@@ -7,7 +7,6 @@ Every tab of :class:`~mlmd_magic.widgets.StoreBrowser` is fed by :meth:`Store.pa
 
 from __future__ import annotations
 
-import html
 import itertools
 import json
 from dataclasses import dataclass
@@ -187,12 +186,3 @@ def evaluation(runs: Runs, evaluation_id: int) -> Evaluation:
     result = _result(art)
     return Evaluation(id=art.id, model_id=model, baseline_model_id=base, blessed=result.blessed, result=result,
                       model_name=names.get(model, ""), baseline_name=names.get(base, "") if base is not None else "")
-
-
-def properties_html(row: dict[str, Any]) -> str:
-    """A foreign artifact's row (from ``list("artifacts", type=...)``) as an HTML table."""
-    props = json.loads(row.get("properties") or "{}")
-    fixed = {k: v for k, v in row.items() if k != "properties"}
-    cells = "".join(f"<tr><th style='text-align:left'>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
-                    for k, v in [*fixed.items(), *sorted(props.items())])
-    return f"<table class='mlmd-magic-artifact'>{cells}</table>"

@@ -207,7 +207,7 @@ class StoreBrowser(FallbackDisplay, w.VBox):
                                    compare=kind == "runs")
         with store.unrecorded():
             foreign = sorted(t["name"] for t in store.types() if t["kind"] == "artifact" and not t["ours"])
-        for name in foreign:
+        for name in (n for n in foreign if n not in KINDS):  # read when first opened, like the others
             self.tabs[name] = _Tab(self, name, self._pages("artifacts", name), self._details("artifacts", name),
                                    self._key("artifacts"))
         self.tab = w.Tab(children=list(self.tabs.values()))

@@ -53,6 +53,8 @@ class FallbackDisplay:
         if handle is None or kernel is None:  # plain IPython: nothing outlives the process
             return
         parent = dict(getattr(shell.display_pub, "parent_header", {}) or {})
+        for gone in [key for key, (ref, _) in _LIVE.items() if ref() is None]:
+            del _LIVE[gone]
         _LIVE[handle.display_id] = (weakref.ref(self), parent)
         _install(kernel, shell)
 
