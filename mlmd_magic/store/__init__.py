@@ -4,6 +4,7 @@
 * :mod:`~mlmd_magic.store.records` — versioned data sources, scenarios and experiments
 * :mod:`~mlmd_magic.store.runs` — trainings and evaluations on record
 * :mod:`~mlmd_magic.store.results` — ``Run``, ``Evaluation``, ``RunComparison``
+* :mod:`~mlmd_magic.store.sweeps` — sweeps: Optuna searches whose trials are experiment versions and runs
 * :mod:`~mlmd_magic.store.lineage` — lineage graphs
 * :mod:`~mlmd_magic.store.maintenance` — trainings left RUNNING by a dead kernel
 * :mod:`~mlmd_magic.store.options` — settings a person may change
@@ -11,5 +12,6 @@
 
 from .options import StoreOptions
 from .store import Store, connect, default_uri
+from .sweeps import Sweep
 
-__all__ = ["Store", "StoreOptions", "connect", "default_uri"]
+__all__ = ["Store", "StoreOptions", "Sweep", "connect", "default_uri"]
