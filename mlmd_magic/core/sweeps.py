@@ -32,13 +32,14 @@ __all__ = ["DISTRIBUTIONS", "SAMPLERS", "Dimension", "Objective", "SweepSpec", "
            "parse_objective", "parse_space", "parse_spec", "sweep_arguments"]
 
 SAMPLERS = ("tpe", "random", "grid")
+# each distribution: an example, and what it needs
 DISTRIBUTIONS = {
-    "loguniform": "{loguniform: [1.0e-4, 1.0e-1]}   (low > 0, low < high)",
-    "uniform": "{uniform: [0.0, 0.5]}            (low < high)",
-    "int": "{int: [3, 10]} or {int: [16, 128, 16]}   (whole numbers low <= high, optional step)",
-    "choice": "{choice: [[32], [64, 32], [128, 64]]}   (a list of one or more values)",
+    "loguniform": ("{loguniform: [1.0e-4, 1.0e-1]}", "low > 0, low < high"),
+    "uniform": ("{uniform: [0.0, 0.5]}", "low < high"),
+    "int": ("{int: [3, 10]}", "whole numbers low <= high, an optional step third: [16, 128, 16]"),
+    "choice": ("{choice: [[32], [64, 32], [128, 64]]}", "one or more values"),
 }
-_FORMS = "; ".join(DISTRIBUTIONS.values())
+_FORMS = "; ".join(f"{example} ({needs})" for example, needs in DISTRIBUTIONS.values())
 _LOWER_IS_BETTER = ("loss", "mae", "mse", "rmse", "error")
 _KEYS = {"experiment", "objective", "sampler", "trials", "workers", "space", "seed", "description"}
 MAX_TRIALS = 10_000
@@ -133,7 +134,7 @@ def _number(value: Any) -> bool:
 def _dimension(name: str, spec: Any) -> Dimension:
     """``{"loguniform": [lo, hi]}`` and friends -> a :class:`Dimension`."""
     if not isinstance(spec, dict) or len(spec) != 1:
-        raise ValidationError(f"space {name!r} must be one distribution, e.g. {name}: {DISTRIBUTIONS['int']}; "
+        raise ValidationError(f"space {name!r} must be one distribution, e.g. {name}: {DISTRIBUTIONS['int'][0]}; "
                               f"the forms are {_FORMS}")
     ((kind, args),) = spec.items()
     kind = str(kind)
@@ -141,7 +142,7 @@ def _dimension(name: str, spec: Any) -> Dimension:
         close = difflib.get_close_matches(kind, list(DISTRIBUTIONS), n=1, cutoff=0.5)
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise ValidationError(f"space {name!r}: unknown distribution {kind!r}; {hint}write one of {_FORMS}")
-    example = f"write {name}: {DISTRIBUTIONS[kind]}"
+    example = f"write {name}: {DISTRIBUTIONS[kind][0]} ({DISTRIBUTIONS[kind][1]})"
     if kind == "choice":
         if not isinstance(args, list) or not args:
             raise ValidationError(f"space {name!r}: choice needs a list of one or more values; {example}")
@@ -184,7 +185,7 @@ def parse_space(space: Any) -> dict[str, Dimension]:
     """
     if not isinstance(space, dict) or not space:
         raise ValidationError(f"space must map parameters to distributions, e.g. "
-                              f"{{learning_rate: {DISTRIBUTIONS['loguniform'].split('   ')[0]}, "
+                              f"{{learning_rate: {DISTRIBUTIONS['loguniform'][0]}, "
                               f"epochs: {{int: [3, 10]}}}}; the forms are {_FORMS}")
     return {str(name): _dimension(str(name), spec) for name, spec in space.items()}
 
@@ -276,7 +277,7 @@ def parse_spec(*, experiment: Any, space: Any, objective: Any, sampler: Any = "t
         continuous = [d.name for d in dims.values() if d.grid() is None]
         if continuous:
             raise ValidationError(f"the grid sampler needs values to enumerate: write {continuous[0]!r} as "
-                                  f"{DISTRIBUTIONS['choice'].split('   ')[0]} or {{int: [low, high, step]}}, or "
+                                  f"{DISTRIBUTIONS['choice'][0]} or {{int: [low, high, step]}}, or "
                                   "use sampler: tpe or random")
     return SweepSpec(experiment=experiment, objective=parse_objective(objective), space=dims, sampler=str(sampler),
                      trials=_count(trials, "trials", MAX_TRIALS), workers=_count(workers, "workers", MAX_WORKERS),

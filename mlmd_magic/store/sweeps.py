@@ -235,7 +235,12 @@ def _sampler(plan: _Plan, offset: int) -> Any:
         grid: dict[str, list[Any]] = {
             name: [canonical_json(v) for v in dim.choices] if dim.kind == "choice" else list(dim.grid() or [])
             for name, dim in plan.space.items()}
-        return optuna.samplers.GridSampler(grid, seed=seed)
+        class Grid(optuna.samplers.GridSampler):
+            def after_trial(self, *args: Any, **kwargs: Any) -> None:
+                """Optuna's grid stops ``optimize()`` once every point is tried; with ask/tell the
+                sweep's budget (capped at the grid's size) stops it instead."""
+
+        return Grid(grid, seed=seed)
     if plan.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(plan.grid_size() or 10, 1)))
