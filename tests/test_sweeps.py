@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -169,24 +170,38 @@ def test_a_stopped_sweep_resumes_with_the_trials_it_owes(nipt: dict[str, Any], t
     store.close()
 
 
-def test_a_trial_that_dies_with_its_process_is_owed_again(nipt: dict[str, Any], tmp_path: Path) -> None:
-    import optuna
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-    path = tmp_path / "s.sqlite"
-    store = _prepare(f"sqlite:///{path}", nipt)
-    store.sweep("k", experiment="base", space=SPACE, objective=OBJECTIVE, sampler="random", trials=1)
-    # a kernel that died mid-trial: its trial stays RUNNING in the study, owned by a dead process
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    study = optuna.load_study(study_name="mlmd_magic.Sweep:k@1",
-                              storage=JournalStorage(JournalFileBackend(f"{path}.sweeps.journal")))
-    trial = study.ask()
-    import socket
-
-    trial.set_user_attr("owner", f"{socket.gethostname()}:{dead.stdout.strip()}")
-    done = store.sweep("k", experiment="base", space=SPACE, objective=OBJECTIVE, sampler="random", trials=2)
-    assert list(done.trials.sort_values("trial")["state"]) == ["COMPLETE", "INTERRUPTED", "COMPLETE"]
-    assert _trained(store) == 2
+@pytest.mark.slow
+def test_a_trial_whose_process_is_killed_is_owed_again(nipt: dict[str, Any], tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 's.sqlite'}"
+    store = _prepare(uri, nipt)
+    store.add_scenario("long", model="mlp", params={"hidden": [4], "learning_rate": 0.01, "epochs": 60,
+                                                    "batch_size": 8, "seed": 1})
+    store.experiment("slow", datasource="nipt", scenario="long")
+    body = {"experiment": "slow", "space": {"learning_rate": {"uniform": [0.001, 0.1]}}, "objective": "eval.loss",
+            "trials": 1}
+    (tmp_path / "k.yaml").write_text(yaml.safe_dump(body))
+    # a kernel killed mid-trial: the process running the sweep is stopped with SIGKILL while it trains
+    worker = subprocess.Popen([shutil.which("mlmd-magic", path=os.path.dirname(sys.executable)) or "mlmd-magic",
+                               "--uri", uri, "sweep", "k", "-f", str(tmp_path / "k.yaml"), "--quiet"], env=_env(),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        running: list[Any] = []
+        for _ in range(1200):
+            running = [e for e in _trains(store) if e.last_known_state == pb.Execution.RUNNING]
+            if running and "progress" in running[0].properties:
+                break
+            time.sleep(0.05)
+        assert running, "the sweep never started training"
+    finally:
+        worker.kill()
+        worker.wait()
+    store.close()
+    store = mm.connect(uri)  # the dead process's run is marked FAILED when the store is opened
+    assert [r.state for r in store.list("runs").itertuples()] == ["FAILED"]
+    done = store.sweep("k", **body)
+    assert list(done.trials.sort_values("trial")["state"]) == ["INTERRUPTED", "COMPLETE"]
+    assert "1 of 1 trials done: 1 trained" in done.summary() and "1 interrupted (owed again)" in done.summary()
+    assert _trained(store) == 1
     store.close()
 
 

@@ -55,7 +55,7 @@ def mysql_password(uri: StoreURI) -> str | None:
 class SideStorage:
     """Where a tool that keeps its own tables (Optuna's studies) stores them beside the MLMD store.
 
-    ``kind`` is ``"journal"`` (``path``: a file beside a SQLite store) or ``"sqlalchemy"``
+    ``kind`` is ``"journal"`` (``path``: a SQLite file beside a SQLite store) or ``"sqlalchemy"``
     (``url``: a database next to the store's on the same MySQL server; the password is in
     ``connect_args`` only — never show them).
     """
@@ -195,8 +195,8 @@ class SqliteBackend(Backend):
         return os.path.join(os.path.dirname(self.path), "mlmd-magic-runs")
 
     def side_storage(self, suffix: str) -> SideStorage:
-        path = f"{self.path}.{suffix}.journal"
-        return SideStorage("journal", label=path, path=path)
+        path = f"{self.path}.{suffix}"
+        return SideStorage("journal", label=f"sqlite:///{path}", path=path)
 
     def child_process(self) -> tuple[str, dict[str, str]]:
         return f"sqlite:///{self.path}", {}
