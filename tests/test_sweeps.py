@@ -274,18 +274,24 @@ def test_bad_input_says_what_to_write(face: str, nipt: dict[str, Any], tmp_path:
 
 
 @pytest.mark.slow
-def test_two_workers_run_trials_at_once(nipt: dict[str, Any], tmp_path: Path) -> None:
+def test_a_twelve_trial_cell_runs_under_two_workers_and_a_rerun_trains_nothing(nipt: dict[str, Any],
+                                                                                tmp_path: Path, ip: Any) -> None:
     uri = f"sqlite:///{tmp_path / 'store.sqlite'}"
     store = _prepare(uri, nipt)
-    sweep = store.sweep("par", experiment="base", space=SPACE, objective=OBJECTIVE, sampler="random", trials=4,
-                        workers=2)
-    assert len(sweep.trials) == 4 and set(sweep.trials["state"]) == {"COMPLETE"}
+    ip.run_line_magic("mlmd", f"connect {uri}")
+    cell = f"%%sweep par -o sw\n{yaml.safe_dump({**BODY, 'trials': 12, 'workers': 2})}"
+    ip.run_cell(cell).raise_error()
+    sweep = ip.user_ns["sw"]
+    assert len(sweep.trials) == 12 and set(sweep.trials["state"]) == {"COMPLETE"}, sweep.trials
     runs = _trial_runs(store, "par")
-    assert sorted(e.properties["trial"].int_value for e in runs) == [0, 1, 2, 3]
-    assert len(store.mlmd.get_executions_by_type("mlmd_magic.Sweep")) == 3  # this call and two workers
-    again = store.sweep("par", experiment="base", space=SPACE, objective=OBJECTIVE, sampler="random", trials=4,
-                        workers=2)
-    assert len(_trial_runs(store, "par")) == 4 and len(again.trials) == 4
+    assert sorted(e.properties["trial"].int_value for e in runs) == list(range(12))  # each trial once
+    assert len({e.name for e in runs}) == 12
+    # this cell and the two worker processes, each one Sweep execution
+    assert len(store.mlmd.get_executions_by_type("mlmd_magic.Sweep")) == 3
+    trained = _trained(store)
+    ip.run_cell(cell).raise_error()
+    assert _trained(store) == trained and len(_trial_runs(store, "par")) == 12  # nothing new
+    assert list(ip.user_ns["sw"].trials["run"]) == list(sweep.trials["run"])
     with pytest.raises(ValidationError, match="memory:// store"):
         _prepare("memory://", nipt).sweep("m", experiment="base", space=SPACE, objective=OBJECTIVE, workers=2)
     store.close()

@@ -243,7 +243,7 @@ def _sampler(plan: _Plan, offset: int) -> Any:
         return Grid(grid, seed=seed)
     if plan.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(plan.grid_size() or 10, 1)))
+    return optuna.samplers.TPESampler(seed=seed)  # constant_liar: parallel workers do not all try one point
 
 
 def _sqlite_journal(path: str) -> Any:
