@@ -131,6 +131,10 @@ def test_a_sweep_runs_its_trials_and_a_rerun_trains_nothing(face: str, nipt: dic
         assert store.mlmd.get_artifact_by_type_and_name("mlmd_magic.Sweep", "lr-search@1") is not None
     compared = faces.compare("lr-search")
     assert [t["run"] for t in compared["trials"]] == [t["run"] for t in first["trials"]]
+    with mm.connect(uri) as store:
+        (comparison,) = store.mlmd.get_executions_by_type("mlmd_magic.CompareRuns")
+        assert [e.artifact_id for e in store.mlmd.get_events_by_execution_ids([comparison.id])] == [
+            store.mlmd.get_artifact_by_type_and_name("mlmd_magic.Sweep", "lr-search@1").id]
     # a larger budget continues the same search: one more trial, nothing retrained
     more = faces.run("lr-search", {**BODY, "trials": 4})
     assert more["sweep"] == "lr-search@1" and len(more["trials"]) == 4

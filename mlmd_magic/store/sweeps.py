@@ -350,10 +350,15 @@ class Sweeps:
             return self._invoke(act, plan, budget, workers, offset, progress, on_update)
 
     def result(self, ref: str) -> Sweep:
-        """The sweep ``NAME`` (latest version) or ``NAME@N`` as it stands: its trials and best run."""
-        plan = self._plan(self.records.resolve("sweeps", ref))
-        study = self._study(plan, 0)
-        return self._result(plan, study, int(study.user_attrs.get("trials", 0)))
+        """The sweep ``NAME`` (latest version) or ``NAME@N`` as it stands: its trials and best run
+        (recorded as a ``CompareRuns`` action, as comparing runs is)."""
+        with self.recorder.action("CompareRuns", {"runs": [f"sweep:{ref}"]}) as act:
+            plan = self._plan(self.records.resolve("sweeps", ref))
+            act.inputs.append(plan.artifact)
+            study = self._study(plan, 0)
+            result = self._result(plan, study, int(study.user_attrs.get("trials", 0)))
+            act.outcome = f"{len(result.trials)} trials"
+            return result
 
     # ---------------------------------------------------------------- defining
 
