@@ -243,6 +243,8 @@ BAD = [
      "unknown distribution 'lognormal'; did you mean 'loguniform'? write one of {loguniform: [1.0e-4, 1.0e-1]} "
      "(low > 0, low < high); {uniform: [0.0, 0.5]}"),
     ({"space": {"epochs": {"int": [10, 3]}}}, "the range [10, 3] is empty (low > high); write epochs: {int: [3, 10]}"),
+    ({"space": {"epochs": {"uniform": [1, 3]}}},
+     "space 'epochs': the parameter is a whole number (1), and uniform draws fractions; write epochs: {int: [3, 10]}"),
     ({"space": {"hidden": {"choice": []}}}, "write hidden: {choice: [[32], [64, 32], [128, 64]]}"),
     ({"objective": {"metric": "eval.precision"}},
      "objective metric 'eval.precision' is not reported by the trainer for this multiclass experiment; it reports "

@@ -200,13 +200,19 @@ def check_space_keys(space: dict[str, Dimension], params: dict[str, Any], experi
     ValidationError
         Naming the closest parameter for an unknown key.
     """
-    known = list(flatten(params))
+    flat = flatten(params)
+    known = list(flat)
     for name, dim in space.items():
         if name not in known:
             close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise ValidationError(f"space key {name!r} is not a parameter of {experiment}; {hint}"
                                   f"its parameters are {', '.join(known) or 'none'}")
+        current = flat[name]
+        if dim.kind in ("uniform", "loguniform") and isinstance(current, int) and not isinstance(current, bool):
+            example, needs = DISTRIBUTIONS["int"]
+            raise ValidationError(f"space {name!r}: the parameter is a whole number ({current}), and {dim.kind} "
+                                  f"draws fractions; write {name}: {example} ({needs})")
         for value in dim.samples():
             try:
                 apply_overrides(params, {name: value})
