@@ -99,6 +99,7 @@ class Faces:
         return dict(json.loads(_cli(self.uri, "compare", f"sweep:{name}").stdout))
 
 
+@pytest.mark.slow  # about 20-35 s a face: three trainings, and for the CLI three processes importing TensorFlow
 @pytest.mark.parametrize("face", ["api", "magic", "cli"])
 def test_a_sweep_runs_its_trials_and_a_rerun_trains_nothing(face: str, nipt: dict[str, Any], tmp_path: Path,
                                                              ip: Any) -> None:
