@@ -12,7 +12,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import html
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..backend.connection import Backend, backend_for
@@ -36,6 +36,7 @@ from .options import StoreOptions
 from .records import Records
 from .results import Evaluation, Run, RunComparison
 from .runs import Runs
+from .sweeps import Sweep, Sweeps
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -86,6 +87,7 @@ class Store:
         self._recorder = Recorder(mlmd_store, types, label=uri.masked(), guard=guard)
         self._records = Records(self._recorder, backend.record_lock)
         self._runs = Runs(self._records, self._recorder, self.runs_root)
+        self._sweeps = Sweeps(self._records, self._runs, self._recorder, backend)
         #: trainings left RUNNING by a dead kernel, marked FAILED when this store was opened
         self.reaped_runs = [] if guard.read_only else reap_stale_runs(mlmd_store, self.options.stale_after_s())
 
@@ -435,6 +437,82 @@ class Store:
         """
         return self._runs.evaluate(run_or_model, data=data, slices=slices, thresholds=thresholds,
                                    baseline=baseline, class_names=class_names)
+
+    # ------------------------------------------------------------------ sweeps
+
+    def sweep(
+        self,
+        name: str,
+        *,
+        experiment: str,
+        space: dict[str, Any],
+        objective: Any,
+        sampler: str = "tpe",
+        trials: int = 10,
+        workers: int = 1,
+        seed: int = 0,
+        description: str | None = None,
+        progress: bool = False,
+        on_update: Callable[[Sweep], None] | None = None,
+    ) -> Sweep:
+        """Search parameters of an experiment with Optuna: each trial a new version of it and a run.
+
+        Parameters
+        ----------
+        name : the sweep's name; defining it again with the same content continues it.
+        experiment : the base experiment, ``NAME`` (its latest version, pinned now) or ``NAME@N``.
+        space : ``{parameter: distribution}``, a parameter dotted when nested; distributions are
+            ``{"loguniform": [lo, hi]}``, ``{"uniform": [lo, hi]}``, ``{"int": [lo, hi]}`` (or
+            ``[lo, hi, step]``) and ``{"choice": [v1, v2, ...]}``.
+        objective : ``{"metric": "eval.accuracy", "direction": "maximize"}`` (SPLIT.METRIC as runs
+            report them; ``direction`` defaults to minimize for loss-like metrics).
+        sampler : ``"tpe"``, ``"random"`` or ``"grid"`` (Optuna's samplers, seeded with ``seed``).
+        trials : how many trials the sweep has in all (a re-run runs only those it still owes).
+        workers : trials run at once, each in its own subprocess (needs a SQLite or MySQL store).
+        on_update : called with the :class:`Sweep` as it stands after each finished trial.
+
+        Returns
+        -------
+        Sweep
+            ``trials`` (a DataFrame sorted by the objective), ``best`` (a :class:`Run`), an HTML
+            form with a plot of the objective against each parameter.
+
+        Raises
+        ------
+        ValidationError
+            For a space key that is not a parameter (naming the closest one), an unknown
+            distribution or an empty range (with the right form), an objective the trainer does
+            not report (listing those it does).
+        NotFoundError
+            When the experiment does not exist.
+        """
+        return self._sweeps.sweep(name, experiment=experiment, space=space, objective=objective, sampler=sampler,
+                                  trials=trials, workers=workers, seed=seed, description=description,
+                                  progress=progress, on_update=on_update)
+
+    def sweep_worker(self, ref: str, *, trials: int | None = None, workers: int = 1, seed_offset: int | None = None,
+                     progress: bool = False, on_update: Callable[[Sweep], None] | None = None) -> Sweep:
+        """Join sweep ``NAME`` (latest version) or ``NAME@N``: run the trials it still owes, sharing its
+        Optuna study with every other process doing so (``mlmd-magic sweep NAME --worker``).
+
+        Raises
+        ------
+        NotFoundError
+            When no sweep has that name.
+        """
+        return self._sweeps.work(ref, trials=trials, workers=workers, seed_offset=seed_offset, progress=progress,
+                                 on_update=on_update)
+
+    def get_sweep(self, ref: str) -> Sweep:
+        """Sweep ``NAME`` (latest version) or ``NAME@N`` as it stands: trials sorted by the objective,
+        the best run, and the plot (``%mlmd compare sweep:NAME``).
+
+        Raises
+        ------
+        NotFoundError
+            When no sweep has that name.
+        """
+        return self._sweeps.result(ref)
 
     # ------------------------------------------------------------------ listings and lineage
 
