@@ -237,6 +237,20 @@ def test_a_failed_trial_is_recorded_and_the_sweep_goes_on(nipt: dict[str, Any], 
     store.close()
 
 
+def test_grid_points_are_the_same_for_every_worker(nipt: dict[str, Any], tmp_path: Path) -> None:
+    """Workers seed their samplers differently; a grid's trial N must still be the same point in
+    each, or two workers try one point twice and leave another untried."""
+    store = _prepare(f"sqlite:///{tmp_path / 'g.sqlite'}", nipt)
+    rates = [0.001, 0.003, 0.01, 0.03, 0.1, 0.3]
+    space = {"learning_rate": {"choice": rates}}
+    store.sweep("g", experiment="base", space=space, objective=OBJECTIVE, sampler="grid", trials=3, seed=0)
+    for offset in (1, 2, 3):  # three more workers, each seeded as `mlmd-magic sweep --worker` seeds them
+        sweep = store.sweep_worker("g", trials=3 + offset, seed_offset=offset)
+    assert sorted(sweep.trials["learning_rate"]) == rates
+    assert set(sweep.trials["state"]) == {"COMPLETE"}
+    store.close()
+
+
 BAD = [
     ({"space": {"learning_rat": {"loguniform": [1e-4, 1e-1]}}},
      "space key 'learning_rat' is not a parameter of experiment base@1; did you mean 'learning_rate'?"),

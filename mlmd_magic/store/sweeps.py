@@ -240,7 +240,9 @@ def _sampler(plan: _Plan, offset: int) -> Any:
                 """Optuna's grid stops ``optimize()`` once every point is tried; with ask/tell the
                 sweep's budget (capped at the grid's size) stops it instead."""
 
-        return Grid(grid, seed=seed)
+        # every worker shuffles the grid alike: trial N is grid point N in each (Optuna numbers the
+        # trials), so no point is tried twice and none is left out
+        return Grid(grid, seed=plan.seed)
     if plan.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed)  # constant_liar: parallel workers do not all try one point
