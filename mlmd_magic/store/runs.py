@@ -344,7 +344,7 @@ class Runs:
                                    "baseline": repr(baseline)})
         with self.recorder.guard(act):
             specs = ev.parse_slices(slices)
-            ev.parse_thresholds(thresholds)  # bad thresholds fail before any model is loaded
+            ths = ev.parse_thresholds(thresholds)  # bad thresholds fail before any model is loaded
             model = self.resolve_model(target)
             base_model = self.resolve_model(baseline) if baseline is not None else None
             params = self._experiment_of(model)
@@ -353,6 +353,8 @@ class Runs:
             self.records.check_files(ds_art)
             datasource = self.records.data("datasources", ds_art)
             class_names = class_names or datasource.get("label_names")  # named on the data source
+            ev.check_metric_names(ths, ev.metric_names(signature["task"], int(signature.get("num_classes") or 2),
+                                                       class_names), signature["task"])
             ds_params = {k: datasource[k] for k in ("name", "version", "uri", "format", "splits", "label", "features")}
             columns = tuple(dict.fromkeys(s.feature for s in specs))
             known = set(datasource["features"]) | {datasource["label"]}
@@ -381,7 +383,9 @@ class Runs:
             art = pb.Artifact(type_id=self.recorder.types.artifacts["Evaluation"], state=pb.Artifact.LIVE,
                               uri=f"{model.uri}#evaluation")
             set_properties(art, metrics=canonical_json({"metrics": payload["metrics"],
-                                                "baseline_metrics": payload["baseline_metrics"]}),
+                                                        "baseline_metrics": payload["baseline_metrics"],
+                                                        "confusion": payload["confusion"],
+                                                        "class_labels": payload["class_labels"]}),
                    thresholds=canonical_json(payload["thresholds"]), slices=canonical_json(payload["slices"]),
                    split=f"{datasource['name']}@{datasource['version']}:{split}",
                    checks=canonical_json(payload["checks"]))
