@@ -31,12 +31,18 @@ ARTIFACT_TYPES: dict[str, tuple[str, dict[str, str]]] = {
         **_RECORD, "datasource": "STRING", "scenario": "STRING", "overrides": "STRING",
         "params": "STRING", "model": "STRING", "resolved": "STRING",
     }),
+    # a release policy: the slices and thresholds a model must pass, owned by a person
+    "Policy": ("UNSET", {**_RECORD, "slices": "STRING", "thresholds": "STRING", "owner": "STRING"}),
+    # a model written for serving (TF Serving layout DIR/<version>/) by a Push
+    "PushedModel": ("UNSET", {"version": "INT", "policy": "STRING", "pushed_model": "INT", "evaluation": "INT",
+                              "override": "STRING"}),
     "Model": ("MODEL", {"framework": "STRING", "versions": "STRING", "signature": "STRING",
                         "experiment": "STRING", "task": "STRING", "metrics": "STRING"}),
     # The verdict lives in custom properties blessed / current_model_id / baseline_model_id,
     # exactly where TFX's ModelBlessing keeps it, so TFX-style queries find blessed models.
     "Evaluation": ("METRICS", {"metrics": "STRING", "thresholds": "STRING", "slices": "STRING",
-                               "split": "STRING", "checks": "STRING"}),
+                               "split": "STRING", "checks": "STRING",
+                               "policy": "STRING"}),  # NAME@N of the policy evaluated under, if any
 }
 
 # Who ran it (user, host, package versions, process) is the same for every action of a
@@ -66,6 +72,10 @@ EXECUTION_TYPES: dict[str, str] = {
     "CompareRuns": "PROCESS",
     "Train": "TRAIN",
     "Evaluate": "EVALUATE",
+    "AddPolicy": "PROCESS",
+    "FetchPolicy": "PROCESS",
+    "Push": "DEPLOY",
+    "WriteModelCard": "PROCESS",
 }
 
 CONTEXT_TYPES: dict[str, dict[str, str]] = {
@@ -74,6 +84,7 @@ CONTEXT_TYPES: dict[str, dict[str, str]] = {
     "DataSource": {},
     "Scenario": {},
     "Experiment": {},
+    "Policy": {},
 }
 
 

@@ -40,7 +40,7 @@ from ..errors import ValidationError
 
 __all__ = ["Check", "EvaluationResult", "SliceSpec", "Threshold", "check_metric_names", "class_labels",
            "compute_metrics", "confusion", "evaluate_predictions", "metric_names", "parse_slices", "parse_thresholds",
-           "slice_masks"]
+           "slice_masks", "slice_names"]
 
 OVERALL = "overall"
 
@@ -151,7 +151,7 @@ def parse_thresholds(thresholds: Sequence[Any] | None) -> list[Threshold]:
     out = []
     for i, raw in enumerate(thresholds or []):
         where = f"thresholds[{i}]"
-        if not isinstance(raw, dict) or not isinstance(raw.get("metric"), str):
+        if not isinstance(raw, dict) or not isinstance(raw.get("metric"), str) or not raw["metric"]:
             raise ValidationError(f"{where} must be a mapping with a 'metric'")
         unknown = set(raw) - {"metric", "lower", "upper", "change", "relative", "direction", "slices"}
         if unknown:
@@ -177,6 +177,22 @@ def parse_thresholds(thresholds: Sequence[Any] | None) -> list[Threshold]:
         out.append(Threshold(raw["metric"], numbers.get("lower"), numbers.get("upper"), numbers.get("change"),
                              bool(raw.get("relative", False)), direction, tuple(str(s) for s in slices)))
     return out
+
+
+def slice_names(specs: Sequence[SliceSpec]) -> list[str] | None:
+    """Every slice name the specs define (``overall`` first), or None when some depend on the data
+    (one slice per value found)."""
+    names = [OVERALL]
+    for spec in specs:
+        if spec.bins:
+            names += _bin_names(spec)
+        elif spec.names:
+            names += list(spec.names)
+        elif spec.values:
+            names += [f"{spec.feature}={v}" for v in spec.values]
+        else:
+            return None
+    return names
 
 
 def slice_masks(columns: dict[str, np.ndarray], specs: Sequence[SliceSpec], n: int) -> dict[str, np.ndarray]:

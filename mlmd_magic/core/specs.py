@@ -31,11 +31,13 @@ _KEYS = {
     "datasources": {"uri", "format", "splits", "label", "description", "features", "label_names"},
     "scenarios": {"model", "params", "description"},
     "experiments": {"datasource", "scenario", "overrides", "description"},
+    "policies": {"slices", "thresholds", "description", "owner"},
 }
 _REQUIRED = {
     "datasources": ("uri", "format", "splits", "label"),
     "scenarios": ("model",),
     "experiments": ("datasource", "scenario"),
+    "policies": ("thresholds",),
 }
 
 def spec_arguments(kind: str, body: Any, where: str = "the cell body") -> dict[str, Any]:
@@ -62,7 +64,7 @@ def spec_arguments(kind: str, body: Any, where: str = "the cell body") -> dict[s
         raise ValidationError(f"{where} needs {', '.join(map(repr, missing))} for a {kind[:-1]}")
     if kind == "scenarios" and body.get("params") is None:
         body["params"] = {}
-    for key in ("description", "uri", "format", "label", "model", "datasource", "scenario"):
+    for key in ("description", "uri", "format", "label", "model", "datasource", "scenario", "owner"):
         if key in body and body[key] is not None and not isinstance(body[key], str):
             body[key] = str(body[key])
     checked: dict[str, Any] = body
@@ -79,6 +81,8 @@ def export_spec(record: Record) -> dict[str, Any]:
             spec["label_names"] = data["label_names"]
     elif record.kind == "scenarios":
         spec = {"model": data["model"], "params": data["params"], "description": data["description"]}
+    elif record.kind == "policies":
+        spec = {k: data[k] for k in ("slices", "thresholds", "description", "owner")}
     else:
         spec = {
             "datasource": f"{data['datasource']['name']}@{data['datasource']['version']}",

@@ -130,7 +130,7 @@ class Command:
     magic_only: bool = False
 
 
-_KIND_HELP = "record kind when a name is used by several kinds: datasource, scenario or experiment"
+_KIND_HELP = "record kind when a name is used by several kinds: datasource, scenario, experiment or policy"
 
 
 def _ref(p: argparse.ArgumentParser, kind: bool = True) -> None:
@@ -195,7 +195,7 @@ def _get(host: Host, a: argparse.Namespace) -> dict[str, Any]:
     store = host.store()
     kind = normalise_kind(a.kind) if a.kind else "experiments"
     getter = {"experiments": store.get_experiment, "scenarios": store.get_scenario,
-              "datasources": store.get_datasource}[kind]
+              "datasources": store.get_datasource, "policies": store.get_policy}[kind]
     value = getter(a.ref)
     if a.output:
         host.bind(a.output, value)
@@ -282,6 +282,8 @@ def _evaluate(host: Host, a: argparse.Namespace) -> Any:
         spec["baseline"] = a.baseline
     if a.data:
         spec["data"] = a.data
+    if getattr(a, "policy", None):
+        spec["policy"] = a.policy
     result = host.store().evaluate(a.target, **spec)
     if a.output:
         host.bind(a.output, result)
@@ -289,6 +291,10 @@ def _evaluate(host: Host, a: argparse.Namespace) -> Any:
 
 
 def _edit(host: Host, a: argparse.Namespace) -> Any:
+    if a.ref.startswith("policy:"):
+        from ..widgets import PolicyEditor
+
+        return PolicyEditor(host.store(), a.ref[len("policy:"):])
     from ..widgets import ExperimentEditor
 
     return ExperimentEditor(host.store(), a.ref)
@@ -335,7 +341,8 @@ def _cfg_connect(p: argparse.ArgumentParser) -> None:
 
 
 def _cfg_ls(p: argparse.ArgumentParser) -> None:
-    p.add_argument("kind", metavar="KIND", help="datasources, scenarios, experiments, runs or models")
+    p.add_argument("kind", metavar="KIND",
+                   help="datasources, scenarios, experiments, policies, runs, models or evaluations")
     p.add_argument("--where", help="filter, e.g. \"name ~ 't21-*' and epochs >= 5\"")
     p.add_argument("--limit", type=int, help="at most N rows")
     p.add_argument("--all-versions", action="store_true", help="every version, not only the latest")
@@ -388,6 +395,7 @@ def configure_evaluate(p: argparse.ArgumentParser, spec: bool = True) -> None:
                    help="an experiment (its latest trained model), a run EXPERIMENT@N#K, model:ID or run:ID")
     p.add_argument("--baseline", metavar="MODEL", help="compare against this model")
     p.add_argument("--data", help="split (default test), or DATASOURCE[@N]:SPLIT")
+    p.add_argument("--policy", metavar="NAME[@N]", help="evaluate under this release policy's slices and thresholds")
     if spec:
         p.add_argument("--spec", metavar="FILE", help="YAML file with slices, thresholds, class_names")
     p.add_argument("-o", "--output", metavar="VAR", help="also bind the evaluation to this variable")
@@ -395,7 +403,8 @@ def configure_evaluate(p: argparse.ArgumentParser, spec: bool = True) -> None:
 
 _add("train", "train an experiment with the Keras trainer, on record", _cfg_train, _train)
 _add("evaluate", "evaluate a model on slices against thresholds (and a baseline)", configure_evaluate, _evaluate)
-_add("edit", "the experiment editor panel", lambda p: _ref(p, kind=False), _edit, magic_only=True)
+_add("edit", "the experiment editor panel, or the policy editor (edit policy:NAME)",
+     lambda p: _ref(p, kind=False), _edit, magic_only=True)
 _add("browse", "the store browser panel", lambda p: None, _browse, magic_only=True)
 _add("compare", "training runs side by side: parameters, metrics, curves",
      lambda p: p.add_argument("runs", nargs="+", metavar="RUN",
@@ -457,7 +466,9 @@ def help_text(subcommand: str | None = None, magic: bool = True) -> str:
             "  %%datasource NAME     uri, format (tfrecord|csv|npz), splits, label[, description, features]",
             "  %%scenario NAME       model, params (or the parameters as top-level keys)[, description]",
             "  %%experiment NAME [-o VAR] [--run]   datasource, scenario[, overrides, description]",
-            "  %%evaluate MODEL [--baseline MODEL] [--data SPLIT] [-o VAR]   slices, thresholds[, class_names]",
+            "  %%evaluate MODEL [--baseline MODEL] [--data SPLIT] [--policy NAME] [-o VAR]   slices, thresholds"
+            "[, class_names]",
+            "  %%policy NAME         thresholds[, slices, owner, description]",
             "",
             f"Run '{prog} help SUBCOMMAND' or '{prog} SUBCOMMAND -h' for the options of one subcommand.",
         ]

@@ -27,6 +27,7 @@ from ..backend.properties import created, name_of, set_properties, text
 from ..backend.recorder import Action, Conflict, Recorder
 from ..backend.types import full
 from ..core.datafiles import FORMATS, inspect_datasource, normalise_uri, verify_files
+from ..core.evaluation import Threshold, parse_slices, parse_thresholds, slice_names
 from ..core.names import check_name, parse_ref
 from ..core.record import Record
 from ..core.specs import export_spec, spec_arguments
@@ -53,7 +54,7 @@ if TYPE_CHECKING:
 __all__ = ["LABEL", "Records"]
 
 MAX_TEXT = 100_000
-LABEL = {"datasources": "data source", "scenarios": "scenario", "experiments": "experiment"}
+LABEL = {"datasources": "data source", "scenarios": "scenario", "experiments": "experiment", "policies": "policy"}
 _CREATE_RETRIES = 500
 _CONTENDED_FOR = 60.0  # seconds a record stays "contended" after a lost race
 
@@ -204,6 +205,25 @@ class Records:
 
             return self.create(act, "experiments", name, content, build)
 
+    def add_policy(self, name: str, *, thresholds: Sequence[Any], slices: Sequence[Any] | None = None,
+                   description: str | None = None, owner: str | None = None) -> Record:
+        """See :meth:`mlmd_magic.Store.add_policy`."""
+        args = {"name": name, "thresholds": thresholds, "slices": slices, "description": description,
+                "owner": owner}
+        with self.recorder.action("AddPolicy", args) as act:
+            check_name(name, "policy name")
+            _check_text(description, "description")
+            _check_text(owner, "owner")
+            plain_slices, plain_thresholds = check_policy(slices, thresholds)
+            content = {"slices": plain_slices, "thresholds": plain_thresholds, "description": description or "",
+                       "owner": owner or ""}
+
+            def build(artifact: Any) -> None:
+                set_properties(artifact, slices=canonical_json(plain_slices),
+                               thresholds=canonical_json(plain_thresholds), owner=owner or None)
+
+            return self.create(act, "policies", name, content, build)
+
     def get_experiment(self, ref: str) -> dict[str, Any]:
         """See :meth:`mlmd_magic.Store.get_experiment`."""
         return self.fetch("experiments", ref, "FetchExperiment").to_dict()
@@ -219,7 +239,8 @@ class Records:
     def get(self, ref: str, kind: str | None = None) -> Record:
         """See :meth:`mlmd_magic.Store.get`."""
         kind = self.kind_of(ref) if kind is None else normalise_kind(kind)
-        fetch = {"experiments": "FetchExperiment", "datasources": "FetchDataSource", "scenarios": "FetchScenario"}
+        fetch = {"experiments": "FetchExperiment", "datasources": "FetchDataSource", "scenarios": "FetchScenario",
+                 "policies": "FetchPolicy"}
         return self.fetch(kind, ref, fetch[kind])
 
     def kind_of(self, ref: str) -> str:
@@ -266,6 +287,8 @@ class Records:
             return self.add_datasource(name, **args)
         if kind == "scenarios":
             return self.add_scenario(name, **args)
+        if kind == "policies":
+            return self.add_policy(name, **args)
         return self.experiment(name, **args)
 
     def table(self, kind: str, predicate: Any, limit: int | None, offset: int, all_versions: bool
@@ -433,6 +456,10 @@ class Records:
         if kind == "scenarios":
             return {"name": name, "version": version, "model": p["model"].string_value,
                     "params": json.loads(p["params"].string_value), "description": text(p, "description")}
+        if kind == "policies":
+            return {"name": name, "version": version, "owner": text(p, "owner"),
+                    "description": text(p, "description"), "slices": json.loads(text(p, "slices") or "[]"),
+                    "thresholds": json.loads(text(p, "thresholds") or "[]")}
         return {
             "name": name, "version": version, "uri": art.uri, "format": p["format"].string_value,
             "splits": json.loads(p["splits"].string_value), "label": p["label"].string_value,
@@ -602,6 +629,12 @@ def _list_row(kind: str, data: dict[str, Any], art: Any) -> dict[str, Any]:
                 "scenario": view["scenario"], "model": view["model"],
                 "overrides": text(art.properties, "overrides") or "{}",
                 _PARAMS: flatten(data["params"]), "created": when}
+    if kind == "policies":
+        return {"name": data["name"], "version": data["version"], "owner": data["owner"],
+                "slices": ", ".join(_slice_label(s) for s in data["slices"]),
+                "thresholds": "; ".join(Threshold(**_threshold_args(t)).describe() + _on(t)
+                                        for t in data["thresholds"]),
+                "description": data["description"], "created": when}
     if kind == "scenarios":
         return {"name": data["name"], "version": data["version"], "model": data["model"],
                 _PARAMS: flatten(data["params"]), "description": data["description"], "created": when}
@@ -616,7 +649,57 @@ _COLUMNS = {
     "experiments": ["name", "version", "datasource", "scenario", "model", "overrides", _PARAMS, "created"],
     "scenarios": ["name", "version", "model", _PARAMS, "description", "created"],
     "datasources": ["name", "version", "format", "uri", "splits", "label", "fingerprint", "description", "created"],
+    "policies": ["name", "version", "owner", "slices", "thresholds", "description", "created"],
 }
+
+
+def check_policy(slices: Any, thresholds: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A policy's slices and thresholds, checked by the evaluation's own rules and written out in
+    full (canonical: the same policy always hashes the same); a threshold naming a slice the
+    policy does not define is refused with the names it does."""
+    if slices is not None and not isinstance(slices, (list, tuple)):
+        raise ValidationError("slices must be a list of slice mappings, e.g. [{feature: fetal_fraction, "
+                              "bins: [0.04, 0.08], names: [ff_low, ff_mid, ff_high]}]")
+    if not isinstance(thresholds, (list, tuple)) or not thresholds:
+        raise ValidationError("a policy needs at least one threshold, e.g. thresholds: [{metric: recall_T21, "
+                              "lower: 0.95}]")
+    specs = parse_slices(slices)
+    ths = parse_thresholds(thresholds)
+    names = slice_names(specs)
+    if names is not None:
+        for i, t in enumerate(ths):
+            for s in t.slices:
+                if s not in names:
+                    close = difflib.get_close_matches(s, names, n=1)
+                    hint = f"did you mean {close[0]!r}? " if close else ""
+                    raise ValidationError(f"thresholds[{i}] names slice {s!r}, which the policy does not define; "
+                                          f"{hint}slices: {', '.join(names)}")
+    plain_slices = [{k: list(v) if isinstance(v, tuple) else v for k, v in s.__dict__.items() if v not in ((), None)}
+                    for s in specs]
+    plain_thresholds = []
+    for t in ths:
+        row: dict[str, Any] = {"metric": t.metric}
+        row.update({k: getattr(t, k) for k in ("lower", "upper", "change") if getattr(t, k) is not None})
+        if t.change is not None:
+            row.update(relative=t.relative, direction=t.direction)
+        if t.slices:
+            row["slices"] = list(t.slices)
+        plain_thresholds.append(row)
+    return plain_slices, plain_thresholds
+
+
+def _threshold_args(raw: dict[str, Any]) -> dict[str, Any]:
+    return {k: tuple(v) if k == "slices" else v for k, v in raw.items()}
+
+
+def _on(raw: dict[str, Any]) -> str:
+    return f" on {', '.join(raw['slices'])}" if raw.get("slices") else ""
+
+
+def _slice_label(raw: dict[str, Any]) -> str:
+    if raw.get("bins"):
+        return f"{raw['feature']} bins {raw['bins']}" + (f" ({', '.join(raw['names'])})" if raw.get("names") else "")
+    return f"{raw['feature']} values" + (f" ({', '.join(map(str, raw['names']))})" if raw.get("names") else "")
 
 
 def _frame(kind: str, rows: list[dict[str, Any]]) -> pd.DataFrame:

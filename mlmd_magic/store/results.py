@@ -72,17 +72,19 @@ class Evaluation:
     result: Any  # mlmd_magic.evaluation.EvaluationResult
     model_name: str = ""  # the run that made the model, EXPERIMENT@N#K
     baseline_name: str = ""
+    policy: str = ""  # NAME@N of the release policy evaluated under, if any
 
     def to_dict(self) -> dict[str, Any]:
         """The evaluation as plain, JSON-serialisable values (metrics per slice, checks, verdict)."""
         return {"evaluation": self.id, "model": self.model_id, "model_name": self.model_name,
                 "baseline_model": self.baseline_model_id, "baseline_name": self.baseline_name,
-                **self.result.to_dict()}
+                "policy": self.policy, **self.result.to_dict()}
 
     def _title(self) -> str:
         model = self.model_name or f"model #{self.model_id}"
         base = self.baseline_name or f"model #{self.baseline_model_id}"
-        return f"Evaluation #{self.id} of {model}" + (f" against {base}" if self.baseline_model_id else "")
+        under = f" under policy {self.policy}" if self.policy else ""
+        return f"Evaluation #{self.id} of {model}{under}" + (f" against {base}" if self.baseline_model_id else "")
 
     def __repr__(self) -> str:
         return f"{self._title()}\n{self.result!r}"

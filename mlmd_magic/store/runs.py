@@ -31,11 +31,13 @@ from .results import Evaluation, Run, RunComparison
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["MODEL_COLUMNS", "RUN_COLUMNS", "Runs", "keras_backend"]
+__all__ = ["EVALUATION_COLUMNS", "MODEL_COLUMNS", "RUN_COLUMNS", "Runs", "keras_backend"]
 
 RUN_COLUMNS = ["name", "run", "experiment", "state", "model", "task", "device", "epochs", "metrics", "duration_s",
                "created"]
-MODEL_COLUMNS = ["model", "name", "experiment", "task", "state", "uri", "created"]
+MODEL_COLUMNS = ["model", "name", "experiment", "task", "state", "verdicts", "uri", "created"]
+EVALUATION_COLUMNS = ["evaluation", "model", "model_id", "policy", "verdict", "failed_checks", "baseline", "split",
+                      "created"]
 _ID = re.compile(r"[0-9]+")  # ASCII digits only (str.isdigit takes "²")
 
 
@@ -334,15 +336,28 @@ class Runs:
 
 
     def evaluate(self, target: Any, *, data: Any, slices: Any, thresholds: Any, baseline: Any,
-                 class_names: Sequence[str] | None) -> Evaluation:
+                 class_names: Sequence[str] | None, policy: str | None = None) -> Evaluation:
         """See :meth:`mlmd_magic.Store.evaluate`."""
         from ml_metadata.proto import metadata_store_pb2 as pb
 
         from ..core import evaluation as ev
 
         act = Action("Evaluate", {"target": repr(target), "data": data, "slices": slices, "thresholds": thresholds,
-                                   "baseline": repr(baseline)})
+                                   "baseline": repr(baseline), "policy": policy})
         with self.recorder.guard(act):
+            policy_ref = ""
+            if policy is not None:
+                if slices or thresholds:
+                    raise ValidationError(f"give a policy or slices and thresholds, not both: policy {policy!r} "
+                                          "holds its own (change it with %mlmd edit policy:NAME or %%policy NAME)")
+                if not isinstance(policy, str):
+                    raise ValidationError("policy must be a policy name, NAME or NAME@N")
+                policy_art = self.records.resolve("policies", policy)
+                stored = self.records.data("policies", policy_art)
+                slices, thresholds = stored["slices"], stored["thresholds"]
+                policy_ref = f"{stored['name']}@{stored['version']}"
+                act.inputs.append(policy_art)
+                act.arguments["policy"] = policy_ref
             specs = ev.parse_slices(slices)
             ths = ev.parse_thresholds(thresholds)  # bad thresholds fail before any model is loaded
             model = self.resolve_model(target)
@@ -388,19 +403,20 @@ class Runs:
                                                         "class_labels": payload["class_labels"]}),
                    thresholds=canonical_json(payload["thresholds"]), slices=canonical_json(payload["slices"]),
                    split=f"{datasource['name']}@{datasource['version']}:{split}",
-                   checks=canonical_json(payload["checks"]))
+                   checks=canonical_json(payload["checks"]), policy=policy_ref or None)
             art.custom_properties["blessed"].int_value = int(result.blessed)
             art.custom_properties["current_model_id"].int_value = model.id
             if base_model is not None:
                 art.custom_properties["baseline_model_id"].int_value = base_model.id
-            act.inputs += [model] + ([base_model] if base_model is not None else []) + [ds_art]
+            act.inputs[:0] = [model] + ([base_model] if base_model is not None else []) + [ds_art]
             act.outputs = [art]
             act.outcome = "blessed" if result.blessed else "not blessed"
             self.recorder.commit(act)
             return Evaluation(id=act.output_ids[0], model_id=model.id,
                               baseline_model_id=base_model.id if base_model is not None else None,
                               blessed=result.blessed, result=result, model_name=str(model.name),
-                              baseline_name=str(base_model.name) if base_model is not None else "")
+                              baseline_name=str(base_model.name) if base_model is not None else "",
+                              policy=policy_ref)
 
 
     def _evaluation_data(self, params: dict[str, Any], data: Any) -> tuple[Any, str]:
@@ -454,21 +470,60 @@ class Runs:
         return links
 
 
+    def evaluations_of(self, model_ids: Sequence[int]) -> dict[int, list[Any]]:
+        """For each model: its ``Evaluation`` artifacts, oldest first (three batched reads: the
+        models' events, their executions' outputs, those artifacts)."""
+        from ml_metadata.proto import metadata_store_pb2 as pb
+
+        found: dict[int, list[Any]] = {m: [] for m in model_ids}
+        if not found:
+            return found
+        executions = sorted({e.execution_id for e in self.mlmd.get_events_by_artifact_ids(list(found))
+                             if e.type == pb.Event.INPUT})
+        if not executions:
+            return found
+        outputs = sorted({e.artifact_id for e in self.mlmd.get_events_by_execution_ids(executions)
+                          if e.type == pb.Event.OUTPUT})
+        evaluation_type = self.recorder.types.artifacts["Evaluation"]
+        for art in sorted(self.mlmd.get_artifacts_by_id(outputs) if outputs else [], key=lambda a: a.id):
+            if art.type_id != evaluation_type:
+                continue
+            model_id = art.custom_properties["current_model_id"].int_value \
+                if "current_model_id" in art.custom_properties else None
+            if model_id in found:
+                found[model_id].append(art)
+        return found
+
+    def latest_verdicts(self, model_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """For each model: ``{policy name: its newest Evaluation under any version of it}``."""
+        out: dict[int, dict[str, Any]] = {}
+        for model_id, evaluations in self.evaluations_of(model_ids).items():
+            latest: dict[str, Any] = {}
+            for art in evaluations:  # oldest first: the newest wins
+                policy = text(art.properties, "policy")
+                if policy:
+                    latest[policy.rsplit("@", 1)[0]] = art
+            out[model_id] = latest
+        return out
+
     def table(self, kind: str, predicate: Any, limit: int | None, offset: int) -> pd.DataFrame:
-        """``runs`` or ``models``, newest first, read a page at a time (see :meth:`Store.list`)."""
+        """``runs``, ``models`` or ``evaluations``, newest first, a page at a time (see :meth:`Store.list`)."""
         import pandas as pd
 
         page = 100 if limit is None else min(max(limit + offset, 20), 500)
-        what, short = ("executions", "Train") if kind == "runs" else ("artifacts", "Model")
+        what, short = ("executions", "Train") if kind == "runs" else (
+            "artifacts", "Model" if kind == "models" else "Evaluation")
         type_id = (self.recorder.types.executions if kind == "runs" else self.recorder.types.artifacts)[short]
         nodes = newest_first(self.mlmd, what, full(short), type_id, page)
+        rows_of = {"runs": self._run_rows, "models": self._model_rows, "evaluations": self._evaluation_rows}[kind]
+        columns = {"runs": RUN_COLUMNS, "models": MODEL_COLUMNS, "evaluations": EVALUATION_COLUMNS}[kind]
         rows: list[dict[str, Any]] = []
         skip = offset
         while limit is None or len(rows) < limit:
             batch = list(itertools.islice(nodes, page))
             if not batch:
                 break
-            for row in (self._run_rows(batch) if kind == "runs" else self._model_rows(batch)):
+            for row in rows_of(batch):
                 if not predicate(row):
                     continue
                 if skip:
@@ -479,7 +534,7 @@ class Runs:
                     break
             if len(batch) < page:
                 break
-        frame = pd.DataFrame(rows, columns=RUN_COLUMNS if kind == "runs" else MODEL_COLUMNS)
+        frame = pd.DataFrame(rows, columns=columns)
         if not frame.empty:
             frame["created"] = pd.to_datetime(frame["created"], unit="ms", utc=True)
         return frame
@@ -509,13 +564,36 @@ class Runs:
             })
         return rows
 
-    @staticmethod
-    def _model_rows(models: Sequence[Any]) -> list[dict[str, Any]]:
+    def _model_rows(self, models: Sequence[Any]) -> list[dict[str, Any]]:
         from ml_metadata.proto import metadata_store_pb2 as pb
 
+        verdicts = self.latest_verdicts([a.id for a in models])
         return [{"model": a.id, "name": a.name, "experiment": text(a.properties, "experiment"),
-                 "task": text(a.properties, "task"), "state": pb.Artifact.State.Name(a.state), "uri": a.uri,
-                 "created": a.create_time_since_epoch} for a in models]
+                 "task": text(a.properties, "task"), "state": pb.Artifact.State.Name(a.state),
+                 "verdicts": "; ".join(f"{text(e.properties, 'policy')}: {_verdict(e)}"
+                                       for e in verdicts.get(a.id, {}).values()),
+                 "uri": a.uri, "created": a.create_time_since_epoch} for a in models]
+
+    def _evaluation_rows(self, evaluations: Sequence[Any]) -> list[dict[str, Any]]:
+        ids = sorted({e.custom_properties[k].int_value for e in evaluations
+                      for k in ("current_model_id", "baseline_model_id") if k in e.custom_properties})
+        names = {a.id: str(a.name) or f"model #{a.id}" for a in (self.mlmd.get_artifacts_by_id(ids) if ids else [])}
+        rows = []
+        for e in evaluations:
+            model_id = e.custom_properties["current_model_id"].int_value if "current_model_id" in \
+                e.custom_properties else None
+            base_id = e.custom_properties["baseline_model_id"].int_value if "baseline_model_id" in \
+                e.custom_properties else None
+            checks = json.loads(text(e.properties, "checks") or "[]")
+            failed = [f"{c['slice']}: {c['threshold']}" + (f" ({c['reason']})" if c.get("reason") else "")
+                      for c in checks if not c.get("passed")]
+            thresholds = json.loads(text(e.properties, "thresholds") or "[]")
+            rows.append({"evaluation": e.id, "model": names.get(model_id or -1, ""), "model_id": model_id,
+                         "policy": text(e.properties, "policy") or f"{len(thresholds)} thresholds",
+                         "verdict": _verdict(e), "failed_checks": "; ".join(failed),
+                         "baseline": names.get(base_id, "") if base_id is not None else "",
+                         "split": text(e.properties, "split"), "created": e.create_time_since_epoch})
+        return rows
 
     def compare_runs(self, runs: Sequence[Any]) -> tuple[RunComparison, list[Any]]:
         """See :meth:`mlmd_magic.Store.compare`; also returns the compared runs' model artifacts."""
@@ -541,3 +619,8 @@ class Runs:
         model_ids = sorted({m for m in (links[e.id]["model"] for e in executions) if m is not None})
         models = self.mlmd.get_artifacts_by_id(model_ids) if model_ids else []
         return RunComparison(infos, differing, metrics), list(models)
+
+
+def _verdict(evaluation: Any) -> str:
+    blessed = evaluation.custom_properties["blessed"].int_value if "blessed" in evaluation.custom_properties else 0
+    return "BLESSED" if blessed else "NOT BLESSED"

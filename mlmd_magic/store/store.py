@@ -258,6 +258,36 @@ class Store:
         return self._records.experiment(name, datasource=datasource, scenario=scenario, overrides=overrides,
                                         description=description)
 
+    def add_policy(
+        self,
+        name: str,
+        *,
+        thresholds: Sequence[Any],
+        slices: Sequence[Any] | None = None,
+        description: str | None = None,
+        owner: str | None = None,
+    ) -> Record:
+        """Register a release policy (or a new version of it): the slices of data and the
+        thresholds a model must pass before it is released, owned by a person.
+
+        ``slices`` and ``thresholds`` are those of :meth:`evaluate` (see
+        :mod:`mlmd_magic.evaluation`); ``store.evaluate(model, policy="NAME[@N]")`` applies
+        them and :meth:`push` releases only a model blessed under a policy.
+
+        Raises
+        ------
+        ValidationError
+            For a bad slice or threshold, no threshold at all, or a threshold naming a slice
+            the policy does not define (the message lists the slices it does).
+        """
+        return self._records.add_policy(name, thresholds=thresholds, slices=slices, description=description,
+                                        owner=owner)
+
+    def get_policy(self, ref: str) -> dict[str, Any]:
+        """The policy ``NAME`` or ``NAME@N`` as a plain dict (name, version, owner, description,
+        slices, thresholds)."""
+        return self._records.fetch("policies", ref, "FetchPolicy").to_dict()
+
     def get_experiment(self, ref: str) -> dict[str, Any]:
         """The resolved run parameters of experiment ``NAME`` (latest) or ``NAME@N``.
 
@@ -405,6 +435,7 @@ class Store:
         thresholds: Sequence[Any] | None = None,
         baseline: Any = None,
         class_names: Sequence[str] | None = None,
+        policy: str | None = None,
     ) -> Evaluation:
         """Evaluate a model on slices of data, check thresholds, and record the verdict.
 
@@ -416,13 +447,17 @@ class Store:
             ``{"datasource": ..., "split": ...}``.
         slices, thresholds : see :mod:`mlmd_magic.evaluation`.
         baseline : the model to compare against (same forms as ``run_or_model``).
-        class_names : names of classes 0..K-1 for per-class metrics (``recall_T21``).
+        class_names : names of classes 0..K-1 for per-class metrics (``recall_T21``); default:
+            the data source's ``label_names``.
+        policy : a release policy, ``NAME`` (its latest version) or ``NAME@N``, whose slices and
+            thresholds to use instead of ``slices`` / ``thresholds``; the ``Evaluate`` execution
+            gets an INPUT event to that policy version and the evaluation names it (``policy``).
 
         The ``mlmd_magic.Evaluation`` artifact carries the verdict as TFX does: custom
         properties ``blessed`` (1/0), ``current_model_id`` and ``baseline_model_id``.
         """
         return self._runs.evaluate(run_or_model, data=data, slices=slices, thresholds=thresholds,
-                                   baseline=baseline, class_names=class_names)
+                                   baseline=baseline, class_names=class_names, policy=policy)
 
     # ------------------------------------------------------------------ listings and lineage
 
@@ -446,7 +481,10 @@ class Store:
 
         Parameters
         ----------
-        kind : ``"datasources"``, ``"scenarios"``, ``"experiments"``, ``"runs"`` or ``"models"``.
+        kind : ``"datasources"``, ``"scenarios"``, ``"experiments"``, ``"policies"``, ``"runs"``,
+            ``"models"`` (with each model's latest verdict under each policy, ``verdicts``) or
+            ``"evaluations"`` (``model``, ``policy`` — ``NAME@N`` or how many thresholds —,
+            ``verdict``, ``failed_checks``, ``baseline``, ``split``).
         where : a filter on names and values, e.g. ``"name ~ 't21-*' and epochs >= 5"``
             (see :mod:`mlmd_magic.core.query` for the grammar).
         limit : at most this many rows.
@@ -466,7 +504,7 @@ class Store:
             offset = check_offset(offset)
             predicate = Where(where)
             lowered = kind.lower() if isinstance(kind, str) else ""
-            if lowered in ("runs", "run", "models", "model"):
+            if lowered in ("runs", "run", "models", "model", "evaluations", "evaluation"):
                 frame = self._runs.table(lowered.rstrip("s") + "s", predicate, limit, offset)
             elif lowered in ("artifacts", "executions"):
                 if not isinstance(type, str) or not type:
