@@ -21,6 +21,7 @@ __all__ = [
     "InvalidNameError",
     "MlmdMagicError",
     "NoConnectionError",
+    "NotBlessedError",
     "NotFoundError",
     "RunCancelled",
     "StoreConnectionError",
@@ -94,3 +95,8 @@ class RunCancelled(KeyboardInterrupt):
 
 def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
+class NotBlessedError(MlmdMagicError):
+    """A push refused: the model's latest evaluation under a policy is not blessed (the message
+    lists the failed checks), or there is none."""

@@ -32,7 +32,7 @@ __all__ = ["READ_ACTIONS", "Action", "Conflict", "Recorder"]
 MAX_TEXT = 100_000
 # actions that only read: left unrecorded inside Store.unrecorded()
 READ_ACTIONS = frozenset({"FetchExperiment", "FetchDataSource", "FetchScenario", "ListRecords", "ShowHistory",
-                          "DiffRecords", "ShowLineage", "CompareRuns"})
+                          "DiffRecords", "ShowLineage", "CompareRuns", "FetchPolicy"})
 
 
 @dataclass

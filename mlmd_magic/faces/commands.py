@@ -290,6 +290,17 @@ def _evaluate(host: Host, a: argparse.Namespace) -> Any:
     return result
 
 
+def _push(host: Host, a: argparse.Namespace) -> Any:
+    pushed = host.store().push(a.model, to=a.to, force=a.force, policy=a.policy)
+    if a.output:
+        host.bind(check_variable(a.output), pushed)
+    return pushed
+
+
+def _card(host: Host, a: argparse.Namespace) -> Any:
+    return host.store().model_card(a.model, to=a.to)
+
+
 def _edit(host: Host, a: argparse.Namespace) -> Any:
     if a.ref.startswith("policy:"):
         from ..widgets import PolicyEditor
@@ -403,6 +414,23 @@ def configure_evaluate(p: argparse.ArgumentParser, spec: bool = True) -> None:
 
 _add("train", "train an experiment with the Keras trainer, on record", _cfg_train, _train)
 _add("evaluate", "evaluate a model on slices against thresholds (and a baseline)", configure_evaluate, _evaluate)
+def _cfg_push(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", metavar="MODEL", help="model:ID, a run EXPERIMENT@N#K, or an experiment (its latest model)")
+    p.add_argument("--to", required=True, metavar="DIR", help="serving folder: the SavedModel goes to DIR/<version>/")
+    p.add_argument("--policy", metavar="NAME[@N]", help="the policy whose latest verdict must be blessed "
+                                                        "(default: the newest evaluation under any policy)")
+    p.add_argument("--force", action="store_true", help="push even if not blessed (records who overrode which checks)")
+    p.add_argument("-o", "--output", metavar="VAR", help="also bind the push to this variable")
+
+
+def _cfg_card(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", metavar="MODEL", help="model:ID, a run EXPERIMENT@N#K, or an experiment (its latest model)")
+    p.add_argument("--to", metavar="DIR", help="where model_card.html/.json go (default: the model's run folder)")
+
+
+_add("push", "release a blessed model as a TF Serving SavedModel DIR/<version>/ with its model card", _cfg_push,
+     _push)
+_add("card", "the model card of a model (model_card.html and model_card.json)", _cfg_card, _card)
 _add("edit", "the experiment editor panel, or the policy editor (edit policy:NAME)",
      lambda p: _ref(p, kind=False), _edit, magic_only=True)
 _add("browse", "the store browser panel", lambda p: None, _browse, magic_only=True)

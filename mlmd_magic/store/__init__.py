@@ -4,6 +4,7 @@
 * :mod:`~mlmd_magic.store.records` — versioned data sources, scenarios and experiments
 * :mod:`~mlmd_magic.store.runs` — trainings and evaluations on record
 * :mod:`~mlmd_magic.store.results` — ``Run``, ``Evaluation``, ``RunComparison``
+* :mod:`~mlmd_magic.store.release` — model cards and pushes (``ModelCard``, ``Pushed``)
 * :mod:`~mlmd_magic.store.lineage` — lineage graphs
 * :mod:`~mlmd_magic.store.maintenance` — trainings left RUNNING by a dead kernel
 * :mod:`~mlmd_magic.store.options` — settings a person may change

@@ -31,6 +31,7 @@ from .lineage import Lineage, lineage, start_artifact
 from .maintenance import reap_stale_runs
 from .options import StoreOptions
 from .records import Records
+from .release import ModelCard, Pushed, Release
 from .results import Evaluation, Run, RunComparison
 from .runs import Runs
 
@@ -83,6 +84,7 @@ class Store:
         self._recorder = Recorder(mlmd_store, types, label=uri.masked(), guard=guard)
         self._records = Records(self._recorder, backend.record_lock)
         self._runs = Runs(self._records, self._recorder, self.runs_root)
+        self._release = Release(self._records, self._runs, self._recorder)
         #: trainings left RUNNING by a dead kernel, marked FAILED when this store was opened
         self.reaped_runs = [] if guard.read_only else reap_stale_runs(mlmd_store, self.options.stale_after_s())
 
@@ -458,6 +460,42 @@ class Store:
         """
         return self._runs.evaluate(run_or_model, data=data, slices=slices, thresholds=thresholds,
                                    baseline=baseline, class_names=class_names, policy=policy)
+
+    # ------------------------------------------------------------------ releasing
+
+    def model_card(self, model: Any, *, to: str | None = None) -> ModelCard:
+        """The model card of a model, filled from the records alone, shown as HTML in notebooks.
+
+        Writes ``model_card.json`` (the field names of Google's Model Card Toolkit schema:
+        ``model_details``, ``model_parameters`` with the data per split — examples, label
+        distribution, fingerprint —, ``quantitative_analysis`` with the metrics of every slice
+        under each policy and its verdict, ``considerations``) and ``model_card.html`` into
+        ``to`` (default: the model's run folder).
+
+        Raises
+        ------
+        NotFoundError
+            When the model does not exist.
+        """
+        return self._release.model_card(model, to)
+
+    def push(self, model: Any, *, to: str, force: bool = False, policy: str | None = None) -> Pushed:
+        """Release a model to ``to`` as a TensorFlow SavedModel in TF Serving's layout ``to/<N>/``.
+
+        Only when the model's latest evaluation under a policy (``policy``, a name or
+        ``NAME@N``; default: the newest evaluation under any policy) is blessed. Version
+        numbers increase (1, 2, ...) like TFX's Pusher. The SavedModel's ``serving_default``
+        signature takes the data source's features by name; the model card is written beside
+        it. Recorded as a ``mlmd_magic.Push`` execution with an output
+        ``mlmd_magic.PushedModel`` artifact (uri, version, policy, pushed model).
+
+        Raises
+        ------
+        NotBlessedError
+            When the evaluation is not blessed (listing the failed checks) or there is none;
+            ``force=True`` pushes anyway and records who overrode which checks.
+        """
+        return self._release.push(model, to, force=force, policy=policy)
 
     # ------------------------------------------------------------------ listings and lineage
 

@@ -12,6 +12,7 @@ Keras (and TensorFlow or JAX, by ``KERAS_BACKEND``) is imported only when traini
 from __future__ import annotations
 
 from ._builders import OutputSpec, builders, register_model
+from ._export import export_saved_model, serving_inputs
 from ._progress import ProgressReporter
 from ._train import (
     MAX_INFERRED_CLASSES,
@@ -39,8 +40,10 @@ __all__ = [
     "cleanup",
     "code_version",
     "explain_task",
+    "export_saved_model",
     "infer_task",
     "predict",
     "register_model",
+    "serving_inputs",
     "train",
 ]
