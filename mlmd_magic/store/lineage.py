@@ -21,9 +21,10 @@ if TYPE_CHECKING:
     from .records import Records
     from .runs import Runs
 
-_PRODUCERS = {"RegisterDataSource", "AddScenario", "DefineExperiment", "Train", "Evaluate"}
+_PRODUCERS = {"RegisterDataSource", "AddScenario", "DefineExperiment", "Train", "Evaluate", "AddPolicy", "Push"}
 _COLOURS = {"files": "#eeeeee", "DataSource": "#d8ecff", "Scenario": "#e7ddff", "Experiment": "#fff1c7",
-            "Model": "#d9f5dc", "Evaluation": "#ffd9d9", "execution": "#ffffff"}
+            "Model": "#d9f5dc", "Evaluation": "#ffd9d9", "Policy": "#f5e6d9", "PushedModel": "#c9f0e8",
+            "execution": "#ffffff"}
 
 
 @dataclass(frozen=True)

@@ -150,11 +150,11 @@ class PolicyEditor(w.VBox):
             field.observe(lambda _: self.refresh(), names="value")
         super().__init__([self.header, w.HBox([self.owner]), self.description,
                           w.HTML("<b>slices</b> <small>(bins of a numeric feature; names optional)</small>"),
-                          self.slice_box, self.add_slice_button,
+                          self.slice_box, w.HBox([self.add_slice_button]),
                           w.HTML("<b>thresholds</b> <small>(lower/upper: the value must reach it; change: at most "
                                  "this much worse than the baseline; slices empty: every slice)</small>"),
-                          self.threshold_box, self.add_threshold_button, self.status, self.diff,
-                          self.save_button])
+                          self.threshold_box, w.HBox([self.add_threshold_button]), self.status, self.diff,
+                          w.HBox([self.save_button])])
         self.add_class("mlmd-magic-policy-editor")
         self.refresh()
 
