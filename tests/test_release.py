@@ -219,9 +219,17 @@ def test_cli_push_refuses_an_unblessed_model(trained: dict[str, Any], tmp_path: 
                                              capsys: pytest.CaptureFixture[str]) -> None:
     store = mm.connect(trained["uri"])
     store.add_policy("release-cli", slices=SLICES, thresholds=FAILS)
-    store.evaluate(trained["run"], policy="release-cli")
+    spec = tmp_path / "release-cli.yaml"
+    assert main(["--uri", trained["uri"], "export", "release-cli", "-f", str(spec)]) == 0
+    assert "kind: policy" in spec.read_text() and "recall_T21" in spec.read_text()
+    assert main(["--uri", trained["uri"], "import", str(spec)]) == 0
+    assert "unchanged" in capsys.readouterr().out
     store.close()
     model = f"model:{trained['run'].model_id}"
+    assert main(["--uri", trained["uri"], "--json", "evaluate", model, "--policy", "release-cli"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["policy"] == "release-cli@1" and not evaluated["blessed"]
+    assert evaluated["confusion"]["overall"] and evaluated["class_labels"][1] == "T21"
     assert main(["--uri", trained["uri"], "push", model, "--to", str(tmp_path / "srv"), "--policy",
                  "release-cli"]) != 0
     err = capsys.readouterr().err
@@ -234,6 +242,12 @@ def test_cli_push_refuses_an_unblessed_model(trained: dict[str, Any], tmp_path: 
     assert main(["--uri", trained["uri"], "--json", "ls", "evaluations"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert any(r["policy"] == "release-cli@1" and r["verdict"] == "NOT BLESSED" for r in rows)
+    assert main(["--uri", trained["uri"], "card", model, "--to", str(tmp_path / "card")]) == 0
+    card = json.loads((tmp_path / "card" / "model_card.json").read_text())
+    assert any(p["policy"] == "release-cli@1" for p in card["quantitative_analysis"]["policies"])
+    assert "pushed as version 1" in card["model_details"]["documentation"]
+    graph = mm.connect(trained["uri"]).lineage(model)
+    assert any(node.kind == "PushedModel" for node in graph.nodes)
 
 
 def test_policy_editor_adds_changes_removes_and_saves(store: mm.Store, trained: dict[str, Any]) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 
 from ..errors import ValidationError
 from .record import Record
-from .values import normalise_kind
+from .values import normalise_kind, singular
 
 __all__ = ["evaluation_arguments", "export_spec", "spec_arguments"]
 
@@ -57,11 +57,11 @@ def spec_arguments(kind: str, body: Any, where: str = "the cell body") -> dict[s
     if unknown:
         raise ValidationError(
             f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} in {where}; "
-            f"a {kind[:-1]} takes {', '.join(sorted(_KEYS[kind]))}"
+            f"a {singular(kind)} takes {', '.join(sorted(_KEYS[kind]))}"
         )
     missing = [k for k in _REQUIRED[kind] if k not in body or body[k] in (None, "")]
     if missing:
-        raise ValidationError(f"{where} needs {', '.join(map(repr, missing))} for a {kind[:-1]}")
+        raise ValidationError(f"{where} needs {', '.join(map(repr, missing))} for a {singular(kind)}")
     if kind == "scenarios" and body.get("params") is None:
         body["params"] = {}
     for key in ("description", "uri", "format", "label", "model", "datasource", "scenario", "owner"):
@@ -90,7 +90,7 @@ def export_spec(record: Record) -> dict[str, Any]:
             "overrides": record.extra.get("overrides", {}),
             "description": record.extra.get("description", ""),
         }
-    return {"kind": record.kind[:-1], "name": record.name, **spec}
+    return {"kind": singular(record.kind), "name": record.name, **spec}
 
 
 _EVALUATION_KEYS = {"data", "slices", "thresholds", "baseline", "class_names"}

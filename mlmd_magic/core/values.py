@@ -28,6 +28,11 @@ KIND_ALIASES = {
 _MAX_DEPTH = 32
 
 
+def singular(kind: str) -> str:
+    """``"policies"`` -> ``"policy"``, ``"experiments"`` -> ``"experiment"``."""
+    return "policy" if kind == "policies" else kind[:-1]
+
+
 def normalise_kind(kind: str) -> str:
     """``"experiment"`` -> ``"experiments"``; raise with the accepted kinds otherwise."""
     key = kind.lower() if isinstance(kind, str) else ""

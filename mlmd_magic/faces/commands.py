@@ -19,7 +19,7 @@ from typing import Any, Callable, Protocol
 
 from ..core.record import Record
 from ..core.specs import evaluation_arguments
-from ..core.values import normalise_kind
+from ..core.values import normalise_kind, singular
 from ..errors import CommandError, MlmdMagicError, ValidationError
 from ..store import Store
 from . import cells
@@ -243,7 +243,7 @@ def _import(host: Host, a: argparse.Namespace) -> Message:
         raise ValidationError(f"cannot read {a.file!r}: {exc.strerror}") from None
     docs = cells.load_yaml(text, where=a.file)
     records = host.store().import_records(docs if isinstance(docs, list) else [docs], where=a.file)
-    return Message("\n".join(f"{record.kind[:-1]} {record.ref}: {record.summary()}" for record in records))
+    return Message("\n".join(f"{singular(record.kind)} {record.ref}: {record.summary()}" for record in records))
 
 
 def parse_assignments(items: list[str] | None) -> dict[str, Any]:
@@ -563,7 +563,7 @@ def as_json(value: Any) -> str:
     elif isinstance(value, Message):
         plain = {"message": value.text}
     elif isinstance(value, Record):
-        plain = {"kind": value.kind[:-1], "ref": value.ref, "status": value.status, **value.to_dict()}
+        plain = {"kind": singular(value.kind), "ref": value.ref, "status": value.status, **value.to_dict()}
     elif hasattr(value, "to_dict"):
         plain = value.to_dict()
     else:
