@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from ml_metadata.proto import metadata_store_pb2 as pb
@@ -204,6 +206,8 @@ def test_magics_policy_cell_evaluate_push_and_card(trained: dict[str, Any], ip: 
         run(ip, f"%mlmd evaluate {trained['run'].name} --policy typo")
     evaluation = run(ip, f"%mlmd evaluate {trained['run'].name} --policy release-magic")
     assert evaluation.blessed and evaluation.policy == "release-magic@1"
+    from_cell = run(ip, f"%%evaluate {trained['run'].name}\npolicy: release-magic@1\n")
+    assert from_cell.blessed and from_cell.policy == "release-magic@1"
     table = run(ip, "%mlmd ls models")
     assert "release-magic@1: BLESSED" in " ".join(table["verdicts"])
     pushed = run(ip, f"%mlmd push model:{trained['run'].model_id} --to {tmp_path / 'srv'} --policy release-magic")
@@ -276,3 +280,23 @@ def test_policy_editor_adds_changes_removes_and_saves(store: mm.Store, trained: 
     assert editor.slice_box.children == ()
     source = store.mlmd.get_executions_by_type("mlmd_magic.AddPolicy")[-1].properties["source"].string_value
     assert source.startswith("widget PolicyEditor release-widget@1: thresholds")
+
+
+_VALUE = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=True),
+                   st.text(max_size=8), st.lists(st.floats(-1, 1), max_size=3))
+_THRESHOLD = st.dictionaries(st.sampled_from(["metric", "lower", "upper", "change", "relative", "direction",
+                                              "slices", "colour"]), _VALUE, max_size=5)
+_SLICE = st.dictionaries(st.sampled_from(["feature", "bins", "names", "values", "extra"]), _VALUE, max_size=4)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(slices=st.one_of(st.none(), st.lists(_SLICE, max_size=3), _VALUE),
+       thresholds=st.one_of(st.lists(_THRESHOLD, max_size=3), _VALUE))
+def test_hostile_policies_are_recorded_whole_or_refused(mem_store: mm.Store, slices: Any, thresholds: Any) -> None:
+    before = len(mem_store.mlmd.get_artifacts_by_type("mlmd_magic.Policy"))
+    try:
+        record = mem_store.add_policy("hostile", slices=slices, thresholds=thresholds)
+    except ValidationError:
+        assert len(mem_store.mlmd.get_artifacts_by_type("mlmd_magic.Policy")) == before
+        return
+    assert record.data["thresholds"] and mem_store.get_policy(record.ref)["thresholds"] == record.data["thresholds"]

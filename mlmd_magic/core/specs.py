@@ -93,7 +93,7 @@ def export_spec(record: Record) -> dict[str, Any]:
     return {"kind": singular(record.kind), "name": record.name, **spec}
 
 
-_EVALUATION_KEYS = {"data", "slices", "thresholds", "baseline", "class_names"}
+_EVALUATION_KEYS = {"data", "slices", "thresholds", "baseline", "class_names", "policy"}
 
 
 def evaluation_arguments(body: Any, where: str = "the cell body") -> dict[str, Any]:
@@ -101,6 +101,7 @@ def evaluation_arguments(body: Any, where: str = "the cell body") -> dict[str, A
 
         data: test                      # or nipt-sim@2:test
         baseline: t21-baseline@1        # an experiment ref, model:ID or run:ID
+        policy: release-nipt            # or a release policy's slices and thresholds (NAME or NAME@N)
         class_names: [euploid, T21, T18, T13]
         slices:
           - {feature: fetal_fraction, bins: [0.04, 0.08], names: [ff_low, ff_mid, ff_high]}
