@@ -216,6 +216,8 @@ def test_magics_policy_cell_evaluate_push_and_card(trained: dict[str, Any], ip: 
     assert (tmp_path / "card" / "model_card.html").exists() and "release-magic@1" in card._repr_html_()
     editor = run(ip, "%mlmd edit policy:release-magic")
     assert isinstance(editor, PolicyEditor) and "release-magic@1" in repr(editor)
+    assert isinstance(run(ip, "%mlmd edit release-magic"), PolicyEditor)  # a policy's name is enough
+    assert "New policy brand-new" in run(ip, "%mlmd edit policy:brand-new").header.value
     assert "policies" in run(ip, "%mlmd help ls").text
 
 

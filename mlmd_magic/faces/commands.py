@@ -8,6 +8,7 @@ their :class:`Host`: where the store comes from, and how a value is bound to a v
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import functools
 import html
@@ -302,13 +303,18 @@ def _card(host: Host, a: argparse.Namespace) -> Any:
 
 
 def _edit(host: Host, a: argparse.Namespace) -> Any:
-    if a.ref.startswith("policy:"):
+    store = host.store()
+    is_policy = a.ref.startswith("policy:")
+    if not is_policy:
+        with store.unrecorded(), contextlib.suppress(MlmdMagicError):
+            is_policy = store.kind_of(a.ref) == "policies"
+    if is_policy:
         from ..widgets import PolicyEditor
 
-        return PolicyEditor(host.store(), a.ref[len("policy:"):])
+        return PolicyEditor(store, a.ref.removeprefix("policy:").split("@", 1)[0])
     from ..widgets import ExperimentEditor
 
-    return ExperimentEditor(host.store(), a.ref)
+    return ExperimentEditor(store, a.ref)
 
 
 def _browse(host: Host, a: argparse.Namespace) -> Any:
