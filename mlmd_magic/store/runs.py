@@ -471,15 +471,19 @@ class Runs:
 
 
     def evaluations_of(self, model_ids: Sequence[int]) -> dict[int, list[Any]]:
-        """For each model: its ``Evaluation`` artifacts, oldest first (three batched reads: the
-        models' events, their executions' outputs, those artifacts)."""
+        """For each model: its ``Evaluation`` artifacts, oldest first (four batched reads: the
+        models' events, which of those executions are evaluations, their outputs, those artifacts;
+        reads that took a model as input — lineage, comparisons — are left out early)."""
         from ml_metadata.proto import metadata_store_pb2 as pb
 
         found: dict[int, list[Any]] = {m: [] for m in model_ids}
         if not found:
             return found
-        executions = sorted({e.execution_id for e in self.mlmd.get_events_by_artifact_ids(list(found))
+        candidates = sorted({e.execution_id for e in self.mlmd.get_events_by_artifact_ids(list(found))
                              if e.type == pb.Event.INPUT})
+        evaluate_type = self.recorder.types.executions["Evaluate"]
+        executions = [e.id for e in (self.mlmd.get_executions_by_id(candidates) if candidates else [])
+                      if e.type_id == evaluate_type]
         if not executions:
             return found
         outputs = sorted({e.artifact_id for e in self.mlmd.get_events_by_execution_ids(executions)
