@@ -284,14 +284,14 @@ def test_policy_editor_adds_changes_removes_and_saves(store: mm.Store, trained: 
     assert source.startswith("widget PolicyEditor release-widget@1: thresholds")
 
 
-_VALUE = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=True),
+_VALUE = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=True), st.just(float("inf")),
                    st.text(max_size=8), st.lists(st.floats(-1, 1), max_size=3))
 _THRESHOLD = st.dictionaries(st.sampled_from(["metric", "lower", "upper", "change", "relative", "direction",
                                               "slices", "colour"]), _VALUE, max_size=5)
 _SLICE = st.dictionaries(st.sampled_from(["feature", "bins", "names", "values", "extra"]), _VALUE, max_size=4)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(slices=st.one_of(st.none(), st.lists(_SLICE, max_size=3), _VALUE),
        thresholds=st.one_of(st.lists(_THRESHOLD, max_size=3), _VALUE))
 def test_hostile_policies_are_recorded_whole_or_refused(mem_store: mm.Store, slices: Any, thresholds: Any) -> None:

@@ -126,7 +126,7 @@ def parse_slices(slices: Sequence[Any] | None) -> list[SliceSpec]:
         where = f"slices[{i}]"
         if isinstance(raw, str):
             raw = {"feature": raw}
-        if not isinstance(raw, dict) or not isinstance(raw.get("feature"), str):
+        if not isinstance(raw, dict) or not isinstance(raw.get("feature"), str) or not raw["feature"]:
             raise ValidationError(f"{where} must be a mapping with a 'feature' (and 'bins' or 'values')")
         unknown = set(raw) - {"feature", "bins", "values", "names"}
         if unknown:
@@ -134,7 +134,12 @@ def parse_slices(slices: Sequence[Any] | None) -> list[SliceSpec]:
         bins = _floats(raw["bins"], f"{where}.bins") if raw.get("bins") is not None else ()
         if list(bins) != sorted(set(bins)):
             raise ValidationError(f"{where}.bins must be increasing, e.g. [0.04, 0.08]")
+        for key in ("values", "names"):
+            if raw.get(key) is not None and not isinstance(raw[key], (list, tuple)):
+                raise ValidationError(f"{where}.{key} must be a list, e.g. {key}: [a, b]")
         values = tuple(raw.get("values") or ())
+        if not all(isinstance(v, (str, int, float)) for v in values):
+            raise ValidationError(f"{where}.values must be plain values (numbers or text), one per slice")
         names = tuple(str(n) for n in raw.get("names") or ())
         expected = len(bins) + 1 if bins else len(values)
         if names and len(names) != expected:
@@ -161,8 +166,9 @@ def parse_thresholds(thresholds: Sequence[Any] | None) -> list[Threshold]:
         numbers = {}
         for key in ("lower", "upper", "change"):
             if raw.get(key) is not None:
-                if not isinstance(raw[key], (int, float)) or isinstance(raw[key], bool) or raw[key] != raw[key]:
-                    raise ValidationError(f"{where}.{key} must be a number (not NaN)")
+                if not isinstance(raw[key], (int, float)) or isinstance(raw[key], bool) \
+                        or not math.isfinite(raw[key]):
+                    raise ValidationError(f"{where}.{key} must be a number (finite: not NaN or infinity)")
                 numbers[key] = float(raw[key])
         if not numbers:
             raise ValidationError(f"{where} needs 'lower', 'upper' or 'change'")
@@ -174,6 +180,8 @@ def parse_thresholds(thresholds: Sequence[Any] | None) -> list[Threshold]:
         slices = raw.get("slices") or ()
         if isinstance(slices, str):
             slices = (slices,)
+        if not isinstance(slices, (list, tuple)):
+            raise ValidationError(f"{where}.slices must be a list of slice names, e.g. slices: [ff_mid, ff_high]")
         out.append(Threshold(raw["metric"], numbers.get("lower"), numbers.get("upper"), numbers.get("change"),
                              bool(raw.get("relative", False)), direction, tuple(str(s) for s in slices)))
     return out
