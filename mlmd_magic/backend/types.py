@@ -43,6 +43,10 @@ ARTIFACT_TYPES: dict[str, tuple[str, dict[str, str]]] = {
     "Evaluation": ("METRICS", {"metrics": "STRING", "thresholds": "STRING", "slices": "STRING",
                                "split": "STRING", "checks": "STRING",
                                "policy": "STRING"}),  # NAME@N of the policy evaluated under, if any
+    # a sweep version: the base experiment version, search space, objective and sampler (JSON);
+    # "study" is where its Optuna study lives, without credentials
+    "Sweep": ("UNSET", {**_RECORD, "experiment": "STRING", "space": "STRING", "objective": "STRING",
+                        "sampler": "STRING", "seed": "INT", "study": "STRING"}),
 }
 
 # Who ran it (user, host, package versions, process) is the same for every action of a
@@ -56,6 +60,7 @@ _ACTION_PROPS = {
     "cache_key": "STRING", "progress": "STRING", "heartbeat_ms": "INT", "run_dir": "STRING",
     "owner": "STRING",  # host:pid of the kernel that trains
     "details": "STRING",
+    "trial": "INT",  # a sweep's trial number (Optuna's), on the Train run of that trial
 }
 
 EXECUTION_TYPES: dict[str, str] = {
@@ -77,6 +82,7 @@ EXECUTION_TYPES: dict[str, str] = {
     "FetchPolicy": "PROCESS",
     "Push": "DEPLOY",
     "WriteModelCard": "PROCESS",
+    "Sweep": "PROCESS",  # one invocation of a sweep (a cell, a worker), which runs its trials
 }
 
 CONTEXT_TYPES: dict[str, dict[str, str]] = {
@@ -86,6 +92,7 @@ CONTEXT_TYPES: dict[str, dict[str, str]] = {
     "Scenario": {},
     "Experiment": {},
     "Policy": {},
+    "Sweep": {},  # a sweep's name: its versions, and the runs (and experiment versions) of its trials
 }
 
 

@@ -31,13 +31,11 @@ from .results import Evaluation, Run, RunComparison
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["EVALUATION_COLUMNS", "MODEL_COLUMNS", "RUN_COLUMNS", "Runs", "keras_backend"]
+__all__ = ["MODEL_COLUMNS", "RUN_COLUMNS", "Runs", "keras_backend"]
 
 RUN_COLUMNS = ["name", "run", "experiment", "state", "model", "task", "device", "epochs", "metrics", "duration_s",
                "created"]
 MODEL_COLUMNS = ["model", "name", "experiment", "task", "state", "verdicts", "uri", "created"]
-EVALUATION_COLUMNS = ["evaluation", "model", "model_id", "policy", "verdict", "failed_checks", "baseline", "split",
-                      "created"]
 _ID = re.compile(r"[0-9]+")  # ASCII digits only (str.isdigit takes "²")
 
 
@@ -105,8 +103,10 @@ class Runs:
 
 
     def train(self, ref: str, *, workdir: str | None, force: bool, callbacks: Sequence[Any] | None,
-              progress: bool, overrides: dict[str, Any]) -> Run:
-        """See :meth:`mlmd_magic.Store.train`."""
+              progress: bool, overrides: dict[str, Any], contexts: Sequence[tuple[str, str]] = (),
+              properties: dict[str, Any] | None = None) -> Run:
+        """See :meth:`mlmd_magic.Store.train`. ``contexts`` (``(type, name)``) group the run with
+        others (a sweep's trials); ``properties`` are more properties of its execution."""
         created = ""
         if overrides:
             art = self.records.resolve("experiments", ref)
@@ -120,6 +120,8 @@ class Runs:
             ref = defined.ref
             created = ref if defined.status == "created" else ""
         act = Action("Train", {"ref": ref, "workdir": workdir, "force": force, "overrides": overrides})
+        act.contexts += list(contexts)
+        act.properties.update(properties or {})
         with self.recorder.guard(act):
             exp_art = self.records.resolve("experiments", ref)
             params = self.records.data("experiments", exp_art)
@@ -232,6 +234,27 @@ class Runs:
                    model_uri=model.uri, metrics=details.get("metrics", {}), history=details.get("history", {}),
                    details={k: v for k, v in details.items() if k not in ("metrics", "history")}, name=act.name)
 
+
+    def load_run(self, run: Any) -> Run:
+        """A recorded run as a :class:`Run` (any form :meth:`run_execution` takes).
+
+        Raises
+        ------
+        NotFoundError
+            When no such run exists.
+        """
+        from ml_metadata.proto import metadata_store_pb2 as pb
+
+        execution = self.run_execution(run)
+        link = self.run_links([execution])[execution.id]
+        details = json.loads(text(execution.properties, "details") or "{}")
+        models = self.mlmd.get_artifacts_by_id([link["model"]]) if link["model"] is not None else []
+        state = pb.Execution.State.Name(execution.last_known_state)
+        return Run(id=execution.id, experiment=link["experiment"], state=state, cached=state == "CACHED",
+                   model_id=models[0].id if models else None, model_uri=models[0].uri if models else None,
+                   metrics=details.get("metrics", {}), history=details.get("history", {}),
+                   details={k: v for k, v in details.items() if k not in ("metrics", "history")},
+                   name=execution.name)
 
     def resolve_model(self, target: Any) -> Any:
         """A Model artifact from a :class:`Run`, a model id, ``"model:ID"``, or an experiment ref."""
@@ -511,16 +534,15 @@ class Runs:
         return out
 
     def table(self, kind: str, predicate: Any, limit: int | None, offset: int) -> pd.DataFrame:
-        """``runs``, ``models`` or ``evaluations``, newest first, a page at a time (see :meth:`Store.list`)."""
+        """``runs`` or ``models``, newest first, a page at a time (see :meth:`Store.list`)."""
         import pandas as pd
 
         page = 100 if limit is None else min(max(limit + offset, 20), 500)
-        what, short = ("executions", "Train") if kind == "runs" else (
-            "artifacts", "Model" if kind == "models" else "Evaluation")
+        what, short = ("executions", "Train") if kind == "runs" else ("artifacts", "Model")
         type_id = (self.recorder.types.executions if kind == "runs" else self.recorder.types.artifacts)[short]
         nodes = newest_first(self.mlmd, what, full(short), type_id, page)
-        rows_of = {"runs": self._run_rows, "models": self._model_rows, "evaluations": self._evaluation_rows}[kind]
-        columns = {"runs": RUN_COLUMNS, "models": MODEL_COLUMNS, "evaluations": EVALUATION_COLUMNS}[kind]
+        rows_of = self._run_rows if kind == "runs" else self._model_rows
+        columns = RUN_COLUMNS if kind == "runs" else MODEL_COLUMNS
         rows: list[dict[str, Any]] = []
         skip = offset
         while limit is None or len(rows) < limit:
@@ -577,27 +599,6 @@ class Runs:
                  "verdicts": "; ".join(f"{text(e.properties, 'policy')}: {_verdict(e)}"
                                        for e in verdicts.get(a.id, {}).values()),
                  "uri": a.uri, "created": a.create_time_since_epoch} for a in models]
-
-    def _evaluation_rows(self, evaluations: Sequence[Any]) -> list[dict[str, Any]]:
-        ids = sorted({e.custom_properties[k].int_value for e in evaluations
-                      for k in ("current_model_id", "baseline_model_id") if k in e.custom_properties})
-        names = {a.id: str(a.name) or f"model #{a.id}" for a in (self.mlmd.get_artifacts_by_id(ids) if ids else [])}
-        rows = []
-        for e in evaluations:
-            model_id = e.custom_properties["current_model_id"].int_value if "current_model_id" in \
-                e.custom_properties else None
-            base_id = e.custom_properties["baseline_model_id"].int_value if "baseline_model_id" in \
-                e.custom_properties else None
-            checks = json.loads(text(e.properties, "checks") or "[]")
-            failed = [f"{c['slice']}: {c['threshold']}" + (f" ({c['reason']})" if c.get("reason") else "")
-                      for c in checks if not c.get("passed")]
-            thresholds = json.loads(text(e.properties, "thresholds") or "[]")
-            rows.append({"evaluation": e.id, "model": names.get(model_id or -1, ""), "model_id": model_id,
-                         "policy": text(e.properties, "policy") or f"{len(thresholds)} thresholds",
-                         "verdict": _verdict(e), "failed_checks": "; ".join(failed),
-                         "baseline": names.get(base_id, "") if base_id is not None else "",
-                         "split": text(e.properties, "split"), "created": e.create_time_since_epoch})
-        return rows
 
     def compare_runs(self, runs: Sequence[Any]) -> tuple[RunComparison, list[Any]]:
         """See :meth:`mlmd_magic.Store.compare`; also returns the compared runs' model artifacts."""

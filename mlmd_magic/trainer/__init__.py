@@ -25,6 +25,7 @@ from ._train import (
     explain_task,
     infer_task,
     predict,
+    reported_metrics,
     train,
 )
 
@@ -44,6 +45,7 @@ __all__ = [
     "infer_task",
     "predict",
     "register_model",
+    "reported_metrics",
     "serving_inputs",
     "train",
 ]
