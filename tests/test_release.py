@@ -302,3 +302,20 @@ def test_hostile_policies_are_recorded_whole_or_refused(mem_store: mm.Store, sli
         assert len(mem_store.mlmd.get_artifacts_by_type("mlmd_magic.Policy")) == before
         return
     assert record.data["thresholds"] and mem_store.get_policy(record.ref)["thresholds"] == record.data["thresholds"]
+
+
+def test_the_store_browser_has_a_policies_tab_and_evaluations_name_their_policy(store: mm.Store,
+                                                                                trained: dict[str, Any]) -> None:
+    from mlmd_magic.widgets import StoreBrowser
+
+    store.add_policy("release-tab", slices=SLICES, thresholds=PASSES, owner="lead")
+    evaluation = store.evaluate(trained["run"], policy="release-tab")
+    page = store.page("policies", where="name == 'release-tab'")
+    assert page.total == 1 and page.frame.iloc[0]["owner"] == "lead"
+    assert "release-tab@1" in store.details("policies", "release-tab@1")
+    row = store.list("evaluations", where=f"evaluation == {evaluation.id}").iloc[0]
+    assert row["policy"] == "release-tab@1" and row["verdict"] == "BLESSED"
+    assert store.evaluation(evaluation.id).policy == "release-tab@1"
+    assert "confusion matrix, overall" in store.evaluation(evaluation.id)._repr_html_()
+    browser = StoreBrowser(store)
+    assert "policies" in browser.tab.titles
