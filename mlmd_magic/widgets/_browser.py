@@ -25,7 +25,7 @@ from ..store import Store
 from ..store.browse import Page
 from ._fallback import FallbackDisplay
 
-KINDS = ("experiments", "scenarios", "datasources", "policies", "runs", "models", "evaluations")
+KINDS = ("experiments", "scenarios", "datasources", "runs", "models", "evaluations", "policies")
 PAGE_SIZE = 20
 # which column of a page names its row for the details function
 _KEYS = {"runs": "run", "models": "model", "evaluations": "evaluation", "artifacts": "id"}
