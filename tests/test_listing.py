@@ -43,6 +43,23 @@ def _reference(mlmd: Any, type_id: int) -> list[int]:
     return sorted((a.id for a in mlmd.get_artifacts() if a.type_id == type_id), reverse=True)
 
 
+class _Counting:
+    """Forwards to an MLMD store, counting the calls that ask by filter query."""
+
+    def __init__(self, mlmd: Any) -> None:
+        self.mlmd, self.by_filter = mlmd, 0
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.mlmd, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            options = kwargs.get("list_options")
+            self.by_filter += bool(options is not None and options.filter_query)
+            return method(*args, **kwargs)
+
+        return call
+
+
 def _check_walks(mlmd: Any) -> None:
     for short in ("Scenario", "Model"):
         type_id = mlmd.get_artifact_type(full(short)).id
@@ -67,6 +84,16 @@ def test_newest_first_matches_a_full_read_on_mixed_stores(seed: int, tmp_path: A
         _check_walks(mlmd)
 
 
+def test_newest_first_asks_dense_ids_by_id(tmp_path: Any) -> None:
+    with mm.connect(f"sqlite:///{tmp_path}/dense.sqlite") as store:
+        _add_mix(store.mlmd, ["Scenario"] * 3000)
+        counting = _Counting(store.mlmd)
+        type_id = store.mlmd.get_artifact_type(full("Scenario")).id
+        got = [a.id for a in listing.newest_first(counting, "artifacts", full("Scenario"), type_id)]
+        assert got == _reference(store.mlmd, type_id)
+        assert counting.by_filter == 0  # no filter query (MLMD parses one per page of 100)
+
+
 @pytest.mark.mysql
 def test_newest_first_over_sparse_ids_on_mariadb(mysql_uri: str) -> None:
     """Where ids are sparse (rolled-back batches on MariaDB), the walk asks by filter and still
@@ -79,6 +106,10 @@ def test_newest_first_over_sparse_ids_on_mariadb(mysql_uri: str) -> None:
         _holes(mlmd, 300)
         _add_mix(mlmd, ["Scenario"] * 120 + ["Model"] * 5)
         _check_walks(mlmd)
+        counting = _Counting(mlmd)
+        type_id = mlmd.get_artifact_type(full("Scenario")).id
+        assert len(list(listing.newest_first(counting, "artifacts", full("Scenario"), type_id))) == 570
+        assert counting.by_filter  # the sparse ids were asked by filter
 
 
 FILTERS = [
