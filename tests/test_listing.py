@@ -154,3 +154,27 @@ def test_filtered_listing_sees_what_a_full_read_sees(tmp_path: Any) -> None:
         with pytest.raises(mm.errors.ValidationError,
                            match=r"did you mean 'epochs'.*keys: datasource, .*experiment, .*model, name"):
             store.list("experiments", where="epoch >= 2")
+
+
+def test_experiment_rows_from_their_properties_equal_the_resolved_record(tmp_path: Any) -> None:
+    """A listing builds an experiment's row from its properties; the resolved record says the same."""
+    import json
+
+    from mlmd_magic import datasets
+    from mlmd_magic.core.values import flatten
+
+    with mm.connect(f"sqlite:///{tmp_path}/r.sqlite") as store:
+        store.add_datasource("ds", **datasets.simulate_nipt(str(tmp_path / "data"), n_train=8, n_eval=4, n_test=4))
+        store.add_scenario("mlp", model="mlp", params={"hidden": [8], "epochs": 1, "opt": {"lr": 0.1, "name": "a"}})
+        store.experiment("e", datasource="ds", scenario="mlp", overrides={"epochs": 3, "opt": {"lr": 0.5}})
+        store.experiment("e", datasource="ds@1", scenario="mlp@1", overrides={"hidden": [4, 2]})
+        frame = store.list("experiments", all_versions=True)
+        assert len(frame) == 2
+        for row in frame.to_dict("records"):
+            data = store.get_experiment(f"{row['name']}@{row['version']}")
+            expected = {"name": data["experiment"], "version": data["version"],
+                        "datasource": f"{data['datasource']['name']}@{data['datasource']['version']}",
+                        "scenario": f"{data['scenario']['name']}@{data['scenario']['version']}",
+                        "model": data["scenario"]["model"], **flatten(data["params"])}
+            assert {k: row[k] for k in expected} == expected
+            assert json.loads(row["overrides"]) == store.export(f"{row['name']}@{row['version']}")["overrides"]

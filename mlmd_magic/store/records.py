@@ -293,10 +293,22 @@ class Records:
             if skip:
                 skip -= 1
                 continue
-            rows.append(_list_row(kind, self.data(kind, art), art))
+            rows.append(self._table_row(kind, art))
             if limit is not None and len(rows) >= limit:
                 break
         return _frame(kind, rows)
+
+    def _table_row(self, kind: str, art: Any) -> dict[str, Any]:
+        """A version's row in a listing. An experiment's row comes from its own properties (the
+        references, model and parameters it was written with), not from its resolved data source,
+        whose feature schema can be long."""
+        if kind == "experiments" and all(key in art.properties for key in ("datasource", "scenario", "params")):
+            view = self._filter_view(kind, art)
+            return {"name": view["name"], "version": view["version"], "datasource": view["datasource"],
+                    "scenario": view["scenario"], "model": view["model"],
+                    "overrides": text(art.properties, "overrides") or "{}",
+                    _PARAMS: flatten(view["params"]), "created": created(art)}
+        return _list_row(kind, self.data(kind, art), art)
 
     def _filter_view(self, kind: str, art: Any, fields: frozenset[str] | None = None) -> dict[str, Any]:
         """What a ``where`` filter sees of a version: the parts ``fields`` names (all when None),
