@@ -63,6 +63,7 @@ EXECUTION_TYPES: dict[str, str] = {
     "ShowHistory": "PROCESS",
     "DiffRecords": "PROCESS",
     "ShowLineage": "PROCESS",
+    "ShowNode": "PROCESS",  # any tool's artifact or execution, by id
     "CompareRuns": "PROCESS",
     "Train": "TRAIN",
     "Evaluate": "EVALUATE",

@@ -4,12 +4,16 @@
 * :mod:`~mlmd_magic.store.records` — versioned data sources, scenarios and experiments
 * :mod:`~mlmd_magic.store.runs` — trainings and evaluations on record
 * :mod:`~mlmd_magic.store.results` — ``Run``, ``Evaluation``, ``RunComparison``
-* :mod:`~mlmd_magic.store.lineage` — lineage graphs
+* :mod:`~mlmd_magic.store.lineage` — lineage graphs through any tool's executions
+* :mod:`~mlmd_magic.store.artifacts` — any tool's artifacts and executions (TFX's), listed and shown
+* :mod:`~mlmd_magic.store.fromtfx` — a data source made from a TFX ``Examples`` artifact
 * :mod:`~mlmd_magic.store.maintenance` — trainings left RUNNING by a dead kernel
 * :mod:`~mlmd_magic.store.options` — settings a person may change
 """
 
+from .artifacts import NodeDetails
+from .lineage import Lineage
 from .options import StoreOptions
 from .store import Store, connect, default_uri
 
-__all__ = ["Store", "StoreOptions", "connect", "default_uri"]
+__all__ = ["Lineage", "NodeDetails", "Store", "StoreOptions", "connect", "default_uri"]
