@@ -4,6 +4,7 @@
 * :mod:`~mlmd_magic.store.records` — versioned data sources, scenarios and experiments
 * :mod:`~mlmd_magic.store.runs` — trainings and evaluations on record
 * :mod:`~mlmd_magic.store.results` — ``Run``, ``Evaluation``, ``RunComparison``
+* :mod:`~mlmd_magic.store.sweeps` — sweeps: Optuna searches whose trials are experiment versions and runs
 * :mod:`~mlmd_magic.store.lineage` — lineage graphs through any tool's executions
 * :mod:`~mlmd_magic.store.artifacts` — any tool's artifacts and executions (TFX's), listed and shown
 * :mod:`~mlmd_magic.store.fromtfx` — a data source made from a TFX ``Examples`` artifact
@@ -15,5 +16,6 @@ from .artifacts import NodeDetails
 from .lineage import Lineage
 from .options import StoreOptions
 from .store import Store, connect, default_uri
+from .sweeps import Sweep
 
-__all__ = ["Lineage", "NodeDetails", "Store", "StoreOptions", "connect", "default_uri"]
+__all__ = ["Lineage", "NodeDetails", "Store", "StoreOptions", "Sweep", "connect", "default_uri"]

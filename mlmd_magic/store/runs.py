@@ -103,8 +103,10 @@ class Runs:
 
 
     def train(self, ref: str, *, workdir: str | None, force: bool, callbacks: Sequence[Any] | None,
-              progress: bool, overrides: dict[str, Any]) -> Run:
-        """See :meth:`mlmd_magic.Store.train`."""
+              progress: bool, overrides: dict[str, Any], contexts: Sequence[tuple[str, str]] = (),
+              properties: dict[str, Any] | None = None) -> Run:
+        """See :meth:`mlmd_magic.Store.train`. ``contexts`` (``(type, name)``) group the run with
+        others (a sweep's trials); ``properties`` are more properties of its execution."""
         created = ""
         if overrides:
             art = self.records.resolve("experiments", ref)
@@ -118,6 +120,8 @@ class Runs:
             ref = defined.ref
             created = ref if defined.status == "created" else ""
         act = Action("Train", {"ref": ref, "workdir": workdir, "force": force, "overrides": overrides})
+        act.contexts += list(contexts)
+        act.properties.update(properties or {})
         with self.recorder.guard(act):
             exp_art = self.records.resolve("experiments", ref)
             params = self.records.data("experiments", exp_art)
@@ -230,6 +234,27 @@ class Runs:
                    model_uri=model.uri, metrics=details.get("metrics", {}), history=details.get("history", {}),
                    details={k: v for k, v in details.items() if k not in ("metrics", "history")}, name=act.name)
 
+
+    def load_run(self, run: Any) -> Run:
+        """A recorded run as a :class:`Run` (any form :meth:`run_execution` takes).
+
+        Raises
+        ------
+        NotFoundError
+            When no such run exists.
+        """
+        from ml_metadata.proto import metadata_store_pb2 as pb
+
+        execution = self.run_execution(run)
+        link = self.run_links([execution])[execution.id]
+        details = json.loads(text(execution.properties, "details") or "{}")
+        models = self.mlmd.get_artifacts_by_id([link["model"]]) if link["model"] is not None else []
+        state = pb.Execution.State.Name(execution.last_known_state)
+        return Run(id=execution.id, experiment=link["experiment"], state=state, cached=state == "CACHED",
+                   model_id=models[0].id if models else None, model_uri=models[0].uri if models else None,
+                   metrics=details.get("metrics", {}), history=details.get("history", {}),
+                   details={k: v for k, v in details.items() if k not in ("metrics", "history")},
+                   name=execution.name)
 
     def resolve_model(self, target: Any) -> Any:
         """A Model artifact from a :class:`Run`, a model id, ``"model:ID"``, or an experiment ref."""

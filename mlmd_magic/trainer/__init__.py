@@ -24,6 +24,7 @@ from ._train import (
     explain_task,
     infer_task,
     predict,
+    reported_metrics,
     train,
 )
 
@@ -42,5 +43,6 @@ __all__ = [
     "infer_task",
     "predict",
     "register_model",
+    "reported_metrics",
     "train",
 ]
