@@ -705,6 +705,7 @@ _VIEW_FIELDS = {
     "scenarios": frozenset({"name", "version", "model", "params", "description"}),
     "datasources": frozenset({"name", "version", "uri", "format", "splits", "label", "features", "description",
                               "fingerprint", "examples", "label_distribution", "label_names"}),
+    "policies": frozenset({"name", "version", "owner", "description", "slices", "thresholds"}),
 }
 _PARAMS = "\0params"  # where a row's parameters wait to become columns of their own
 _COLUMNS = {
