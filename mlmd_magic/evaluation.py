@@ -12,6 +12,7 @@ from .core.evaluation import (
     SliceSpec,
     Threshold,
     check_metric_names,
+    check_slice_names,
     class_labels,
     compute_metrics,
     confusion,
@@ -22,6 +23,7 @@ from .core.evaluation import (
     slice_masks,
 )
 
-__all__ = ["Check", "EvaluationResult", "SliceSpec", "Threshold", "check_metric_names", "class_labels",
+__all__ = ["Check", "EvaluationResult", "SliceSpec", "Threshold", "check_metric_names", "check_slice_names",
+           "class_labels",
            "compute_metrics", "confusion", "evaluate_predictions", "metric_names", "parse_slices", "parse_thresholds",
            "slice_masks"]

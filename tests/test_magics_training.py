@@ -52,6 +52,12 @@ def test_train_and_evaluate_from_cells(ip: InteractiveShell, tmp_path: Path,
     assert "recall_T21" in formatted["text/plain"] and "✓" in formatted["text/plain"]
     assert "<table>" in formatted["text/html"]
 
+    # a typo in a slice or metric name is an error naming the valid ones, never a NOT BLESSED verdict
+    with pytest.raises(UsageError, match="did you mean 'ff_high'"):
+        run(ip, EVALUATE.replace("slices: [ff_mid, ff_high]", "slices: [ff_mid, ff_hi]"))
+    with pytest.raises(UsageError, match="did you mean 'recall_T21'"):
+        run(ip, EVALUATE.replace("{metric: accuracy,", "{metric: recal_T21,"))
+
     spec = tmp_path / "spec.yaml"
     spec.write_text("thresholds:\n  - {metric: accuracy, lower: 1.01}\n")
     failing = run(ip, f"%mlmd evaluate t21 --spec {spec} --data eval")

@@ -38,7 +38,8 @@ import numpy as np
 
 from ..errors import ValidationError
 
-__all__ = ["Check", "EvaluationResult", "SliceSpec", "Threshold", "check_metric_names", "class_labels",
+__all__ = ["Check", "EvaluationResult", "SliceSpec", "Threshold", "check_metric_names", "check_slice_names",
+           "class_labels",
            "compute_metrics", "confusion", "evaluate_predictions", "metric_names", "parse_slices", "parse_thresholds",
            "slice_masks", "slice_names"]
 
@@ -349,6 +350,24 @@ def check_metric_names(thresholds: Sequence[Threshold], available: Sequence[str]
                                   f"compute; {hint}metrics: {', '.join(available)}")
 
 
+def check_slice_names(thresholds: Sequence[Threshold], specs: Sequence[SliceSpec], owner: str = "evaluation") -> None:
+    """Refuse a threshold naming a slice the specs do not define (a typo such as ``ff_hi``),
+    naming the ones they do — a typo is an error, never a NOT BLESSED verdict. Slices whose names
+    depend on the data (one per value found) are checked once the data is read."""
+    import difflib
+
+    names = slice_names(specs)
+    if names is None:
+        return
+    for i, t in enumerate(thresholds):
+        for s in t.slices:
+            if s not in names:
+                close = difflib.get_close_matches(s, names, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise ValidationError(f"thresholds[{i}] names slice {s!r}, which the {owner} does not define; "
+                                      f"{hint}slices: {', '.join(names)}")
+
+
 @dataclass(frozen=True)
 class Check:
     """One threshold on one slice."""
@@ -567,6 +586,7 @@ def evaluate_predictions(
     ths = parse_thresholds(thresholds)
     num_classes = scores.shape[1] if task == "multiclass" and scores.ndim == 2 else 2
     check_metric_names(ths, metric_names(task, num_classes, class_names), task)
+    check_slice_names(ths, specs)
     masks = slice_masks(columns, specs, len(labels))
     metrics = {name: compute_metrics(task, labels[m], scores[m], class_names) for name, m in masks.items()}
     base = None

@@ -27,7 +27,7 @@ from ..backend.properties import created, name_of, set_properties, text
 from ..backend.recorder import Action, Conflict, Recorder
 from ..backend.types import full
 from ..core.datafiles import FORMATS, inspect_datasource, normalise_uri, verify_files
-from ..core.evaluation import Threshold, parse_slices, parse_thresholds, slice_names
+from ..core.evaluation import Threshold, check_slice_names, parse_slices, parse_thresholds
 from ..core.names import check_name, parse_ref
 from ..core.query import Where, needed_fields
 from ..core.record import Record
@@ -728,15 +728,7 @@ def check_policy(slices: Any, thresholds: Any) -> tuple[list[dict[str, Any]], li
                               "lower: 0.95}]")
     specs = parse_slices(slices)
     ths = parse_thresholds(thresholds)
-    names = slice_names(specs)
-    if names is not None:
-        for i, t in enumerate(ths):
-            for s in t.slices:
-                if s not in names:
-                    close = difflib.get_close_matches(s, names, n=1)
-                    hint = f"did you mean {close[0]!r}? " if close else ""
-                    raise ValidationError(f"thresholds[{i}] names slice {s!r}, which the policy does not define; "
-                                          f"{hint}slices: {', '.join(names)}")
+    check_slice_names(ths, specs, owner="policy")
     plain_slices = [{k: list(v) if isinstance(v, tuple) else v for k, v in s.__dict__.items() if v not in ((), None)}
                     for s in specs]
     plain_thresholds = []

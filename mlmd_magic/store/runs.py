@@ -383,6 +383,7 @@ class Runs:
                 act.arguments["policy"] = policy_ref
             specs = ev.parse_slices(slices)
             ths = ev.parse_thresholds(thresholds)  # bad thresholds fail before any model is loaded
+            ev.check_slice_names(ths, specs)
             model = self.resolve_model(target)
             base_model = self.resolve_model(baseline) if baseline is not None else None
             params = self._experiment_of(model)
