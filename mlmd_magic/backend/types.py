@@ -50,6 +50,8 @@ _ACTION_PROPS = {
     "cache_key": "STRING", "progress": "STRING", "heartbeat_ms": "INT", "run_dir": "STRING",
     "owner": "STRING",  # host:pid of the kernel that trains
     "details": "STRING",
+    "history": "STRING",  # training runs: {metric: [one value per epoch]}, written each epoch
+    "target_run": "INT",  # CancelRun: the run asked to stop; Reproduce: the run reproduced
 }
 
 EXECUTION_TYPES: dict[str, str] = {
@@ -66,6 +68,8 @@ EXECUTION_TYPES: dict[str, str] = {
     "CompareRuns": "PROCESS",
     "Train": "TRAIN",
     "Evaluate": "EVALUATE",
+    "CancelRun": "PROCESS",
+    "Reproduce": "TRAIN",
 }
 
 CONTEXT_TYPES: dict[str, dict[str, str]] = {

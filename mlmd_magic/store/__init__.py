@@ -7,9 +7,17 @@
 * :mod:`~mlmd_magic.store.lineage` — lineage graphs
 * :mod:`~mlmd_magic.store.maintenance` — trainings left RUNNING by a dead kernel
 * :mod:`~mlmd_magic.store.options` — settings a person may change
+* :mod:`~mlmd_magic.store.background`, :mod:`~mlmd_magic.store.worker`, :mod:`~mlmd_magic.store.ray_jobs` —
+  runs in a detached process or on a Ray cluster, and the handle that follows them
+* :mod:`~mlmd_magic.store.reproduce` — a model trained again from its record
 """
 
+from ..trainer import ProgressReporter  # what Store.train(progress=...) takes, for the faces
+from .background import BackgroundRun
 from .options import StoreOptions
+from .reproduce import Reproduction
+from .results import RunProgress
 from .store import Store, connect, default_uri
 
-__all__ = ["Store", "StoreOptions", "connect", "default_uri"]
+__all__ = ["BackgroundRun", "ProgressReporter", "Reproduction", "RunProgress", "Store", "StoreOptions", "connect",
+           "default_uri"]

@@ -23,6 +23,7 @@ from ._train import (
     code_version,
     explain_task,
     infer_task,
+    package_versions,
     predict,
     train,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "code_version",
     "explain_task",
     "infer_task",
+    "package_versions",
     "predict",
     "register_model",
     "train",
