@@ -20,8 +20,9 @@ import base64
 import html
 import io
 from collections.abc import Mapping, Sequence
+from typing import Any
 
-__all__ = ["PALETTE", "curves_html", "curves_png", "metric_panels"]
+__all__ = ["PALETTE", "curves_figure", "curves_html", "curves_png", "metric_panels"]
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
 
@@ -45,6 +46,15 @@ def curves_png(runs: Mapping[str, History], *, log_loss: bool = False, epochs: i
     ``log_loss`` draws the loss panel on a log scale; ``epochs`` fixes the x axis to the planned
     number of epochs (a run still going shows where it will end).
     """
+    fig = curves_figure(runs, log_loss=log_loss, epochs=epochs, width=width, panel_height=panel_height, dpi=dpi)
+    out = io.BytesIO()
+    fig.savefig(out, format="png")
+    return out.getvalue()
+
+
+def curves_figure(runs: Mapping[str, History], *, log_loss: bool = False, epochs: int | None = None,
+                  width: float = 9.0, panel_height: float = 2.6, dpi: int = 80) -> Any:
+    """The matplotlib ``Figure`` :func:`curves_png` renders (one axes per metric panel)."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
@@ -76,10 +86,8 @@ def curves_png(runs: Mapping[str, History], *, log_loss: bool = False, epochs: i
         if index == 0 and ax.has_data():
             ax.legend(fontsize=8)
     for index in range(len(panels), rows * columns):
-        axes[index // columns][index % columns].set_visible(False)
-    out = io.BytesIO()
-    fig.savefig(out, format="png")
-    return out.getvalue()
+        fig.delaxes(axes[index // columns][index % columns])
+    return fig
 
 
 def curves_html(runs: Mapping[str, History], *, log_loss: bool = False, epochs: int | None = None) -> str:
