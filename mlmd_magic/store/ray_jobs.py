@@ -30,11 +30,17 @@ def _ray() -> Any:
     return ray
 
 
+_CONNECTED: dict[str, str] = {}  # the cluster this process's driver is connected to
+
+
 def _connect(ray: Any, address: str) -> None:
     if ray.is_initialized():
-        ray.shutdown()  # one driver connection at a time, to the cluster asked for now
+        if _CONNECTED.get("address") == address:
+            return  # one driver connection per process: kept for the next run on the same cluster
+        ray.shutdown()  # a driver connects to one cluster at a time: the one asked for now
     try:
         ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+        _CONNECTED["address"] = address
     except Exception as exc:
         raise ValidationError(f"cannot reach the Ray cluster at {address}: {type(exc).__name__}: {exc}; start one "
                               "(ray start --head) or check the address (ray://HOST:10001 or HOST:6379)") from None
@@ -55,8 +61,10 @@ def probe(spec: dict[str, Any], data_uri: str) -> list[str]:
         problems.append(f"the data folder {data_uri} does not exist on the worker (put the data on storage "
                         "every worker mounts at the same path)")
     runs_dir = spec["workdir"] or spec["runs_dir"]
-    probe_dir = runs_dir if os.path.isdir(runs_dir) else os.path.dirname(runs_dir.rstrip("/")) or "/"
-    if not os.access(probe_dir, os.W_OK):
+    existing = os.path.abspath(runs_dir)
+    while not os.path.exists(existing):  # the folder is created by the run: its nearest existing parent
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing) or not os.access(existing, os.W_OK):
         problems.append(f"the runs folder {runs_dir} is not writable on the worker (set runs_dir to a folder "
                         "every worker can write, e.g. %config MlmdMagics.runs_dir = '/shared/runs')")
     return problems
