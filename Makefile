@@ -20,6 +20,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 quickstart: $(VENV)/.installed
 	rm -rf quickstart-data
 	$(BIN)/python examples/quickstart.py --workdir quickstart-data
+	$(BIN)/python scripts/execute-notebook.py notebooks/01-quickstart.ipynb quickstart-data
 
 test: $(VENV)/.installed
 	bash scripts/mysql-test-account.sh
