@@ -109,6 +109,19 @@ def test_curves_have_a_panel_per_metric_epoch_ticks_and_a_log_scale_option() -> 
     assert png.startswith(b"\x89PNG")
 
 
+def test_a_notebook_gets_a_moving_bar_and_curves_as_png(uri: str, ip: Any) -> None:
+    from IPython.utils.capture import capture_output
+
+    store = mm.connect(uri)
+    with capture_output() as captured:  # IPython's own capturing display publisher
+        store.train("t21", progress=ProgressReporter(notebook=True, log_loss=True, interval_s=0.0))
+    html = [o.data["text/html"] for o in captured.outputs if "text/html" in o.data]
+    pngs = [o.data["image/png"] for o in captured.outputs if "image/png" in o.data]
+    assert any("<progress value='1' max='30'" in h for h in html)  # moves within the first epoch (10 steps)
+    assert any("epoch 3/3: 10/10 ━" in h for h in html) and "complete after 3 epochs" in html[-1]
+    assert pngs  # the curves, drawn after the first epoch and once more at the end
+
+
 def test_progress_steps_are_throttled_and_terminal_lines_keras_style() -> None:
     out = io.StringIO()
     reporter = ProgressReporter(stream=out, notebook=False, interval_s=0.25)

@@ -15,7 +15,9 @@ from typing import Any
 
 from ..core.curves import curves_png
 
-__all__ = ["ProgressReporter", "format_eta", "keras_line"]
+__all__ = ["CURVES_INTERVAL_S", "ProgressReporter", "format_eta", "keras_line"]
+
+CURVES_INTERVAL_S = 1.0  # the curves are redrawn after an epoch at most this often
 
 
 def _in_notebook() -> bool:
@@ -89,6 +91,8 @@ class ProgressReporter:
         self._started = 0.0
         self._epoch_started = 0.0
         self._next_draw = 0.0
+        self._next_curves = 0.0
+        self._drawn = 0
         self._header = ""
         self.history: dict[str, list[float]] = {}
         self.draws = 0  # step updates drawn (the rest were throttled away)
@@ -143,8 +147,9 @@ class ProgressReporter:
             from IPython.display import HTML
 
             self._handle.update(HTML(self._html(self._epoch, f"epoch {self._epoch}/{self._epochs}: {line}")))
-            if self.curves:
+            if self.curves and now >= self._next_curves:  # a redraw costs ~0.1 s: at most one a second
                 self._draw_curves()
+                self._next_curves = time.perf_counter() + CURVES_INTERVAL_S
         else:
             print(("\r" if self._tty else "") + line, file=self._stream, flush=True)
             self._epoch_line()
@@ -152,6 +157,7 @@ class ProgressReporter:
     def _draw_curves(self) -> None:
         from IPython.display import Image, display
 
+        self._drawn = len(self.history.get("loss", []))
         image = Image(data=curves_png({"run": self.history}, log_loss=self.log_loss, epochs=self._epochs),
                       format="png")
         if self._plot is None:
@@ -164,6 +170,8 @@ class ProgressReporter:
         if self._handle is not None:
             from IPython.display import HTML
 
+            if self.curves and self.history and self._drawn != len(self.history.get("loss", [])):
+                self._draw_curves()  # the last epochs, if the throttle held them back
             self._handle.update(HTML(self._html(self._epoch, f"{status} after {self._epoch} epochs, "
                                                 f"{time.perf_counter() - self._started:.1f} s")))
         else:
