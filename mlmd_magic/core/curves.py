@@ -11,7 +11,7 @@ figure state, no GUI backend, safe in a worker process.
 >>> png[:8] == b"\\x89PNG\\r\\n\\x1a\\n"
 True
 >>> metric_panels({"loss": [1.0], "val_loss": [1.0], "val_auc": [0.5], "accuracy": [0.7]})
-['loss', 'accuracy', 'auc']
+['loss', 'auc', 'accuracy']
 """
 
 from __future__ import annotations
