@@ -70,15 +70,18 @@ def test_history_is_written_each_epoch_and_readable_while_the_run_goes_on(uri: s
     store = mm.connect(uri)
     other = mm.connect(uri)  # another connection, as another process would read it
     seen: list[tuple[str, int, list[float]]] = []
+    compared: list[int] = []
 
     class Look:
         def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
             progress = other.watch("t21@1")  # its latest run: the one going on
             seen.append((progress.state, progress.epoch, progress.history["val_loss"]))
+            compared.append(len(other.compare(["t21@1"]).runs[0]["history"]["loss"]))  # curves of a running run
 
     run = store.train("t21", callbacks=[Look()], progress=False)
     assert [(state, epoch, len(values)) for state, epoch, values in seen] == [
         ("RUNNING", 1, 1), ("RUNNING", 2, 2), ("RUNNING", 3, 3)]
+    assert compared == [1, 2, 3]
     final = other.watch(run.id)
     assert final.state == "COMPLETE" and final.history == run.history
     assert set(final.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}

@@ -115,7 +115,7 @@ def test_compare_and_lineage(store: mm.Store, tmp_path: Path, monkeypatch: pytes
     comparison = compare(store, [first.id, f"run:{second.id}"])
     assert comparison.params == {"params.epochs": [2, 3]}
     assert set(comparison.metrics) == {"train", "eval", "test"}
-    assert "<polyline" in comparison._repr_html_() and "params.epochs" in repr(comparison)
+    assert "data:image/png;base64," in comparison._repr_html_() and "params.epochs" in repr(comparison)
     with pytest.raises(mm.NotFoundError, match="no training run"):
         compare(store, [9999])
     graph = store.lineage(f"model:{second.model_id}")

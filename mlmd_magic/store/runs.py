@@ -122,16 +122,7 @@ class Runs:
         background or Ray run is found by it)."""
         created = ""
         if overrides:
-            art = self.records.resolve("experiments", ref)
-            p = art.properties
-            defined = self.records.experiment(
-                art.name.rsplit("@", 1)[0], datasource=p["datasource"].string_value,
-                scenario=p["scenario"].string_value,
-                overrides=_merged_overrides(json.loads(p["overrides"].string_value or "{}"), overrides),
-                description=p["description"].string_value if "description" in p else None,
-            )
-            ref = defined.ref
-            created = ref if defined.status == "created" else ""
+            ref, created = self.define_overrides(ref, overrides)
         act = Action("Train", {"ref": ref, "workdir": workdir, "force": force, "overrides": overrides})
         act.external_id = external_id
         with self.recorder.guard(act):
@@ -585,7 +576,9 @@ class Runs:
             exp_ref = links[execution.id]["experiment"]
             params = self.records.data("experiments", self.records.resolve("experiments", exp_ref)) if exp_ref else {}
             infos.append({"id": execution.id, "name": execution.name or f"run #{execution.id}", "experiment": exp_ref,
-                          "history": details.get("history", {}),
+                          # a run still going has its per-epoch history, and no details yet
+                          "history": details.get("history") or json.loads(text(execution.properties, "history")
+                                                                          or "{}"),
                           "metrics": details.get("metrics", {})})
             flat.append(flatten({"datasource": f"{params['datasource']['name']}@{params['datasource']['version']}",
                                  "scenario": f"{params['scenario']['name']}@{params['scenario']['version']}",
