@@ -274,3 +274,28 @@ def test_reproduce_matches_on_cpu_and_names_a_changed_split(tmp_path: Path, monk
     cli = _cli(uri, "--json", "reproduce", f"model:{first.model_id}")
     assert json.loads(cli.stdout)["verdict"] == "not trained again"
 
+
+
+@pytest.mark.mysql
+@pytest.mark.slow
+def test_a_background_run_on_mysql_gets_the_password_on_stdin_only(
+        mysql_uri: str, mysql_server: dict[str, Any], nipt: dict[str, Any], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from urllib.parse import quote
+
+    monkeypatch.setenv("MLMD_MAGIC_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.delenv("MLMD_MAGIC_MYSQL_PASSWORD")  # the worker could not take it from its environment
+    password = mysql_server["password"]
+    user = "mysql://mlmd_magic_test"
+    with_password = mysql_uri.replace(f"{user}@", f"{user}:{quote(password, safe='')}@")
+    store = _setup(mm.connect(with_password), nipt)
+    handle = store.train("t21", wait=False)
+    with open(f"/proc/{handle.process.pid}/cmdline", "rb") as fh:
+        assert password.encode() not in fh.read()
+    with open(f"/proc/{handle.process.pid}/environ", "rb") as fh:
+        assert password.encode() not in fh.read()
+    done = handle.wait(timeout_s=300)
+    assert done.state == "COMPLETE" and done.name == "t21@1#1"
+    with open(handle.log, encoding="utf-8") as fh:
+        log = fh.read()
+    assert "Epoch 3/3" in log and password not in log

@@ -137,6 +137,8 @@ class BackgroundRun:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
             progress = self.progress()
+            if progress.state != "RUNNING":
+                self._reap()
             if progress.state in ("COMPLETE", "CACHED"):
                 return self._store.run(self.id)
             if progress.state in ("FAILED", "CANCELED"):
@@ -151,9 +153,20 @@ class BackgroundRun:
                                     "wait again or cancel it")
             time.sleep(poll_s)
 
+    def _reap(self) -> None:
+        """Collect the exit of a local worker that has recorded the end of its run."""
+        if self.process is not None:
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+
     def cancel(self, wait_s: float = 60.0) -> RunProgress:
         """Ask the run to stop (recorded CANCELED, no model) and wait up to ``wait_s`` for it."""
-        return self._store.cancel(self.id, wait_s=wait_s)
+        progress = self._store.cancel(self.id, wait_s=wait_s)
+        if not progress.running:
+            self._reap()
+        return progress
 
     def __repr__(self) -> str:
         return (f"<BackgroundRun {self.name or self.external_id} (#{self.id}) on {self.where}: "

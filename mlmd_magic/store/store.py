@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import dataclasses
 import os
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -430,8 +431,9 @@ class Store:
         from .background import BackgroundRun, new_external_id, start_process
 
         external_id = new_external_id()
-        spec = {"uri": self._uri.masked(), "ref": ref, "external_id": external_id, "force": force,
-                "workdir": workdir, "runs_dir": self.runs_root()}
+        # the URI without its password: a local worker gets that on its stdin, a Ray worker from its machine
+        spec = {"uri": dataclasses.replace(self._uri, password=None).masked(), "ref": ref, "external_id": external_id,
+                "force": force, "workdir": workdir, "runs_dir": self.runs_root()}
         if on is not None:
             from .ray_jobs import submit
 

@@ -31,7 +31,11 @@ def run_job(spec: dict[str, Any]) -> str:
         os.environ[PASSWORD_ENV] = spec["password"]
     if spec.get("runs_dir"):
         os.environ["MLMD_MAGIC_RUNS_DIR"] = spec["runs_dir"]
-    store = connect(spec["uri"])
+    try:
+        store = connect(spec["uri"])
+    except MlmdMagicError as exc:
+        print(f"failed: {exc}", flush=True)
+        return "FAILED"
     try:
         run = store.train_job(spec["ref"], external_id=spec["external_id"], force=bool(spec.get("force")),
                               workdir=spec.get("workdir"),
