@@ -16,7 +16,7 @@ import sys
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-SUITES = ["startup", "recording", "scale", "listing", "trainer", "progress", "hostile"]
+SUITES = ["startup", "recording", "scale", "listing", "trainer", "progress", "hostile", "tfx"]
 
 
 def main(argv: list[str] | None = None) -> int:

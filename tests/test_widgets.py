@@ -101,11 +101,15 @@ def test_browser_pages_on_the_store_side(store: mm.Store) -> None:
 
 def test_browser_shows_foreign_types(store: mm.Store) -> None:
     tfx_type = store.mlmd.put_artifact_type(pb.ArtifactType(name="Examples"))
-    store.mlmd.put_artifacts([pb.Artifact(type_id=tfx_type, uri="/pipelines/examples/1", name="examples-1")])
+    [aid] = store.mlmd.put_artifacts([pb.Artifact(type_id=tfx_type, uri="/pipelines/examples/1", name="examples-1")])
     browser = StoreBrowser(store)
     assert "Examples" in browser.tab.titles
-    foreign = browser.tab.children[list(browser.tab.titles).index("Examples")]
-    assert "examples-1" in foreign.children[0].value
+    foreign = browser.tabs["Examples"]
+    assert foreign.rows.options == ()  # read when first opened, not when the browser is built
+    browser.tab.selected_index = list(browser.tab.titles).index("Examples")
+    assert [label for label, _ in foreign.rows.options] == [f"#{aid}  examples-1  /pipelines/examples/1"]
+    foreign.rows.value = 0
+    assert "/pipelines/examples/1" in foreign.details.value and "<svg" in foreign.details.value
 
 
 def test_compare_and_lineage(store: mm.Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

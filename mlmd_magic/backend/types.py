@@ -65,6 +65,7 @@ EXECUTION_TYPES: dict[str, str] = {
     "ShowHistory": "PROCESS",
     "DiffRecords": "PROCESS",
     "ShowLineage": "PROCESS",
+    "ShowNode": "PROCESS",  # any tool's artifact or execution, by id
     "CompareRuns": "PROCESS",
     "Train": "TRAIN",
     "Evaluate": "EVALUATE",

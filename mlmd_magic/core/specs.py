@@ -28,7 +28,7 @@ from .values import normalise_kind
 __all__ = ["evaluation_arguments", "export_spec", "spec_arguments"]
 
 _KEYS = {
-    "datasources": {"uri", "format", "splits", "label", "description", "features", "label_names"},
+    "datasources": {"uri", "format", "splits", "label", "description", "features", "label_names", "from_artifact"},
     "scenarios": {"model", "params", "description"},
     "experiments": {"datasource", "scenario", "overrides", "description"},
 }
@@ -57,7 +57,10 @@ def spec_arguments(kind: str, body: Any, where: str = "the cell body") -> dict[s
             f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} in {where}; "
             f"a {kind[:-1]} takes {', '.join(sorted(_KEYS[kind]))}"
         )
-    missing = [k for k in _REQUIRED[kind] if k not in body or body[k] in (None, "")]
+    required = _REQUIRED[kind]
+    if kind == "datasources" and body.get("from_artifact") not in (None, ""):
+        required = ("label",)  # the artifact gives uri, format and splits
+    missing = [k for k in required if k not in body or body[k] in (None, "")]
     if missing:
         raise ValidationError(f"{where} needs {', '.join(map(repr, missing))} for a {kind[:-1]}")
     if kind == "scenarios" and body.get("params") is None:

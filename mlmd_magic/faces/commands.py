@@ -19,7 +19,7 @@ from typing import Any, Callable, Protocol
 
 from ..core.record import Record
 from ..core.specs import evaluation_arguments
-from ..core.values import normalise_kind
+from ..core.values import KIND_ALIASES, normalise_kind
 from ..errors import CommandError, MlmdMagicError, ValidationError
 from ..store import Store
 from . import cells
@@ -202,13 +202,26 @@ def _get(host: Host, a: argparse.Namespace) -> dict[str, Any]:
     return value
 
 
+_LISTED_KINDS = {*KIND_ALIASES, "run", "runs", "model", "models", "artifacts", "executions"}
+
+
 def _ls(host: Host, a: argparse.Namespace) -> Any:
+    store = host.store()
+    kind, type_name = a.kind, a.type
     where = a.where
     if getattr(a, "running", False):
-        if normalise_kind_of_runs(a.kind) != "runs":
+        if normalise_kind_of_runs(kind) != "runs":
             raise CommandError("--running lists runs only: %mlmd ls runs --running")
         where = "state == 'RUNNING'" + (f" and ({where})" if where else "")
-    return host.store().list(a.kind, where=where, limit=a.limit, all_versions=a.all_versions)
+    if kind.lower() not in _LISTED_KINDS:
+        # any artifact type of the store is a kind (TFX's Examples, Model, ...); then execution types
+        known = {(t["kind"], t["name"]) for t in store.types()}
+        if ("artifact", kind) in known:
+            kind, type_name = "artifacts", a.kind
+        elif any(k == "execution" and (n == kind or n.rsplit(".", 1)[-1] == kind) for k, n in known):
+            kind, type_name = "executions", a.kind
+    return store.list(kind, where=where, limit=a.limit, all_versions=a.all_versions, offset=a.offset,
+                      type=type_name)
 
 
 def normalise_kind_of_runs(kind: str) -> str:
@@ -217,7 +230,18 @@ def normalise_kind_of_runs(kind: str) -> str:
 
 
 def _show(host: Host, a: argparse.Namespace) -> Any:
+    if re.fullmatch(r"(?:artifact:|execution:)?[0-9]+", a.ref):  # an id: any tool's artifact or execution
+        return host.store().show(a.ref)
     return host.store().get(a.ref, kind=a.kind)
+
+
+def _types(host: Host, a: argparse.Namespace) -> Any:
+    import pandas as pd
+
+    rows = host.store().types(counts=True)
+    frame = pd.DataFrame(rows, columns=["kind", "name", "ours", "count", "capped"])
+    frame["count"] = [f"{n}+" if capped else str(n) for n, capped in zip(frame["count"], frame["capped"])]
+    return frame.drop(columns=["capped"])
 
 
 def _history(host: Host, a: argparse.Namespace) -> Any:
@@ -411,9 +435,13 @@ def _cfg_connect(p: argparse.ArgumentParser) -> None:
 
 
 def _cfg_ls(p: argparse.ArgumentParser) -> None:
-    p.add_argument("kind", metavar="KIND", help="datasources, scenarios, experiments, runs or models")
+    p.add_argument("kind", metavar="KIND", help="datasources, scenarios, experiments, runs or models; or any "
+                                                "artifact or execution type of the store (e.g. TFX's Examples, "
+                                                "Trainer: see types); or artifacts/executions with --type")
     p.add_argument("--where", help="filter, e.g. \"name ~ 't21-*' and epochs >= 5\"")
     p.add_argument("--limit", type=int, help="at most N rows")
+    p.add_argument("--offset", type=int, default=0, help="skip the first N rows (pages)")
+    p.add_argument("--type", help="the MLMD type to list with KIND artifacts or executions")
     p.add_argument("--all-versions", action="store_true", help="every version, not only the latest")
     p.add_argument("--running", action="store_true", help="runs only: those running now")
 
@@ -445,7 +473,12 @@ _add("close", "close a store (default: the current one)",
 _add("status", "which store is current and what it holds", lambda p: None, _status)
 _add("get", "the resolved experiment dict (p = %mlmd get t21@2)", _cfg_get, _get)
 _add("ls", "a table of data sources, scenarios or experiments", _cfg_ls, _ls)
-_add("show", "one record", _ref, _show)
+_add("show", "one record, or any tool's artifact (ID, artifact:ID) or execution (execution:ID)",
+     lambda p: (p.add_argument("ref", metavar="REF", help="NAME (latest version), NAME@N, an artifact id, "
+                                                         "artifact:ID or execution:ID"),
+                p.add_argument("--kind", help=_KIND_HELP)), _show)
+_add("types", "the store's artifact, execution and context types (TFX's too) with counts", lambda p: None,
+     _types)
 _add("history", "every version of a record", _ref, _history)
 _add("diff", "what differs between two versions or two records", _cfg_diff, _diff)
 _add("export", "a record as YAML (for import elsewhere)", _cfg_export, _export)
@@ -565,7 +598,8 @@ def help_text(subcommand: str | None = None, magic: bool = True) -> str:
         lines += [
             "",
             "Cell magics (YAML body):",
-            "  %%datasource NAME     uri, format (tfrecord|csv|npz), splits, label[, description, features]",
+            "  %%datasource NAME     uri, format (tfrecord|csv|npz), splits, label[, description, features]; or "
+            "from_artifact: ID (a TFX Examples artifact), label",
             "  %%scenario NAME       model, params (or the parameters as top-level keys)[, description]",
             "  %%experiment NAME [-o VAR] [--run]   datasource, scenario[, overrides, description]",
             "  %%evaluate MODEL [--baseline MODEL] [--data SPLIT] [-o VAR]   slices, thresholds[, class_names]",

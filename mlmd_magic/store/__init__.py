@@ -4,7 +4,9 @@
 * :mod:`~mlmd_magic.store.records` — versioned data sources, scenarios and experiments
 * :mod:`~mlmd_magic.store.runs` — trainings and evaluations on record
 * :mod:`~mlmd_magic.store.results` — ``Run``, ``Evaluation``, ``RunComparison``
-* :mod:`~mlmd_magic.store.lineage` — lineage graphs
+* :mod:`~mlmd_magic.store.lineage` — lineage graphs through any tool's executions
+* :mod:`~mlmd_magic.store.artifacts` — any tool's artifacts and executions (TFX's), listed and shown
+* :mod:`~mlmd_magic.store.fromtfx` — a data source made from a TFX ``Examples`` artifact
 * :mod:`~mlmd_magic.store.maintenance` — trainings left RUNNING by a dead kernel
 * :mod:`~mlmd_magic.store.options` — settings a person may change
 * :mod:`~mlmd_magic.store.background`, :mod:`~mlmd_magic.store.worker`, :mod:`~mlmd_magic.store.ray_jobs` —
@@ -14,10 +16,12 @@
 
 from ..trainer import ProgressReporter  # what Store.train(progress=...) takes, for the faces
 from .background import BackgroundRun
+from .artifacts import NodeDetails
+from .lineage import Lineage
 from .options import StoreOptions
 from .reproduce import Reproduction
 from .results import RunProgress
 from .store import Store, connect, default_uri
 
-__all__ = ["BackgroundRun", "ProgressReporter", "Reproduction", "RunProgress", "Store", "StoreOptions", "connect",
-           "default_uri"]
+__all__ = ["BackgroundRun", "Lineage", "NodeDetails", "ProgressReporter", "Reproduction", "RunProgress", "Store",
+           "StoreOptions", "connect", "default_uri"]

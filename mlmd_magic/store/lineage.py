@@ -1,7 +1,8 @@
 """Lineage: the chain from data files through records, runs, models and evaluations.
 
-Walks MLMD's events from one artifact up- and downstream (only actions that produced
-something; reads are left out) and returns a :class:`Lineage` that draws itself as an
+Walks MLMD's events from one artifact up- and downstream, through every execution type
+(TFX's components as well as our actions; our own reads are left out, they made nothing),
+a level at a time with batched reads, and returns a :class:`Lineage` that draws itself as an
 inline SVG graph in notebooks and as text elsewhere.
 """
 
@@ -11,7 +12,6 @@ import html
 import json
 import os
 import re
-from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -101,46 +101,65 @@ class Lineage:
         return "".join(parts)
 
 
+def short_type(name: str) -> str:
+    """How a type is labelled: ours without ``mlmd_magic.``, another tool's by its last dotted part
+    (``tfx.components.trainer.component.Trainer`` -> ``Trainer``)."""
+    return name.split(".", 1)[1] if name.startswith("mlmd_magic.") else name.rsplit(".", 1)[-1]
+
+
 def lineage(mlmd: Any, start: Any, max_nodes: int = 150) -> Lineage:
-    """The lineage graph around the artifact ``start`` (see :func:`start_artifact`)."""
+    """The lineage graph around the artifact ``start`` (see :func:`start_artifact`).
+
+    Follows every execution type, ours and other tools' (TFX's components), except our own
+    read actions (fetching, listing, showing), which made nothing. The walk goes level by
+    level, reading each level's events, executions and artifacts in one call each, and stops
+    at ``max_nodes`` nodes.
+    """
     from ml_metadata.proto import metadata_store_pb2 as pb
 
     artifact_types = {t.id: t.name for t in mlmd.get_artifact_types()}
     execution_types = {t.id: t.name for t in mlmd.get_execution_types()}
+    skipped = {tid for tid, name in execution_types.items()
+               if name.startswith("mlmd_magic.") and short_type(name) not in _PRODUCERS}
     nodes: dict[str, Node] = {}
     edges: set[tuple[str, str]] = set()
     _add_artifact(nodes, edges, start, artifact_types)
     # Ancestors (what it was made from) and descendants (what was made from it), not siblings.
     for upstream in (True, False):
-        seen: set[int] = set()
-        queue = deque([start.id])
-        while queue and len(nodes) < max_nodes:
-            aid = queue.popleft()
-            if aid in seen:
-                continue
-            seen.add(aid)
-            wanted = pb.Event.OUTPUT if upstream else pb.Event.INPUT
-            exec_ids = sorted({e.execution_id for e in mlmd.get_events_by_artifact_ids([aid]) if e.type == wanted})
-            for execution in mlmd.get_executions_by_id(exec_ids) if exec_ids else []:
-                short = execution_types.get(execution.type_id, "").split(".")[-1]
-                if short not in _PRODUCERS:
-                    continue
+        towards, away = (pb.Event.OUTPUT, pb.Event.INPUT) if upstream else (pb.Event.INPUT, pb.Event.OUTPUT)
+        seen_artifacts: set[int] = {start.id}
+        seen_executions: set[int] = set()
+        shown: set[int] = set()
+        frontier = [start.id]
+        while frontier and len(nodes) < max_nodes:
+            events = mlmd.get_events_by_artifact_ids(frontier)
+            exec_ids = sorted({e.execution_id for e in events if e.type == towards} - seen_executions)
+            fetched = mlmd.get_executions_by_id(exec_ids) if exec_ids else []
+            executions = [e for e in fetched if e.type_id not in skipped]
+            seen_executions.update(exec_ids)
+            kept = {e.id for e in executions}
+            shown |= kept
+            linked = {(e.execution_id, e.artifact_id) for e in events if e.type == towards}
+            for execution in executions:
                 ekey = f"e:{execution.id}"
-                nodes.setdefault(ekey, Node(ekey, "execution", f"{short} #{execution.id}"))
-                events = mlmd.get_events_by_execution_ids([execution.id])
-                follow = [ev for ev in events if ev.type == (pb.Event.INPUT if upstream else pb.Event.OUTPUT)]
-                for ev in events:
-                    if ev.artifact_id == aid:
-                        edges.add((ekey, f"a:{aid}") if upstream else (f"a:{aid}", ekey))
-                arts = mlmd.get_artifacts_by_id([ev.artifact_id for ev in follow]) if follow else []
-                for art in arts:
-                    _add_artifact(nodes, edges, art, artifact_types)
-                    edges.add((f"a:{art.id}", ekey) if upstream else (ekey, f"a:{art.id}"))
-                    queue.append(art.id)
+                label = f"{short_type(execution_types.get(execution.type_id, 'execution'))} #{execution.id}"
+                nodes.setdefault(ekey, Node(ekey, "execution", label))
+            for eid, aid in linked:
+                if eid in shown:  # an execution met at an earlier level made (or read) this one too
+                    edges.add((f"e:{eid}", f"a:{aid}") if upstream else (f"a:{aid}", f"e:{eid}"))
+            follow = [e for e in mlmd.get_events_by_execution_ids(sorted(kept)) if e.type == away] if kept else []
+            new_ids = sorted({e.artifact_id for e in follow} - seen_artifacts)[: max(max_nodes - len(nodes), 0)]
+            for art in mlmd.get_artifacts_by_id(new_ids) if new_ids else []:
+                _add_artifact(nodes, edges, art, artifact_types)
+            for ev in follow:
+                akey, ekey = f"a:{ev.artifact_id}", f"e:{ev.execution_id}"
+                edges.add((akey, ekey) if upstream else (ekey, akey))
+            seen_artifacts.update(new_ids)
+            frontier = new_ids if kept else []
     keys = set(nodes)
     # keep edges whose both ends made it into the graph (the walk stops at max_nodes)
-    kept = tuple(sorted((a, b) for a, b in edges if a in keys and b in keys))
-    return Lineage(f"a:{start.id}", tuple(nodes.values()), kept)
+    kept_edges = tuple(sorted((a, b) for a, b in edges if a in keys and b in keys))
+    return Lineage(f"a:{start.id}", tuple(nodes.values()), kept_edges)
 
 
 def start_artifact(records: Records, runs: Runs, target: Any, kind: str | None = None) -> Any:
@@ -175,10 +194,12 @@ def start_artifact(records: Records, runs: Runs, target: Any, kind: str | None =
 
 def _add_artifact(nodes: dict[str, Node], edges: set[tuple[str, str]], art: Any, types: dict[int, str]) -> None:
     type_name = types.get(art.type_id, "artifact")
-    short = type_name.split(".", 1)[1] if type_name.startswith("mlmd_magic.") else type_name
+    ours = type_name.startswith("mlmd_magic.")
+    short = short_type(type_name)
     key = f"a:{art.id}"
-    label = f"{short} {art.name}" if art.name else f"{short} #{art.id}"
-    if short == "Evaluation" and "blessed" in art.custom_properties:
+    # another tool's artifact names are long paths (pipeline:run:component:key:index): its id says it
+    label = f"{short} {art.name}" if art.name and ours else f"{short} #{art.id}"
+    if short in ("Evaluation", "ModelBlessing") and "blessed" in art.custom_properties:
         label += " ✓" if art.custom_properties["blessed"].int_value else " ✗"
     nodes[key] = Node(key, short, label)
     if short == "DataSource" and "splits" in art.properties:

@@ -46,6 +46,7 @@ from ..core.values import (
 )
 from ..errors import AmbiguousRefError, NotFoundError, StoreError, ValidationError
 from ..trainer import builders
+from .fromtfx import examples_source, merge_features
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -75,19 +76,32 @@ class Records:
         self,
         name: str,
         *,
-        uri: str,
-        format: str,
-        splits: dict[str, str],
+        uri: str | None = None,
+        format: str | None = None,
+        splits: dict[str, str] | None = None,
         label: str,
         description: str | None = None,
         features: dict[str, Any] | None = None,
         label_names: Sequence[str] | None = None,
+        from_artifact: int | str | None = None,
     ) -> Record:
         """See :meth:`mlmd_magic.Store.add_datasource`."""
         args = {"name": name, "uri": uri, "format": format, "splits": splits, "label": label,
-                "description": description, "features": features, "label_names": label_names}
+                "description": description, "features": features, "label_names": label_names,
+                "from_artifact": from_artifact}
         with self.recorder.action("RegisterDataSource", args) as act:
             check_name(name, "data source name")
+            source = None
+            if from_artifact is not None:
+                given = [k for k, v in (("uri", uri), ("format", format), ("splits", splits)) if v is not None]
+                if given:
+                    raise ValidationError(f"from_artifact gives the files; drop {', '.join(given)}")
+                source = examples_source(self.mlmd, from_artifact)
+                act.inputs.append(source.artifact)  # lineage runs from the pipeline's ExampleGen through us
+                uri, format, splits = source.uri, "tfrecord", source.splits
+            elif uri is None or format is None or splits is None:
+                raise ValidationError("a data source needs uri, format and splits, or from_artifact=ID (an "
+                                      "Examples artifact, e.g. TFX's)")
             if format not in FORMATS:
                 raise ValidationError(f"unknown format {format!r}: use one of {', '.join(FORMATS)}")
             if not isinstance(label, str) or not label:
@@ -111,6 +125,12 @@ class Records:
             summary = inspect_datasource(folder, format, splits, label)
             if names is not None:
                 _check_label_names_cover(names, {s: v.labels for s, v in summary.splits.items()})
+            if features is None and source is not None:
+                if source.schema is not None and label not in source.schema:
+                    raise ValidationError(f"label {label!r} is not in the pipeline's schema (Schema "
+                                          f"#{source.schema_artifact}); its features: "
+                                          f"{', '.join(sorted(source.schema))}")
+                features = merge_features(source.schema, summary.features, label)
             content = {
                 "uri": folder,
                 "format": format,
@@ -120,6 +140,7 @@ class Records:
                 "fingerprint": summary.fingerprint,
                 "description": description or "",
                 **({"label_names": names} if names is not None else {}),  # absent: hashes as before
+                **({"from_artifact": source.artifact.id} if source is not None else {}),
             }
             stats = {
                 "example_counts": {s: v.examples for s, v in summary.splits.items()},

@@ -27,7 +27,7 @@ from ..core.query import Where, check_offset
 from ..core.record import Record
 from ..core.values import Diff, merge_overrides, normalise_kind
 from ..errors import ValidationError
-from .artifacts import list_nodes
+from .artifacts import NodeDetails, list_nodes, show_node
 from .artifacts import types as store_types
 from .lineage import Lineage, lineage, start_artifact
 from .maintenance import reap_stale_runs
@@ -175,13 +175,14 @@ class Store:
         self,
         name: str,
         *,
-        uri: str,
-        format: str,
-        splits: dict[str, str],
+        uri: str | None = None,
+        format: str | None = None,
+        splits: dict[str, str] | None = None,
         label: str,
         description: str | None = None,
         features: dict[str, Any] | None = None,
         label_names: Sequence[str] | None = None,
+        from_artifact: int | str | None = None,
     ) -> Record:
         """Register a data source, or a new version of it when its content changed.
 
@@ -197,6 +198,12 @@ class Store:
             the files when omitted.
         label_names : names of classes 0..K-1 in order (``["euploid", "T21", "T18", "T13"]``):
             evaluations name per-class metrics with them (``recall_T21``) unless told otherwise.
+        from_artifact : the id of another tool's ``Examples`` artifact (TFX's ExampleGen or
+            Transform output), in place of ``uri``, ``format`` and ``splits``: its splits are its
+            ``split_names`` under ``Split-<name>/`` (gzip TFRecords), its features come from the
+            ``Schema`` artifact of the same pipeline run when there is one (else from the files),
+            and the record's action has an INPUT event to it, so lineage runs from the pipeline's
+            ExampleGen through experiments, runs and models. Nothing of the artifact is changed.
 
         Returns
         -------
@@ -207,12 +214,14 @@ class Store:
         Raises
         ------
         InvalidNameError, DataSourceError, ValidationError
-            For bad arguments or unreadable files (recorded as a FAILED action).
+            For bad arguments or unreadable files (recorded as a FAILED action); a missing or
+            moved ``from_artifact`` uri names the path.
         StoreError
             When the store rejects the write.
         """
         return self._records.add_datasource(name, uri=uri, format=format, splits=splits, label=label,
-                                            description=description, features=features, label_names=label_names)
+                                            description=description, features=features, label_names=label_names,
+                                            from_artifact=from_artifact)
 
     def add_scenario(
         self, name: str, *, model: str, params: dict[str, Any], description: str | None = None
@@ -544,11 +553,31 @@ class Store:
 
     # ------------------------------------------------------------------ listings and lineage
 
-    def types(self) -> builtins.list[dict[str, Any]]:
+    def types(self, counts: bool = False) -> builtins.list[dict[str, Any]]:
         """Every artifact, execution and context type in the store (``kind``, ``name``, and
-        ``ours`` for ``mlmd_magic.*``), other tools' included."""
+        ``ours`` for ``mlmd_magic.*``), other tools' included; with ``counts``, how many nodes
+        each has (``count``, counted up to 10,000; ``capped`` when there are more)."""
         self._recorder.check_open()
-        return store_types(self._recorder.mlmd)
+        return store_types(self._recorder.mlmd, counts=counts)
+
+    def show(self, target: Any) -> NodeDetails:
+        """One artifact (``42``, ``"42"``, ``"artifact:42"``) or execution (``"execution:7"``) of any
+        tool, TFX's included: its properties, custom properties, the executions that wrote and
+        read it (or the artifacts it read and wrote), and the contexts (pipeline, run, component
+        run) it belongs to. Displays as HTML in notebooks and text elsewhere; ``to_dict()``
+        gives plain values.
+
+        Raises
+        ------
+        NotFoundError
+            When the store has no such artifact or execution.
+        ValidationError
+            When ``target`` is not one of the forms above.
+        """
+        with self._recorder.action("ShowNode", {"target": str(target)}) as act:
+            details = show_node(self._recorder.mlmd, target)
+            act.outcome = details.label
+            return details
 
     def list(
         self,

@@ -9,6 +9,7 @@ import ipywidgets as w
 
 from ..errors import MlmdMagicError
 from ..store import Store
+from ..store.lineage import Lineage
 
 KINDS = ("experiments", "scenarios", "datasources", "runs", "models")
 PAGE_SIZE = 20
@@ -26,8 +27,9 @@ def _where(text: str) -> str | None:
 
 
 class _Tab(w.VBox):
-    def __init__(self, browser: StoreBrowser, kind: str) -> None:
-        self.browser, self.kind, self.page = browser, kind, 0
+    def __init__(self, browser: StoreBrowser, kind: str, type_name: str | None = None) -> None:
+        # type_name: another tool's artifact type (TFX's Examples, Model, ...), listed as artifacts
+        self.browser, self.kind, self.type_name, self.page = browser, kind, type_name, 0
         self.filter = w.Text(placeholder="filter: text in the name, or e.g. epochs >= 5",
                              layout=w.Layout(width="420px"))
         self.prev = w.Button(description="◀", layout=w.Layout(width="40px"))
@@ -51,7 +53,7 @@ class _Tab(w.VBox):
         store = self.browser.store
         try:
             frame = store.list(self.kind, where=_where(self.filter.value), limit=PAGE_SIZE + 1,
-                               offset=page * PAGE_SIZE)
+                               offset=page * PAGE_SIZE, type=self.type_name)
         except MlmdMagicError as exc:
             self.details.value = f"<span style='color:crimson'>{html.escape(str(exc))}</span>"
             return
@@ -65,6 +67,8 @@ class _Tab(w.VBox):
         self.details.value = ""
 
     def _label(self, row: dict[str, Any]) -> str:
+        if self.kind == "artifacts":
+            return f"#{row['id']}  {row['producer'] or row['name']}  {row['uri']}"
         if self.kind == "runs":
             return f"run #{row['run']}  {row['experiment']}  {row['state']}  {row['metrics']}"
         if self.kind == "models":
@@ -77,8 +81,12 @@ class _Tab(w.VBox):
             return
         row = self.frame.to_dict("records")[index]
         store = self.browser.store
+        lineage: Lineage | None
         try:
-            if self.kind in ("runs", "models"):
+            if self.kind == "artifacts":
+                body = store.show(row["id"])._repr_html_()
+                lineage = store.lineage(row["id"])
+            elif self.kind in ("runs", "models"):
                 target = f"run:{row['run']}" if self.kind == "runs" else f"model:{row['model']}"
                 body = f"<pre>{html.escape(str(row))}</pre>"
                 lineage = store.lineage(target) if row.get("model") else None
@@ -95,18 +103,6 @@ class _Tab(w.VBox):
         self.details.value = body + svg
 
 
-class _ForeignTab(w.VBox):
-    """Artifacts of a type mlmd-magic did not write (e.g. TFX's): shown, never broken."""
-
-    def __init__(self, browser: StoreBrowser, type_name: str) -> None:
-        self.type_name = type_name
-        with browser.store.unrecorded():
-            frame = browser.store.list("artifacts", type=type_name, limit=PAGE_SIZE)
-        rows = "".join(f"<tr><td>{r['id']}</td><td>{html.escape(str(r['name']))}</td>"
-                       f"<td>{html.escape(str(r['uri']))}</td></tr>" for r in frame.to_dict("records"))
-        super().__init__([w.HTML(f"<table><tr><th>id</th><th>name</th><th>uri</th></tr>{rows}</table>")])
-
-
 class StoreBrowser(w.VBox):
     """Every record kind of a store in tabs, a page at a time; selecting a row shows its details,
     versions and lineage. Foreign artifact types found in the store get tabs of their own."""
@@ -114,10 +110,11 @@ class StoreBrowser(w.VBox):
     def __init__(self, store: Store) -> None:
         self.store = store
         self.tabs: dict[str, _Tab] = {kind: _Tab(self, kind) for kind in KINDS}
+        # other tools' artifact types (TFX's): a tab each, read when first opened
         foreign = sorted(t["name"] for t in store.types() if t["kind"] == "artifact" and not t["ours"])
-        children: list[w.Widget] = list(self.tabs.values()) + [_ForeignTab(self, name) for name in foreign]
-        self.tab = w.Tab(children=children)
-        self.tab.titles = tuple(list(KINDS) + foreign)
+        self.tabs.update({name: _Tab(self, "artifacts", name) for name in foreign if name not in KINDS})
+        self.tab = w.Tab(children=list(self.tabs.values()))
+        self.tab.titles = tuple(self.tabs)
         self.tab.observe(self._on_tab, names="selected_index")
         super().__init__([w.HTML(f"<b>Store</b> <code>{html.escape(store.uri)}</code>"), self.tab])
         self.add_class("mlmd-magic-browser")
@@ -126,10 +123,11 @@ class StoreBrowser(w.VBox):
 
     def _on_tab(self, change: dict[str, Any]) -> None:
         index = change["new"]
-        if index is not None and index < len(KINDS) and KINDS[index] not in self._loaded:
+        names = list(self.tabs)
+        if index is not None and index < len(names) and names[index] not in self._loaded:
             with self.store.unrecorded():
-                self.tabs[KINDS[index]].load(0)
-            self._loaded.add(KINDS[index])
+                self.tabs[names[index]].load(0)
+            self._loaded.add(names[index])
 
     def __repr__(self) -> str:
         tab = self.tabs["experiments"]
