@@ -15,8 +15,8 @@
 """
 
 from ..trainer import ProgressReporter  # what Store.train(progress=...) takes, for the faces
-from .background import BackgroundRun
 from .artifacts import NodeDetails
+from .background import BackgroundRun
 from .lineage import Lineage
 from .options import StoreOptions
 from .reproduce import Reproduction
