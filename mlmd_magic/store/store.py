@@ -408,8 +408,8 @@ class Store:
 
         ``wait=False`` starts the run in its own detached process (it survives the end of this
         one) and returns a :class:`~mlmd_magic.store.background.BackgroundRun` once the run is
-        recorded; ``on="ray://HOST:PORT"`` submits it to a Ray cluster instead (see
-        :meth:`~mlmd_magic.store.background.BackgroundRun`), asking for the ``gpus`` the
+        recorded; ``on="ray://HOST:PORT"`` (or a cluster's ``HOST:6379``) submits it to a Ray
+        cluster instead (see :mod:`mlmd_magic.store.ray_jobs`), asking for the ``gpus`` the
         params ask for. Neither works on a ``memory://`` store; Ray needs a MySQL store.
 
         Raises
