@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -144,25 +145,14 @@ def test_progress_steps_are_throttled_and_terminal_lines_keras_style() -> None:
 # ---------------------------------------------------------------------------- background runs
 
 
-START = """
-import sys, mlmd_magic as mm
-store = mm.connect(sys.argv[1])
-run = store.train("t21", wait=False, **({"epochs": int(sys.argv[2])} if len(sys.argv) > 2 else {}))
-print(run.id, run.name, run.process.pid, flush=True)
-"""
-
-
-def _start_elsewhere(uri: str, *args: str) -> tuple[int, str, int]:
-    """Start a background run from a Python process that then ends."""
-    done = subprocess.run([sys.executable, "-c", START, uri, *args], capture_output=True, text=True, timeout=300,
-                          check=True)
-    run_id, name, pid = done.stdout.split()
-    return int(run_id), name, int(pid)
-
-
 @pytest.mark.slow
 def test_a_background_run_outlives_its_starter_and_is_watched_from_another_process(uri: str) -> None:
-    run_id, name, pid = _start_elsewhere(uri)
+    started = _cli(uri, "train", "t21", "--background")  # a process that ends once the run is recorded
+    assert started.returncode == 0, started.stderr
+    found = re.fullmatch(r"started run (\S+) \(run:(\d+)\) on process (\d+); follow it with %mlmd watch "
+                         r"run:\2, stop it with %mlmd cancel run:\2\n", started.stdout)
+    assert found, started.stdout
+    name, run_id, pid = found.group(1), int(found.group(2)), int(found.group(3))
     assert name == "t21@1#1"  # its starter has ended by now; the worker trains on
     (execution,) = mm.connect(uri).mlmd.get_executions_by_id([run_id])
     assert execution.properties["owner"].string_value.endswith(f":{pid}")
