@@ -289,3 +289,35 @@ def test_a_background_run_on_mysql_gets_the_password_on_stdin_only(
     with open(handle.log, encoding="utf-8") as fh:
         log = fh.read()
     assert "Epoch 3/3" in log and password not in log
+
+
+def test_reproduce_names_a_changed_model_builder(tmp_path: Path, nipt: dict[str, Any],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlmd_magic.trainer import register_model
+
+    monkeypatch.setenv("MLMD_MAGIC_RUNS_DIR", str(tmp_path / "runs"))
+
+    @register_model("rep-linear")
+    def linear(input_dim: int, output: Any, params: dict[str, Any], normalizer: Any) -> Any:
+        import keras
+
+        inputs = keras.Input((input_dim,))
+        return keras.Model(inputs, output.layer()(normalizer(inputs)))
+
+    store = mm.connect(f"sqlite:///{tmp_path}/builder.sqlite")
+    store.add_datasource("nipt-sim", **nipt)
+    store.add_scenario("lin", model="rep-linear", params={"epochs": 1, "seed": 1, "batch_size": 64})
+    store.experiment("e", datasource="nipt-sim", scenario="lin")
+    first = store.train("e", progress=False)
+
+    @register_model("rep-linear")  # the same name, other code: a hidden layer
+    def hidden(input_dim: int, output: Any, params: dict[str, Any], normalizer: Any) -> Any:
+        import keras
+
+        inputs = keras.Input((input_dim,))
+        return keras.Model(inputs, output.layer()(keras.layers.Dense(8)(normalizer(inputs))))
+
+    report = store.reproduce(first.name, progress=False)
+    whats = [what for what, _, _ in report.differences]
+    assert whats[0] == "model builder 'rep-linear' source" and report.verdict == "differs"
+    assert report.new_run == "e@1#2" and any(what.startswith("metric test.") for what in whats)
