@@ -14,7 +14,7 @@ import contextlib
 import dataclasses
 import os
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from ..backend.connection import Backend, backend_for
 from ..backend.recorder import Recorder
@@ -39,6 +39,8 @@ from .runs import Runs
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from .background import BackgroundRun
 
 __all__ = ["Store", "connect", "default_uri"]
 
@@ -374,6 +376,26 @@ class Store:
 
     # ------------------------------------------------------------------ training and evaluation
 
+    @overload
+    def train(self, ref: str, *, workdir: str | None = ..., force: bool = ..., callbacks: Sequence[Any] | None = ...,
+              progress: Any = ..., overrides: dict[str, Any] | None = ..., wait: Literal[True] = ...,
+              on: None = ..., **more_overrides: Any) -> Run: ...
+
+    @overload
+    def train(self, ref: str, *, workdir: str | None = ..., force: bool = ..., callbacks: Sequence[Any] | None = ...,
+              progress: Any = ..., overrides: dict[str, Any] | None = ..., wait: Literal[False],
+              on: str | None = ..., **more_overrides: Any) -> BackgroundRun: ...
+
+    @overload
+    def train(self, ref: str, *, workdir: str | None = ..., force: bool = ..., callbacks: Sequence[Any] | None = ...,
+              progress: Any = ..., overrides: dict[str, Any] | None = ..., wait: bool = ...,
+              on: str, **more_overrides: Any) -> BackgroundRun: ...
+
+    @overload
+    def train(self, ref: str, *, workdir: str | None = ..., force: bool = ..., callbacks: Sequence[Any] | None = ...,
+              progress: Any = ..., overrides: dict[str, Any] | None = ..., wait: bool = ...,
+              on: str | None = ..., **more_overrides: Any) -> Run | BackgroundRun: ...
+
     def train(
         self,
         ref: str,
@@ -386,7 +408,7 @@ class Store:
         wait: bool = True,
         on: str | None = None,
         **more_overrides: Any,
-    ) -> Any:
+    ) -> Run | BackgroundRun:
         """Train experiment ``NAME`` (latest) or ``NAME@N`` with the Keras trainer, on record.
 
         ``overrides`` (a mapping, e.g. ``{"epochs": 3}``; keyword arguments other than the
