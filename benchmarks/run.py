@@ -16,7 +16,7 @@ import sys
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-SUITES = ["startup", "recording", "scale", "listing", "trainer", "progress", "hostile", "tfx"]
+SUITES = ["startup", "recording", "scale", "listing", "trainer", "progress", "hostile", "tfx", "sweeps"]
 
 
 def main(argv: list[str] | None = None) -> int:

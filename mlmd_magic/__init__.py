@@ -35,7 +35,7 @@ from .errors import (
     TrainingError,
     ValidationError,
 )
-from .store import Store, StoreOptions
+from .store import Store, StoreOptions, Sweep
 
 __all__ = [
     "AmbiguousRefError",
@@ -52,6 +52,7 @@ __all__ = [
     "StoreConnectionError",
     "StoreError",
     "StoreOptions",
+    "Sweep",
     "TrainingError",
     "ValidationError",
     "__version__",

@@ -79,6 +79,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     with conn.cursor() as cur:
         for name in _created_dbs:
             cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}_sweeps`")  # a sweep's Optuna study, beside it
     conn.close()
 
 

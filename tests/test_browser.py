@@ -1,7 +1,9 @@
 """A real browser: JupyterLab on a loopback port, driven by Playwright in Debian's Chromium.
 
-A user edits one value of an experiment in the editor, saves, and sees version 2 in the
-store browser panel and the difference in the diff. Screenshots go to test-artifacts/.
+A user opens the store browser, edits one value of an experiment in the editor and saves:
+the browser shows version 2 without being asked; the diff shows the change. In the browser's
+runs tab they sort the grid, select two runs and compare them, click a lineage node to see
+its record, and read the evaluations tab. Screenshots go to test-artifacts/.
 Needs /usr/bin/chromium (Debian's package) and the playwright package; Playwright never
 downloads a browser here. Without them the test skips, except under CI where it fails.
 """
@@ -91,8 +93,8 @@ def lab(tmp_path: Path) -> Iterator[dict[str, Any]]:
 def _notebook(path: Path, uri: str) -> None:
     cells = [
         f"%load_ext mlmd_magic\n%mlmd connect {uri}",
-        "editor = %mlmd edit t21\neditor",
         "%mlmd browse",
+        "editor = %mlmd edit t21\neditor",
         "%mlmd diff t21@1 t21@2",
     ]
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
@@ -100,6 +102,12 @@ def _notebook(path: Path, uri: str) -> None:
     nbformat.write(nb, str(path))
 
 
+def _rows(grid: Any) -> list[str]:
+    """The first cell of each row of a DataTables grid, top to bottom."""
+    return [str(t) for t in grid.locator("table.dataTable tbody tr td:first-child").all_inner_texts()]
+
+
+@pytest.mark.slow
 def test_edit_save_and_see_version_2_in_jupyterlab(lab: dict[str, Any]) -> None:
     from playwright.sync_api import expect, sync_playwright
 
@@ -109,6 +117,11 @@ def test_edit_save_and_see_version_2_in_jupyterlab(lab: dict[str, Any]) -> None:
     store.add_datasource("nipt-sim", **datasets.simulate_nipt(str(root / "data"), n_train=16, n_eval=8, n_test=8))
     store.add_scenario("mlp-small", model="mlp", params={"hidden": [8], "epochs": 3, "learning_rate": 0.01})
     store.experiment("t21", datasource="nipt-sim", scenario="mlp-small")
+    store.experiment("t22", datasource="nipt-sim", scenario="mlp-small")
+    store.options.runs_dir = str(root / "runs")
+    first = store.train("t22", progress=False)
+    second = store.train("t22", epochs=2, progress=False)
+    store.evaluate(second, baseline=first, thresholds=[{"metric": "accuracy", "lower": 1.01}])
     _notebook(root / "edit.ipynb", f"sqlite:///{store_path}")
     ARTIFACTS.mkdir(exist_ok=True)
 
@@ -133,6 +146,13 @@ def test_edit_save_and_see_version_2_in_jupyterlab(lab: dict[str, Any]) -> None:
 
             run_cell(0)
             run_cell(1)
+            panel = page.locator(".mlmd-magic-browser")
+            experiments = panel.locator(".widget-tab-contents > div").nth(0)
+            expect(experiments.locator(".mlmd-magic-count")).to_contain_text("2 in all", timeout=60_000)
+            expect(experiments.locator("table.dataTable")).to_contain_text("t22", timeout=20_000)
+            page.screenshot(path=str(ARTIFACTS / "browser-experiments.png"))
+
+            run_cell(2)
             editor = page.locator(".mlmd-magic-editor")
             expect(editor).to_be_visible(timeout=60_000)
             epochs = editor.locator(".widget-inline-hbox:has(label:text-is('epochs')) input")
@@ -143,16 +163,93 @@ def test_edit_save_and_see_version_2_in_jupyterlab(lab: dict[str, Any]) -> None:
             editor.get_by_role("button", name="Save as new version").click()
             expect(editor.locator(".mlmd-magic-saved")).to_contain_text("saved as t21@2", timeout=20_000)
             page.screenshot(path=str(ARTIFACTS / "editor-saved.png"))
-            run_cell(2)
+            # the browser above read its page again after the editor's action: t21 is at version 2
+            t21 = experiments.locator("table.dataTable tbody tr", has_text="t21")
+            expect(t21.locator("td").nth(1)).to_have_text("2", timeout=20_000)
+            expect(t21).to_contain_text("7")
+            expect(t21.locator("b.mlmd-magic-override")).to_have_text("7")  # the override marked
+
             run_cell(3)
-            browser_panel = page.locator(".mlmd-magic-browser")
-            expect(browser_panel).to_be_visible(timeout=60_000)
-            expect(browser_panel.locator("select").first).to_contain_text("t21@2", timeout=20_000)
             diff = cells.nth(3).locator(".jp-OutputArea-output")
             expect(diff).to_contain_text("params.epochs", timeout=30_000)
             expect(diff).to_contain_text("7")
-            cells.nth(2).scroll_into_view_if_needed()
-            page.screenshot(path=str(ARTIFACTS / "browser-and-diff.png"), full_page=True)
+
+            # runs: sort by a column, select two rows, compare
+            cells.nth(1).scroll_into_view_if_needed()
+            panel.locator(".lm-TabBar-tab", has_text="runs").click()
+            runs = panel.locator(".widget-tab-contents > div").nth(3)
+            grid = runs.locator(".dataTables_wrapper, .dt-container").first
+            expect(runs.locator(".mlmd-magic-count")).to_contain_text("2 in all", timeout=30_000)
+            expect(grid).to_contain_text("test.accuracy")
+            assert _rows(grid) == ["t22@2#1", "t22@1#1"]  # newest first
+            grid.locator("thead th", has_text=re.compile(r"^name$")).click()
+            expect(grid.locator("tbody tr").first).to_contain_text("t22@1#1", timeout=10_000)
+            assert _rows(grid) == ["t22@1#1", "t22@2#1"]  # sorted by name in the grid
+            page.screenshot(path=str(ARTIFACTS / "browser-runs-sorted.png"))
+            grid.locator("tbody tr").nth(0).click()
+            grid.locator("tbody tr").nth(1).click(modifiers=["Control"])
+            compare = runs.get_by_role("button", name="Compare selected")
+            expect(compare).to_be_enabled(timeout=20_000)
+            compare.click()
+            comparison = runs.locator(".mlmd-magic-comparison")
+            expect(comparison).to_contain_text("params.epochs", timeout=30_000)
+            expect(comparison).to_contain_text("t22@2#1")
+            expect(comparison.locator("polyline").first).to_be_attached()
+            page.screenshot(path=str(ARTIFACTS / "browser-compare.png"), full_page=True)
+
+            # details of the last selected run: its record and a lineage whose nodes show their record
+            details = runs.locator(".mlmd-magic-details")
+            expect(details).to_contain_text("Run t22@2#1", timeout=30_000)
+            graph = details.locator(".mlmd-magic-lineage")
+            node = graph.locator("label", has_text="DataSource nipt-sim@1")
+            record = graph.locator(".mlmd-magic-record", has_text="fingerprint").first
+            expect(record).to_be_hidden()
+            graph.locator("svg").scroll_into_view_if_needed()
+            graph.locator("svg").screenshot(path=str(ARTIFACTS / "lineage-graph.png"))
+            node.click()
+            expect(record).to_be_visible(timeout=10_000)
+            expect(record).to_contain_text("nipt-sim")
+            record.scroll_into_view_if_needed()
+            page.screenshot(path=str(ARTIFACTS / "browser-lineage-click.png"))
+
+            # evaluations: model, baseline, verdict and the failed check
+            panel.locator(".lm-TabBar-tab", has_text="evaluations").click()
+            evaluations = panel.locator(".widget-tab-contents > div").nth(5)
+            expect(evaluations.locator("table.dataTable")).to_contain_text("NOT BLESSED", timeout=30_000)
+            expect(evaluations.locator("table.dataTable")).to_contain_text("overall: accuracy >= 1.01")
+            expect(evaluations.locator("table.dataTable tbody tr").first).to_contain_text("t22@1#1")
+            cells.nth(1).scroll_into_view_if_needed()
+            page.screenshot(path=str(ARTIFACTS / "browser-evaluations.png"))
+
+            # a kernel restart leaves each panel's text, not "Error displaying widget: model not found"
+            page.locator(".lm-MenuBar-itemLabel", has_text="Kernel").click()
+            page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Restart Kernel…$")).click()
+            page.locator(".jp-Dialog-button.jp-mod-accept").click()
+            browser_out = cells.nth(1).locator(".jp-OutputArea-output")
+            expect(browser_out.locator("pre.mlmd-magic-fallback")).to_contain_text("StoreBrowser of sqlite",
+                                                                                    timeout=30_000)
+            expect(panel).to_be_hidden()
+            editor_out = cells.nth(2).locator(".jp-OutputArea-output")
+            # the text of the panel as it was shown
+            expect(editor_out.locator("pre.mlmd-magic-fallback")).to_contain_text("ExperimentEditor for t21@1")
+            expect(editor).to_be_hidden()
+            expect(page.get_by_text("model not found").locator("visible=true")).to_have_count(0)
+            expect(page.locator(".jp-StatusBar-Widget", has_text="Idle").first).to_be_visible(timeout=60_000)
+            cells.nth(1).scroll_into_view_if_needed()
+            page.screenshot(path=str(ARTIFACTS / "after-restart.png"))
+            # saved and reopened without a kernel: the same text
+            page.keyboard.press("Control+s")
+            expect(page.locator(".jp-mod-current .jp-mod-dirty")).to_have_count(0, timeout=20_000)
+            page.locator(".lm-MenuBar-itemLabel", has_text="Kernel").click()
+            page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Shut Down Kernel$")).click()
+            page.reload()
+            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+            expect(cells.nth(1).locator("pre.mlmd-magic-fallback")).to_contain_text("StoreBrowser", timeout=30_000)
+            expect(cells.nth(1).locator("pre.mlmd-magic-fallback")).to_be_visible()
+            # the renderer's error is there, hidden behind the text
+            expect(page.get_by_text("model not found").first).to_be_attached(timeout=10_000)
+            expect(page.get_by_text("model not found").locator("visible=true")).to_have_count(0)
+            page.screenshot(path=str(ARTIFACTS / "reopened.png"))
         finally:
             page.screenshot(path=str(ARTIFACTS / "last.png"), full_page=True)
             browser.close()
@@ -162,3 +259,52 @@ def test_edit_save_and_see_version_2_in_jupyterlab(lab: dict[str, Any]) -> None:
     define = store.mlmd.get_executions_by_type("mlmd_magic.DefineExperiment")[-1]
     assert define.properties["source"].string_value == "widget ExperimentEditor t21@1: params.epochs 3 -> 7"
     shutil.copy(root / "edit.ipynb", ARTIFACTS / "edit.ipynb")
+
+
+@pytest.mark.slow
+def test_tfx_tutorial_runs_in_jupyterlab_and_its_widgets_render(lab: dict[str, Any]) -> None:
+    """notebooks/03-tfx-components.ipynb, outputs cleared, run top to bottom in JupyterLab:
+    no cell fails, no widget says "Error displaying widget", the store browser shows TFX's tabs."""
+    from playwright.sync_api import expect, sync_playwright
+
+    root: Path = lab["root"]
+    tutorial = Path(__file__).resolve().parent.parent / "notebooks" / "03-tfx-components.ipynb"
+    nb = nbformat.read(str(tutorial), as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    nbformat.write(nb, str(root / "tutorial.ipynb"))
+    code_cells = [i for i, cell in enumerate(nb.cells) if cell.cell_type == "code"]
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            page.goto(f"{lab['base']}/lab/tree/tutorial.ipynb?token={lab['token']}")
+            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+            expect(page.locator(".jp-StatusBar-Widget", has_text="Idle").first).to_be_visible(timeout=60_000)
+            page.locator(".lm-MenuBar-item", has_text=re.compile(r"^Run$")).click()
+            page.locator(".lm-Menu-item", has_text="Run All Cells").first.click()
+            cells = page.locator(".jp-Notebook .jp-Cell")
+            last = cells.nth(code_cells[-1])
+            expect(last.locator(".jp-InputPrompt")).to_have_text(re.compile(r"\[\d+\]:"), timeout=240_000)
+            panel = page.locator(".mlmd-magic-browser")
+            expect(panel).to_be_visible(timeout=60_000)
+            expect(panel).to_contain_text("Examples", timeout=30_000)  # a tab per TFX artifact type
+            last.scroll_into_view_if_needed()
+            page.screenshot(path=str(ARTIFACTS / "tfx-tutorial-browser.png"))
+            for i in code_cells:  # every code cell ran, in order, and none failed
+                expect(cells.nth(i).locator(".jp-InputPrompt")).to_have_text(re.compile(r"\[\d+\]:"))
+            assert page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").count() == 0
+            assert page.get_by_text("Error displaying widget").count() == 0
+            lineage = cells.nth(code_cells[-2])  # from CsvExampleGen to our model, drawn as SVG
+            lineage.scroll_into_view_if_needed()
+            expect(lineage.locator(".jp-OutputArea-output[data-mime-type='image/svg+xml']")).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "tfx-tutorial-lineage.png"))
+        finally:
+            page.screenshot(path=str(ARTIFACTS / "tfx-tutorial-last.png"), full_page=True)
+            browser.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -56,3 +57,26 @@ def test_breast_cancer_is_the_real_data(tmp_path: Path) -> None:
     assert total == {"0": 357, "1": 212}  # benign, malignant: the published class counts
     assert len(ds["features"]) == 30 and "mean_radius" in ds["features"]
     assert "Wolberg" in (tmp_path / "ATTRIBUTION.txt").read_text()
+
+
+def test_tfx_pipeline_store_is_a_tfx_store_and_reproducible(tmp_path: Path) -> None:
+    """The TFX tutorial's store: opened by mlmd-magic, same bytes and ids every time, never built twice."""
+    import pytest
+
+    small = {"train": 20, "eval": 10}
+    a = datasets.tfx_pipeline_store(str(tmp_path / "a"), runs=3, examples=small)
+    b = datasets.tfx_pipeline_store(str(tmp_path / "b"), runs=3, examples=small)
+    assert a.uri == f"sqlite:///{tmp_path / 'a' / 'metadata.sqlite'}" and os.path.isabs(a.root)
+    assert [r.artifacts for r in a.runs] == [r.artifacts for r in b.runs]  # same ids on a fresh store
+    assert "pushed_model" not in a.last.artifacts and "pushed_model" in a.runs[1].artifacts  # run 3 not blessed
+    rel = os.path.join("CsvExampleGen", "examples", "3", "Split-train", "data_tfrecord-00000-of-00001.gz")
+    assert (Path(a.root) / rel).read_bytes() == (Path(b.root) / rel).read_bytes()
+    store = mm.connect(a.uri)
+    record = store.add_datasource("taxi", from_artifact=a.last.artifacts["examples"], label="tips")
+    again = mm.connect(b.uri).add_datasource("taxi", from_artifact=b.last.artifacts["examples"], label="tips")
+    assert store.get_datasource("taxi")["fingerprint"] == mm.connect(b.uri).get_datasource("taxi")["fingerprint"]
+    assert record.ref == again.ref == "taxi@1"
+    counts = {(t["kind"], t["name"]): t["count"] for t in store.types(counts=True)}
+    assert counts[("artifact", "Examples")] == 6 and counts[("context", "run")] == 3
+    with pytest.raises(ValueError, match="already exists: remove"):
+        datasets.tfx_pipeline_store(str(tmp_path / "a"))

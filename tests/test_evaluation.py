@@ -91,6 +91,24 @@ def test_change_thresholds_against_a_baseline() -> None:
     assert no_baseline.blessed and "skipped" in no_baseline.checks[0].reason
 
 
+def test_table_shows_baseline_values_and_deltas() -> None:
+    worse = GOOD.copy()
+    worse[3] = 0.2  # accuracy 0.75 -> 0.625 overall
+    th = [{"metric": "accuracy", "change": -0.1, "slices": ["overall"]}]
+    result = evaluate_predictions("binary", LABELS, worse, {"ff": FF}, slices=SLICES, thresholds=th,
+                                  baseline_scores=GOOD)
+    row = {r[0]: r for r in result.table()}
+    header = result.table()[0]
+    overall = row["accuracy"][header.index("overall")]
+    assert overall == "0.6250 ✗ (baseline 0.7500, Δ -0.1250)"
+    assert row["example_count"][header.index("overall")] == "8"  # counts are the same data: no baseline
+    assert "(baseline 0.7500, Δ -0.1250)" in repr(result) and "baseline 0.7500, Δ -0.1250" in result._repr_html_()
+    plain = evaluate_predictions("binary", LABELS, worse, {"ff": FF}, slices=SLICES, thresholds=th)
+    assert "baseline" not in plain.table()[1][1] and "Δ" not in repr(plain)
+    again = type(result).from_dict(result.to_dict())  # as an evaluation record stores it
+    assert again.table() == result.table() and again.blessed == result.blessed
+
+
 @pytest.mark.parametrize(
     ("slices", "thresholds", "message"),
     [

@@ -309,13 +309,23 @@ class WidgetFace(ApiFace):
         browser.tab.selected_index = browser.tab.titles.index("models")
         tab = browser.tabs["models"]
         model_id = int(ref.split(":", 1)[1])
-        tab.rows.value = [row["model"] for row in tab.frame.to_dict("records")].index(model_id)
+        tab.grid.selected_rows = [[row["model"] for row in tab.frame.to_dict("records")].index(model_id)]
         return {html_unescape(t) for t in re.findall(r"<title>(.*?)</title>", tab.details.value)}
 
     def compare(self, runs: list[Any]) -> dict[str, Any]:
-        from mlmd_magic.widgets import compare
+        """Select the runs' rows in the browser's runs tab (NAME@N: its newest run) and press Compare."""
+        from mlmd_magic.widgets import StoreBrowser
 
-        return compare(self.store, runs).to_dict()
+        browser = StoreBrowser(self.store)
+        browser.tab.selected_index = browser.tab.titles.index("runs")
+        tab = browser.tabs["runs"]
+        rows = tab.frame.to_dict("records")
+        picked = [next(i for i, row in enumerate(rows) if ref in (row["name"], row["experiment"])) for ref in runs]
+        tab.grid.selected_rows = picked
+        assert not tab.compare_button.disabled
+        comparison = tab.compare()
+        assert comparison is not None, tab.comparison.value
+        return comparison.to_dict()
 
 
 def html_unescape(text: str) -> str:
@@ -417,6 +427,9 @@ def test_core_flows_through_every_face(face_name: str, nipt: dict[str, Any], tmp
         assert [(m["model"], m["experiment"]) for m in models] == [(second["model"], "t21@2"),
                                                                   (first["model"], "t21@1")]
         assert [(e["name"], e["version"]) for e in via("ls").ls("experiments")] == [("t21", 2)]
+        (listed,) = via("ls").ls("evaluations")
+        assert (listed["evaluation"], listed["model"], listed["baseline"], listed["verdict"]) == (
+            evaluation["evaluation"], "t21@2#1", "t21@1#1", "BLESSED")
         # compare
         comparison = via("compare").compare(["t21@1#1", "t21@2"])  # by name; NAME@N is its latest run
         assert [r["name"] for r in comparison["runs"]] == ["t21@1#1", "t21@2#1"]

@@ -1,4 +1,4 @@
-"""One store with TFX: a store shaped like a TFX 1.x pipeline's (see :mod:`tests.tfx_store`),
+"""One store with TFX: a store shaped like a TFX 1.x pipeline's (see :mod:`mlmd_magic.backend.tfxpipeline`),
 opened by mlmd-magic, browsed, listed, shown, and used as a data source; TFX's rows unchanged."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 import mlmd_magic as mm
-from tests import tfx_store
+from mlmd_magic.backend import tfxpipeline as tfx_store
 
 COMPONENTS_UPSTREAM = {"CsvExampleGen", "StatisticsGen", "SchemaGen", "Transform", "Trainer", "Resolver",
                        "Evaluator", "Pusher"}  # ExampleValidator's anomalies feed nothing downstream
@@ -210,7 +210,8 @@ def test_datasource_from_examples_trains_and_keeps_tfx_rows(tfx: tuple[mm.Store,
     assert f"Examples #{examples}" in labels and any(x.startswith("CsvExampleGen #") for x in labels)
     browser = _magic(ip, "%mlmd browse")
     browser.tab.selected_index = list(browser.tab.titles).index("Examples")
-    browser.tabs["Examples"].rows.value = 0
+    browser.tabs["Examples"].grid.selected_rows = [0]
+    assert f"Examples #{examples}" in browser.tabs["Examples"].details.value
     for line in ("%mlmd ls Examples", f"%mlmd show {examples}", "%mlmd types",
                  f"%mlmd lineage {built.last.artifacts['pushed_model']}"):
         _magic(ip, line)
@@ -242,12 +243,13 @@ def test_browser_pages_foreign_tabs_with_details_and_lineage(tmp_path: Path) -> 
     assert {"Examples", "ModelBlessing", "PushedModel"} <= set(browser.tab.titles)
     tab = browser.tabs["Examples"]
     browser.tab.selected_index = list(browser.tab.titles).index("Examples")
-    assert len(tab.rows.options) == 20 and not tab.next.disabled  # 24 Examples: two pages
+    assert len(tab.frame) == 20 and not tab.next.disabled  # 24 Examples: two pages
+    assert "24 in all · page 1 of 2" in tab.count.value
     tab.next.click()
-    assert tab.page_label.value == "page 2" and len(tab.rows.options) == 4 and tab.next.disabled
+    assert "page 2 of 2" in tab.count.value and len(tab.frame) == 4 and tab.next.disabled
     tab.filter.value = "producer_component == 'CsvExampleGen'"
-    assert len(tab.rows.options) == 12
-    tab.rows.value = 0
+    assert len(tab.frame) == 12 and "12 in all" in tab.count.value
+    tab.grid.selected_rows = [0]
     newest = built.last.artifacts["examples"]
     assert f"Examples #{newest}" in tab.details.value and "CsvExampleGen" in tab.details.value
     assert "<svg" in tab.details.value and "StatisticsGen" in tab.details.value

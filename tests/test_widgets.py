@@ -84,19 +84,83 @@ def test_browser_pages_on_the_store_side(store: mm.Store) -> None:
         store.experiment(f"exp-{i:02d}", datasource="nipt-sim", scenario="mlp-small")
     browser = StoreBrowser(store)
     tab = browser.tabs["experiments"]
-    assert len(tab.rows.options) == PAGE_SIZE and not tab.next.disabled and tab.prev.disabled
-    assert tab.rows.options[0][0].startswith("exp-24@1")  # newest first
+    assert len(tab.frame) == PAGE_SIZE and not tab.next.disabled and tab.prev.disabled
+    assert "20 rows shown, 26 in all · page 1 of 2" in tab.count.value
+    grid = tab.grid.df
+    assert grid["name"][0] == "exp-24"  # newest first
+    # one column per parameter; an overridden value marked (t21 overrides epochs)
+    assert {"epochs", "hidden", "learning_rate", "optimizer.name", "shuffle"} <= set(grid.columns)
+    assert "overrides" not in grid.columns
     tab.next.click()
-    assert tab.page_label.value == "page 2" and len(tab.rows.options) == 6 and tab.next.disabled
+    assert "page 2 of 2" in tab.count.value and len(tab.frame) == 6 and tab.next.disabled
+    t21 = tab.grid.df[tab.grid.df["name"] == "t21"].iloc[0]
+    assert "mlmd-magic-override" in t21["epochs"] and ">2</b>" in t21["epochs"]
+    assert "override" not in str(t21["learning_rate"])
     tab.filter.value = "exp-1"
-    assert {label.split("@")[0] for label, _ in tab.rows.options} == {f"exp-1{i}" for i in range(10)}
+    assert set(tab.frame["name"]) == {f"exp-1{i}" for i in range(10)} and "10 in all" in tab.count.value
+    tab.filter.value = "epohcs >= 2"
+    assert "did you mean" in tab.count.value  # the filter's error, the grid left as it was
     tab.filter.value = "name == t21"
-    tab.rows.value = 0
-    assert "Experiment t21@1" in tab.details.value and "<svg" in tab.details.value
-    assert "versions" in tab.details.value
+    tab.grid.selected_rows = [0]
+    details = tab.details.value
+    assert "Experiment t21@1" in details and "<svg" in details and "versions" in details
+    assert details.index("epochs") < details.index("nipt-sim")  # hyperparameters first
     browser.tab.selected_index = 2
-    assert [label for label, _ in browser.tabs["datasources"].rows.options] == ["nipt-sim@1  tfrecord"]
-    assert "StoreBrowser of sqlite://" in repr(browser)
+    assert list(browser.tabs["datasources"].frame["name"]) == ["nipt-sim"]
+    assert "StoreBrowser of sqlite://" in repr(browser) and "t21@1" in repr(browser)
+    # nothing the panel read was recorded
+    assert not [e for e in store.mlmd.get_executions() if "ListRecords" in str(e.type)]
+
+
+def test_browser_refreshes_after_an_action_of_this_kernel(store: mm.Store) -> None:
+    browser = StoreBrowser(store)
+    tab = browser.tabs["experiments"]
+    assert list(tab.frame["name"]) == ["t21"]
+    browser.tabs["scenarios"].load()
+    store.experiment("t22", datasource="nipt-sim", scenario="mlp-small")  # an action of this kernel
+    assert list(tab.frame["name"]) == ["t22", "t21"] and "2 in all" in tab.count.value
+    assert not browser.tabs["scenarios"].loaded  # read again when next opened
+    other = mm.connect(store.uri.replace("w.sqlite", "other.sqlite"))
+    other.add_scenario("x", model="mlp", params={"epochs": 1})  # another store: no reload
+    assert list(tab.frame["name"]) == ["t22", "t21"]
+    tab.refresh_button.click()
+    assert list(tab.frame["name"]) == ["t22", "t21"]
+
+
+def test_browser_runs_compare_and_evaluations(store: mm.Store, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLMD_MAGIC_RUNS_DIR", str(tmp_path / "runs"))
+    first = store.train("t21", progress=False)
+    second = store.train("t21", epochs=3, progress=False)
+    store.evaluate(second, baseline=first, thresholds=[{"metric": "accuracy", "lower": 1.01}])
+    browser = StoreBrowser(store)
+    browser.tab.selected_index = list(browser.tab.titles).index("runs")
+    runs = browser.tabs["runs"]
+    grid = runs.grid.df
+    assert list(grid["name"]) == ["t21@2#1", "t21@1#1"]
+    assert {"test.accuracy", "eval.loss", "train.loss", "params.epochs", "hidden"} <= set(grid.columns)
+    assert "metrics" not in grid.columns
+    assert all(v == round(v, 4) for v in runs.frame["test.loss"])  # rounded, split named
+    assert "<b" in grid["params.epochs"][0] and ">3</b>" in grid["params.epochs"][0]
+    assert runs.compare_button.disabled
+    runs.grid.selected_rows = [0, 1]
+    assert not runs.compare_button.disabled and f"Run {first.name}" in runs.details.value
+    comparison = runs.compare_button.click()
+    assert comparison is None and "params.epochs" in runs.comparison.value
+    assert "t21@2#1" in runs.comparison.value and "<polyline" in runs.comparison.value
+    compared = [e for e in store.mlmd.get_executions() if e.type_id == store.mlmd.get_execution_type(
+        "mlmd_magic.CompareRuns").id]
+    assert compared[-1].properties["source"].string_value.startswith("widget StoreBrowser: compare")
+    browser.tab.selected_index = list(browser.tab.titles).index("evaluations")
+    evaluations = browser.tabs["evaluations"].frame
+    row = evaluations.iloc[0]
+    assert (row["model"], row["baseline"], row["verdict"]) == ("t21@2#1", "t21@1#1", "NOT BLESSED")
+    assert row["thresholds"] == "accuracy >= 1.01" and row["failed_checks"] == "overall: accuracy >= 1.01"
+    browser.tabs["evaluations"].grid.selected_rows = [0]
+    assert "NOT BLESSED" in browser.tabs["evaluations"].details.value
+    assert "baseline" in browser.tabs["evaluations"].details.value
+    listed = store.list("evaluations", where="verdict == 'NOT BLESSED'")
+    assert list(listed["evaluation"]) == [int(row["evaluation"])]
 
 
 def test_browser_shows_foreign_types(store: mm.Store) -> None:
@@ -105,11 +169,13 @@ def test_browser_shows_foreign_types(store: mm.Store) -> None:
     browser = StoreBrowser(store)
     assert "Examples" in browser.tab.titles
     foreign = browser.tabs["Examples"]
-    assert foreign.rows.options == ()  # read when first opened, not when the browser is built
+    assert foreign.frame is None  # read when first opened, not when the browser is built
     browser.tab.selected_index = list(browser.tab.titles).index("Examples")
-    assert [label for label, _ in foreign.rows.options] == [f"#{aid}  examples-1  /pipelines/examples/1"]
-    foreign.rows.value = 0
-    assert "/pipelines/examples/1" in foreign.details.value and "<svg" in foreign.details.value
+    assert list(foreign.frame["id"]) == [aid] and list(foreign.frame["name"]) == ["examples-1"]
+    assert "1 in all" in foreign.count.value
+    foreign.grid.selected_rows = [0]
+    details = foreign.details.value
+    assert "/pipelines/examples/1" in details and "<svg" in details
 
 
 def test_compare_and_lineage(store: mm.Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -128,6 +194,7 @@ def test_compare_and_lineage(store: mm.Store, tmp_path: Path, monkeypatch: pytes
     assert any(label.startswith("train: d/train") for label in labels)
     assert any(label.startswith("Experiment t21@2") for label in labels)
     assert "<svg" in graph._repr_svg_() and "lineage of Model" in repr(graph)
+    _check_lineage_fits_and_clicks(graph)
     evaluation = store.evaluate(second, thresholds=[{"metric": "accuracy", "lower": 0.0}])
     downstream = store.lineage("t21@2")
     assert any(n.label == f"Evaluation #{evaluation.id} ✓" for n in downstream.nodes)
@@ -151,3 +218,80 @@ def test_panels_from_magics(store: mm.Store, tmp_path: Path, monkeypatch: pytest
     finally:
         ip.run_line_magic("unload_ext", "mlmd_magic")
         REGISTRY.reset()
+
+
+def _check_lineage_fits_and_clicks(graph: Any) -> None:
+    """Top-down, scaled to the cell's width, every node a label for a radio that reveals its record."""
+    import re
+    import xml.etree.ElementTree as ET
+
+    svg = graph._repr_svg_()
+    root = ET.fromstring(svg)
+    assert root.get("width") == "100%" and re.fullmatch(r"0 0 \d+ \d+", root.get("viewBox") or "")
+    pos, width, _ = graph.layout()
+    assert len({y for _, y in pos.values()}) >= 4 and width <= 1000  # layers downwards, narrow enough
+    by_label = {n.label.split(" ")[0]: n.key for n in graph.nodes}
+    # data flows down: each edge's target sits on a lower layer than its source
+    assert all(pos[b][1] > pos[a][1] for a, b in graph.edges)
+    assert pos[by_label["Model"]][1] > pos[by_label["Experiment"]][1] > pos[by_label["DataSource"]][1]
+    page = graph._repr_html_()
+    ET.fromstring(page.replace("<style>", "<style><![CDATA[").replace("</style>", "]]></style>"))  # well formed
+    radios = re.findall(r"<input type='radio' name='([^']+)' id='([^']+)'", page)
+    labels = re.findall(r"<label xmlns='http://www.w3.org/1999/xhtml' for='([^']+)'", page)
+    assert len(radios) == len(graph.nodes) and sorted(labels) == sorted(i for _, i in radios)
+    panels = re.findall(r"<div class='mlmd-magic-record mlmd-magic-record-(\d+)' data-key='([^']+)'>", page)
+    assert [key for _, key in panels] == [n.key for n in graph.nodes]
+    datasource = next(i for i, n in enumerate(graph.nodes) if n.kind == "DataSource")
+    assert f"#{radios[0][0]}-{datasource}:checked ~ .mlmd-magic-records > .mlmd-magic-record-{datasource}" in page
+    assert "fingerprint" in page and "display:none" in page  # records there, hidden until clicked
+
+
+def test_panels_leave_their_text_when_the_kernel_stops(tmp_path: Path) -> None:
+    """A real kernel: a panel is two outputs (the widget, then its text hidden by CSS while the
+    widget lives); when the kernel is asked to restart it replaces the widget by the text."""
+    import queue
+    import time
+
+    from jupyter_client.manager import KernelManager
+
+    km = KernelManager(kernel_name="python3")
+    km.start_kernel(cwd=str(tmp_path))
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        msg_id = kc.execute(f"%load_ext mlmd_magic\n%mlmd connect sqlite:///{tmp_path}/k.sqlite\n%mlmd browse")
+        shown: list[dict[str, Any]] = []
+        while True:
+            msg = kc.get_iopub_msg(timeout=60)
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            assert msg["msg_type"] != "error", msg["content"]
+            if msg["msg_type"] == "display_data":
+                shown.append(msg["content"])
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                break
+        assert len(shown) == 2
+        widget, text = shown
+        assert "application/vnd.jupyter.widget-view+json" in widget["data"] and widget["transient"]["display_id"]
+        assert "mlmd-magic-fallback-box{display:none}" in text["data"]["text/html"]
+        assert ".jp-OutputArea-child:has(.jupyter-widgets-disconnected)" in text["data"]["text/html"]
+        assert "StoreBrowser of sqlite" in text["data"]["text/html"]
+        km.restart_kernel(now=False)
+        updates = []
+        deadline = time.time() + 30
+        while time.time() < deadline and not updates:
+            try:
+                msg = kc.get_iopub_msg(timeout=2)
+            except queue.Empty:
+                continue
+            if msg["msg_type"] == "update_display_data":
+                updates.append(msg)
+        (update,) = updates
+        assert update["parent_header"]["msg_id"] == msg_id  # routed to the cell that showed it
+        assert update["content"]["transient"]["display_id"] == widget["transient"]["display_id"]
+        assert set(update["content"]["data"]) == {"text/html", "text/plain"}
+        assert update["content"]["data"]["text/plain"].startswith("StoreBrowser of sqlite")
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import configparser
 import contextlib
+import dataclasses
 import hashlib
 import os
 import re
 import socket
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from ..core import secrets as _secrets
@@ -47,6 +49,22 @@ def mysql_password(uri: StoreURI) -> str | None:
             _secrets.remember(value)
             return value
     return None
+
+
+@dataclass(frozen=True)
+class SideStorage:
+    """Where a tool that keeps its own tables (Optuna's studies) stores them beside the MLMD store.
+
+    ``kind`` is ``"journal"`` (``path``: a SQLite file beside a SQLite store) or ``"sqlalchemy"``
+    (``url``: a database next to the store's on the same MySQL server; the password is in
+    ``connect_args`` only — never show them).
+    """
+
+    kind: str
+    label: str
+    path: str = ""
+    url: str = dataclasses.field(default="", repr=False)
+    connect_args: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
 
 
 class Backend:
@@ -113,6 +131,22 @@ class Backend:
         """The password a worker process needs to open this store too (MySQL only), else None."""
         return mysql_password(self.uri) if self.scheme == "mysql" else None
 
+    def side_storage(self, suffix: str) -> SideStorage | None:
+        """Storage for another tool's tables beside this store (None for an in-memory store).
+
+        Raises
+        ------
+        StoreConnectionError
+            When that storage cannot be created (e.g. the account may not create the database).
+        """
+        return None
+
+    def child_process(self) -> tuple[str, dict[str, str]] | None:
+        """A URI another process on this machine opens this store with, and the environment it
+        needs (a MySQL password goes in the environment, never on a command line); None when no
+        other process can reach the store (in memory)."""
+        return None
+
 
 class MemoryBackend(Backend):
     """``memory://``: a fresh in-memory store (tests, examples)."""
@@ -163,6 +197,13 @@ class SqliteBackend(Backend):
 
     def runs_root(self) -> str:
         return os.path.join(os.path.dirname(self.path), "mlmd-magic-runs")
+
+    def side_storage(self, suffix: str) -> SideStorage:
+        path = f"{self.path}.{suffix}"
+        return SideStorage("journal", label=f"sqlite:///{path}", path=path)
+
+    def child_process(self) -> tuple[str, dict[str, str]]:
+        return f"sqlite:///{self.path}", {}
 
 
 class MySQLBackend(Backend):
@@ -254,6 +295,42 @@ class MySQLBackend(Backend):
 
     def default_alias(self) -> str:
         return self.uri.database
+
+    def side_storage(self, suffix: str) -> SideStorage:
+        """A database named ``DATABASE_SUFFIX`` on the store's server, created if missing, reached
+        through SQLAlchemy with PyMySQL and the store's own account."""
+        import pymysql
+        from sqlalchemy.engine import URL
+
+        uri = self.uri
+        name = f"{uri.database}_{suffix}"
+        if len(name) > 64:  # MySQL's limit: keep it unique with a hash of the whole name
+            name = f"{name[:51]}_{hashlib.sha1(name.encode()).hexdigest()[:12]}"
+        password = mysql_password(uri)
+        params = _pymysql_params(uri, password)
+        try:
+            conn = pymysql.connect(**params)
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(f"CREATE DATABASE IF NOT EXISTS `{name}`")  # not one of MLMD's tables
+            finally:
+                conn.close()
+        except pymysql.MySQLError as exc:
+            raise StoreConnectionError(
+                f"cannot create database {name!r} on {uri.host}:{uri.port} for the sweeps' studies: "
+                f"{_secrets.redact(str(exc))}; grant {uri.user!r} CREATE on it, or create it") from None
+        # the password travels in connect_args (as UTF-8 bytes, as MLMD sends it), never in the URL
+        url = URL.create("mysql+pymysql", username=uri.user, host=uri.host, port=uri.port, database=name,
+                         query={"charset": "utf8mb4"})
+        connect_args = {k: v for k, v in params.items() if k in ("unix_socket", "ssl", "password") and v}
+        label = f"mysql://{uri.user}@{uri.host}:{uri.port}/{name}"
+        return SideStorage("sqlalchemy", label=label, url=url.render_as_string(),
+                           connect_args=connect_args)
+
+    def child_process(self) -> tuple[str, dict[str, str]]:
+        password = mysql_password(self.uri)
+        env = {PASSWORD_ENV: password} if password else {}
+        return self.uri.masked().replace(f":{_secrets.MASK}@", "@"), env
 
     def explain(self, exc: Exception) -> StoreConnectionError:
         lowered = str(exc).lower()

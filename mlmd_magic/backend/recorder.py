@@ -222,6 +222,8 @@ class Recorder:
         act.committed = True
         act.execution_id = exec_id
         act.output_ids = list(artifact_ids[len(events) - len(act.outputs):])
+        if act.type_short not in READ_ACTIONS:
+            _session.notify_write(self.label, act.type_short)
 
     def _put_execution(self, execution: Any, events: list[tuple[Any, Any]], contexts: list[Any]
                        ) -> tuple[int, list[int], list[int]]:

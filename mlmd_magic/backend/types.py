@@ -37,6 +37,10 @@ ARTIFACT_TYPES: dict[str, tuple[str, dict[str, str]]] = {
     # exactly where TFX's ModelBlessing keeps it, so TFX-style queries find blessed models.
     "Evaluation": ("METRICS", {"metrics": "STRING", "thresholds": "STRING", "slices": "STRING",
                                "split": "STRING", "checks": "STRING"}),
+    # a sweep version: the base experiment version, search space, objective and sampler (JSON);
+    # "study" is where its Optuna study lives, without credentials
+    "Sweep": ("UNSET", {**_RECORD, "experiment": "STRING", "space": "STRING", "objective": "STRING",
+                        "sampler": "STRING", "seed": "INT", "study": "STRING"}),
 }
 
 # Who ran it (user, host, package versions, process) is the same for every action of a
@@ -52,6 +56,7 @@ _ACTION_PROPS = {
     "details": "STRING",
     "history": "STRING",  # training runs: {metric: [one value per epoch]}, written each epoch
     "target_run": "INT",  # CancelRun: the run asked to stop; Reproduce: the run reproduced
+    "trial": "INT",  # a sweep's trial number (Optuna's), on the Train run of that trial
 }
 
 EXECUTION_TYPES: dict[str, str] = {
@@ -71,6 +76,7 @@ EXECUTION_TYPES: dict[str, str] = {
     "Evaluate": "EVALUATE",
     "CancelRun": "PROCESS",
     "Reproduce": "TRAIN",
+    "Sweep": "PROCESS",  # one invocation of a sweep (a cell, a worker), which runs its trials
 }
 
 CONTEXT_TYPES: dict[str, dict[str, str]] = {
@@ -79,6 +85,7 @@ CONTEXT_TYPES: dict[str, dict[str, str]] = {
     "DataSource": {},
     "Scenario": {},
     "Experiment": {},
+    "Sweep": {},  # a sweep's name: its versions, and the runs (and experiment versions) of its trials
 }
 
 

@@ -287,8 +287,28 @@ class EvaluationResult:
             "slices": [s.__dict__ for s in self.slices],
         }
 
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any]) -> EvaluationResult:
+        """The result back from :meth:`to_dict` (as an evaluation record stores it)."""
+        def number(value: Any) -> float:
+            return math.nan if value is None else float(value)
+
+        def metrics(values: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, float]] | None:
+            return None if values is None else {s: {m: number(v) for m, v in ms.items()} for s, ms in values.items()}
+
+        def spec(kind: Any, fields: dict[str, Any]) -> Any:
+            return kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+
+        return cls(task=str(payload.get("task", "")), split=str(payload.get("split", "")),
+                   metrics=metrics(payload.get("metrics") or {}) or {},
+                   baseline_metrics=metrics(payload.get("baseline_metrics")),
+                   checks=[Check(**c) for c in payload.get("checks", [])], blessed=bool(payload.get("blessed")),
+                   thresholds=[spec(Threshold, t) for t in payload.get("thresholds", [])],
+                   slices=[spec(SliceSpec, s) for s in payload.get("slices", [])])
+
     def table(self) -> list[list[str]]:
-        """Rows of metric × slice with pass/fail marks (header first)."""
+        """Rows of metric × slice with pass/fail marks (header first); with a baseline, each value is
+        followed by the baseline's and the change, ``0.9000 ✓ (baseline 0.8800, Δ +0.0200)``."""
         slices = list(self.metrics)
         metric_names = list(dict.fromkeys(m for s in slices for m in self.metrics[s]))
         marks: dict[tuple[str, str], str] = {}
@@ -306,6 +326,10 @@ class EvaluationResult:
                     f"{int(value)}" if metric == "example_count" else f"{value:.4f}")
                 if (metric, s) in marks:
                     cell += f" {marks[(metric, s)]}"
+                base = (self.baseline_metrics or {}).get(s, {}).get(metric) if metric != "example_count" else None
+                if base is not None and not math.isnan(base):
+                    delta = "" if value is None or math.isnan(value) else f", Δ {value - base:+.4f}"
+                    cell += f" (baseline {base:.4f}{delta})"
                 row.append(cell)
             rows.append(row)
         return rows

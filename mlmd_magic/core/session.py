@@ -15,8 +15,10 @@ import platform
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from .secrets import redact
 
@@ -127,3 +129,20 @@ def package_versions() -> dict[str, str]:
             except metadata.PackageNotFoundError:
                 _VERSIONS[dist] = "unknown"
     return dict(_VERSIONS)
+
+
+_WRITE_LISTENERS: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def on_write(listener: Any) -> None:
+    """Have ``listener.store_written(label, action)`` called after each action this process
+    records (a new version, a training, an evaluation; not reads), e.g. by a panel that then
+    shows the new rows. Held weakly: a panel that is gone is forgotten."""
+    _WRITE_LISTENERS.add(listener)
+
+
+def notify_write(label: str, action: str) -> None:
+    """Tell the listeners of :func:`on_write` that ``action`` was recorded in store ``label``."""
+    for listener in list(_WRITE_LISTENERS):
+        callback: Callable[[str, str], None] = listener.store_written
+        callback(label, action)

@@ -19,6 +19,7 @@ from typing import Any, Callable, Protocol
 
 from ..core.record import Record
 from ..core.specs import evaluation_arguments
+from ..core.sweeps import sweep_arguments
 from ..core.values import KIND_ALIASES, normalise_kind
 from ..errors import CommandError, MlmdMagicError, ValidationError
 from ..store import Store
@@ -202,7 +203,8 @@ def _get(host: Host, a: argparse.Namespace) -> dict[str, Any]:
     return value
 
 
-_LISTED_KINDS = {*KIND_ALIASES, "run", "runs", "model", "models", "artifacts", "executions"}
+_LISTED_KINDS = {*KIND_ALIASES, "run", "runs", "model", "models", "evaluation", "evaluations", "artifacts",
+                 "executions"}
 
 
 def _ls(host: Host, a: argparse.Namespace) -> Any:
@@ -347,6 +349,11 @@ def _browse(host: Host, a: argparse.Namespace) -> Any:
 
 
 def _compare(host: Host, a: argparse.Namespace) -> Any:
+    sweeps = [w for w in a.runs if w.startswith("sweep:")]
+    if sweeps:
+        if len(a.runs) > 1:
+            raise CommandError("compare sweep:NAME takes one sweep and no runs; compare runs by their names")
+        return host.store().get_sweep(sweeps[0][len("sweep:"):])
     comparison = host.store().compare(a.runs)
     comparison.log_loss = a.log_loss
     return comparison
@@ -404,6 +411,42 @@ def _reproduce(host: Host, a: argparse.Namespace) -> Any:
     return report
 
 
+def read_sweep_file(path: str) -> dict[str, Any]:
+    """The keyword arguments of :meth:`Store.sweep` from a YAML file (the body of a ``%%sweep`` cell)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            body = cells.load_yaml(fh.read(), where=path)
+    except OSError as exc:
+        raise ValidationError(f"cannot read {path!r}: {exc.strerror}") from None
+    return sweep_arguments(body, where=path)
+
+
+def _sweep(host: Host, a: argparse.Namespace) -> Any:
+    store = host.store()
+    if a.file and a.worker:
+        raise CommandError("sweep takes -f FILE (define and run) or --worker (join), not both")
+    if a.file:
+        spec = read_sweep_file(a.file)
+        if a.trials is not None:
+            spec["trials"] = a.trials
+        if a.workers is not None:
+            spec["workers"] = a.workers
+        return store.sweep(a.name, **spec, progress=not a.quiet)
+    return store.sweep_worker(a.name, trials=a.trials, workers=a.workers or 1, seed_offset=a.seed_offset,
+                              progress=not a.quiet)
+
+
+def _cfg_sweep(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", metavar="NAME", help="the sweep: NAME (latest version) or NAME@N")
+    p.add_argument("-f", "--file", metavar="FILE", help="define (or continue) it from this YAML, the body of %%%%sweep")
+    p.add_argument("--worker", action="store_true",
+                   help="join the sweep: run the trials it still owes, sharing its search with other workers")
+    p.add_argument("--trials", type=int, metavar="N", help="the trial budget (default: the sweep's)")
+    p.add_argument("--workers", type=int, metavar="N", help="run N trials at once, in subprocesses")
+    p.add_argument("--seed-offset", type=int, metavar="N", help=argparse.SUPPRESS)
+    p.add_argument("--quiet", action="store_true", help="no training progress output")
+
+
 def _lineage(host: Host, a: argparse.Namespace) -> Any:
     return host.store().lineage(a.ref, kind=a.kind)
 
@@ -435,9 +478,9 @@ def _cfg_connect(p: argparse.ArgumentParser) -> None:
 
 
 def _cfg_ls(p: argparse.ArgumentParser) -> None:
-    p.add_argument("kind", metavar="KIND", help="datasources, scenarios, experiments, runs or models; or any "
-                                                "artifact or execution type of the store (e.g. TFX's Examples, "
-                                                "Trainer: see types); or artifacts/executions with --type")
+    p.add_argument("kind", metavar="KIND", help="datasources, scenarios, experiments, runs, models, evaluations; "
+                                                "or any artifact or execution type of the store (e.g. TFX's "
+                                                "Examples, Trainer: see types); or artifacts/executions with --type")
     p.add_argument("--where", help="filter, e.g. \"name ~ 't21-*' and epochs >= 5\"")
     p.add_argument("--limit", type=int, help="at most N rows")
     p.add_argument("--offset", type=int, default=0, help="skip the first N rows (pages)")
@@ -517,7 +560,8 @@ _RUN_HELP = "a run: EXPERIMENT@N#K (its K-th run), EXPERIMENT@N (its latest) or 
 
 def _cfg_compare(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="+", metavar="RUN",
-                   help="runs: EXPERIMENT@N#K (its K-th run), EXPERIMENT@N (its latest), or run ids (see ls runs)")
+                   help="runs: EXPERIMENT@N#K (its K-th run), EXPERIMENT@N (its latest), or run ids (see ls runs); "
+                        "or sweep:NAME for a sweep's trials")
     p.add_argument("--log-loss", action="store_true", help="draw the loss curves on a log scale")
 
 
@@ -545,6 +589,7 @@ _add("compare", "training runs side by side: parameters, metrics, curves", _cfg_
 _add("watch", "follow a run (of any process or machine) until it ends: curves and epochs", _cfg_watch, _watch)
 _add("cancel", "stop a running training, wherever it runs (recorded CANCELED, no model)", _cfg_cancel, _cancel)
 _add("reproduce", "train a model's run again from its record and say what differs", _cfg_reproduce, _reproduce)
+_add("sweep", "run a sweep's trials (-f FILE defines it; --worker joins it from any machine)", _cfg_sweep, _sweep)
 _add("lineage", "where a record or model came from and what came of it, as a graph",
      lambda p: (p.add_argument("ref", metavar="REF", help="NAME[@N], model:ID or run:ID"),
                 p.add_argument("--kind", help=_KIND_HELP)), _lineage)
@@ -603,6 +648,7 @@ def help_text(subcommand: str | None = None, magic: bool = True) -> str:
             "  %%scenario NAME       model, params (or the parameters as top-level keys)[, description]",
             "  %%experiment NAME [-o VAR] [--run]   datasource, scenario[, overrides, description]",
             "  %%evaluate MODEL [--baseline MODEL] [--data SPLIT] [-o VAR]   slices, thresholds[, class_names]",
+            "  %%sweep NAME [-o VAR]  experiment, objective, space[, sampler, trials, workers, seed, description]",
             "",
             f"Run '{prog} help SUBCOMMAND' or '{prog} SUBCOMMAND -h' for the options of one subcommand.",
         ]

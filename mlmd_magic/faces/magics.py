@@ -28,6 +28,7 @@ from ..core import secrets as _secrets
 from ..core import session as _session
 from ..core.names import NAME_RE, check_name
 from ..core.specs import evaluation_arguments
+from ..core.sweeps import sweep_arguments
 from ..errors import CommandError, MlmdMagicError, RunCancelled
 from ..store import Store, default_uri
 from . import cells
@@ -42,7 +43,7 @@ _RUNNING_CELL: dict[str, str] = {}
 
 def _remember_cell(info: Any) -> None:
     _RUNNING_CELL["raw"] = str(getattr(info, "raw_cell", "") or "")
-_CELL_MAGICS = ("datasource", "scenario", "experiment", "evaluate")
+_CELL_MAGICS = ("datasource", "scenario", "experiment", "evaluate", "sweep")
 _REF_SUBCOMMANDS = ("get", "show", "history", "diff", "export", "train", "evaluate", "edit", "lineage", "watch",
                     "cancel", "reproduce")
 # The magics expand $name and {expr} in their first line themselves (see MlmdMagics._expand)
@@ -89,7 +90,7 @@ def _user_errors(fn: F) -> F:
 
 @magics_class
 class MlmdMagics(Magics):
-    """``%mlmd``, ``%%datasource``, ``%%scenario`` and ``%%experiment``."""
+    """``%mlmd``, ``%%datasource``, ``%%scenario``, ``%%experiment``, ``%%evaluate`` and ``%%sweep``."""
 
     registry: ConnectionRegistry = REGISTRY
 
@@ -277,6 +278,55 @@ class MlmdMagics(Magics):
         with self._cell(f"%%evaluate {line}\n{cell}"):
             return _commands.COMMANDS["evaluate"].run(self, args)
 
+    @cell_magic
+    @no_var_expand
+    @_user_errors
+    def sweep(self, line: str, cell: str) -> Any:
+        """Search parameters of an experiment: ``%%sweep NAME [-o VAR]``; each trial is a new version
+        of the experiment and a run. Running the cell again continues the sweep.
+
+        ::
+
+            %%sweep lr-search
+            experiment: t21-baseline          # the base; each trial overrides it
+            objective: {metric: eval.accuracy, direction: maximize}
+            sampler: tpe                      # tpe | random | grid
+            trials: 12
+            workers: 2                        # trials at once, in subprocesses
+            space:
+              learning_rate: {loguniform: [1.0e-4, 1.0e-1]}
+              hidden: {choice: [[32], [64, 32], [128, 64]]}
+              epochs: {int: [3, 10]}
+        """
+        from IPython.display import display
+
+        line = self._expand(line)
+        try:
+            args = _cell_parser("sweep").parse_args(_commands.split_words(line))
+        except ValueError as exc:
+            raise CommandError(f"cannot split the line into words: {exc}") from None
+        check_name(args.name, "sweep name")
+        if args.output:
+            _commands.check_variable(args.output)
+        spec = sweep_arguments(cells.load_yaml(cell or "", where="the %%sweep cell", line_offset=1),
+                               where="the %%sweep cell body")
+        live: list[Any] = []
+
+        def update(result: Any) -> None:  # the table and plot refresh as trials finish
+            if live:
+                live[0].update(result)
+            else:
+                live.append(display(result, display_id=True))
+
+        with self._cell(f"%%sweep {line}\n{cell}"):
+            result = self.store().sweep(args.name, **spec, on_update=update)
+        if args.output:
+            self.bind(args.output, result)
+        if live:
+            live[0].update(result)
+            return None
+        return result
+
 
 MlmdMagics.mlmd.__doc__ = _commands.help_text(magic=True)
 
@@ -289,6 +339,8 @@ def _cell_parser(kind: str) -> Any:
         _commands.configure_evaluate(parser, spec=False)
         return parser
     parser.add_argument("name", metavar="NAME")
+    if kind == "sweep":
+        parser.add_argument("-o", "--output", metavar="VAR", help="bind the Sweep to this variable")
     if kind == "experiment":
         parser.add_argument("-o", "--output", metavar="VAR", help="bind the resolved dict to this variable")
         parser.add_argument("--run", action="store_true", help="train the experiment right away")

@@ -4,6 +4,7 @@
 * :mod:`~mlmd_magic.store.records` — versioned data sources, scenarios and experiments
 * :mod:`~mlmd_magic.store.runs` — trainings and evaluations on record
 * :mod:`~mlmd_magic.store.results` — ``Run``, ``Evaluation``, ``RunComparison``
+* :mod:`~mlmd_magic.store.sweeps` — sweeps: Optuna searches whose trials are experiment versions and runs
 * :mod:`~mlmd_magic.store.lineage` — lineage graphs through any tool's executions
 * :mod:`~mlmd_magic.store.artifacts` — any tool's artifacts and executions (TFX's), listed and shown
 * :mod:`~mlmd_magic.store.fromtfx` — a data source made from a TFX ``Examples`` artifact
@@ -22,6 +23,7 @@ from .options import StoreOptions
 from .reproduce import Reproduction
 from .results import RunProgress
 from .store import Store, connect, default_uri
+from .sweeps import Sweep
 
 __all__ = ["BackgroundRun", "Lineage", "NodeDetails", "ProgressReporter", "Reproduction", "RunProgress", "Store",
-           "StoreOptions", "connect", "default_uri"]
+           "StoreOptions", "Sweep", "connect", "default_uri"]

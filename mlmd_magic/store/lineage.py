@@ -12,6 +12,7 @@ import html
 import json
 import os
 import re
+import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,7 @@ class Node:
     key: str
     kind: str  # files, DataSource, Scenario, Experiment, Model, Evaluation, execution, or a foreign type
     label: str
+    fields: tuple[tuple[str, str], ...] = ()  # what clicking the node shows: URI, properties
 
 
 @dataclass(frozen=True)
@@ -68,37 +70,119 @@ class Lineage:
             lines.append(f"{'  ' * depth[node.key]}{node.label}{mark}{arrow}")
         return "\n".join(lines)
 
-    def _repr_svg_(self) -> str:
+    def layout(self) -> tuple[dict[str, tuple[float, float]], float, float]:
+        """Top-down layered positions: a node's layer is its longest path from a source; within
+        a layer, nodes are ordered by the mean position of their inputs (the barycentre rule
+        of Sugiyama layouts), which keeps edges from crossing in these mostly tree-like graphs.
+
+        Returns ``({key: (x, y) of the box's top-left}, width, height)``.
+        """
         depth = self._depths()
-        columns: dict[int, list[Node]] = {}
-        for node in self.nodes:
-            columns.setdefault(depth[node.key], []).append(node)
-        w, h, gap_x, gap_y = 170, 34, 60, 18
-        pos = {}
-        for col, nodes in columns.items():
-            for row, node in enumerate(sorted(nodes, key=lambda n: n.key)):
-                pos[node.key] = (10 + col * (w + gap_x), 10 + row * (h + gap_y))
-        width = 20 + (max(columns) + 1) * (w + gap_x) if columns else 200
-        height = 20 + max(len(v) for v in columns.values()) * (h + gap_y) if columns else 60
-        parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' "
-                 "font-family='sans-serif' font-size='11'>",
-                 "<defs><marker id='arrow' markerWidth='8' markerHeight='8' refX='8' refY='4' orient='auto'>"
+        layers: dict[int, list[str]] = {}
+        for node in sorted(self.nodes, key=lambda n: n.key):
+            layers.setdefault(depth[node.key], []).append(node.key)
+        order: dict[str, float] = {}
+        for level in sorted(layers):
+            keys = layers[level]
+            first = {k: float(i) for i, k in enumerate(keys)}
+
+            def centre(key: str, first: dict[str, float] = first) -> float:
+                parents = [order[a] for a, b in self.edges if b == key and a in order]
+                return sum(parents) / len(parents) if parents else first[key]
+
+            keys.sort(key=lambda k: (centre(k), k))
+            for i, key in enumerate(keys):
+                order[key] = float(i)
+        widest = max((len(v) for v in layers.values()), default=1)
+        width = 20 + widest * (_BOX_W + _GAP_X) - _GAP_X
+        height = 20 + len(layers) * (_BOX_H + _GAP_Y) - _GAP_Y
+        pos: dict[str, tuple[float, float]] = {}
+        for level, keys in layers.items():
+            offset = (widest - len(keys)) * (_BOX_W + _GAP_X) / 2  # each layer centred
+            for i, key in enumerate(keys):
+                pos[key] = (10 + offset + i * (_BOX_W + _GAP_X), 10 + level * (_BOX_H + _GAP_Y))
+        return pos, float(width), float(height)
+
+    def _svg(self, clickable: str = "") -> str:
+        """The graph, top-down, scaled to the cell's width (``viewBox``, ``width=100%``) but never
+        drawn larger than its natural size. With ``clickable`` (an id prefix), each node is a
+        label that reveals its record below the graph (see :meth:`_repr_html_`)."""
+        pos, width, height = self.layout()
+        parts = [f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {width:.0f} {height:.0f}' width='100%' "
+                 f"style='max-width:{width:.0f}px' font-family='sans-serif' font-size='11' class='mlmd-magic-graph'>",
+                 "<defs><marker id='mlmd-arrow' markerWidth='8' markerHeight='8' refX='8' refY='4' orient='auto'>"
                  "<path d='M0,0 L8,4 L0,8 z' fill='#555'/></marker></defs>"]
         for a, b in self.edges:
             (x1, y1), (x2, y2) = pos[a], pos[b]
-            parts.append(f"<line x1='{x1 + w}' y1='{y1 + h / 2}' x2='{x2}' y2='{y2 + h / 2}' stroke='#555' "
-                         "marker-end='url(#arrow)'/>")
-        for node in self.nodes:
+            sx, sy, tx, ty = x1 + _BOX_W / 2, y1 + _BOX_H, x2 + _BOX_W / 2, y2
+            if ty - sy > _GAP_Y + 1:  # an edge that skips layers bends around the boxes between
+                side = -1 if sx <= tx else 1
+                bend = tx + side * (_BOX_W / 2 + _GAP_X / 2)
+                path = (f"M{sx:.1f},{sy:.1f} C{bend:.1f},{sy + _GAP_Y:.1f} {bend:.1f},{ty - _GAP_Y:.1f} "
+                        f"{tx:.1f},{ty:.1f}")
+            else:
+                path = f"M{sx:.1f},{sy:.1f} L{tx:.1f},{ty:.1f}"
+            parts.append(f"<path d='{path}' fill='none' stroke='#555' marker-end='url(#mlmd-arrow)'/>")
+        for i, node in enumerate(self.nodes):
             x, y = pos[node.key]
             fill = _COLOURS.get(node.kind, "#f5f5f5")
             stroke = "#c00" if node.key == self.focus else "#888"
             radius = 14 if node.kind == "execution" else 3
-            label = node.label if len(node.label) <= 28 else node.label[:27] + "…"
-            parts.append(f"<rect x='{x}' y='{y}' width='{w}' height='{h}' rx='{radius}' fill='{fill}' "
-                         f"stroke='{stroke}'><title>{html.escape(node.label)}</title></rect>")
-            parts.append(f"<text x='{x + 6}' y='{y + 21}'>{html.escape(label)}</text>")
+            label = node.label if len(node.label) <= 26 else node.label[:25] + "…"
+            parts.append(f"<g class='mlmd-magic-node' data-key='{html.escape(node.key)}'>"
+                         f"<rect x='{x:.1f}' y='{y:.1f}' width='{_BOX_W}' height='{_BOX_H}' rx='{radius}' "
+                         f"fill='{fill}' stroke='{stroke}'><title>{html.escape(node.label)}</title></rect>")
+            if clickable:
+                # an HTML label inside the SVG: clicking it checks the node's radio button, which
+                # CSS turns into "show this node's record" — no script, no server
+                parts.append(f"<foreignObject x='{x:.1f}' y='{y:.1f}' width='{_BOX_W}' height='{_BOX_H}'>"
+                             f"<label xmlns='http://www.w3.org/1999/xhtml' for='{clickable}-{i}' "
+                             f"title='{html.escape(node.label)}' style='display:block;width:100%;height:100%;"
+                             f"box-sizing:border-box;padding:9px 6px;cursor:pointer;overflow:hidden;"
+                             f"white-space:nowrap;font:11px sans-serif'>{html.escape(label)}</label></foreignObject>")
+            else:
+                parts.append(f"<text x='{x + 6:.1f}' y='{y + 21:.1f}'>{html.escape(label)}</text>")
+            parts.append("</g>")
         parts.append("</svg>")
         return "".join(parts)
+
+    def _repr_svg_(self) -> str:
+        return self._svg()
+
+    def _repr_html_(self) -> str:
+        """The graph with clickable nodes: clicking one shows its record (type, name, URI and
+        properties) under the graph, in the same output and without a kernel."""
+        uid = "mlmd-lineage-" + uuid.uuid4().hex[:10]
+        radios = "".join(f"<input type='radio' name='{uid}' id='{uid}-{i}' class='mlmd-magic-pick'/>"
+                         for i in range(len(self.nodes)))
+        rules = "".join(f"#{uid}-{i}:checked ~ .mlmd-magic-records > .mlmd-magic-record-{i}{{display:block}}"
+                        f"#{uid}-{i}:checked ~ svg .mlmd-magic-node:nth-of-type({i + 1}) rect"
+                        "{stroke-width:3}" for i in range(len(self.nodes)))
+        panels = "".join(
+            f"<div class='mlmd-magic-record mlmd-magic-record-{i}' data-key='{html.escape(n.key)}'>"
+            f"<b>{html.escape(n.label)}</b>{_fields_html(n.fields)}</div>"
+            for i, n in enumerate(self.nodes))
+        return (f"<div class='mlmd-magic-lineage' id='{uid}'><style>#{uid} .mlmd-magic-pick{{display:none}}"
+                f"#{uid} .mlmd-magic-record{{display:none;margin-top:6px;padding:6px;border:1px solid #ccc}}"
+                f"{rules}</style>{radios}{self._svg(uid)}<div class='mlmd-magic-records'>{panels}</div>"
+                "<div style='font-size:11px;color:#666'>click a node to see its record</div></div>")
+
+
+_BOX_W, _BOX_H, _GAP_X, _GAP_Y = 170, 34, 24, 36
+
+
+def _fields_html(fields: tuple[tuple[str, str], ...]) -> str:
+    rows = []
+    for key, value in fields:
+        shown = value
+        if value[:1] in "{[":
+            try:
+                shown = json.dumps(json.loads(value), indent=1, sort_keys=False)
+            except ValueError:
+                pass
+        body = f"<pre style='margin:0'>{html.escape(shown)}</pre>" if "\n" in shown else html.escape(shown)
+        rows.append(f"<tr><th style='text-align:left;vertical-align:top'>{html.escape(key)}</th><td>{body}</td></tr>")
+    return f"<table>{''.join(rows)}</table>"
 
 
 def short_type(name: str) -> str:
@@ -143,7 +227,7 @@ def lineage(mlmd: Any, start: Any, max_nodes: int = 150) -> Lineage:
             for execution in executions:
                 ekey = f"e:{execution.id}"
                 label = f"{short_type(execution_types.get(execution.type_id, 'execution'))} #{execution.id}"
-                nodes.setdefault(ekey, Node(ekey, "execution", label))
+                nodes.setdefault(ekey, Node(ekey, "execution", label, _fields(execution)))
             for eid, aid in linked:
                 if eid in shown:  # an execution met at an earlier level made (or read) this one too
                     edges.add((f"e:{eid}", f"a:{aid}") if upstream else (f"a:{aid}", f"e:{eid}"))
@@ -201,9 +285,21 @@ def _add_artifact(nodes: dict[str, Node], edges: set[tuple[str, str]], art: Any,
     label = f"{short} {art.name}" if art.name and ours else f"{short} #{art.id}"
     if short in ("Evaluation", "ModelBlessing") and "blessed" in art.custom_properties:
         label += " ✓" if art.custom_properties["blessed"].int_value else " ✗"
-    nodes[key] = Node(key, short, label)
+    nodes[key] = Node(key, short, label, (("id", str(art.id)), ("uri", art.uri), *_fields(art)))
     if short == "DataSource" and "splits" in art.properties:
         for split, pattern in sorted(json.loads(art.properties["splits"].string_value).items()):
             fkey = f"f:{art.uri}/{pattern}"
-            nodes.setdefault(fkey, Node(fkey, "files", f"{split}: {os.path.join(os.path.basename(art.uri), pattern)}"))
+            nodes.setdefault(fkey, Node(fkey, "files", f"{split}: {os.path.join(os.path.basename(art.uri), pattern)}",
+                                        (("files", os.path.join(art.uri, pattern)),)))
             edges.add((fkey, key))
+
+
+def _fields(node: Any) -> tuple[tuple[str, str], ...]:
+    """A node's properties and custom properties as text, in name order."""
+    out = []
+    for props in (node.properties, node.custom_properties):
+        for name in sorted(props):
+            which = props[name].WhichOneof("value")
+            if which:
+                out.append((name, str(getattr(props[name], which))))
+    return tuple(out)

@@ -54,7 +54,9 @@ if TYPE_CHECKING:
 __all__ = ["LABEL", "Records"]
 
 MAX_TEXT = 100_000
-LABEL = {"datasources": "data source", "scenarios": "scenario", "experiments": "experiment"}
+LABEL = {"datasources": "data source", "scenarios": "scenario", "experiments": "experiment", "sweeps": "sweep"}
+# the versioned kinds: the three records, and sweeps (written by store.sweeps through create_version)
+_TYPES = {**KIND_TYPES, "sweeps": "Sweep"}
 _CREATE_RETRIES = 500
 _CONTENDED_FOR = 60.0  # seconds a record stays "contended" after a lost race
 
@@ -366,7 +368,7 @@ class Records:
 
     def _context_id(self, kind: str, name: str) -> int | None:
         """Id of the context grouping every version of record ``name`` (an indexed lookup, cached)."""
-        return self.recorder.context_id(KIND_TYPES[kind], name)
+        return self.recorder.context_id(_TYPES[kind], name)
 
     def latest(self, kind: str, name: str) -> Any | None:
         """The latest version of ``name``: two indexed lookups, flat as the store grows.
@@ -384,14 +386,14 @@ class Records:
             # lookup) instead of asking the context again.
             while True:
                 following = self.mlmd.get_artifact_by_type_and_name(
-                    full(KIND_TYPES[kind]), f"{name}@{cached.properties['version'].int_value + 1}")
+                    full(_TYPES[kind]), f"{name}@{cached.properties['version'].int_value + 1}")
                 if following is None:
                     return cached
                 cached = self._latest_seen[(kind, name)] = following
         cid = self._context_id(kind, name)
         if cid is None:
             return None
-        type_id = self.recorder.types.artifacts[KIND_TYPES[kind]]
+        type_id = self.recorder.types.artifacts[_TYPES[kind]]
         newest = self.mlmd.get_artifacts_by_context(
             cid, list_options=ms.ListOptions(limit=3, order_by=ms.OrderByField.ID, is_asc=False))
         found = next((a for a in newest if a.type_id == type_id), None)
@@ -406,7 +408,7 @@ class Records:
         cid = self._context_id(kind, name)
         if cid is None:
             return []
-        type_id = self.recorder.types.artifacts[KIND_TYPES[kind]]
+        type_id = self.recorder.types.artifacts[_TYPES[kind]]
         arts = [a for a in self.mlmd.get_artifacts_by_context(cid) if a.type_id == type_id]
         return sorted(arts, key=lambda a: a.properties["version"].int_value)
 
@@ -417,7 +419,7 @@ class Records:
             if art is None:
                 raise NotFoundError(f"no {LABEL[kind]} named {parsed.name!r}{self.suggest(parsed.name, kind)}")
             return art
-        art = self.mlmd.get_artifact_by_type_and_name(full(KIND_TYPES[kind]), str(parsed))
+        art = self.mlmd.get_artifact_by_type_and_name(full(_TYPES[kind]), str(parsed))
         if art is None:
             latest = self.latest(kind, parsed.name)
             if latest is None:
@@ -493,7 +495,7 @@ class Records:
         with self.recorder.action(action, {"ref": ref}) as act:
             art = self.resolve(kind, ref)
             act.inputs.append(art)
-            act.contexts.append((KIND_TYPES[kind], name_of(art)))
+            act.contexts.append((_TYPES[kind], name_of(art)))
             act.outcome = "fetched"
             return self.record(kind, art, "fetched")
 
@@ -504,10 +506,17 @@ class Records:
         """Write ``content`` as a new version of ``name`` unless an identical version exists.
 
         ``encoded`` holds more of the content as canonical JSON text the caller already made."""
+        art, status = self.create_version(act, kind, name, content, build, encoded)
+        return self.record(kind, art, status)
+
+    def create_version(self, act: Action, kind: str, name: str, content: dict[str, Any], build: Any,
+                       encoded: dict[str, str] | None = None) -> tuple[Any, str]:
+        """As :meth:`create`, for any versioned kind (``sweeps`` too): gives the version's artifact
+        and ``"created"`` or ``"unchanged"``; ``act`` is committed (COMPLETE or CACHED)."""
         from ml_metadata import errors as mlmd_errors
         from ml_metadata.proto import metadata_store_pb2 as pb
 
-        type_short = KIND_TYPES[kind]
+        type_short = _TYPES[kind]
         digest = content_hash({"kind": kind, **content}, encoded)
         external_id = f"{full(type_short)}:{name}:{digest}"
         act.contexts.append((type_short, name))
@@ -539,7 +548,7 @@ class Records:
                     act.outputs = [existing[0]]
                     act.state, act.outcome = "CACHED", "unchanged"
                     self.recorder.commit(act)
-                    return self.record(kind, existing[0], "unchanged")
+                    return existing[0], "unchanged"
                 version = latest.properties["version"].int_value + 1 if latest is not None else 1
                 art = pb.Artifact(type_id=self.recorder.types.artifacts[type_short], name=f"{name}@{version}",
                                   external_id=external_id, state=pb.Artifact.LIVE)
@@ -560,7 +569,7 @@ class Records:
                 # MLMD stamps its own times; the record we return uses ours (no read-back query)
                 art.create_time_since_epoch = int(time.time() * 1000)
                 self._latest_seen[(kind, name)] = art
-                return self.record(kind, art, "created")
+                return art, "created"
             raise StoreError(
                 f"could not write {LABEL[kind]} {name!r}: other writers kept taking the next version; try again"
             )

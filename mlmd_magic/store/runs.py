@@ -117,14 +117,18 @@ class Runs:
         return defined.ref, defined.ref if defined.status == "created" else ""
 
     def train(self, ref: str, *, workdir: str | None, force: bool, callbacks: Sequence[Any] | None,
-              progress: Any, overrides: dict[str, Any], external_id: str = "") -> Run:
-        """See :meth:`mlmd_magic.Store.train`; ``external_id`` names the run's execution ahead (a
-        background or Ray run is found by it)."""
+              progress: Any, overrides: dict[str, Any], contexts: Sequence[tuple[str, str]] = (),
+              properties: dict[str, Any] | None = None, external_id: str = "") -> Run:
+        """See :meth:`mlmd_magic.Store.train`. ``contexts`` (``(type, name)``) group the run with
+        others (a sweep's trials); ``properties`` are more properties of its execution;
+        ``external_id`` names the run's execution ahead (a background or Ray run is found by it)."""
         created = ""
         if overrides:
             ref, created = self.define_overrides(ref, overrides)
         act = Action("Train", {"ref": ref, "workdir": workdir, "force": force, "overrides": overrides})
         act.external_id = external_id
+        act.contexts += list(contexts)
+        act.properties.update(properties or {})
         with self.recorder.guard(act):
             exp_art = self.records.resolve("experiments", ref)
             params = self.records.data("experiments", exp_art)
@@ -263,6 +267,27 @@ class Runs:
                    model_uri=model.uri, metrics=details.get("metrics", {}), history=details.get("history", {}),
                    details={k: v for k, v in details.items() if k not in ("metrics", "history")}, name=act.name)
 
+
+    def load_run(self, run: Any) -> Run:
+        """A recorded run as a :class:`Run` (any form :meth:`run_execution` takes).
+
+        Raises
+        ------
+        NotFoundError
+            When no such run exists.
+        """
+        from ml_metadata.proto import metadata_store_pb2 as pb
+
+        execution = self.run_execution(run)
+        link = self.run_links([execution])[execution.id]
+        details = json.loads(text(execution.properties, "details") or "{}")
+        models = self.mlmd.get_artifacts_by_id([link["model"]]) if link["model"] is not None else []
+        state = pb.Execution.State.Name(execution.last_known_state)
+        return Run(id=execution.id, experiment=link["experiment"], state=state, cached=state == "CACHED",
+                   model_id=models[0].id if models else None, model_uri=models[0].uri if models else None,
+                   metrics=details.get("metrics", {}), history=details.get("history", {}),
+                   details={k: v for k, v in details.items() if k not in ("metrics", "history")},
+                   name=execution.name)
 
     def resolve_model(self, target: Any) -> Any:
         """A Model artifact from a :class:`Run`, a model id, ``"model:ID"``, or an experiment ref."""
@@ -647,19 +672,6 @@ class Runs:
         except (mlmd_errors.NotFoundError, ValueError):
             return None
         return found[0] if found else None
-
-    def result(self, run: Any) -> Run:
-        """A finished run (COMPLETE or CACHED) as a :class:`Run`, read from the store."""
-        execution = self.run_execution(run)
-        links = self.run_links([execution])[execution.id]
-        details = json.loads(text(execution.properties, "details") or "{}")
-        model = self.mlmd.get_artifacts_by_id([links["model"]])[0] if links["model"] is not None else None
-        state = _state_name(execution)
-        return Run(id=execution.id, experiment=links["experiment"], state=state, cached=state == "CACHED",
-                   model_id=model.id if model is not None else None, model_uri=model.uri if model is not None else None,
-                   metrics=details.get("metrics", {}), history=details.get("history", {}),
-                   details={k: v for k, v in details.items() if k not in ("metrics", "history")},
-                   name=execution.name)
 
 
 def _state_name(execution: Any) -> str:

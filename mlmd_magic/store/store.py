@@ -12,8 +12,9 @@ from __future__ import annotations
 import builtins
 import contextlib
 import dataclasses
+import html
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from ..backend.connection import Backend, backend_for
@@ -26,9 +27,11 @@ from ..core import session as _session
 from ..core.query import Where, check_offset
 from ..core.record import Record
 from ..core.values import Diff, merge_overrides, normalise_kind
-from ..errors import ValidationError
+from ..errors import NotFoundError, ValidationError
+from . import browse
 from .artifacts import NodeDetails, list_nodes, show_node
 from .artifacts import types as store_types
+from .browse import Page
 from .lineage import Lineage, lineage, start_artifact
 from .maintenance import reap_stale_runs
 from .options import StoreOptions
@@ -36,6 +39,7 @@ from .records import Records
 from .reproduce import Reproduction, reproduce
 from .results import Evaluation, Run, RunComparison, RunProgress
 from .runs import Runs
+from .sweeps import Sweep, Sweeps
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -88,6 +92,7 @@ class Store:
         self._recorder = Recorder(mlmd_store, types, label=uri.masked(), guard=guard)
         self._records = Records(self._recorder, backend.record_lock)
         self._runs = Runs(self._records, self._recorder, self.runs_root)
+        self._sweeps = Sweeps(self._records, self._runs, self._recorder, backend)
         #: trainings left RUNNING by a dead kernel, marked FAILED when this store was opened
         self.reaped_runs = [] if guard.read_only else reap_stale_runs(mlmd_store, self.options.stale_after_s())
 
@@ -486,17 +491,6 @@ class Store:
         found = self._runs.by_external_id(external_id)
         return (int(found.id), str(found.name)) if found is not None else None
 
-    def run(self, run: Any) -> Run:
-        """A finished run (``run:ID``, an id, ``EXPERIMENT@N#K``) as a :class:`Run`, read from the store.
-
-        Raises
-        ------
-        NotFoundError
-            When no such run exists.
-        """
-        self._recorder.check_open()
-        return self._runs.result(run)
-
     def watch(self, run: Any, *, log_loss: bool = False) -> RunProgress:
         """Where a run stands now, read from the store: state, epochs done and the per-epoch
         history, drawn as curves in notebooks. Works for a run of any process or machine
@@ -573,6 +567,82 @@ class Store:
         return self._runs.evaluate(run_or_model, data=data, slices=slices, thresholds=thresholds,
                                    baseline=baseline, class_names=class_names)
 
+    # ------------------------------------------------------------------ sweeps
+
+    def sweep(
+        self,
+        name: str,
+        *,
+        experiment: str,
+        space: dict[str, Any],
+        objective: Any,
+        sampler: str = "tpe",
+        trials: int = 10,
+        workers: int = 1,
+        seed: int = 0,
+        description: str | None = None,
+        progress: bool = False,
+        on_update: Callable[[Sweep], None] | None = None,
+    ) -> Sweep:
+        """Search parameters of an experiment with Optuna: each trial a new version of it and a run.
+
+        Parameters
+        ----------
+        name : the sweep's name; defining it again with the same content continues it.
+        experiment : the base experiment, ``NAME`` (its latest version, pinned now) or ``NAME@N``.
+        space : ``{parameter: distribution}``, a parameter dotted when nested; distributions are
+            ``{"loguniform": [lo, hi]}``, ``{"uniform": [lo, hi]}``, ``{"int": [lo, hi]}`` (or
+            ``[lo, hi, step]``) and ``{"choice": [v1, v2, ...]}``.
+        objective : ``{"metric": "eval.accuracy", "direction": "maximize"}`` (SPLIT.METRIC as runs
+            report them; ``direction`` defaults to minimize for loss-like metrics).
+        sampler : ``"tpe"``, ``"random"`` or ``"grid"`` (Optuna's samplers, seeded with ``seed``).
+        trials : how many trials the sweep has in all (a re-run runs only those it still owes).
+        workers : trials run at once, each in its own subprocess (needs a SQLite or MySQL store).
+        on_update : called with the :class:`Sweep` as it stands after each finished trial.
+
+        Returns
+        -------
+        Sweep
+            ``trials`` (a DataFrame sorted by the objective), ``best`` (a :class:`Run`), an HTML
+            form with a plot of the objective against each parameter.
+
+        Raises
+        ------
+        ValidationError
+            For a space key that is not a parameter (naming the closest one), an unknown
+            distribution or an empty range (with the right form), an objective the trainer does
+            not report (listing those it does).
+        NotFoundError
+            When the experiment does not exist.
+        """
+        return self._sweeps.sweep(name, experiment=experiment, space=space, objective=objective, sampler=sampler,
+                                  trials=trials, workers=workers, seed=seed, description=description,
+                                  progress=progress, on_update=on_update)
+
+    def sweep_worker(self, ref: str, *, trials: int | None = None, workers: int = 1, seed_offset: int | None = None,
+                     progress: bool = False, on_update: Callable[[Sweep], None] | None = None) -> Sweep:
+        """Join sweep ``NAME`` (latest version) or ``NAME@N``: run the trials it still owes, sharing its
+        Optuna study with every other process doing so (``mlmd-magic sweep NAME --worker``).
+
+        Raises
+        ------
+        NotFoundError
+            When no sweep has that name.
+        """
+        return self._sweeps.work(ref, trials=trials, workers=workers, seed_offset=seed_offset, progress=progress,
+                                 on_update=on_update)
+
+    def get_sweep(self, ref: str) -> Sweep:
+        """Sweep ``NAME`` (latest version) or ``NAME@N`` as it stands: trials sorted by the objective,
+        the best run, and the plot (``%mlmd compare sweep:NAME``).
+
+        Raises
+        ------
+        NotFoundError
+            When no sweep has that name.
+        """
+        return self._sweeps.result(ref)
+
     # ------------------------------------------------------------------ listings and lineage
 
     def types(self, counts: bool = False) -> builtins.list[dict[str, Any]]:
@@ -615,7 +685,9 @@ class Store:
 
         Parameters
         ----------
-        kind : ``"datasources"``, ``"scenarios"``, ``"experiments"``, ``"runs"`` or ``"models"``.
+        kind : ``"datasources"``, ``"scenarios"``, ``"experiments"``, ``"runs"``, ``"models"``,
+            ``"evaluations"`` (model, baseline, data, verdict, thresholds, failed checks), or
+            ``"artifacts"``/``"executions"`` with ``type``.
         where : a filter on names and values, e.g. ``"name ~ 't21-*' and epochs >= 5"``
             (see :mod:`mlmd_magic.core.query` for the grammar).
         limit : at most this many rows.
@@ -637,6 +709,8 @@ class Store:
             lowered = kind.lower() if isinstance(kind, str) else ""
             if lowered in ("runs", "run", "models", "model"):
                 frame = self._runs.table(lowered.rstrip("s") + "s", predicate, limit, offset)
+            elif lowered in ("evaluations", "evaluation"):
+                frame = browse.evaluation_table(self._runs, predicate, limit, offset)
             elif lowered in ("artifacts", "executions"):
                 if not isinstance(type, str) or not type:
                     raise ValidationError(f"list({lowered!r}) needs type=..., e.g. type='Examples'; "
@@ -649,6 +723,100 @@ class Store:
                 predicate.check()
             act.outcome = f"{len(frame)} rows"
             return frame
+
+    def page(self, kind: str, where: str | None = None, *, limit: int = 20, offset: int = 0,
+             type: str | None = None) -> Page:
+        """One page of :meth:`list` and how many rows match in all (what a browser tab shows).
+
+        Runs get one column per split and metric (``test.accuracy``, rounded) instead of the
+        ``metrics`` summary, then their experiment's ``overrides`` and one column per parameter.
+
+        >>> import mlmd_magic as mm
+        >>> s = mm.connect("memory://")
+        >>> for n in range(3):
+        ...     _ = s.add_scenario(f"s{n}", model="mlp", params={"epochs": n + 1})
+        >>> s.page("scenarios", limit=2, offset=2)
+        rows 3–3 of 3 (page 2 of 2)
+
+        Raises
+        ------
+        ValidationError
+            As :meth:`list` does (a bad filter, an unknown kind or a bad limit).
+        """
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise ValidationError(f"limit must be a positive whole number, got {limit!r}")
+        offset = check_offset(offset)
+        # the total needs every match looked at; the page is cut from that one read
+        frame = self.list(kind, where=where, type=type)
+        page = frame.iloc[offset:offset + limit].reset_index(drop=True)
+        if isinstance(kind, str) and kind.lower() in ("runs", "run") and not page.empty:
+            page = browse.run_page_columns(self._runs, page)
+        return Page(page, len(frame), offset, limit)
+
+    def run(self, ref: Any) -> Run:
+        """The training run ``ref`` (an id, ``run:ID``, ``EXPERIMENT@N#K`` or ``EXPERIMENT[@N]``,
+        its latest run) as a :class:`~mlmd_magic.Run` with its metrics and curves.
+
+        Raises
+        ------
+        NotFoundError
+            When no such run exists.
+        """
+        self._recorder.check_open()
+        return browse.run(self._runs, ref)
+
+    def evaluation(self, evaluation_id: int) -> Evaluation:
+        """The evaluation record ``evaluation_id`` (see ``list("evaluations")``) with its table.
+
+        Raises
+        ------
+        NotFoundError
+            When no evaluation has that id.
+        """
+        self._recorder.check_open()
+        return browse.evaluation(self._runs, evaluation_id)
+
+    def details(self, kind: str, key: Any, *, type: str | None = None) -> str:
+        """A row of :meth:`page` as HTML: the record (hyperparameters first, features folded), its
+        versions and its lineage. ``key`` is ``NAME@N`` for records, the id for runs, models,
+        evaluations and other tools' artifacts (``kind="artifacts"``: :meth:`show` and the lineage).
+
+        Raises
+        ------
+        NotFoundError, ValidationError
+            When ``key`` names nothing of that kind.
+        """
+        kind = kind.lower() if isinstance(kind, str) else kind
+        if kind == "runs":
+            run = self.run(int(key))
+            parts = [run._repr_html_()]
+            if run.experiment:
+                parts.append(self.get(run.experiment, kind="experiments")._repr_html_())
+            target = f"run:{run.id}" if run.model_id is not None else None
+        elif kind == "models":
+            row = self.list("models", where=f"model == {int(key)}")
+            if row.empty:
+                raise NotFoundError(f"no model with id {key}; see %mlmd ls models")
+            info = row.iloc[0]
+            parts = [f"<p><b>Model #{int(key)}</b> {html.escape(str(info['name']))} "
+                     f"({html.escape(str(info['task']))}) <code>{html.escape(str(info['uri']))}</code></p>"]
+            if info["experiment"]:
+                parts.append(self.get(str(info["experiment"]), kind="experiments")._repr_html_())
+            target = f"model:{int(key)}"
+        elif kind == "evaluations":
+            parts, target = [self.evaluation(int(key))._repr_html_()], str(int(key))
+        elif kind == "artifacts":
+            parts, target = [self.show(int(key))._repr_html_()], str(int(key))
+        else:
+            kind = normalise_kind(kind)
+            record = self.get(str(key), kind=kind)
+            versions = self.history(str(key), kind=kind)[["version", "created"]].to_html(index=False)
+            parts = [record._repr_html_(), f"<details><summary>versions</summary>{versions}</details>"]
+            target = str(key)
+        if target is not None:
+            graph = self.lineage(target, kind=kind if kind in ("experiments", "scenarios", "datasources") else None)
+            parts.append(f"<details open><summary>lineage</summary>{graph._repr_html_()}</details>")
+        return "".join(parts)
 
     def lineage(self, target: Any, kind: str | None = None) -> Lineage:
         """The lineage graph around a record, ``model:ID``, ``run:ID`` or an artifact id: data files,

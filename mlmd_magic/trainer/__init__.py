@@ -25,6 +25,7 @@ from ._train import (
     infer_task,
     package_versions,
     predict,
+    reported_metrics,
     train,
 )
 
@@ -44,5 +45,6 @@ __all__ = [
     "package_versions",
     "predict",
     "register_model",
+    "reported_metrics",
     "train",
 ]

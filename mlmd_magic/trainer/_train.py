@@ -163,6 +163,18 @@ def _head(task: str, num_classes: int) -> OutputSpec:
     return OutputSpec(task, 1, None)
 
 
+_REPORTED = {"binary": ("loss", "accuracy", "auc"), "multiclass": ("loss", "accuracy"), "regression": ("loss", "mae")}
+
+
+def reported_metrics(task: str) -> list[str]:
+    """The metrics a run of ``task`` reports for every split (what :func:`_loss_and_metrics` compiles).
+
+    >>> reported_metrics("binary")
+    ['loss', 'accuracy', 'auc']
+    """
+    return list(_REPORTED[task])
+
+
 def _loss_and_metrics(task: str) -> tuple[Any, list[Any]]:
     import keras
 

@@ -1,18 +1,34 @@
-"""The store browser: a tab per record kind, paged on the store side, with details and lineage."""
+"""The store browser: a tab per record kind, each a sortable, filterable, multi-select grid
+(itables' ``ITable`` widget: DataTables through anywidget, so JupyterLab 4, Notebook 7 and
+VS Code alike), paged on the store side, with a row's details as HTML below the grid.
+
+Each tab is fed by two functions: a page function ``(where, limit, offset) -> Page`` (rows
+and the total, :meth:`Store.page`) and a details function ``key -> HTML``
+(:meth:`Store.details`). Tabs load when first opened, on Refresh, and after any action this
+kernel records in the store (a new version, a training, an evaluation).
+"""
 
 from __future__ import annotations
 
 import html
+import json
+import math
+from collections.abc import Callable
 from typing import Any
 
 import ipywidgets as w
+from itables.widget import ITable
 
+from ..core import session as _session
 from ..errors import MlmdMagicError
 from ..store import Store
-from ..store.lineage import Lineage
+from ..store.browse import Page
+from ._fallback import FallbackDisplay
 
-KINDS = ("experiments", "scenarios", "datasources", "runs", "models")
+KINDS = ("experiments", "scenarios", "datasources", "runs", "models", "evaluations")
 PAGE_SIZE = 20
+# which column of a page names its row for the details function
+_KEYS = {"runs": "run", "models": "model", "evaluations": "evaluation", "artifacts": "id"}
 
 
 def _where(text: str) -> str | None:
@@ -26,112 +42,222 @@ def _where(text: str) -> str | None:
     return f"name ~ '*{escaped}*'"
 
 
+def _cell(value: Any) -> Any:
+    """A value as the grid shows it: numbers stay numbers (so they sort as numbers), the rest text."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if hasattr(value, "strftime"):
+        return str(value.strftime("%Y-%m-%d %H:%M:%S"))
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, (int, bool)):
+        return value
+    if isinstance(value, (list, dict)):
+        return html.escape(json.dumps(value))
+    return html.escape(str(value))
+
+
+def grid_frame(frame: Any) -> Any:
+    """A page's DataFrame as the grid shows it: values formatted, and each parameter that the
+    row's experiment overrides marked (bold, with a tooltip); the ``overrides`` column goes."""
+    import pandas as pd
+
+    rows = []
+    for row in frame.to_dict("records"):
+        overrides = json.loads(row.pop("overrides", None) or "{}") if "overrides" in frame.columns else {}
+        marked = set(_flat_keys(overrides))
+        out = {}
+        for column, value in row.items():
+            cell = _cell(value)
+            name = str(column)[7:] if str(column).startswith("params.") else str(column)
+            if name in marked:
+                cell = f"<b class='mlmd-magic-override' title='overridden by this experiment'>{cell}</b>"
+            out[str(column)] = cell
+        rows.append(out)
+    columns = [str(c) for c in frame.columns if c != "overrides"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _flat_keys(overrides: dict[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in overrides.items():
+        path = f"{prefix}{key}"
+        keys += _flat_keys(value, path + ".") if isinstance(value, dict) and value else [path]
+    return keys
+
+
 class _Tab(w.VBox):
-    def __init__(self, browser: StoreBrowser, kind: str, type_name: str | None = None) -> None:
-        # type_name: another tool's artifact type (TFX's Examples, Model, ...), listed as artifacts
-        self.browser, self.kind, self.type_name, self.page = browser, kind, type_name, 0
-        self.filter = w.Text(placeholder="filter: text in the name, or e.g. epochs >= 5",
-                             layout=w.Layout(width="420px"))
-        self.prev = w.Button(description="◀", layout=w.Layout(width="40px"))
-        self.next = w.Button(description="▶", layout=w.Layout(width="40px"))
-        self.page_label = w.Label()
-        self.rows = w.Select(options=[], rows=10, layout=w.Layout(width="620px"))
-        self.details = w.HTML()
-        # filtering, paging and selecting are the panel's own reads, not a person's action: unrecorded
-        self.filter.observe(lambda _: self._quietly(self.load, 0), names="value")
-        self.prev.on_click(lambda _: self._quietly(self.load, max(self.page - 1, 0)))
-        self.next.on_click(lambda _: self._quietly(self.load, self.page + 1))
-        self.rows.observe(lambda change: self._quietly(self.show, change["new"]), names="value")
-        super().__init__([self.filter, w.HBox([self.prev, self.page_label, self.next]), self.rows, self.details])
+    """One tab: filter, refresh, pager, grid, details (and Compare on the runs tab)."""
+
+    def __init__(self, browser: StoreBrowser, title: str, pages: Callable[[str | None, int, int], Page],
+                 details: Callable[[Any], str], key: Callable[[dict[str, Any]], Any], compare: bool = False
+                 ) -> None:
+        self.browser, self.title, self.pages, self.detail_of, self.key_of = browser, title, pages, details, key
+        self.offset, self.loaded = 0, False
+        self.page_info: Page | None = None
         self.frame: Any = None
+        self.filter = w.Text(placeholder="filter: text in the name, or e.g. epochs >= 5",
+                             layout=w.Layout(width="320px"), continuous_update=False)
+        self.refresh_button = w.Button(description="Refresh", icon="refresh", layout=w.Layout(width="auto"))
+        self.prev = w.Button(description="◀", layout=w.Layout(width="40px"), tooltip="previous page")
+        self.next = w.Button(description="▶", layout=w.Layout(width="40px"), tooltip="next page")
+        self.count = w.HTML()
+        self.count.add_class("mlmd-magic-count")
+        # a click on a column's title sorts by it (itables would otherwise keep header text selectable)
+        self.grid = ITable(grid_frame_empty(), select=True, paging=False, allow_html=True, showIndex=False,
+                           text_in_header_can_be_selected=False,
+                           classes="display compact nowrap",
+                           layout={"topStart": None, "topEnd": "search", "bottomStart": None, "bottomEnd": None},
+                           language={"search": "search this page:"})
+        self.grid.layout = w.Layout(overflow="auto", max_width="100%")  # many parameters: scroll sideways
+        self.details = w.HTML()
+        self.details.add_class("mlmd-magic-details")
+        self.compare_button = w.Button(description="Compare selected", icon="columns", disabled=True,
+                                       layout=w.Layout(width="auto", display="" if compare else "none"))
+        self.comparison = w.HTML()
+        self.comparison.add_class("mlmd-magic-comparison")
+        # filtering, paging and selecting are the panel's own reads, not a person's action: unrecorded
+        self.filter.observe(lambda _: self.load(0), names="value")
+        self.refresh_button.on_click(lambda _: self.load(self.offset))
+        self.prev.on_click(lambda _: self.load(max(self.offset - PAGE_SIZE, 0)))
+        self.next.on_click(lambda _: self.load(self.offset + PAGE_SIZE))
+        self.grid.observe(self._on_select, names="selected_rows")
+        self.compare_button.on_click(lambda _: self.compare())
+        for button in (self.refresh_button, self.compare_button):
+            button.layout.min_width = "fit-content"
+        bar = w.HBox([self.filter, self.refresh_button, self.prev, self.count, self.next, self.compare_button],
+                     layout=w.Layout(flex_flow="row wrap", align_items="center"))
+        super().__init__([bar, self.grid, self.comparison, self.details])
 
-    def _quietly(self, method: Any, *args: Any) -> None:
-        with self.browser.store.unrecorded():
-            method(*args)
-
-    def load(self, page: int) -> None:
-        store = self.browser.store
+    def load(self, offset: int = 0) -> None:
+        """Read the page at ``offset`` (kept when the filter or the data changed under it)."""
+        self.loaded = True
         try:
-            frame = store.list(self.kind, where=_where(self.filter.value), limit=PAGE_SIZE + 1,
-                               offset=page * PAGE_SIZE, type=self.type_name)
+            with self.browser.store.unrecorded():
+                page = self.pages(_where(self.filter.value), PAGE_SIZE, offset)
+                if page.frame.empty and offset and page.total:  # rows went away: show the last page
+                    page = self.pages(_where(self.filter.value), PAGE_SIZE, (page.pages - 1) * PAGE_SIZE)
         except MlmdMagicError as exc:
-            self.details.value = f"<span style='color:crimson'>{html.escape(str(exc))}</span>"
+            self.count.value = f"<span style='color:crimson'>{html.escape(str(exc))}</span>"
             return
-        self.page = page
-        self.prev.disabled = page == 0
-        self.next.disabled = len(frame) <= PAGE_SIZE
-        self.frame = frame.head(PAGE_SIZE)
-        self.page_label.value = f"page {page + 1}"
-        self.rows.options = [(self._label(row), i) for i, row in enumerate(self.frame.to_dict("records"))]
-        self.rows.value = None
+        self.offset, self.page_info, self.frame = page.offset, page, page.frame
+        self.prev.disabled = page.offset == 0
+        self.next.disabled = page.offset + len(page.frame) >= page.total
+        shown = f"{len(page.frame)} row{'' if len(page.frame) == 1 else 's'} shown"
+        self.count.value = (f"<span style='padding:0 8px;white-space:nowrap'>{shown}, {page.total} in all · "
+                            f"page {page.number} of {page.pages}</span>")
+        # update() forgets options not passed again: allow_html would fall back to escaping
+        self.grid.update(grid_frame(page.frame) if not page.frame.empty else grid_frame_empty(),
+                         selected_rows=[], allow_html=True, text_in_header_can_be_selected=False)
         self.details.value = ""
+        self.compare_button.disabled = True
 
-    def _label(self, row: dict[str, Any]) -> str:
-        if self.kind == "artifacts":
-            return f"#{row['id']}  {row['producer'] or row['name']}  {row['uri']}"
-        if self.kind == "runs":
-            return f"run #{row['run']}  {row['experiment']}  {row['state']}  {row['metrics']}"
-        if self.kind == "models":
-            return f"model #{row['model']}  {row['name']}  {row['task']}"
-        extra = row.get("model") or row.get("format") or ""
-        return f"{row['name']}@{row['version']}  {extra}"
+    def selected(self) -> list[dict[str, Any]]:
+        """The selected rows of this page, as plain dicts."""
+        if self.frame is None:
+            return []
+        records = self.frame.to_dict("records")
+        return [records[i] for i in self.grid.selected_rows if i < len(records)]
 
-    def show(self, index: Any) -> None:
-        if index is None or self.frame is None:
+    def _on_select(self, change: dict[str, Any]) -> None:
+        rows = self.selected()
+        self.compare_button.disabled = len(rows) < 2
+        if not rows:
+            self.details.value = ""
             return
-        row = self.frame.to_dict("records")[index]
-        store = self.browser.store
-        lineage: Lineage | None
+        self.show(rows[-1])
+
+    def show(self, row: dict[str, Any]) -> None:
+        """Show one row's details (the record's HTML, its versions and lineage) below the grid."""
         try:
-            if self.kind == "artifacts":
-                body = store.show(row["id"])._repr_html_()
-                lineage = store.lineage(row["id"])
-            elif self.kind in ("runs", "models"):
-                target = f"run:{row['run']}" if self.kind == "runs" else f"model:{row['model']}"
-                body = f"<pre>{html.escape(str(row))}</pre>"
-                lineage = store.lineage(target) if row.get("model") else None
-            else:
-                ref = f"{row['name']}@{row['version']}"
-                record = store.get(ref, kind=self.kind)
-                history = store.history(ref, kind=self.kind)[["version", "created"]].to_html(index=False)
-                body = record._repr_html_() + f"<details><summary>versions</summary>{history}</details>"
-                lineage = store.lineage(ref, kind=self.kind)
+            with self.browser.store.unrecorded():
+                self.details.value = self.detail_of(self.key_of(row))
         except MlmdMagicError as exc:
             self.details.value = f"<span style='color:crimson'>{html.escape(str(exc))}</span>"
-            return
-        svg = f"<details open><summary>lineage</summary>{lineage._repr_svg_()}</details>" if lineage else ""
-        self.details.value = body + svg
+
+    def compare(self) -> Any:
+        """Compare the selected runs (:meth:`Store.compare`) under the grid; returns the comparison."""
+        ids = [int(row["run"]) for row in self.selected()]
+        try:
+            with _session.action_context(source=f"widget StoreBrowser: compare {', '.join(map(str, ids))}"):
+                comparison = self.browser.store.compare(ids)
+        except MlmdMagicError as exc:
+            self.comparison.value = f"<span style='color:crimson'>{html.escape(str(exc))}</span>"
+            return None
+        self.comparison.value = comparison._repr_html_()
+        return comparison
 
 
-class StoreBrowser(w.VBox):
-    """Every record kind of a store in tabs, a page at a time; selecting a row shows its details,
-    versions and lineage. Foreign artifact types found in the store get tabs of their own."""
+def grid_frame_empty() -> Any:
+    import pandas as pd
+
+    return pd.DataFrame({"": []})
+
+
+class StoreBrowser(FallbackDisplay, w.VBox):
+    """Every record kind of a store in tabs, a page at a time: sort and search the page in the
+    grid, filter the whole store with the filter box, select rows to see details (several runs
+    to compare them). Other tools' artifact types found in the store get tabs of their own."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.tabs: dict[str, _Tab] = {kind: _Tab(self, kind) for kind in KINDS}
-        # other tools' artifact types (TFX's): a tab each, read when first opened
-        foreign = sorted(t["name"] for t in store.types() if t["kind"] == "artifact" and not t["ours"])
-        self.tabs.update({name: _Tab(self, "artifacts", name) for name in foreign if name not in KINDS})
+        self.tabs: dict[str, _Tab] = {}
+        for kind in KINDS:
+            self.tabs[kind] = _Tab(self, kind, self._pages(kind), self._details(kind), self._key(kind),
+                                   compare=kind == "runs")
+        with store.unrecorded():
+            foreign = sorted(t["name"] for t in store.types() if t["kind"] == "artifact" and not t["ours"])
+        for name in (n for n in foreign if n not in KINDS):  # read when first opened, like the others
+            self.tabs[name] = _Tab(self, name, self._pages("artifacts", name), self._details("artifacts", name),
+                                   self._key("artifacts"))
         self.tab = w.Tab(children=list(self.tabs.values()))
         self.tab.titles = tuple(self.tabs)
         self.tab.observe(self._on_tab, names="selected_index")
         super().__init__([w.HTML(f"<b>Store</b> <code>{html.escape(store.uri)}</code>"), self.tab])
         self.add_class("mlmd-magic-browser")
         self.tabs["experiments"].load(0)
-        self._loaded = {"experiments"}
+        _session.on_write(self)  # refreshed after every action this kernel records
+
+    def _pages(self, kind: str, type_name: str | None = None) -> Callable[[str | None, int, int], Page]:
+        def pages(where: str | None, limit: int, offset: int) -> Page:
+            return self.store.page(kind, where, limit=limit, offset=offset, type=type_name)
+        return pages
+
+    def _details(self, kind: str, type_name: str | None = None) -> Callable[[Any], str]:
+        def details(key: Any) -> str:
+            return self.store.details(kind, key, type=type_name)
+        return details
+
+    @staticmethod
+    def _key(kind: str) -> Callable[[dict[str, Any]], Any]:
+        column = _KEYS.get(kind)
+        if column is None:
+            return lambda row: f"{row['name']}@{row['version']}"
+        return lambda row: row[column]
 
     def _on_tab(self, change: dict[str, Any]) -> None:
         index = change["new"]
-        names = list(self.tabs)
-        if index is not None and index < len(names) and names[index] not in self._loaded:
-            with self.store.unrecorded():
-                self.tabs[names[index]].load(0)
-            self._loaded.add(names[index])
+        if index is not None:
+            tab = list(self.tabs.values())[index]
+            if not tab.loaded:
+                tab.load(0)
+
+    def store_written(self, label: str, action: str) -> None:
+        """Called after this kernel recorded ``action`` in store ``label``: the open tab is read
+        again (keeping its page and filter); the others when next opened."""
+        if label != self.store.uri:
+            return
+        index = self.tab.selected_index or 0
+        for i, tab in enumerate(self.tabs.values()):
+            if i == index and tab.loaded:
+                tab.load(tab.offset)
+            else:
+                tab.loaded = False
 
     def __repr__(self) -> str:
         tab = self.tabs["experiments"]
-        names = [label for label, _ in tab.rows.options]
-        return (f"StoreBrowser of {self.store.uri}: experiments page {tab.page + 1}: "
-                + (", ".join(names) or "no experiments yet")
+        shown = ", ".join(self._key("experiments")(row) for row in tab.selected() or
+                          (tab.frame.to_dict("records") if tab.frame is not None else []))
+        return (f"StoreBrowser of {self.store.uri}: experiments {tab.page_info!r}: "
+                + (shown or "no experiments yet")
                 + "\n(tabs: " + ", ".join(self.tab.titles) + "; interactive in JupyterLab, Notebook 7, VS Code)")

@@ -12,6 +12,7 @@ from ..core import session as _session
 from ..core.values import Diff, apply_overrides, diff_values, flatten
 from ..errors import MlmdMagicError, ValidationError
 from ..store import Store
+from ._fallback import FallbackDisplay
 
 
 def _input_for(path: str, value: Any) -> w.Widget:
@@ -36,7 +37,7 @@ def _unflatten_overrides(values: dict[str, Any], base: dict[str, Any]) -> dict[s
     return {k: v for k, v in values.items() if k not in flat_base or json.dumps(flat_base[k]) != json.dumps(v)}
 
 
-class ExperimentEditor(w.VBox):
+class ExperimentEditor(FallbackDisplay, w.VBox):
     """Edit one experiment: data source and scenario versions, one typed input per parameter.
 
     Validation is the library's own (the overrides are applied exactly as

@@ -1,7 +1,7 @@
 """A store shaped like the one a TFX 1.x pipeline writes, built through plain ``ml_metadata``.
 
-TFX does not install on Python 3.11 beside ml-metadata 1.17.1 here, so this module writes
-what TFX's orchestrator would write for the chain
+TFX does not install on Python 3.11 beside ml-metadata 1.17.1, so this module writes what
+TFX's orchestrator would write for the chain
 CsvExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform -> Trainer ->
 Resolver -> Evaluator -> Pusher, with real files in TFX's directory layout.
 
@@ -36,6 +36,8 @@ What it follows, by source file of the tensorflow/tfx repository:
   (the previous run's blessed model), which the Evaluator takes as ``baseline_model``.
 
 :func:`build` writes ``runs`` pipeline runs; run ``k > 1`` resolves run ``k - 1``'s model.
+Every third run's model is not blessed and not pushed. The tests, the benchmarks and the TFX
+tutorial use it; :func:`mlmd_magic.datasets.tfx_pipeline_store` is its public entry.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlmd_magic.core.datafiles import write_tfrecord
+from ..core.datafiles import write_tfrecord
 
 PIPELINE = "taxi_pipeline"
 TFX_VERSION = "1.15.0"
@@ -99,10 +101,12 @@ class TfxRun:
 
 @dataclass
 class TfxStore:
-    """What :func:`build` wrote: the pipeline root and each run's ids, oldest first."""
+    """What :func:`build` wrote: the pipeline root and each run's ids, oldest first; ``uri`` is
+    the store's URI for :func:`mlmd_magic.connect` when :func:`build_sqlite` wrote it."""
 
     root: str
     runs: list[TfxRun]
+    uri: str = ""
 
     @property
     def last(self) -> TfxRun:
@@ -147,14 +151,17 @@ def _examples(n: int, rng: random.Random) -> list[dict[str, Any]]:
 
 
 def write_examples(uri: str, splits: dict[str, int], seed: int = 0) -> None:
-    """Gzip-compressed TFRecords of ``tf.train.Example`` in TFX's layout under ``uri``."""
+    """Gzip-compressed TFRecords of ``tf.train.Example`` in TFX's layout under ``uri``; the same
+    ``seed`` writes byte-identical files."""
     rng = random.Random(seed)
     for split, n in splits.items():
         folder = os.path.join(uri, f"Split-{split}")
         os.makedirs(folder, exist_ok=True)
         plain = os.path.join(folder, "data_tfrecord-00000-of-00001")
         write_tfrecord(plain, _examples(n, rng))
-        with open(plain, "rb") as src, gzip.open(plain + ".gz", "wb") as dst:
+        # mtime=0: the same seed writes the same bytes (gzip otherwise stamps the time in its header)
+        with open(plain, "rb") as src, open(plain + ".gz", "wb") as raw, \
+                gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as dst:
             dst.write(src.read())
         os.remove(plain)
 
@@ -328,6 +335,26 @@ def build(mlmd: Any, root: str, runs: int = 2, *, files: bool = True, examples: 
     return out
 
 
+def build_sqlite(folder: str, runs: int = 2, *, examples: dict[str, int] | None = None) -> TfxStore:
+    """Write ``<folder>/metadata.sqlite`` (as TFX's ``Metadata`` does) through plain ``ml_metadata``
+    and the pipeline's files under ``<folder>/pipeline``; refuses a folder that already has a store."""
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2 as pb
+
+    path = os.path.abspath(os.path.join(folder, "metadata.sqlite"))
+    if os.path.exists(path):
+        raise ValueError(f"{path} already exists: remove {folder} first to build a new TFX pipeline store")
+    os.makedirs(folder, exist_ok=True)
+    config = pb.ConnectionConfig()
+    config.sqlite.filename_uri = path
+    config.sqlite.connection_mode = pb.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+    mlmd = metadata_store.MetadataStore(config)
+    built = build(mlmd, os.path.abspath(os.path.join(folder, "pipeline")), runs, examples=examples)
+    built.uri = "sqlite:///" + os.path.join(folder, "metadata.sqlite")
+    del mlmd  # ml_metadata closes the SQLite file when its store is collected
+    return built
+
+
 def _context(type_id: int, name: str, **props: str) -> Any:
     from ml_metadata.proto import metadata_store_pb2 as pb
 
@@ -365,5 +392,5 @@ def snapshot(mlmd: Any, tfx: TfxStore) -> str:
     return digest.hexdigest()
 
 
-__all__ = ["ARTIFACT_TYPES", "COMPONENTS", "FEATURES", "LABEL", "TfxRun", "TfxStore", "build",
+__all__ = ["ARTIFACT_TYPES", "COMPONENTS", "FEATURES", "LABEL", "TfxRun", "TfxStore", "build", "build_sqlite",
            "register_types", "snapshot", "write_examples", "write_schema"]

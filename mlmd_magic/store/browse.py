@@ -1,0 +1,190 @@
+"""What a store browser shows: a page of any listing with its total, evaluations as rows, a
+run as a :class:`~mlmd_magic.Run`, and any row's details as HTML.
+
+Every tab of :class:`~mlmd_magic.widgets.StoreBrowser` is fed by :meth:`Store.page` and
+:meth:`Store.details`; other panels and faces may use them as well.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..backend.listing import newest_first
+from ..backend.properties import text
+from ..backend.types import full
+from ..core.values import flatten
+from ..errors import NotFoundError
+from .results import Evaluation, Run
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .runs import Runs
+
+__all__ = ["EVALUATION_COLUMNS", "Page", "evaluation", "evaluation_table", "run", "run_page_columns"]
+
+EVALUATION_COLUMNS = ["evaluation", "model", "baseline", "data", "verdict", "thresholds", "failed_checks", "checks",
+                      "created"]
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a listing: its rows, and how many rows match in all."""
+
+    frame: pd.DataFrame
+    total: int
+    offset: int
+    limit: int
+
+    @property
+    def pages(self) -> int:
+        """How many pages the listing has (at least 1)."""
+        return max((self.total + self.limit - 1) // self.limit, 1)
+
+    @property
+    def number(self) -> int:
+        """This page's number, from 1."""
+        return self.offset // self.limit + 1
+
+    def __repr__(self) -> str:
+        first = self.offset + 1 if len(self.frame) else 0
+        return (f"rows {first}–{self.offset + len(self.frame)} of {self.total} "
+                f"(page {self.number} of {self.pages})")
+
+
+def run(runs: Runs, ref: Any) -> Run:
+    """The training run ``ref`` (an id, ``run:ID`` or ``EXPERIMENT@N#K``) as a :class:`Run`."""
+    from ml_metadata.proto import metadata_store_pb2 as pb
+
+    execution = runs.run_execution(ref)
+    link = runs.run_links([execution])[execution.id]
+    model = runs.mlmd.get_artifacts_by_id([link["model"]])[0] if link["model"] is not None else None
+    details = json.loads(text(execution.properties, "details") or "{}")
+    state = pb.Execution.State.Name(execution.last_known_state)
+    return Run(id=execution.id, experiment=link["experiment"], state=state, cached=state == "CACHED",
+               model_id=model.id if model is not None else None, model_uri=model.uri if model is not None else None,
+               metrics=details.get("metrics", {}),
+               # a run still going (or cancelled) has its per-epoch history and no details yet
+               history=details.get("history") or json.loads(text(execution.properties, "history") or "{}"),
+               details={k: v for k, v in details.items() if k not in ("metrics", "history")},
+               name=str(execution.name))
+
+
+def run_page_columns(runs: Runs, frame: pd.DataFrame) -> pd.DataFrame:
+    """A page of ``list("runs")`` with its ``metrics`` summary replaced by one column per split and
+    metric (``test.accuracy``, rounded to 4 places), then the experiment's ``overrides`` and one
+    column per parameter, read in two batched calls plus one per experiment version."""
+    import pandas as pd
+
+    ids = [int(i) for i in frame["run"]]
+    executions = {e.id: e for e in (runs.mlmd.get_executions_by_id(ids) if ids else [])}
+    experiments: dict[str, tuple[str, dict[str, Any]]] = {}
+    metric_rows, param_rows = [], []
+    for run_id, exp_ref in zip(ids, frame["experiment"]):
+        details = json.loads(text(executions[run_id].properties, "details") or "{}")
+        metric_rows.append({f"{split}.{name}": round(value, 4) if isinstance(value, float) else value
+                            for split, values in details.get("metrics", {}).items()
+                            for name, value in values.items()})
+        if exp_ref and exp_ref not in experiments:
+            art = runs.records.resolve("experiments", exp_ref)
+            experiments[exp_ref] = (text(art.properties, "overrides") or "{}",
+                                    flatten(runs.records.data("experiments", art)["params"]))
+        overrides, params = experiments.get(exp_ref, ("{}", {}))
+        param_rows.append({"overrides": overrides, **params})
+    base = frame.drop(columns=["metrics"]).reset_index(drop=True)
+    metric_frame = pd.DataFrame(metric_rows, index=base.index)
+    ordered = sorted((str(c) for c in metric_frame.columns), key=lambda c: (c.split(".", 1)[0] != "test", c))
+    metric_frame = metric_frame[ordered]
+    param_frame = pd.DataFrame(param_rows, index=base.index)
+    taken = {str(c) for c in base.columns} | set(ordered)
+    param_frame.columns = pd.Index([f"params.{c}" if c in taken else str(c) for c in param_frame.columns])
+    return pd.concat([base, metric_frame, param_frame], axis=1)
+
+
+def evaluation_table(runs: Runs, predicate: Any, limit: int | None, offset: int) -> pd.DataFrame:
+    """Evaluations, newest first: model, baseline, data, verdict, thresholds and failed checks."""
+    import pandas as pd
+
+    page = 100 if limit is None else min(max(limit + offset, 20), 500)
+    type_id = runs.recorder.types.artifacts["Evaluation"]
+    nodes = newest_first(runs.mlmd, "artifacts", full("Evaluation"), type_id, page)
+    rows: list[dict[str, Any]] = []
+    skip = offset
+    while limit is None or len(rows) < limit:
+        batch = list(itertools.islice(nodes, page))
+        if not batch:
+            break
+        for row in _evaluation_rows(runs, batch):
+            if not predicate(row):
+                continue
+            if skip:
+                skip -= 1
+                continue
+            rows.append(row)
+            if limit is not None and len(rows) >= limit:
+                break
+        if len(batch) < page:
+            break
+    frame = pd.DataFrame(rows, columns=EVALUATION_COLUMNS)
+    if not frame.empty:
+        frame["created"] = pd.to_datetime(frame["created"], unit="ms", utc=True)
+    return frame
+
+
+def _model_ids(art: Any) -> tuple[int, int | None]:
+    custom = art.custom_properties
+    base = custom["baseline_model_id"].int_value if "baseline_model_id" in custom else None
+    return custom["current_model_id"].int_value, base
+
+
+def _evaluation_rows(runs: Runs, artifacts: list[Any]) -> list[dict[str, Any]]:
+    wanted = sorted({m for a in artifacts for m in _model_ids(a) if m is not None})
+    names = {m.id: str(m.name) or f"model #{m.id}" for m in (runs.mlmd.get_artifacts_by_id(wanted) if wanted else [])}
+    rows = []
+    for art in artifacts:
+        model, base = _model_ids(art)
+        result = _result(art)
+        failed = [c for c in result.checks if not c.passed]
+        rows.append({
+            "evaluation": art.id, "model": names.get(model, f"model #{model}"),
+            "baseline": names.get(base, f"model #{base}") if base is not None else "",
+            "data": text(art.properties, "split"), "verdict": "BLESSED" if result.blessed else "NOT BLESSED",
+            "thresholds": "; ".join(t.describe() for t in result.thresholds),
+            "failed_checks": "; ".join(f"{c.slice}: {c.threshold}" for c in failed),
+            "checks": f"{len(result.checks) - len(failed)}/{len(result.checks)} passed",
+            "created": art.create_time_since_epoch})
+    return rows
+
+
+def _result(art: Any) -> Any:
+    from ..core.evaluation import EvaluationResult
+
+    p = art.properties
+    metrics = json.loads(text(p, "metrics") or "{}")
+    return EvaluationResult.from_dict({
+        "split": text(p, "split"), "metrics": metrics.get("metrics", {}),
+        "baseline_metrics": metrics.get("baseline_metrics"), "checks": json.loads(text(p, "checks") or "[]"),
+        "thresholds": json.loads(text(p, "thresholds") or "[]"), "slices": json.loads(text(p, "slices") or "[]"),
+        "blessed": "blessed" in art.custom_properties and art.custom_properties["blessed"].int_value == 1})
+
+
+def evaluation(runs: Runs, evaluation_id: int) -> Evaluation:
+    """The evaluation record ``evaluation_id`` as an :class:`~mlmd_magic.Evaluation`.
+
+    Raises
+    ------
+    NotFoundError
+        When no evaluation has that id.
+    """
+    found = runs.mlmd.get_artifacts_by_id([int(evaluation_id)])
+    if not found or found[0].type_id != runs.recorder.types.artifacts["Evaluation"]:
+        raise NotFoundError(f"no evaluation #{evaluation_id}; see %mlmd ls evaluations")
+    art = found[0]
+    model, base = _model_ids(art)
+    names = {m.id: str(m.name) for m in runs.mlmd.get_artifacts_by_id([m for m in (model, base) if m is not None])}
+    result = _result(art)
+    return Evaluation(id=art.id, model_id=model, baseline_model_id=base, blessed=result.blessed, result=result,
+                      model_name=names.get(model, ""), baseline_name=names.get(base, "") if base is not None else "")

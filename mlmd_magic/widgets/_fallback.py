@@ -1,0 +1,109 @@
+"""A panel's cell after its kernel stopped: the panel's text, not "Error displaying widget:
+model not found".
+
+What the frontends do: JupyterLab 4's and Notebook 7's widget renderer
+(``@jupyter-widgets/jupyterlab-manager``) never falls back to another mimetype of an output.
+After a kernel restart it keeps the dead views, marked ``jupyter-widgets-disconnected``;
+on reopening a notebook saved without widget state it prints "Error displaying widget:
+model not found". And JupyterLab drops every message of the old kernel once a restart or
+shutdown has begun, so the kernel cannot replace the output itself then.
+
+So a panel is displayed as two outputs: the live widget, then its text in an HTML output
+that a CSS rule hides while the widget beside it lives. Once the widget output is dead
+(disconnected, or that error) the rule hides it and shows the text instead; the notebook
+keeps both, so a reopened notebook shows the text. Frontends that do apply messages sent
+during shutdown (plain ``jupyter_client`` ones) get the widget output replaced by the text
+through ``update_display_data`` as well.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import weakref
+from typing import Any
+
+__all__ = ["FallbackDisplay", "replace_with_fallbacks"]
+
+# display id -> (the panel, the header of the request that displayed it)
+_LIVE: dict[str, tuple[weakref.ref[Any], dict[str, Any]]] = {}
+_INSTALLED: set[int] = set()  # kernels whose shutdown replaces the panels (one per process)
+
+
+class FallbackDisplay:
+    """Mixin for panels (ipywidgets): displayed under a display id that the kernel's shutdown
+    turns into :meth:`fallback_html` and ``repr``."""
+
+    def fallback_html(self) -> str:
+        """What the cell shows once the kernel is gone: the panel's text form."""
+        return (f"<pre class='mlmd-magic-fallback'>{html.escape(repr(self))}</pre>"
+                "<p style='font-size:11px;color:#666'>(the panel as it was shown; the kernel stopped: "
+                "run the cell again for the live panel)</p>")
+
+    def _ipython_display_(self) -> None:
+        from IPython import get_ipython
+        from IPython.display import display
+
+        bundle = self._repr_mimebundle_()  # type: ignore[attr-defined]  # ipywidgets' view + text
+        handle = display(bundle, raw=True, display_id=True)
+        display({"text/html": _HIDE_WHILE_LIVE + f"<div class='mlmd-magic-fallback-box'>{self.fallback_html()}</div>"},
+                raw=True)
+        shell = get_ipython()
+        kernel = getattr(shell, "kernel", None)
+        if handle is None or kernel is None:  # plain IPython: nothing outlives the process
+            return
+        parent = dict(getattr(shell.display_pub, "parent_header", {}) or {})
+        for gone in [key for key, (ref, _) in _LIVE.items() if ref() is None]:
+            del _LIVE[gone]
+        _LIVE[handle.display_id] = (weakref.ref(self), parent)
+        _install(kernel, shell)
+
+
+# The text is shown only when the output before it is a dead widget: views marked disconnected
+# (kernel restarted), or the renderer's error, which it marks by giving itself the class
+# ``jupyter-widgets`` (a live renderer's child has it). One rule per selector: a selector a
+# browser cannot parse would drop the whole rule.
+_DEAD = (".jp-OutputArea-child:has(.jupyter-widgets-disconnected)",
+         ".jp-OutputArea-child:has(> .jp-OutputArea-output.jupyter-widgets)")
+_HIDE_WHILE_LIVE = (
+    "<style>.mlmd-magic-fallback-box{display:none}"
+    + "".join(f"{dead} + .jp-OutputArea-child .mlmd-magic-fallback-box{{display:block}}"
+              f"{dead}:has(+ .jp-OutputArea-child .mlmd-magic-fallback-box){{display:none}}" for dead in _DEAD)
+    + "</style>")
+
+
+def replace_with_fallbacks(shell: Any) -> int:
+    """Replace every live panel's output by its fallback; returns how many were replaced."""
+    from IPython.display import update_display
+
+    publisher = shell.display_pub
+    before = getattr(publisher, "parent_header", None)
+    done = 0
+    for display_id, (ref, parent) in list(_LIVE.items()):
+        panel = ref()
+        if panel is None:
+            continue
+        publisher.parent_header = parent
+        update_display({"text/html": panel.fallback_html(), "text/plain": repr(panel)}, raw=True,
+                       display_id=display_id)
+        done += 1
+    if before is not None:
+        publisher.parent_header = before
+    _LIVE.clear()
+    return done
+
+
+def _install(kernel: Any, shell: Any) -> None:
+    """Wrap the kernel's ``do_shutdown`` once (ipykernel offers no shutdown event)."""
+    if id(kernel) in _INSTALLED:
+        return
+    original = kernel.do_shutdown
+
+    def do_shutdown(restart: bool) -> Any:
+        # a shutdown must never fail because a panel could not draw its text
+        with contextlib.suppress(Exception):
+            replace_with_fallbacks(shell)
+        return original(restart)
+
+    kernel.do_shutdown = do_shutdown
+    _INSTALLED.add(id(kernel))
