@@ -147,7 +147,7 @@ def test_browser_runs_compare_and_evaluations(store: mm.Store, tmp_path: Path,
     assert not runs.compare_button.disabled and f"Run {first.name}" in runs.details.value
     comparison = runs.compare_button.click()
     assert comparison is None and "params.epochs" in runs.comparison.value
-    assert "t21@2#1" in runs.comparison.value and "<polyline" in runs.comparison.value
+    assert "t21@2#1" in runs.comparison.value and "data:image/png;base64," in runs.comparison.value
     compared = [e for e in store.mlmd.get_executions() if e.type_id == store.mlmd.get_execution_type(
         "mlmd_magic.CompareRuns").id]
     assert compared[-1].properties["source"].string_value.startswith("widget StoreBrowser: compare")

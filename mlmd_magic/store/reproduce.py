@@ -80,7 +80,7 @@ def _environment_differences(runs: Runs, details: dict[str, Any], model_name: st
     from ..trainer import builder_fingerprint, code_version, package_versions
 
     rows: list[tuple[str, str, str]] = []
-    recorded = details.get("fingerprints") or {}
+    recorded = details.get("code") or {}
     now = {"trainer": code_version(), "builder": builder_fingerprint(model_name), "backend": keras_backend()}
     labels = {"trainer": "trainer code", "builder": f"model builder {model_name!r} source", "backend": "Keras backend"}
     for key, label in labels.items():

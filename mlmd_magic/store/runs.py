@@ -167,8 +167,8 @@ class Runs:
                 act.properties["details"] = canonical_json({**details, "cached_from": execution.id})
                 self._commit_named(act, exp_ref)
                 return self._run_from(act, exp_ref, "CACHED", True, model, {**details, "cached_from": execution.id})
-            fingerprints = {"trainer": code_version(), "builder": builder_code, "backend": keras_backend()}
-            return self._train_now(act, params, exp_ref, workdir, callbacks, progress, notes, created, fingerprints)
+            code = {"trainer": code_version(), "builder": builder_code, "backend": keras_backend()}
+            return self._train_now(act, params, exp_ref, workdir, callbacks, progress, notes, created, code)
 
     def _commit_named(self, act: Action, exp_ref: str) -> None:
         """A run's first write, named ``EXPERIMENT@N#K`` (its K-th run): MLMD's unique execution
@@ -190,7 +190,7 @@ class Runs:
 
     def _train_now(self, act: Action, params: dict[str, Any], exp_ref: str, workdir: str | None,
                    callbacks: Sequence[Any] | None, progress: Any, notes: list[str], created: str,
-                   fingerprints: dict[str, Any]) -> Run:
+                   code: dict[str, Any]) -> Run:
         from .. import trainer
 
         act.state, act.outcome = "RUNNING", "training"
@@ -250,7 +250,7 @@ class Runs:
             raise TrainingError(f"training {exp_ref} failed: {type(exc).__name__}: {exc}{kept}") from exc
         model = self._model_artifact(act.name, exp_ref, result)
         details = {k: v for k, v in result.to_dict().items() if k not in ("model_path",)}
-        details["fingerprints"] = fingerprints  # what reproduce compares with the code of its day
+        details["code"] = code  # trainer code, builder source, backend: what reproduce compares
         if notes:
             details["notes"] = notes
         act.outputs = [model]
