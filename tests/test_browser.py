@@ -303,7 +303,7 @@ def test_tfx_tutorial_runs_in_jupyterlab_and_its_widgets_render(lab: dict[str, A
             assert page.get_by_text("Error displaying widget").count() == 0
             lineage = cells.nth(code_cells[-2])  # from CsvExampleGen to our model, drawn as SVG
             lineage.scroll_into_view_if_needed()
-            expect(lineage.locator(".jp-OutputArea-output[data-mime-type='image/svg+xml']")).to_be_visible()
+            expect(lineage.locator(".jp-OutputArea-output svg").first).to_be_visible()
             page.screenshot(path=str(ARTIFACTS / "tfx-tutorial-lineage.png"))
         finally:
             page.screenshot(path=str(ARTIFACTS / "tfx-tutorial-last.png"), full_page=True)

@@ -718,7 +718,7 @@ class Store:
                 frame = list_nodes(self._recorder.mlmd, lowered, type, predicate, limit, offset)
             else:
                 kind = normalise_kind(kind)
-                frame = self._records.table(kind, lambda row: predicate(row), limit, offset, all_versions)
+                frame = self._records.table(kind, predicate, limit, offset, all_versions)
             if frame.empty or limit is None:  # every record was looked at: an unknown key is a typo
                 predicate.check()
             act.outcome = f"{len(frame)} rows"
