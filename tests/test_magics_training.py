@@ -36,12 +36,12 @@ def test_train_and_evaluate_from_cells(ip: InteractiveShell, tmp_path: Path,
             "params: {hidden: [16], epochs: 1, batch_size: 32, learning_rate: 0.01}\n")
     first = run(ip, "%%experiment t21 --run\ndatasource: nipt-sim\nscenario: mlp-small\n")
     out = capsys.readouterr().out
-    assert "Experiment t21@1 (created version 1)" in out and "epoch 1/1" in out
+    assert "Experiment t21@1 (created version 1)" in out and "Epoch 1/1" in out
     assert first.state == "COMPLETE" and first.experiment == "t21@1"
 
     second = run(ip, "%mlmd train t21 --set epochs=2 --quiet -o r2")
     assert second.experiment == "t21@2" and ip.user_ns["r2"] is second
-    assert "epoch 1/2" not in capsys.readouterr().out
+    assert "Epoch 1/2" not in capsys.readouterr().out
     cached = run(ip, "%mlmd train t21@2 --quiet")
     assert cached.cached and "cached from run" in repr(cached)
 

@@ -147,7 +147,7 @@ def test_browser_runs_compare_and_evaluations(store: mm.Store, tmp_path: Path,
     assert not runs.compare_button.disabled and f"Run {first.name}" in runs.details.value
     comparison = runs.compare_button.click()
     assert comparison is None and "params.epochs" in runs.comparison.value
-    assert "t21@2#1" in runs.comparison.value and "<polyline" in runs.comparison.value
+    assert "t21@2#1" in runs.comparison.value and "data:image/png;base64," in runs.comparison.value
     compared = [e for e in store.mlmd.get_executions() if e.type_id == store.mlmd.get_execution_type(
         "mlmd_magic.CompareRuns").id]
     assert compared[-1].properties["source"].string_value.startswith("widget StoreBrowser: compare")
@@ -185,7 +185,7 @@ def test_compare_and_lineage(store: mm.Store, tmp_path: Path, monkeypatch: pytes
     comparison = compare(store, [first.id, f"run:{second.id}"])
     assert comparison.params == {"params.epochs": [2, 3]}
     assert set(comparison.metrics) == {"train", "eval", "test"}
-    assert "<polyline" in comparison._repr_html_() and "params.epochs" in repr(comparison)
+    assert "data:image/png;base64," in comparison._repr_html_() and "params.epochs" in repr(comparison)
     with pytest.raises(mm.NotFoundError, match="no training run"):
         compare(store, [9999])
     graph = store.lineage(f"model:{second.model_id}")

@@ -60,6 +60,8 @@ _ACTION_PROPS = {
     "cache_key": "STRING", "progress": "STRING", "heartbeat_ms": "INT", "run_dir": "STRING",
     "owner": "STRING",  # host:pid of the kernel that trains
     "details": "STRING",
+    "history": "STRING",  # training runs: {metric: [one value per epoch]}, written each epoch
+    "target_run": "INT",  # CancelRun: the run asked to stop; Reproduce: the run reproduced
     "trial": "INT",  # a sweep's trial number (Optuna's), on the Train run of that trial
 }
 
@@ -82,6 +84,8 @@ EXECUTION_TYPES: dict[str, str] = {
     "FetchPolicy": "PROCESS",
     "Push": "DEPLOY",
     "WriteModelCard": "PROCESS",
+    "CancelRun": "PROCESS",
+    "Reproduce": "TRAIN",
     "Sweep": "PROCESS",  # one invocation of a sweep (a cell, a worker), which runs its trials
 }
 

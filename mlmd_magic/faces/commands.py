@@ -211,6 +211,11 @@ _LISTED_KINDS = {*KIND_ALIASES, "run", "runs", "model", "models", "evaluation", 
 def _ls(host: Host, a: argparse.Namespace) -> Any:
     store = host.store()
     kind, type_name = a.kind, a.type
+    where = a.where
+    if getattr(a, "running", False):
+        if normalise_kind_of_runs(kind) != "runs":
+            raise CommandError("--running lists runs only: %mlmd ls runs --running")
+        where = "state == 'RUNNING'" + (f" and ({where})" if where else "")
     if kind.lower() not in _LISTED_KINDS:
         # any artifact type of the store is a kind (TFX's Examples, Model, ...); then execution types
         known = {(t["kind"], t["name"]) for t in store.types()}
@@ -218,8 +223,13 @@ def _ls(host: Host, a: argparse.Namespace) -> Any:
             kind, type_name = "artifacts", a.kind
         elif any(k == "execution" and (n == kind or n.rsplit(".", 1)[-1] == kind) for k, n in known):
             kind, type_name = "executions", a.kind
-    return store.list(kind, where=a.where, limit=a.limit, all_versions=a.all_versions, offset=a.offset,
+    return store.list(kind, where=where, limit=a.limit, all_versions=a.all_versions, offset=a.offset,
                       type=type_name)
+
+
+def normalise_kind_of_runs(kind: str) -> str:
+    """``run``/``runs`` -> ``runs``; anything else as it is."""
+    return "runs" if kind.lower() in ("run", "runs") else kind
 
 
 def _show(host: Host, a: argparse.Namespace) -> Any:
@@ -288,7 +298,19 @@ def _train(host: Host, a: argparse.Namespace) -> Any:
     if a.output:
         check_variable(a.output)
     # --set only ever overrides parameters, whatever their names (workdir, force, progress, ...)
-    run = host.store().train(a.ref, force=a.force, progress=not a.quiet, overrides=parse_assignments(a.set))
+    overrides = parse_assignments(a.set)
+    if a.background or a.on:
+        started = host.store().train(a.ref, force=a.force, overrides=overrides, wait=False, on=a.on)
+        if a.output:
+            host.bind(a.output, started)
+        return Message(f"started run {started.name} (run:{started.id}) on {started.where}; follow it with "
+                       f"%mlmd watch run:{started.id}, stop it with %mlmd cancel run:{started.id}")
+    progress: Any = not a.quiet
+    if a.log_loss and not a.quiet:
+        from ..store import ProgressReporter
+
+        progress = ProgressReporter(log_loss=True)
+    run = host.store().train(a.ref, force=a.force, progress=progress, overrides=overrides)
     if a.output:
         host.bind(a.output, run)
     return run
@@ -355,7 +377,61 @@ def _compare(host: Host, a: argparse.Namespace) -> Any:
         if len(a.runs) > 1:
             raise CommandError("compare sweep:NAME takes one sweep and no runs; compare runs by their names")
         return host.store().get_sweep(sweeps[0][len("sweep:"):])
-    return host.store().compare(a.runs)
+    comparison = host.store().compare(a.runs)
+    comparison.log_loss = a.log_loss
+    return comparison
+
+
+def _watch(host: Host, a: argparse.Namespace) -> Any:
+    """Follow a run until it ends: curves redrawn in place in a notebook, Keras-style lines in a
+    terminal. Ctrl-C (or the stop button) stops watching, not the run."""
+    import time
+
+    store = host.store()
+    progress = store.watch(a.run, log_loss=a.log_loss)
+    notebook = getattr(host, "shell", None) is not None
+    handle = None
+    shown = 0
+    try:
+        while True:
+            if notebook:
+                from IPython.display import display
+
+                if handle is None:
+                    handle = display(progress, display_id=True)
+                else:
+                    handle.update(progress)
+            else:
+                if shown == 0:
+                    print(progress.headline(), flush=True)
+                for line in progress.epoch_lines(shown):
+                    print(line, flush=True)
+                shown = max((len(v) for v in progress.history.values()), default=shown)
+            if not progress.running or a.once:
+                break
+            time.sleep(a.interval)
+            progress = store.watch(progress.id, log_loss=a.log_loss)
+    except KeyboardInterrupt:
+        return Message(f"stopped watching run {progress.name}; it goes on ({progress.state})")
+    if notebook:
+        return None
+    return Message(progress.headline())
+
+
+def _cancel(host: Host, a: argparse.Namespace) -> Message:
+    progress = host.store().cancel(a.run, wait_s=a.wait)
+    if progress.running:
+        return Message(f"asked run {progress.name} to stop; it has not yet (still RUNNING after {a.wait:g} s)")
+    return Message(f"run {progress.name} {progress.state} after epoch {progress.epoch}/{progress.epochs}")
+
+
+def _reproduce(host: Host, a: argparse.Namespace) -> Any:
+    if a.output:
+        check_variable(a.output)
+    report = host.store().reproduce(a.model, tolerance=a.tolerance, progress=not a.quiet)
+    if a.output:
+        host.bind(a.output, report)
+    return report
 
 
 def read_sweep_file(path: str) -> dict[str, Any]:
@@ -434,6 +510,7 @@ def _cfg_ls(p: argparse.ArgumentParser) -> None:
     p.add_argument("--offset", type=int, default=0, help="skip the first N rows (pages)")
     p.add_argument("--type", help="the MLMD type to list with KIND artifacts or executions")
     p.add_argument("--all-versions", action="store_true", help="every version, not only the latest")
+    p.add_argument("--running", action="store_true", help="runs only: those running now")
 
 
 def _cfg_get(p: argparse.ArgumentParser) -> None:
@@ -480,7 +557,12 @@ def _cfg_train(p: argparse.ArgumentParser) -> None:
                    help="override a parameter for this run (a new experiment version); repeatable")
     p.add_argument("--force", action="store_true", help="train even if an identical run exists")
     p.add_argument("--quiet", action="store_true", help="no progress output")
-    p.add_argument("-o", "--output", metavar="VAR", help="also bind the run to this variable")
+    p.add_argument("--log-loss", action="store_true", help="draw the loss curve on a log scale")
+    p.add_argument("--background", action="store_true",
+                   help="train in a detached process of its own and return at once (follow it with watch)")
+    p.add_argument("--on", metavar="ray://HOST:PORT", help="submit the training to this Ray cluster "
+                   "(needs a MySQL store and pip install 'mlmd-magic[ray]')")
+    p.add_argument("-o", "--output", metavar="VAR", help="also bind the run (or the background run) to this variable")
 
 
 def configure_evaluate(p: argparse.ArgumentParser, spec: bool = True) -> None:
@@ -516,10 +598,40 @@ _add("card", "the model card of a model (model_card.html and model_card.json)", 
 _add("edit", "the experiment editor panel, or the policy editor (edit policy:NAME)",
      lambda p: _ref(p, kind=False), _edit, magic_only=True)
 _add("browse", "the store browser panel", lambda p: None, _browse, magic_only=True)
-_add("compare", "training runs side by side: parameters, metrics, curves",
-     lambda p: p.add_argument("runs", nargs="+", metavar="RUN",
-                             help="runs: EXPERIMENT@N#K (its K-th run), EXPERIMENT@N (its latest), or run ids "
-                                  "(see ls runs); or sweep:NAME for a sweep's trials"), _compare)
+_RUN_HELP = "a run: EXPERIMENT@N#K (its K-th run), EXPERIMENT@N (its latest) or run:ID"
+
+
+def _cfg_compare(p: argparse.ArgumentParser) -> None:
+    p.add_argument("runs", nargs="+", metavar="RUN",
+                   help="runs: EXPERIMENT@N#K (its K-th run), EXPERIMENT@N (its latest), or run ids (see ls runs); "
+                        "or sweep:NAME for a sweep's trials")
+    p.add_argument("--log-loss", action="store_true", help="draw the loss curves on a log scale")
+
+
+def _cfg_watch(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", metavar="RUN", help=_RUN_HELP)
+    p.add_argument("--interval", type=float, default=2.0, help="seconds between looks at the store (default 2)")
+    p.add_argument("--once", action="store_true", help="show where it stands now and return")
+    p.add_argument("--log-loss", action="store_true", help="draw the loss curve on a log scale")
+
+
+def _cfg_cancel(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", metavar="RUN", help=_RUN_HELP)
+    p.add_argument("--wait", type=float, default=60.0, help="seconds to wait for it to stop (default 60)")
+
+
+def _cfg_reproduce(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", metavar="MODEL", help="model:ID, run:ID or EXPERIMENT@N#K")
+    p.add_argument("--tolerance", type=float, default=None,
+                   help="largest metric difference still called reproduced (default 1e-6 on CPU, 0.02 on GPUs)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("-o", "--output", metavar="VAR", help="also bind the report to this variable")
+
+
+_add("compare", "training runs side by side: parameters, metrics, curves", _cfg_compare, _compare)
+_add("watch", "follow a run (of any process or machine) until it ends: curves and epochs", _cfg_watch, _watch)
+_add("cancel", "stop a running training, wherever it runs (recorded CANCELED, no model)", _cfg_cancel, _cancel)
+_add("reproduce", "train a model's run again from its record and say what differs", _cfg_reproduce, _reproduce)
 _add("sweep", "run a sweep's trials (-f FILE defines it; --worker joins it from any machine)", _cfg_sweep, _sweep)
 _add("lineage", "where a record or model came from and what came of it, as a graph",
      lambda p: (p.add_argument("ref", metavar="REF", help="NAME[@N], model:ID or run:ID"),

@@ -45,7 +45,7 @@ def _remember_cell(info: Any) -> None:
     _RUNNING_CELL["raw"] = str(getattr(info, "raw_cell", "") or "")
 _CELL_MAGICS = ("datasource", "scenario", "experiment", "evaluate", "policy", "sweep")
 _REF_SUBCOMMANDS = ("get", "show", "history", "diff", "export", "train", "evaluate", "edit", "lineage", "push",
-                    "card")
+                    "card", "watch", "cancel", "reproduce")
 # The magics expand $name and {expr} in their first line themselves (see MlmdMagics._expand)
 _EXPAND_LIMIT = 4_096
 _FORMATTER = DollarFormatter()

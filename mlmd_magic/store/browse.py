@@ -66,7 +66,9 @@ def run(runs: Runs, ref: Any) -> Run:
     state = pb.Execution.State.Name(execution.last_known_state)
     return Run(id=execution.id, experiment=link["experiment"], state=state, cached=state == "CACHED",
                model_id=model.id if model is not None else None, model_uri=model.uri if model is not None else None,
-               metrics=details.get("metrics", {}), history=details.get("history", {}),
+               metrics=details.get("metrics", {}),
+               # a run still going (or cancelled) has its per-epoch history and no details yet
+               history=details.get("history") or json.loads(text(execution.properties, "history") or "{}"),
                details={k: v for k, v in details.items() if k not in ("metrics", "history")},
                name=str(execution.name))
 

@@ -26,7 +26,7 @@ from ..backend.listing import newest_first
 from ..backend.properties import created, name_of, set_properties, text
 from ..backend.recorder import Action, Conflict, Recorder
 from ..backend.types import full
-from ..core.datafiles import FORMATS, inspect_datasource, normalise_uri, verify_files
+from ..core.datafiles import FORMATS, file_problems, inspect_datasource, normalise_uri, verify_files
 from ..core.evaluation import Threshold, check_slice_names, parse_slices, parse_thresholds
 from ..core.names import check_name, parse_ref
 from ..core.query import Where, needed_fields
@@ -486,6 +486,14 @@ class Records:
         files = text(p, "files")
         verify_files(datasource.uri, p["format"].string_value, json.loads(p["splits"].string_value),
                      json.loads(files) if files else None, p["fingerprint"].string_value, datasource.name)
+
+    def file_problems(self, datasource: Any) -> list[str]:
+        """What differs between the files of data source version ``datasource`` (an artifact) now and
+        its record, one line per split and file; empty when nothing does."""
+        p = datasource.properties
+        files = text(p, "files")
+        return file_problems(datasource.uri, p["format"].string_value, json.loads(p["splits"].string_value),
+                             json.loads(files) if files else None, p["fingerprint"].string_value)
 
     def suggest(self, name: str, kind: str | None = None) -> str:
         close = difflib.get_close_matches(name, self.names(kind), n=3, cutoff=0.6)

@@ -26,7 +26,7 @@ from ..backend.types import full
 from ..core.values import canonical_json, content_hash, flatten
 from ..errors import MlmdMagicError, NotFoundError, RunCancelled, StoreError, TrainingError, ValidationError
 from .records import Records
-from .results import Evaluation, Run, RunComparison
+from .results import Evaluation, Run, RunComparison, RunProgress
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -37,6 +37,7 @@ RUN_COLUMNS = ["name", "run", "experiment", "state", "model", "task", "device", 
                "created"]
 MODEL_COLUMNS = ["model", "name", "experiment", "task", "state", "verdicts", "uri", "created"]
 _ID = re.compile(r"[0-9]+")  # ASCII digits only (str.isdigit takes "²")
+CANCEL_POLL_S = 1.0  # a running training looks for a cancel request this often
 
 
 def keras_backend() -> str:
@@ -102,24 +103,30 @@ class Runs:
         return None
 
 
+    def define_overrides(self, ref: str, overrides: dict[str, Any]) -> tuple[str, str]:
+        """``ref`` with ``overrides`` merged in as a new experiment version (when they change it):
+        ``(the version to train, that version when it was created now else "")``."""
+        art = self.records.resolve("experiments", ref)
+        p = art.properties
+        defined = self.records.experiment(
+            art.name.rsplit("@", 1)[0], datasource=p["datasource"].string_value,
+            scenario=p["scenario"].string_value,
+            overrides=_merged_overrides(json.loads(p["overrides"].string_value or "{}"), overrides),
+            description=p["description"].string_value if "description" in p else None,
+        )
+        return defined.ref, defined.ref if defined.status == "created" else ""
+
     def train(self, ref: str, *, workdir: str | None, force: bool, callbacks: Sequence[Any] | None,
-              progress: bool, overrides: dict[str, Any], contexts: Sequence[tuple[str, str]] = (),
-              properties: dict[str, Any] | None = None) -> Run:
+              progress: Any, overrides: dict[str, Any], contexts: Sequence[tuple[str, str]] = (),
+              properties: dict[str, Any] | None = None, external_id: str = "") -> Run:
         """See :meth:`mlmd_magic.Store.train`. ``contexts`` (``(type, name)``) group the run with
-        others (a sweep's trials); ``properties`` are more properties of its execution."""
+        others (a sweep's trials); ``properties`` are more properties of its execution;
+        ``external_id`` names the run's execution ahead (a background or Ray run is found by it)."""
         created = ""
         if overrides:
-            art = self.records.resolve("experiments", ref)
-            p = art.properties
-            defined = self.records.experiment(
-                art.name.rsplit("@", 1)[0], datasource=p["datasource"].string_value,
-                scenario=p["scenario"].string_value,
-                overrides=_merged_overrides(json.loads(p["overrides"].string_value or "{}"), overrides),
-                description=p["description"].string_value if "description" in p else None,
-            )
-            ref = defined.ref
-            created = ref if defined.status == "created" else ""
+            ref, created = self.define_overrides(ref, overrides)
         act = Action("Train", {"ref": ref, "workdir": workdir, "force": force, "overrides": overrides})
+        act.external_id = external_id
         act.contexts += list(contexts)
         act.properties.update(properties or {})
         with self.recorder.guard(act):
@@ -160,7 +167,8 @@ class Runs:
                 act.properties["details"] = canonical_json({**details, "cached_from": execution.id})
                 self._commit_named(act, exp_ref)
                 return self._run_from(act, exp_ref, "CACHED", True, model, {**details, "cached_from": execution.id})
-            return self._train_now(act, params, exp_ref, workdir, callbacks, progress, notes, created)
+            code = {"trainer": code_version(), "builder": builder_code, "backend": keras_backend()}
+            return self._train_now(act, params, exp_ref, workdir, callbacks, progress, notes, created, code)
 
     def _commit_named(self, act: Action, exp_ref: str) -> None:
         """A run's first write, named ``EXPERIMENT@N#K`` (its K-th run): MLMD's unique execution
@@ -181,7 +189,8 @@ class Runs:
 
 
     def _train_now(self, act: Action, params: dict[str, Any], exp_ref: str, workdir: str | None,
-                   callbacks: Sequence[Any] | None, progress: bool, notes: list[str], created: str) -> Run:
+                   callbacks: Sequence[Any] | None, progress: Any, notes: list[str], created: str,
+                   code: dict[str, Any]) -> Run:
         from .. import trainer
 
         act.state, act.outcome = "RUNNING", "training"
@@ -193,23 +202,46 @@ class Runs:
 
         recorder = self.recorder
         done = [0]
+        epochs = int((params.get("params") or {}).get("epochs", 10))
+        history: dict[str, list[float]] = {}
+        cancel_requested = self.cancel_requested
+        run_id = act.execution_id or 0
 
         class Heartbeat:
+            """Writes each epoch's metrics (the history, readable while the run goes on) and looks,
+            about once a second, for a cancel request (``%mlmd cancel``, from anywhere)."""
+
+            next_look = time.monotonic() + CANCEL_POLL_S
+
+            def on_batch_end(self, step: int, logs: Any = None) -> None:
+                now = time.monotonic()
+                if now >= self.next_look:
+                    self.next_look = now + CANCEL_POLL_S
+                    self.look()
+
+            def look(self) -> None:
+                request = cancel_requested(run_id)
+                if request is not None:
+                    raise KeyboardInterrupt(f"cancelled by request (CancelRun #{request})")
+
             def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
                 # MLMD stamps the execution's last_update_time: that is the heartbeat
                 done[0] = epoch + 1
-                act.properties["progress"] = canonical_json({"epoch": epoch + 1, "logs": logs})
+                for key, value in logs.items():
+                    history.setdefault(key, []).append(value)
+                act.properties["progress"] = canonical_json({"epoch": epoch + 1, "epochs": epochs, "logs": logs})
+                act.properties["history"] = canonical_json(history)
                 recorder.commit(act)
+                self.look()
 
         try:
             result = trainer.train(params, workdir=run_dir, callbacks=[Heartbeat(), *(callbacks or [])],
                                    progress=progress)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             act.state, act.outcome = "CANCELED", "canceled"
-            self.recorder.commit(act, error=KeyboardInterrupt("interrupted by the user"))
+            self.recorder.commit(act, error=exc if exc.args else KeyboardInterrupt("interrupted by the user"))
             if workdir is None:
                 trainer.cleanup(run_dir)
-            epochs = int((params.get("params") or {}).get("epochs", 10))
             raise RunCancelled(act.name, time.perf_counter() - act.started, done[0], epochs, created) from None
         except MlmdMagicError:
             raise
@@ -218,6 +250,7 @@ class Runs:
             raise TrainingError(f"training {exp_ref} failed: {type(exc).__name__}: {exc}{kept}") from exc
         model = self._model_artifact(act.name, exp_ref, result)
         details = {k: v for k, v in result.to_dict().items() if k not in ("model_path",)}
+        details["code"] = code  # trainer code, builder source, backend: what reproduce compares
         if notes:
             details["notes"] = notes
         act.outputs = [model]
@@ -295,7 +328,25 @@ class Runs:
         return models[0]
 
 
-    def _experiment_of(self, model: Any) -> dict[str, Any]:
+    def producer_of(self, model: Any) -> Any:
+        """The ``Train`` execution that trained ``model`` (a Model artifact), not a CACHED reuse.
+
+        Raises
+        ------
+        NotFoundError
+            When no training run produced it (a model written by other tools).
+        """
+        from ml_metadata.proto import metadata_store_pb2 as pb
+
+        ids = sorted(e.execution_id for e in self.mlmd.get_events_by_artifact_ids([model.id])
+                     if e.type == pb.Event.OUTPUT)
+        train_type = self.recorder.types.executions["Train"]
+        for execution in self.mlmd.get_executions_by_id(ids) if ids else []:
+            if execution.type_id == train_type and execution.last_known_state == pb.Execution.COMPLETE:
+                return execution
+        raise NotFoundError(f"model #{model.id} was not trained by a run of this store; nothing to reproduce")
+
+    def experiment_of(self, model: Any) -> dict[str, Any]:
         """The experiment dict a model was trained from."""
         experiment = self.records.resolve("experiments", text(model.properties, "experiment"))
         return self.records.data("experiments", experiment)
@@ -386,7 +437,7 @@ class Runs:
             ev.check_slice_names(ths, specs)
             model = self.resolve_model(target)
             base_model = self.resolve_model(baseline) if baseline is not None else None
-            params = self._experiment_of(model)
+            params = self.experiment_of(model)
             signature = json.loads(model.properties["signature"].string_value)
             ds_art, split = self._evaluation_data(params, data)
             self.records.check_files(ds_art)
@@ -409,7 +460,7 @@ class Runs:
                                 columns=columns)
                 base_scores = None
                 if base_model is not None:
-                    base_params = self._experiment_of(base_model)
+                    base_params = self.experiment_of(base_model)
                     base_scores = predict({**base_params, "datasource": ds_params}, base_model.uri, split,
                                           task=signature["task"]).scores
             except (OSError, ValueError, KeyError) as exc:
@@ -613,7 +664,9 @@ class Runs:
             exp_ref = links[execution.id]["experiment"]
             params = self.records.data("experiments", self.records.resolve("experiments", exp_ref)) if exp_ref else {}
             infos.append({"id": execution.id, "name": execution.name or f"run #{execution.id}", "experiment": exp_ref,
-                          "history": details.get("history", {}),
+                          # a run still going has its per-epoch history, and no details yet
+                          "history": details.get("history") or json.loads(text(execution.properties, "history")
+                                                                          or "{}"),
                           "metrics": details.get("metrics", {})})
             flat.append(flatten({"datasource": f"{params['datasource']['name']}@{params['datasource']['version']}",
                                  "scenario": f"{params['scenario']['name']}@{params['scenario']['version']}",
@@ -626,7 +679,70 @@ class Runs:
         models = self.mlmd.get_artifacts_by_id(model_ids) if model_ids else []
         return RunComparison(infos, differing, metrics), list(models)
 
+    # ------------------------------------------------------------------ long runs
+
+    def cancel_requested(self, run_id: int) -> int | None:
+        """The id of a ``CancelRun`` execution asking run ``run_id`` to stop, or None."""
+        from ml_metadata.metadata_store import metadata_store as ms
+
+        options = ms.ListOptions(limit=1, filter_query=f"type = {quote(full('CancelRun'))} AND "
+                                                       f"properties.target_run.int_value = {int(run_id)}")
+        found = self.mlmd.get_executions(list_options=options)
+        return int(found[0].id) if found else None
+
+    def cancel(self, run: Any, wait_s: float) -> RunProgress:
+        """See :meth:`mlmd_magic.Store.cancel`."""
+        execution = self.run_execution(run)
+        name = execution.name or f"run #{execution.id}"
+        act = Action("CancelRun", {"run": name})
+        with self.recorder.guard(act):
+            state = _state_name(execution)
+            if state != "RUNNING":
+                raise ValidationError(f"run {name} is {state}: only a running run can be cancelled; "
+                                      "see %mlmd ls runs --running")
+            act.properties["target_run"] = execution.id
+            act.outcome = f"asked {name} to stop"
+            self.recorder.commit(act)
+        deadline = time.monotonic() + wait_s
+        while True:
+            progress = self.progress(execution.id)
+            if progress.state != "RUNNING" or time.monotonic() >= deadline:
+                return progress
+            time.sleep(0.2)
+
+    def progress(self, run: Any) -> RunProgress:
+        """See :meth:`mlmd_magic.Store.watch`."""
+        execution = self.run_execution(run)
+        return self._progress_of(execution)
+
+    def _progress_of(self, execution: Any) -> RunProgress:
+        props = execution.properties
+        details = json.loads(text(props, "details") or "{}")
+        progress = json.loads(text(props, "progress") or "{}")
+        history = details.get("history") or json.loads(text(props, "history") or "{}")
+        epochs = details.get("epochs") or progress.get("epochs") or 0
+        return RunProgress(id=execution.id, name=execution.name or f"run #{execution.id}",
+                           state=_state_name(execution), epoch=int(progress.get("epoch", 0)), epochs=int(epochs),
+                           history=history, metrics=details.get("metrics", {}), error=text(props, "error"),
+                           updated_ms=int(execution.last_update_time_since_epoch))
+
+    def by_external_id(self, external_id: str) -> Any | None:
+        """The execution written with ``external_id`` (a background run's), or None yet."""
+        from ml_metadata import errors as mlmd_errors
+
+        try:
+            found = self.mlmd.get_executions_by_external_ids([external_id])
+        except (mlmd_errors.NotFoundError, ValueError):
+            return None
+        return found[0] if found else None
+
 
 def _verdict(evaluation: Any) -> str:
     blessed = evaluation.custom_properties["blessed"].int_value if "blessed" in evaluation.custom_properties else 0
     return "BLESSED" if blessed else "NOT BLESSED"
+
+
+def _state_name(execution: Any) -> str:
+    from ml_metadata.proto import metadata_store_pb2 as pb
+
+    return str(pb.Execution.State.Name(execution.last_known_state))

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import dataclasses
 import html
+import os
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from ..backend.connection import Backend, backend_for
 from ..backend.recorder import Recorder
@@ -35,12 +37,15 @@ from .maintenance import reap_stale_runs
 from .options import StoreOptions
 from .records import Records
 from .release import ModelCard, Pushed, Release
-from .results import Evaluation, Run, RunComparison
+from .reproduce import Reproduction, reproduce
+from .results import Evaluation, Run, RunComparison, RunProgress
 from .runs import Runs
 from .sweeps import Sweep, Sweeps
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from .background import BackgroundRun
 
 __all__ = ["Store", "connect", "default_uri"]
 
@@ -408,6 +413,26 @@ class Store:
 
     # ------------------------------------------------------------------ training and evaluation
 
+    @overload
+    def train(self, ref: str, *, workdir: str | None = ..., force: bool = ..., callbacks: Sequence[Any] | None = ...,
+              progress: Any = ..., overrides: dict[str, Any] | None = ..., wait: Literal[True] = ...,
+              on: None = ..., **more_overrides: Any) -> Run: ...
+
+    @overload
+    def train(self, ref: str, *, workdir: str | None = ..., force: bool = ..., callbacks: Sequence[Any] | None = ...,
+              progress: Any = ..., overrides: dict[str, Any] | None = ..., wait: Literal[False],
+              on: str | None = ..., **more_overrides: Any) -> BackgroundRun: ...
+
+    @overload
+    def train(self, ref: str, *, workdir: str | None = ..., force: bool = ..., callbacks: Sequence[Any] | None = ...,
+              progress: Any = ..., overrides: dict[str, Any] | None = ..., wait: bool = ...,
+              on: str, **more_overrides: Any) -> BackgroundRun: ...
+
+    @overload
+    def train(self, ref: str, *, workdir: str | None = ..., force: bool = ..., callbacks: Sequence[Any] | None = ...,
+              progress: Any = ..., overrides: dict[str, Any] | None = ..., wait: bool = ...,
+              on: str | None = ..., **more_overrides: Any) -> Run | BackgroundRun: ...
+
     def train(
         self,
         ref: str,
@@ -415,10 +440,12 @@ class Store:
         workdir: str | None = None,
         force: bool = False,
         callbacks: Sequence[Any] | None = None,
-        progress: bool = True,
+        progress: Any = True,
         overrides: dict[str, Any] | None = None,
+        wait: bool = True,
+        on: str | None = None,
         **more_overrides: Any,
-    ) -> Run:
+    ) -> Run | BackgroundRun:
         """Train experiment ``NAME`` (latest) or ``NAME@N`` with the Keras trainer, on record.
 
         ``overrides`` (a mapping, e.g. ``{"epochs": 3}``; keyword arguments other than the
@@ -431,6 +458,19 @@ class Store:
         earlier model, unless ``force``. The model is saved under ``workdir`` (default:
         ``$MLMD_MAGIC_RUNS_DIR``, else ``mlmd-magic-runs/`` beside a SQLite store).
 
+        The per-epoch history (training and validation metrics) is written on the run as it
+        goes, so :meth:`watch` and :meth:`compare` draw its curves, finished or not. ``progress``
+        is ``True`` (a bar with ETA and live curves in notebooks, Keras-style lines in a
+        terminal), ``False``, or a :class:`~mlmd_magic.trainer.ProgressReporter` (e.g. with
+        ``log_loss=True``). A running training stops when :meth:`cancel` asks it to, from any
+        process.
+
+        ``wait=False`` starts the run in its own detached process (it survives the end of this
+        one) and returns a :class:`~mlmd_magic.store.background.BackgroundRun` once the run is
+        recorded; ``on="ray://HOST:PORT"`` (or a cluster's ``HOST:6379``) submits it to a Ray
+        cluster instead (see :mod:`mlmd_magic.store.ray_jobs`), asking for the ``gpus`` the
+        params ask for. Neither works on a ``memory://`` store; Ray needs a MySQL store.
+
         Raises
         ------
         NotFoundError
@@ -438,9 +478,98 @@ class Store:
         TrainingError
             When the trainer fails (recorded FAILED); KeyboardInterrupt is recorded CANCELED
             and re-raised, with no model left behind.
+        ValidationError
+            For a background run on a store no other process can open, or a Ray cluster that
+            cannot reach the store, the data or the runs folder (the message says which).
         """
-        return self._runs.train(ref, workdir=workdir, force=force, callbacks=callbacks, progress=progress,
-                                overrides=merge_overrides(overrides, more_overrides))
+        merged = merge_overrides(overrides, more_overrides)
+        if wait and on is None:
+            return self._runs.train(ref, workdir=workdir, force=force, callbacks=callbacks, progress=progress,
+                                    overrides=merged)
+        if callbacks:
+            raise ValidationError("callbacks run in this process: a background or Ray run takes none "
+                                  "(follow it with store.watch(run.id))")
+        if self.scheme == "memory":
+            raise ValidationError("a memory:// store lives in this process only: a background run needs a store "
+                                  "another process can open (sqlite:///... or mysql://...)")
+        if merged:
+            ref = self._runs.define_overrides(ref, merged)[0]
+        exp = self.get_experiment(ref)  # a typo fails here, not in the worker
+        ref = f"{exp['experiment']}@{exp['version']}"
+        from .background import BackgroundRun, new_external_id, start_process
+
+        external_id = new_external_id()
+        # the URI without its password: a local worker gets that on its stdin, a Ray worker from its machine
+        spec = {"uri": dataclasses.replace(self._uri, password=None).masked(), "ref": ref, "external_id": external_id,
+                "force": force, "workdir": workdir, "runs_dir": self.runs_root()}
+        if on is not None:
+            from .ray_jobs import submit
+
+            return submit(self, on, spec, exp).started()
+        spec["password"] = self._backend.password()
+        log = os.path.join(self.runs_root(), "background", external_id.rsplit(":", 1)[1] + ".log")
+        process = start_process(spec, log)
+        return BackgroundRun(self, external_id, where=f"process {process.pid}", process=process, log=log).started()
+
+    def train_job(self, ref: str, *, external_id: str, force: bool = False, workdir: str | None = None,
+                  progress: Any = True) -> Run:
+        """Train ``ref`` as the worker of a background or Ray run: the run's execution gets
+        ``external_id``, by which the starting process finds it. See :meth:`train`."""
+        return self._runs.train(ref, workdir=workdir, force=force, callbacks=None, progress=progress, overrides={},
+                                external_id=external_id)
+
+    def run_by_external_id(self, external_id: str) -> tuple[int, str] | None:
+        """``(id, name)`` of the run written with ``external_id``, or None while there is none."""
+        found = self._runs.by_external_id(external_id)
+        return (int(found.id), str(found.name)) if found is not None else None
+
+    def watch(self, run: Any, *, log_loss: bool = False) -> RunProgress:
+        """Where a run stands now, read from the store: state, epochs done and the per-epoch
+        history, drawn as curves in notebooks. Works for a run of any process or machine
+        recording into this store; ``%mlmd watch`` calls it until the run ends. An unrecorded read.
+
+        Raises
+        ------
+        NotFoundError
+            When no such run exists.
+        """
+        self._recorder.check_open()
+        progress = self._runs.progress(run)
+        progress.log_loss = log_loss
+        return progress
+
+    def reproduce(self, model: Any, *, tolerance: float | None = None, progress: Any = True) -> Reproduction:
+        """Train a model's run again from its record alone and say whether it reproduced.
+
+        The parameters come from the experiment version the run used; the data source's files
+        are checked against its record (a changed split is named, and nothing is trained); the
+        trainer code, the model builder's source, the package versions and the Keras backend
+        are compared with what the run recorded; then the run is trained again (``force``) and
+        each recorded metric compared within ``tolerance`` (default 1e-6 for a CPU run, whose
+        numbers are equal with the same seed, 0.02 for a GPU run). Recorded as a ``Reproduce``
+        execution linked to both models.
+
+        Raises
+        ------
+        NotFoundError
+            When the model (``model:ID``, ``run:ID``, ``EXPERIMENT@N#K``) does not exist.
+        """
+        return reproduce(self._runs, model, tolerance=tolerance, progress=progress)
+
+    def cancel(self, run: Any, *, wait_s: float = 60.0) -> RunProgress:
+        """Ask a running training to stop, wherever it runs; it is recorded CANCELED with no model.
+
+        The request is a ``CancelRun`` execution the training looks for about once a second;
+        this waits up to ``wait_s`` seconds for the run to stop and returns where it stands.
+
+        Raises
+        ------
+        NotFoundError
+            When no such run exists.
+        ValidationError
+            When the run is not running.
+        """
+        return self._runs.cancel(run, wait_s)
 
     def evaluate(
         self,
