@@ -40,6 +40,10 @@ _ID = re.compile(r"[0-9]+")  # ASCII digits only (str.isdigit takes "²")
 CANCEL_POLL_S = 1.0  # a running training looks for a cancel request this often
 
 
+class _CancelRequest(KeyboardInterrupt):
+    """Raised inside a training when a ``CancelRun`` asks it to stop (not Ctrl-C)."""
+
+
 def keras_backend() -> str:
     """The Keras backend a training here would use (part of a run's cache key)."""
     return os.environ.get("KERAS_BACKEND", "tensorflow")
@@ -222,7 +226,7 @@ class Runs:
             def look(self) -> None:
                 request = cancel_requested(run_id)
                 if request is not None:
-                    raise KeyboardInterrupt(f"cancelled by request (CancelRun #{request})")
+                    raise _CancelRequest(f"cancelled by request (CancelRun #{request})")
 
             def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
                 # MLMD stamps the execution's last_update_time: that is the heartbeat
@@ -242,7 +246,8 @@ class Runs:
             self.recorder.commit(act, error=exc if exc.args else KeyboardInterrupt("interrupted by the user"))
             if workdir is None:
                 trainer.cleanup(run_dir)
-            raise RunCancelled(act.name, time.perf_counter() - act.started, done[0], epochs, created) from None
+            raise RunCancelled(act.name, time.perf_counter() - act.started, done[0], epochs, created,
+                               requested=isinstance(exc, _CancelRequest)) from None
         except MlmdMagicError:
             raise
         except Exception as exc:
