@@ -40,6 +40,7 @@ from ..core.names import check_name, parse_ref
 from ..core.sweeps import Dimension, Objective, SweepSpec, check_space_keys, parse_objective, parse_space, parse_spec
 from ..core.values import canonical_json
 from ..errors import MlmdMagicError, RunCancelled, StoreError, ValidationError
+from .maintenance import process_alive
 from .records import Records
 from .results import Run
 from .runs import Runs
@@ -295,16 +296,6 @@ def _failed(attrs: dict[str, Any]) -> bool:
     return bool(attrs.get("mlmd", {}).get("error")) and not attrs.get("surplus")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class Sweeps:
     """Defines, runs and reads the sweeps of one store (see the module's docstring)."""
 
@@ -515,7 +506,7 @@ class Sweeps:
             if t.state == TrialState.RUNNING:
                 owner = str(attrs.get("owner", ""))
                 where, _, pid = owner.rpartition(":")
-                if where == host and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                if where == host and pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
                     self._interrupt(study, t.number)
                     continue
                 count += 1
