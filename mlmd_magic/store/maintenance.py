@@ -63,6 +63,14 @@ def reap_stale_runs(mlmd: Any, stale_after_s: float) -> list[int]:
             reason = f"no heartbeat for {_duration((now_ms - heartbeat) / 1000)} (owner {owner or 'unknown'})"
         if not reason:
             continue
+        # read it again just before writing: a run that moved on since (an epoch, its end) is
+        # alive or finished, and is left as it is. MLMD has no compare-and-set, so a window of one
+        # read remains; it shrinks from the whole scan to this one call.
+        (fresh,) = mlmd.get_executions_by_id([execution.id]) or (None,)
+        if (fresh is None or fresh.last_known_state != pb.Execution.RUNNING
+                or fresh.last_update_time_since_epoch != execution.last_update_time_since_epoch):
+            continue
+        execution = fresh
         execution.last_known_state = pb.Execution.FAILED
         execution.properties["error"].string_value = f"stale run: {reason}; marked FAILED when the store was opened"
         mlmd.put_executions([execution])
