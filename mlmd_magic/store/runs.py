@@ -10,7 +10,6 @@ recorded as CACHED. The trainer itself (:mod:`mlmd_magic.trainer`) knows nothing
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import re
@@ -19,7 +18,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..backend.listing import newest_first, quote
+from ..backend.listing import newest_first, page_rows, quote
 from ..backend.properties import set_properties, text
 from ..backend.recorder import Action, Conflict, Recorder
 from ..backend.types import full
@@ -600,23 +599,7 @@ class Runs:
         nodes = newest_first(self.mlmd, what, full(short), type_id, page)
         rows_of = self._run_rows if kind == "runs" else self._model_rows
         columns = RUN_COLUMNS if kind == "runs" else MODEL_COLUMNS
-        rows: list[dict[str, Any]] = []
-        skip = offset
-        while limit is None or len(rows) < limit:
-            batch = list(itertools.islice(nodes, page))
-            if not batch:
-                break
-            for row in rows_of(batch):
-                if not predicate(row):
-                    continue
-                if skip:
-                    skip -= 1
-                    continue
-                rows.append(row)
-                if limit is not None and len(rows) >= limit:
-                    break
-            if len(batch) < page:
-                break
+        rows = page_rows(nodes, rows_of, predicate, limit, offset, page)
         frame = pd.DataFrame(rows, columns=columns)
         if not frame.empty:
             frame["created"] = pd.to_datetime(frame["created"], unit="ms", utc=True)
