@@ -189,5 +189,5 @@ class BackgroundRun:
         return progress
 
     def __repr__(self) -> str:
-        return (f"<BackgroundRun {self.name or self.external_id} (#{self.id}) on {self.where}: "
-                f"%mlmd watch run:{self.id} to follow it, %mlmd cancel run:{self.id} to stop it>")
+        return (f"started run {self.name or self.external_id} (run:{self.id}) on {self.where}; follow it with "
+                f"%mlmd watch run:{self.id}, stop it with %mlmd cancel run:{self.id}")

@@ -13,6 +13,7 @@ from ..core import session as _session
 from ..core.values import Diff, diff_values
 from ..errors import MlmdMagicError, NotFoundError, ValidationError
 from ..store import Store
+from ._fallback import FallbackDisplay
 
 _KINDS = ("lower", "upper", "change")
 _WIDE = {"description_width": "initial"}
@@ -106,7 +107,7 @@ class _ThresholdRow(w.HBox):
         return out
 
 
-class PolicyEditor(w.VBox):
+class PolicyEditor(FallbackDisplay, w.VBox):
     """Edit a release policy (or write a new one) with form controls: add, remove and change
     slices and thresholds, see the diff against the stored version, and save a new version.
 
