@@ -623,7 +623,7 @@ class Runs:
                 "task": details.get("task", ""),
                 "device": details.get("device", ""),
                 "epochs": details.get("epochs"),
-                "metrics": canonical_json(metrics.get(summary_split, {})) if summary_split else "",
+                "metrics": _metrics_text(summary_split, metrics.get(summary_split, {})) if summary_split else "",
                 "duration_s": round(e.properties["duration_s"].double_value, 3) if "duration_s" in e.properties
                 else None,
                 "created": e.create_time_since_epoch,
@@ -728,6 +728,13 @@ class Runs:
 def _verdict(evaluation: Any) -> str:
     blessed = evaluation.custom_properties["blessed"].int_value if "blessed" in evaluation.custom_properties else 0
     return "BLESSED" if blessed else "NOT BLESSED"
+
+
+def _metrics_text(split: str, values: dict[str, Any]) -> str:
+    """One split's metrics for a listing, rounded and named: ``test: accuracy 0.69 · loss 0.9867``
+    (every split, unrounded, is on the run: ``store.run(ID).metrics``)."""
+    shown = [f"{k} {v:.4g}" if isinstance(v, (int, float)) else f"{k} {v}" for k, v in sorted(values.items())]
+    return f"{split}: " + " · ".join(shown)
 
 
 def _state_name(execution: Any) -> str:
