@@ -108,6 +108,8 @@ def test_table_shows_baseline_values_and_deltas() -> None:
     overall = row["accuracy"][header.index("overall")]
     assert overall == "0.6250 ✗ (baseline 0.7500, Δ -0.1250)"
     assert row["example_count"][header.index("overall")] == "8"  # counts are the same data: no baseline
+    assert all("baseline" not in cell for name, *cells in result.table()[1:] if name.startswith("count_")
+               for cell in cells)
     assert "(baseline 0.7500, Δ -0.1250)" in repr(result) and "baseline 0.7500, Δ -0.1250" in result._repr_html_()
     plain = evaluate_predictions("binary", LABELS, worse, {"ff": FF}, slices=SLICES, thresholds=th)
     assert "baseline" not in plain.table()[1][1] and "Δ" not in repr(plain)

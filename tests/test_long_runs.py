@@ -214,7 +214,8 @@ def test_magic_train_background_watch_and_cancel(ip: Any, uri: str, capsys: pyte
     run(ip, f"%mlmd connect {uri}")
     started = run(ip, "%mlmd train t21 --set epochs=500 --background -o bg")
     handle = ip.user_ns["bg"]
-    assert f"started run {handle.name} (run:{handle.id}) on process " in started.text
+    assert started is handle and f"started run {handle.name} (run:{handle.id}) on process " in repr(started)
+    assert run(ip, "%mlmd watch {bg.name} --once") is None  # the handle's name, as IPython fills it in
     store = mm.connect(uri)
     _until(lambda: store.watch(handle.id).epoch >= 1, what="a first epoch")
     listing = run(ip, "%mlmd ls runs --running")

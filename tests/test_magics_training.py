@@ -63,7 +63,11 @@ def test_train_and_evaluate_from_cells(ip: InteractiveShell, tmp_path: Path,
     failing = run(ip, f"%mlmd evaluate t21 --spec {spec} --data eval")
     assert not failing.blessed and "NOT BLESSED" in repr(failing)
 
-    assert list(run(ip, "%mlmd ls runs")["state"]) == ["CACHED", "COMPLETE", "COMPLETE"]  # newest first
+    runs = run(ip, "%mlmd ls runs")
+    assert list(runs["state"]) == ["CACHED", "COMPLETE", "COMPLETE"]  # newest first
+    # metrics people can read: the split named, rounded, no JSON
+    summary = runs["metrics"][1]
+    assert re.fullmatch(r"test: accuracy [0-9.]+ · .*loss [0-9.]+.*", summary) and "{" not in summary
     assert len(run(ip, "%mlmd ls models")) == 2
     store = REGISTRY.current().store
     sources = [e.properties["source"].string_value for e in store.mlmd.get_executions_by_type("mlmd_magic.Evaluate")]

@@ -130,7 +130,7 @@ def test_runs_on_a_ray_cluster_are_watched_and_cancelled(ray_head: dict[str, Any
     run(ip, f"%mlmd connect {mysql_uri}")
     message = run(ip, f"%mlmd train t21 --set epochs=500 --on {ray_head['gcs']} -o long")
     long = ip.user_ns["long"]
-    assert f"started run {long.name} (run:{long.id}) on {ray_head['gcs']}" in message.text
+    assert message is long and f"started run {long.name} (run:{long.id}) on {ray_head['gcs']}" in repr(message)
     _until(lambda: store.watch(long.id).epoch >= 1, what="a first epoch on the cluster")
     stopped = store.cancel(long.id)
     assert stopped.state == "CANCELED" and store.run(long.id).model_id is None

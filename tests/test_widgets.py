@@ -246,7 +246,9 @@ def _check_lineage_fits_and_clicks(graph: Any) -> None:
     assert "fingerprint" in page and "display:none" in page  # records there, hidden until clicked
 
 
-def test_panels_leave_their_text_when_the_kernel_stops(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("line", "text_start"), [("browse", "StoreBrowser of sqlite"),
+                                                  ("edit policy:release-nipt", "PolicyEditor for release-nipt (new)")])
+def test_panels_leave_their_text_when_the_kernel_stops(tmp_path: Path, line: str, text_start: str) -> None:
     """A real kernel: a panel is two outputs (the widget, then its text hidden by CSS while the
     widget lives); when the kernel is asked to restart it replaces the widget by the text."""
     import queue
@@ -260,7 +262,7 @@ def test_panels_leave_their_text_when_the_kernel_stops(tmp_path: Path) -> None:
     kc.start_channels()
     try:
         kc.wait_for_ready(timeout=60)
-        msg_id = kc.execute(f"%load_ext mlmd_magic\n%mlmd connect sqlite:///{tmp_path}/k.sqlite\n%mlmd browse")
+        msg_id = kc.execute(f"%load_ext mlmd_magic\n%mlmd connect sqlite:///{tmp_path}/k.sqlite\n%mlmd {line}")
         shown: list[dict[str, Any]] = []
         while True:
             msg = kc.get_iopub_msg(timeout=60)
@@ -276,7 +278,7 @@ def test_panels_leave_their_text_when_the_kernel_stops(tmp_path: Path) -> None:
         assert "application/vnd.jupyter.widget-view+json" in widget["data"] and widget["transient"]["display_id"]
         assert "mlmd-magic-fallback-box{display:none}" in text["data"]["text/html"]
         assert ".jp-OutputArea-child:has(.jupyter-widgets-disconnected)" in text["data"]["text/html"]
-        assert "StoreBrowser of sqlite" in text["data"]["text/html"]
+        assert text_start in text["data"]["text/html"]
         km.restart_kernel(now=False)
         updates = []
         deadline = time.time() + 30
@@ -291,7 +293,7 @@ def test_panels_leave_their_text_when_the_kernel_stops(tmp_path: Path) -> None:
         assert update["parent_header"]["msg_id"] == msg_id  # routed to the cell that showed it
         assert update["content"]["transient"]["display_id"] == widget["transient"]["display_id"]
         assert set(update["content"]["data"]) == {"text/html", "text/plain"}
-        assert update["content"]["data"]["text/plain"].startswith("StoreBrowser of sqlite")
+        assert update["content"]["data"]["text/plain"].startswith(text_start)
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)

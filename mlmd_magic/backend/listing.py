@@ -17,10 +17,11 @@ type, asks by type below them: a first page costs about the same whether the sto
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import itertools
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-__all__ = ["RECENT_SCAN", "newest_first", "quote"]
+__all__ = ["RECENT_SCAN", "newest_first", "page_rows", "quote"]
 
 RECENT_SCAN = 100  # how many of the most recent nodes are walked before asking by type
 _MAX_CHUNK = 5000
@@ -84,3 +85,28 @@ def newest_first(mlmd: Any, what: str, type_name: str, type_id: int, page: int =
             return
         last = nodes[-1].id
         chunk = min(chunk * 2, _MAX_CHUNK)
+
+
+def page_rows(nodes: Iterator[Any], rows_of: Callable[[Sequence[Any]], list[dict[str, Any]]],
+              predicate: Callable[[dict[str, Any]], bool], limit: int | None, offset: int,
+              page: int = 100) -> list[dict[str, Any]]:
+    """Rows of ``nodes`` (read ``page`` at a time, each batch turned into rows by ``rows_of``
+    in one go) that ``predicate`` keeps, ``offset`` of them skipped, at most ``limit``."""
+    rows: list[dict[str, Any]] = []
+    skip = offset
+    while limit is None or len(rows) < limit:
+        batch = list(itertools.islice(nodes, page))
+        if not batch:
+            break
+        for row in rows_of(batch):
+            if not predicate(row):
+                continue
+            if skip:
+                skip -= 1
+                continue
+            rows.append(row)
+            if limit is not None and len(rows) >= limit:
+                break
+        if len(batch) < page:
+            break
+    return rows

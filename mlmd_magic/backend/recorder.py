@@ -171,6 +171,7 @@ class Recorder:
         sess = _session.current_session()
         execution = pb.Execution(type_id=self.types.executions[act.type_short],
                                  last_known_state=_STATES[act.state])
+        progress_update = act.execution_id is not None
         if act.execution_id is not None:
             execution.id = act.execution_id
         set_properties(
@@ -225,7 +226,8 @@ class Recorder:
         act.committed = True
         act.execution_id = exec_id
         act.output_ids = list(artifact_ids[len(events) - len(act.outputs):])
-        if act.type_short not in READ_ACTIONS:
+        if act.type_short not in READ_ACTIONS and not (progress_update and act.state == "RUNNING"):
+            # a new row, or its final state; a training's per-epoch progress is not worth a refresh
             _session.notify_write(self.label, act.type_short)
 
     def _put_execution(self, execution: Any, events: list[tuple[Any, Any]], contexts: list[Any]

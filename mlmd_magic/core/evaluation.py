@@ -469,7 +469,8 @@ class EvaluationResult:
                     f"{int(value)}" if _is_count(metric) else f"{value:.4f}")
                 if (metric, s) in marks:
                     cell += f" {marks[(metric, s)]}"
-                base = (self.baseline_metrics or {}).get(s, {}).get(metric) if metric != "example_count" else None
+                # counts are the data's, the same for both models: no baseline beside them
+                base = (self.baseline_metrics or {}).get(s, {}).get(metric) if not _is_count(metric) else None
                 if base is not None and not math.isnan(base):
                     delta = "" if value is None or math.isnan(value) else f", Δ {value - base:+.4f}"
                     cell += f" (baseline {base:.4f}{delta})"

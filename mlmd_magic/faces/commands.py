@@ -303,8 +303,7 @@ def _train(host: Host, a: argparse.Namespace) -> Any:
         started = host.store().train(a.ref, force=a.force, overrides=overrides, wait=False, on=a.on)
         if a.output:
             host.bind(a.output, started)
-        return Message(f"started run {started.name} (run:{started.id}) on {started.where}; follow it with "
-                       f"%mlmd watch run:{started.id}, stop it with %mlmd cancel run:{started.id}")
+        return started  # `bg = %mlmd train ... --background` is the handle: bg.name, bg.wait(), bg.cancel()
     progress: Any = not a.quiet
     if a.log_loss and not a.quiet:
         from ..store import ProgressReporter

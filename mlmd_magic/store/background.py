@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -100,8 +101,27 @@ class BackgroundRun:
             if failure:
                 raise TrainingError(f"the background training did not start: {failure}")
             time.sleep(0.2)
-        raise TrainingError(f"the background training did not record its run within {timeout_s:.0f} s "
+        self._abandon()  # told it did not start: it must not start later behind the person's back
+        raise TrainingError(f"the background training did not record its run within {timeout_s:.0f} s, and was "
+                            f"stopped "
                             f"({self.where}{'; its output: ' + self.log if self.log else ''})")
+
+    def _abandon(self) -> None:
+        """Stop a worker that has not recorded its run: kill the local process group, or cancel
+        the Ray task (queued or starting)."""
+        if self.process is not None and self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)  # started in a session of its own
+            except (ProcessLookupError, PermissionError):
+                pass
+            self.process.wait()
+        if self.ray_ref is not None:
+            import ray
+
+            try:
+                ray.cancel(self.ray_ref, force=True)
+            except Exception:  # already gone or finished: nothing left to stop
+                pass
 
     def _worker_failure(self) -> str:
         if self.process is not None and self.process.poll() is not None:
@@ -169,5 +189,5 @@ class BackgroundRun:
         return progress
 
     def __repr__(self) -> str:
-        return (f"<BackgroundRun {self.name or self.external_id} (#{self.id}) on {self.where}: "
-                f"%mlmd watch run:{self.id} to follow it, %mlmd cancel run:{self.id} to stop it>")
+        return (f"started run {self.name or self.external_id} (run:{self.id}) on {self.where}; follow it with "
+                f"%mlmd watch run:{self.id}, stop it with %mlmd cancel run:{self.id}")

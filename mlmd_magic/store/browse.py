@@ -7,12 +7,11 @@ Every tab of :class:`~mlmd_magic.widgets.StoreBrowser` is fed by :meth:`Store.pa
 
 from __future__ import annotations
 
-import itertools
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..backend.listing import newest_first
+from ..backend.listing import newest_first, page_rows
 from ..backend.properties import text
 from ..backend.types import full
 from ..core.values import flatten
@@ -111,23 +110,7 @@ def evaluation_table(runs: Runs, predicate: Any, limit: int | None, offset: int)
     page = 100 if limit is None else min(max(limit + offset, 20), 500)
     type_id = runs.recorder.types.artifacts["Evaluation"]
     nodes = newest_first(runs.mlmd, "artifacts", full("Evaluation"), type_id, page)
-    rows: list[dict[str, Any]] = []
-    skip = offset
-    while limit is None or len(rows) < limit:
-        batch = list(itertools.islice(nodes, page))
-        if not batch:
-            break
-        for row in _evaluation_rows(runs, batch):
-            if not predicate(row):
-                continue
-            if skip:
-                skip -= 1
-                continue
-            rows.append(row)
-            if limit is not None and len(rows) >= limit:
-                break
-        if len(batch) < page:
-            break
+    rows = page_rows(nodes, lambda batch: _evaluation_rows(runs, list(batch)), predicate, limit, offset, page)
     frame = pd.DataFrame(rows, columns=EVALUATION_COLUMNS)
     if not frame.empty:
         frame["created"] = pd.to_datetime(frame["created"], unit="ms", utc=True)

@@ -10,6 +10,7 @@ reach is an error here, saying what is needed — not a failure in a worker's lo
 from __future__ import annotations
 
 import os
+import time
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ValidationError
@@ -38,12 +39,22 @@ def _connect(ray: Any, address: str) -> None:
         if _CONNECTED.get("address") == address:
             return  # one driver connection per process: kept for the next run on the same cluster
         ray.shutdown()  # a driver connects to one cluster at a time: the one asked for now
-    try:
-        ray.init(address=address, log_to_driver=False, logging_level="ERROR")
-        _CONNECTED["address"] = address
-    except Exception as exc:
-        raise ValidationError(f"cannot reach the Ray cluster at {address}: {type(exc).__name__}: {exc}; start one "
-                              "(ray start --head) or check the address (ray://HOST:10001 or HOST:6379)") from None
+    for attempt in range(3):
+        try:
+            ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+            _CONNECTED["address"] = address
+            return
+        except Exception as exc:
+            # the head's client proxy starts one server process per client; on a busy head that
+            # process can die while starting ("Starting Ray client server failed"): the next try
+            # gets a fresh one on another port. Anything else is not worth a retry.
+            if "Starting Ray client server failed" in str(exc) and attempt < 2:
+                if ray.is_initialized():
+                    ray.shutdown()
+                time.sleep(1.0 + attempt)
+                continue
+            raise ValidationError(f"cannot reach the Ray cluster at {address}: {type(exc).__name__}: {exc}; start one "
+                                  "(ray start --head) or check the address (ray://HOST:10001 or HOST:6379)") from None
 
 
 def probe(spec: dict[str, Any], data_uri: str) -> list[str]:

@@ -14,12 +14,14 @@
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import hashlib
 import html
 import json
 import os
 import re
 import shutil
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +30,7 @@ from ..backend.recorder import Action, Recorder
 from ..core import session as _session
 from ..core.evaluation import parse_slices, slice_names
 from ..core.values import canonical_json
-from ..errors import NotBlessedError, ValidationError
+from ..errors import MlmdMagicError, NotBlessedError, ValidationError
 from .records import Records
 from .runs import Runs
 
@@ -351,10 +353,13 @@ class Release:
                 with open(os.path.join(staging, "serving_signature.json"), "w", encoding="utf-8") as fh:
                     json.dump(signature, fh, indent=2)
                 try:
-                    os.rename(staging, target_dir)  # another pusher took this number: take the next one
-                except OSError:
+                    os.rename(staging, target_dir)
+                except OSError as exc:
                     shutil.rmtree(staging, ignore_errors=True)
-                    continue
+                    if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                        continue  # another pusher took this number: take the next one
+                    raise ValidationError(f"cannot write {target_dir}: {exc.strerror}; push to a folder you can "
+                                          "write") from None
                 break
             else:
                 raise ValidationError(f"could not find a free version folder under {folder}; try again")
@@ -376,7 +381,12 @@ class Release:
                 shutil.rmtree(target_dir, ignore_errors=True)  # nothing on disk that the store does not know
                 raise
             pushed.id = act.output_ids[0]
-            self.write_card(model, target_dir)  # the card beside the SavedModel, this push included
+            try:
+                self.write_card(model, target_dir)  # the card beside the SavedModel, this push included
+            except (OSError, MlmdMagicError) as exc:  # the push is recorded and on disk: say so, don't fail it
+                warnings.warn(f"pushed {label} as version {version}, but its model card could not be written "
+                              f"beside it ({exc}); write it with %mlmd card {label} --to {target_dir}",
+                              stacklevel=2)
             return Pushed(uri=target_dir, version=version, model_id=model.id, model_name=label, policy=policy_ref,
                           blessed=blessed, overridden=failed if override else [], by=user if override else "",
                           id=pushed.id)

@@ -10,7 +10,6 @@ recorded as CACHED. The trainer itself (:mod:`mlmd_magic.trainer`) knows nothing
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import re
@@ -19,7 +18,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..backend.listing import newest_first, quote
+from ..backend.listing import newest_first, page_rows, quote
 from ..backend.properties import set_properties, text
 from ..backend.recorder import Action, Conflict, Recorder
 from ..backend.types import full
@@ -38,6 +37,10 @@ RUN_COLUMNS = ["name", "run", "experiment", "state", "model", "task", "device", 
 MODEL_COLUMNS = ["model", "name", "experiment", "task", "state", "verdicts", "uri", "created"]
 _ID = re.compile(r"[0-9]+")  # ASCII digits only (str.isdigit takes "²")
 CANCEL_POLL_S = 1.0  # a running training looks for a cancel request this often
+
+
+class _CancelRequest(KeyboardInterrupt):
+    """Raised inside a training when a ``CancelRun`` asks it to stop (not Ctrl-C)."""
 
 
 def keras_backend() -> str:
@@ -222,7 +225,7 @@ class Runs:
             def look(self) -> None:
                 request = cancel_requested(run_id)
                 if request is not None:
-                    raise KeyboardInterrupt(f"cancelled by request (CancelRun #{request})")
+                    raise _CancelRequest(f"cancelled by request (CancelRun #{request})")
 
             def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
                 # MLMD stamps the execution's last_update_time: that is the heartbeat
@@ -242,7 +245,8 @@ class Runs:
             self.recorder.commit(act, error=exc if exc.args else KeyboardInterrupt("interrupted by the user"))
             if workdir is None:
                 trainer.cleanup(run_dir)
-            raise RunCancelled(act.name, time.perf_counter() - act.started, done[0], epochs, created) from None
+            raise RunCancelled(act.name, time.perf_counter() - act.started, done[0], epochs, created,
+                               requested=isinstance(exc, _CancelRequest)) from None
         except MlmdMagicError:
             raise
         except Exception as exc:
@@ -595,23 +599,7 @@ class Runs:
         nodes = newest_first(self.mlmd, what, full(short), type_id, page)
         rows_of = self._run_rows if kind == "runs" else self._model_rows
         columns = RUN_COLUMNS if kind == "runs" else MODEL_COLUMNS
-        rows: list[dict[str, Any]] = []
-        skip = offset
-        while limit is None or len(rows) < limit:
-            batch = list(itertools.islice(nodes, page))
-            if not batch:
-                break
-            for row in rows_of(batch):
-                if not predicate(row):
-                    continue
-                if skip:
-                    skip -= 1
-                    continue
-                rows.append(row)
-                if limit is not None and len(rows) >= limit:
-                    break
-            if len(batch) < page:
-                break
+        rows = page_rows(nodes, rows_of, predicate, limit, offset, page)
         frame = pd.DataFrame(rows, columns=columns)
         if not frame.empty:
             frame["created"] = pd.to_datetime(frame["created"], unit="ms", utc=True)
@@ -635,7 +623,7 @@ class Runs:
                 "task": details.get("task", ""),
                 "device": details.get("device", ""),
                 "epochs": details.get("epochs"),
-                "metrics": canonical_json(metrics.get(summary_split, {})) if summary_split else "",
+                "metrics": _metrics_text(summary_split, metrics.get(summary_split, {})) if summary_split else "",
                 "duration_s": round(e.properties["duration_s"].double_value, 3) if "duration_s" in e.properties
                 else None,
                 "created": e.create_time_since_epoch,
@@ -740,6 +728,13 @@ class Runs:
 def _verdict(evaluation: Any) -> str:
     blessed = evaluation.custom_properties["blessed"].int_value if "blessed" in evaluation.custom_properties else 0
     return "BLESSED" if blessed else "NOT BLESSED"
+
+
+def _metrics_text(split: str, values: dict[str, Any]) -> str:
+    """One split's metrics for a listing, rounded and named: ``test: accuracy 0.69 · loss 0.9867``
+    (every split, unrounded, is on the run: ``store.run(ID).metrics``)."""
+    shown = [f"{k} {v:.4g}" if isinstance(v, (int, float)) else f"{k} {v}" for k, v in sorted(values.items())]
+    return f"{split}: " + " · ".join(shown)
 
 
 def _state_name(execution: Any) -> str:

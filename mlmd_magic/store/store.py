@@ -35,7 +35,7 @@ from .browse import Page
 from .lineage import Lineage, lineage, start_artifact
 from .maintenance import reap_stale_runs
 from .options import StoreOptions
-from .records import Records
+from .records import Records, check_policy
 from .release import ModelCard, Pushed, Release
 from .reproduce import Reproduction, reproduce
 from .results import Evaluation, Run, RunComparison, RunProgress
@@ -145,6 +145,7 @@ class Store:
 
     def close(self) -> None:
         """Release the connection. The object cannot be used afterwards."""
+        self._sweeps.close()
         self._recorder.close()
         self._backend.close()
 
@@ -303,6 +304,20 @@ class Store:
         """
         return self._records.add_policy(name, thresholds=thresholds, slices=slices, description=description,
                                         owner=owner)
+
+    @staticmethod
+    def check_policy(slices: Any, thresholds: Any) -> tuple[builtins.list[dict[str, Any]],
+                                                            builtins.list[dict[str, Any]]]:
+        """Check a policy's ``slices`` and ``thresholds`` by the rules :meth:`add_policy` applies,
+        without recording anything (what the policy editor validates as a person types); returns
+        them written out in full.
+
+        Raises
+        ------
+        ValidationError
+            As :meth:`add_policy` does.
+        """
+        return check_policy(slices, thresholds)
 
     def get_policy(self, ref: str) -> dict[str, Any]:
         """The policy ``NAME`` or ``NAME@N`` as a plain dict (name, version, owner, description,

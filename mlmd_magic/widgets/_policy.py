@@ -13,7 +13,7 @@ from ..core import session as _session
 from ..core.values import Diff, diff_values
 from ..errors import MlmdMagicError, NotFoundError, ValidationError
 from ..store import Store
-from ..store.records import check_policy
+from ._fallback import FallbackDisplay
 
 _KINDS = ("lower", "upper", "change")
 _WIDE = {"description_width": "initial"}
@@ -107,7 +107,7 @@ class _ThresholdRow(w.HBox):
         return out
 
 
-class PolicyEditor(w.VBox):
+class PolicyEditor(FallbackDisplay, w.VBox):
     """Edit a release policy (or write a new one) with form controls: add, remove and change
     slices and thresholds, see the diff against the stored version, and save a new version.
 
@@ -188,7 +188,7 @@ class PolicyEditor(w.VBox):
         """The policy the form describes, checked by the library's rules (as saving would)."""
         slices = [row.spec(i) for i, row in enumerate(self.slice_box.children)]
         thresholds = [row.spec(i) for i, row in enumerate(self.threshold_box.children)]
-        plain_slices, plain_thresholds = check_policy(slices, thresholds)
+        plain_slices, plain_thresholds = Store.check_policy(slices, thresholds)
         return {"slices": plain_slices, "thresholds": plain_thresholds, "description": self.description.value,
                 "owner": self.owner.value}
 
