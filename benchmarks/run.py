@@ -16,7 +16,8 @@ import sys
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-SUITES = ["startup", "recording", "scale", "listing", "trainer", "hostile", "tfx", "sweeps"]
+SUITES = ["startup", "recording", "scale", "listing", "trainer", "progress", "hostile", "tfx", "sweeps",
+          "release"]
 
 
 def main(argv: list[str] | None = None) -> int:

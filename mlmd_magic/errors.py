@@ -21,6 +21,7 @@ __all__ = [
     "InvalidNameError",
     "MlmdMagicError",
     "NoConnectionError",
+    "NotBlessedError",
     "NotFoundError",
     "RunCancelled",
     "StoreConnectionError",
@@ -81,12 +82,14 @@ class RunCancelled(KeyboardInterrupt):
 
     The ``Train`` execution is recorded CANCELED and no model is left. Attributes: ``run`` (the
     run's name, ``EXPERIMENT@N#K``), ``seconds``, ``epochs_done``, ``epochs``, and
-    ``version_created`` (the experiment version a ``--set`` created for this run, which stays).
+    ``version_created`` (the experiment version a ``--set`` created for this run, which stays),
+    ``requested`` (True when a ``%mlmd cancel`` / ``store.cancel`` asked for it, not Ctrl-C).
     """
 
-    def __init__(self, run: str, seconds: float, epochs_done: int, epochs: int, version_created: str = "") -> None:
+    def __init__(self, run: str, seconds: float, epochs_done: int, epochs: int, version_created: str = "",
+                 requested: bool = False) -> None:
         self.run, self.seconds, self.epochs_done, self.epochs = run, seconds, epochs_done, epochs
-        self.version_created = version_created
+        self.version_created, self.requested = version_created, requested
         kept = (f"; {version_created} was defined for this run and stays (train it again with "
                 f"%mlmd train {version_created})") if version_created else ""
         super().__init__(f"run {run} cancelled after {_duration(seconds)}, epoch {epochs_done}/{epochs}{kept}")
@@ -94,3 +97,8 @@ class RunCancelled(KeyboardInterrupt):
 
 def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
+class NotBlessedError(MlmdMagicError):
+    """A push refused: the model's latest evaluation under a policy is not blessed (the message
+    lists the failed checks), or there is none."""

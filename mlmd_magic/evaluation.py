@@ -11,12 +11,19 @@ from .core.evaluation import (
     EvaluationResult,
     SliceSpec,
     Threshold,
+    check_metric_names,
+    check_slice_names,
+    class_labels,
     compute_metrics,
+    confusion,
     evaluate_predictions,
+    metric_names,
     parse_slices,
     parse_thresholds,
     slice_masks,
 )
 
-__all__ = ["Check", "EvaluationResult", "SliceSpec", "Threshold", "compute_metrics", "evaluate_predictions",
-           "parse_slices", "parse_thresholds", "slice_masks"]
+__all__ = ["Check", "EvaluationResult", "SliceSpec", "Threshold", "check_metric_names", "check_slice_names",
+           "class_labels",
+           "compute_metrics", "confusion", "evaluate_predictions", "metric_names", "parse_slices", "parse_thresholds",
+           "slice_masks"]

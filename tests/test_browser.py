@@ -194,7 +194,7 @@ def test_edit_save_and_see_version_2_in_jupyterlab(lab: dict[str, Any]) -> None:
             comparison = runs.locator(".mlmd-magic-comparison")
             expect(comparison).to_contain_text("params.epochs", timeout=30_000)
             expect(comparison).to_contain_text("t22@2#1")
-            expect(comparison.locator("polyline").first).to_be_attached()
+            expect(comparison.locator("img[src^='data:image/png']").first).to_be_visible()  # the curves
             page.screenshot(path=str(ARTIFACTS / "browser-compare.png"), full_page=True)
 
             # details of the last selected run: its record and a lineage whose nodes show their record
@@ -303,8 +303,114 @@ def test_tfx_tutorial_runs_in_jupyterlab_and_its_widgets_render(lab: dict[str, A
             assert page.get_by_text("Error displaying widget").count() == 0
             lineage = cells.nth(code_cells[-2])  # from CsvExampleGen to our model, drawn as SVG
             lineage.scroll_into_view_if_needed()
-            expect(lineage.locator(".jp-OutputArea-output[data-mime-type='image/svg+xml']")).to_be_visible()
+            expect(lineage.locator(".jp-OutputArea-output svg").first).to_be_visible()
             page.screenshot(path=str(ARTIFACTS / "tfx-tutorial-lineage.png"))
         finally:
             page.screenshot(path=str(ARTIFACTS / "tfx-tutorial-last.png"), full_page=True)
             browser.close()
+
+
+def test_a_policy_made_by_clicking_blesses_then_fails_a_model(lab: dict[str, Any]) -> None:
+    """A manager builds a release policy in the policy editor with clicks and typing only (no
+    YAML); the model is evaluated under it (BLESSED), a stricter version is saved (NOT BLESSED),
+    and the blessed version's push is served."""
+    from playwright.sync_api import expect, sync_playwright
+
+    root: Path = lab["root"]
+    store_path = root / "release.sqlite"
+    store = mm.connect(f"sqlite:///{store_path}", runs_dir=str(root / "runs"))
+    store.add_datasource("nipt-sim", **datasets.simulate_nipt(str(root / "data"), n_train=200, n_eval=40,
+                                                              n_test=120))
+    store.add_scenario("mlp-small", model="mlp", params={"hidden": [8], "epochs": 1, "learning_rate": 0.01,
+                                                         "batch_size": 32, "seed": 1})
+    store.experiment("t21", datasource="nipt-sim", scenario="mlp-small")
+    store.train("t21", progress=False)
+    cells = [
+        f"%load_ext mlmd_magic\n%mlmd connect sqlite:///{store_path}\n"
+        f"%config MlmdMagics.runs_dir = {str(root / 'runs')!r}",
+        "%mlmd edit policy:release-nipt",
+        "ev = %mlmd evaluate t21 --policy release-nipt\nev",
+        "ev2 = %mlmd evaluate t21 --policy release-nipt\nev2",
+    ]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, str(root / "policy.ipynb"))
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1500, "height": 1100})
+        try:
+            page.goto(f"{lab['base']}/lab/tree/policy.ipynb?token={lab['token']}")
+            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+            expect(page.locator(".jp-StatusBar-Widget", has_text="Idle").first).to_be_visible(timeout=60_000)
+            nb_cells = page.locator(".jp-Notebook .jp-Cell")
+
+            def run_cell(index: int) -> None:
+                cell = nb_cells.nth(index)
+                cell.locator(".jp-InputArea-editor").click()
+                page.keyboard.press("Shift+Enter")
+                expect(cell.locator(".jp-InputPrompt")).to_have_text(re.compile(r"\[\d+\]:"), timeout=90_000)
+
+            def field(row: Any, label: str) -> Any:
+                return row.locator(f".widget-inline-hbox:has(label:text-is('{label}')) input")
+
+            run_cell(0)
+            run_cell(1)
+            editor = page.locator(".mlmd-magic-policy-editor")
+            expect(editor).to_be_visible(timeout=60_000)
+            editor.get_by_role("button", name="Add slice").click()
+            slice_row = editor.locator(".mlmd-magic-policy-slice").first
+            field(slice_row, "feature").fill("fetal_fraction")
+            field(slice_row, "bins").fill("0.04, 0.08")
+            field(slice_row, "names").fill("ff_low, ff_mid, ff_high")
+            editor.get_by_role("button", name="Add threshold").click()
+            threshold = editor.locator(".mlmd-magic-policy-threshold").first
+            field(threshold, "metric").fill("accuracy")
+            field(threshold, "value").fill("0.05")
+            field(threshold, "value").press("Tab")
+            field(threshold, "slices").fill("ff_mid, ff_high")
+            expect(editor.locator("table.mlmd-magic-diff")).to_contain_text("thresholds", timeout=20_000)
+            page.screenshot(path=str(ARTIFACTS / "policy-editor-new.png"))
+            editor.get_by_role("button", name="Save as new version").click()
+            expect(editor.locator(".mlmd-magic-saved")).to_contain_text("saved as release-nipt@1", timeout=20_000)
+            run_cell(2)
+            verdict = nb_cells.nth(2).locator(".jp-OutputArea-output")
+            expect(verdict).to_contain_text("BLESSED", timeout=60_000)
+            expect(verdict).not_to_contain_text("NOT BLESSED")
+            expect(verdict).to_contain_text("release-nipt@1")
+
+            # a stricter threshold, added by clicking: the same model now fails
+            editor.get_by_role("button", name="Add threshold").click()
+            strict = editor.locator(".mlmd-magic-policy-threshold").nth(1)
+            field(strict, "metric").fill("recall_T21")
+            field(strict, "value").fill("0.999")
+            field(strict, "value").press("Tab")
+            expect(editor.locator("table.mlmd-magic-diff")).to_contain_text("recall_T21", timeout=20_000)
+            editor.get_by_role("button", name="Save as new version").click()
+            expect(editor.locator(".mlmd-magic-saved")).to_contain_text("saved as release-nipt@2", timeout=20_000)
+            page.screenshot(path=str(ARTIFACTS / "policy-editor-saved.png"))
+            run_cell(3)
+            failed = nb_cells.nth(3).locator(".jp-OutputArea-output")
+            expect(failed).to_contain_text("NOT BLESSED", timeout=60_000)
+            expect(failed).to_contain_text("recall_T21")
+            page.screenshot(path=str(ARTIFACTS / "policy-verdicts.png"), full_page=True)
+        finally:
+            page.screenshot(path=str(ARTIFACTS / "policy-last.png"), full_page=True)
+            browser.close()
+
+    policy = store.get_policy("release-nipt")
+    assert policy["version"] == 2 and [t["metric"] for t in policy["thresholds"]] == ["accuracy", "recall_T21"]
+    assert policy["slices"][0]["names"] == ["ff_low", "ff_mid", "ff_high"]
+    evaluations = store.list("evaluations")
+    assert list(evaluations["policy"]) == ["release-nipt@2", "release-nipt@1"]
+    assert list(evaluations["verdict"]) == ["NOT BLESSED", "BLESSED"]
+    source = store.mlmd.get_executions_by_type("mlmd_magic.AddPolicy")[0].properties["source"].string_value
+    assert source.startswith("widget PolicyEditor release-nipt: ")
+    with pytest.raises(mm.NotBlessedError, match="NOT BLESSED under release-nipt@2"):
+        store.push("t21", to=str(root / "serving"))
+    pushed = store.push("t21", to=str(root / "serving"), policy="release-nipt@1")
+    assert pushed.version == 1 and (root / "serving" / "1" / "model_card.html").exists()

@@ -192,7 +192,7 @@ def test_browser_filtering_paging_and_selecting_record_nothing(trained: mm.Store
     tab.filter.value = ""
     tab.next.click()
     tab.prev.click()
-    tab.rows.value = 0
+    tab.grid.selected_rows = [0]
     browser.tab.selected_index = 3
     assert "Experiment" in tab.details.value and len(trained.mlmd.get_executions()) == before + 1
     # a person's reads outside the panel are still recorded

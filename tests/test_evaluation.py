@@ -68,9 +68,15 @@ def test_a_named_empty_slice_fails_the_verdict() -> None:
     named = evaluate_predictions("binary", LABELS, GOOD, {"ff": FF}, slices=slices,
                                  thresholds=[{"metric": "accuracy", "lower": 0.0, "slices": ["very_low"]}])
     assert not named.blessed and "empty" in named.checks[0].reason
-    unknown = evaluate_predictions("binary", LABELS, GOOD, {"ff": FF}, slices=slices,
-                                   thresholds=[{"metric": "accuracy", "lower": 0.0, "slices": ["typo"]}])
-    assert not unknown.blessed and "no slice named 'typo'" in unknown.checks[0].reason
+
+
+def test_a_threshold_on_an_unknown_slice_is_an_error_naming_the_slices() -> None:
+    # a typo is an error listing the valid names, never a NOT BLESSED verdict
+    slices = [{"feature": "ff", "bins": [0.04, 0.08], "names": ["ff_low", "ff_mid", "ff_high"]}]
+    with pytest.raises(ValidationError, match="names slice 'ff_hi'") as info:
+        evaluate_predictions("binary", LABELS, GOOD, {"ff": FF}, slices=slices,
+                             thresholds=[{"metric": "accuracy", "lower": 0.0, "slices": ["ff_hi"]}])
+    assert "did you mean 'ff_high'?" in str(info.value) and "overall, ff_low, ff_mid, ff_high" in str(info.value)
 
 
 def test_change_thresholds_against_a_baseline() -> None:
@@ -102,6 +108,8 @@ def test_table_shows_baseline_values_and_deltas() -> None:
     overall = row["accuracy"][header.index("overall")]
     assert overall == "0.6250 ✗ (baseline 0.7500, Δ -0.1250)"
     assert row["example_count"][header.index("overall")] == "8"  # counts are the same data: no baseline
+    assert all("baseline" not in cell for name, *cells in result.table()[1:] if name.startswith("count_")
+               for cell in cells)
     assert "(baseline 0.7500, Δ -0.1250)" in repr(result) and "baseline 0.7500, Δ -0.1250" in result._repr_html_()
     plain = evaluate_predictions("binary", LABELS, worse, {"ff": FF}, slices=SLICES, thresholds=th)
     assert "baseline" not in plain.table()[1][1] and "Δ" not in repr(plain)

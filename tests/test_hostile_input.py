@@ -107,10 +107,11 @@ def test_experiment_overrides(store: mm.Store, overrides: Any, name: str) -> Non
         assert str(exc) and _count(store) == before
         return
     # success: exactly the overridden values changed, and the store gives back what was recorded
-    expected = _expected_params(overrides)
+    given_overrides = {} if overrides is None else overrides  # None: no overrides
+    expected = _expected_params(given_overrides)
     assert record.data["params"] == expected
     assert store.get_experiment(record.ref)["params"] == expected
-    assert record.extra["overrides"] == overrides
+    assert record.extra["overrides"] == given_overrides
 
 
 _QUERY_CALLS = ("get_artifacts", "get_contexts", "get_executions", "get_artifacts_by_context",

@@ -36,12 +36,12 @@ def test_train_and_evaluate_from_cells(ip: InteractiveShell, tmp_path: Path,
             "params: {hidden: [16], epochs: 1, batch_size: 32, learning_rate: 0.01}\n")
     first = run(ip, "%%experiment t21 --run\ndatasource: nipt-sim\nscenario: mlp-small\n")
     out = capsys.readouterr().out
-    assert "Experiment t21@1 (created version 1)" in out and "epoch 1/1" in out
+    assert "Experiment t21@1 (created version 1)" in out and "Epoch 1/1" in out
     assert first.state == "COMPLETE" and first.experiment == "t21@1"
 
     second = run(ip, "%mlmd train t21 --set epochs=2 --quiet -o r2")
     assert second.experiment == "t21@2" and ip.user_ns["r2"] is second
-    assert "epoch 1/2" not in capsys.readouterr().out
+    assert "Epoch 1/2" not in capsys.readouterr().out
     cached = run(ip, "%mlmd train t21@2 --quiet")
     assert cached.cached and "cached from run" in repr(cached)
 
@@ -52,12 +52,22 @@ def test_train_and_evaluate_from_cells(ip: InteractiveShell, tmp_path: Path,
     assert "recall_T21" in formatted["text/plain"] and "✓" in formatted["text/plain"]
     assert "<table>" in formatted["text/html"]
 
+    # a typo in a slice or metric name is an error naming the valid ones, never a NOT BLESSED verdict
+    with pytest.raises(UsageError, match="did you mean 'ff_high'"):
+        run(ip, EVALUATE.replace("slices: [ff_mid, ff_high]", "slices: [ff_mid, ff_hi]"))
+    with pytest.raises(UsageError, match="did you mean 'recall_T21'"):
+        run(ip, EVALUATE.replace("{metric: accuracy,", "{metric: recal_T21,"))
+
     spec = tmp_path / "spec.yaml"
     spec.write_text("thresholds:\n  - {metric: accuracy, lower: 1.01}\n")
     failing = run(ip, f"%mlmd evaluate t21 --spec {spec} --data eval")
     assert not failing.blessed and "NOT BLESSED" in repr(failing)
 
-    assert list(run(ip, "%mlmd ls runs")["state"]) == ["CACHED", "COMPLETE", "COMPLETE"]  # newest first
+    runs = run(ip, "%mlmd ls runs")
+    assert list(runs["state"]) == ["CACHED", "COMPLETE", "COMPLETE"]  # newest first
+    # metrics people can read: the split named, rounded, no JSON
+    summary = runs["metrics"][1]
+    assert re.fullmatch(r"test: accuracy [0-9.]+ · .*loss [0-9.]+.*", summary) and "{" not in summary
     assert len(run(ip, "%mlmd ls models")) == 2
     store = REGISTRY.current().store
     sources = [e.properties["source"].string_value for e in store.mlmd.get_executions_by_type("mlmd_magic.Evaluate")]

@@ -112,3 +112,22 @@ def test_import_does_not_load_tensorflow() -> None:
            "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_panel_that_fails_to_refresh_never_fails_what_was_recorded(caplog: pytest.LogCaptureFixture) -> None:
+    from mlmd_magic.core import session
+
+    class BrokenPanel:
+        def store_written(self, label: str, action: str) -> None:
+            raise RuntimeError("panel broke")
+
+    panel = BrokenPanel()  # held weakly by the session: keep it alive for the test
+    session.on_write(panel)
+    store = mm.connect("memory://")
+    with caplog.at_level("WARNING", logger="mlmd_magic"):
+        record = store.add_scenario("a", model="mlp", params={"epochs": 1})
+    assert record.status == "created" and store.names("scenarios") == ["a"]
+    (execution,) = store.mlmd.get_executions()
+    assert execution.last_known_state == 3  # COMPLETE, not re-recorded as FAILED
+    assert "a panel failed to refresh after AddScenario was recorded" in caplog.text
+    del panel

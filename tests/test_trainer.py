@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -105,8 +106,9 @@ def test_progress_lines_in_a_terminal(nipt: dict[str, Any], tmp_path: Path, caps
     params = _params(mm.connect("memory://"), nipt, "mlp", hidden=[4], epochs=2)
     train(params, workdir=str(tmp_path), progress=True)
     out = capsys.readouterr().out
-    assert "training mlp on cpu (tensorflow): 2 epochs" in out
-    assert "epoch 1/2" in out and "epoch 2/2" in out and "val_accuracy=" in out
+    assert "training mlp on cpu (tensorflow): 2 epochs of " in out
+    assert "Epoch 1/2" in out and "Epoch 2/2" in out and "Epoch 3/2" not in out and "val_accuracy: " in out
+    assert re.search(r"^\d+/\d+ ━+ \d+s \d+ms/step - accuracy: ", out, re.MULTILINE)  # Keras-style, per epoch
 
 
 def test_users_register_their_own_builder(nipt: dict[str, Any], tmp_path: Path) -> None:

@@ -127,6 +127,10 @@ class Backend:
         """Where run folders go by default."""
         return os.path.abspath("mlmd-magic-runs")
 
+    def password(self) -> str | None:
+        """The password a worker process needs to open this store too (MySQL only), else None."""
+        return mysql_password(self.uri) if self.scheme == "mysql" else None
+
     def side_storage(self, suffix: str) -> SideStorage | None:
         """Storage for another tool's tables beside this store (None for an in-memory store).
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +32,7 @@ __all__ = ["READ_ACTIONS", "Action", "Conflict", "Recorder"]
 MAX_TEXT = 100_000
 # actions that only read: left unrecorded inside Store.unrecorded()
 READ_ACTIONS = frozenset({"FetchExperiment", "FetchDataSource", "FetchScenario", "ListRecords", "ShowHistory",
-                          "DiffRecords", "ShowLineage", "CompareRuns"})
+                          "DiffRecords", "ShowLineage", "CompareRuns", "FetchPolicy"})
 
 
 @dataclass
@@ -55,6 +55,9 @@ class Action:
     external_id: str = ""  # unique per action: makes retrying its write idempotent
     recorded: bool = True  # False for a read inside Store.unrecorded(): nothing is written
     name: str = ""  # the execution's name, unique within its type (a run's EXPERIMENT@N#K)
+
+
+_STATES = {"RUNNING": 2, "COMPLETE": 3, "FAILED": 4, "CACHED": 5, "CANCELED": 6}  # MLMD's Execution.State numbers
 
 
 class Conflict(Exception):
@@ -167,7 +170,8 @@ class Recorder:
         ctx = _session.current_action()
         sess = _session.current_session()
         execution = pb.Execution(type_id=self.types.executions[act.type_short],
-                                 last_known_state=pb.Execution.State.Value(act.state))
+                                 last_known_state=_STATES[act.state])
+        progress_update = act.execution_id is not None
         if act.execution_id is not None:
             execution.id = act.execution_id
         set_properties(
@@ -207,7 +211,7 @@ class Recorder:
                                notebook=sess.notebook, versions=canonical_json(_session.package_versions()))
             contexts.append(context)
         if not act.external_id:
-            act.external_id = f"mlmd_magic:{uuid.uuid4().hex}"
+            act.external_id = f"mlmd_magic:{os.urandom(16).hex()}"  # 128 random bits, as a uuid4
         execution.external_id = act.external_id
         if act.name:
             execution.name = act.name
@@ -222,7 +226,8 @@ class Recorder:
         act.committed = True
         act.execution_id = exec_id
         act.output_ids = list(artifact_ids[len(events) - len(act.outputs):])
-        if act.type_short not in READ_ACTIONS:
+        if act.type_short not in READ_ACTIONS and not (progress_update and act.state == "RUNNING"):
+            # a new row, or its final state; a training's per-epoch progress is not worth a refresh
             _session.notify_write(self.label, act.type_short)
 
     def _put_execution(self, execution: Any, events: list[tuple[Any, Any]], contexts: list[Any]

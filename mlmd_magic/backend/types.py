@@ -31,12 +31,18 @@ ARTIFACT_TYPES: dict[str, tuple[str, dict[str, str]]] = {
         **_RECORD, "datasource": "STRING", "scenario": "STRING", "overrides": "STRING",
         "params": "STRING", "model": "STRING", "resolved": "STRING",
     }),
+    # a release policy: the slices and thresholds a model must pass, owned by a person
+    "Policy": ("UNSET", {**_RECORD, "slices": "STRING", "thresholds": "STRING", "owner": "STRING"}),
+    # a model written for serving (TF Serving layout DIR/<version>/) by a Push
+    "PushedModel": ("UNSET", {"version": "INT", "policy": "STRING", "pushed_model": "INT", "evaluation": "INT",
+                              "override": "STRING"}),
     "Model": ("MODEL", {"framework": "STRING", "versions": "STRING", "signature": "STRING",
                         "experiment": "STRING", "task": "STRING", "metrics": "STRING"}),
     # The verdict lives in custom properties blessed / current_model_id / baseline_model_id,
     # exactly where TFX's ModelBlessing keeps it, so TFX-style queries find blessed models.
     "Evaluation": ("METRICS", {"metrics": "STRING", "thresholds": "STRING", "slices": "STRING",
-                               "split": "STRING", "checks": "STRING"}),
+                               "split": "STRING", "checks": "STRING",
+                               "policy": "STRING"}),  # NAME@N of the policy evaluated under, if any
     # a sweep version: the base experiment version, search space, objective and sampler (JSON);
     # "study" is where its Optuna study lives, without credentials
     "Sweep": ("UNSET", {**_RECORD, "experiment": "STRING", "space": "STRING", "objective": "STRING",
@@ -54,6 +60,8 @@ _ACTION_PROPS = {
     "cache_key": "STRING", "progress": "STRING", "heartbeat_ms": "INT", "run_dir": "STRING",
     "owner": "STRING",  # host:pid of the kernel that trains
     "details": "STRING",
+    "history": "STRING",  # training runs: {metric: [one value per epoch]}, written each epoch
+    "target_run": "INT",  # CancelRun: the run asked to stop; Reproduce: the run reproduced
     "trial": "INT",  # a sweep's trial number (Optuna's), on the Train run of that trial
 }
 
@@ -72,6 +80,12 @@ EXECUTION_TYPES: dict[str, str] = {
     "CompareRuns": "PROCESS",
     "Train": "TRAIN",
     "Evaluate": "EVALUATE",
+    "AddPolicy": "PROCESS",
+    "FetchPolicy": "PROCESS",
+    "Push": "DEPLOY",
+    "WriteModelCard": "PROCESS",
+    "CancelRun": "PROCESS",
+    "Reproduce": "TRAIN",
     "Sweep": "PROCESS",  # one invocation of a sweep (a cell, a worker), which runs its trials
 }
 
@@ -81,6 +95,7 @@ CONTEXT_TYPES: dict[str, dict[str, str]] = {
     "DataSource": {},
     "Scenario": {},
     "Experiment": {},
+    "Policy": {},
     "Sweep": {},  # a sweep's name: its versions, and the runs (and experiment versions) of its trials
 }
 

@@ -270,6 +270,22 @@ def verify_files(uri: str, fmt: str, splits: dict[str, str], recorded: dict[str,
         Naming each split and file that was changed, added or removed, and saying how to
         register the new data.
     """
+    problems = file_problems(uri, fmt, splits, recorded, fingerprint)
+    if problems:
+        shown = "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more" if len(problems) > 10 else "")
+        name = ref.rsplit("@", 1)[0]
+        raise DataSourceError(
+            f"the files of data source {ref} under {uri} changed since it was registered ({shown}), so a run "
+            "would not read the data its record describes. Register the data as it is now as a new version "
+            f"(run the %%datasource {name} cell again, or store.add_datasource({name!r}, ...)), define the "
+            "experiment again so that it uses that version, and train it"
+        )
+
+
+def file_problems(uri: str, fmt: str, splits: dict[str, str], recorded: dict[str, list[list[Any]]] | None,
+                  fingerprint: str) -> list[str]:
+    """What differs between a data source's files now and its record, one line per split and file
+    (``"split 'train': train.csv was changed"``); empty when nothing does. See :func:`verify_files`."""
     problems: list[str] = []
     digest = hashlib.sha256()
     for split in sorted(splits):
@@ -300,15 +316,7 @@ def verify_files(uri: str, fmt: str, splits: dict[str, str], recorded: dict[str,
                 problems.append(f"split {split!r}: {relative} was changed")
     if recorded is None and not problems and digest.hexdigest() != fingerprint:
         problems.append("the files no longer match its fingerprint (a file was changed, added or removed)")
-    if problems:
-        shown = "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more" if len(problems) > 10 else "")
-        name = ref.rsplit("@", 1)[0]
-        raise DataSourceError(
-            f"the files of data source {ref} under {uri} changed since it was registered ({shown}), so a run "
-            "would not read the data its record describes. Register the data as it is now as a new version "
-            f"(run the %%datasource {name} cell again, or store.add_datasource({name!r}, ...)), define the "
-            "experiment again so that it uses that version, and train it"
-        )
+    return problems
 
 
 def _file_digest(path: str) -> str:

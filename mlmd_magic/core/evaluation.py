@@ -38,8 +38,10 @@ import numpy as np
 
 from ..errors import ValidationError
 
-__all__ = ["Check", "EvaluationResult", "SliceSpec", "Threshold", "compute_metrics", "evaluate_predictions",
-           "parse_slices", "parse_thresholds", "slice_masks"]
+__all__ = ["Check", "EvaluationResult", "SliceSpec", "Threshold", "check_metric_names", "check_slice_names",
+           "class_labels",
+           "compute_metrics", "confusion", "evaluate_predictions", "metric_names", "parse_slices", "parse_thresholds",
+           "slice_masks", "slice_names"]
 
 OVERALL = "overall"
 
@@ -125,7 +127,7 @@ def parse_slices(slices: Sequence[Any] | None) -> list[SliceSpec]:
         where = f"slices[{i}]"
         if isinstance(raw, str):
             raw = {"feature": raw}
-        if not isinstance(raw, dict) or not isinstance(raw.get("feature"), str):
+        if not isinstance(raw, dict) or not isinstance(raw.get("feature"), str) or not raw["feature"]:
             raise ValidationError(f"{where} must be a mapping with a 'feature' (and 'bins' or 'values')")
         unknown = set(raw) - {"feature", "bins", "values", "names"}
         if unknown:
@@ -133,7 +135,12 @@ def parse_slices(slices: Sequence[Any] | None) -> list[SliceSpec]:
         bins = _floats(raw["bins"], f"{where}.bins") if raw.get("bins") is not None else ()
         if list(bins) != sorted(set(bins)):
             raise ValidationError(f"{where}.bins must be increasing, e.g. [0.04, 0.08]")
+        for key in ("values", "names"):
+            if raw.get(key) is not None and not isinstance(raw[key], (list, tuple)):
+                raise ValidationError(f"{where}.{key} must be a list, e.g. {key}: [a, b]")
         values = tuple(raw.get("values") or ())
+        if not all(isinstance(v, (str, int, float)) for v in values):
+            raise ValidationError(f"{where}.values must be plain values (numbers or text), one per slice")
         names = tuple(str(n) for n in raw.get("names") or ())
         expected = len(bins) + 1 if bins else len(values)
         if names and len(names) != expected:
@@ -150,7 +157,7 @@ def parse_thresholds(thresholds: Sequence[Any] | None) -> list[Threshold]:
     out = []
     for i, raw in enumerate(thresholds or []):
         where = f"thresholds[{i}]"
-        if not isinstance(raw, dict) or not isinstance(raw.get("metric"), str):
+        if not isinstance(raw, dict) or not isinstance(raw.get("metric"), str) or not raw["metric"]:
             raise ValidationError(f"{where} must be a mapping with a 'metric'")
         unknown = set(raw) - {"metric", "lower", "upper", "change", "relative", "direction", "slices"}
         if unknown:
@@ -160,8 +167,9 @@ def parse_thresholds(thresholds: Sequence[Any] | None) -> list[Threshold]:
         numbers = {}
         for key in ("lower", "upper", "change"):
             if raw.get(key) is not None:
-                if not isinstance(raw[key], (int, float)) or isinstance(raw[key], bool) or raw[key] != raw[key]:
-                    raise ValidationError(f"{where}.{key} must be a number (not NaN)")
+                if not isinstance(raw[key], (int, float)) or isinstance(raw[key], bool) \
+                        or not math.isfinite(raw[key]):
+                    raise ValidationError(f"{where}.{key} must be a number (finite: not NaN or infinity)")
                 numbers[key] = float(raw[key])
         if not numbers:
             raise ValidationError(f"{where} needs 'lower', 'upper' or 'change'")
@@ -173,9 +181,27 @@ def parse_thresholds(thresholds: Sequence[Any] | None) -> list[Threshold]:
         slices = raw.get("slices") or ()
         if isinstance(slices, str):
             slices = (slices,)
+        if not isinstance(slices, (list, tuple)):
+            raise ValidationError(f"{where}.slices must be a list of slice names, e.g. slices: [ff_mid, ff_high]")
         out.append(Threshold(raw["metric"], numbers.get("lower"), numbers.get("upper"), numbers.get("change"),
                              bool(raw.get("relative", False)), direction, tuple(str(s) for s in slices)))
     return out
+
+
+def slice_names(specs: Sequence[SliceSpec]) -> list[str] | None:
+    """Every slice name the specs define (``overall`` first), or None when some depend on the data
+    (one slice per value found)."""
+    names = [OVERALL]
+    for spec in specs:
+        if spec.bins:
+            names += _bin_names(spec)
+        elif spec.names:
+            names += list(spec.names)
+        elif spec.values:
+            names += [f"{spec.feature}={v}" for v in spec.values]
+        else:
+            return None
+    return names
 
 
 def slice_masks(columns: dict[str, np.ndarray], specs: Sequence[SliceSpec], n: int) -> dict[str, np.ndarray]:
@@ -216,41 +242,130 @@ def _ratio(num: float, den: float) -> float:
     return float(num / den) if den else math.nan
 
 
+def class_labels(task: str, num_classes: int, class_names: Sequence[str] | None = None) -> list[str]:
+    """The names metrics use for classes 0..K-1: ``class_names``, else the class numbers."""
+    count = 2 if task == "binary" else num_classes
+    return [str(class_names[k]) if class_names and k < len(class_names) else str(k) for k in range(count)]
+
+
+def metric_names(task: str, num_classes: int = 2, class_names: Sequence[str] | None = None) -> list[str]:
+    """Every metric :func:`compute_metrics` gives for a task, in the order it gives them.
+
+    >>> metric_names("binary")[:6]
+    ['example_count', 'count_0', 'count_1', 'accuracy', 'auc', 'precision']
+    """
+    if task == "regression":
+        return ["example_count", "mae", "mse", "rmse"]
+    names = class_labels(task, num_classes, class_names)
+    counts = ["example_count", *(f"count_{n}" for n in names)]
+    if task == "binary":
+        return [*counts, "accuracy", "auc", "precision", "recall", "specificity", "npv", "fpr", "f1"]
+    per_class = [f"{m}_{n}" for n in names for m in ("recall", "precision", "npv", "specificity", "fpr")]
+    return [*counts, "accuracy", "macro_recall", *per_class, *(["abnormal_auc"] if num_classes > 1 else [])]
+
+
+def confusion(task: str, labels: np.ndarray, scores: np.ndarray, num_classes: int) -> np.ndarray:
+    """The confusion matrix (rows: true class, columns: predicted class) by scikit-learn;
+    an empty matrix for regression."""
+    from sklearn.metrics import confusion_matrix
+
+    if task == "regression":
+        return np.zeros((0, 0), dtype=int)
+    k = 2 if task == "binary" else num_classes
+    y = labels.astype(int)
+    pred = (scores >= 0.5).astype(int) if task == "binary" else (
+        np.argmax(scores, axis=1) if len(y) else np.array([], dtype=int))
+    if not len(y):
+        return np.zeros((k, k), dtype=int)
+    return np.asarray(confusion_matrix(y, pred, labels=list(range(k))), dtype=int)
+
+
+def _one_vs_rest(cm: np.ndarray, k: int) -> dict[str, float]:
+    """PPV, NPV, recall, specificity and FPR of class ``k`` against the others, from the matrix."""
+    tp = float(cm[k, k])
+    fn = float(cm[k].sum() - tp)
+    fp = float(cm[:, k].sum() - tp)
+    tn = float(cm.sum() - tp - fn - fp)
+    return {"recall": _ratio(tp, tp + fn), "precision": _ratio(tp, tp + fp), "npv": _ratio(tn, tn + fn),
+            "specificity": _ratio(tn, tn + fp), "fpr": _ratio(fp, fp + tn)}
+
+
 def compute_metrics(task: str, labels: np.ndarray, scores: np.ndarray,
                     class_names: Sequence[str] | None = None) -> dict[str, float]:
-    """Metrics of one slice: ``example_count`` plus the task's metrics (NaN where undefined)."""
+    """Metrics of one slice (NaN where undefined), by scikit-learn's ``metrics`` module.
+
+    ``example_count`` and ``count_CLASS`` (examples per class); binary: ``accuracy``, ``auc``,
+    ``precision`` (PPV), ``recall`` (sensitivity), ``specificity``, ``npv``, ``fpr``, ``f1``;
+    multiclass: ``accuracy``, ``macro_recall``, ``recall_``/``precision_``/``npv_``/
+    ``specificity_``/``fpr_CLASS`` (each class against the others) and ``abnormal_auc`` (any
+    class but 0 against class 0); regression: ``mae``, ``mse``, ``rmse``.
+    """
+    from sklearn.metrics import accuracy_score, mean_absolute_error, mean_squared_error
+
     n = len(labels)
     out: dict[str, float] = {"example_count": float(n)}
     if task == "regression":
-        err = scores.astype(float) - labels.astype(float)
-        out.update(mae=float(np.mean(np.abs(err))) if n else math.nan,
-                   mse=float(np.mean(err ** 2)) if n else math.nan,
-                   rmse=float(np.sqrt(np.mean(err ** 2))) if n else math.nan)
+        y, s = labels.astype(float), scores.astype(float)
+        mse = float(mean_squared_error(y, s)) if n else math.nan
+        out.update(mae=float(mean_absolute_error(y, s)) if n else math.nan, mse=mse, rmse=math.sqrt(mse))
         return out
-    if task == "binary":
-        y = labels.astype(int)
-        pred = (scores >= 0.5).astype(int)
-        tp, tn = int(((pred == 1) & (y == 1)).sum()), int(((pred == 0) & (y == 0)).sum())
-        fp, fn = int(((pred == 1) & (y == 0)).sum()), int(((pred == 0) & (y == 1)).sum())
-        out.update(accuracy=_ratio(tp + tn, n), auc=_auc(y, scores), precision=_ratio(tp, tp + fp),
-                   recall=_ratio(tp, tp + fn), specificity=_ratio(tn, tn + fp))
-        return out
+    num_classes = scores.shape[1] if task != "binary" and scores.ndim == 2 else 2
+    names = class_labels(task, num_classes, class_names)
+    cm = confusion(task, labels, scores, num_classes)
+    for k, name in enumerate(names):
+        out[f"count_{name}"] = float(cm[k].sum())
     y = labels.astype(int)
+    if task == "binary":
+        pred = (scores >= 0.5).astype(int)
+        rates = _one_vs_rest(cm, 1)
+        precision, recall = rates["precision"], rates["recall"]
+        f1 = _ratio(2 * precision * recall, precision + recall) if not math.isnan(precision + recall) else math.nan
+        out.update(accuracy=float(accuracy_score(y, pred)) if n else math.nan, auc=_auc(y, scores),
+                   precision=precision, recall=recall, specificity=rates["specificity"], npv=rates["npv"],
+                   fpr=rates["fpr"], f1=f1)
+        return out
     pred = np.argmax(scores, axis=1) if n else np.array([], dtype=int)
-    out["accuracy"] = _ratio(int((pred == y).sum()), n)
-    recalls = []
-    for k in range(scores.shape[1] if scores.ndim == 2 else 0):
-        name = class_names[k] if class_names and k < len(class_names) else str(k)
-        r = _ratio(int(((pred == k) & (y == k)).sum()), int((y == k).sum()))
-        out[f"recall_{name}"] = r
-        if not math.isnan(r):
-            recalls.append(r)
+    out["accuracy"] = float(accuracy_score(y, pred)) if n else math.nan
+    per_class = {name: _one_vs_rest(cm, k) for k, name in enumerate(names)}
+    recalls = [r["recall"] for r in per_class.values() if not math.isnan(r["recall"])]
     out["macro_recall"] = float(np.mean(recalls)) if recalls else math.nan
-    if scores.ndim == 2 and scores.shape[1] > 1:
+    for name, rates in per_class.items():
+        for metric, value in rates.items():
+            out[f"{metric}_{name}"] = value
+    if num_classes > 1:
         # screening view: any abnormal class (k > 0) against class 0
-        abnormal = (y > 0).astype(int)
-        out["abnormal_auc"] = _auc(abnormal, 1.0 - scores[:, 0])
+        out["abnormal_auc"] = _auc((y > 0).astype(int), 1.0 - scores[:, 0]) if n else math.nan
     return out
+
+
+def check_metric_names(thresholds: Sequence[Threshold], available: Sequence[str], task: str) -> None:
+    """Refuse a threshold on a metric the task does not compute, naming the ones it does."""
+    import difflib
+
+    for i, t in enumerate(thresholds):
+        if t.metric not in available:
+            close = difflib.get_close_matches(t.metric, list(available), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ValidationError(f"thresholds[{i}] names metric {t.metric!r}, which a {task} evaluation does not "
+                                  f"compute; {hint}metrics: {', '.join(available)}")
+
+
+def check_slice_names(thresholds: Sequence[Threshold], specs: Sequence[SliceSpec], owner: str = "evaluation") -> None:
+    """Refuse a threshold naming a slice the specs do not define (a typo such as ``ff_hi``),
+    naming the ones they do — a typo is an error, never a NOT BLESSED verdict. Slices whose names
+    depend on the data (one per value found) are checked once the data is read."""
+    import difflib
+
+    names = slice_names(specs)
+    if names is None:
+        return
+    for i, t in enumerate(thresholds):
+        for s in t.slices:
+            if s not in names:
+                close = difflib.get_close_matches(s, names, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise ValidationError(f"thresholds[{i}] names slice {s!r}, which the {owner} does not define; "
+                                      f"{hint}slices: {', '.join(names)}")
 
 
 @dataclass(frozen=True)
@@ -277,6 +392,10 @@ class EvaluationResult:
     blessed: bool
     thresholds: list[Threshold] = field(default_factory=list)
     slices: list[SliceSpec] = field(default_factory=list)
+    #: per slice, the confusion matrix (rows: true class, columns: predicted class)
+    confusion: dict[str, list[list[int]]] = field(default_factory=dict)
+    #: the names of classes 0..K-1 as metrics use them
+    class_labels: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -285,7 +404,30 @@ class EvaluationResult:
             "checks": [c.__dict__ for c in self.checks],
             "thresholds": [t.__dict__ for t in self.thresholds],
             "slices": [s.__dict__ for s in self.slices],
+            "confusion": self.confusion, "class_labels": self.class_labels,
         }
+
+    @property
+    def failed(self) -> list[Check]:
+        """The checks that failed."""
+        return [c for c in self.checks if not c.passed]
+
+    def confusion_html(self, slice_name: str = OVERALL) -> str:
+        """The confusion matrix of one slice as an HTML table: counts, and each row's rate."""
+        matrix = self.confusion.get(slice_name)
+        if not matrix:
+            return ""
+        names = self.class_labels or [str(k) for k in range(len(matrix))]
+        head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
+        rows = []
+        for name, row in zip(names, matrix):
+            total = sum(row)
+            cells = "".join(f"<td>{v} <small>({v / total:.1%})</small></td>" if total else f"<td>{v}</td>"
+                            for v in row)
+            rows.append(f"<tr><th>{html.escape(name)}</th>{cells}<td>{total}</td></tr>")
+        return (f"<table class='mlmd-magic-confusion'><caption>confusion matrix, {html.escape(slice_name)} "
+                "(rows: true class, columns: predicted; rate of the row)</caption>"
+                f"<thead><tr><th></th>{head}<th>total</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
 
     @classmethod
     def from_dict(cls, payload: dict[str, Any]) -> EvaluationResult:
@@ -304,7 +446,8 @@ class EvaluationResult:
                    baseline_metrics=metrics(payload.get("baseline_metrics")),
                    checks=[Check(**c) for c in payload.get("checks", [])], blessed=bool(payload.get("blessed")),
                    thresholds=[spec(Threshold, t) for t in payload.get("thresholds", [])],
-                   slices=[spec(SliceSpec, s) for s in payload.get("slices", [])])
+                   slices=[spec(SliceSpec, s) for s in payload.get("slices", [])],
+                   confusion=payload.get("confusion") or {}, class_labels=list(payload.get("class_labels") or []))
 
     def table(self) -> list[list[str]]:
         """Rows of metric × slice with pass/fail marks (header first); with a baseline, each value is
@@ -323,10 +466,11 @@ class EvaluationResult:
             for s in slices:
                 value = self.metrics[s].get(metric, math.nan)
                 cell = "—" if value is None or math.isnan(value) else (
-                    f"{int(value)}" if metric == "example_count" else f"{value:.4f}")
+                    f"{int(value)}" if _is_count(metric) else f"{value:.4f}")
                 if (metric, s) in marks:
                     cell += f" {marks[(metric, s)]}"
-                base = (self.baseline_metrics or {}).get(s, {}).get(metric) if metric != "example_count" else None
+                # counts are the data's, the same for both models: no baseline beside them
+                base = (self.baseline_metrics or {}).get(s, {}).get(metric) if not _is_count(metric) else None
                 if base is not None and not math.isnan(base):
                     delta = "" if value is None or math.isnan(value) else f", Δ {value - base:+.4f}"
                     cell += f" (baseline {base:.4f}{delta})"
@@ -353,9 +497,15 @@ class EvaluationResult:
         verdict = "BLESSED" if self.blessed else "NOT BLESSED"
         failed = "".join(f"<li>✗ {html.escape(c.slice)}: {html.escape(c.threshold)} — {html.escape(c.reason)}</li>"
                          for c in self.checks if not c.passed)
+        matrices = "".join(f"<details><summary>confusion matrix: {html.escape(s)}</summary>"
+                           f"{self.confusion_html(s)}</details>" for s in self.confusion if s != OVERALL)
         return (f"<div class='mlmd-magic-evaluation'><b style='color:{colour}'>{verdict}</b> "
                 f"on <code>{html.escape(self.split)}</code><table><thead><tr>{head}</tr></thead>"
-                f"<tbody>{body}</tbody></table><ul>{failed}</ul></div>")
+                f"<tbody>{body}</tbody></table><ul>{failed}</ul>{self.confusion_html()}{matrices}</div>")
+
+
+def _is_count(metric: str) -> bool:
+    return metric == "example_count" or metric.startswith("count_")
 
 
 def _jsonable(value: Any) -> Any:
@@ -435,10 +585,16 @@ def evaluate_predictions(
     """
     specs = parse_slices(slices)
     ths = parse_thresholds(thresholds)
+    num_classes = scores.shape[1] if task == "multiclass" and scores.ndim == 2 else 2
+    check_metric_names(ths, metric_names(task, num_classes, class_names), task)
+    check_slice_names(ths, specs)
     masks = slice_masks(columns, specs, len(labels))
     metrics = {name: compute_metrics(task, labels[m], scores[m], class_names) for name, m in masks.items()}
     base = None
     if baseline_scores is not None:
         base = {name: compute_metrics(task, labels[m], baseline_scores[m], class_names) for name, m in masks.items()}
     checks = check_thresholds(ths, metrics, base)
-    return EvaluationResult(task, split, metrics, base, checks, all(c.passed for c in checks), ths, specs)
+    matrices = {name: confusion(task, labels[m], scores[m], num_classes).tolist() for name, m in masks.items()} \
+        if task != "regression" else {}
+    return EvaluationResult(task, split, metrics, base, checks, all(c.passed for c in checks), ths, specs,
+                            matrices, class_labels(task, num_classes, class_names) if task != "regression" else [])

@@ -216,9 +216,17 @@ class Where:
     def __init__(self, text: str | None) -> None:
         keys: list[str] = []
         self._predicate = _compile(text, keys)
+        self.keys = frozenset(keys)
         self._missing = set(keys)
         self._known: set[str] = set()
         self._rows = 0
+
+    @property
+    def sampling(self) -> bool:
+        """Whether the filter still wants whole rows: a key it names is on no row seen so far, and
+        the keys of the first rows are kept to suggest one. Otherwise a row needs only the parts
+        the filter's :attr:`keys` name (see :func:`needed_fields`)."""
+        return bool(self._missing) and self._rows < self._SAMPLE
 
     def __call__(self, row: dict[str, Any]) -> bool:
         if self._missing:
@@ -243,6 +251,17 @@ class Where:
         hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
         shown = ", ".join(sorted(k for k in self._known if not k.startswith("params."))[:25])
         raise ValidationError(f"no record has a key {key!r} (the filter names it); {hint}keys: {shown}")
+
+
+def needed_fields(keys: frozenset[str] | set[str], fields: frozenset[str]) -> frozenset[str]:
+    """Which of a row's top-level ``fields`` filters on ``keys`` look at: a key's first part when
+    it is a field, and ``params`` for a key that is not (:func:`lookup` looks for it there).
+
+    >>> sorted(needed_fields({"epochs", "name"}, frozenset({"name", "model", "params"})))
+    ['name', 'params']
+    """
+    first = {key.split(".", 1)[0] for key in keys}
+    return frozenset(first & fields) | (frozenset({"params"}) if first - fields else frozenset())
 
 
 def _key_paths(row: dict[str, Any], prefix: str = "") -> set[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import getpass
+import logging
 import os
 import platform
 import socket
@@ -131,6 +132,7 @@ def package_versions() -> dict[str, str]:
     return dict(_VERSIONS)
 
 
+_LOG = logging.getLogger("mlmd_magic")
 _WRITE_LISTENERS: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
@@ -145,4 +147,7 @@ def notify_write(label: str, action: str) -> None:
     """Tell the listeners of :func:`on_write` that ``action`` was recorded in store ``label``."""
     for listener in list(_WRITE_LISTENERS):
         callback: Callable[[str, str], None] = listener.store_written
-        callback(label, action)
+        try:
+            callback(label, action)
+        except Exception:  # a panel that fails to refresh must never fail what was recorded
+            _LOG.warning("a panel failed to refresh after %s was recorded", action, exc_info=True)

@@ -23,7 +23,7 @@ from typing import Any
 
 from ..errors import ValidationError
 from .record import Record
-from .values import normalise_kind
+from .values import normalise_kind, singular
 
 __all__ = ["evaluation_arguments", "export_spec", "spec_arguments"]
 
@@ -31,11 +31,13 @@ _KEYS = {
     "datasources": {"uri", "format", "splits", "label", "description", "features", "label_names", "from_artifact"},
     "scenarios": {"model", "params", "description"},
     "experiments": {"datasource", "scenario", "overrides", "description"},
+    "policies": {"slices", "thresholds", "description", "owner"},
 }
 _REQUIRED = {
     "datasources": ("uri", "format", "splits", "label"),
     "scenarios": ("model",),
     "experiments": ("datasource", "scenario"),
+    "policies": ("thresholds",),
 }
 
 def spec_arguments(kind: str, body: Any, where: str = "the cell body") -> dict[str, Any]:
@@ -55,17 +57,17 @@ def spec_arguments(kind: str, body: Any, where: str = "the cell body") -> dict[s
     if unknown:
         raise ValidationError(
             f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} in {where}; "
-            f"a {kind[:-1]} takes {', '.join(sorted(_KEYS[kind]))}"
+            f"a {singular(kind)} takes {', '.join(sorted(_KEYS[kind]))}"
         )
     required = _REQUIRED[kind]
     if kind == "datasources" and body.get("from_artifact") not in (None, ""):
         required = ("label",)  # the artifact gives uri, format and splits
     missing = [k for k in required if k not in body or body[k] in (None, "")]
     if missing:
-        raise ValidationError(f"{where} needs {', '.join(map(repr, missing))} for a {kind[:-1]}")
+        raise ValidationError(f"{where} needs {', '.join(map(repr, missing))} for a {singular(kind)}")
     if kind == "scenarios" and body.get("params") is None:
         body["params"] = {}
-    for key in ("description", "uri", "format", "label", "model", "datasource", "scenario"):
+    for key in ("description", "uri", "format", "label", "model", "datasource", "scenario", "owner"):
         if key in body and body[key] is not None and not isinstance(body[key], str):
             body[key] = str(body[key])
     checked: dict[str, Any] = body
@@ -82,6 +84,8 @@ def export_spec(record: Record) -> dict[str, Any]:
             spec["label_names"] = data["label_names"]
     elif record.kind == "scenarios":
         spec = {"model": data["model"], "params": data["params"], "description": data["description"]}
+    elif record.kind == "policies":
+        spec = {k: data[k] for k in ("slices", "thresholds", "description", "owner")}
     else:
         spec = {
             "datasource": f"{data['datasource']['name']}@{data['datasource']['version']}",
@@ -89,10 +93,10 @@ def export_spec(record: Record) -> dict[str, Any]:
             "overrides": record.extra.get("overrides", {}),
             "description": record.extra.get("description", ""),
         }
-    return {"kind": record.kind[:-1], "name": record.name, **spec}
+    return {"kind": singular(record.kind), "name": record.name, **spec}
 
 
-_EVALUATION_KEYS = {"data", "slices", "thresholds", "baseline", "class_names"}
+_EVALUATION_KEYS = {"data", "slices", "thresholds", "baseline", "class_names", "policy"}
 
 
 def evaluation_arguments(body: Any, where: str = "the cell body") -> dict[str, Any]:
@@ -100,6 +104,7 @@ def evaluation_arguments(body: Any, where: str = "the cell body") -> dict[str, A
 
         data: test                      # or nipt-sim@2:test
         baseline: t21-baseline@1        # an experiment ref, model:ID or run:ID
+        policy: release-nipt            # or a release policy's slices and thresholds (NAME or NAME@N)
         class_names: [euploid, T21, T18, T13]
         slices:
           - {feature: fetal_fraction, bins: [0.04, 0.08], names: [ff_low, ff_mid, ff_high]}

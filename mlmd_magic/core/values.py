@@ -17,14 +17,20 @@ from typing import Any
 
 from ..errors import ValidationError
 
-KINDS = ("datasources", "scenarios", "experiments")
-KIND_TYPES = {"datasources": "DataSource", "scenarios": "Scenario", "experiments": "Experiment"}
+KINDS = ("datasources", "scenarios", "experiments", "policies")
+KIND_TYPES = {"datasources": "DataSource", "scenarios": "Scenario", "experiments": "Experiment", "policies": "Policy"}
 KIND_ALIASES = {
+    "policy": "policies", "policies": "policies",
     "datasource": "datasources", "datasources": "datasources", "data": "datasources", "ds": "datasources",
     "scenario": "scenarios", "scenarios": "scenarios",
     "experiment": "experiments", "experiments": "experiments", "exp": "experiments",
 }
 _MAX_DEPTH = 32
+
+
+def singular(kind: str) -> str:
+    """``"policies"`` -> ``"policy"``, ``"experiments"`` -> ``"experiment"``."""
+    return "policy" if kind == "policies" else kind[:-1]
 
 
 def normalise_kind(kind: str) -> str:

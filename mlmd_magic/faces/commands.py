@@ -8,6 +8,7 @@ their :class:`Host`: where the store comes from, and how a value is bound to a v
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import functools
 import html
@@ -20,7 +21,7 @@ from typing import Any, Callable, Protocol
 from ..core.record import Record
 from ..core.specs import evaluation_arguments
 from ..core.sweeps import sweep_arguments
-from ..core.values import KIND_ALIASES, normalise_kind
+from ..core.values import KIND_ALIASES, normalise_kind, singular
 from ..errors import CommandError, MlmdMagicError, ValidationError
 from ..store import Store
 from . import cells
@@ -131,7 +132,7 @@ class Command:
     magic_only: bool = False
 
 
-_KIND_HELP = "record kind when a name is used by several kinds: datasource, scenario or experiment"
+_KIND_HELP = "record kind when a name is used by several kinds: datasource, scenario, experiment or policy"
 
 
 def _ref(p: argparse.ArgumentParser, kind: bool = True) -> None:
@@ -196,7 +197,7 @@ def _get(host: Host, a: argparse.Namespace) -> dict[str, Any]:
     store = host.store()
     kind = normalise_kind(a.kind) if a.kind else "experiments"
     getter = {"experiments": store.get_experiment, "scenarios": store.get_scenario,
-              "datasources": store.get_datasource}[kind]
+              "datasources": store.get_datasource, "policies": store.get_policy}[kind]
     value = getter(a.ref)
     if a.output:
         host.bind(a.output, value)
@@ -210,6 +211,11 @@ _LISTED_KINDS = {*KIND_ALIASES, "run", "runs", "model", "models", "evaluation", 
 def _ls(host: Host, a: argparse.Namespace) -> Any:
     store = host.store()
     kind, type_name = a.kind, a.type
+    where = a.where
+    if getattr(a, "running", False):
+        if normalise_kind_of_runs(kind) != "runs":
+            raise CommandError("--running lists runs only: %mlmd ls runs --running")
+        where = "state == 'RUNNING'" + (f" and ({where})" if where else "")
     if kind.lower() not in _LISTED_KINDS:
         # any artifact type of the store is a kind (TFX's Examples, Model, ...); then execution types
         known = {(t["kind"], t["name"]) for t in store.types()}
@@ -217,8 +223,13 @@ def _ls(host: Host, a: argparse.Namespace) -> Any:
             kind, type_name = "artifacts", a.kind
         elif any(k == "execution" and (n == kind or n.rsplit(".", 1)[-1] == kind) for k, n in known):
             kind, type_name = "executions", a.kind
-    return store.list(kind, where=a.where, limit=a.limit, all_versions=a.all_versions, offset=a.offset,
+    return store.list(kind, where=where, limit=a.limit, all_versions=a.all_versions, offset=a.offset,
                       type=type_name)
+
+
+def normalise_kind_of_runs(kind: str) -> str:
+    """``run``/``runs`` -> ``runs``; anything else as it is."""
+    return "runs" if kind.lower() in ("run", "runs") else kind
 
 
 def _show(host: Host, a: argparse.Namespace) -> Any:
@@ -269,7 +280,7 @@ def _import(host: Host, a: argparse.Namespace) -> Message:
         raise ValidationError(f"cannot read {a.file!r}: {exc.strerror}") from None
     docs = cells.load_yaml(text, where=a.file)
     records = host.store().import_records(docs if isinstance(docs, list) else [docs], where=a.file)
-    return Message("\n".join(f"{record.kind[:-1]} {record.ref}: {record.summary()}" for record in records))
+    return Message("\n".join(f"{singular(record.kind)} {record.ref}: {record.summary()}" for record in records))
 
 
 def parse_assignments(items: list[str] | None) -> dict[str, Any]:
@@ -287,7 +298,18 @@ def _train(host: Host, a: argparse.Namespace) -> Any:
     if a.output:
         check_variable(a.output)
     # --set only ever overrides parameters, whatever their names (workdir, force, progress, ...)
-    run = host.store().train(a.ref, force=a.force, progress=not a.quiet, overrides=parse_assignments(a.set))
+    overrides = parse_assignments(a.set)
+    if a.background or a.on:
+        started = host.store().train(a.ref, force=a.force, overrides=overrides, wait=False, on=a.on)
+        if a.output:
+            host.bind(a.output, started)
+        return started  # `bg = %mlmd train ... --background` is the handle: bg.name, bg.wait(), bg.cancel()
+    progress: Any = not a.quiet
+    if a.log_loss and not a.quiet:
+        from ..store import ProgressReporter
+
+        progress = ProgressReporter(log_loss=True)
+    run = host.store().train(a.ref, force=a.force, progress=progress, overrides=overrides)
     if a.output:
         host.bind(a.output, run)
     return run
@@ -308,16 +330,38 @@ def _evaluate(host: Host, a: argparse.Namespace) -> Any:
         spec["baseline"] = a.baseline
     if a.data:
         spec["data"] = a.data
+    if getattr(a, "policy", None):
+        spec["policy"] = a.policy
     result = host.store().evaluate(a.target, **spec)
     if a.output:
         host.bind(a.output, result)
     return result
 
 
+def _push(host: Host, a: argparse.Namespace) -> Any:
+    pushed = host.store().push(a.model, to=a.to, force=a.force, policy=a.policy)
+    if a.output:
+        host.bind(check_variable(a.output), pushed)
+    return pushed
+
+
+def _card(host: Host, a: argparse.Namespace) -> Any:
+    return host.store().model_card(a.model, to=a.to)
+
+
 def _edit(host: Host, a: argparse.Namespace) -> Any:
+    store = host.store()
+    is_policy = a.ref.startswith("policy:")
+    if not is_policy:
+        with store.unrecorded(), contextlib.suppress(MlmdMagicError):
+            is_policy = store.kind_of(a.ref) == "policies"
+    if is_policy:
+        from ..widgets import PolicyEditor
+
+        return PolicyEditor(store, a.ref.removeprefix("policy:").split("@", 1)[0])
     from ..widgets import ExperimentEditor
 
-    return ExperimentEditor(host.store(), a.ref)
+    return ExperimentEditor(store, a.ref)
 
 
 def _browse(host: Host, a: argparse.Namespace) -> Any:
@@ -332,7 +376,61 @@ def _compare(host: Host, a: argparse.Namespace) -> Any:
         if len(a.runs) > 1:
             raise CommandError("compare sweep:NAME takes one sweep and no runs; compare runs by their names")
         return host.store().get_sweep(sweeps[0][len("sweep:"):])
-    return host.store().compare(a.runs)
+    comparison = host.store().compare(a.runs)
+    comparison.log_loss = a.log_loss
+    return comparison
+
+
+def _watch(host: Host, a: argparse.Namespace) -> Any:
+    """Follow a run until it ends: curves redrawn in place in a notebook, Keras-style lines in a
+    terminal. Ctrl-C (or the stop button) stops watching, not the run."""
+    import time
+
+    store = host.store()
+    progress = store.watch(a.run, log_loss=a.log_loss)
+    notebook = getattr(host, "shell", None) is not None
+    handle = None
+    shown = 0
+    try:
+        while True:
+            if notebook:
+                from IPython.display import display
+
+                if handle is None:
+                    handle = display(progress, display_id=True)
+                else:
+                    handle.update(progress)
+            else:
+                if shown == 0:
+                    print(progress.headline(), flush=True)
+                for line in progress.epoch_lines(shown):
+                    print(line, flush=True)
+                shown = max((len(v) for v in progress.history.values()), default=shown)
+            if not progress.running or a.once:
+                break
+            time.sleep(a.interval)
+            progress = store.watch(progress.id, log_loss=a.log_loss)
+    except KeyboardInterrupt:
+        return Message(f"stopped watching run {progress.name}; it goes on ({progress.state})")
+    if notebook:
+        return None
+    return Message(progress.headline())
+
+
+def _cancel(host: Host, a: argparse.Namespace) -> Message:
+    progress = host.store().cancel(a.run, wait_s=a.wait)
+    if progress.running:
+        return Message(f"asked run {progress.name} to stop; it has not yet (still RUNNING after {a.wait:g} s)")
+    return Message(f"run {progress.name} {progress.state} after epoch {progress.epoch}/{progress.epochs}")
+
+
+def _reproduce(host: Host, a: argparse.Namespace) -> Any:
+    if a.output:
+        check_variable(a.output)
+    report = host.store().reproduce(a.model, tolerance=a.tolerance, progress=not a.quiet)
+    if a.output:
+        host.bind(a.output, report)
+    return report
 
 
 def read_sweep_file(path: str) -> dict[str, Any]:
@@ -402,14 +500,16 @@ def _cfg_connect(p: argparse.ArgumentParser) -> None:
 
 
 def _cfg_ls(p: argparse.ArgumentParser) -> None:
-    p.add_argument("kind", metavar="KIND", help="datasources, scenarios, experiments, runs, models, evaluations; "
-                                                "or any artifact or execution type of the store (e.g. TFX's "
-                                                "Examples, Trainer: see types); or artifacts/executions with --type")
+    p.add_argument("kind", metavar="KIND", help="datasources, scenarios, experiments, policies, runs, models or "
+                                                "evaluations; or any artifact or execution type of the store (e.g. "
+                                                "TFX's Examples, Trainer: see types); or artifacts/executions with "
+                                                "--type")
     p.add_argument("--where", help="filter, e.g. \"name ~ 't21-*' and epochs >= 5\"")
     p.add_argument("--limit", type=int, help="at most N rows")
     p.add_argument("--offset", type=int, default=0, help="skip the first N rows (pages)")
     p.add_argument("--type", help="the MLMD type to list with KIND artifacts or executions")
     p.add_argument("--all-versions", action="store_true", help="every version, not only the latest")
+    p.add_argument("--running", action="store_true", help="runs only: those running now")
 
 
 def _cfg_get(p: argparse.ArgumentParser) -> None:
@@ -456,7 +556,12 @@ def _cfg_train(p: argparse.ArgumentParser) -> None:
                    help="override a parameter for this run (a new experiment version); repeatable")
     p.add_argument("--force", action="store_true", help="train even if an identical run exists")
     p.add_argument("--quiet", action="store_true", help="no progress output")
-    p.add_argument("-o", "--output", metavar="VAR", help="also bind the run to this variable")
+    p.add_argument("--log-loss", action="store_true", help="draw the loss curve on a log scale")
+    p.add_argument("--background", action="store_true",
+                   help="train in a detached process of its own and return at once (follow it with watch)")
+    p.add_argument("--on", metavar="ray://HOST:PORT", help="submit the training to this Ray cluster "
+                   "(needs a MySQL store and pip install 'mlmd-magic[ray]')")
+    p.add_argument("-o", "--output", metavar="VAR", help="also bind the run (or the background run) to this variable")
 
 
 def configure_evaluate(p: argparse.ArgumentParser, spec: bool = True) -> None:
@@ -464,6 +569,7 @@ def configure_evaluate(p: argparse.ArgumentParser, spec: bool = True) -> None:
                    help="an experiment (its latest trained model), a run EXPERIMENT@N#K, model:ID or run:ID")
     p.add_argument("--baseline", metavar="MODEL", help="compare against this model")
     p.add_argument("--data", help="split (default test), or DATASOURCE[@N]:SPLIT")
+    p.add_argument("--policy", metavar="NAME[@N]", help="evaluate under this release policy's slices and thresholds")
     if spec:
         p.add_argument("--spec", metavar="FILE", help="YAML file with slices, thresholds, class_names")
     p.add_argument("-o", "--output", metavar="VAR", help="also bind the evaluation to this variable")
@@ -471,12 +577,60 @@ def configure_evaluate(p: argparse.ArgumentParser, spec: bool = True) -> None:
 
 _add("train", "train an experiment with the Keras trainer, on record", _cfg_train, _train)
 _add("evaluate", "evaluate a model on slices against thresholds (and a baseline)", configure_evaluate, _evaluate)
-_add("edit", "the experiment editor panel", lambda p: _ref(p, kind=False), _edit, magic_only=True)
+def _cfg_push(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", metavar="MODEL", help="model:ID, a run EXPERIMENT@N#K, or an experiment (its latest model)")
+    p.add_argument("--to", required=True, metavar="DIR", help="serving folder: the SavedModel goes to DIR/<version>/")
+    p.add_argument("--policy", metavar="NAME[@N]", help="the policy whose latest verdict must be blessed "
+                                                        "(default: the newest evaluation under any policy)")
+    p.add_argument("--force", action="store_true", help="push even if not blessed (records who overrode which checks)")
+    p.add_argument("-o", "--output", metavar="VAR", help="also bind the push to this variable")
+
+
+def _cfg_card(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", metavar="MODEL", help="model:ID, a run EXPERIMENT@N#K, or an experiment (its latest model)")
+    p.add_argument("--to", metavar="DIR", help="where model_card.html/.json go (default: the model's run folder)")
+
+
+_add("push", "release a blessed model as a TF Serving SavedModel DIR/<version>/ with its model card", _cfg_push,
+     _push)
+_add("card", "the model card of a model (model_card.html and model_card.json)", _cfg_card, _card)
+_add("edit", "the experiment editor panel, or the policy editor (edit policy:NAME)",
+     lambda p: _ref(p, kind=False), _edit, magic_only=True)
 _add("browse", "the store browser panel", lambda p: None, _browse, magic_only=True)
-_add("compare", "training runs side by side: parameters, metrics, curves",
-     lambda p: p.add_argument("runs", nargs="+", metavar="RUN",
-                             help="runs: EXPERIMENT@N#K (its K-th run), EXPERIMENT@N (its latest), or run ids "
-                                  "(see ls runs); or sweep:NAME for a sweep's trials"), _compare)
+_RUN_HELP = "a run: EXPERIMENT@N#K (its K-th run), EXPERIMENT@N (its latest) or run:ID"
+
+
+def _cfg_compare(p: argparse.ArgumentParser) -> None:
+    p.add_argument("runs", nargs="+", metavar="RUN",
+                   help="runs: EXPERIMENT@N#K (its K-th run), EXPERIMENT@N (its latest), or run ids (see ls runs); "
+                        "or sweep:NAME for a sweep's trials")
+    p.add_argument("--log-loss", action="store_true", help="draw the loss curves on a log scale")
+
+
+def _cfg_watch(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", metavar="RUN", help=_RUN_HELP)
+    p.add_argument("--interval", type=float, default=2.0, help="seconds between looks at the store (default 2)")
+    p.add_argument("--once", action="store_true", help="show where it stands now and return")
+    p.add_argument("--log-loss", action="store_true", help="draw the loss curve on a log scale")
+
+
+def _cfg_cancel(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", metavar="RUN", help=_RUN_HELP)
+    p.add_argument("--wait", type=float, default=60.0, help="seconds to wait for it to stop (default 60)")
+
+
+def _cfg_reproduce(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", metavar="MODEL", help="model:ID, run:ID or EXPERIMENT@N#K")
+    p.add_argument("--tolerance", type=float, default=None,
+                   help="largest metric difference still called reproduced (default 1e-6 on CPU, 0.02 on GPUs)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("-o", "--output", metavar="VAR", help="also bind the report to this variable")
+
+
+_add("compare", "training runs side by side: parameters, metrics, curves", _cfg_compare, _compare)
+_add("watch", "follow a run (of any process or machine) until it ends: curves and epochs", _cfg_watch, _watch)
+_add("cancel", "stop a running training, wherever it runs (recorded CANCELED, no model)", _cfg_cancel, _cancel)
+_add("reproduce", "train a model's run again from its record and say what differs", _cfg_reproduce, _reproduce)
 _add("sweep", "run a sweep's trials (-f FILE defines it; --worker joins it from any machine)", _cfg_sweep, _sweep)
 _add("lineage", "where a record or model came from and what came of it, as a graph",
      lambda p: (p.add_argument("ref", metavar="REF", help="NAME[@N], model:ID or run:ID"),
@@ -535,7 +689,9 @@ def help_text(subcommand: str | None = None, magic: bool = True) -> str:
             "from_artifact: ID (a TFX Examples artifact), label",
             "  %%scenario NAME       model, params (or the parameters as top-level keys)[, description]",
             "  %%experiment NAME [-o VAR] [--run]   datasource, scenario[, overrides, description]",
-            "  %%evaluate MODEL [--baseline MODEL] [--data SPLIT] [-o VAR]   slices, thresholds[, class_names]",
+            "  %%evaluate MODEL [--baseline MODEL] [--data SPLIT] [--policy NAME] [-o VAR]   slices, thresholds"
+            "[, class_names]",
+            "  %%policy NAME         thresholds[, slices, owner, description]",
             "  %%sweep NAME [-o VAR]  experiment, objective, space[, sampler, trials, workers, seed, description]",
             "",
             f"Run '{prog} help SUBCOMMAND' or '{prog} SUBCOMMAND -h' for the options of one subcommand.",
@@ -603,7 +759,7 @@ def as_json(value: Any) -> str:
     elif isinstance(value, Message):
         plain = {"message": value.text}
     elif isinstance(value, Record):
-        plain = {"kind": value.kind[:-1], "ref": value.ref, "status": value.status, **value.to_dict()}
+        plain = {"kind": singular(value.kind), "ref": value.ref, "status": value.status, **value.to_dict()}
     elif hasattr(value, "to_dict"):
         plain = value.to_dict()
     else:

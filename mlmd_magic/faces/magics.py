@@ -43,8 +43,9 @@ _RUNNING_CELL: dict[str, str] = {}
 
 def _remember_cell(info: Any) -> None:
     _RUNNING_CELL["raw"] = str(getattr(info, "raw_cell", "") or "")
-_CELL_MAGICS = ("datasource", "scenario", "experiment", "evaluate", "sweep")
-_REF_SUBCOMMANDS = ("get", "show", "history", "diff", "export", "train", "evaluate", "edit", "lineage")
+_CELL_MAGICS = ("datasource", "scenario", "experiment", "evaluate", "policy", "sweep")
+_REF_SUBCOMMANDS = ("get", "show", "history", "diff", "export", "train", "evaluate", "edit", "lineage", "push",
+                    "card", "watch", "cancel", "reproduce")
 # The magics expand $name and {expr} in their first line themselves (see MlmdMagics._expand)
 _EXPAND_LIMIT = 4_096
 _FORMATTER = DollarFormatter()
@@ -252,6 +253,25 @@ class MlmdMagics(Magics):
     @cell_magic
     @no_var_expand
     @_user_errors
+    def policy(self, line: str, cell: str) -> Any:
+        """Define a release policy (or a new version of it): ``%%policy NAME``.
+
+        ::
+
+            %%policy release-nipt
+            owner: screening-lead
+            description: what a NIPT model must pass before release
+            slices:
+              - {feature: fetal_fraction, bins: [0.04, 0.08], names: [ff_low, ff_mid, ff_high]}
+            thresholds:
+              - {metric: recall_T21, lower: 0.95, slices: [ff_mid, ff_high]}
+              - {metric: abnormal_auc, change: -0.01}
+        """
+        return self._record_cell("policy", line, cell)
+
+    @cell_magic
+    @no_var_expand
+    @_user_errors
     def evaluate(self, line: str, cell: str) -> Any:
         """Evaluate a model on slices against thresholds: ``%%evaluate MODEL [--baseline MODEL] [-o VAR]``.
 
@@ -358,7 +378,7 @@ def completion_candidates(line: str) -> list[str]:
     if sub in ("use", "close"):
         return [alias for alias, _, _ in REGISTRY.connections()]
     if sub == "ls" and position == 2:
-        return ["datasources", "scenarios", "experiments", "runs", "models"]
+        return ["datasources", "scenarios", "experiments", "policies", "runs", "models", "evaluations"]
     if sub not in _REF_SUBCOMMANDS or (position >= 2 and words[-1].startswith("-") and not typing_new):
         return []
     try:

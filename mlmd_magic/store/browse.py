@@ -7,12 +7,11 @@ Every tab of :class:`~mlmd_magic.widgets.StoreBrowser` is fed by :meth:`Store.pa
 
 from __future__ import annotations
 
-import itertools
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..backend.listing import newest_first
+from ..backend.listing import newest_first, page_rows
 from ..backend.properties import text
 from ..backend.types import full
 from ..core.values import flatten
@@ -26,8 +25,8 @@ if TYPE_CHECKING:
 
 __all__ = ["EVALUATION_COLUMNS", "Page", "evaluation", "evaluation_table", "run", "run_page_columns"]
 
-EVALUATION_COLUMNS = ["evaluation", "model", "baseline", "data", "verdict", "thresholds", "failed_checks", "checks",
-                      "created"]
+EVALUATION_COLUMNS = ["evaluation", "model", "policy", "baseline", "data", "verdict", "thresholds", "failed_checks",
+                      "checks", "created"]
 
 
 @dataclass(frozen=True)
@@ -66,7 +65,9 @@ def run(runs: Runs, ref: Any) -> Run:
     state = pb.Execution.State.Name(execution.last_known_state)
     return Run(id=execution.id, experiment=link["experiment"], state=state, cached=state == "CACHED",
                model_id=model.id if model is not None else None, model_uri=model.uri if model is not None else None,
-               metrics=details.get("metrics", {}), history=details.get("history", {}),
+               metrics=details.get("metrics", {}),
+               # a run still going (or cancelled) has its per-epoch history and no details yet
+               history=details.get("history") or json.loads(text(execution.properties, "history") or "{}"),
                details={k: v for k, v in details.items() if k not in ("metrics", "history")},
                name=str(execution.name))
 
@@ -109,23 +110,7 @@ def evaluation_table(runs: Runs, predicate: Any, limit: int | None, offset: int)
     page = 100 if limit is None else min(max(limit + offset, 20), 500)
     type_id = runs.recorder.types.artifacts["Evaluation"]
     nodes = newest_first(runs.mlmd, "artifacts", full("Evaluation"), type_id, page)
-    rows: list[dict[str, Any]] = []
-    skip = offset
-    while limit is None or len(rows) < limit:
-        batch = list(itertools.islice(nodes, page))
-        if not batch:
-            break
-        for row in _evaluation_rows(runs, batch):
-            if not predicate(row):
-                continue
-            if skip:
-                skip -= 1
-                continue
-            rows.append(row)
-            if limit is not None and len(rows) >= limit:
-                break
-        if len(batch) < page:
-            break
+    rows = page_rows(nodes, lambda batch: _evaluation_rows(runs, list(batch)), predicate, limit, offset, page)
     frame = pd.DataFrame(rows, columns=EVALUATION_COLUMNS)
     if not frame.empty:
         frame["created"] = pd.to_datetime(frame["created"], unit="ms", utc=True)
@@ -148,6 +133,7 @@ def _evaluation_rows(runs: Runs, artifacts: list[Any]) -> list[dict[str, Any]]:
         failed = [c for c in result.checks if not c.passed]
         rows.append({
             "evaluation": art.id, "model": names.get(model, f"model #{model}"),
+            "policy": text(art.properties, "policy"),  # NAME@N of the release policy, or empty
             "baseline": names.get(base, f"model #{base}") if base is not None else "",
             "data": text(art.properties, "split"), "verdict": "BLESSED" if result.blessed else "NOT BLESSED",
             "thresholds": "; ".join(t.describe() for t in result.thresholds),
@@ -166,6 +152,7 @@ def _result(art: Any) -> Any:
         "split": text(p, "split"), "metrics": metrics.get("metrics", {}),
         "baseline_metrics": metrics.get("baseline_metrics"), "checks": json.loads(text(p, "checks") or "[]"),
         "thresholds": json.loads(text(p, "thresholds") or "[]"), "slices": json.loads(text(p, "slices") or "[]"),
+        "confusion": metrics.get("confusion") or {}, "class_labels": metrics.get("class_labels") or [],
         "blessed": "blessed" in art.custom_properties and art.custom_properties["blessed"].int_value == 1})
 
 
@@ -185,4 +172,5 @@ def evaluation(runs: Runs, evaluation_id: int) -> Evaluation:
     names = {m.id: str(m.name) for m in runs.mlmd.get_artifacts_by_id([m for m in (model, base) if m is not None])}
     result = _result(art)
     return Evaluation(id=art.id, model_id=model, baseline_model_id=base, blessed=result.blessed, result=result,
-                      model_name=names.get(model, ""), baseline_name=names.get(base, "") if base is not None else "")
+                      model_name=names.get(model, ""), baseline_name=names.get(base, "") if base is not None else "",
+                      policy=text(art.properties, "policy"))

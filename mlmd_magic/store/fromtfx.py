@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,7 +110,7 @@ def merge_features(schema: dict[str, dict[str, Any]] | None, inferred: dict[str,
 def _artifact_id(target: Any) -> int:
     if isinstance(target, int) and not isinstance(target, bool):
         return target
-    if isinstance(target, str) and target.strip().removeprefix("artifact:").isdigit():
+    if isinstance(target, str) and re.fullmatch(r"[0-9]+", target.strip().removeprefix("artifact:")):
         return int(target.strip().removeprefix("artifact:"))
     raise ValidationError(f"from_artifact takes an artifact id (e.g. 12), got {target!r}")
 

@@ -8,11 +8,12 @@ inline SVG graph in notebooks and as text elsewhere.
 
 from __future__ import annotations
 
+import hashlib
 import html
+import itertools
 import json
 import os
 import re
-import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -22,9 +23,13 @@ if TYPE_CHECKING:
     from .records import Records
     from .runs import Runs
 
-_PRODUCERS = {"RegisterDataSource", "AddScenario", "DefineExperiment", "Train", "Evaluate"}
+_PRODUCERS = {"RegisterDataSource", "AddScenario", "DefineExperiment", "Train", "Evaluate", "AddPolicy", "Push"}
 _COLOURS = {"files": "#eeeeee", "DataSource": "#d8ecff", "Scenario": "#e7ddff", "Experiment": "#fff1c7",
-            "Model": "#d9f5dc", "Evaluation": "#ffd9d9", "execution": "#ffffff"}
+            "Model": "#d9f5dc", "Evaluation": "#ffd9d9", "Policy": "#f5e6d9", "PushedModel": "#c9f0e8",
+            "execution": "#ffffff"}
+
+
+_DRAWINGS = itertools.count()  # lineage drawings made by this process (their HTML ids)
 
 
 @dataclass(frozen=True)
@@ -152,7 +157,10 @@ class Lineage:
     def _repr_html_(self) -> str:
         """The graph with clickable nodes: clicking one shows its record (type, name, URI and
         properties) under the graph, in the same output and without a kernel."""
-        uid = "mlmd-lineage-" + uuid.uuid4().hex[:10]
+        # unique within a page (each drawing's radios and rules are its own), yet the same on every
+        # run of a notebook: from what is drawn and how many drawings this process made before
+        drawn = f"{next(_DRAWINGS)}:{self._svg()}".encode()
+        uid = "mlmd-lineage-" + hashlib.sha256(drawn).hexdigest()[:10]
         radios = "".join(f"<input type='radio' name='{uid}' id='{uid}-{i}' class='mlmd-magic-pick'/>"
                          for i in range(len(self.nodes)))
         rules = "".join(f"#{uid}-{i}:checked ~ .mlmd-magic-records > .mlmd-magic-record-{i}{{display:block}}"

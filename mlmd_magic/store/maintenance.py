@@ -11,10 +11,11 @@ from ..backend.listing import quote
 from ..backend.properties import text
 from ..backend.types import full
 
-__all__ = ["reap_stale_runs"]
+__all__ = ["process_alive", "reap_stale_runs"]
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this machine still exists (one we may not signal does)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -56,12 +57,20 @@ def reap_stale_runs(mlmd: Any, stale_after_s: float) -> list[int]:
         heartbeat = (props["heartbeat_ms"].int_value if "heartbeat_ms" in props
                      else execution.last_update_time_since_epoch)
         reason = ""
-        if host == here and pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+        if host == here and pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
             reason = f"its kernel (process {pid} on {host}) ended while training"
         elif now_ms - heartbeat > stale_after_ms:
             reason = f"no heartbeat for {_duration((now_ms - heartbeat) / 1000)} (owner {owner or 'unknown'})"
         if not reason:
             continue
+        # read it again just before writing: a run that moved on since (an epoch, its end) is
+        # alive or finished, and is left as it is. MLMD has no compare-and-set, so a window of one
+        # read remains; it shrinks from the whole scan to this one call.
+        (fresh,) = mlmd.get_executions_by_id([execution.id]) or (None,)
+        if (fresh is None or fresh.last_known_state != pb.Execution.RUNNING
+                or fresh.last_update_time_since_epoch != execution.last_update_time_since_epoch):
+            continue
+        execution = fresh
         execution.last_known_state = pb.Execution.FAILED
         execution.properties["error"].string_value = f"stale run: {reason}; marked FAILED when the store was opened"
         mlmd.put_executions([execution])

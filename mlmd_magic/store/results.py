@@ -7,7 +7,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Evaluation", "Run", "RunComparison"]
+from ..core.curves import curves_html
+
+__all__ = ["Evaluation", "Run", "RunComparison", "RunProgress"]
 
 
 @dataclass(frozen=True)
@@ -72,26 +74,25 @@ class Evaluation:
     result: Any  # mlmd_magic.evaluation.EvaluationResult
     model_name: str = ""  # the run that made the model, EXPERIMENT@N#K
     baseline_name: str = ""
+    policy: str = ""  # NAME@N of the release policy evaluated under, if any
 
     def to_dict(self) -> dict[str, Any]:
         """The evaluation as plain, JSON-serialisable values (metrics per slice, checks, verdict)."""
         return {"evaluation": self.id, "model": self.model_id, "model_name": self.model_name,
                 "baseline_model": self.baseline_model_id, "baseline_name": self.baseline_name,
-                **self.result.to_dict()}
+                "policy": self.policy, **self.result.to_dict()}
 
     def _title(self) -> str:
         model = self.model_name or f"model #{self.model_id}"
         base = self.baseline_name or f"model #{self.baseline_model_id}"
-        return f"Evaluation #{self.id} of {model}" + (f" against {base}" if self.baseline_model_id else "")
+        under = f" under policy {self.policy}" if self.policy else ""
+        return f"Evaluation #{self.id} of {model}{under}" + (f" against {base}" if self.baseline_model_id else "")
 
     def __repr__(self) -> str:
         return f"{self._title()}\n{self.result!r}"
 
     def _repr_html_(self) -> str:
         return f"<p>{html.escape(self._title())}</p>{self.result._repr_html_()}"
-
-
-_PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
 
 
 @dataclass
@@ -101,6 +102,7 @@ class RunComparison:
     runs: list[dict[str, Any]]
     params: dict[str, list[Any]]
     metrics: dict[str, list[dict[str, float]]]
+    log_loss: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Runs, differing parameters and metrics as plain values."""
@@ -125,36 +127,55 @@ class RunComparison:
                 body += (f"<tr><td>{html.escape(split)}.{html.escape(metric)}</td>"
                          + "".join(f"<td>{v.get(metric, float('nan')):.4f}</td>" for v in values) + "</tr>")
         return (f"<div class='mlmd-magic-compare'><table><thead><tr><th></th>{head}</tr></thead>"
-                f"<tbody>{body}</tbody></table>{self.curves_svg()}</div>")
+                f"<tbody>{body}</tbody></table>{self.curves_html()}</div>")
 
-    def curves_svg(self, width: int = 520, height: int = 220) -> str:
-        """Loss curves of every run in one plot (solid: training, dashed: validation)."""
-        series = []
-        for i, run in enumerate(self.runs):
-            for key, dash in (("loss", ""), ("val_loss", "4,3")):
-                values = run["history"].get(key) or []
-                if values:
-                    series.append((f"{run.get('name') or '#' + str(run['id'])} {key}", values,
-                                   _PALETTE[i % len(_PALETTE)], dash))
-        if not series:
-            return "<p>no training curves recorded</p>"
-        top = max(max(v) for _, v, _, _ in series) or 1.0
-        longest = max(len(v) for _, v, _, _ in series)
-        left, bottom = 40, height - 25
+    def curves_html(self) -> str:
+        """Every run's curves (all reported metrics, training solid and validation dashed) as an
+        inline PNG drawn by :mod:`mlmd_magic.core.curves`; :attr:`log_loss` puts loss on a log scale."""
+        return curves_html({r.get("name") or f"#{r['id']}": r["history"] for r in self.runs}, log_loss=self.log_loss)
 
-        def xy(i: int, v: float) -> str:
-            x = left + (width - left - 10) * (i / max(longest - 1, 1))
-            return f"{x:.1f},{bottom - (bottom - 10) * (v / top):.1f}"
 
-        parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' font-size='10' "
-                 "font-family='sans-serif'>",
-                 f"<line x1='{left}' y1='{bottom}' x2='{width - 10}' y2='{bottom}' stroke='#999'/>",
-                 f"<line x1='{left}' y1='10' x2='{left}' y2='{bottom}' stroke='#999'/>",
-                 f"<text x='2' y='14'>{top:.3g}</text><text x='2' y='{bottom}'>0</text>",
-                 f"<text x='{width // 2}' y='{height - 5}'>epoch</text>"]
-        for n, (label, values, colour, dash) in enumerate(series):
-            points = " ".join(xy(i, v) for i, v in enumerate(values))
-            parts.append(f"<polyline fill='none' stroke='{colour}' stroke-dasharray='{dash}' points='{points}'/>")
-            parts.append(f"<text x='{width - 150}' y='{20 + 12 * n}' fill='{colour}'>{html.escape(label)}</text>")
-        parts.append("</svg>")
-        return "".join(parts)
+@dataclass
+class RunProgress:
+    """Where a run stands, read from the store (``%mlmd watch run:ID``): its state, epochs done
+    and the per-epoch history — also of a run going on in another process or on another machine."""
+
+    id: int
+    name: str
+    state: str
+    epoch: int
+    epochs: int
+    history: dict[str, list[float]] = field(default_factory=dict)
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    error: str = ""
+    updated_ms: int = 0
+    log_loss: bool = False
+
+    @property
+    def running(self) -> bool:
+        """Whether the run is still going on."""
+        return self.state == "RUNNING"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The progress as plain values."""
+        return {"run": self.id, "name": self.name, "state": self.state, "epoch": self.epoch, "epochs": self.epochs,
+                "history": self.history, "metrics": self.metrics, "error": self.error}
+
+    def epoch_lines(self, start: int = 0) -> list[str]:
+        """Keras-style lines of epochs ``start+1`` onwards: ``Epoch 3/10 - loss: 0.41 - val_loss: 0.52``."""
+        count = max((len(v) for v in self.history.values()), default=0)
+        return [f"Epoch {i + 1}/{self.epochs or count} - "
+                + " - ".join(f"{k}: {v[i]:.4g}" for k, v in sorted(self.history.items()) if i < len(v))
+                for i in range(start, count)]
+
+    def headline(self) -> str:
+        """``run t21@1#2: RUNNING, epoch 3/10``."""
+        error = f" ({self.error})" if self.error and self.state in ("FAILED", "CANCELED") else ""
+        return f"run {self.name} (#{self.id}): {self.state}, epoch {self.epoch}/{self.epochs}{error}"
+
+    def __repr__(self) -> str:
+        return "\n".join([self.headline(), *self.epoch_lines()])
+
+    def _repr_html_(self) -> str:
+        return (f"<div class='mlmd-magic-watch'><pre>{html.escape(self.headline())}</pre>"
+                f"{curves_html({self.name: self.history}, log_loss=self.log_loss, epochs=self.epochs or None)}</div>")

@@ -10,7 +10,6 @@ recorded as CACHED. The trainer itself (:mod:`mlmd_magic.trainer`) knows nothing
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import re
@@ -19,14 +18,14 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..backend.listing import newest_first, quote
+from ..backend.listing import newest_first, page_rows, quote
 from ..backend.properties import set_properties, text
 from ..backend.recorder import Action, Conflict, Recorder
 from ..backend.types import full
 from ..core.values import canonical_json, content_hash, flatten
 from ..errors import MlmdMagicError, NotFoundError, RunCancelled, StoreError, TrainingError, ValidationError
 from .records import Records
-from .results import Evaluation, Run, RunComparison
+from .results import Evaluation, Run, RunComparison, RunProgress
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,8 +34,13 @@ __all__ = ["MODEL_COLUMNS", "RUN_COLUMNS", "Runs", "keras_backend"]
 
 RUN_COLUMNS = ["name", "run", "experiment", "state", "model", "task", "device", "epochs", "metrics", "duration_s",
                "created"]
-MODEL_COLUMNS = ["model", "name", "experiment", "task", "state", "uri", "created"]
+MODEL_COLUMNS = ["model", "name", "experiment", "task", "state", "verdicts", "uri", "created"]
 _ID = re.compile(r"[0-9]+")  # ASCII digits only (str.isdigit takes "²")
+CANCEL_POLL_S = 1.0  # a running training looks for a cancel request this often
+
+
+class _CancelRequest(KeyboardInterrupt):
+    """Raised inside a training when a ``CancelRun`` asks it to stop (not Ctrl-C)."""
 
 
 def keras_backend() -> str:
@@ -102,24 +106,30 @@ class Runs:
         return None
 
 
+    def define_overrides(self, ref: str, overrides: dict[str, Any]) -> tuple[str, str]:
+        """``ref`` with ``overrides`` merged in as a new experiment version (when they change it):
+        ``(the version to train, that version when it was created now else "")``."""
+        art = self.records.resolve("experiments", ref)
+        p = art.properties
+        defined = self.records.experiment(
+            art.name.rsplit("@", 1)[0], datasource=p["datasource"].string_value,
+            scenario=p["scenario"].string_value,
+            overrides=_merged_overrides(json.loads(p["overrides"].string_value or "{}"), overrides),
+            description=p["description"].string_value if "description" in p else None,
+        )
+        return defined.ref, defined.ref if defined.status == "created" else ""
+
     def train(self, ref: str, *, workdir: str | None, force: bool, callbacks: Sequence[Any] | None,
-              progress: bool, overrides: dict[str, Any], contexts: Sequence[tuple[str, str]] = (),
-              properties: dict[str, Any] | None = None) -> Run:
+              progress: Any, overrides: dict[str, Any], contexts: Sequence[tuple[str, str]] = (),
+              properties: dict[str, Any] | None = None, external_id: str = "") -> Run:
         """See :meth:`mlmd_magic.Store.train`. ``contexts`` (``(type, name)``) group the run with
-        others (a sweep's trials); ``properties`` are more properties of its execution."""
+        others (a sweep's trials); ``properties`` are more properties of its execution;
+        ``external_id`` names the run's execution ahead (a background or Ray run is found by it)."""
         created = ""
         if overrides:
-            art = self.records.resolve("experiments", ref)
-            p = art.properties
-            defined = self.records.experiment(
-                art.name.rsplit("@", 1)[0], datasource=p["datasource"].string_value,
-                scenario=p["scenario"].string_value,
-                overrides=_merged_overrides(json.loads(p["overrides"].string_value or "{}"), overrides),
-                description=p["description"].string_value if "description" in p else None,
-            )
-            ref = defined.ref
-            created = ref if defined.status == "created" else ""
+            ref, created = self.define_overrides(ref, overrides)
         act = Action("Train", {"ref": ref, "workdir": workdir, "force": force, "overrides": overrides})
+        act.external_id = external_id
         act.contexts += list(contexts)
         act.properties.update(properties or {})
         with self.recorder.guard(act):
@@ -160,7 +170,8 @@ class Runs:
                 act.properties["details"] = canonical_json({**details, "cached_from": execution.id})
                 self._commit_named(act, exp_ref)
                 return self._run_from(act, exp_ref, "CACHED", True, model, {**details, "cached_from": execution.id})
-            return self._train_now(act, params, exp_ref, workdir, callbacks, progress, notes, created)
+            code = {"trainer": code_version(), "builder": builder_code, "backend": keras_backend()}
+            return self._train_now(act, params, exp_ref, workdir, callbacks, progress, notes, created, code)
 
     def _commit_named(self, act: Action, exp_ref: str) -> None:
         """A run's first write, named ``EXPERIMENT@N#K`` (its K-th run): MLMD's unique execution
@@ -181,7 +192,8 @@ class Runs:
 
 
     def _train_now(self, act: Action, params: dict[str, Any], exp_ref: str, workdir: str | None,
-                   callbacks: Sequence[Any] | None, progress: bool, notes: list[str], created: str) -> Run:
+                   callbacks: Sequence[Any] | None, progress: Any, notes: list[str], created: str,
+                   code: dict[str, Any]) -> Run:
         from .. import trainer
 
         act.state, act.outcome = "RUNNING", "training"
@@ -193,24 +205,48 @@ class Runs:
 
         recorder = self.recorder
         done = [0]
+        epochs = int((params.get("params") or {}).get("epochs", 10))
+        history: dict[str, list[float]] = {}
+        cancel_requested = self.cancel_requested
+        run_id = act.execution_id or 0
 
         class Heartbeat:
+            """Writes each epoch's metrics (the history, readable while the run goes on) and looks,
+            about once a second, for a cancel request (``%mlmd cancel``, from anywhere)."""
+
+            next_look = time.monotonic() + CANCEL_POLL_S
+
+            def on_batch_end(self, step: int, logs: Any = None) -> None:
+                now = time.monotonic()
+                if now >= self.next_look:
+                    self.next_look = now + CANCEL_POLL_S
+                    self.look()
+
+            def look(self) -> None:
+                request = cancel_requested(run_id)
+                if request is not None:
+                    raise _CancelRequest(f"cancelled by request (CancelRun #{request})")
+
             def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
                 # MLMD stamps the execution's last_update_time: that is the heartbeat
                 done[0] = epoch + 1
-                act.properties["progress"] = canonical_json({"epoch": epoch + 1, "logs": logs})
+                for key, value in logs.items():
+                    history.setdefault(key, []).append(value)
+                act.properties["progress"] = canonical_json({"epoch": epoch + 1, "epochs": epochs, "logs": logs})
+                act.properties["history"] = canonical_json(history)
                 recorder.commit(act)
+                self.look()
 
         try:
             result = trainer.train(params, workdir=run_dir, callbacks=[Heartbeat(), *(callbacks or [])],
                                    progress=progress)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             act.state, act.outcome = "CANCELED", "canceled"
-            self.recorder.commit(act, error=KeyboardInterrupt("interrupted by the user"))
+            self.recorder.commit(act, error=exc if exc.args else KeyboardInterrupt("interrupted by the user"))
             if workdir is None:
                 trainer.cleanup(run_dir)
-            epochs = int((params.get("params") or {}).get("epochs", 10))
-            raise RunCancelled(act.name, time.perf_counter() - act.started, done[0], epochs, created) from None
+            raise RunCancelled(act.name, time.perf_counter() - act.started, done[0], epochs, created,
+                               requested=isinstance(exc, _CancelRequest)) from None
         except MlmdMagicError:
             raise
         except Exception as exc:
@@ -218,6 +254,7 @@ class Runs:
             raise TrainingError(f"training {exp_ref} failed: {type(exc).__name__}: {exc}{kept}") from exc
         model = self._model_artifact(act.name, exp_ref, result)
         details = {k: v for k, v in result.to_dict().items() if k not in ("model_path",)}
+        details["code"] = code  # trainer code, builder source, backend: what reproduce compares
         if notes:
             details["notes"] = notes
         act.outputs = [model]
@@ -295,7 +332,25 @@ class Runs:
         return models[0]
 
 
-    def _experiment_of(self, model: Any) -> dict[str, Any]:
+    def producer_of(self, model: Any) -> Any:
+        """The ``Train`` execution that trained ``model`` (a Model artifact), not a CACHED reuse.
+
+        Raises
+        ------
+        NotFoundError
+            When no training run produced it (a model written by other tools).
+        """
+        from ml_metadata.proto import metadata_store_pb2 as pb
+
+        ids = sorted(e.execution_id for e in self.mlmd.get_events_by_artifact_ids([model.id])
+                     if e.type == pb.Event.OUTPUT)
+        train_type = self.recorder.types.executions["Train"]
+        for execution in self.mlmd.get_executions_by_id(ids) if ids else []:
+            if execution.type_id == train_type and execution.last_known_state == pb.Execution.COMPLETE:
+                return execution
+        raise NotFoundError(f"model #{model.id} was not trained by a run of this store; nothing to reproduce")
+
+    def experiment_of(self, model: Any) -> dict[str, Any]:
         """The experiment dict a model was trained from."""
         experiment = self.records.resolve("experiments", text(model.properties, "experiment"))
         return self.records.data("experiments", experiment)
@@ -359,25 +414,41 @@ class Runs:
 
 
     def evaluate(self, target: Any, *, data: Any, slices: Any, thresholds: Any, baseline: Any,
-                 class_names: Sequence[str] | None) -> Evaluation:
+                 class_names: Sequence[str] | None, policy: str | None = None) -> Evaluation:
         """See :meth:`mlmd_magic.Store.evaluate`."""
         from ml_metadata.proto import metadata_store_pb2 as pb
 
         from ..core import evaluation as ev
 
         act = Action("Evaluate", {"target": repr(target), "data": data, "slices": slices, "thresholds": thresholds,
-                                   "baseline": repr(baseline)})
+                                   "baseline": repr(baseline), "policy": policy})
         with self.recorder.guard(act):
+            policy_ref = ""
+            if policy is not None:
+                if slices or thresholds:
+                    raise ValidationError(f"give a policy or slices and thresholds, not both: policy {policy!r} "
+                                          "holds its own (change it with %mlmd edit policy:NAME or %%policy NAME)")
+                if not isinstance(policy, str):
+                    raise ValidationError("policy must be a policy name, NAME or NAME@N")
+                policy_art = self.records.resolve("policies", policy)
+                stored = self.records.data("policies", policy_art)
+                slices, thresholds = stored["slices"], stored["thresholds"]
+                policy_ref = f"{stored['name']}@{stored['version']}"
+                act.inputs.append(policy_art)
+                act.arguments["policy"] = policy_ref
             specs = ev.parse_slices(slices)
-            ev.parse_thresholds(thresholds)  # bad thresholds fail before any model is loaded
+            ths = ev.parse_thresholds(thresholds)  # bad thresholds fail before any model is loaded
+            ev.check_slice_names(ths, specs)
             model = self.resolve_model(target)
             base_model = self.resolve_model(baseline) if baseline is not None else None
-            params = self._experiment_of(model)
+            params = self.experiment_of(model)
             signature = json.loads(model.properties["signature"].string_value)
             ds_art, split = self._evaluation_data(params, data)
             self.records.check_files(ds_art)
             datasource = self.records.data("datasources", ds_art)
             class_names = class_names or datasource.get("label_names")  # named on the data source
+            ev.check_metric_names(ths, ev.metric_names(signature["task"], int(signature.get("num_classes") or 2),
+                                                       class_names), signature["task"])
             ds_params = {k: datasource[k] for k in ("name", "version", "uri", "format", "splits", "label", "features")}
             columns = tuple(dict.fromkeys(s.feature for s in specs))
             known = set(datasource["features"]) | {datasource["label"]}
@@ -393,7 +464,7 @@ class Runs:
                                 columns=columns)
                 base_scores = None
                 if base_model is not None:
-                    base_params = self._experiment_of(base_model)
+                    base_params = self.experiment_of(base_model)
                     base_scores = predict({**base_params, "datasource": ds_params}, base_model.uri, split,
                                           task=signature["task"]).scores
             except (OSError, ValueError, KeyError) as exc:
@@ -406,22 +477,25 @@ class Runs:
             art = pb.Artifact(type_id=self.recorder.types.artifacts["Evaluation"], state=pb.Artifact.LIVE,
                               uri=f"{model.uri}#evaluation")
             set_properties(art, metrics=canonical_json({"metrics": payload["metrics"],
-                                                "baseline_metrics": payload["baseline_metrics"]}),
+                                                        "baseline_metrics": payload["baseline_metrics"],
+                                                        "confusion": payload["confusion"],
+                                                        "class_labels": payload["class_labels"]}),
                    thresholds=canonical_json(payload["thresholds"]), slices=canonical_json(payload["slices"]),
                    split=f"{datasource['name']}@{datasource['version']}:{split}",
-                   checks=canonical_json(payload["checks"]))
+                   checks=canonical_json(payload["checks"]), policy=policy_ref or None)
             art.custom_properties["blessed"].int_value = int(result.blessed)
             art.custom_properties["current_model_id"].int_value = model.id
             if base_model is not None:
                 art.custom_properties["baseline_model_id"].int_value = base_model.id
-            act.inputs += [model] + ([base_model] if base_model is not None else []) + [ds_art]
+            act.inputs[:0] = [model] + ([base_model] if base_model is not None else []) + [ds_art]
             act.outputs = [art]
             act.outcome = "blessed" if result.blessed else "not blessed"
             self.recorder.commit(act)
             return Evaluation(id=act.output_ids[0], model_id=model.id,
                               baseline_model_id=base_model.id if base_model is not None else None,
                               blessed=result.blessed, result=result, model_name=str(model.name),
-                              baseline_name=str(base_model.name) if base_model is not None else "")
+                              baseline_name=str(base_model.name) if base_model is not None else "",
+                              policy=policy_ref)
 
 
     def _evaluation_data(self, params: dict[str, Any], data: Any) -> tuple[Any, str]:
@@ -475,32 +549,58 @@ class Runs:
         return links
 
 
+    def evaluations_of(self, model_ids: Sequence[int]) -> dict[int, list[Any]]:
+        """For each model: its ``Evaluation`` artifacts, oldest first (four batched reads: the
+        models' events, which of those executions are evaluations, their outputs, those artifacts;
+        reads that took a model as input — lineage, comparisons — are left out early)."""
+        from ml_metadata.proto import metadata_store_pb2 as pb
+
+        found: dict[int, list[Any]] = {m: [] for m in model_ids}
+        if not found:
+            return found
+        candidates = sorted({e.execution_id for e in self.mlmd.get_events_by_artifact_ids(list(found))
+                             if e.type == pb.Event.INPUT})
+        evaluate_type = self.recorder.types.executions["Evaluate"]
+        executions = [e.id for e in (self.mlmd.get_executions_by_id(candidates) if candidates else [])
+                      if e.type_id == evaluate_type]
+        if not executions:
+            return found
+        outputs = sorted({e.artifact_id for e in self.mlmd.get_events_by_execution_ids(executions)
+                          if e.type == pb.Event.OUTPUT})
+        evaluation_type = self.recorder.types.artifacts["Evaluation"]
+        for art in sorted(self.mlmd.get_artifacts_by_id(outputs) if outputs else [], key=lambda a: a.id):
+            if art.type_id != evaluation_type:
+                continue
+            model_id = art.custom_properties["current_model_id"].int_value \
+                if "current_model_id" in art.custom_properties else None
+            if model_id in found:
+                found[model_id].append(art)
+        return found
+
+    def latest_verdicts(self, model_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """For each model: ``{policy name: its newest Evaluation under any version of it}``."""
+        out: dict[int, dict[str, Any]] = {}
+        for model_id, evaluations in self.evaluations_of(model_ids).items():
+            latest: dict[str, Any] = {}
+            for art in evaluations:  # oldest first: the newest wins
+                policy = text(art.properties, "policy")
+                if policy:
+                    latest[policy.rsplit("@", 1)[0]] = art
+            out[model_id] = latest
+        return out
+
     def table(self, kind: str, predicate: Any, limit: int | None, offset: int) -> pd.DataFrame:
-        """``runs`` or ``models``, newest first, read a page at a time (see :meth:`Store.list`)."""
+        """``runs`` or ``models``, newest first, a page at a time (see :meth:`Store.list`)."""
         import pandas as pd
 
         page = 100 if limit is None else min(max(limit + offset, 20), 500)
         what, short = ("executions", "Train") if kind == "runs" else ("artifacts", "Model")
         type_id = (self.recorder.types.executions if kind == "runs" else self.recorder.types.artifacts)[short]
         nodes = newest_first(self.mlmd, what, full(short), type_id, page)
-        rows: list[dict[str, Any]] = []
-        skip = offset
-        while limit is None or len(rows) < limit:
-            batch = list(itertools.islice(nodes, page))
-            if not batch:
-                break
-            for row in (self._run_rows(batch) if kind == "runs" else self._model_rows(batch)):
-                if not predicate(row):
-                    continue
-                if skip:
-                    skip -= 1
-                    continue
-                rows.append(row)
-                if limit is not None and len(rows) >= limit:
-                    break
-            if len(batch) < page:
-                break
-        frame = pd.DataFrame(rows, columns=RUN_COLUMNS if kind == "runs" else MODEL_COLUMNS)
+        rows_of = self._run_rows if kind == "runs" else self._model_rows
+        columns = RUN_COLUMNS if kind == "runs" else MODEL_COLUMNS
+        rows = page_rows(nodes, rows_of, predicate, limit, offset, page)
+        frame = pd.DataFrame(rows, columns=columns)
         if not frame.empty:
             frame["created"] = pd.to_datetime(frame["created"], unit="ms", utc=True)
         return frame
@@ -523,20 +623,22 @@ class Runs:
                 "task": details.get("task", ""),
                 "device": details.get("device", ""),
                 "epochs": details.get("epochs"),
-                "metrics": canonical_json(metrics.get(summary_split, {})) if summary_split else "",
+                "metrics": _metrics_text(summary_split, metrics.get(summary_split, {})) if summary_split else "",
                 "duration_s": round(e.properties["duration_s"].double_value, 3) if "duration_s" in e.properties
                 else None,
                 "created": e.create_time_since_epoch,
             })
         return rows
 
-    @staticmethod
-    def _model_rows(models: Sequence[Any]) -> list[dict[str, Any]]:
+    def _model_rows(self, models: Sequence[Any]) -> list[dict[str, Any]]:
         from ml_metadata.proto import metadata_store_pb2 as pb
 
+        verdicts = self.latest_verdicts([a.id for a in models])
         return [{"model": a.id, "name": a.name, "experiment": text(a.properties, "experiment"),
-                 "task": text(a.properties, "task"), "state": pb.Artifact.State.Name(a.state), "uri": a.uri,
-                 "created": a.create_time_since_epoch} for a in models]
+                 "task": text(a.properties, "task"), "state": pb.Artifact.State.Name(a.state),
+                 "verdicts": "; ".join(f"{text(e.properties, 'policy')}: {_verdict(e)}"
+                                       for e in verdicts.get(a.id, {}).values()),
+                 "uri": a.uri, "created": a.create_time_since_epoch} for a in models]
 
     def compare_runs(self, runs: Sequence[Any]) -> tuple[RunComparison, list[Any]]:
         """See :meth:`mlmd_magic.Store.compare`; also returns the compared runs' model artifacts."""
@@ -550,7 +652,9 @@ class Runs:
             exp_ref = links[execution.id]["experiment"]
             params = self.records.data("experiments", self.records.resolve("experiments", exp_ref)) if exp_ref else {}
             infos.append({"id": execution.id, "name": execution.name or f"run #{execution.id}", "experiment": exp_ref,
-                          "history": details.get("history", {}),
+                          # a run still going has its per-epoch history, and no details yet
+                          "history": details.get("history") or json.loads(text(execution.properties, "history")
+                                                                          or "{}"),
                           "metrics": details.get("metrics", {})})
             flat.append(flatten({"datasource": f"{params['datasource']['name']}@{params['datasource']['version']}",
                                  "scenario": f"{params['scenario']['name']}@{params['scenario']['version']}",
@@ -562,3 +666,78 @@ class Runs:
         model_ids = sorted({m for m in (links[e.id]["model"] for e in executions) if m is not None})
         models = self.mlmd.get_artifacts_by_id(model_ids) if model_ids else []
         return RunComparison(infos, differing, metrics), list(models)
+
+    # ------------------------------------------------------------------ long runs
+
+    def cancel_requested(self, run_id: int) -> int | None:
+        """The id of a ``CancelRun`` execution asking run ``run_id`` to stop, or None."""
+        from ml_metadata.metadata_store import metadata_store as ms
+
+        options = ms.ListOptions(limit=1, filter_query=f"type = {quote(full('CancelRun'))} AND "
+                                                       f"properties.target_run.int_value = {int(run_id)}")
+        found = self.mlmd.get_executions(list_options=options)
+        return int(found[0].id) if found else None
+
+    def cancel(self, run: Any, wait_s: float) -> RunProgress:
+        """See :meth:`mlmd_magic.Store.cancel`."""
+        execution = self.run_execution(run)
+        name = execution.name or f"run #{execution.id}"
+        act = Action("CancelRun", {"run": name})
+        with self.recorder.guard(act):
+            state = _state_name(execution)
+            if state != "RUNNING":
+                raise ValidationError(f"run {name} is {state}: only a running run can be cancelled; "
+                                      "see %mlmd ls runs --running")
+            act.properties["target_run"] = execution.id
+            act.outcome = f"asked {name} to stop"
+            self.recorder.commit(act)
+        deadline = time.monotonic() + wait_s
+        while True:
+            progress = self.progress(execution.id)
+            if progress.state != "RUNNING" or time.monotonic() >= deadline:
+                return progress
+            time.sleep(0.2)
+
+    def progress(self, run: Any) -> RunProgress:
+        """See :meth:`mlmd_magic.Store.watch`."""
+        execution = self.run_execution(run)
+        return self._progress_of(execution)
+
+    def _progress_of(self, execution: Any) -> RunProgress:
+        props = execution.properties
+        details = json.loads(text(props, "details") or "{}")
+        progress = json.loads(text(props, "progress") or "{}")
+        history = details.get("history") or json.loads(text(props, "history") or "{}")
+        epochs = details.get("epochs") or progress.get("epochs") or 0
+        return RunProgress(id=execution.id, name=execution.name or f"run #{execution.id}",
+                           state=_state_name(execution), epoch=int(progress.get("epoch", 0)), epochs=int(epochs),
+                           history=history, metrics=details.get("metrics", {}), error=text(props, "error"),
+                           updated_ms=int(execution.last_update_time_since_epoch))
+
+    def by_external_id(self, external_id: str) -> Any | None:
+        """The execution written with ``external_id`` (a background run's), or None yet."""
+        from ml_metadata import errors as mlmd_errors
+
+        try:
+            found = self.mlmd.get_executions_by_external_ids([external_id])
+        except (mlmd_errors.NotFoundError, ValueError):
+            return None
+        return found[0] if found else None
+
+
+def _verdict(evaluation: Any) -> str:
+    blessed = evaluation.custom_properties["blessed"].int_value if "blessed" in evaluation.custom_properties else 0
+    return "BLESSED" if blessed else "NOT BLESSED"
+
+
+def _metrics_text(split: str, values: dict[str, Any]) -> str:
+    """One split's metrics for a listing, rounded and named: ``test: accuracy 0.69 · loss 0.9867``
+    (every split, unrounded, is on the run: ``store.run(ID).metrics``)."""
+    shown = [f"{k} {v:.4g}" if isinstance(v, (int, float)) else f"{k} {v}" for k, v in sorted(values.items())]
+    return f"{split}: " + " · ".join(shown)
+
+
+def _state_name(execution: Any) -> str:
+    from ml_metadata.proto import metadata_store_pb2 as pb
+
+    return str(pb.Execution.State.Name(execution.last_known_state))

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import dataclasses
 import html
+import os
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from ..backend.connection import Backend, backend_for
 from ..backend.recorder import Recorder
@@ -33,13 +35,17 @@ from .browse import Page
 from .lineage import Lineage, lineage, start_artifact
 from .maintenance import reap_stale_runs
 from .options import StoreOptions
-from .records import Records
-from .results import Evaluation, Run, RunComparison
+from .records import Records, check_policy
+from .release import ModelCard, Pushed, Release
+from .reproduce import Reproduction, reproduce
+from .results import Evaluation, Run, RunComparison, RunProgress
 from .runs import Runs
 from .sweeps import Sweep, Sweeps
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from .background import BackgroundRun
 
 __all__ = ["Store", "connect", "default_uri"]
 
@@ -87,6 +93,7 @@ class Store:
         self._recorder = Recorder(mlmd_store, types, label=uri.masked(), guard=guard)
         self._records = Records(self._recorder, backend.record_lock)
         self._runs = Runs(self._records, self._recorder, self.runs_root)
+        self._release = Release(self._records, self._runs, self._recorder)
         self._sweeps = Sweeps(self._records, self._runs, self._recorder, backend)
         #: trainings left RUNNING by a dead kernel, marked FAILED when this store was opened
         self.reaped_runs = [] if guard.read_only else reap_stale_runs(mlmd_store, self.options.stale_after_s())
@@ -138,6 +145,7 @@ class Store:
 
     def close(self) -> None:
         """Release the connection. The object cannot be used afterwards."""
+        self._sweeps.close()
         self._recorder.close()
         self._backend.close()
 
@@ -272,6 +280,50 @@ class Store:
         return self._records.experiment(name, datasource=datasource, scenario=scenario, overrides=overrides,
                                         description=description)
 
+    def add_policy(
+        self,
+        name: str,
+        *,
+        thresholds: Sequence[Any],
+        slices: Sequence[Any] | None = None,
+        description: str | None = None,
+        owner: str | None = None,
+    ) -> Record:
+        """Register a release policy (or a new version of it): the slices of data and the
+        thresholds a model must pass before it is released, owned by a person.
+
+        ``slices`` and ``thresholds`` are those of :meth:`evaluate` (see
+        :mod:`mlmd_magic.evaluation`); ``store.evaluate(model, policy="NAME[@N]")`` applies
+        them and :meth:`push` releases only a model blessed under a policy.
+
+        Raises
+        ------
+        ValidationError
+            For a bad slice or threshold, no threshold at all, or a threshold naming a slice
+            the policy does not define (the message lists the slices it does).
+        """
+        return self._records.add_policy(name, thresholds=thresholds, slices=slices, description=description,
+                                        owner=owner)
+
+    @staticmethod
+    def check_policy(slices: Any, thresholds: Any) -> tuple[builtins.list[dict[str, Any]],
+                                                            builtins.list[dict[str, Any]]]:
+        """Check a policy's ``slices`` and ``thresholds`` by the rules :meth:`add_policy` applies,
+        without recording anything (what the policy editor validates as a person types); returns
+        them written out in full.
+
+        Raises
+        ------
+        ValidationError
+            As :meth:`add_policy` does.
+        """
+        return check_policy(slices, thresholds)
+
+    def get_policy(self, ref: str) -> dict[str, Any]:
+        """The policy ``NAME`` or ``NAME@N`` as a plain dict (name, version, owner, description,
+        slices, thresholds)."""
+        return self._records.fetch("policies", ref, "FetchPolicy").to_dict()
+
     def get_experiment(self, ref: str) -> dict[str, Any]:
         """The resolved run parameters of experiment ``NAME`` (latest) or ``NAME@N``.
 
@@ -376,6 +428,26 @@ class Store:
 
     # ------------------------------------------------------------------ training and evaluation
 
+    @overload
+    def train(self, ref: str, *, workdir: str | None = ..., force: bool = ..., callbacks: Sequence[Any] | None = ...,
+              progress: Any = ..., overrides: dict[str, Any] | None = ..., wait: Literal[True] = ...,
+              on: None = ..., **more_overrides: Any) -> Run: ...
+
+    @overload
+    def train(self, ref: str, *, workdir: str | None = ..., force: bool = ..., callbacks: Sequence[Any] | None = ...,
+              progress: Any = ..., overrides: dict[str, Any] | None = ..., wait: Literal[False],
+              on: str | None = ..., **more_overrides: Any) -> BackgroundRun: ...
+
+    @overload
+    def train(self, ref: str, *, workdir: str | None = ..., force: bool = ..., callbacks: Sequence[Any] | None = ...,
+              progress: Any = ..., overrides: dict[str, Any] | None = ..., wait: bool = ...,
+              on: str, **more_overrides: Any) -> BackgroundRun: ...
+
+    @overload
+    def train(self, ref: str, *, workdir: str | None = ..., force: bool = ..., callbacks: Sequence[Any] | None = ...,
+              progress: Any = ..., overrides: dict[str, Any] | None = ..., wait: bool = ...,
+              on: str | None = ..., **more_overrides: Any) -> Run | BackgroundRun: ...
+
     def train(
         self,
         ref: str,
@@ -383,10 +455,12 @@ class Store:
         workdir: str | None = None,
         force: bool = False,
         callbacks: Sequence[Any] | None = None,
-        progress: bool = True,
+        progress: Any = True,
         overrides: dict[str, Any] | None = None,
+        wait: bool = True,
+        on: str | None = None,
         **more_overrides: Any,
-    ) -> Run:
+    ) -> Run | BackgroundRun:
         """Train experiment ``NAME`` (latest) or ``NAME@N`` with the Keras trainer, on record.
 
         ``overrides`` (a mapping, e.g. ``{"epochs": 3}``; keyword arguments other than the
@@ -399,6 +473,19 @@ class Store:
         earlier model, unless ``force``. The model is saved under ``workdir`` (default:
         ``$MLMD_MAGIC_RUNS_DIR``, else ``mlmd-magic-runs/`` beside a SQLite store).
 
+        The per-epoch history (training and validation metrics) is written on the run as it
+        goes, so :meth:`watch` and :meth:`compare` draw its curves, finished or not. ``progress``
+        is ``True`` (a bar with ETA and live curves in notebooks, Keras-style lines in a
+        terminal), ``False``, or a :class:`~mlmd_magic.trainer.ProgressReporter` (e.g. with
+        ``log_loss=True``). A running training stops when :meth:`cancel` asks it to, from any
+        process.
+
+        ``wait=False`` starts the run in its own detached process (it survives the end of this
+        one) and returns a :class:`~mlmd_magic.store.background.BackgroundRun` once the run is
+        recorded; ``on="ray://HOST:PORT"`` (or a cluster's ``HOST:6379``) submits it to a Ray
+        cluster instead (see :mod:`mlmd_magic.store.ray_jobs`), asking for the ``gpus`` the
+        params ask for. Neither works on a ``memory://`` store; Ray needs a MySQL store.
+
         Raises
         ------
         NotFoundError
@@ -406,9 +493,98 @@ class Store:
         TrainingError
             When the trainer fails (recorded FAILED); KeyboardInterrupt is recorded CANCELED
             and re-raised, with no model left behind.
+        ValidationError
+            For a background run on a store no other process can open, or a Ray cluster that
+            cannot reach the store, the data or the runs folder (the message says which).
         """
-        return self._runs.train(ref, workdir=workdir, force=force, callbacks=callbacks, progress=progress,
-                                overrides=merge_overrides(overrides, more_overrides))
+        merged = merge_overrides(overrides, more_overrides)
+        if wait and on is None:
+            return self._runs.train(ref, workdir=workdir, force=force, callbacks=callbacks, progress=progress,
+                                    overrides=merged)
+        if callbacks:
+            raise ValidationError("callbacks run in this process: a background or Ray run takes none "
+                                  "(follow it with store.watch(run.id))")
+        if self.scheme == "memory":
+            raise ValidationError("a memory:// store lives in this process only: a background run needs a store "
+                                  "another process can open (sqlite:///... or mysql://...)")
+        if merged:
+            ref = self._runs.define_overrides(ref, merged)[0]
+        exp = self.get_experiment(ref)  # a typo fails here, not in the worker
+        ref = f"{exp['experiment']}@{exp['version']}"
+        from .background import BackgroundRun, new_external_id, start_process
+
+        external_id = new_external_id()
+        # the URI without its password: a local worker gets that on its stdin, a Ray worker from its machine
+        spec = {"uri": dataclasses.replace(self._uri, password=None).masked(), "ref": ref, "external_id": external_id,
+                "force": force, "workdir": workdir, "runs_dir": self.runs_root()}
+        if on is not None:
+            from .ray_jobs import submit
+
+            return submit(self, on, spec, exp).started()
+        spec["password"] = self._backend.password()
+        log = os.path.join(self.runs_root(), "background", external_id.rsplit(":", 1)[1] + ".log")
+        process = start_process(spec, log)
+        return BackgroundRun(self, external_id, where=f"process {process.pid}", process=process, log=log).started()
+
+    def train_job(self, ref: str, *, external_id: str, force: bool = False, workdir: str | None = None,
+                  progress: Any = True) -> Run:
+        """Train ``ref`` as the worker of a background or Ray run: the run's execution gets
+        ``external_id``, by which the starting process finds it. See :meth:`train`."""
+        return self._runs.train(ref, workdir=workdir, force=force, callbacks=None, progress=progress, overrides={},
+                                external_id=external_id)
+
+    def run_by_external_id(self, external_id: str) -> tuple[int, str] | None:
+        """``(id, name)`` of the run written with ``external_id``, or None while there is none."""
+        found = self._runs.by_external_id(external_id)
+        return (int(found.id), str(found.name)) if found is not None else None
+
+    def watch(self, run: Any, *, log_loss: bool = False) -> RunProgress:
+        """Where a run stands now, read from the store: state, epochs done and the per-epoch
+        history, drawn as curves in notebooks. Works for a run of any process or machine
+        recording into this store; ``%mlmd watch`` calls it until the run ends. An unrecorded read.
+
+        Raises
+        ------
+        NotFoundError
+            When no such run exists.
+        """
+        self._recorder.check_open()
+        progress = self._runs.progress(run)
+        progress.log_loss = log_loss
+        return progress
+
+    def reproduce(self, model: Any, *, tolerance: float | None = None, progress: Any = True) -> Reproduction:
+        """Train a model's run again from its record alone and say whether it reproduced.
+
+        The parameters come from the experiment version the run used; the data source's files
+        are checked against its record (a changed split is named, and nothing is trained); the
+        trainer code, the model builder's source, the package versions and the Keras backend
+        are compared with what the run recorded; then the run is trained again (``force``) and
+        each recorded metric compared within ``tolerance`` (default 1e-6 for a CPU run, whose
+        numbers are equal with the same seed, 0.02 for a GPU run). Recorded as a ``Reproduce``
+        execution linked to both models.
+
+        Raises
+        ------
+        NotFoundError
+            When the model (``model:ID``, ``run:ID``, ``EXPERIMENT@N#K``) does not exist.
+        """
+        return reproduce(self._runs, model, tolerance=tolerance, progress=progress)
+
+    def cancel(self, run: Any, *, wait_s: float = 60.0) -> RunProgress:
+        """Ask a running training to stop, wherever it runs; it is recorded CANCELED with no model.
+
+        The request is a ``CancelRun`` execution the training looks for about once a second;
+        this waits up to ``wait_s`` seconds for the run to stop and returns where it stands.
+
+        Raises
+        ------
+        NotFoundError
+            When no such run exists.
+        ValidationError
+            When the run is not running.
+        """
+        return self._runs.cancel(run, wait_s)
 
     def evaluate(
         self,
@@ -419,6 +595,7 @@ class Store:
         thresholds: Sequence[Any] | None = None,
         baseline: Any = None,
         class_names: Sequence[str] | None = None,
+        policy: str | None = None,
     ) -> Evaluation:
         """Evaluate a model on slices of data, check thresholds, and record the verdict.
 
@@ -430,13 +607,53 @@ class Store:
             ``{"datasource": ..., "split": ...}``.
         slices, thresholds : see :mod:`mlmd_magic.evaluation`.
         baseline : the model to compare against (same forms as ``run_or_model``).
-        class_names : names of classes 0..K-1 for per-class metrics (``recall_T21``).
+        class_names : names of classes 0..K-1 for per-class metrics (``recall_T21``); default:
+            the data source's ``label_names``.
+        policy : a release policy, ``NAME`` (its latest version) or ``NAME@N``, whose slices and
+            thresholds to use instead of ``slices`` / ``thresholds``; the ``Evaluate`` execution
+            gets an INPUT event to that policy version and the evaluation names it (``policy``).
 
         The ``mlmd_magic.Evaluation`` artifact carries the verdict as TFX does: custom
         properties ``blessed`` (1/0), ``current_model_id`` and ``baseline_model_id``.
         """
         return self._runs.evaluate(run_or_model, data=data, slices=slices, thresholds=thresholds,
-                                   baseline=baseline, class_names=class_names)
+                                   baseline=baseline, class_names=class_names, policy=policy)
+
+    # ------------------------------------------------------------------ releasing
+
+    def model_card(self, model: Any, *, to: str | None = None) -> ModelCard:
+        """The model card of a model, filled from the records alone, shown as HTML in notebooks.
+
+        Writes ``model_card.json`` (the field names of Google's Model Card Toolkit schema:
+        ``model_details``, ``model_parameters`` with the data per split — examples, label
+        distribution, fingerprint —, ``quantitative_analysis`` with the metrics of every slice
+        under each policy and its verdict, ``considerations``) and ``model_card.html`` into
+        ``to`` (default: the model's run folder).
+
+        Raises
+        ------
+        NotFoundError
+            When the model does not exist.
+        """
+        return self._release.model_card(model, to)
+
+    def push(self, model: Any, *, to: str, force: bool = False, policy: str | None = None) -> Pushed:
+        """Release a model to ``to`` as a TensorFlow SavedModel in TF Serving's layout ``to/<N>/``.
+
+        Only when the model's latest evaluation under a policy (``policy``, a name or
+        ``NAME@N``; default: the newest evaluation under any policy) is blessed. Version
+        numbers increase (1, 2, ...) like TFX's Pusher. The SavedModel's ``serving_default``
+        signature takes the data source's features by name; the model card is written beside
+        it. Recorded as a ``mlmd_magic.Push`` execution with an output
+        ``mlmd_magic.PushedModel`` artifact (uri, version, policy, pushed model).
+
+        Raises
+        ------
+        NotBlessedError
+            When the evaluation is not blessed (listing the failed checks) or there is none;
+            ``force=True`` pushes anyway and records who overrode which checks.
+        """
+        return self._release.push(model, to, force=force, policy=policy)
 
     # ------------------------------------------------------------------ sweeps
 
@@ -556,9 +773,10 @@ class Store:
 
         Parameters
         ----------
-        kind : ``"datasources"``, ``"scenarios"``, ``"experiments"``, ``"runs"``, ``"models"``,
-            ``"evaluations"`` (model, baseline, data, verdict, thresholds, failed checks), or
-            ``"artifacts"``/``"executions"`` with ``type``.
+        kind : ``"datasources"``, ``"scenarios"``, ``"experiments"``, ``"policies"``, ``"runs"``,
+            ``"models"`` (with each model's latest verdict under each policy, ``verdicts``),
+            ``"evaluations"`` (model, policy ``NAME@N`` if any, baseline, data, verdict, thresholds,
+            failed checks), or ``"artifacts"``/``"executions"`` with ``type``.
         where : a filter on names and values, e.g. ``"name ~ 't21-*' and epochs >= 5"``
             (see :mod:`mlmd_magic.core.query` for the grammar).
         limit : at most this many rows.
@@ -589,7 +807,7 @@ class Store:
                 frame = list_nodes(self._recorder.mlmd, lowered, type, predicate, limit, offset)
             else:
                 kind = normalise_kind(kind)
-                frame = self._records.table(kind, lambda row: predicate(row), limit, offset, all_versions)
+                frame = self._records.table(kind, predicate, limit, offset, all_versions)
             if frame.empty or limit is None:  # every record was looked at: an unknown key is a typo
                 predicate.check()
             act.outcome = f"{len(frame)} rows"

@@ -39,7 +39,8 @@ from ..core import secrets as _secrets
 from ..core.names import check_name, parse_ref
 from ..core.sweeps import Dimension, Objective, SweepSpec, check_space_keys, parse_objective, parse_space, parse_spec
 from ..core.values import canonical_json
-from ..errors import MlmdMagicError, StoreError, ValidationError
+from ..errors import MlmdMagicError, RunCancelled, StoreError, ValidationError
+from .maintenance import process_alive
 from .records import Records
 from .results import Run
 from .runs import Runs
@@ -297,16 +298,6 @@ def _failed(attrs: dict[str, Any]) -> bool:
     return bool(attrs.get("mlmd", {}).get("error")) and not attrs.get("surplus")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class Sweeps:
     """Defines, runs and reads the sweeps of one store (see the module's docstring)."""
 
@@ -316,6 +307,7 @@ class Sweeps:
         self.recorder = recorder
         self.backend = backend
         self._storage: Any = None
+        self._journal: Any = None  # our SQLite journal under a JournalStorage (closed with the store)
 
     # ---------------------------------------------------------------- public
 
@@ -444,7 +436,8 @@ class Sweeps:
             elif side.kind == "journal":
                 from optuna.storages.journal import JournalStorage
 
-                self._storage = JournalStorage(_sqlite_journal(side.path))
+                self._journal = _sqlite_journal(side.path)
+                self._storage = JournalStorage(self._journal)
             else:
                 try:
                     self._storage = optuna.storages.RDBStorage(
@@ -453,6 +446,15 @@ class Sweeps:
                     raise StoreError(f"cannot open the sweeps' study storage {side.label}: "
                                      f"{_secrets.redact(str(exc))[:500]}") from None
         return self._storage
+
+    def close(self) -> None:
+        """Release the study storage's connections (a MySQL pool, the SQLite journal's file)."""
+        storage, journal, self._storage, self._journal = self._storage, self._journal, None, None
+        engine = getattr(storage, "engine", None)  # RDBStorage: its SQLAlchemy pool
+        if engine is not None:
+            engine.dispose()
+        if journal is not None:
+            journal.db.close()
 
     def _study(self, plan: _Plan, offset: int) -> Any:
         import optuna
@@ -506,7 +508,7 @@ class Sweeps:
             if t.state == TrialState.RUNNING:
                 owner = str(attrs.get("owner", ""))
                 where, _, pid = owner.rpartition(":")
-                if where == host and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                if where == host and pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
                     self._interrupt(study, t.number)
                     continue
                 count += 1
@@ -551,7 +553,15 @@ class Sweeps:
             run = self.runs.train(plan.experiment, workdir=None, force=False, callbacks=None, progress=progress,
                                   overrides=overrides, contexts=[("Sweep", plan.name)],
                                   properties={"trial": trial.number})
-        except KeyboardInterrupt:  # Ctrl-C (RunCancelled too): FAILED without an error, so owed again
+        except RunCancelled as exc:
+            if not exc.requested:  # Ctrl-C: FAILED without an error, so owed again
+                study.tell(trial, state=TrialState.FAIL)
+                raise
+            # `%mlmd cancel` of this trial's run: that trial is dropped (FAILED, said why), the sweep goes on
+            trial.set_user_attr("mlmd", {"error": _secrets.redact(f"cancelled: {exc}")[:300]})
+            study.tell(trial, state=TrialState.FAIL)
+            return
+        except KeyboardInterrupt:  # Ctrl-C: FAILED without an error, so owed again
             study.tell(trial, state=TrialState.FAIL)
             raise
         except MlmdMagicError as exc:
@@ -591,6 +601,7 @@ class Sweeps:
             procs.append((subprocess.Popen(cmd, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
                                            stdin=subprocess.DEVNULL), log))
         seen = -1
+        failed = []
         try:
             while any(p.poll() is None for p, _ in procs):
                 time.sleep(0.5)
@@ -599,23 +610,24 @@ class Sweeps:
                     if finished != seen:
                         seen = finished
                         on_update(self._result(plan, study, budget))
-        except KeyboardInterrupt:
+            for p, log in procs:
+                log.seek(0)
+                tail = log.read().decode("utf-8", "replace").strip().splitlines()[-3:]
+                if p.returncode != 0:
+                    failed.append(f"exit {p.returncode}: {' | '.join(tail)}")
+        finally:
+            # on any way out (Ctrl-C, a failing display callback, a lost store): stop the workers
+            # still training and wait for them, so none is left behind, then close their logs
             for p, _ in procs:
                 if p.poll() is None:
                     p.send_signal(signal.SIGINT)
-            for p, _ in procs:
+            for p, log in procs:
                 try:
                     p.wait(30)
                 except subprocess.TimeoutExpired:
                     p.kill()
-            raise
-        failed = []
-        for p, log in procs:
-            log.seek(0)
-            tail = log.read().decode("utf-8", "replace").strip().splitlines()[-3:]
-            log.close()
-            if p.returncode != 0:
-                failed.append(f"exit {p.returncode}: {' | '.join(tail)}")
+                    p.wait()
+                log.close()
         if failed and len(failed) == len(procs):
             raise StoreError(_secrets.redact(f"every sweep worker failed: {failed[0]}"))
 

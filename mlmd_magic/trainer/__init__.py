@@ -12,6 +12,7 @@ Keras (and TensorFlow or JAX, by ``KERAS_BACKEND``) is imported only when traini
 from __future__ import annotations
 
 from ._builders import OutputSpec, builders, register_model
+from ._export import export_saved_model, serving_inputs
 from ._progress import ProgressReporter
 from ._train import (
     MAX_INFERRED_CLASSES,
@@ -23,6 +24,7 @@ from ._train import (
     code_version,
     explain_task,
     infer_task,
+    package_versions,
     predict,
     reported_metrics,
     train,
@@ -40,9 +42,12 @@ __all__ = [
     "cleanup",
     "code_version",
     "explain_task",
+    "export_saved_model",
     "infer_task",
+    "package_versions",
     "predict",
     "register_model",
     "reported_metrics",
+    "serving_inputs",
     "train",
 ]

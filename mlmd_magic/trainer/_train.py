@@ -234,7 +234,13 @@ class _KerasBridge:
 
         outer = callbacks
 
+        stepped = [cb for cb in callbacks if hasattr(cb, "on_batch_end")]
+
         class Bridge(keras.callbacks.Callback):  # type: ignore[misc]
+            def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+                for cb in stepped:  # logs stay as Keras gives them: a callback converts what it draws
+                    cb.on_batch_end(batch, logs)
+
             def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
                 plain = {k: float(v) for k, v in (logs or {}).items()}
                 for cb in outer:
@@ -255,7 +261,7 @@ def train(
     *,
     workdir: str,
     callbacks: Sequence[Any] | None = None,
-    progress: bool = True,
+    progress: bool | ProgressReporter = True,
 ) -> TrainResult:
     """Train the model an experiment dict describes and save it under ``workdir``.
 
@@ -266,8 +272,9 @@ def train(
         ``learning_rate``, ``optimizer``, ``seed``, ``task``, ``num_classes``, ``features``,
         ``mixed_precision``, plus the builder's own (``hidden``, ``filters``, ...).
     workdir : folder for ``model.keras`` (created; a model already there is replaced).
-    callbacks : objects with any of ``on_train_begin(info)``, ``on_epoch_end(epoch, logs)``,
-        ``on_train_end(info)``; a :class:`ProgressReporter` is added when ``progress``.
+    callbacks : objects with any of ``on_train_begin(info)``, ``on_batch_end(step, logs)``,
+        ``on_epoch_end(epoch, logs)``, ``on_train_end(info)``; a :class:`ProgressReporter` is
+        added when ``progress`` (or ``progress`` itself, when it is one).
 
     Raises
     ------
@@ -287,7 +294,9 @@ def train(
     epochs = int(p.get("epochs", 10))
     batch_size = int(p.get("batch_size", 64))
     cbs = list(callbacks or [])
-    if progress:
+    if isinstance(progress, ProgressReporter):
+        cbs.append(progress)
+    elif progress:
         cbs.append(ProgressReporter())
 
     keras.utils.set_random_seed(seed)
@@ -317,7 +326,8 @@ def train(
             loss, metrics = _loss_and_metrics(task)
             model.compile(optimizer=_optimizer(p), loss=loss, metrics=metrics)
         info = {"model": model_name, "device": devices.description, "backend": backend, "epochs": epochs,
-                "task": task, "task_reason": choice.reason, "num_classes": num_classes, "examples": n_train}
+                "task": task, "task_reason": choice.reason, "num_classes": num_classes, "examples": n_train,
+                "steps": -(-n_train // batch_size)}
         _notify(cbs, "on_train_begin", info)
         os.makedirs(workdir, exist_ok=True)
         model_path = os.path.join(workdir, "model.keras")
@@ -361,7 +371,7 @@ def train(
         input_dim=spec.dim,
         seed=seed,
         mixed_precision=mixed,
-        versions=_versions(backend),
+        versions=package_versions(backend),
         task_reason=choice.reason,
     )
 
@@ -422,7 +432,8 @@ def _distribution_scope(backend: str, devices: _Devices) -> Any:
     return _NullScope()
 
 
-def _versions(backend: str) -> dict[str, str]:
+def package_versions(backend: str) -> dict[str, str]:
+    """The versions of the packages a training depends on (keras, tensorflow, jax, numpy), and the backend."""
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}

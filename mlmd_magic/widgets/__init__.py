@@ -1,6 +1,7 @@
 """Notebook panels over the library (plain ipywidgets 8: JupyterLab 4, Notebook 7, VS Code).
 
 * :class:`ExperimentEditor` — ``%mlmd edit REF``
+* :class:`PolicyEditor` — ``%mlmd edit policy:NAME``
 * :class:`StoreBrowser` — ``%mlmd browse``
 * :func:`compare` / :class:`RunComparison` — ``%mlmd compare RUN ...``
 * lineage graphs — ``%mlmd lineage REF`` (:meth:`mlmd_magic.Store.lineage`)
@@ -14,5 +15,6 @@ from __future__ import annotations
 from ._browser import StoreBrowser
 from ._compare import RunComparison, compare
 from ._editor import ExperimentEditor
+from ._policy import PolicyEditor
 
-__all__ = ["ExperimentEditor", "RunComparison", "StoreBrowser", "compare"]
+__all__ = ["ExperimentEditor", "PolicyEditor", "RunComparison", "StoreBrowser", "compare"]

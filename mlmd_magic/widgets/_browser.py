@@ -10,6 +10,7 @@ kernel records in the store (a new version, a training, an evaluation).
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import math
@@ -25,7 +26,7 @@ from ..store import Store
 from ..store.browse import Page
 from ._fallback import FallbackDisplay
 
-KINDS = ("experiments", "scenarios", "datasources", "runs", "models", "evaluations")
+KINDS = ("experiments", "scenarios", "datasources", "runs", "models", "evaluations", "policies")
 PAGE_SIZE = 20
 # which column of a page names its row for the details function
 _KEYS = {"runs": "run", "models": "model", "evaluations": "evaluation", "artifacts": "id"}
@@ -129,11 +130,12 @@ class _Tab(w.VBox):
                      layout=w.Layout(flex_flow="row wrap", align_items="center"))
         super().__init__([bar, self.grid, self.comparison, self.details])
 
-    def load(self, offset: int = 0) -> None:
-        """Read the page at ``offset`` (kept when the filter or the data changed under it)."""
+    def load(self, offset: int = 0, recorded: bool = False) -> None:
+        """Read the page at ``offset`` (kept when the filter or the data changed under it);
+        ``recorded`` when the read is a person's action (opening the browser), else unrecorded."""
         self.loaded = True
         try:
-            with self.browser.store.unrecorded():
+            with contextlib.nullcontext() if recorded else self.browser.store.unrecorded():
                 page = self.pages(_where(self.filter.value), PAGE_SIZE, offset)
                 if page.frame.empty and offset and page.total:  # rows went away: show the last page
                     page = self.pages(_where(self.filter.value), PAGE_SIZE, (page.pages - 1) * PAGE_SIZE)
@@ -215,7 +217,7 @@ class StoreBrowser(FallbackDisplay, w.VBox):
         self.tab.observe(self._on_tab, names="selected_index")
         super().__init__([w.HTML(f"<b>Store</b> <code>{html.escape(store.uri)}</code>"), self.tab])
         self.add_class("mlmd-magic-browser")
-        self.tabs["experiments"].load(0)
+        self.tabs["experiments"].load(0, recorded=True)  # opening it is the person's action: one listing
         _session.on_write(self)  # refreshed after every action this kernel records
 
     def _pages(self, kind: str, type_name: str | None = None) -> Callable[[str | None, int, int], Page]:

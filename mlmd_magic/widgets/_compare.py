@@ -1,5 +1,5 @@
 """Run comparison in notebooks: :meth:`mlmd_magic.Store.compare` draws itself (HTML table and
-SVG curves); this module keeps the panel-side name for it."""
+PNG curves drawn with matplotlib); this module keeps the panel-side name for it."""
 
 from __future__ import annotations
 

@@ -1,0 +1,442 @@
+"""From lab to service: model cards and pushes, filled from the records alone.
+
+* :meth:`Release.model_card` gathers what the store knows of a model — the experiment, data
+  source (per split: examples, label distribution, fingerprint), scenario, the run, its
+  evaluations under each policy with their verdicts, its pushes — into the field names of
+  Google's Model Card Toolkit schema (``model_details``, ``model_parameters``,
+  ``quantitative_analysis``, ``considerations``) and writes ``model_card.json`` and
+  ``model_card.html``.
+* :meth:`Release.push` writes a model blessed under a policy as a TensorFlow SavedModel in TF
+  Serving's layout ``DIR/<version>/`` (versions 1, 2, ... like TFX's Pusher), with the card
+  beside it, recorded as a ``Push`` execution with an output ``mlmd_magic.PushedModel``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import errno
+import hashlib
+import html
+import json
+import os
+import re
+import shutil
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..backend.properties import set_properties, text
+from ..backend.recorder import Action, Recorder
+from ..core import session as _session
+from ..core.evaluation import parse_slices, slice_names
+from ..core.values import canonical_json
+from ..errors import MlmdMagicError, NotBlessedError, ValidationError
+from .records import Records
+from .runs import Runs
+
+__all__ = ["ModelCard", "Pushed", "Release"]
+
+_VERSION_DIR = re.compile(r"[0-9]+")
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """A model card (Model Card Toolkit field names) and where it was written."""
+
+    data: dict[str, Any]
+    html: str
+    paths: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        plain: dict[str, Any] = json.loads(json.dumps(self.data))
+        return plain
+
+    def _repr_html_(self) -> str:
+        return self.html
+
+    def __repr__(self) -> str:
+        details = self.data["model_details"]
+        lines = [f"Model card: {details['name']} ({details['version']['name']})", f"  {details['overview']}"]
+        for metric in self.data["quantitative_analysis"]["performance_metrics"]:
+            if metric["type"] in ("accuracy", "example_count") or metric.get("threshold"):
+                mark = f"  [{metric['threshold']}]" if metric.get("threshold") else ""
+                lines.append(f"  {metric['slice']:<14} {metric['type']:<16} {metric['value']}{mark}")
+        lines += [f"  written: {p}" for p in self.paths]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Pushed:
+    """A push: where the SavedModel went, its version, the policy and verdict behind it."""
+
+    uri: str
+    version: int
+    model_id: int
+    model_name: str
+    policy: str
+    blessed: bool
+    overridden: list[str] = field(default_factory=list)  # failed checks pushed anyway (force=True)
+    by: str = ""
+    id: int = 0  # the PushedModel artifact
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"pushed_model": self.id, "uri": self.uri, "version": self.version, "model": self.model_id,
+                "model_name": self.model_name, "policy": self.policy, "blessed": self.blessed,
+                "overridden": self.overridden, "by": self.by}
+
+    def __repr__(self) -> str:
+        how = "blessed" if self.blessed else f"NOT blessed, forced by {self.by} over {len(self.overridden)} " \
+                                             "failed check(s)"
+        lines = [f"pushed {self.model_name} as version {self.version} to {self.uri} (policy {self.policy}: {how})"]
+        lines += [f"  overridden: {c}" for c in self.overridden]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        return f"<pre class='mlmd-magic-push'>{html.escape(repr(self))}</pre>"
+
+
+def next_version(folder: str) -> int:
+    """The next TF Serving version number under ``folder``: one more than the largest numbered
+    sub-folder (1 for a new folder)."""
+    if not os.path.isdir(folder):
+        return 1
+    numbers = [int(n) for n in os.listdir(folder) if _VERSION_DIR.fullmatch(n) and os.path.isdir(
+        os.path.join(folder, n))]
+    return max(numbers, default=0) + 1
+
+
+class Release:
+    """Model cards and pushes for one store."""
+
+    def __init__(self, records: Records, runs: Runs, recorder: Recorder) -> None:
+        self.records = records
+        self.runs = runs
+        self.recorder = recorder
+
+    @property
+    def mlmd(self) -> Any:
+        return self.recorder.mlmd
+
+    # ------------------------------------------------------------------ evaluations
+
+    def _evaluation(self, model: Any, policy: str | None) -> Any | None:
+        """The model's newest evaluation under ``policy`` (a name or NAME@N), or under any policy."""
+        evaluations = [e for e in self.runs.evaluations_of([model.id])[model.id] if text(e.properties, "policy")]
+        if policy:
+            name = policy.split("@", 1)[0]
+            self.records.resolve("policies", policy)  # an unknown policy is a NotFoundError
+            evaluations = [e for e in evaluations if text(e.properties, "policy") == policy
+                           or ("@" not in policy and text(e.properties, "policy").rsplit("@", 1)[0] == name)]
+        return evaluations[-1] if evaluations else None
+
+    @staticmethod
+    def _failed(evaluation: Any) -> list[str]:
+        checks = json.loads(text(evaluation.properties, "checks") or "[]")
+        return [f"{c['slice']}: {c['threshold']}" + (f" ({c['reason']})" if c.get("reason") else "")
+                for c in checks if not c.get("passed")]
+
+    @staticmethod
+    def _blessed(evaluation: Any) -> bool:
+        return bool(evaluation.custom_properties["blessed"].int_value) if "blessed" in evaluation.custom_properties \
+            else False
+
+    # ------------------------------------------------------------------ model card
+
+    def card_data(self, model: Any) -> dict[str, Any]:
+        """The model card's fields, from the records alone."""
+        from ml_metadata.proto import metadata_store_pb2 as pb
+
+        params = self._experiment(model)
+        ds_ref = f"{params['datasource']['name']}@{params['datasource']['version']}"
+        ds_art = self.records.resolve("datasources", ds_ref)
+        datasource = self.records.data("datasources", ds_art)
+        experiment = self.records.resolve("experiments", f"{params['experiment']}@{params['version']}")
+        scenario = self.records.data("scenarios", self.records.resolve(
+            "scenarios", f"{params['scenario']['name']}@{params['scenario']['version']}"))
+        files = json.loads(text(ds_art.properties, "files") or "{}")
+        signature = json.loads(text(model.properties, "signature") or "{}")
+        metrics = json.loads(text(model.properties, "metrics") or "{}")
+        created = _dt.datetime.fromtimestamp(model.create_time_since_epoch / 1000, tz=_dt.timezone.utc)
+        data = []
+        for split in datasource["splits"]:
+            digest = hashlib.sha256(canonical_json(sorted(f[3] for f in files.get(split, []) if len(f) > 3))
+                                    .encode()).hexdigest() if files.get(split) else datasource["fingerprint"]
+            labels = datasource["label_distribution"].get(split, {})
+            names = datasource.get("label_names") or []
+            shown = {names[int(k)] if k.isdecimal() and int(k) < len(names) else k: v for k, v in labels.items()}
+            data.append({"name": f"{ds_ref}:{split}",
+                         "link": os.path.join(datasource["uri"], datasource["splits"][split]),
+                         "description": f"{datasource['examples'].get(split, 0)} examples; label distribution "
+                                        f"{json.dumps(shown)}; SHA-256 fingerprint {digest}",
+                         "sensitive": {"sensitive_data": []},
+                         "graphics": {"description": "", "collection": []},
+                         # beyond the schema's fields, kept machine-readable
+                         "split": split, "examples": datasource["examples"].get(split, 0),
+                         "label_distribution": shown, "fingerprint": digest})
+        evaluations = self.runs.evaluations_of([model.id])[model.id]
+        latest: dict[str, Any] = {}
+        for e in evaluations:
+            latest[text(e.properties, "policy").rsplit("@", 1)[0] or "(no policy)"] = e
+        performance, policies = [], []
+        for key, e in latest.items():
+            stored = json.loads(text(e.properties, "metrics") or "{}")
+            checks = json.loads(text(e.properties, "checks") or "[]")
+            marks: dict[tuple[str, str], str] = {}
+            for c in checks:
+                metric = c["threshold"].split(" ", 1)[0]
+                marks[(metric, c["slice"])] = ("✓ " if c["passed"] else "✗ ") + c["threshold"]
+            policy_ref = text(e.properties, "policy")
+            per_slice = stored.get("metrics") or {}
+            named = slice_names(parse_slices([_spec(s) for s in json.loads(text(e.properties, "slices") or "[]")]))
+            order = [s for s in (named or []) if s in per_slice] + [s for s in per_slice if s not in (named or [])]
+            for slice_name, values in ((s, per_slice[s]) for s in order):
+                for metric, value in values.items():
+                    performance.append({
+                        "type": metric, "value": "—" if value is None else f"{value:.4g}", "slice": slice_name,
+                        "threshold": marks.get((metric, slice_name), ""),
+                        "policy": policy_ref, "evaluation": e.id})
+            policies.append({"policy": policy_ref or key, "evaluation": e.id, "split": text(e.properties, "split"),
+                             "verdict": "BLESSED" if self._blessed(e) else "NOT BLESSED",
+                             "failed_checks": self._failed(e),
+                             "slices": order})
+        owners = []
+        for p in policies:
+            if p["policy"] and "@" in p["policy"]:
+                owner = self.records.data("policies", self.records.resolve("policies", p["policy"]))["owner"]
+                if owner and {"name": owner, "contact": ""} not in owners:
+                    owners.append({"name": owner, "contact": ""})
+        pushes = self._pushes(model)
+        run = self._train_execution(model)
+        run_name = run.name if run is not None else ""
+        lineage = [f"data source {ds_ref} (fingerprint {datasource['fingerprint'][:12]})",
+                   f"scenario {scenario['name']}@{scenario['version']} (builder {scenario['model']})",
+                   f"experiment {experiment.name}",
+                   f"run {run_name or '?'} ({pb.Execution.State.Name(run.last_known_state) if run else '?'})",
+                   f"model #{model.id} {model.name}"]
+        lineage += [f"evaluation #{p['evaluation']} under {p['policy']}: {p['verdict']}" for p in policies]
+        lineage += [f"pushed as version {a.properties['version'].int_value} to {a.uri}" for a in pushes]
+        limitations = [{"description": f"fails {c} under {p['policy']}"} for p in policies for c in p["failed_checks"]]
+        return {
+            "schema_version": "0.0.2",
+            "model_details": {
+                "name": str(model.name) or f"model #{model.id}",
+                "overview": f"{signature.get('task', '')} model ({scenario['model']}) trained by experiment "
+                            f"{experiment.name} on {ds_ref}" + (f": {datasource['description']}"
+                                                               if datasource.get("description") else ""),
+                "documentation": "Lineage: " + " -> ".join(lineage),
+                "owners": owners,
+                "version": {"name": str(model.name), "date": created.isoformat(timespec="seconds"),
+                            "diff": ""},
+                "licenses": [], "references": [], "citations": [],
+                "path": model.uri,
+            },
+            "model_parameters": {
+                "model_architecture": f"{scenario['model']} (Keras), hyperparameters "
+                                      f"{canonical_json(params['params'])}",
+                "data": data,
+                "input_format": "one tensor per feature: " + ", ".join(signature.get("input_features") or []),
+                "input_format_map": [{"key": k, "value": json.dumps(v)} for k, v in datasource["features"].items()
+                                     if k != datasource["label"]],
+                "output_format": f"{signature.get('task', '')} scores"
+                                 + (f" over {signature.get('num_classes')} classes "
+                                    f"{datasource.get('label_names') or ''}" if signature.get("task") == "multiclass"
+                                    else ""),
+                "output_format_map": [],
+            },
+            "quantitative_analysis": {
+                "performance_metrics": performance,
+                "graphics": {"description": "", "collection": []},
+                # beyond the schema's fields: each policy's verdict
+                "policies": policies,
+                "training_metrics": metrics,
+            },
+            "considerations": {
+                "users": [], "use_cases": [],
+                "limitations": limitations,
+                "tradeoffs": [], "ethical_considerations": [],
+            },
+        }
+
+    def _experiment(self, model: Any) -> dict[str, Any]:
+        experiment = self.records.resolve("experiments", text(model.properties, "experiment"))
+        return self.records.data("experiments", experiment)
+
+    def _train_execution(self, model: Any) -> Any | None:
+        from ml_metadata.proto import metadata_store_pb2 as pb
+
+        ids = [e.execution_id for e in self.mlmd.get_events_by_artifact_ids([model.id]) if e.type == pb.Event.OUTPUT]
+        found = self.mlmd.get_executions_by_id(ids) if ids else []
+        return found[0] if found else None
+
+    def _pushes(self, model: Any) -> list[Any]:
+        from ml_metadata.proto import metadata_store_pb2 as pb
+
+        ids = [e.execution_id for e in self.mlmd.get_events_by_artifact_ids([model.id]) if e.type == pb.Event.INPUT]
+        if not ids:
+            return []
+        outputs = [e.artifact_id for e in self.mlmd.get_events_by_execution_ids(ids) if e.type == pb.Event.OUTPUT]
+        pushed_type = self.recorder.types.artifacts["PushedModel"]
+        return sorted((a for a in (self.mlmd.get_artifacts_by_id(outputs) if outputs else [])
+                       if a.type_id == pushed_type), key=lambda a: a.id)
+
+    def model_card(self, target: Any, to: str | None) -> ModelCard:
+        """See :meth:`mlmd_magic.Store.model_card`."""
+        act = Action("WriteModelCard", {"target": str(getattr(target, "model_id", target)), "to": to})
+        with self.recorder.guard(act):
+            model = self.runs.resolve_model(target)
+            act.inputs.append(model)
+            folder = to or os.path.dirname(model.uri) or "."
+            card = self.write_card(model, folder)
+            act.outcome = f"wrote {', '.join(card.paths)}"
+            self.recorder.commit(act)
+            return card
+
+    def write_card(self, model: Any, folder: str) -> ModelCard:
+        data = self.card_data(model)
+        page = card_html(data)
+        os.makedirs(folder, exist_ok=True)
+        paths = [os.path.join(folder, "model_card.json"), os.path.join(folder, "model_card.html")]
+        with open(paths[0], "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, ensure_ascii=False)
+        with open(paths[1], "w", encoding="utf-8") as fh:
+            fh.write(f"<!doctype html><html><head><meta charset='utf-8'><title>Model card "
+                     f"{html.escape(data['model_details']['name'])}</title></head><body>{page}</body></html>")
+        return ModelCard(data, page, paths)
+
+    # ------------------------------------------------------------------ push
+
+    def push(self, target: Any, to: str, *, force: bool, policy: str | None) -> Pushed:
+        """See :meth:`mlmd_magic.Store.push`."""
+        from ml_metadata.proto import metadata_store_pb2 as pb
+
+        if not isinstance(to, str) or not to:
+            raise ValidationError("push needs a folder: store.push('model:ID', to='serving/nipt')")
+        act = Action("Push", {"target": str(getattr(target, "model_id", target)), "to": to, "force": force,
+                              "policy": policy})
+        with self.recorder.guard(act):
+            model = self.runs.resolve_model(target)
+            act.inputs.append(model)
+            evaluation = self._evaluation(model, policy)
+            if evaluation is None:
+                under = f"policy {policy}" if policy else "a policy"
+                raise NotBlessedError(
+                    f"{model.name or f'model #{model.id}'} has no evaluation under {under}; evaluate it first: "
+                    f"%mlmd evaluate model:{model.id} --policy NAME (store.evaluate(model, policy=NAME))")
+            act.inputs.append(evaluation)
+            policy_ref = text(evaluation.properties, "policy")
+            blessed = self._blessed(evaluation)
+            failed = self._failed(evaluation)
+            label = str(model.name) or f"model #{model.id}"
+            if not blessed and not force:
+                listed = "\n".join(f"  ✗ {c}" for c in failed)
+                raise NotBlessedError(
+                    f"{label} is NOT BLESSED under {policy_ref} (evaluation #{evaluation.id}); not pushed. "
+                    f"Failed checks:\n{listed}\nFix the model, or push anyway with force=True (--force), which "
+                    "records who overrode which checks")
+            user = _session.current_session().user
+            override = {"by": user, "checks": failed} if not blessed else None
+            folder = os.path.abspath(to)
+            params = self._experiment(model)
+            from ..trainer import export_saved_model
+
+            for _ in range(100):
+                version = next_version(folder)
+                target_dir = os.path.join(folder, str(version))
+                staging = os.path.join(folder, f".staging-{version}-{os.getpid()}")
+                shutil.rmtree(staging, ignore_errors=True)
+                try:
+                    signature = export_saved_model(params, model.uri, staging)
+                except (OSError, ValueError, KeyError) as exc:
+                    shutil.rmtree(staging, ignore_errors=True)
+                    raise ValidationError(f"cannot export {label} as a SavedModel: {type(exc).__name__}: "
+                                          f"{exc}") from None
+                with open(os.path.join(staging, "serving_signature.json"), "w", encoding="utf-8") as fh:
+                    json.dump(signature, fh, indent=2)
+                try:
+                    os.rename(staging, target_dir)
+                except OSError as exc:
+                    shutil.rmtree(staging, ignore_errors=True)
+                    if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                        continue  # another pusher took this number: take the next one
+                    raise ValidationError(f"cannot write {target_dir}: {exc.strerror}; push to a folder you can "
+                                          "write") from None
+                break
+            else:
+                raise ValidationError(f"could not find a free version folder under {folder}; try again")
+            pushed = pb.Artifact(type_id=self.recorder.types.artifacts["PushedModel"], uri=target_dir,
+                                 name=f"{label}->{target_dir}", state=pb.Artifact.LIVE)
+            set_properties(pushed, version=version, policy=policy_ref, pushed_model=model.id,
+                           evaluation=evaluation.id, override=canonical_json(override) if override else None)
+            pushed.custom_properties["pushed"].int_value = 1  # as TFX's PushedModel
+            pushed.custom_properties["pushed_destination"].string_value = target_dir
+            pushed.custom_properties["pushed_version"].string_value = str(version)
+            act.outputs = [pushed]
+            act.outcome = f"pushed version {version}" + (f" (forced by {user} over {len(failed)} failed checks)"
+                                                         if override else "")
+            if override:
+                act.properties["details"] = canonical_json({"override": override})
+            try:
+                self.recorder.commit(act)
+            except BaseException:
+                shutil.rmtree(target_dir, ignore_errors=True)  # nothing on disk that the store does not know
+                raise
+            pushed.id = act.output_ids[0]
+            try:
+                self.write_card(model, target_dir)  # the card beside the SavedModel, this push included
+            except (OSError, MlmdMagicError) as exc:  # the push is recorded and on disk: say so, don't fail it
+                warnings.warn(f"pushed {label} as version {version}, but its model card could not be written "
+                              f"beside it ({exc}); write it with %mlmd card {label} --to {target_dir}",
+                              stacklevel=2)
+            return Pushed(uri=target_dir, version=version, model_id=model.id, model_name=label, policy=policy_ref,
+                          blessed=blessed, overridden=failed if override else [], by=user if override else "",
+                          id=pushed.id)
+
+
+def _spec(stored: dict[str, Any]) -> dict[str, Any]:
+    """A slice as an evaluation stores it (every field, empty ones included) as a slice spec."""
+    return {k: v for k, v in stored.items() if v not in ((), [], None)}
+
+
+def card_html(card: dict[str, Any]) -> str:
+    """The card as HTML: details, data per split, each policy's verdict, metrics per slice."""
+    esc = html.escape
+    details, parameters = card["model_details"], card["model_parameters"]
+    analysis = card["quantitative_analysis"]
+    parts = [f"<div class='mlmd-magic-model-card'><h3>Model card: {esc(details['name'])}</h3>",
+             f"<p>{esc(details['overview'])}</p>",
+             f"<p><small>version {esc(details['version']['name'])}, {esc(details['version']['date'])}; "
+             f"owners: {esc(', '.join(o['name'] for o in details['owners']) or '—')}; path "
+             f"<code>{esc(details['path'])}</code></small></p>",
+             f"<h4>Model parameters</h4><p>{esc(parameters['model_architecture'])}</p>",
+             f"<p>input: {esc(parameters['input_format'])}<br>output: {esc(parameters['output_format'])}</p>",
+             "<table><thead><tr><th>data</th><th>examples</th><th>label distribution</th><th>fingerprint</th>"
+             "</tr></thead><tbody>"]
+    for d in parameters["data"]:
+        parts.append(f"<tr><td>{esc(d['name'])}</td><td>{d['examples']}</td>"
+                     f"<td>{esc(json.dumps(d['label_distribution']))}</td><td><code>{esc(d['fingerprint'][:16])}"
+                     "</code></td></tr>")
+    parts.append("</tbody></table><h4>Quantitative analysis</h4>")
+    for p in analysis["policies"]:
+        colour = "green" if p["verdict"] == "BLESSED" else "crimson"
+        parts.append(f"<p><b>{esc(p['policy'])}</b> on {esc(p['split'])}: "
+                     f"<b style='color:{colour}'>{esc(p['verdict'])}</b> (evaluation #{p['evaluation']})</p>")
+        if p["failed_checks"]:
+            parts.append("<ul>" + "".join(f"<li>✗ {esc(c)}</li>" for c in p["failed_checks"]) + "</ul>")
+        rows = [m for m in analysis["performance_metrics"] if m["evaluation"] == p["evaluation"]]
+        slices = list(dict.fromkeys(m["slice"] for m in rows))
+        metrics = list(dict.fromkeys(m["type"] for m in rows))
+        cell = {(m["type"], m["slice"]): m["value"] + (f" {m['threshold'][0]}" if m["threshold"] else "") for m in rows}
+        parts.append("<table class='mlmd-magic-card-metrics'><thead><tr><th>metric</th>"
+                     + "".join(f"<th>{esc(s)}</th>" for s in slices) + "</tr></thead><tbody>"
+                     + "".join(f"<tr><td>{esc(m)}</td>" + "".join(f"<td>{esc(cell.get((m, s), ''))}</td>"
+                                                                for s in slices) + "</tr>" for m in metrics)
+                     + "</tbody></table>")
+    if not analysis["policies"]:
+        parts.append("<p>no evaluation on record</p>")
+    limitations = card["considerations"]["limitations"]
+    if limitations:
+        parts.append("<h4>Considerations: limitations</h4><ul>"
+                     + "".join(f"<li>{esc(x['description'])}</li>" for x in limitations) + "</ul>")
+    parts.append(f"<h4>Lineage</h4><p><small>{esc(details['documentation'])}</small></p></div>")
+    return "".join(parts)
+

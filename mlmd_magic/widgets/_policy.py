@@ -1,0 +1,271 @@
+"""The policy editor: a release policy's slices and thresholds as form controls, no YAML."""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from typing import Any
+
+import ipywidgets as w
+
+from ..core import session as _session
+from ..core.values import Diff, diff_values
+from ..errors import MlmdMagicError, NotFoundError, ValidationError
+from ..store import Store
+from ._fallback import FallbackDisplay
+
+_KINDS = ("lower", "upper", "change")
+_WIDE = {"description_width": "initial"}
+
+
+def _numbers(text: str, where: str) -> list[float]:
+    """``"0.04, 0.08"`` -> ``[0.04, 0.08]``."""
+    out = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            out.append(float(part))
+        except ValueError:
+            raise ValidationError(f"{where}: {part!r} is not a number; write numbers separated by commas, "
+                                  "e.g. 0.04, 0.08") from None
+    return out
+
+
+def _words(text: str) -> list[str]:
+    return [p.strip() for p in text.split(",") if p.strip()]
+
+
+def _show(values: list[Any]) -> str:
+    return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
+
+
+class _SliceRow(w.HBox):
+    def __init__(self, editor: PolicyEditor, spec: dict[str, Any]) -> None:
+        self.feature = w.Text(value=str(spec.get("feature", "")), description="feature", placeholder="fetal_fraction",
+                              continuous_update=True, style=_WIDE, layout=w.Layout(width="260px"))
+        self.bins = w.Text(value=_show(spec.get("bins") or []), description="bins", placeholder="0.04, 0.08",
+                           continuous_update=True, style=_WIDE, layout=w.Layout(width="200px"))
+        self.names = w.Text(value=_show(spec.get("names") or []), description="names",
+                            placeholder="ff_low, ff_mid, ff_high", continuous_update=True, style=_WIDE,
+                            layout=w.Layout(width="320px"))
+        self.remove = w.Button(description="Remove", icon="trash", layout=w.Layout(width="auto"))
+        self.remove.on_click(lambda _: editor.remove_slice(self))
+        for field in (self.feature, self.bins, self.names):
+            field.observe(lambda _: editor.refresh(), names="value")
+        super().__init__([self.feature, self.bins, self.names, self.remove])
+        self.add_class("mlmd-magic-policy-slice")
+
+    def spec(self, i: int) -> dict[str, Any]:
+        if not self.feature.value.strip():
+            raise ValidationError(f"slice {i + 1}: name the feature to slice by (e.g. fetal_fraction)")
+        out: dict[str, Any] = {"feature": self.feature.value.strip()}
+        bins = _numbers(self.bins.value, f"slice {i + 1} bins")
+        if bins:
+            out["bins"] = bins
+        names = _words(self.names.value)
+        if names:
+            out["names"] = names
+        return out
+
+
+class _ThresholdRow(w.HBox):
+    def __init__(self, editor: PolicyEditor, spec: dict[str, Any]) -> None:
+        kind = next((k for k in _KINDS if spec.get(k) is not None), "lower")
+        value = spec.get(kind)
+        self.metric = w.Combobox(value=str(spec.get("metric", "")), options=editor.metric_choices,
+                                 description="metric", placeholder="recall_T21", ensure_option=False,
+                                 continuous_update=True, style=_WIDE, layout=w.Layout(width="260px"))
+        self.kind = w.Dropdown(options=list(_KINDS), value=kind, description="kind", style=_WIDE,
+                               layout=w.Layout(width="150px"))
+        self.value = w.FloatText(value=float(value) if value is not None else 0.0, description="value",
+                                 continuous_update=True, style=_WIDE, layout=w.Layout(width="160px"))
+        self.slices = w.Text(value=", ".join(spec.get("slices") or []), description="slices",
+                             placeholder="all slices", continuous_update=True, style=_WIDE,
+                             layout=w.Layout(width="260px"))
+        self.remove = w.Button(description="Remove", icon="trash", layout=w.Layout(width="auto"))
+        self.remove.on_click(lambda _: editor.remove_threshold(self))
+        self._extra: dict[str, Any] = {k: spec[k] for k in ("relative", "direction") if k in spec}
+        for field in (self.metric, self.kind, self.value, self.slices):
+            field.observe(lambda _: editor.refresh(), names="value")
+        super().__init__([self.metric, self.kind, self.value, self.slices, self.remove])
+        self.add_class("mlmd-magic-policy-threshold")
+
+    def spec(self, i: int) -> dict[str, Any]:
+        value = self.value.value
+        if value is None or not math.isfinite(float(value)):
+            raise ValidationError(f"threshold {i + 1}: the value must be a number")
+        if not self.metric.value.strip():
+            raise ValidationError(f"threshold {i + 1}: choose a metric (e.g. recall_T21)")
+        out: dict[str, Any] = {"metric": self.metric.value.strip(), self.kind.value: float(value)}
+        if self.kind.value == "change":
+            out.update(self._extra)
+        slices = _words(self.slices.value)
+        if slices:
+            out["slices"] = slices
+        return out
+
+
+class PolicyEditor(FallbackDisplay, w.VBox):
+    """Edit a release policy (or write a new one) with form controls: add, remove and change
+    slices and thresholds, see the diff against the stored version, and save a new version.
+
+    Checks are the library's own (:meth:`Store.add_policy`'s), run as you type; Save calls
+    :meth:`Store.add_policy`, recorded with a source naming the panel and the change.
+    """
+
+    def __init__(self, store: Store, name: str) -> None:
+        self._store = store
+        self.name = name
+        self.metric_choices: list[str] = _metric_choices(store)
+        self._stored: dict[str, Any] | None = None
+        self._ref = ""
+        try:
+            with store.unrecorded():
+                record = store.get(name, kind="policies")
+            self._stored, self._ref = self._spec_of(record.data), record.ref
+        except NotFoundError:
+            pass  # a new policy: saving records version 1
+        start = self._stored or {"slices": [], "thresholds": [], "description": "", "owner": ""}
+        self.header = w.HTML()
+        self.owner = w.Text(value=start["owner"], description="owner", continuous_update=True, style=_WIDE,
+                            layout=w.Layout(width="320px"))
+        self.description = w.Text(value=start["description"], description="description", continuous_update=True,
+                                  style=_WIDE, layout=w.Layout(width="640px"))
+        self.slice_box = w.VBox()
+        self.threshold_box = w.VBox()
+        self.add_slice_button = w.Button(description="Add slice", icon="plus", layout=w.Layout(width="auto"))
+        self.add_threshold_button = w.Button(description="Add threshold", icon="plus", layout=w.Layout(width="auto"))
+        self.status = w.HTML(layout=w.Layout(min_height="1.6em"))
+        self.diff = w.HTML(layout=w.Layout(min_height="5em"))
+        self.save_button = w.Button(description="Save as new version", button_style="primary", icon="save",
+                                    layout=w.Layout(width="auto"))
+        self.slice_box.children = tuple(_SliceRow(self, s) for s in start["slices"])
+        self.threshold_box.children = tuple(_ThresholdRow(self, t) for t in start["thresholds"])
+        self.add_slice_button.on_click(lambda _: self.add_slice())
+        self.add_threshold_button.on_click(lambda _: self.add_threshold())
+        self.save_button.on_click(lambda _: self.save())
+        for field in (self.owner, self.description):
+            field.observe(lambda _: self.refresh(), names="value")
+        super().__init__([self.header, w.HBox([self.owner]), self.description,
+                          w.HTML("<b>slices</b> <small>(bins of a numeric feature; names optional)</small>"),
+                          self.slice_box, w.HBox([self.add_slice_button]),
+                          w.HTML("<b>thresholds</b> <small>(lower/upper: the value must reach it; change: at most "
+                                 "this much worse than the baseline; slices empty: every slice)</small>"),
+                          self.threshold_box, w.HBox([self.add_threshold_button]), self.status, self.diff,
+                          w.HBox([self.save_button])])
+        self.add_class("mlmd-magic-policy-editor")
+        self.refresh()
+
+    @staticmethod
+    def _spec_of(data: dict[str, Any]) -> dict[str, Any]:
+        return {k: data[k] for k in ("slices", "thresholds", "description", "owner")}
+
+    # ------------------------------------------------------------------ form actions
+
+    def add_slice(self, spec: dict[str, Any] | None = None) -> None:
+        """A new slice row (empty, or filled from ``spec``)."""
+        self.slice_box.children = (*self.slice_box.children, _SliceRow(self, spec or {}))
+        self.refresh()
+
+    def remove_slice(self, row: Any) -> None:
+        self.slice_box.children = tuple(r for r in self.slice_box.children if r is not row)
+        self.refresh()
+
+    def add_threshold(self, spec: dict[str, Any] | None = None) -> None:
+        """A new threshold row (empty, or filled from ``spec``)."""
+        self.threshold_box.children = (*self.threshold_box.children, _ThresholdRow(self, spec or {}))
+        self.refresh()
+
+    def remove_threshold(self, row: Any) -> None:
+        self.threshold_box.children = tuple(r for r in self.threshold_box.children if r is not row)
+        self.refresh()
+
+    # ------------------------------------------------------------------ state
+
+    def pending(self) -> dict[str, Any]:
+        """The policy the form describes, checked by the library's rules (as saving would)."""
+        slices = [row.spec(i) for i, row in enumerate(self.slice_box.children)]
+        thresholds = [row.spec(i) for i, row in enumerate(self.threshold_box.children)]
+        plain_slices, plain_thresholds = Store.check_policy(slices, thresholds)
+        return {"slices": plain_slices, "thresholds": plain_thresholds, "description": self.description.value,
+                "owner": self.owner.value}
+
+    def refresh(self) -> None:
+        """Validate the form and update the diff against the stored version."""
+        if not hasattr(self, "save_button"):
+            return  # still being built
+        nxt = int(self._ref.rsplit("@", 1)[1]) + 1 if self._ref else 1
+        title = f"Policy {self._ref}" if self._ref else f"New policy {self.name}"
+        self.header.value = (f"<b>{html.escape(title)}</b> <i>(editing; saving records version {nxt} if anything "
+                             "changed)</i>")
+        try:
+            pending = self.pending()
+        except MlmdMagicError as exc:
+            self.status.value = f"<span style='color:crimson'>✗ {html.escape(str(exc))}</span>"
+            self.diff.value = ""
+            self.save_button.disabled = True
+            return
+        changes = diff_values(self._ref or "(none)", self._stored or {}, "pending", pending)
+        changed = list(changes.changes)
+        self.save_button.disabled = not changed
+        self.status.value = "<span style='color:green'>✓ valid</span>" + ("" if changed else " — no changes")
+        self.diff.value = Diff(changes.a, changes.b, tuple(changed))._repr_html_() if changed else ""
+
+    def change_summary(self) -> str:
+        stored, pending = self._stored or {}, self.pending()
+        def dump(value: Any) -> str:
+            return json.dumps(value, sort_keys=True)
+
+        parts = [f"{k} {dump(stored.get(k))} -> {dump(v)}" for k, v in pending.items()
+                 if dump(stored.get(k)) != dump(v)]
+        return "; ".join(parts) or "no changes"
+
+    def save(self) -> Any:
+        """Record the form as a new version of the policy; returns the record (None on an error,
+        which the panel shows)."""
+        try:
+            pending = self.pending()
+            summary = self.change_summary()
+            with _session.action_context(source=f"widget PolicyEditor {self._ref or self.name}: {summary}"):
+                record = self._store.add_policy(self.name, slices=pending["slices"],
+                                                thresholds=pending["thresholds"],
+                                                description=pending["description"] or None,
+                                                owner=pending["owner"] or None)
+        except MlmdMagicError as exc:
+            self.status.value = f"<span style='color:crimson'>✗ {html.escape(str(exc))}</span>"
+            return None
+        self._stored, self._ref = self._spec_of(record.data), record.ref
+        word = "saved as" if record.status == "created" else "unchanged, matches"
+        self.refresh()
+        self.status.value = f"<span class='mlmd-magic-saved' style='color:green'>✓ {word} {record.ref}</span>"
+        return record
+
+    def __repr__(self) -> str:
+        try:
+            spec = self.pending()
+        except MlmdMagicError as exc:
+            spec = {"error": str(exc)}
+        lines = [f"PolicyEditor for {self._ref or self.name + ' (new)'}"]
+        lines += [f"  {k}: {json.dumps(v)}" for k, v in spec.items()]
+        lines.append("(an interactive form in JupyterLab, Notebook 7 and VS Code)")
+        return "\n".join(lines)
+
+
+def _metric_choices(store: Store) -> list[str]:
+    """Metric names offered while typing: those of the tasks and class names in the store's data."""
+    from ..core.evaluation import metric_names
+
+    names: dict[str, None] = {}
+    try:
+        with store.unrecorded():
+            for ds in store.names("datasources"):
+                label_names = store.get(ds, kind="datasources").data.get("label_names")
+                if label_names:
+                    task = "binary" if len(label_names) == 2 else "multiclass"
+                    names.update(dict.fromkeys(metric_names(task, len(label_names), label_names)))
+    except MlmdMagicError:
+        pass
+    names.update(dict.fromkeys(metric_names("binary")))
+    return list(names)
