@@ -159,7 +159,11 @@ class Lineage:
         properties) under the graph, in the same output and without a kernel."""
         # unique within a page (each drawing's radios and rules are its own), yet the same on every
         # run of a notebook: from what is drawn and how many drawings this process made before
-        drawn = f"{next(_DRAWINGS)}:{self._svg()}".encode()
+        # (kinds, labels and edges by position: no absolute paths, so a checkout anywhere gives the same)
+        index = {n.key: i for i, n in enumerate(self.nodes)}
+        shape = ";".join(f"{n.kind}:{n.label}" for n in self.nodes) + "|" + ",".join(
+            f"{index[a]}>{index[b]}" for a, b in sorted(self.edges) if a in index and b in index)
+        drawn = f"{next(_DRAWINGS)}:{shape}".encode()
         uid = "mlmd-lineage-" + hashlib.sha256(drawn).hexdigest()[:10]
         radios = "".join(f"<input type='radio' name='{uid}' id='{uid}-{i}' class='mlmd-magic-pick'/>"
                          for i in range(len(self.nodes)))
