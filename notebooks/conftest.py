@@ -73,3 +73,6 @@ def pytest_runtest_setup(item: pytest.Item) -> Iterator[Any]:
         yield
     finally:
         os.environ.pop(PASSWORD_ENV, None)
+
+# what the tutorials write next to them (scripts such as tutorial-data-team/bob.py) is not a test
+collect_ignore_glob = ["tutorial-data*"]
