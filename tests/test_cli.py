@@ -66,7 +66,7 @@ def test_export_then_import_into_another_store(filled: str, tmp_path: Path,
 
 def test_errors_exit_2_with_a_message(filled: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--uri", filled, "show", "nope"]) == 2
-    assert "no data source, scenario or experiment is named 'nope'" in capsys.readouterr().err
+    assert "no data source, scenario, experiment or policy is named 'nope'" in capsys.readouterr().err
     assert main(["--uri", filled, "connect", "memory://"]) == 2
     assert "unknown subcommand 'connect'" in capsys.readouterr().err
     (tmp_path / "bad.yaml").write_text("kind: scenario\nname: s\nmodel: [unclosed\n")

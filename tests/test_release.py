@@ -20,7 +20,7 @@ from ml_metadata.proto import metadata_store_pb2 as pb
 import mlmd_magic as mm
 from mlmd_magic import datasets
 from mlmd_magic.cli import main
-from mlmd_magic.errors import NotBlessedError, ValidationError
+from mlmd_magic.errors import NotBlessedError, NotFoundError, ValidationError
 from mlmd_magic.widgets import PolicyEditor
 
 from .test_magics import run
@@ -319,3 +319,51 @@ def test_the_store_browser_has_a_policies_tab_and_evaluations_name_their_policy(
     assert "confusion matrix, overall" in store.evaluation(evaluation.id)._repr_html_()
     browser = StoreBrowser(store)
     assert "policies" in browser.tab.titles
+
+
+def test_a_failed_verdict_is_explained_on_every_face(store: mm.Store, trained: dict[str, Any], ip: InteractiveShell,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    store.add_policy("release-explain", slices=SLICES, thresholds=FAILS)
+    evaluation = store.evaluate(trained["run"], policy="release-explain")
+    assert not evaluation.blessed
+    failed_slices = list(dict.fromkeys(c.slice for c in evaluation.result.failed))
+    api = store.evaluation(evaluation.id).explain()
+    assert [p.slice for p in api.slices] == failed_slices
+    assert all(p.matrix == evaluation.result.confusion[p.slice] for p in api.slices)
+    assert any(s.startswith("recall_T21: of ") for s in api.slices[0].sentences)
+    run(ip, f"%mlmd connect {trained['uri']}")
+    magic = run(ip, f"%mlmd explain {evaluation.id}")
+    assert magic.to_dict() == api.to_dict()
+    one = run(ip, f"%mlmd explain evaluation:{evaluation.id} --slice ff_high")
+    assert [p.slice for p in one.slices] == ["ff_high"]
+    with pytest.raises(UsageError, match="not an evaluation"):
+        run(ip, "%mlmd explain t21")
+    with pytest.raises(UsageError, match="no slice 'ff_none'"):
+        run(ip, f"%mlmd explain {evaluation.id} --slice ff_none")
+    capsys.readouterr()
+    assert main(["--uri", trained["uri"], "--json", "explain", str(evaluation.id)]) == 0
+    assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(api.to_dict()))
+    assert main(["--uri", trained["uri"], "explain", str(evaluation.id)]) == 0
+    assert capsys.readouterr().out.strip() == repr(api)
+    assert "why it failed" in store.details("evaluations", evaluation.id)  # the browser's details pane
+
+
+def test_kind_prefixed_references_name_a_policy_on_every_face(store: mm.Store, ip: InteractiveShell,
+                                                              capsys: pytest.CaptureFixture[str],
+                                                              trained: dict[str, Any]) -> None:
+    store.add_policy("release-prefix", slices=SLICES, thresholds=PASSES)
+    store.add_policy("release-prefix", slices=SLICES, thresholds=FAILS)
+    assert list(store.history("policy:release-prefix")["version"]) == [1, 2]
+    assert store.get("policy:release-prefix@1").ref == "release-prefix@1"
+    changed = store.diff("policy:release-prefix@1", "policy:release-prefix@2")
+    assert any(c.key.startswith("thresholds") for c in changed.changes)
+    with pytest.raises(ValidationError, match="names a policy but kind='experiment'"):
+        store.history("policy:release-prefix", kind="experiment")
+    with pytest.raises(NotFoundError, match="no policy is named 'release-prefx'; did you mean 'release-prefix'"):
+        store.kind_of("policy:release-prefx")
+    run(ip, f"%mlmd connect {trained['uri']}")
+    assert list(run(ip, "%mlmd history policy:release-prefix")["version"]) == [1, 2]
+    assert run(ip, "%mlmd diff policy:release-prefix@1 policy:release-prefix@2").changes == changed.changes
+    capsys.readouterr()
+    assert main(["--uri", trained["uri"], "--json", "history", "policy:release-prefix"]) == 0
+    assert [r["version"] for r in json.loads(capsys.readouterr().out)] == [1, 2]

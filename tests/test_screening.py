@@ -68,3 +68,61 @@ def test_a_threshold_on_an_unknown_metric_lists_the_task_metrics(task: str, metr
         evaluate_predictions(task, labels, scores, {"ff": FF}, class_names=CLASSES if task == "multiclass" else None,
                              thresholds=[{"metric": metric, "lower": 0.9}])
     assert hint in str(info.value) and "accuracy" in str(info.value)
+
+
+def _evaluated(thresholds: list[dict[str, object]]) -> object:
+    return evaluate_predictions(
+        "multiclass", Y, SCORES, {"ff": FF}, class_names=CLASSES,
+        slices=[{"feature": "ff", "bins": [0.04], "names": ["low", "high"]}], thresholds=thresholds)
+
+
+def test_explain_names_where_the_examples_behind_each_failed_check_went() -> None:
+    result = _evaluated([{"metric": "recall_T21", "lower": 0.9, "slices": ["overall"]},
+                         {"metric": "precision_T18", "lower": 0.9, "slices": ["overall"]},
+                         {"metric": "fpr_T21", "upper": 0.01, "slices": ["overall"]},
+                         {"metric": "npv_euploid", "lower": 0.99, "slices": ["overall"]},
+                         {"metric": "accuracy", "lower": 0.0}])
+    explained = result.explain()
+    assert [part.slice for part in explained.slices] == ["overall"]  # only slices with a failed check
+    part = explained.slices[0]
+    assert part.matrix == confusion_matrix(Y, PRED).tolist() and part.class_labels == CLASSES
+    # true T21 (rows 4, 5, 6) were called T21, T21, euploid
+    assert "recall_T21: of 3 T21 examples, 2 (67%) were called T21; the others were called: 1 euploid" in part.sentences
+    # called T18: examples 7 (T18) and 9 (euploid)
+    assert "precision_T18: of 2 examples called T18, 1 (50%) were T18; the others were: 1 euploid" in part.sentences
+    # not T21: 7 examples, of which example 2 (euploid) and 8 (T18) were called T21
+    assert "fpr_T21: of 7 examples that are not T21, 2 (29%) were called T21: 1 euploid, 1 T18" in part.sentences
+    # not called euploid: examples 2, 4, 5, 7, 8, 9, of which 2 (called T21) and 9 (called T18) are euploid
+    assert "npv_euploid: of 6 examples not called euploid, 2 (33%) were euploid, called: 1 T21, 1 T18" in part.sentences
+    text = repr(explained)
+    assert text.startswith("NOT BLESSED") and "slice overall: 4 failed" in text and "true class" in text
+    assert "slice overall" in explained._repr_html_() and explained.to_dict()["slices"][0]["confusion"] == part.matrix
+
+
+def test_explain_one_slice_and_the_confusion_table() -> None:
+    result = _evaluated([{"metric": "accuracy", "lower": 0.0}])
+    assert repr(result.explain()).endswith("no check failed")
+    low = FF < 0.04
+    part = result.explain("low").slices[0]
+    assert part.matrix == confusion_matrix(Y[low], PRED[low], labels=[0, 1, 2]).tolist() and not part.failed
+    table = result.confusion_table("low")
+    assert list(table.index) == CLASSES and list(table.columns) == CLASSES
+    assert table.to_numpy().tolist() == part.matrix
+    with pytest.raises(ValidationError, match="no slice 'mid'; its slices are overall, low, high"):
+        result.explain("mid")
+    with pytest.raises(ValidationError, match="no slice 'mid'"):
+        result.confusion_table("mid")
+
+
+def test_explain_a_binary_and_a_regression_evaluation() -> None:
+    y = np.array([0, 0, 0, 1, 1, 1])
+    binary = evaluate_predictions("binary", y, np.array([0.1, 0.7, 0.2, 0.9, 0.4, 0.8]), {}, class_names=["neg", "pos"],
+                                  thresholds=[{"metric": "recall", "lower": 0.9}])
+    assert binary.explain().slices[0].sentences == [
+        "recall: of 3 pos examples, 2 (67%) were called pos; the others were called: 1 neg"]
+    regression = evaluate_predictions("regression", np.arange(5.0), np.arange(5.0) + 1, {},
+                                      thresholds=[{"metric": "mae", "upper": 0.5}])
+    part = regression.explain().slices[0]
+    assert part.failed and not part.matrix and not part.sentences
+    with pytest.raises(ValidationError, match="regression task has none"):
+        regression.confusion_table()

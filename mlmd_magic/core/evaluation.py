@@ -38,7 +38,8 @@ import numpy as np
 
 from ..errors import ValidationError
 
-__all__ = ["Check", "EvaluationResult", "SliceSpec", "Threshold", "check_metric_names", "check_slice_names",
+__all__ = ["Check", "EvaluationResult", "Explanation", "SliceExplanation", "SliceSpec", "Threshold",
+           "check_metric_names", "check_slice_names",
            "class_labels",
            "compute_metrics", "confusion", "evaluate_predictions", "metric_names", "parse_slices", "parse_thresholds",
            "slice_masks", "slice_names"]
@@ -412,6 +413,63 @@ class EvaluationResult:
         """The checks that failed."""
         return [c for c in self.checks if not c.passed]
 
+    def confusion_table(self, slice_name: str = OVERALL) -> Any:
+        """The confusion matrix of one slice as a pandas DataFrame: rows are the true classes,
+        columns the predicted ones, by the class names metrics use.
+
+        Raises
+        ------
+        ValidationError
+            When the evaluation has no slice of that name, or no matrices (regression).
+        """
+        import pandas as pd
+
+        matrix = self._matrix(slice_name)
+        names = self._names(len(matrix))
+        frame = pd.DataFrame(matrix, index=pd.Index(names, name="true"), columns=pd.Index(names, name="predicted"))
+        return frame
+
+    def explain(self, slice_name: str | None = None) -> Explanation:
+        """Why the verdict is what it is: for each slice with a failed check (or only
+        ``slice_name``), the checks that failed, its confusion matrix, and where the examples
+        behind each failed class metric went ("of 17 T21 samples, 15 were called euploid").
+
+        Raises
+        ------
+        ValidationError
+            When ``slice_name`` is not one of the evaluation's slices.
+        """
+        if slice_name is not None and slice_name not in self.metrics:
+            raise ValidationError(f"the evaluation has no slice {slice_name!r}; its slices are "
+                                  f"{', '.join(self.metrics)}")
+        failed_slices = list(dict.fromkeys(c.slice for c in self.checks if not c.passed))
+        chosen = [slice_name] if slice_name is not None else failed_slices
+        parts = []
+        for name in chosen:
+            matrix = self.confusion.get(name) or []
+            checks = [c for c in self.checks if c.slice == name and not c.passed]
+            labels = self._names(len(matrix))
+            sentences = list(dict.fromkeys(
+                s for c in checks for s in [_where_they_went(c.threshold.split(" ", 1)[0], self.task, matrix, labels)]
+                if s))
+            parts.append(SliceExplanation(slice=name, failed=checks, class_labels=labels, matrix=matrix,
+                                          sentences=sentences))
+        return Explanation(blessed=self.blessed, split=self.split, checks=len(self.checks),
+                           failed=len(self.failed), slices=parts)
+
+    def _matrix(self, slice_name: str) -> list[list[int]]:
+        if slice_name not in self.metrics:
+            raise ValidationError(f"the evaluation has no slice {slice_name!r}; its slices are "
+                                  f"{', '.join(self.metrics)}")
+        matrix = self.confusion.get(slice_name)
+        if not matrix:
+            raise ValidationError(f"the evaluation has no confusion matrix for {slice_name!r} "
+                                  f"({'a regression task has none' if self.task == 'regression' else 'none recorded'})")
+        return matrix
+
+    def _names(self, k: int) -> list[str]:
+        return list(self.class_labels) if len(self.class_labels) == k else [str(i) for i in range(k)]
+
     def confusion_html(self, slice_name: str = OVERALL) -> str:
         """The confusion matrix of one slice as an HTML table: counts, and each row's rate."""
         matrix = self.confusion.get(slice_name)
@@ -502,6 +560,143 @@ class EvaluationResult:
         return (f"<div class='mlmd-magic-evaluation'><b style='color:{colour}'>{verdict}</b> "
                 f"on <code>{html.escape(self.split)}</code><table><thead><tr>{head}</tr></thead>"
                 f"<tbody>{body}</tbody></table><ul>{failed}</ul>{self.confusion_html()}{matrices}</div>")
+
+
+_PER_CLASS = ("recall", "precision", "npv", "specificity", "fpr")
+
+
+def _metric_class(metric: str, task: str, labels: Sequence[str]) -> tuple[str, int] | None:
+    """``recall_T21`` -> ``("recall", index of T21)``; binary metrics are of class 1."""
+    if task == "binary":
+        return (metric, 1) if metric in _PER_CLASS and len(labels) == 2 else None
+    for kind in _PER_CLASS:
+        name = metric[len(kind) + 1:] if metric.startswith(kind + "_") else None
+        if name is not None and name in labels:
+            return kind, list(labels).index(name)
+    return None
+
+
+def _where_they_went(metric: str, task: str, matrix: Sequence[Sequence[int]], labels: Sequence[str]) -> str:
+    """One sentence naming the examples behind a per-class metric, from the confusion matrix."""
+    found = _metric_class(metric, task, labels) if matrix else None
+    if found is None:
+        return ""
+    kind, k = found
+    cm = np.asarray(matrix, dtype=int)
+    name = labels[k]
+    call = f"class {name}" if name.isdigit() else name
+
+    def spread(counts: np.ndarray, skip: int) -> str:
+        parts = [f"{int(n)} {'class ' + labels[j] if labels[j].isdigit() else labels[j]}"
+                 for j, n in enumerate(counts) if j != skip and n]
+        return ", ".join(parts) or "none"
+
+    def share(n: int, total: int) -> str:
+        return f"{n} ({n / total:.0%})" if total else str(n)
+
+    if kind == "recall":  # the class's examples: where did they go?
+        row, total = cm[k], int(cm[k].sum())
+        if not total:
+            return f"{metric}: the slice has no {call} examples"
+        return (f"{metric}: of {total} {call} examples, {share(int(row[k]), total)} were called {call}; "
+                f"the others were called: {spread(row, k)}")
+    if kind == "precision":  # the examples called this class: what were they?
+        col, total = cm[:, k], int(cm[:, k].sum())
+        if not total:
+            return f"{metric}: no example of the slice was called {call}"
+        return (f"{metric}: of {total} examples called {call}, {share(int(col[k]), total)} were {call}; "
+                f"the others were: {spread(col, k)}")
+    if kind in ("specificity", "fpr"):  # the other classes' examples called this class
+        col = cm[:, k]
+        others = int(cm.sum() - cm[k].sum())
+        wrong = int(col.sum() - col[k])
+        if not others:
+            return f"{metric}: the slice has no examples other than {call}"
+        return (f"{metric}: of {others} examples that are not {call}, {share(wrong, others)} were called {call}"
+                + (f": {spread(col, k)}" if wrong else ""))
+    # npv: the examples not called this class, and how many of them were
+    row = cm[k]
+    not_called = int(cm.sum() - cm[:, k].sum())
+    missed = int(row.sum() - row[k])
+    if not not_called:
+        return f"{metric}: every example of the slice was called {call}"
+    return (f"{metric}: of {not_called} examples not called {call}, {share(missed, not_called)} were {call}"
+            + (f", called: {spread(row, k)}" if missed else ""))
+
+
+@dataclass(frozen=True)
+class SliceExplanation:
+    """One slice of an :class:`Explanation`."""
+
+    slice: str
+    failed: list[Check]
+    class_labels: list[str]
+    matrix: list[list[int]]
+    sentences: list[str]
+
+    def matrix_lines(self) -> list[str]:
+        if not self.matrix:
+            return []
+        head = ["true class", *self.class_labels, "total"]
+        rows = [head] + [[name, *(str(v) for v in row), str(sum(row))] for name, row in zip(self.class_labels,
+                                                                                                self.matrix)]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+        return ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+                for r in rows]
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why an evaluation's verdict is what it is, slice by slice (``EvaluationResult.explain``)."""
+
+    blessed: bool
+    split: str
+    checks: int
+    failed: int
+    slices: list[SliceExplanation]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"blessed": self.blessed, "split": self.split, "checks": self.checks, "failed": self.failed,
+                "slices": [{"slice": s.slice, "failed": [c.__dict__ for c in s.failed], "class_labels": s.class_labels,
+                            "confusion": s.matrix, "explanation": s.sentences} for s in self.slices]}
+
+    def _headline(self) -> str:
+        verdict = "BLESSED" if self.blessed else "NOT BLESSED"
+        return f"{verdict} on {self.split}: {self.checks - self.failed} of {self.checks} checks passed"
+
+    def __repr__(self) -> str:
+        lines = [self._headline()]
+        if not self.slices:
+            lines.append("no check failed")
+        for part in self.slices:
+            state = f"{len(part.failed)} failed" if part.failed else "no check failed"
+            lines += ["", f"slice {part.slice}: {state}"]
+            lines += [f"  ✗ {c.threshold} — {c.reason}" for c in part.failed]
+            if part.matrix:
+                lines.append("  confusion matrix (rows: true class, columns: predicted class)")
+            lines += [f"    {line}" for line in part.matrix_lines()]
+            lines += [f"  {line}" for line in part.sentences]
+        return "\n".join(lines).rstrip()
+
+    def _repr_html_(self) -> str:
+        colour = "green" if self.blessed else "crimson"
+        out = [f"<div class='mlmd-magic-explanation'><b style='color:{colour}'>{html.escape(self._headline())}</b>"]
+        if not self.slices:
+            out.append("<p>no check failed</p>")
+        for part in self.slices:
+            out.append(f"<h4>slice {html.escape(part.slice)}</h4><ul>"
+                       + "".join(f"<li>✗ {html.escape(c.threshold)} — {html.escape(c.reason)}</li>"
+                                 for c in part.failed)
+                       + "</ul>")
+            if part.matrix:
+                head = "".join(f"<th>{html.escape(n)}</th>" for n in part.class_labels)
+                body = "".join(f"<tr><th>{html.escape(n)}</th>" + "".join(
+                    f"<td>{v}</td>" if i != j or not v else f"<td><b>{v}</b></td>" for j, v in enumerate(row))
+                    + f"<td>{sum(row)}</td></tr>" for i, (n, row) in enumerate(zip(part.class_labels, part.matrix)))
+                out.append("<table><caption>confusion matrix (rows: true class, columns: predicted)</caption>"
+                           f"<thead><tr><th></th>{head}<th>total</th></tr></thead><tbody>{body}</tbody></table>")
+            out += [f"<p>{html.escape(s)}</p>" for s in part.sentences]
+        return "".join(out) + "</div>"
 
 
 def _is_count(metric: str) -> bool:

@@ -41,6 +41,30 @@ def normalise_kind(kind: str) -> str:
     return KIND_ALIASES[key]
 
 
+def split_kind(ref: Any, kind: str | None = None) -> tuple[str | None, Any]:
+    """A reference's kind prefix, if any, apart from the reference: ``"policy:release@2"`` ->
+    ``("policies", "release@2")``; without a prefix, ``kind`` (normalised) and ``ref`` as given.
+
+    Names cannot hold ``:``, so the prefix is never part of a name. A prefix that contradicts
+    ``kind`` is an error.
+
+    >>> split_kind("policy:release-nipt@2")
+    ('policies', 'release-nipt@2')
+    >>> split_kind("mlp-small", "scenario")
+    ('scenarios', 'mlp-small')
+    """
+    given = normalise_kind(kind) if kind is not None else None
+    if not isinstance(ref, str) or ":" not in ref:
+        return given, ref
+    prefix, _, rest = ref.partition(":")
+    if prefix.lower() not in KIND_ALIASES:
+        return given, ref  # not a kind: let the name check explain what is wrong
+    named = KIND_ALIASES[prefix.lower()]
+    if given is not None and given != named:
+        raise ValidationError(f"{ref!r} names a {singular(named)} but kind={kind!r} was given; drop one of them")
+    return named, rest
+
+
 def check_value(value: Any, where: str, depth: int = 0) -> Any:
     """Check ``value`` is JSON-like (dicts with string keys, lists, str, finite numbers, bool, None)."""
     if depth > _MAX_DEPTH:

@@ -136,7 +136,7 @@ _KIND_HELP = "record kind when a name is used by several kinds: datasource, scen
 
 
 def _ref(p: argparse.ArgumentParser, kind: bool = True) -> None:
-    p.add_argument("ref", metavar="REF", help="NAME (latest version) or NAME@N")
+    p.add_argument("ref", metavar="REF", help="NAME (latest version), NAME@N, or with its kind: policy:NAME[@N]")
     if kind:
         p.add_argument("--kind", help=_KIND_HELP)
 
@@ -343,6 +343,14 @@ def _push(host: Host, a: argparse.Namespace) -> Any:
     if a.output:
         host.bind(check_variable(a.output), pushed)
     return pushed
+
+
+def _explain(host: Host, a: argparse.Namespace) -> Any:
+    key = a.evaluation.removeprefix("evaluation:")
+    if not key.isdigit():
+        raise ValidationError(f"{a.evaluation!r} is not an evaluation: give its id as listed by ls evaluations, "
+                              "e.g. explain 12 or explain evaluation:12")
+    return host.store().evaluation(int(key)).explain(a.slice)
 
 
 def _card(host: Host, a: argparse.Namespace) -> Any:
@@ -593,6 +601,11 @@ def _cfg_card(p: argparse.ArgumentParser) -> None:
 
 _add("push", "release a blessed model as a TF Serving SavedModel DIR/<version>/ with its model card", _cfg_push,
      _push)
+_add("explain", "why an evaluation's verdict is what it is: failed checks, confusion matrices, where examples went",
+     lambda p: (p.add_argument("evaluation", metavar="EVALUATION", help="an evaluation id (ls evaluations) or "
+                                                                       "evaluation:ID"),
+                p.add_argument("--slice", metavar="NAME", help="explain this slice (default: every slice with a "
+                                                               "failed check)")), _explain)
 _add("card", "the model card of a model (model_card.html and model_card.json)", _cfg_card, _card)
 _add("edit", "the experiment editor panel, or the policy editor (edit policy:NAME)",
      lambda p: _ref(p, kind=False), _edit, magic_only=True)

@@ -44,6 +44,7 @@ from ..core.values import (
     diff_values,
     flatten,
     normalise_kind,
+    split_kind,
     to_plain,
 )
 from ..errors import AmbiguousRefError, NotFoundError, StoreError, ValidationError
@@ -263,17 +264,20 @@ class Records:
 
     def get(self, ref: str, kind: str | None = None) -> Record:
         """See :meth:`mlmd_magic.Store.get`."""
-        kind = self.kind_of(ref) if kind is None else normalise_kind(kind)
+        kind, ref = split_kind(ref, kind)
+        kind = self.kind_of(ref) if kind is None else kind
         fetch = {"experiments": "FetchExperiment", "datasources": "FetchDataSource", "scenarios": "FetchScenario",
                  "policies": "FetchPolicy"}
         return self.fetch(kind, ref, fetch[kind])
 
     def kind_of(self, ref: str) -> str:
         """See :meth:`mlmd_magic.Store.kind_of`."""
+        named, ref = split_kind(ref)
         name = parse_ref(ref).name
-        found = [kind for kind in KIND_TYPES if self.latest(kind, name) is not None]
+        found = [kind for kind in ([named] if named else KIND_TYPES) if self.latest(kind, name) is not None]
         if not found:
-            raise NotFoundError(f"no data source, scenario or experiment is named {name!r}{self.suggest(name)}")
+            what = LABEL[named] if named else "data source, scenario, experiment or policy"
+            raise NotFoundError(f"no {what} is named {name!r}{self.suggest(name, named)}")
         if len(found) > 1:
             raise AmbiguousRefError(
                 f"{name!r} names a {' and a '.join(LABEL[k] for k in found)}; say which with kind=..."
@@ -382,7 +386,8 @@ class Records:
     def history(self, ref: str, kind: str | None = None) -> pd.DataFrame:
         """See :meth:`mlmd_magic.Store.history`."""
         with self.recorder.action("ShowHistory", {"ref": ref, "kind": kind}) as act:
-            kind = self.kind_of(ref) if kind is None else normalise_kind(kind)
+            kind, ref = split_kind(ref, kind)
+            kind = self.kind_of(ref) if kind is None else kind
             name = parse_ref(ref).name
             arts = self.versions(kind, name)
             if not arts:
@@ -396,6 +401,12 @@ class Records:
     def diff(self, ref_a: str, ref_b: str, kind: str | None = None) -> Diff:
         """See :meth:`mlmd_magic.Store.diff`."""
         with self.recorder.action("DiffRecords", {"ref_a": ref_a, "ref_b": ref_b, "kind": kind}) as act:
+            named_a, ref_a = split_kind(ref_a, kind)
+            named_b, ref_b = split_kind(ref_b, kind)
+            if named_a and named_b and named_a != named_b:
+                raise ValidationError(f"{ref_a!r} is a {LABEL[named_a]} and {ref_b!r} a {LABEL[named_b]}; "
+                                      "diff compares records of one kind")
+            kind = named_a or named_b
             if kind is None:
                 kind_a, kind_b = self.kind_of(ref_a), self.kind_of(ref_b)
                 if kind_a != kind_b:
@@ -461,6 +472,7 @@ class Records:
         return sorted(arts, key=lambda a: a.properties["version"].int_value)
 
     def resolve(self, kind: str, ref: str) -> Any:
+        _, ref = split_kind(ref, kind)
         parsed = parse_ref(ref, f"{LABEL[kind]} reference")
         if parsed.version is None:
             art = self.latest(kind, parsed.name)

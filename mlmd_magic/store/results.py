@@ -82,6 +82,14 @@ class Evaluation:
                 "baseline_model": self.baseline_model_id, "baseline_name": self.baseline_name,
                 "policy": self.policy, **self.result.to_dict()}
 
+    def explain(self, slice: str | None = None) -> Any:
+        """Why the verdict is what it is: see :meth:`mlmd_magic.evaluation.EvaluationResult.explain`."""
+        return self.result.explain(slice)
+
+    def confusion_table(self, slice: str = "overall") -> Any:
+        """One slice's confusion matrix as a DataFrame (rows: true class, columns: predicted)."""
+        return self.result.confusion_table(slice)
+
     def _title(self) -> str:
         model = self.model_name or f"model #{self.model_id}"
         base = self.baseline_name or f"model #{self.baseline_model_id}"

@@ -893,7 +893,11 @@ class Store:
                 parts.append(self.get(str(info["experiment"]), kind="experiments")._repr_html_())
             target = f"model:{int(key)}"
         elif kind == "evaluations":
-            parts, target = [self.evaluation(int(key))._repr_html_()], str(int(key))
+            evaluation = self.evaluation(int(key))
+            parts, target = [evaluation._repr_html_()], str(int(key))
+            if evaluation.result.failed:
+                parts.append("<details open><summary>why it failed</summary>"
+                             f"{evaluation.explain()._repr_html_()}</details>")
         elif kind == "artifacts":
             parts, target = [self.show(int(key))._repr_html_()], str(int(key))
         else:
