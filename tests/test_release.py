@@ -259,6 +259,7 @@ def test_cli_push_refuses_an_unblessed_model(trained: dict[str, Any], tmp_path: 
 def test_policy_editor_adds_changes_removes_and_saves(store: mm.Store, trained: dict[str, Any]) -> None:
     editor = PolicyEditor(store, "release-widget")
     assert "New policy release-widget" in editor.header.value and editor.save_button.disabled
+    assert editor.message.startswith("a new policy: add a threshold") and "a new policy" in repr(editor)
     editor.add_slice()
     row = editor.slice_box.children[0]
     row.feature.value, row.bins.value, row.names.value = "fetal_fraction", "0.04, 0.08", "ff_low, ff_mid, ff_high"
@@ -266,11 +267,12 @@ def test_policy_editor_adds_changes_removes_and_saves(store: mm.Store, trained: 
     threshold = editor.threshold_box.children[0]
     threshold.metric.value, threshold.value.value, threshold.slices.value = "accuracy", 0.05, "ff_mid, ff_hi"
     assert "did you mean 'ff_high'" in html.unescape(editor.status.value) and editor.save_button.disabled
+    assert editor.message.startswith("✗ thresholds[0] names slice") and "did you mean 'ff_high'" in editor.message
     threshold.slices.value = "ff_mid, ff_high"
     assert "valid" in editor.status.value and not editor.save_button.disabled
     assert "thresholds" in editor.diff.value
     first = editor.save()
-    assert first.ref == "release-widget@1" and "saved as release-widget@1" in editor.status.value
+    assert first.ref == "release-widget@1" and editor.message == "✓ saved as release-widget@1"
     assert store.evaluate(trained["run"], policy="release-widget").blessed
     editor.add_threshold({"metric": "recall_T21", "lower": 0.999})
     editor.threshold_box.children[0].remove.click()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 from typing import Any
 
 import ipywidgets as w
@@ -17,6 +18,7 @@ from ._fallback import FallbackDisplay
 
 _KINDS = ("lower", "upper", "change")
 _WIDE = {"description_width": "initial"}
+_EMPTY = "a new policy: add a threshold (and the slices it applies to), then save"
 
 
 def _numbers(text: str, where: str) -> list[float]:
@@ -200,6 +202,11 @@ class PolicyEditor(FallbackDisplay, w.VBox):
         title = f"Policy {self._ref}" if self._ref else f"New policy {self.name}"
         self.header.value = (f"<b>{html.escape(title)}</b> <i>(editing; saving records version {nxt} if anything "
                              "changed)</i>")
+        if self._empty():
+            self.status.value = f"<span style='color:#666'>{html.escape(_EMPTY)}</span>"
+            self.diff.value = ""
+            self.save_button.disabled = True
+            return
         try:
             pending = self.pending()
         except MlmdMagicError as exc:
@@ -212,6 +219,12 @@ class PolicyEditor(FallbackDisplay, w.VBox):
         self.save_button.disabled = not changed
         self.status.value = "<span style='color:green'>✓ valid</span>" + ("" if changed else " — no changes")
         self.diff.value = Diff(changes.a, changes.b, tuple(changed))._repr_html_() if changed else ""
+
+    @property
+    def message(self) -> str:
+        """The form's status line as plain text: ``✓ valid``, the first problem in the form, or
+        what Save recorded."""
+        return html.unescape(re.sub(r"<[^>]+>", "", self.status.value))
 
     def change_summary(self) -> str:
         stored, pending = self._stored or {}, self.pending()
@@ -242,12 +255,18 @@ class PolicyEditor(FallbackDisplay, w.VBox):
         self.status.value = f"<span class='mlmd-magic-saved' style='color:green'>✓ {word} {record.ref}</span>"
         return record
 
+    def _empty(self) -> bool:
+        """A new policy whose form has no slice and no threshold yet."""
+        return self._stored is None and not self.slice_box.children and not self.threshold_box.children
+
     def __repr__(self) -> str:
+        lines = [f"PolicyEditor for {self._ref or self.name + ' (new)'}"]
+        if self._empty():
+            return "\n".join([*lines, f"  {_EMPTY}", "(an interactive form in JupyterLab, Notebook 7 and VS Code)"])
         try:
             spec = self.pending()
         except MlmdMagicError as exc:
             spec = {"error": str(exc)}
-        lines = [f"PolicyEditor for {self._ref or self.name + ' (new)'}"]
         lines += [f"  {k}: {json.dumps(v)}" for k, v in spec.items()]
         lines.append("(an interactive form in JupyterLab, Notebook 7 and VS Code)")
         return "\n".join(lines)
