@@ -10,6 +10,7 @@ downloads a browser here. Without them the test skips, except under CI where it 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -261,14 +262,15 @@ def test_edit_save_and_see_version_2_in_jupyterlab(lab: dict[str, Any]) -> None:
     shutil.copy(root / "edit.ipynb", ARTIFACTS / "edit.ipynb")
 
 
-@pytest.mark.slow
-def test_tfx_tutorial_runs_in_jupyterlab_and_its_widgets_render(lab: dict[str, Any]) -> None:
-    """notebooks/03-tfx-components.ipynb, outputs cleared, run top to bottom in JupyterLab:
-    no cell fails, no widget says "Error displaying widget", the store browser shows TFX's tabs."""
+@contextlib.contextmanager
+def _tutorial_run_in_lab(lab: dict[str, Any], name: str, shots: str) -> Iterator[tuple[Any, Any, list[int]]]:
+    """notebooks/NAME, outputs cleared, run top to bottom in JupyterLab with "Run All Cells";
+    yields the page, its cells and the indices of the code cells once the last one has run,
+    after checking that every code cell ran and none failed or showed "Error displaying widget"."""
     from playwright.sync_api import expect, sync_playwright
 
     root: Path = lab["root"]
-    tutorial = Path(__file__).resolve().parent.parent / "notebooks" / "03-tfx-components.ipynb"
+    tutorial = Path(__file__).resolve().parent.parent / "notebooks" / name
     nb = nbformat.read(str(tutorial), as_version=4)
     for cell in nb.cells:
         if cell.cell_type == "code":
@@ -292,22 +294,53 @@ def test_tfx_tutorial_runs_in_jupyterlab_and_its_widgets_render(lab: dict[str, A
             cells = page.locator(".jp-Notebook .jp-Cell")
             last = cells.nth(code_cells[-1])
             expect(last.locator(".jp-InputPrompt")).to_have_text(re.compile(r"\[\d+\]:"), timeout=240_000)
-            panel = page.locator(".mlmd-magic-browser")
-            expect(panel).to_be_visible(timeout=60_000)
-            expect(panel).to_contain_text("Examples", timeout=30_000)  # a tab per TFX artifact type
-            last.scroll_into_view_if_needed()
-            page.screenshot(path=str(ARTIFACTS / "tfx-tutorial-browser.png"))
             for i in code_cells:  # every code cell ran, in order, and none failed
                 expect(cells.nth(i).locator(".jp-InputPrompt")).to_have_text(re.compile(r"\[\d+\]:"))
             assert page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").count() == 0
             assert page.get_by_text("Error displaying widget").count() == 0
-            lineage = cells.nth(code_cells[-2])  # from CsvExampleGen to our model, drawn as SVG
-            lineage.scroll_into_view_if_needed()
-            expect(lineage.locator(".jp-OutputArea-output svg").first).to_be_visible()
-            page.screenshot(path=str(ARTIFACTS / "tfx-tutorial-lineage.png"))
+            yield page, cells, code_cells
         finally:
-            page.screenshot(path=str(ARTIFACTS / "tfx-tutorial-last.png"), full_page=True)
+            page.screenshot(path=str(ARTIFACTS / f"{shots}-last.png"), full_page=True)
             browser.close()
+
+
+@pytest.mark.slow
+def test_tfx_tutorial_runs_in_jupyterlab_and_its_widgets_render(lab: dict[str, Any]) -> None:
+    """notebooks/03-tfx-components.ipynb run in JupyterLab: the store browser shows TFX's tabs,
+    the lineage from CsvExampleGen to our model is drawn."""
+    from playwright.sync_api import expect
+
+    with _tutorial_run_in_lab(lab, "03-tfx-components.ipynb", "tfx-tutorial") as (page, cells, code_cells):
+        panel = page.locator(".mlmd-magic-browser")
+        expect(panel).to_be_visible(timeout=60_000)
+        expect(panel).to_contain_text("Examples", timeout=30_000)  # a tab per TFX artifact type
+        cells.nth(code_cells[-1]).scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / "tfx-tutorial-browser.png"))
+        lineage = cells.nth(code_cells[-2])  # from CsvExampleGen to our model, drawn as SVG
+        lineage.scroll_into_view_if_needed()
+        expect(lineage.locator(".jp-OutputArea-output svg").first).to_be_visible()
+        page.screenshot(path=str(ARTIFACTS / "tfx-tutorial-lineage.png"))
+
+
+@pytest.mark.slow
+def test_release_policy_tutorial_runs_in_jupyterlab_and_its_editor_shows_what_the_cells_typed(
+        lab: dict[str, Any]) -> None:
+    """notebooks/04-release-policy.ipynb run in JupyterLab: the policy editor the notebook fills
+    from code shows, live, the slice and thresholds typed into it and "saved as release-nipt@1"."""
+    from playwright.sync_api import expect
+
+    with _tutorial_run_in_lab(lab, "04-release-policy.ipynb", "policy-tutorial") as (page, cells, code_cells):
+        editor = page.locator(".mlmd-magic-policy-editor").first
+        editor.scroll_into_view_if_needed()
+        expect(editor).to_be_visible(timeout=60_000)
+        expect(editor.locator(".mlmd-magic-policy-slice")).to_have_count(1)
+        expect(editor.locator(".mlmd-magic-policy-threshold")).to_have_count(2)
+        expect(editor.locator(".mlmd-magic-policy-slice input").nth(1)).to_have_value("0.04, 0.08")
+        expect(editor).to_contain_text("saved as release-nipt@1")
+        page.screenshot(path=str(ARTIFACTS / "policy-tutorial-editor.png"))
+        gate = cells.nth(code_cells[-1])
+        gate.scroll_into_view_if_needed()
+        expect(gate).to_contain_text("NOT BLESSED under release-nipt@2")
 
 
 def test_a_policy_made_by_clicking_blesses_then_fails_a_model(lab: dict[str, Any]) -> None:
