@@ -141,6 +141,14 @@ def test_push_refuses_then_forces_then_serves(store: mm.Store, trained: dict[str
     assert "override" not in artifacts[1].properties
     execution = store.mlmd.get_executions_by_type("mlmd_magic.Push")[-1]
     assert {a.id for a in _events(store, execution.id, pb.Event.INPUT)} >= {model}
+    # in the model's lineage, the refused pushes are not drawn like the ones that happened
+    graph = store.lineage(f"model:{model}")
+    pushes = {n.key: n for n in graph.nodes if n.label.startswith("Push #")}
+    failed = {f"e:{e.id}" for e in refused}
+    assert failed <= set(pushes) and all(pushes[k].state == "failed" and "(failed)" in pushes[k].label for k in failed)
+    assert all(not n.state and "(" not in n.label for k, n in pushes.items() if k not in failed)
+    svg = graph._repr_svg_()
+    assert svg.count("stroke-dasharray") == len(failed) and "(failed)" in repr(graph)
 
     # served from the SavedModel: the same predictions as the Keras model
     from mlmd_magic.trainer._data import input_spec, load_arrays
@@ -167,8 +175,10 @@ def test_push_refuses_then_forces_then_serves(store: mm.Store, trained: dict[str
 
 
 def test_model_card_fields_come_from_the_records(store: mm.Store, trained: dict[str, Any], tmp_path: Path) -> None:
+    store.evaluate(trained["run"], thresholds=[{"metric": "accuracy", "lower": 0.99}])  # under no policy
     store.add_policy("release-card", slices=SLICES, thresholds=PASSES, owner="screening-lead")
     store.evaluate(trained["run"], policy="release-card")
+    store.evaluate(trained["run"], thresholds=[{"metric": "accuracy", "lower": 0.99}])  # newest, under no policy
     card = store.model_card(trained["run"], to=str(tmp_path / "card"))
     assert sorted(os.listdir(tmp_path / "card")) == ["model_card.html", "model_card.json"]
     data = json.loads((tmp_path / "card" / "model_card.json").read_text())
@@ -188,6 +198,10 @@ def test_model_card_fields_come_from_the_records(store: mm.Store, trained: dict[
     assert all({"type", "value", "slice"} <= set(m) for m in metrics)
     assert any(m["threshold"].startswith("✓ accuracy") for m in metrics)
     assert "release-card@1" in card._repr_html_() and "BLESSED" in card._repr_html_()
+    # the card leads with the release policies' verdicts, whatever was evaluated after them
+    policies = data["quantitative_analysis"]["policies"]
+    assert policies[-1]["policy"] == "(no policy)"
+    assert "@" in policies[0]["policy"] and metrics[0]["policy"] == policies[0]["policy"]
     card_exec = store.mlmd.get_executions_by_type("mlmd_magic.WriteModelCard")[-1]
     assert card_exec.last_known_state == pb.Execution.COMPLETE
 

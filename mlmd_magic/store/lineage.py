@@ -29,6 +29,7 @@ _COLOURS = {"files": "#eeeeee", "DataSource": "#d8ecff", "Scenario": "#e7ddff", 
             "execution": "#ffffff"}
 
 
+_UNFINISHED = {"FAILED": "failed", "RUNNING": "running", "CANCELED": "canceled", "NEW": "new"}
 _DRAWINGS = itertools.count()  # lineage drawings made by this process (their HTML ids)
 
 
@@ -38,6 +39,7 @@ class Node:
     kind: str  # files, DataSource, Scenario, Experiment, Model, Evaluation, execution, or a foreign type
     label: str
     fields: tuple[tuple[str, str], ...] = ()  # what clicking the node shows: URI, properties
+    state: str = ""  # executions that did not complete: "failed", "canceled", "running"
 
 
 @dataclass(frozen=True)
@@ -132,11 +134,15 @@ class Lineage:
             x, y = pos[node.key]
             fill = _COLOURS.get(node.kind, "#f5f5f5")
             stroke = "#c00" if node.key == self.focus else "#888"
+            dashes = ""
+            if node.state:  # did not complete: dashed (red when it failed), greyed
+                stroke = "#c00" if node.state == "failed" else stroke
+                dashes, fill = " stroke-dasharray='4 3'", "#f3f3f3"
             radius = 14 if node.kind == "execution" else 3
             label = node.label if len(node.label) <= 26 else node.label[:25] + "…"
             parts.append(f"<g class='mlmd-magic-node' data-key='{html.escape(node.key)}'>"
                          f"<rect x='{x:.1f}' y='{y:.1f}' width='{_BOX_W}' height='{_BOX_H}' rx='{radius}' "
-                         f"fill='{fill}' stroke='{stroke}'><title>{html.escape(node.label)}</title></rect>")
+                         f"fill='{fill}' stroke='{stroke}'{dashes}><title>{html.escape(node.label)}</title></rect>")
             if clickable:
                 # an HTML label inside the SVG: clicking it checks the node's radio button, which
                 # CSS turns into "show this node's record" — no script, no server
@@ -239,7 +245,12 @@ def lineage(mlmd: Any, start: Any, max_nodes: int = 150) -> Lineage:
             for execution in executions:
                 ekey = f"e:{execution.id}"
                 label = f"{short_type(execution_types.get(execution.type_id, 'execution'))} #{execution.id}"
-                nodes.setdefault(ekey, Node(ekey, "execution", label, _fields(execution)))
+                state_name = pb.Execution.State.Name(execution.last_known_state)
+                state = _UNFINISHED.get(state_name, "")
+                if state:  # a refused push, a failed or cancelled run: not drawn like one that completed
+                    label += f" ({state})"
+                nodes.setdefault(ekey, Node(ekey, "execution", label, (("state", state_name), *_fields(execution)),
+                                            state))
             for eid, aid in linked:
                 if eid in shown:  # an execution met at an earlier level made (or read) this one too
                     edges.add((f"e:{eid}", f"a:{aid}") if upstream else (f"a:{aid}", f"e:{eid}"))

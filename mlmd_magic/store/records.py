@@ -472,7 +472,11 @@ class Records:
         return sorted(arts, key=lambda a: a.properties["version"].int_value)
 
     def resolve(self, kind: str, ref: str) -> Any:
-        _, ref = split_kind(ref, kind)
+        named, rest = split_kind(ref)
+        if named is not None:
+            if named != kind:
+                raise ValidationError(f"{ref!r} names a {LABEL[named]}, not a {LABEL[kind]}")
+            ref = rest
         parsed = parse_ref(ref, f"{LABEL[kind]} reference")
         if parsed.version is None:
             art = self.latest(kind, parsed.name)

@@ -178,7 +178,8 @@ class Release:
         for e in evaluations:
             latest[text(e.properties, "policy").rsplit("@", 1)[0] or "(no policy)"] = e
         performance, policies = [], []
-        for key, e in latest.items():
+        # release policies first, the most recently evaluated first; evaluations under no policy last
+        for key, e in sorted(latest.items(), key=lambda item: (item[0] == "(no policy)", -item[1].id)):
             stored = json.loads(text(e.properties, "metrics") or "{}")
             checks = json.loads(text(e.properties, "checks") or "[]")
             marks: dict[tuple[str, str], str] = {}
