@@ -9,6 +9,8 @@ from __future__ import annotations
 from .core.evaluation import (
     Check,
     EvaluationResult,
+    Explanation,
+    SliceExplanation,
     SliceSpec,
     Threshold,
     check_metric_names,
@@ -23,7 +25,8 @@ from .core.evaluation import (
     slice_masks,
 )
 
-__all__ = ["Check", "EvaluationResult", "SliceSpec", "Threshold", "check_metric_names", "check_slice_names",
+__all__ = ["Check", "EvaluationResult", "Explanation", "SliceExplanation", "SliceSpec", "Threshold",
+           "check_metric_names", "check_slice_names",
            "class_labels",
            "compute_metrics", "confusion", "evaluate_predictions", "metric_names", "parse_slices", "parse_thresholds",
            "slice_masks"]

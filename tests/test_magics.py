@@ -244,6 +244,9 @@ def test_tab_completion_of_names(ip: InteractiveShell, tfrecord_dir: Path) -> No
     assert "history" in complete("%mlmd hi")
     # after NAME@ its versions, and never Python names (builtins, keywords, modules)
     assert complete("%mlmd get t21-baseline@") == ["1"]
+    # a kind prefix completes names (and versions) of that kind only
+    assert complete("%mlmd history scenario:") == ["mlp-small"]
+    assert complete("%mlmd show experiment:t21-baseline@") == ["1"]
     for line in ("%mlmd get t21-baseline@", "%mlmd show ", "%mlmd train t", "%mlmd diff t21-baseline@1 "):
         offered = complete(line)
         assert not {"abs", "all", "type", "tuple", "TypeError"} & set(offered), (line, offered[:10])

@@ -178,6 +178,9 @@ def test_model_card_fields_come_from_the_records(store: mm.Store, trained: dict[
     store.evaluate(trained["run"], thresholds=[{"metric": "accuracy", "lower": 0.99}])  # under no policy
     store.add_policy("release-card", slices=SLICES, thresholds=PASSES, owner="screening-lead")
     store.evaluate(trained["run"], policy="release-card")
+    store.add_policy("release-card-2", slices=SLICES, thresholds=PASSES, owner="screening-lead")
+    store.evaluate(trained["run"], policy="release-card-2")
+    store.evaluate(trained["run"], policy="release-card")  # evaluated again: leads again
     store.evaluate(trained["run"], thresholds=[{"metric": "accuracy", "lower": 0.99}])  # newest, under no policy
     card = store.model_card(trained["run"], to=str(tmp_path / "card"))
     assert sorted(os.listdir(tmp_path / "card")) == ["model_card.html", "model_card.json"]
@@ -201,7 +204,8 @@ def test_model_card_fields_come_from_the_records(store: mm.Store, trained: dict[
     # the card leads with the release policies' verdicts, whatever was evaluated after them
     policies = data["quantitative_analysis"]["policies"]
     assert policies[-1]["policy"] == "(no policy)"
-    assert "@" in policies[0]["policy"] and metrics[0]["policy"] == policies[0]["policy"]
+    assert [p["policy"] for p in policies[:2]] == ["release-card@1", "release-card-2@1"]
+    assert metrics[0]["policy"] == "release-card@1"
     card_exec = store.mlmd.get_executions_by_type("mlmd_magic.WriteModelCard")[-1]
     assert card_exec.last_known_state == pb.Execution.COMPLETE
 
@@ -298,6 +302,12 @@ def test_policy_editor_adds_changes_removes_and_saves(store: mm.Store, trained: 
     assert editor.slice_box.children == ()
     source = store.mlmd.get_executions_by_type("mlmd_magic.AddPolicy")[-1].properties["source"].string_value
     assert source.startswith("widget PolicyEditor release-widget@1: thresholds")
+    # a panel left open while the policy got a newer version elsewhere does not save over it
+    stale = PolicyEditor(store, "release-widget")
+    store.add_policy("release-widget", slices=SLICES, thresholds=[{"metric": "accuracy", "lower": 0.01}])  # @3
+    stale.add_threshold({"metric": "recall_T21", "lower": 0.5})
+    assert stale.save() is None and "release-widget@3 was recorded after this panel opened" in stale.message
+    assert store.get_policy("release-widget")["version"] == 3
 
 
 _VALUE = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=True), st.just(float("inf")),
@@ -346,10 +356,14 @@ def test_a_failed_verdict_is_explained_on_every_face(store: mm.Store, trained: d
     api = store.evaluation(evaluation.id).explain()
     assert [p.slice for p in api.slices] == failed_slices
     assert all(p.matrix == evaluation.result.confusion[p.slice] for p in api.slices)
-    assert any(s.startswith("recall_T21: of ") for s in api.slices[0].sentences)
+    assert any(s.startswith("recall_T21 = ") and " examples, " in s for s in api.slices[0].sentences)
     run(ip, f"%mlmd connect {trained['uri']}")
     magic = run(ip, f"%mlmd explain {evaluation.id}")
+    # what was recorded explains the verdict exactly as the evaluation did when it was made
     assert magic.to_dict() == api.to_dict()
+    assert [(p.slice, p.matrix, p.sentences) for p in api.slices] == [
+        (p.slice, p.matrix, p.sentences) for p in evaluation.explain().slices]
+    assert store.evaluation(evaluation.id).result.task == evaluation.result.task == "multiclass"
     one = run(ip, f"%mlmd explain evaluation:{evaluation.id} --slice ff_high")
     assert [p.slice for p in one.slices] == ["ff_high"]
     with pytest.raises(UsageError, match="not an evaluation"):
@@ -383,3 +397,17 @@ def test_kind_prefixed_references_name_a_policy_on_every_face(store: mm.Store, i
     capsys.readouterr()
     assert main(["--uri", trained["uri"], "--json", "history", "policy:release-prefix"]) == 0
     assert [r["version"] for r in json.loads(capsys.readouterr().out)] == [1, 2]
+    assert run(ip, "%mlmd show policy:release-prefix@1").ref == "release-prefix@1"
+    assert "name: release-prefix" in run(ip, "%mlmd export policy:release-prefix").text
+    assert any(n.kind == "Policy" for n in store.lineage("policy:release-prefix@1").nodes)
+    assert isinstance(run(ip, "%mlmd edit Policy:release-prefix"), PolicyEditor)
+    with pytest.raises(UsageError, match="names its kind twice"):
+        run(ip, "%mlmd show policy:policy:release-prefix")
+    with pytest.raises(UsageError, match="the editor edits experiments and policies"):
+        run(ip, "%mlmd edit scenario:mlp-small")
+    # the release gate takes the prefixed form too: evaluated under policy:NAME, pushed under it
+    store.add_policy("release-prefix-gate", slices=SLICES, thresholds=PASSES)
+    evaluated = store.evaluate(trained["run"], policy="policy:release-prefix-gate")
+    assert evaluated.blessed and evaluated.policy == "release-prefix-gate@1"
+    pushed = store.push(trained["run"], to=str(trained["root"] / "srv-prefix"), policy="policy:release-prefix-gate@1")
+    assert pushed.policy == "release-prefix-gate@1" and pushed.blessed

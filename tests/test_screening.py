@@ -8,7 +8,7 @@ import pytest
 from sklearn.metrics import confusion_matrix, precision_score, recall_score
 
 from mlmd_magic.errors import ValidationError
-from mlmd_magic.evaluation import compute_metrics, evaluate_predictions, metric_names
+from mlmd_magic.evaluation import EvaluationResult, compute_metrics, evaluate_predictions, metric_names
 
 CLASSES = ["euploid", "T21", "T18"]
 Y = np.array([0, 0, 0, 0, 1, 1, 1, 2, 2, 0])
@@ -50,7 +50,7 @@ def test_confusion_matrix_and_counts_per_slice_in_the_evaluation() -> None:
     assert result.confusion["low"] == confusion_matrix(Y[low], PRED[low], labels=[0, 1, 2]).tolist()
     assert [result.metrics["low"][f"count_{c}"] for c in CLASSES] == [2, 1, 0]
     page = result._repr_html_()
-    assert "confusion matrix, overall" in page and "<td>3 <small>(60.0%)</small></td>" in page
+    assert "confusion matrix, overall" in page and "<td><b>3</b> <small>(60.0%)</small></td>" in page
     assert "confusion matrix: low" in page
     assert "count_T21" in repr(result)
     assert result.to_dict()["confusion"]["overall"][0] == [3, 1, 1]
@@ -87,13 +87,18 @@ def test_explain_names_where_the_examples_behind_each_failed_check_went() -> Non
     part = explained.slices[0]
     assert part.matrix == confusion_matrix(Y, PRED).tolist() and part.class_labels == CLASSES
     # true T21 (rows 4, 5, 6) were called T21, T21, euploid
-    assert "recall_T21: of 3 T21 examples, 2 (67%) were called T21; the others were called: 1 euploid" in part.sentences
+    assert ("recall_T21 = 0.6667: of 3 T21 examples, 2 (66.7%) were called T21; the others were called: 1 euploid"
+            in part.sentences)
     # called T18: examples 7 (T18) and 9 (euploid)
-    assert "precision_T18: of 2 examples called T18, 1 (50%) were T18; the others were: 1 euploid" in part.sentences
+    assert ("precision_T18 = 0.5: of 2 examples called T18, 1 (50.0%) were T18; the others were: 1 euploid"
+            in part.sentences)
     # not T21: 7 examples, of which example 2 (euploid) and 8 (T18) were called T21
-    assert "fpr_T21: of 7 examples that are not T21, 2 (29%) were called T21: 1 euploid, 1 T18" in part.sentences
+    assert ("fpr_T21 = 0.2857: of 7 examples that are not T21, 2 (28.6%) were wrongly called T21 (they were: "
+            "1 euploid, 1 T18)" in part.sentences)
     # not called euploid: examples 2, 4, 5, 7, 8, 9, of which 2 (called T21) and 9 (called T18) are euploid
-    assert "npv_euploid: of 6 examples not called euploid, 2 (33%) were euploid, called: 1 T21, 1 T18" in part.sentences
+    # the value leads: the 33.3% is the complement of the NPV, not the NPV
+    assert ("npv_euploid = 0.6667: of 6 examples not called euploid, 2 (33.3%) were in fact euploid (called: 1 T21, "
+            "1 T18)" in part.sentences)
     text = repr(explained)
     assert text.startswith("NOT BLESSED") and "slice overall: 4 failed" in text and "true class" in text
     assert "slice overall" in explained._repr_html_() and explained.to_dict()["slices"][0]["confusion"] == part.matrix
@@ -119,10 +124,42 @@ def test_explain_a_binary_and_a_regression_evaluation() -> None:
     binary = evaluate_predictions("binary", y, np.array([0.1, 0.7, 0.2, 0.9, 0.4, 0.8]), {}, class_names=["neg", "pos"],
                                   thresholds=[{"metric": "recall", "lower": 0.9}])
     assert binary.explain().slices[0].sentences == [
-        "recall: of 3 pos examples, 2 (67%) were called pos; the others were called: 1 neg"]
+        "recall = 0.6667: of 3 pos examples, 2 (66.7%) were called pos; the others were called: 1 neg"]
     regression = evaluate_predictions("regression", np.arange(5.0), np.arange(5.0) + 1, {},
                                       thresholds=[{"metric": "mae", "upper": 0.5}])
     part = regression.explain().slices[0]
     assert part.failed and not part.matrix and not part.sentences
     with pytest.raises(ValidationError, match="regression task has none"):
         regression.confusion_table()
+
+
+def test_explain_class_names_with_spaces_near_misses_and_empty_slices() -> None:
+    names = ["no trisomy", "trisomy 21"]
+    y = np.array([1] * 200 + [0] * 10)
+    scores = np.where(np.arange(210) == 0, 0.1, 0.9) * (y == 1) + 0.1 * (y == 0)  # one trisomy missed
+    ff = np.array([0.1] * 210)
+    result = evaluate_predictions(
+        "multiclass", y, np.stack([1 - scores, scores], axis=1), {"ff": ff}, class_names=names,
+        slices=[{"feature": "ff", "bins": [0.04], "names": ["low", "high"]}],
+        thresholds=[{"metric": "recall_trisomy 21", "lower": 0.999, "slices": ["overall", "low"]}])
+    explained = result.explain()
+    overall = next(p for p in explained.slices if p.slice == "overall")
+    # the metric is read from the check, not from the threshold's first word; 199 of 200 is not "100%"
+    assert overall.sentences == ["recall_trisomy 21 = 0.995: of 200 trisomy 21 examples, 199 (99.5%) were called "
+                                 "trisomy 21; the others were called: 1 no trisomy"]
+    low = next(p for p in explained.slices if p.slice == "low")  # empty in the data: no matrix, no sentence
+    assert low.failed[0].reason == "the slice is empty in the data" and not low.matrix and not low.sentences
+    assert "the slice is empty in the data" in repr(explained) and "true class" in repr(explained)
+
+
+def test_a_stored_result_without_its_task_gets_it_back_from_its_metrics() -> None:
+    y = np.array([0, 0, 0, 1, 1, 1])
+    binary = evaluate_predictions("binary", y, np.array([0.1, 0.7, 0.2, 0.9, 0.4, 0.8]), {}, class_names=["neg", "pos"],
+                                  thresholds=[{"metric": "recall", "lower": 0.9}])
+    stored = binary.to_dict()
+    del stored["task"]
+    for check in stored["checks"]:
+        del check["metric"]  # as records written before checks named their metric
+    again = EvaluationResult.from_dict(stored)
+    assert again.task == "binary" and repr(again.explain()) == repr(binary.explain())
+    assert again.explain().slices[0].sentences[0].startswith("recall = 0.6667: of 3 pos examples")

@@ -53,6 +53,25 @@ def test_editor_types_validation_diff_and_save(store: mm.Store) -> None:
     assert "ExperimentEditor for t21@2" in repr(editor) and "epochs = 4" in repr(editor)
 
 
+def test_an_editor_left_open_does_not_undo_a_version_recorded_since(store: mm.Store) -> None:
+    editor = ExperimentEditor(store, "t21")
+    store.experiment("t21", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 7})  # t21@2, elsewhere
+    editor.inputs["learning_rate"].value = 0.5
+    assert editor.save() is None
+    assert "t21@2 was recorded after this panel opened" in editor.status.value
+    assert "%mlmd edit t21" in editor.status.value
+    assert store.get_experiment("t21")["version"] == 2  # nothing written
+    fresh = ExperimentEditor(store, "t21")
+    fresh.inputs["learning_rate"].value = 0.5
+    saved = fresh.save()
+    assert saved is not None and saved.ref == "t21@3" and saved.data["params"]["epochs"] == 7
+    fresh.inputs["learning_rate"].value = 0.25  # its own saves do not make it stale
+    assert fresh.save() is not None and store.get_experiment("t21")["version"] == 4
+    old = ExperimentEditor(store, "t21@1")  # an older version opened on purpose may still be saved from
+    old.inputs["epochs"].value = 3
+    assert old.save() is not None and store.get_experiment("t21")["params"]["epochs"] == 3
+
+
 def test_editor_versions_of_scenario_and_datasource(store: mm.Store) -> None:
     store.add_scenario("mlp-small", model="mlp", params={"hidden": [8], "epochs": 1, "learning_rate": 0.01,
                                                          "optimizer": {"name": "adam"}, "shuffle": True,

@@ -379,6 +379,12 @@ class Check:
     baseline: float | None
     passed: bool
     reason: str = ""
+    metric: str = ""  # the threshold's metric (older records: read from ``threshold``)
+
+    @property
+    def metric_name(self) -> str:
+        """The metric checked: recorded, or (records written before it was) the threshold's first word."""
+        return self.metric or self.threshold.split(" ", 1)[0]
 
 
 @dataclass
@@ -424,50 +430,50 @@ class EvaluationResult:
         """
         import pandas as pd
 
-        matrix = self._matrix(slice_name)
+        self._check_slice(slice_name)
+        matrix = self.confusion.get(slice_name)
+        if not matrix:
+            raise ValidationError(f"the evaluation has no confusion matrix for {slice_name!r} "
+                                  f"({'a regression task has none' if self.task == 'regression' else 'none recorded'})")
         names = self._names(len(matrix))
-        frame = pd.DataFrame(matrix, index=pd.Index(names, name="true"), columns=pd.Index(names, name="predicted"))
-        return frame
+        return pd.DataFrame(matrix, index=pd.Index(names, name="true"), columns=pd.Index(names, name="predicted"))
 
     def explain(self, slice_name: str | None = None) -> Explanation:
         """Why the verdict is what it is: for each slice with a failed check (or only
-        ``slice_name``), the checks that failed, its confusion matrix, and where the examples
-        behind each failed class metric went ("of 17 T21 samples, 15 were called euploid").
+        ``slice_name``), the checks that failed, its confusion matrix, and for each failed class
+        metric its value and the examples behind it ("recall_T21 = 0.6471: of 17 T21 examples,
+        11 (64.7%) were called T21; the others were called: 6 euploid").
 
         Raises
         ------
         ValidationError
             When ``slice_name`` is not one of the evaluation's slices.
         """
-        if slice_name is not None and slice_name not in self.metrics:
-            raise ValidationError(f"the evaluation has no slice {slice_name!r}; its slices are "
-                                  f"{', '.join(self.metrics)}")
+        if slice_name is not None:
+            self._check_slice(slice_name)
         failed_slices = list(dict.fromkeys(c.slice for c in self.checks if not c.passed))
         chosen = [slice_name] if slice_name is not None else failed_slices
         parts = []
         for name in chosen:
             matrix = self.confusion.get(name) or []
+            if not any(any(row) for row in matrix):
+                matrix = []  # an empty slice: nothing to show
             checks = [c for c in self.checks if c.slice == name and not c.passed]
             labels = self._names(len(matrix))
-            sentences = list(dict.fromkeys(
-                s for c in checks for s in [_where_they_went(c.threshold.split(" ", 1)[0], self.task, matrix, labels)]
-                if s))
+            sentences = list(dict.fromkeys(s for c in checks for s in [_where_they_went(c, self.task, matrix, labels)]
+                                           if s))
             parts.append(SliceExplanation(slice=name, failed=checks, class_labels=labels, matrix=matrix,
                                           sentences=sentences))
         return Explanation(blessed=self.blessed, split=self.split, checks=len(self.checks),
                            failed=len(self.failed), slices=parts)
 
-    def _matrix(self, slice_name: str) -> list[list[int]]:
+    def _check_slice(self, slice_name: str) -> None:
         if slice_name not in self.metrics:
             raise ValidationError(f"the evaluation has no slice {slice_name!r}; its slices are "
                                   f"{', '.join(self.metrics)}")
-        matrix = self.confusion.get(slice_name)
-        if not matrix:
-            raise ValidationError(f"the evaluation has no confusion matrix for {slice_name!r} "
-                                  f"({'a regression task has none' if self.task == 'regression' else 'none recorded'})")
-        return matrix
 
     def _names(self, k: int) -> list[str]:
+        """The names of classes 0..k-1: the recorded ones, else the class numbers."""
         return list(self.class_labels) if len(self.class_labels) == k else [str(i) for i in range(k)]
 
     def confusion_html(self, slice_name: str = OVERALL) -> str:
@@ -475,17 +481,7 @@ class EvaluationResult:
         matrix = self.confusion.get(slice_name)
         if not matrix:
             return ""
-        names = self.class_labels or [str(k) for k in range(len(matrix))]
-        head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
-        rows = []
-        for name, row in zip(names, matrix):
-            total = sum(row)
-            cells = "".join(f"<td>{v} <small>({v / total:.1%})</small></td>" if total else f"<td>{v}</td>"
-                            for v in row)
-            rows.append(f"<tr><th>{html.escape(name)}</th>{cells}<td>{total}</td></tr>")
-        return (f"<table class='mlmd-magic-confusion'><caption>confusion matrix, {html.escape(slice_name)} "
-                "(rows: true class, columns: predicted; rate of the row)</caption>"
-                f"<thead><tr><th></th>{head}<th>total</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
+        return matrix_html(matrix, self._names(len(matrix)), f"confusion matrix, {slice_name}")
 
     @classmethod
     def from_dict(cls, payload: dict[str, Any]) -> EvaluationResult:
@@ -499,7 +495,8 @@ class EvaluationResult:
         def spec(kind: Any, fields: dict[str, Any]) -> Any:
             return kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
 
-        return cls(task=str(payload.get("task", "")), split=str(payload.get("split", "")),
+        task = str(payload.get("task") or "") or _task_of(payload.get("metrics") or {})
+        return cls(task=task, split=str(payload.get("split", "")),
                    metrics=metrics(payload.get("metrics") or {}) or {},
                    baseline_metrics=metrics(payload.get("baseline_metrics")),
                    checks=[Check(**c) for c in payload.get("checks", [])], blessed=bool(payload.get("blessed")),
@@ -514,8 +511,7 @@ class EvaluationResult:
         metric_names = list(dict.fromkeys(m for s in slices for m in self.metrics[s]))
         marks: dict[tuple[str, str], str] = {}
         for check in self.checks:
-            metric = check.threshold.split(" ", 1)[0]
-            key = (metric, check.slice)
+            key = (check.metric_name, check.slice)
             mark = "✓" if check.passed else "✗"
             marks[key] = mark if marks.get(key, "✓") == "✓" else marks[key]
         rows = [["metric", *slices]]
@@ -576,52 +572,80 @@ def _metric_class(metric: str, task: str, labels: Sequence[str]) -> tuple[str, i
     return None
 
 
-def _where_they_went(metric: str, task: str, matrix: Sequence[Sequence[int]], labels: Sequence[str]) -> str:
-    """One sentence naming the examples behind a per-class metric, from the confusion matrix."""
-    found = _metric_class(metric, task, labels) if matrix else None
+def _task_of(metrics: dict[str, Any]) -> str:
+    """The task an evaluation's metrics belong to, for records that did not store it."""
+    names = {m for values in metrics.values() if isinstance(values, dict) for m in values}
+    return "regression" if "mae" in names else "binary" if "recall" in names else "multiclass" if names else ""
+
+
+def _label(name: str) -> str:
+    """A class as a sentence names it: ``T21``, or ``class 1`` for a bare number."""
+    return f"class {name}" if name.isdigit() else name
+
+
+def _share(n: int, total: int) -> str:
+    return f"{n} ({n / total:.1%})" if total else str(n)
+
+
+def _spread(counts: np.ndarray, skip: int, labels: Sequence[str]) -> str:
+    return ", ".join(f"{int(n)} {_label(labels[j])}" for j, n in enumerate(counts) if j != skip and n) or "none"
+
+
+def _where_they_went(check: Check, task: str, matrix: Sequence[Sequence[int]], labels: Sequence[str]) -> str:
+    """For a failed check on a per-class metric: its value, and the examples behind it, from the
+    slice's confusion matrix. Each sentence leads with the metric's value, so a share of
+    examples (the complement, for specificity and NPV) is not read as the metric."""
+    found = _metric_class(check.metric_name, task, labels) if matrix else None
     if found is None:
         return ""
     kind, k = found
     cm = np.asarray(matrix, dtype=int)
-    name = labels[k]
-    call = f"class {name}" if name.isdigit() else name
-
-    def spread(counts: np.ndarray, skip: int) -> str:
-        parts = [f"{int(n)} {'class ' + labels[j] if labels[j].isdigit() else labels[j]}"
-                 for j, n in enumerate(counts) if j != skip and n]
-        return ", ".join(parts) or "none"
-
-    def share(n: int, total: int) -> str:
-        return f"{n} ({n / total:.0%})" if total else str(n)
-
+    call = _label(labels[k])
+    head = check.metric_name + (f" = {check.value:.4g}" if check.value is not None else "")
     if kind == "recall":  # the class's examples: where did they go?
         row, total = cm[k], int(cm[k].sum())
         if not total:
-            return f"{metric}: the slice has no {call} examples"
-        return (f"{metric}: of {total} {call} examples, {share(int(row[k]), total)} were called {call}; "
-                f"the others were called: {spread(row, k)}")
+            return f"{head}: the slice has no {call} examples"
+        return (f"{head}: of {total} {call} examples, {_share(int(row[k]), total)} were called {call}; "
+                f"the others were called: {_spread(row, k, labels)}")
     if kind == "precision":  # the examples called this class: what were they?
         col, total = cm[:, k], int(cm[:, k].sum())
         if not total:
-            return f"{metric}: no example of the slice was called {call}"
-        return (f"{metric}: of {total} examples called {call}, {share(int(col[k]), total)} were {call}; "
-                f"the others were: {spread(col, k)}")
-    if kind in ("specificity", "fpr"):  # the other classes' examples called this class
+            return f"{head}: no example of the slice was called {call}"
+        return (f"{head}: of {total} examples called {call}, {_share(int(col[k]), total)} were {call}; "
+                f"the others were: {_spread(col, k, labels)}")
+    if kind in ("specificity", "fpr"):  # the other classes' examples wrongly called this class
         col = cm[:, k]
         others = int(cm.sum() - cm[k].sum())
         wrong = int(col.sum() - col[k])
         if not others:
-            return f"{metric}: the slice has no examples other than {call}"
-        return (f"{metric}: of {others} examples that are not {call}, {share(wrong, others)} were called {call}"
-                + (f": {spread(col, k)}" if wrong else ""))
+            return f"{head}: the slice has no examples other than {call}"
+        return (f"{head}: of {others} examples that are not {call}, {_share(wrong, others)} were wrongly called "
+                f"{call}" + (f" (they were: {_spread(col, k, labels)})" if wrong else ""))
     # npv: the examples not called this class, and how many of them were
     row = cm[k]
     not_called = int(cm.sum() - cm[:, k].sum())
     missed = int(row.sum() - row[k])
     if not not_called:
-        return f"{metric}: every example of the slice was called {call}"
-    return (f"{metric}: of {not_called} examples not called {call}, {share(missed, not_called)} were {call}"
-            + (f", called: {spread(row, k)}" if missed else ""))
+        return f"{head}: every example of the slice was called {call}"
+    return (f"{head}: of {not_called} examples not called {call}, {_share(missed, not_called)} were in fact {call}"
+            + (f" (called: {_spread(row, k, labels)})" if missed else ""))
+
+
+def matrix_html(matrix: Sequence[Sequence[int]], names: Sequence[str], caption: str) -> str:
+    """A confusion matrix as an HTML table: counts with each row's rate, the diagonal in bold."""
+    head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
+    rows = []
+    for i, (name, row) in enumerate(zip(names, matrix)):
+        total = sum(row)
+        cells = "".join(
+            (f"<td><b>{v}</b>" if i == j and v else f"<td>{v}") + (f" <small>({v / total:.1%})</small>" if total
+                                                                    else "") + "</td>"
+            for j, v in enumerate(row))
+        rows.append(f"<tr><th>{html.escape(name)}</th>{cells}<td>{total}</td></tr>")
+    return (f"<table class='mlmd-magic-confusion'><caption>{html.escape(caption)} "
+            "(rows: true class, columns: predicted; rate of the row)</caption>"
+            f"<thead><tr><th></th>{head}<th>total</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
 
 
 @dataclass(frozen=True)
@@ -689,12 +713,7 @@ class Explanation:
                                  for c in part.failed)
                        + "</ul>")
             if part.matrix:
-                head = "".join(f"<th>{html.escape(n)}</th>" for n in part.class_labels)
-                body = "".join(f"<tr><th>{html.escape(n)}</th>" + "".join(
-                    f"<td>{v}</td>" if i != j or not v else f"<td><b>{v}</b></td>" for j, v in enumerate(row))
-                    + f"<td>{sum(row)}</td></tr>" for i, (n, row) in enumerate(zip(part.class_labels, part.matrix)))
-                out.append("<table><caption>confusion matrix (rows: true class, columns: predicted)</caption>"
-                           f"<thead><tr><th></th>{head}<th>total</th></tr></thead><tbody>{body}</tbody></table>")
+                out.append(matrix_html(part.matrix, part.class_labels, f"confusion matrix, {part.slice}"))
             out += [f"<p>{html.escape(s)}</p>" for s in part.sentences]
         return "".join(out) + "</div>"
 
@@ -721,38 +740,40 @@ def check_thresholds(thresholds: Sequence[Threshold], metrics: dict[str, dict[st
         for s in targets:
             desc = t.describe()
             if s not in metrics:
-                checks.append(Check(s, desc, None, None, False, f"no slice named {s!r}; slices: {list(metrics)}"))
+                checks.append(Check(s, desc, None, None, False, f"no slice named {s!r}; slices: {list(metrics)}",
+                                    t.metric))
                 continue
             count = metrics[s].get("example_count", 0.0)
             if not count:
                 if named:
-                    checks.append(Check(s, desc, None, None, False, "the slice is empty in the data"))
+                    checks.append(Check(s, desc, None, None, False, "the slice is empty in the data", t.metric))
                 continue
             value = metrics[s].get(t.metric)
             if value is None:
                 checks.append(Check(s, desc, None, None, False,
-                                    f"no metric {t.metric!r}; metrics: {sorted(metrics[s])}"))
+                                    f"no metric {t.metric!r}; metrics: {sorted(metrics[s])}", t.metric))
                 continue
             if math.isnan(value):
-                checks.append(Check(s, desc, None, None, False, f"{t.metric} is undefined on this slice"))
+                checks.append(Check(s, desc, None, None, False, f"{t.metric} is undefined on this slice", t.metric))
                 continue
             if t.change is None:
                 ok = (t.lower is None or value >= t.lower) and (t.upper is None or value <= t.upper)
-                checks.append(Check(s, desc, value, None, ok, "" if ok else f"{t.metric} = {value:.4g}"))
+                checks.append(Check(s, desc, value, None, ok, "" if ok else f"{t.metric} = {value:.4g}", t.metric))
                 continue
             if baseline is None:
-                checks.append(Check(s, desc, value, None, True, "skipped: no baseline model"))
+                checks.append(Check(s, desc, value, None, True, "skipped: no baseline model", t.metric))
                 continue
             base = baseline.get(s, {}).get(t.metric)
             if base is None or math.isnan(base):
-                checks.append(Check(s, desc, value, None, False, "the baseline has no value on this slice"))
+                checks.append(Check(s, desc, value, None, False, "the baseline has no value on this slice", t.metric))
                 continue
             delta = value - base
             if t.relative:
                 delta = delta / abs(base) if base else math.inf * (1 if delta >= 0 else -1)
             ok = delta >= t.change if t.direction == "higher" else delta <= t.change
             checks.append(Check(s, desc, value, base, ok,
-                                "" if ok else f"{t.metric} {value:.4g} vs baseline {base:.4g} (change {delta:+.4g})"))
+                                "" if ok else f"{t.metric} {value:.4g} vs baseline {base:.4g} (change {delta:+.4g})",
+                                t.metric))
     return checks
 
 

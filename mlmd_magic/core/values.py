@@ -61,8 +61,16 @@ def split_kind(ref: Any, kind: str | None = None) -> tuple[str | None, Any]:
         return given, ref  # not a kind: let the name check explain what is wrong
     named = KIND_ALIASES[prefix.lower()]
     if given is not None and given != named:
-        raise ValidationError(f"{ref!r} names a {singular(named)} but kind={kind!r} was given; drop one of them")
+        raise ValidationError(f"{ref!r} names {with_article(singular(named))} but kind={kind!r} was given; "
+                              "drop one of them")
+    if rest.partition(":")[0].lower() in KIND_ALIASES:
+        raise ValidationError(f"{ref!r} names its kind twice; write {prefix}:NAME or {prefix}:NAME@N")
     return named, rest
+
+
+def with_article(noun: str) -> str:
+    """``"experiment"`` -> ``"an experiment"``, ``"policy"`` -> ``"a policy"``."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
 
 
 def check_value(value: Any, where: str, depth: int = 0) -> Any:

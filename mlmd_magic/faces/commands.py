@@ -21,7 +21,7 @@ from typing import Any, Callable, Protocol
 from ..core.record import Record
 from ..core.specs import evaluation_arguments
 from ..core.sweeps import sweep_arguments
-from ..core.values import KIND_ALIASES, normalise_kind, singular
+from ..core.values import KIND_ALIASES, normalise_kind, singular, split_kind, with_article
 from ..errors import CommandError, MlmdMagicError, ValidationError
 from ..store import Store
 from . import cells
@@ -359,17 +359,20 @@ def _card(host: Host, a: argparse.Namespace) -> Any:
 
 def _edit(host: Host, a: argparse.Namespace) -> Any:
     store = host.store()
-    is_policy = a.ref.startswith("policy:")
-    if not is_policy:
+    kind, ref = split_kind(a.ref)
+    if kind is None:
         with store.unrecorded(), contextlib.suppress(MlmdMagicError):
-            is_policy = store.kind_of(a.ref) == "policies"
-    if is_policy:
+            kind = store.kind_of(ref)
+    if kind == "policies":
         from ..widgets import PolicyEditor
 
-        return PolicyEditor(store, a.ref.removeprefix("policy:").split("@", 1)[0])
+        return PolicyEditor(store, ref.split("@", 1)[0])
+    if kind not in (None, "experiments"):
+        raise ValidationError(f"the editor edits experiments and policies; {a.ref!r} is "
+                              f"{with_article(singular(kind))} (change it with its cell magic, %%{singular(kind)})")
     from ..widgets import ExperimentEditor
 
-    return ExperimentEditor(store, a.ref)
+    return ExperimentEditor(store, ref)
 
 
 def _browse(host: Host, a: argparse.Namespace) -> Any:

@@ -29,6 +29,7 @@ from ..core import session as _session
 from ..core.names import NAME_RE, check_name
 from ..core.specs import evaluation_arguments
 from ..core.sweeps import sweep_arguments
+from ..core.values import KIND_ALIASES, normalise_kind
 from ..errors import CommandError, MlmdMagicError, RunCancelled
 from ..store import Store, default_uri
 from . import cells
@@ -385,12 +386,17 @@ def completion_candidates(line: str) -> list[str]:
         store = REGISTRY.current().store
         kind = "experiments" if sub in ("get", "train", "edit") and "--kind" not in words else None
         current = "" if typing_new else words[-1]
+        prefix, _, rest = current.rpartition(":")
+        if prefix and prefix.lower() in KIND_ALIASES:  # policy:NAME[@N]: complete within that kind
+            kind, current, prefix = normalise_kind(prefix), rest, prefix + ":"
+        else:
+            prefix = ""
         with store.unrecorded():  # completing is not an action
             if "@" in current:
                 name = current.split("@", 1)[0]
                 versions = store.history(name, kind=kind)["version"]
-                return [f"{name}@{v}" for v in versions]
-            return store.names(kind)
+                return [f"{prefix}{name}@{v}" for v in versions]
+            return [prefix + name for name in store.names(kind)]
     except MlmdMagicError:
         return []
 

@@ -149,7 +149,7 @@ def _result(art: Any) -> Any:
     p = art.properties
     metrics = json.loads(text(p, "metrics") or "{}")
     return EvaluationResult.from_dict({
-        "split": text(p, "split"), "metrics": metrics.get("metrics", {}),
+        "task": metrics.get("task", ""), "split": text(p, "split"), "metrics": metrics.get("metrics", {}),
         "baseline_metrics": metrics.get("baseline_metrics"), "checks": json.loads(text(p, "checks") or "[]"),
         "thresholds": json.loads(text(p, "thresholds") or "[]"), "slices": json.loads(text(p, "slices") or "[]"),
         "confusion": metrics.get("confusion") or {}, "class_labels": metrics.get("class_labels") or [],

@@ -44,8 +44,10 @@ from ..core.values import (
     diff_values,
     flatten,
     normalise_kind,
+    singular,
     split_kind,
     to_plain,
+    with_article,
 )
 from ..errors import AmbiguousRefError, NotFoundError, StoreError, ValidationError
 from ..trainer import builders
@@ -57,6 +59,8 @@ if TYPE_CHECKING:
 __all__ = ["LABEL", "Records"]
 
 MAX_TEXT = 100_000
+_PLURAL = {"datasources": "data sources", "scenarios": "scenarios", "experiments": "experiments",
+           "policies": "policies", "sweeps": "sweeps"}
 LABEL = {"datasources": "data source", "scenarios": "scenario", "experiments": "experiment", "policies": "policy",
          "sweeps": "sweep"}
 # the versioned kinds: the three records, and sweeps (written by store.sweeps through create_version)
@@ -280,7 +284,8 @@ class Records:
             raise NotFoundError(f"no {what} is named {name!r}{self.suggest(name, named)}")
         if len(found) > 1:
             raise AmbiguousRefError(
-                f"{name!r} names a {' and a '.join(LABEL[k] for k in found)}; say which with kind=..."
+                f"{name!r} names {' and '.join(with_article(LABEL[k]) for k in found)}; say which with kind=... "
+                f"or a prefix ({' or '.join(f'{singular(k)}:{name}' for k in found)})"
             )
         return found[0]
 
@@ -401,20 +406,15 @@ class Records:
     def diff(self, ref_a: str, ref_b: str, kind: str | None = None) -> Diff:
         """See :meth:`mlmd_magic.Store.diff`."""
         with self.recorder.action("DiffRecords", {"ref_a": ref_a, "ref_b": ref_b, "kind": kind}) as act:
+            given_a, given_b = ref_a, ref_b
             named_a, ref_a = split_kind(ref_a, kind)
             named_b, ref_b = split_kind(ref_b, kind)
-            if named_a and named_b and named_a != named_b:
-                raise ValidationError(f"{ref_a!r} is a {LABEL[named_a]} and {ref_b!r} a {LABEL[named_b]}; "
-                                      "diff compares records of one kind")
-            kind = named_a or named_b
-            if kind is None:
-                kind_a, kind_b = self.kind_of(ref_a), self.kind_of(ref_b)
-                if kind_a != kind_b:
-                    raise ValidationError(
-                        f"{ref_a!r} is a {LABEL[kind_a]} and {ref_b!r} a {LABEL[kind_b]}; "
-                        "diff compares records of one kind"
-                    )
-                kind = kind_a
+            kind_a = named_a or (self.kind_of(ref_a) if named_b is None else named_b)
+            kind_b = named_b or (self.kind_of(ref_b) if named_a is None else named_a)
+            if kind_a != kind_b:
+                raise ValidationError(f"{given_a!r} is {with_article(LABEL[kind_a])} and {given_b!r} "
+                                      f"{with_article(LABEL[kind_b])}; diff compares records of one kind")
+            kind = kind_a
             kind = normalise_kind(kind)
             art_a, art_b = self.resolve(kind, ref_a), self.resolve(kind, ref_b)
             act.inputs += [art_a, art_b]
@@ -475,7 +475,7 @@ class Records:
         named, rest = split_kind(ref)
         if named is not None:
             if named != kind:
-                raise ValidationError(f"{ref!r} names a {LABEL[named]}, not a {LABEL[kind]}")
+                raise ValidationError(f"{ref!r} names {with_article(LABEL[named])}, not {with_article(LABEL[kind])}")
             ref = rest
         parsed = parse_ref(ref, f"{LABEL[kind]} reference")
         if parsed.version is None:
@@ -516,7 +516,7 @@ class Records:
         if close:
             return f"; did you mean {' or '.join(repr(c) for c in close)}?"
         if kind:
-            return f"; see the {LABEL[kind]}s with %mlmd ls {kind} or store.list({kind!r})"
+            return f"; see the {_PLURAL[kind]} with %mlmd ls {kind} or store.list({kind!r})"
         return ""
 
     def data(self, kind: str, art: Any) -> dict[str, Any]:

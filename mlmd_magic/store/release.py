@@ -29,7 +29,7 @@ from ..backend.properties import set_properties, text
 from ..backend.recorder import Action, Recorder
 from ..core import session as _session
 from ..core.evaluation import parse_slices, slice_names
-from ..core.values import canonical_json
+from ..core.values import canonical_json, split_kind
 from ..errors import MlmdMagicError, NotBlessedError, ValidationError
 from .records import Records
 from .runs import Runs
@@ -123,6 +123,7 @@ class Release:
         """The model's newest evaluation under ``policy`` (a name or NAME@N), or under any policy."""
         evaluations = [e for e in self.runs.evaluations_of([model.id])[model.id] if text(e.properties, "policy")]
         if policy:
+            _, policy = split_kind(policy, "policies")  # policy:NAME[@N] as well as NAME[@N]
             name = policy.split("@", 1)[0]
             self.records.resolve("policies", policy)  # an unknown policy is a NotFoundError
             evaluations = [e for e in evaluations if text(e.properties, "policy") == policy

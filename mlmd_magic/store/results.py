@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.curves import curves_html
+from ..core.evaluation import OVERALL, EvaluationResult, Explanation
 
 __all__ = ["Evaluation", "Run", "RunComparison", "RunProgress"]
 
@@ -71,7 +72,7 @@ class Evaluation:
     model_id: int
     baseline_model_id: int | None
     blessed: bool
-    result: Any  # mlmd_magic.evaluation.EvaluationResult
+    result: EvaluationResult
     model_name: str = ""  # the run that made the model, EXPERIMENT@N#K
     baseline_name: str = ""
     policy: str = ""  # NAME@N of the release policy evaluated under, if any
@@ -82,13 +83,13 @@ class Evaluation:
                 "baseline_model": self.baseline_model_id, "baseline_name": self.baseline_name,
                 "policy": self.policy, **self.result.to_dict()}
 
-    def explain(self, slice: str | None = None) -> Any:
+    def explain(self, slice_name: str | None = None) -> Explanation:
         """Why the verdict is what it is: see :meth:`mlmd_magic.evaluation.EvaluationResult.explain`."""
-        return self.result.explain(slice)
+        return self.result.explain(slice_name)
 
-    def confusion_table(self, slice: str = "overall") -> Any:
-        """One slice's confusion matrix as a DataFrame (rows: true class, columns: predicted)."""
-        return self.result.confusion_table(slice)
+    def confusion_table(self, slice_name: str = OVERALL) -> Any:
+        """One slice's confusion matrix as a pandas DataFrame (rows: true class, columns: predicted)."""
+        return self.result.confusion_table(slice_name)
 
     def _title(self) -> str:
         model = self.model_name or f"model #{self.model_id}"

@@ -476,7 +476,7 @@ class Runs:
             payload = result.to_dict()
             art = pb.Artifact(type_id=self.recorder.types.artifacts["Evaluation"], state=pb.Artifact.LIVE,
                               uri=f"{model.uri}#evaluation")
-            set_properties(art, metrics=canonical_json({"metrics": payload["metrics"],
+            set_properties(art, metrics=canonical_json({"task": payload["task"], "metrics": payload["metrics"],
                                                         "baseline_metrics": payload["baseline_metrics"],
                                                         "confusion": payload["confusion"],
                                                         "class_labels": payload["class_labels"]}),

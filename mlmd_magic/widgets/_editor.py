@@ -12,7 +12,7 @@ from ..core import session as _session
 from ..core.values import Diff, apply_overrides, diff_values, flatten
 from ..errors import MlmdMagicError, ValidationError
 from ..store import Store
-from ._fallback import FallbackDisplay
+from ._fallback import FallbackDisplay, newer_version
 
 
 def _input_for(path: str, value: Any) -> w.Widget:
@@ -51,6 +51,9 @@ class ExperimentEditor(FallbackDisplay, w.VBox):
         self._record = store.get(ref, kind="experiments")
         data = self._record.data
         self.name = self._record.name
+        # the newest version when the panel opened: saving refuses if another one was recorded since
+        with store.unrecorded():
+            self._latest = store.get(self.name, kind="experiments").version
         ds_versions = [f"{data['datasource']['name']}@{v}" for v in self._versions("datasources",
                                                                                    data["datasource"]["name"])]
         sc_versions = [f"{data['scenario']['name']}@{v}" for v in self._versions("scenarios",
@@ -164,7 +167,13 @@ class ExperimentEditor(FallbackDisplay, w.VBox):
         return "; ".join(parts) or "no changes"
 
     def save(self) -> Any:
-        """Record the form as a new experiment version (as ``%%experiment`` would); returns the record."""
+        """Record the form as a new experiment version (as ``%%experiment`` would); returns the record
+        (None on an error, which the panel shows — also when another version was recorded since
+        the panel opened, which saving would undo)."""
+        stale = newer_version(self._store, "experiments", self.name, self._latest)
+        if stale:
+            self.status.value = f"<span style='color:crimson'>✗ {html.escape(stale)}</span>"
+            return None
         try:
             summary = self.change_summary()
             with _session.action_context(source=f"widget ExperimentEditor {self._record.ref}: {summary}"):
@@ -175,6 +184,7 @@ class ExperimentEditor(FallbackDisplay, w.VBox):
             self.status.value = f"<span style='color:crimson'>✗ {html.escape(str(exc))}</span>"
             return None
         self._record = record
+        self._latest = max(self._latest, record.version)
         word = "saved as" if record.status == "created" else "unchanged, matches"
         self.refresh()
         self.status.value = f"<span class='mlmd-magic-saved' style='color:green'>✓ {word} {record.ref}</span>"

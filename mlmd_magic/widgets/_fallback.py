@@ -107,3 +107,21 @@ def _install(kernel: Any, shell: Any) -> None:
 
     kernel.do_shutdown = do_shutdown
     _INSTALLED.add(id(kernel))
+
+
+def newer_version(store: Any, kind: str, name: str, seen: int | None) -> str | None:
+    """Why a panel opened when ``name``'s newest version was ``seen`` must not save now: a newer
+    version was recorded since (by another cell, panel, process or person), which saving the
+    form would silently undo. ``None`` when it may save."""
+    from ..errors import NotFoundError
+
+    try:
+        with store.unrecorded():
+            latest = store.get(name, kind=kind)
+    except NotFoundError:
+        return None
+    if seen is not None and latest.version == seen:
+        return None
+    opened = f"version {seen}" if seen is not None else "no version"
+    return (f"{latest.ref} was recorded after this panel opened (it showed {opened}); saving would undo its "
+            f"changes. Open the newest in a new panel: %mlmd edit {'policy:' if kind == 'policies' else ''}{name}")

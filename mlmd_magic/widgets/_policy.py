@@ -14,7 +14,7 @@ from ..core import session as _session
 from ..core.values import Diff, diff_values
 from ..errors import MlmdMagicError, NotFoundError, ValidationError
 from ..store import Store
-from ._fallback import FallbackDisplay
+from ._fallback import FallbackDisplay, newer_version
 
 _KINDS = ("lower", "upper", "change")
 _WIDE = {"description_width": "initial"}
@@ -160,6 +160,10 @@ class PolicyEditor(FallbackDisplay, w.VBox):
         self.add_class("mlmd-magic-policy-editor")
         self.refresh()
 
+    def _version(self) -> int | None:
+        """The stored version the form started from (None: a new policy)."""
+        return int(self._ref.rsplit("@", 1)[1]) if self._ref else None
+
     @staticmethod
     def _spec_of(data: dict[str, Any]) -> dict[str, Any]:
         return {k: data[k] for k in ("slices", "thresholds", "description", "owner")}
@@ -238,6 +242,10 @@ class PolicyEditor(FallbackDisplay, w.VBox):
     def save(self) -> Any:
         """Record the form as a new version of the policy; returns the record (None on an error,
         which the panel shows)."""
+        stale = newer_version(self._store, "policies", self.name, self._version())
+        if stale:
+            self.status.value = f"<span style='color:crimson'>✗ {html.escape(stale)}</span>"
+            return None
         try:
             pending = self.pending()
             summary = self.change_summary()
