@@ -289,6 +289,14 @@ def test_policy_editor_adds_changes_removes_and_saves(store: mm.Store, trained: 
     threshold.slices.value = "ff_mid, ff_high"
     assert "valid" in editor.status.value and not editor.save_button.disabled
     assert "thresholds" in editor.diff.value
+    # names the store's data does not have: savable, but flagged, with what was probably meant
+    assert "T18" in " ".join(editor.metric_choices) and "auc" not in editor.metric_choices  # the data's own metrics
+    threshold.metric.value = "sensitivity_T21"
+    assert "⚠ 'sensitivity_T21' is not a metric of this store's data; did you mean 'recall_T21'?" in editor.message
+    row.feature.value = "seq_depth"
+    assert "⚠ 'seq_depth' is not a feature of this store's data" in editor.message and not editor.save_button.disabled
+    row.feature.value, threshold.metric.value = "fetal_fraction", "accuracy"
+    assert editor.message == "✓ valid"
     first = editor.save()
     assert first.ref == "release-widget@1" and editor.message == "✓ saved as release-widget@1"
     assert store.evaluate(trained["run"], policy="release-widget").blessed

@@ -58,7 +58,9 @@ def test_confusion_matrix_and_counts_per_slice_in_the_evaluation() -> None:
 
 @pytest.mark.parametrize(("task", "metric", "hint"), [
     ("multiclass", "recal_T21", "did you mean 'recall_T21'?"),
-    ("multiclass", "ppv_T21", "precision_T21"),
+    ("multiclass", "ppv_T21", "did you mean 'precision_T21'?"),
+    ("multiclass", "sensitivity_T21", "did you mean 'recall_T21'?"),  # not specificity_T21, its opposite
+    ("binary", "sensitivity", "did you mean 'recall'?"),
     ("binary", "recall_T21", "specificity, npv, fpr"),
 ])
 def test_a_threshold_on_an_unknown_metric_lists_the_task_metrics(task: str, metric: str, hint: str) -> None:

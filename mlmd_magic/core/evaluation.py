@@ -42,7 +42,7 @@ __all__ = ["Check", "EvaluationResult", "Explanation", "SliceExplanation", "Slic
            "check_metric_names", "check_slice_names",
            "class_labels",
            "compute_metrics", "confusion", "evaluate_predictions", "metric_names", "parse_slices", "parse_thresholds",
-           "slice_masks", "slice_names"]
+           "slice_masks", "slice_names", "suggest_metric"]
 
 OVERALL = "overall"
 
@@ -339,14 +339,29 @@ def compute_metrics(task: str, labels: np.ndarray, scores: np.ndarray,
     return out
 
 
-def check_metric_names(thresholds: Sequence[Threshold], available: Sequence[str], task: str) -> None:
-    """Refuse a threshold on a metric the task does not compute, naming the ones it does."""
+# what screening reports call the metrics computed here (one class against the others)
+_SYNONYMS = {"sensitivity": "recall", "tpr": "recall", "ppv": "precision", "tnr": "specificity"}
+
+
+def suggest_metric(metric: str, available: Sequence[str]) -> str | None:
+    """The metric ``metric`` most likely means: a synonym's name here (``sensitivity_T21`` ->
+    ``recall_T21``, ``ppv`` -> ``precision``), else the closest spelling; None if nothing is close."""
     import difflib
 
+    head, sep, tail = metric.partition("_")
+    alias = _SYNONYMS.get(head.lower())
+    if alias and alias + sep + tail in available:
+        return alias + sep + tail
+    close = difflib.get_close_matches(metric, list(available), n=1)
+    return close[0] if close else None
+
+
+def check_metric_names(thresholds: Sequence[Threshold], available: Sequence[str], task: str) -> None:
+    """Refuse a threshold on a metric the task does not compute, naming the ones it does."""
     for i, t in enumerate(thresholds):
         if t.metric not in available:
-            close = difflib.get_close_matches(t.metric, list(available), n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
+            close = suggest_metric(t.metric, available)
+            hint = f"did you mean {close!r}? " if close else ""
             raise ValidationError(f"thresholds[{i}] names metric {t.metric!r}, which a {task} evaluation does not "
                                   f"compute; {hint}metrics: {', '.join(available)}")
 

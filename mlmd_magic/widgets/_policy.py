@@ -120,7 +120,8 @@ class PolicyEditor(FallbackDisplay, w.VBox):
     def __init__(self, store: Store, name: str) -> None:
         self._store = store
         self.name = name
-        self.metric_choices: list[str] = _metric_choices(store)
+        self._known_metrics, self._known_features = _data_vocabulary(store)
+        self.metric_choices: list[str] = self._known_metrics or _metric_choices(store)
         self._stored: dict[str, Any] | None = None
         self._ref = ""
         try:
@@ -222,13 +223,36 @@ class PolicyEditor(FallbackDisplay, w.VBox):
         changed = list(changes.changes)
         self.save_button.disabled = not changed
         self.status.value = "<span style='color:green'>✓ valid</span>" + ("" if changed else " — no changes")
+        warnings = self.warnings(pending)
+        if warnings:  # savable (a policy may be meant for other data), but probably not what was meant
+            self.status.value += "".join(f"<br><span style='color:#b36b00'>⚠ {html.escape(w)}</span>"
+                                         for w in warnings)
         self.diff.value = Diff(changes.a, changes.b, tuple(changed))._repr_html_() if changed else ""
+
+    def warnings(self, pending: dict[str, Any]) -> list[str]:
+        """Metrics and features the store's data sources do not have (none when it has no data
+        that names its classes): a policy naming them would fail every evaluation on that data."""
+        from ..core.evaluation import suggest_metric
+
+        out = []
+        if self._known_metrics:
+            for t in pending["thresholds"]:
+                if t["metric"] not in self._known_metrics:
+                    close = suggest_metric(t["metric"], self._known_metrics)
+                    out.append(f"{t['metric']!r} is not a metric of this store's data"
+                               + (f"; did you mean {close!r}?" if close else "; see the suggestions as you type"))
+        if self._known_features:
+            for spec in pending["slices"]:
+                if spec["feature"] not in self._known_features:
+                    out.append(f"{spec['feature']!r} is not a feature of this store's data; its features: "
+                               f"{', '.join(self._known_features)}")
+        return out
 
     @property
     def message(self) -> str:
         """The form's status line as plain text: ``✓ valid``, the first problem in the form, or
         what Save recorded."""
-        return html.unescape(re.sub(r"<[^>]+>", "", self.status.value))
+        return html.unescape(re.sub(r"<[^>]+>", "", re.sub(r"<br\s*/?>", "\n", self.status.value)))
 
     def change_summary(self) -> str:
         stored, pending = self._stored or {}, self.pending()
@@ -280,19 +304,30 @@ class PolicyEditor(FallbackDisplay, w.VBox):
         return "\n".join(lines)
 
 
-def _metric_choices(store: Store) -> list[str]:
-    """Metric names offered while typing: those of the tasks and class names in the store's data."""
+def _data_vocabulary(store: Store) -> tuple[list[str], list[str]]:
+    """What the store's data sources offer a policy: metric names (of the tasks and class names
+    of the data sources that name their classes) and numeric feature names. Empty lists when the
+    store has no such data: then nothing is known, and nothing is warned about."""
     from ..core.evaluation import metric_names
 
-    names: dict[str, None] = {}
+    metrics: dict[str, None] = {}
+    features: dict[str, None] = {}
     try:
         with store.unrecorded():
             for ds in store.names("datasources"):
-                label_names = store.get(ds, kind="datasources").data.get("label_names")
+                data = store.get(ds, kind="datasources").data
+                label_names = data.get("label_names")
                 if label_names:
                     task = "binary" if len(label_names) == 2 else "multiclass"
-                    names.update(dict.fromkeys(metric_names(task, len(label_names), label_names)))
+                    metrics.update(dict.fromkeys(metric_names(task, len(label_names), label_names)))
+                features.update(dict.fromkeys(f for f in data.get("features") or {} if f != data.get("label")))
     except MlmdMagicError:
         pass
-    names.update(dict.fromkeys(metric_names("binary")))
-    return list(names)
+    return list(metrics), list(features)
+
+
+def _metric_choices(store: Store) -> list[str]:
+    """Metric names offered while typing: those of the store's data, else a binary task's."""
+    from ..core.evaluation import metric_names
+
+    return _data_vocabulary(store)[0] or metric_names("binary")
