@@ -372,10 +372,20 @@ def test_a_failed_verdict_is_explained_on_every_face(store: mm.Store, trained: d
     assert [(p.slice, p.matrix, p.sentences) for p in api.slices] == [
         (p.slice, p.matrix, p.sentences) for p in evaluation.explain().slices]
     assert store.evaluation(evaluation.id).result.task == evaluation.result.task == "multiclass"
+    # read back in the order it was computed (slices as the policy names them, metrics as the task lists them)
+    assert store.evaluation(evaluation.id).result.table() == evaluation.result.table()
     one = run(ip, f"%mlmd explain evaluation:{evaluation.id} --slice ff_high")
     assert [p.slice for p in one.slices] == ["ff_high"]
-    with pytest.raises(UsageError, match="not an evaluation"):
-        run(ip, "%mlmd explain t21")
+    assert api.title == f"Evaluation #{evaluation.id} of {trained['run'].name} under policy release-explain@1"
+    assert repr(api).startswith(api.title + ": NOT BLESSED")
+    # a model instead of an id: its newest evaluation (under --policy, if given)
+    assert run(ip, "%mlmd explain t21 --policy release-explain").to_dict() == api.to_dict()
+    assert run(ip, f"%mlmd explain model:{trained['run'].model_id}").title.startswith("Evaluation #")
+    with pytest.raises(UsageError, match="no evaluation under policy release-prefix-none"):
+        store.add_policy("release-prefix-none", slices=SLICES, thresholds=PASSES)
+        run(ip, "%mlmd explain t21 --policy release-prefix-none")
+    with pytest.raises(UsageError, match="an evaluation id names one already"):
+        run(ip, f"%mlmd explain {evaluation.id} --policy release-explain")
     with pytest.raises(UsageError, match="no slice 'ff_none'"):
         run(ip, f"%mlmd explain {evaluation.id} --slice ff_none")
     capsys.readouterr()

@@ -511,13 +511,29 @@ class EvaluationResult:
             return kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
 
         task = str(payload.get("task") or "") or _task_of(payload.get("metrics") or {})
+        specs = [spec(SliceSpec, s) for s in payload.get("slices", [])]
+        labels = list(payload.get("class_labels") or [])
+        # stored as canonical JSON, keys sorted: back in the order the evaluation computed them
+        slice_order = slice_names(specs) or [OVERALL]
+        metric_order = metric_names(task, len(labels), labels) if task else []
+
+        def ordered(values: dict[str, Any] | None, inner: bool = True) -> Any:
+            if values is None:
+                return None
+            rank = {name: i for i, name in enumerate(slice_order)}
+            out = dict(sorted(values.items(), key=lambda kv: rank.get(kv[0], len(rank))))
+            if inner and metric_order:
+                at = {name: i for i, name in enumerate(metric_order)}
+                out = {k: dict(sorted(v.items(), key=lambda kv: at.get(kv[0], len(at)))) for k, v in out.items()}
+            return out
+
         return cls(task=task, split=str(payload.get("split", "")),
-                   metrics=metrics(payload.get("metrics") or {}) or {},
-                   baseline_metrics=metrics(payload.get("baseline_metrics")),
+                   metrics=ordered(metrics(payload.get("metrics") or {})) or {},
+                   baseline_metrics=ordered(metrics(payload.get("baseline_metrics"))),
                    checks=[Check(**c) for c in payload.get("checks", [])], blessed=bool(payload.get("blessed")),
                    thresholds=[spec(Threshold, t) for t in payload.get("thresholds", [])],
-                   slices=[spec(SliceSpec, s) for s in payload.get("slices", [])],
-                   confusion=payload.get("confusion") or {}, class_labels=list(payload.get("class_labels") or []))
+                   slices=specs, confusion=ordered(payload.get("confusion") or {}, inner=False) or {},
+                   class_labels=labels)
 
     def table(self) -> list[list[str]]:
         """Rows of metric × slice with pass/fail marks (header first); with a baseline, each value is
@@ -693,15 +709,20 @@ class Explanation:
     checks: int
     failed: int
     slices: list[SliceExplanation]
+    title: str = ""  # which evaluation: "Evaluation #9 of t21-quick@1#1 under policy release-nipt@1"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"blessed": self.blessed, "split": self.split, "checks": self.checks, "failed": self.failed,
-                "slices": [{"slice": s.slice, "failed": [c.__dict__ for c in s.failed], "class_labels": s.class_labels,
-                            "confusion": s.matrix, "explanation": s.sentences} for s in self.slices]}
+        return {"title": self.title, "blessed": self.blessed, "split": self.split, "checks": self.checks,
+                "failed": self.failed,
+                "slices": [{"slice": s.slice,
+                            "failed": [{k: v for k, v in c.__dict__.items() if k != "slice"} for c in s.failed],
+                            "class_labels": s.class_labels, "confusion": s.matrix, "explanation": s.sentences}
+                           for s in self.slices]}
 
     def _headline(self) -> str:
         verdict = "BLESSED" if self.blessed else "NOT BLESSED"
-        return f"{verdict} on {self.split}: {self.checks - self.failed} of {self.checks} checks passed"
+        head = f"{self.title}: " if self.title else ""
+        return f"{head}{verdict} on {self.split}: {self.checks - self.failed} of {self.checks} checks passed"
 
     def __repr__(self) -> str:
         lines = [self._headline()]

@@ -346,11 +346,13 @@ def _push(host: Host, a: argparse.Namespace) -> Any:
 
 
 def _explain(host: Host, a: argparse.Namespace) -> Any:
-    key = a.evaluation.removeprefix("evaluation:")
-    if not key.isdigit():
-        raise ValidationError(f"{a.evaluation!r} is not an evaluation: give its id as listed by ls evaluations, "
-                              "e.g. explain 12 or explain evaluation:12")
-    return host.store().evaluation(int(key)).explain(a.slice)
+    key = a.target.removeprefix("evaluation:")
+    store = host.store()
+    if key.isdigit():
+        if a.policy:
+            raise ValidationError("--policy chooses among a model's evaluations; an evaluation id names one already")
+        return store.evaluation(int(key)).explain(a.slice)
+    return store.latest_evaluation(a.target, policy=a.policy).explain(a.slice)
 
 
 def _card(host: Host, a: argparse.Namespace) -> Any:
@@ -605,8 +607,11 @@ def _cfg_card(p: argparse.ArgumentParser) -> None:
 _add("push", "release a blessed model as a TF Serving SavedModel DIR/<version>/ with its model card", _cfg_push,
      _push)
 _add("explain", "why an evaluation's verdict is what it is: failed checks, confusion matrices, where examples went",
-     lambda p: (p.add_argument("evaluation", metavar="EVALUATION", help="an evaluation id (ls evaluations) or "
-                                                                       "evaluation:ID"),
+     lambda p: (p.add_argument("target", metavar="EVALUATION|MODEL",
+                               help="an evaluation id (ls evaluations) or evaluation:ID; or a model (model:ID, a run "
+                                    "EXPERIMENT@N#K, an experiment): its newest evaluation"),
+                p.add_argument("--policy", metavar="NAME[@N]", help="with a model: its newest evaluation under this "
+                                                                    "policy"),
                 p.add_argument("--slice", metavar="NAME", help="explain this slice (default: every slice with a "
                                                                "failed check)")), _explain)
 _add("card", "the model card of a model (model_card.html and model_card.json)", _cfg_card, _card)

@@ -119,9 +119,15 @@ class Release:
 
     # ------------------------------------------------------------------ evaluations
 
-    def _evaluation(self, model: Any, policy: str | None) -> Any | None:
+    def newest_evaluation(self, model: Any, policy: str | None, *, any_policy: bool = False) -> Any | None:
+        """The model's newest Evaluation artifact under ``policy`` (NAME, NAME@N or policy:NAME[@N]);
+        without one, the newest under any policy, or (``any_policy``) the newest of all."""
+        return self._evaluation(model, policy, everything=any_policy)
+
+    def _evaluation(self, model: Any, policy: str | None, everything: bool = False) -> Any | None:
         """The model's newest evaluation under ``policy`` (a name or NAME@N), or under any policy."""
-        evaluations = [e for e in self.runs.evaluations_of([model.id])[model.id] if text(e.properties, "policy")]
+        evaluations = [e for e in self.runs.evaluations_of([model.id])[model.id]
+                       if text(e.properties, "policy") or (everything and not policy)]
         if policy:
             _, policy = split_kind(policy, "policies")  # policy:NAME[@N] as well as NAME[@N]
             name = policy.split("@", 1)[0]

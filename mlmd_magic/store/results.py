@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 from dataclasses import dataclass, field
@@ -85,7 +86,7 @@ class Evaluation:
 
     def explain(self, slice_name: str | None = None) -> Explanation:
         """Why the verdict is what it is: see :meth:`mlmd_magic.evaluation.EvaluationResult.explain`."""
-        return self.result.explain(slice_name)
+        return dataclasses.replace(self.result.explain(slice_name), title=self._title())
 
     def confusion_table(self, slice_name: str = OVERALL) -> Any:
         """One slice's confusion matrix as a pandas DataFrame (rows: true class, columns: predicted)."""

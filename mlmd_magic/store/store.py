@@ -865,6 +865,24 @@ class Store:
         self._recorder.check_open()
         return browse.evaluation(self._runs, evaluation_id)
 
+    def latest_evaluation(self, model: Any, *, policy: str | None = None) -> Evaluation:
+        """The newest evaluation of ``model`` (a :class:`Run`, model id, ``model:ID``, run or
+        experiment reference) — under release policy ``policy`` (``NAME`` or ``NAME@N``) if given.
+
+        Raises
+        ------
+        NotFoundError
+            When the model, or the policy, is unknown, or the model has no such evaluation.
+        """
+        self._recorder.check_open()
+        found = self._runs.resolve_model(model)
+        art = self._release.newest_evaluation(found, policy, any_policy=True)
+        if art is None:
+            under = f" under policy {policy}" if policy else ""
+            raise NotFoundError(f"{found.name or f'model #{found.id}'} has no evaluation{under}; evaluate it first: "
+                                f"%mlmd evaluate model:{found.id}" + (f" --policy {policy}" if policy else ""))
+        return self.evaluation(art.id)
+
     def details(self, kind: str, key: Any, *, type: str | None = None) -> str:
         """A row of :meth:`page` as HTML: the record (hyperparameters first, features folded), its
         versions and its lineage. ``key`` is ``NAME@N`` for records, the id for runs, models,
@@ -894,10 +912,11 @@ class Store:
             target = f"model:{int(key)}"
         elif kind == "evaluations":
             evaluation = self.evaluation(int(key))
-            parts, target = [evaluation._repr_html_()], str(int(key))
-            if evaluation.result.failed:
+            parts, target = [], str(int(key))
+            if evaluation.result.failed:  # first: why, then the whole table
                 parts.append("<details open><summary>why it failed</summary>"
                              f"{evaluation.explain()._repr_html_()}</details>")
+            parts.append(evaluation._repr_html_())
         elif kind == "artifacts":
             parts, target = [self.show(int(key))._repr_html_()], str(int(key))
         else:
