@@ -11,6 +11,7 @@ It shares the subcommand code with the magics (:mod:`mlmd_magic.faces.commands`)
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -40,6 +41,30 @@ class _CliHost:
         return {"default_uri": (self._uri, "the store (--uri)")}
 
 
+# subcommands that only read: run where no store is, they say so instead of creating an empty one
+_READS = {"status", "get", "ls", "show", "types", "history", "diff", "export", "explain", "card", "compare", "watch",
+          "lineage"}
+
+
+def _no_store_to_read(subcommand: str, uri: str | None) -> str | None:
+    """Why ``subcommand`` cannot run: it only reads, and the SQLite file it would read is missing."""
+    from .backend.uri import parse_uri
+    from .store import default_uri
+
+    if subcommand not in _READS:
+        return None
+    target = uri or default_uri()
+    try:
+        parsed = parse_uri(target)
+    except MlmdMagicError:
+        return None  # the connection's own error says what is wrong
+    if parsed.scheme != "sqlite" or os.path.exists(parsed.path):
+        return None
+    given = "--uri" if uri else "$MLMD_MAGIC_URI" if os.environ.get("MLMD_MAGIC_URI") else "the default store"
+    return (f"no store at {parsed.path} ({given}); {subcommand} only reads one: give --uri sqlite:///PATH or "
+            "mysql://USER@HOST/DATABASE, or set MLMD_MAGIC_URI")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one subcommand; exit status 0 on success, 2 on a usage or store error."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -54,9 +79,15 @@ def main(argv: list[str] | None = None) -> int:
             uri, argv = argv[0].split("=", 1)[1], argv[1:]
         else:
             break
+    if "--json" in argv[1:]:  # also after the subcommand: mlmd-magic ls runs --json
+        as_json, argv = True, [argv[0], *(w for w in argv[1:] if w != "--json")]
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_commands.help_text(argv[1] if len(argv) > 1 and argv[0] == "help" else None, magic=False))
         return 0
+    missing = None if {"-h", "--help"} & set(argv[1:]) else _no_store_to_read(argv[0], uri)
+    if missing:
+        print(f"mlmd-magic: error: {missing}", file=sys.stderr)
+        return 2
     host = _CliHost(uri)
     source = "mlmd-magic " + " ".join(argv)
     try:

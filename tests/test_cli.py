@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -86,3 +87,21 @@ def test_help(capsys: pytest.CaptureFixture[str]) -> None:
         assert f"mlmd-magic {sub}" in text
     assert main(["ls", "-h"]) == 0
     assert "--where" in capsys.readouterr().out
+
+
+def test_reading_where_no_store_is_an_error_not_an_empty_store(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    missing = tmp_path / "nothing.sqlite"
+    assert main(["--uri", f"sqlite:///{missing}", "ls", "runs"]) == 2
+    err = capsys.readouterr().err
+    assert f"no store at {missing} (--uri); ls only reads one" in err and not missing.exists()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLMD_MAGIC_URI", raising=False)
+    assert main(["explain", "12"]) == 2
+    assert "(the default store)" in capsys.readouterr().err and not (tmp_path / "mlmd.sqlite").exists()
+
+
+def test_json_may_follow_the_subcommand(filled: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--uri", filled, "ls", "experiments", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert any(r["name"] == "t21" for r in rows)

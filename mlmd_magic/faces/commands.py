@@ -551,7 +551,7 @@ _add("close", "close a store (default: the current one)",
      lambda p: p.add_argument("alias", nargs="?", metavar="ALIAS"), _close, magic_only=True)
 _add("status", "which store is current and what it holds", lambda p: None, _status)
 _add("get", "the resolved experiment dict (p = %mlmd get t21@2)", _cfg_get, _get)
-_add("ls", "a table of data sources, scenarios or experiments", _cfg_ls, _ls)
+_add("ls", "a table of records, runs, models, evaluations, or any type's artifacts or executions", _cfg_ls, _ls)
 _add("show", "one record, or any tool's artifact (ID, artifact:ID) or execution (execution:ID)",
      lambda p: (p.add_argument("ref", metavar="REF", help="NAME (latest version), NAME@N, an artifact id, "
                                                          "artifact:ID or execution:ID"),
