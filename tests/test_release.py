@@ -405,6 +405,10 @@ def test_kind_prefixed_references_name_a_policy_on_every_face(store: mm.Store, i
     assert store.get("policy:release-prefix@1").ref == "release-prefix@1"
     changed = store.diff("policy:release-prefix@1", "policy:release-prefix@2")
     assert any(c.key.startswith("thresholds") for c in changed.changes)
+    # a policy's thresholds differ item by item, not as two long lists
+    shown = repr(changed)
+    assert '- {"lower": 0.05, "metric": "accuracy", "slices": ["ff_mid", "ff_high"]}' in shown
+    assert '+ {"lower": 0.999, "metric": "recall_T21", "slices": ["ff_mid", "ff_high"]}' in shown
     with pytest.raises(ValidationError, match="names a policy but kind='experiment'"):
         store.history("policy:release-prefix", kind="experiment")
     with pytest.raises(NotFoundError, match="no policy is named 'release-prefx'; did you mean 'release-prefix'"):

@@ -347,21 +347,49 @@ class Diff:
             return f"{self.a} and {self.b} are identical"
         width = max(len(c.key) for c in self.changes)
         lines = [f"--- {self.a}", f"+++ {self.b}"]
-        lines += [f"{c.key:<{width}}  {show_value(c.a)} -> {show_value(c.b)}" for c in self.changes]
+        for c in self.changes:
+            items = _item_changes(c)
+            if items is None:
+                lines.append(f"{c.key:<{width}}  {show_value(c.a)} -> {show_value(c.b)}")
+                continue
+            for i, item in enumerate(items):
+                lines.append(f"{c.key if i == 0 else '':<{width}}  {item}")
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
         if not self.changes:
             return f"<p>{html.escape(self.a)} and {html.escape(self.b)} are identical</p>"
-        rows = "".join(
-            f"<tr><td><code>{html.escape(c.key)}</code></td><td>{html.escape(show_value(c.a))}</td>"
-            f"<td>{html.escape(show_value(c.b))}</td></tr>"
-            for c in self.changes
-        )
+
+        def cells(c: Change) -> str:
+            items = _item_changes(c)
+            if items is None:
+                return f"<td>{html.escape(show_value(c.a))}</td><td>{html.escape(show_value(c.b))}</td>"
+            gone = "<br>".join(html.escape(i) for i in items if i.startswith("-"))
+            new = "<br>".join(html.escape(i) for i in items if i.startswith(("+", "(")))
+            return f"<td>{gone}</td><td>{new}</td>"
+
+        rows = "".join(f"<tr><td><code>{html.escape(c.key)}</code></td>{cells(c)}</tr>" for c in self.changes)
         return (
             f"<table class='mlmd-magic-diff'><thead><tr><th>key</th><th>{html.escape(self.a)}</th>"
             f"<th>{html.escape(self.b)}</th></tr></thead><tbody>{rows}</tbody></table>"
         )
+
+
+def _item_changes(change: Change) -> list[str] | None:
+    """A list of mappings (a policy's thresholds or slices) that changed, item by item: ``- item``
+    for each one dropped, ``+ item`` for each one added, then how many were kept. None for other
+    values, which read best whole (``[64, 32] -> [64]``)."""
+    a, b = change.a, change.b
+    if not (isinstance(a, list) and isinstance(b, list) and a and b
+            and all(isinstance(x, dict) for x in (*a, *b))):
+        return None
+    keys_a, keys_b = [canonical_json(x) for x in a], [canonical_json(x) for x in b]
+    out = [f"- {show_value(x)}" for x, k in zip(a, keys_a) if k not in keys_b]
+    out += [f"+ {show_value(x)}" for x, k in zip(b, keys_b) if k not in keys_a]
+    kept = sum(1 for k in keys_b if k in keys_a)
+    if kept:
+        out.append(f"({kept} unchanged)")
+    return out
 
 
 def diff_values(a_label: str, a: dict[str, Any], b_label: str, b: dict[str, Any]) -> Diff:
