@@ -347,6 +347,9 @@ def test_the_store_browser_has_a_policies_tab_and_evaluations_name_their_policy(
     page = store.page("policies", where="name == 'release-tab'")
     assert page.total == 1 and page.frame.iloc[0]["owner"] == "lead"
     assert "release-tab@1" in store.details("policies", "release-tab@1")
+    store.add_policy("release-tab", slices=SLICES, thresholds=FAILS, owner="lead", description="stricter")
+    versions = store.details("policies", "release-tab@2").split("<summary>versions</summary>", 1)[1]
+    assert "stricter" in versions and "recall_T21 &gt;= 0.999" in versions  # who changed what, per version
     row = store.list("evaluations", where=f"evaluation == {evaluation.id}").iloc[0]
     assert row["policy"] == "release-tab@1" and row["verdict"] == "BLESSED"
     assert store.evaluation(evaluation.id).policy == "release-tab@1"

@@ -922,7 +922,11 @@ class Store:
         else:
             kind = normalise_kind(kind)
             record = self.get(str(key), kind=kind)
-            versions = self.history(str(key), kind=kind)[["version", "created"]].to_html(index=False)
+            history = self.history(str(key), kind=kind)
+            # who changed what, version by version (a policy's owner, description and thresholds)
+            shown = [c for c in ("version", "owner", "description", "thresholds", "slices", "created")
+                     if c in history.columns] if kind == "policies" else ["version", "created"]
+            versions = history[shown].to_html(index=False)
             parts = [record._repr_html_(), f"<details><summary>versions</summary>{versions}</details>"]
             target = str(key)
         if target is not None:
