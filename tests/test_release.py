@@ -297,6 +297,9 @@ def test_policy_editor_adds_changes_removes_and_saves(store: mm.Store, trained: 
     assert "⚠ 'seq_depth' is not a feature of this store's data" in editor.message and not editor.save_button.disabled
     row.feature.value, threshold.metric.value = "fetal_fraction", "accuracy"
     assert editor.message == "✓ valid"
+    threshold.value.value = 0.0  # where a new row starts: a bound that cannot fail
+    assert "threshold 1: accuracy is a rate between 0 and 1, so this bound always passes" in editor.message
+    threshold.value.value = 0.05
     first = editor.save()
     assert first.ref == "release-widget@1" and editor.message == "✓ saved as release-widget@1"
     assert store.evaluate(trained["run"], policy="release-widget").blessed

@@ -241,6 +241,13 @@ class PolicyEditor(FallbackDisplay, w.VBox):
                     close = suggest_metric(t["metric"], self._known_metrics)
                     out.append(f"{t['metric']!r} is not a metric of this store's data"
                                + (f"; did you mean {close!r}?" if close else "; see the suggestions as you type"))
+        for i, t in enumerate(pending["thresholds"], 1):
+            bounded = t["metric"] not in ("mae", "mse", "rmse", "example_count") and not t["metric"].startswith(
+                "count_")  # rates: between 0 and 1
+            if bounded and ((t.get("lower") is not None and t["lower"] <= 0)
+                            or (t.get("upper") is not None and t["upper"] >= 1)):
+                out.append(f"threshold {i}: {t['metric']} is a rate between 0 and 1, so this bound always passes; "
+                           "set the value")
         if self._known_features:
             for spec in pending["slices"]:
                 if spec["feature"] not in self._known_features:
