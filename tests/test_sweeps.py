@@ -175,8 +175,40 @@ def test_a_stopped_sweep_resumes_with_the_trials_it_owes(nipt: dict[str, Any], t
     store.close()
 
 
+def _foreign_trial(store: mm.Store) -> Any:
+    """A trial taken by a worker on another machine (its owner names another host), left RUNNING."""
+    import optuna
+
+    storage = store._sweeps._open_storage()
+    (summary,) = storage.get_all_studies()
+    study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    trial = study.ask()
+    trial.set_user_attr("owner", "another-machine:4242")
+    return trial
+
+
+def test_a_trial_of_a_worker_dead_on_another_machine_is_owed_again(nipt: dict[str, Any], tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 's.sqlite'}"
+    store = _prepare(uri, nipt)
+    body = {"experiment": "base", "space": {"learning_rate": {"uniform": [0.001, 0.1]}}, "objective": "eval.loss"}
+    store.sweep("far", **body, trials=1)
+    _foreign_trial(store)  # that worker took trial 1 and has not got as far as its run
+    # while it may still be alive, its trial counts against the budget, and nothing more is trained
+    waiting = store.sweep("far", **body, trials=2)
+    assert "1 running" in waiting.summary() and _trained(store) == 1
+    store.close()
+    # a run never started and older than a run may go without a heartbeat: that worker is dead
+    store = mm.connect(uri, stale_run_after_s=0.5)
+    time.sleep(1.0)
+    done = store.sweep("far", **body, trials=2)
+    assert list(done.trials.sort_values("trial")["state"]) == ["COMPLETE", "INTERRUPTED", "COMPLETE"]
+    assert _trained(store) == 2
+    store.close()
+
+
 @pytest.mark.slow
-def test_a_trial_whose_process_is_killed_is_owed_again(nipt: dict[str, Any], tmp_path: Path) -> None:
+@pytest.mark.parametrize("far", [False, True], ids=["this-machine", "another-machine"])
+def test_a_trial_whose_process_is_killed_is_owed_again(nipt: dict[str, Any], tmp_path: Path, far: bool) -> None:
     uri = f"sqlite:///{tmp_path / 's.sqlite'}"
     store = _prepare(uri, nipt)
     store.add_scenario("long", model="mlp", params={"hidden": [4], "learning_rate": 0.01, "epochs": 60,
@@ -203,6 +235,13 @@ def test_a_trial_whose_process_is_killed_is_owed_again(nipt: dict[str, Any], tmp
     store.close()
     store = mm.connect(uri)  # the dead process's run is marked FAILED when the store is opened
     assert [r.state for r in store.list("runs").itertuples()] == ["FAILED"]
+    if far:  # as if the worker had run on another machine: found dead by its run, not by its process
+        import optuna
+
+        storage = store._sweeps._open_storage()
+        (summary,) = storage.get_all_studies()
+        (trial,) = optuna.load_study(study_name=summary.study_name, storage=storage).get_trials()
+        storage.set_trial_user_attr(trial._trial_id, "owner", "another-machine:4242")
     done = store.sweep("k", **body)
     assert list(done.trials.sort_values("trial")["state"]) == ["INTERRUPTED", "COMPLETE"]
     assert "1 of 1 trials done: 1 trained" in done.summary() and "1 interrupted (owed again)" in done.summary()

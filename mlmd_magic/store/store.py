@@ -94,7 +94,7 @@ class Store:
         self._records = Records(self._recorder, backend.record_lock)
         self._runs = Runs(self._records, self._recorder, self.runs_root)
         self._release = Release(self._records, self._runs, self._recorder)
-        self._sweeps = Sweeps(self._records, self._runs, self._recorder, backend)
+        self._sweeps = Sweeps(self._records, self._runs, self._recorder, backend, self.options.stale_after_s)
         #: trainings left RUNNING by a dead kernel, marked FAILED when this store was opened
         self.reaped_runs = [] if guard.read_only else reap_stale_runs(mlmd_store, self.options.stale_after_s())
 

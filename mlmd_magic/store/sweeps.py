@@ -298,14 +298,25 @@ def _failed(attrs: dict[str, Any]) -> bool:
     return bool(attrs.get("mlmd", {}).get("error")) and not attrs.get("surplus")
 
 
+def _run_key(study_name: str, trial: Any) -> str:
+    """The external id a trial's run is written with, by which any worker finds it: the study,
+    the trial's number and when it started (unique even if a study is made again)."""
+    started = trial.datetime_start
+    stamp = int(started.timestamp() * 1_000_000) if started is not None else 0
+    return f"mlmd-magic:sweep:{study_name}:trial:{trial.number}:{stamp}"
+
+
 class Sweeps:
     """Defines, runs and reads the sweeps of one store (see the module's docstring)."""
 
-    def __init__(self, records: Records, runs: Runs, recorder: Recorder, backend: Backend) -> None:
+    def __init__(self, records: Records, runs: Runs, recorder: Recorder, backend: Backend,
+                 stale_after_s: Callable[[], float] | None = None) -> None:
         self.records = records
         self.runs = runs
         self.recorder = recorder
         self.backend = backend
+        #: seconds after which a trial that never got as far as its run is taken for dead
+        self.stale_after_s = stale_after_s or (lambda: 6 * 3600.0)
         self._storage: Any = None
         self._journal: Any = None  # our SQLite journal under a JournalStorage (closed with the store)
 
@@ -511,10 +522,26 @@ class Sweeps:
                 if where == host and pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
                     self._interrupt(study, t.number)
                     continue
+                if where != host and self._abandoned(study, t):  # a worker on another machine that died
+                    self._interrupt(study, t.number)
+                    continue
                 count += 1
             elif t.state == TrialState.COMPLETE or (t.state == TrialState.FAIL and _failed(attrs)):
                 count += 1
         return count
+
+    def _abandoned(self, study: Any, trial: Any) -> bool:
+        """Whether a RUNNING trial of another machine's worker is dead: its run (found by the
+        external id the trial gave it) ended FAILED or CANCELED without the worker telling the
+        study — the store marks a run FAILED when its heartbeat stops — or, when it never got as
+        far as its run, it started longer ago than a run may go without a heartbeat."""
+        from ml_metadata.proto import metadata_store_pb2 as pb
+
+        run = self.runs.by_external_id(_run_key(study.study_name, trial))
+        if run is not None:
+            return run.last_known_state in (pb.Execution.FAILED, pb.Execution.CANCELED)
+        started = trial.datetime_start
+        return started is not None and time.time() - started.timestamp() > self.stale_after_s()
 
     @staticmethod
     def _interrupt(study: Any, number: int) -> None:
@@ -552,7 +579,8 @@ class Sweeps:
         try:
             run = self.runs.train(plan.experiment, workdir=None, force=False, callbacks=None, progress=progress,
                                   overrides=overrides, contexts=[("Sweep", plan.name)],
-                                  properties={"trial": trial.number})
+                                  properties={"trial": trial.number},
+                                  external_id=_run_key(study.study_name, trial))
         except RunCancelled as exc:
             if not exc.requested:  # Ctrl-C: FAILED without an error, so owed again
                 study.tell(trial, state=TrialState.FAIL)
