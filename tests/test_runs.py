@@ -59,6 +59,13 @@ def test_train_records_inputs_outputs_and_progress(store: mm.Store) -> None:
     assert details["history"]["loss"] and details["device"] == "cpu"
     runs, models = store.list("runs"), store.list("models")
     assert list(runs["state"]) == ["COMPLETE"] and list(runs["experiment"]) == ["t21@1"]
+    # who trained it, on the run: listed, and a filter can ask for it
+    from mlmd_magic.core.session import current_session
+
+    user = current_session().user
+    assert list(runs["user"]) == [user] and execution.properties["user"].string_value == user
+    assert len(store.list("runs", where=f"user == '{user}'")) == 1
+    assert store.list("runs", where="user == 'somebody-else'").empty
     assert list(models["model"]) == [model_id]
 
 

@@ -63,6 +63,7 @@ _ACTION_PROPS = {
     "history": "STRING",  # training runs: {metric: [one value per epoch]}, written each epoch
     "target_run": "INT",  # CancelRun: the run asked to stop; Reproduce: the run reproduced
     "trial": "INT",  # a sweep's trial number (Optuna's), on the Train run of that trial
+    "user": "STRING",  # training runs: who trained it (the session's user), for listings
 }
 
 EXECUTION_TYPES: dict[str, str] = {

@@ -22,6 +22,7 @@ from ..backend.listing import newest_first, page_rows, quote
 from ..backend.properties import set_properties, text
 from ..backend.recorder import Action, Conflict, Recorder
 from ..backend.types import full
+from ..core import session as _session
 from ..core.values import canonical_json, content_hash, flatten
 from ..errors import MlmdMagicError, NotFoundError, RunCancelled, StoreError, TrainingError, ValidationError
 from .records import Records
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 __all__ = ["MODEL_COLUMNS", "RUN_COLUMNS", "Runs", "keras_backend"]
 
 RUN_COLUMNS = ["name", "run", "experiment", "state", "model", "task", "device", "epochs", "metrics", "duration_s",
-               "created"]
+               "user", "created"]
 MODEL_COLUMNS = ["model", "name", "experiment", "task", "state", "verdicts", "uri", "created"]
 _ID = re.compile(r"[0-9]+")  # ASCII digits only (str.isdigit takes "²")
 CANCEL_POLL_S = 1.0  # a running training looks for a cancel request this often
@@ -131,6 +132,8 @@ class Runs:
         act = Action("Train", {"ref": ref, "workdir": workdir, "force": force, "overrides": overrides})
         act.external_id = external_id
         act.contexts += list(contexts)
+        # who trained it, on the run itself: listings show it without a read of the session per run
+        act.properties["user"] = _session.current_session().user
         act.properties.update(properties or {})
         with self.recorder.guard(act):
             exp_art = self.records.resolve("experiments", ref)
@@ -626,6 +629,7 @@ class Runs:
                 "metrics": _metrics_text(summary_split, metrics.get(summary_split, {})) if summary_split else "",
                 "duration_s": round(e.properties["duration_s"].double_value, 3) if "duration_s" in e.properties
                 else None,
+                "user": text(e.properties, "user"),
                 "created": e.create_time_since_epoch,
             })
         return rows
