@@ -36,6 +36,7 @@ _KEY_VALUE = re.compile(
     r"|(?P<pw>(?:[^\s'\",;&\\]++|\\.)++))",  # a bare value
     re.IGNORECASE,
 )
+_KEY_WORDS = ("password", "passwd", "pwd", "secret", "token")  # what _KEY_VALUE and _FLAG need
 _FLAG = re.compile(r"(?P<head>--(?:password|passwd)[ =])(?P<pw>\S+)", re.IGNORECASE)
 # user:password@ inside scheme://... (or the typo scheme:/...). The password runs to the last
 # "@" of the word (a password may hold "@"): the whole word is taken at once, which is both
@@ -113,6 +114,12 @@ def redact(text: str) -> str:
     for form in forms:
         if form in text:
             text = text.replace(form, MASK)
+    if text.isascii() and ":/" not in text:
+        # each pattern below needs ":/" or one of these words (in ASCII text, IGNORECASE matches
+        # no other letters): most texts — a cell's source — have none, and are left as they are
+        lower = text.lower()
+        if not any(word in lower for word in _KEY_WORDS):
+            return text
     text = _URI_PASSWORD.sub(_mask_uri_password, text)
     text = _KEY_VALUE.sub(_mask_value, text)
     text = _FLAG.sub(lambda m: m.group("head") + MASK, text)
