@@ -124,10 +124,17 @@ class Recorder:
         """
         act = Action(type_short, arguments)
         act.recorded = type_short not in READ_ACTIONS or _session.reads_recorded()
-        with self.guard(act):
+        self.check_open()
+        self.guard_checks.before_action(type_short)
+        try:  # as guard(act), inlined: one generator less on every action
             yield act
             if not act.committed:
                 self.commit(act)
+        except BaseException as exc:
+            translated = self._failed(act, exc)
+            if translated is None:
+                raise
+            raise translated from None
 
     @contextlib.contextmanager
     def guard(self, act: Action) -> Iterator[None]:
@@ -137,18 +144,25 @@ class Recorder:
         try:
             yield
         except BaseException as exc:
-            already = act.committed and act.state in ("CANCELED", "FAILED")
-            act.state = "CANCELED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
-            act.outcome = "canceled" if act.state == "CANCELED" else "failed"
-            act.outputs = []  # nothing new is written by a failed action
-            act.inputs = [a for a in act.inputs if a.id]
-            if not already:
-                with contextlib.suppress(Exception):
-                    self.commit(act, error=exc)
-            if isinstance(exc, MlmdMagicError) or not isinstance(exc, Exception):
+            translated = self._failed(act, exc)
+            if translated is None:
                 raise
-            raise self.guard_checks.damaged(exc) or StoreError(
-                f"{type(exc).__name__}: {_secrets.redact(str(exc))}") from None
+            raise translated from None
+
+    def _failed(self, act: Action, exc: BaseException) -> Exception | None:
+        """Record ``act`` as FAILED (CANCELED on Ctrl-C) after ``exc``; the error to raise instead
+        of ``exc`` (None: ``exc`` itself)."""
+        already = act.committed and act.state in ("CANCELED", "FAILED")
+        act.state = "CANCELED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+        act.outcome = "canceled" if act.state == "CANCELED" else "failed"
+        act.outputs = []  # nothing new is written by a failed action
+        act.inputs = [a for a in act.inputs if a.id]
+        if not already:
+            with contextlib.suppress(Exception):
+                self.commit(act, error=exc)
+        if isinstance(exc, MlmdMagicError) or not isinstance(exc, Exception):
+            return None
+        return self.guard_checks.damaged(exc) or StoreError(f"{type(exc).__name__}: {_secrets.redact(str(exc))}")
 
     def commit(self, act: Action, error: BaseException | None = None) -> None:
         """Write ``act`` (a first write, or an update of its execution) in one ``put_execution``.

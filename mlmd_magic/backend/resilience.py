@@ -76,6 +76,8 @@ class ResilientStore:
             return retrying(lambda: getattr(self._store, name)(*args, **kwargs),
                             self._reconnect if self._can_reconnect else None)
 
+        # kept: the next call skips this lookup (it still asks the store that is current then)
+        self.__dict__[name] = call
         return call
 
 

@@ -145,6 +145,8 @@ def on_write(listener: Any) -> None:
 
 def notify_write(label: str, action: str) -> None:
     """Tell the listeners of :func:`on_write` that ``action`` was recorded in store ``label``."""
+    if not _WRITE_LISTENERS:
+        return
     for listener in list(_WRITE_LISTENERS):
         callback: Callable[[str, str], None] = listener.store_written
         try:

@@ -51,14 +51,19 @@ def check_value(value: Any, where: str, depth: int = 0) -> Any:
         if not math.isfinite(value):
             raise ValidationError(f"{where} is {value}; only finite numbers can be recorded")
         return value
+    inner = depth < _MAX_DEPTH  # items one level down are not too deep
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str) or not key:
                 raise ValidationError(f"{where} has key {key!r}; parameter keys must be non-empty strings")
+            if inner and (item is None or isinstance(item, (bool, str, int))):  # most values: no call
+                continue
             check_value(item, f"{where}.{key}", depth + 1)
         return value
     if isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
+            if inner and (item is None or isinstance(item, (bool, str, int))):
+                continue
             check_value(item, f"{where}[{i}]", depth + 1)
         return value
     try:  # numpy scalars and similar: accept if they turn into a plain number
@@ -97,7 +102,8 @@ def check_param_keys(value: Any, where: str = "params") -> None:
                     f"neither overridden nor told apart; nest it ({head}: {{{tail}: ...}}) or use '_' "
                     f"({shown.replace('.', '_')!r})"
                 )
-            stack.append((item, f"{at}.{key}"))
+            if isinstance(item, dict):  # only mappings are looked into
+                stack.append((item, f"{at}.{key}"))
 
 
 def check_unambiguous_keys(value: Any, where: str) -> None:
@@ -132,13 +138,17 @@ def to_plain(value: Any) -> Any:
 
 def canonical_json(value: Any) -> str:
     """Sorted, compact JSON: equal values always give equal text (and equal hashes)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_default)
+    return _CANONICAL.encode(value)
 
 
 def _default(value: Any) -> Any:
     if hasattr(value, "item"):
         return value.item()
     raise TypeError(f"cannot record a {type(value).__name__}")
+
+
+# json.dumps(value, sort_keys=True, ...) builds this encoder on every call; it holds only its settings
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_default)
 
 
 def content_hash(value: dict[str, Any], encoded: dict[str, str] | None = None) -> str:
@@ -149,9 +159,10 @@ def content_hash(value: dict[str, Any], encoded: dict[str, str] | None = None) -
     True
     """
     if encoded:
-        parts = {key: canonical_json(item) for key, item in value.items()}
+        encode = _CANONICAL.encode
+        parts = {key: encode(item) for key, item in value.items()}
         parts.update(encoded)
-        text = "{" + ",".join(f"{json.dumps(key, ensure_ascii=False)}:{parts[key]}" for key in sorted(parts)) + "}"
+        text = "{" + ",".join([f"{encode(key)}:{parts[key]}" for key in sorted(parts)]) + "}"
     else:
         text = canonical_json(value)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()

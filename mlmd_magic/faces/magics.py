@@ -14,7 +14,6 @@ import contextlib
 import functools
 import inspect
 import os
-from collections.abc import Iterator
 from types import FrameType
 from typing import Any, Callable, TypeVar
 
@@ -124,13 +123,11 @@ class MlmdMagics(Magics):
     def bind(self, name: str, value: Any) -> None:
         self.shell.user_ns[_commands.check_variable(name)] = value  # type: ignore[union-attr]
 
-    @contextlib.contextmanager
-    def _cell(self, source: str) -> Iterator[None]:
+    def _cell(self, source: str) -> contextlib.AbstractContextManager[None]:
         shell = self.shell
         assert shell is not None
         notebook = str(shell.user_ns.get("__vsc_ipynb_file__") or os.environ.get("JPY_SESSION_NAME") or "")
-        with _session.action_context(source=source, execution_count=shell.execution_count, notebook=notebook):
-            yield
+        return _session.action_context(source=source, execution_count=shell.execution_count, notebook=notebook)
 
     def _expand(self, line: str) -> str:
         """``$name`` and ``{expr}`` in a magic's line expanded as IPython does, for lines of up to
