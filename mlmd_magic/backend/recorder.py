@@ -25,7 +25,7 @@ from ..core.values import canonical_json
 from ..errors import MlmdMagicError, StoreError
 from .properties import drop_empty_properties, set_properties
 from .storeguard import StoreGuard
-from .types import TypeIds, full
+from .types import TypeIds, full, protos
 
 __all__ = ["READ_ACTIONS", "Action", "Conflict", "Recorder"]
 
@@ -174,8 +174,7 @@ class Recorder:
         StoreError
             When the store rejects the write.
         """
-        from ml_metadata.proto import metadata_store_pb2 as pb
-
+        pb = protos()
         if not act.recorded or self.guard_checks.read_only:
             # a read left unrecorded; or a read-only store, which records nothing (writes were refused)
             act.committed = True
@@ -200,7 +199,8 @@ class Recorder:
             notebook=ctx.notebook or sess.notebook,
             error=clip(_secrets.redact(f"{type(error).__name__}: {error}")) if error is not None else None,
         )
-        set_properties(execution, **act.properties)
+        if act.properties:
+            set_properties(execution, **act.properties)
         for art in act.inputs + act.outputs:
             drop_empty_properties(art)
         events = []
@@ -246,8 +246,6 @@ class Recorder:
 
     def _put_execution(self, execution: Any, events: list[tuple[Any, Any]], contexts: list[Any]
                        ) -> tuple[int, list[int], list[int]]:
-        from ml_metadata import errors as mlmd_errors
-
         try:
             return self.mlmd.put_execution(  # type: ignore[no-any-return]
                 execution, events, contexts,
@@ -255,11 +253,15 @@ class Recorder:
                 reuse_artifact_if_already_exist_by_external_id=False,
                 force_reuse_context=True,
             )
-        except mlmd_errors.AlreadyExistsError as exc:
-            raise _Duplicate(str(exc)) from None
-        except mlmd_errors.StatusError as exc:
-            raise self.guard_checks.damaged(exc) or StoreError(
-                f"the store rejected the action: {_secrets.redact(str(exc))}") from None
+        except Exception as exc:
+            from ml_metadata import errors as mlmd_errors  # imported when needed: most writes succeed
+
+            if isinstance(exc, mlmd_errors.AlreadyExistsError):
+                raise _Duplicate(str(exc)) from None
+            if isinstance(exc, mlmd_errors.StatusError):
+                raise self.guard_checks.damaged(exc) or StoreError(
+                    f"the store rejected the action: {_secrets.redact(str(exc))}") from None
+            raise
 
     def _already_recorded(self, act: Action) -> bool:
         """Whether this action's execution (by its external id) was committed after all."""

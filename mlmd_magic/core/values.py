@@ -136,6 +136,27 @@ def to_plain(value: Any) -> Any:
     return json.loads(canonical_json(value))
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def plain(value: Any) -> Any:
+    """``json.loads(canonical_json(value))`` without the text between: a deep copy with keys
+    sorted, tuples as lists and anything else (numpy scalars, subclasses) as JSON gives it back.
+
+    >>> plain({"b": (1, 2.5), "a": {"y": None, "x": True}})
+    {'a': {'x': True, 'y': None}, 'b': [1, 2.5]}
+    """
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is dict:
+        if all(type(key) is str for key in value):
+            return {key: item if type(item) in _SCALARS else plain(item) for key, item in sorted(value.items())}
+    elif kind is list or kind is tuple:
+        return [item if type(item) in _SCALARS else plain(item) for item in value]
+    return json.loads(canonical_json(value))
+
+
 def canonical_json(value: Any) -> str:
     """Sorted, compact JSON: equal values always give equal text (and equal hashes)."""
     return _CANONICAL.encode(value)
@@ -162,10 +183,18 @@ def content_hash(value: dict[str, Any], encoded: dict[str, str] | None = None) -
         encode = _CANONICAL.encode
         parts = {key: encode(item) for key, item in value.items()}
         parts.update(encoded)
-        text = "{" + ",".join([f"{encode(key)}:{parts[key]}" for key in sorted(parts)]) + "}"
+        text = "{" + ",".join([f"{_json_key(key, encode)}:{parts[key]}" for key in sorted(parts)]) + "}"
     else:
         text = canonical_json(value)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _json_key(key: Any, encode: Any) -> str:
+    """``encode(key)``; an ASCII identifier (every key of a record's content) is its own JSON
+    text in quotes."""
+    if type(key) is str and key.isascii() and key.isidentifier():
+        return f'"{key}"'
+    return str(encode(key))
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
