@@ -77,10 +77,11 @@ _SIMPLE_LINE = re.compile(
     rf"(?: +(?:({_INT})|({_INT}\.[0-9]+)"  # an integer or a decimal fraction
     r"|([A-Za-z_](?:[A-Za-z0-9_.\-/@ ]*[A-Za-z0-9_.\-/@])?)"  # words
     rf"|\[( *(?:{_ITEM}(?: *, *{_ITEM})*)? *)\]))?"  # a flow list of numbers and words
-    r" *(?: #.*)?"  # a comment
+    r" *(?: #[ -~]*)?"  # a comment
 )
-_BLANK_OR_COMMENT = re.compile(r" *(?:#.*)?")
-_NOT_PRINTABLE_ASCII = re.compile(r"[^\n -~]")
+# printable ASCII only, in comments too: YAML reads a carriage return as a line break, and
+# refuses control characters
+_BLANK_OR_COMMENT = re.compile(r" *(?:#[ -~]*)?")
 # YAML 1.1's words for booleans and null (PyYAML's resolver: exactly these spellings)
 _WORDS: dict[str, Any] = {
     **dict.fromkeys(("yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON"), True),
@@ -97,8 +98,6 @@ def _load_simple(text: str) -> dict[str, Any] | None:
     >>> _load_simple("model: mlp  # a comment\\nparams:\\n  hidden: [64, 32]\\n  lr: 0.001\\n  bn: yes\\n")
     {'model': 'mlp', 'params': {'hidden': [64, 32], 'lr': 0.001, 'bn': True}}
     """
-    if _NOT_PRINTABLE_ASCII.search(text):
-        return None
     root: dict[str, Any] = {}
     stack: list[tuple[int, dict[str, Any]]] = [(0, root)]  # the open mappings and their keys' indentation
     level, mapping = 0, root
@@ -110,8 +109,8 @@ def _load_simple(text: str) -> dict[str, Any] | None:
             if _BLANK_OR_COMMENT.fullmatch(line):
                 continue
             return None
-        indent = m.end(1)
-        key, integer, fraction, words, items = m.group(2, 3, 4, 5, 6)
+        spaces, key, integer, fraction, words, items = m.groups()
+        indent = len(spaces)
         if key in _WORDS:  # a boolean or null key
             return None
         if pending is not None and indent > level:  # the first key of a nested mapping
