@@ -115,8 +115,7 @@ class Recorder:
 
     # ---------------------------------------------------------------- actions
 
-    @contextlib.contextmanager
-    def action(self, type_short: str, arguments: dict[str, Any]) -> Iterator[Action]:
+    def action(self, type_short: str, arguments: dict[str, Any]) -> contextlib.AbstractContextManager[Action]:
         """Run one action; record it as COMPLETE/CACHED, or as FAILED with its error.
 
         Reads (:data:`READ_ACTIONS`) inside :func:`mlmd_magic.core.session.unrecorded_reads`
@@ -124,17 +123,7 @@ class Recorder:
         """
         act = Action(type_short, arguments)
         act.recorded = type_short not in READ_ACTIONS or _session.reads_recorded()
-        self.check_open()
-        self.guard_checks.before_action(type_short)
-        try:  # as guard(act), inlined: one generator less on every action
-            yield act
-            if not act.committed:
-                self.commit(act)
-        except BaseException as exc:
-            translated = self._failed(act, exc)
-            if translated is None:
-                raise
-            raise translated from None
+        return _ActionScope(self, act)
 
     @contextlib.contextmanager
     def guard(self, act: Action) -> Iterator[None]:
@@ -144,25 +133,10 @@ class Recorder:
         try:
             yield
         except BaseException as exc:
-            translated = self._failed(act, exc)
+            translated = _failure(self, act, exc)
             if translated is None:
                 raise
             raise translated from None
-
-    def _failed(self, act: Action, exc: BaseException) -> Exception | None:
-        """Record ``act`` as FAILED (CANCELED on Ctrl-C) after ``exc``; the error to raise instead
-        of ``exc`` (None: ``exc`` itself)."""
-        already = act.committed and act.state in ("CANCELED", "FAILED")
-        act.state = "CANCELED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
-        act.outcome = "canceled" if act.state == "CANCELED" else "failed"
-        act.outputs = []  # nothing new is written by a failed action
-        act.inputs = [a for a in act.inputs if a.id]
-        if not already:
-            with contextlib.suppress(Exception):
-                self.commit(act, error=exc)
-        if isinstance(exc, MlmdMagicError) or not isinstance(exc, Exception):
-            return None
-        return self.guard_checks.damaged(exc) or StoreError(f"{type(exc).__name__}: {_secrets.redact(str(exc))}")
 
     def commit(self, act: Action, error: BaseException | None = None) -> None:
         """Write ``act`` (a first write, or an update of its execution) in one ``put_execution``.
@@ -276,6 +250,54 @@ class Recorder:
         act.committed, act.execution_id = True, execution.id
         act.output_ids = [e.artifact_id for e in events if e.type == pb.Event.OUTPUT]
         return True
+
+
+def _failure(recorder: Recorder, act: Action, exc: BaseException) -> Exception | None:
+    """Record ``act`` as FAILED (CANCELED on Ctrl-C) after ``exc``; the error to raise instead
+    of ``exc`` (None: ``exc`` itself)."""
+    already = act.committed and act.state in ("CANCELED", "FAILED")
+    act.state = "CANCELED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+    act.outcome = "canceled" if act.state == "CANCELED" else "failed"
+    act.outputs = []  # nothing new is written by a failed action
+    act.inputs = [a for a in act.inputs if a.id]
+    if not already:
+        with contextlib.suppress(Exception):
+            recorder.commit(act, error=exc)
+    if isinstance(exc, MlmdMagicError) or not isinstance(exc, Exception):
+        return None
+    return recorder.guard_checks.damaged(exc) or StoreError(f"{type(exc).__name__}: {_secrets.redact(str(exc))}")
+
+
+class _ActionScope:
+    """The block of :meth:`Recorder.action` (a class, not a generator: one per action): checks on
+    entering, then commits ``act`` — or records it as failed, as :meth:`Recorder.guard` does."""
+
+    __slots__ = ("act", "recorder")
+
+    def __init__(self, recorder: Recorder, act: Action) -> None:
+        self.recorder, self.act = recorder, act
+
+    def __enter__(self) -> Action:
+        self.recorder.check_open()
+        self.recorder.guard_checks.before_action(self.act.type_short)
+        return self.act
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        if exc is None:
+            if self.act.committed:
+                return
+            try:
+                self.recorder.commit(self.act)
+                return
+            except BaseException as failure:
+                translated = _failure(self.recorder, self.act, failure)
+                if translated is None:
+                    raise
+                raise translated from None
+        translated = _failure(self.recorder, self.act, exc)
+        if translated is not None:
+            raise translated from None
+        # else ``exc`` goes on as it is
 
 
 class _Duplicate(Exception):
