@@ -36,7 +36,6 @@ _KEY_VALUE = re.compile(
     r"|(?P<pw>(?:[^\s'\",;&\\]++|\\.)++))",  # a bare value
     re.IGNORECASE,
 )
-_KEY_WORDS = ("password", "passwd", "pwd", "secret", "token")  # what _KEY_VALUE and _FLAG need
 _FLAG = re.compile(r"(?P<head>--(?:password|passwd)[ =])(?P<pw>\S+)", re.IGNORECASE)
 # user:password@ inside scheme://... (or the typo scheme:/...). The password runs to the last
 # "@" of the word (a password may hold "@"): the whole word is taken at once, which is both
@@ -115,10 +114,11 @@ def redact(text: str) -> str:
         if form in text:
             text = text.replace(form, MASK)
     if text.isascii() and ":/" not in text:
-        # each pattern below needs ":/" or one of these words (in ASCII text, IGNORECASE matches
-        # no other letters): most texts — a cell's source — have none, and are left as they are
+        # each pattern below needs ":/" or one of its key words (password, passwd, pwd, secret,
+        # token; in ASCII text IGNORECASE matches no other letters): most texts — a cell's
+        # source — have none, and are left as they are
         lower = text.lower()
-        if not any(word in lower for word in _KEY_WORDS):
+        if not ("passw" in lower or "pwd" in lower or "secret" in lower or "token" in lower):
             return text
     text = _URI_PASSWORD.sub(_mask_uri_password, text)
     text = _KEY_VALUE.sub(_mask_value, text)
