@@ -255,6 +255,18 @@ def test_redacting_a_megabyte_takes_under_a_second() -> None:
         assert best_of(3, lambda text=text: _secrets.redact(text)) < 1.0, text[:20]
 
 
+@given(st.lists(st.sampled_from([*"aAsSkK:/=@ \n\"'-_", "pass", "word", "PWD", "Secret", "tOKen", "passwd",
+                                 "\u017f", "\u212a", "://", "--"]), max_size=20))
+@SOME
+def test_text_without_a_credential_word_is_redacted_as_the_patterns_would(parts: list[str]) -> None:
+    text = "".join(parts)
+    # redact skips its patterns for ASCII text without ":/" and their key words: never a difference
+    full = _secrets._URI_PASSWORD.sub(_secrets._mask_uri_password, text)
+    full = _secrets._KEY_VALUE.sub(_secrets._mask_value, full)
+    full = _secrets._FLAG.sub(lambda m: m.group("head") + _secrets.MASK, full)
+    assert _secrets.redact(text) == full
+
+
 def test_a_long_parameter_is_recorded_in_linear_time(mem_store: mm.Store) -> None:
     value = "a" * 200_000  # took 27-30 s (its recorded arguments were redacted in quadratic time)
     assert best_of(1, lambda: mem_store.add_scenario("big", model="mlp", params={"x": value})) < 3.0
@@ -376,6 +388,83 @@ def test_a_yaml_alias_bomb_in_a_cell_or_a_file_leaves_nothing(ip: InteractiveShe
     elapsed, peak = bounded(imported)
     assert elapsed < 1.0 and peak < 20 * 2**20, (elapsed, peak)
     assert store.names("scenarios") == [] and store.mlmd.get_artifacts() == []
+
+
+# the plain bodies read without PyYAML (faces/cells.py) must read exactly as PyYAML reads them
+_TOKENS = ["0", "1", "-1", "-0", "7", "10", "230", "007", "1_000", "0.5", "-0.25", "1.50", "1.", ".5", "1e-3",
+           "1.0e-3", "1e3", "0x1F", "0b11", "1:30", "2024-01-01", "12:30:00", ".inf", "-.inf", ".nan", "+1", "+0.5",
+           "mlp", "small MLP", "a b  c", "yes", "No", "TRUE", "false", "on", "OFF", "y", "n", "null", "Null", "NULL",
+           "nULL", "~", "none", "True_x", "_x", "data/nipt-sim", "mlp-small@2", "v1.2", "a-", "a.", "x:y", "a #b",
+           "a#b", "'q'", '"q"', "*a", "&a x", "!!str 1", "|", ">", "- a", "[]", "[ ]", "[64, 32]", "[64,32]",
+           "[ a , yes, 1.5 ]", "[1, 2,]", "[a b]", "[[1]]", "{a: 1}", "{}", "é", "a\tb", "<<", "=", "%", "@a", "`a",
+           "?", "a: b", "--", "---", "...", "", "a\x01b", "\x7f", "\x0cx", "x\x85y: 1", "x\u2028y: 1", "x\ry: 1"]
+_KEYS = ["model", "params", "p0", "p1", "hidden", "lr", "a.b", "_k", "k-1", "on", "Yes", "null", "1", "~", "k k",
+         "'k'", "é", "x" * 130]
+
+
+@st.composite
+def _simple_bodies(draw: Any) -> str:
+    lines = []
+    for _ in range(draw(st.integers(0, 8))):
+        indent = " " * draw(st.sampled_from([0, 0, 0, 1, 2, 2, 2, 4]))
+        key = draw(st.sampled_from(_KEYS))
+        shape = draw(st.sampled_from(["value", "value", "open", "comment", "blank", "raw"]))
+        if shape == "value":
+            tail = draw(st.sampled_from(["", "", "  ", " # note", "  #note", "#x"]))
+            lines.append(f"{indent}{key}:{draw(st.sampled_from([' ', '  ', '']))}{draw(st.sampled_from(_TOKENS))}"
+                         + tail)
+        elif shape == "open":
+            lines.append(f"{indent}{key}:" + draw(st.sampled_from(["", " ", " # c", "# c"])))
+        elif shape == "comment":
+            lines.append(f"{indent}# {draw(st.sampled_from(_TOKENS))}")
+        elif shape == "blank":
+            lines.append(indent)
+        else:
+            lines.append(indent + draw(st.sampled_from(_TOKENS)))
+    return "\n".join(lines) + draw(st.sampled_from(["", "\n", "\n\n", "\r\n"]))
+
+
+def _typed(value: Any) -> Any:
+    """``value`` with each scalar's type beside it (True == 1 == 1.0 in Python)."""
+    if isinstance(value, dict):
+        return [(_typed(k), _typed(v)) for k, v in value.items()]
+    if isinstance(value, list):
+        return [_typed(v) for v in value]
+    return (type(value).__name__, repr(value))
+
+
+@given(_simple_bodies())
+@settings(max_examples=3000, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+def test_simple_yaml_reads_as_pyyaml_reads_it(text: str) -> None:
+    import yaml
+
+    from mlmd_magic.faces.cells import _load_simple
+
+    fast = _load_simple(text)
+    try:
+        expected = yaml_of(text)
+    except yaml.YAMLError:
+        assert fast is None, text
+        return
+    if fast is not None:
+        assert _typed(fast) == _typed(expected), text
+
+
+def test_the_common_bodies_are_read_without_pyyaml() -> None:
+    from mlmd_magic.faces.cells import _load_simple, load_yaml
+
+    bodies = ["model: mlp\nparams:\n  hidden: [64, 32]\n  learning_rate: 0.001\n  epochs: 10\ndescription: small MLP\n",
+              "datasource: nipt-sim\nscenario: mlp-small@2\noverrides:\n  epochs: 5  # longer\ndescription: first try",
+              "model: mlp\nparams:\n  dropout: 0.5\n  batch_norm: true\n  optimizer:\n    name: adam\n    lr: 0.01\n"]
+    for body in bodies:
+        assert _load_simple(body) is not None, body
+        assert _typed(load_yaml(body)) == _typed(yaml_of(body))
+
+
+def yaml_of(text: str) -> Any:
+    import yaml
+
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 # ---------------------------------------------------------------- 7: --set against train's own keywords

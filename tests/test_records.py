@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import mlmd_magic as mm
 
@@ -297,3 +302,44 @@ def test_a_scenario_naming_an_unknown_builder_is_refused(mem_store: mm.Store) ->
     with pytest.raises(mm.ValidationError, match=r"no model builder is named 'mpl'; did you mean 'mlp'\?"):
         mem_store.add_scenario("s", model="mpl", params={"epochs": 1})
     assert mem_store.names("scenarios") == []
+
+
+_JSON_LIKE = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=5)
+    | st.builds(np.int64, st.integers(-2**62, 2**62)) | st.builds(np.float32, st.floats(width=32)),
+    lambda inner: st.lists(inner, max_size=4) | st.lists(inner, max_size=3).map(tuple)
+    | st.dictionaries(st.text(max_size=4), inner, max_size=4)
+    | st.dictionaries(st.text(max_size=4), inner, max_size=3).map(lambda d: OrderedDict(sorted(d.items()))),
+    max_leaves=20)
+
+
+def _typed(value: Any) -> Any:
+    """``value`` with each scalar's type beside it (True == 1 == 1.0, and nan != nan, in Python)."""
+    if isinstance(value, dict):
+        return (type(value).__name__, [(k, _typed(v)) for k, v in value.items()])
+    if isinstance(value, list):
+        return [_typed(v) for v in value]
+    return (type(value).__name__, repr(value))
+
+
+@given(_JSON_LIKE)
+@settings(max_examples=300, deadline=None, database=None)
+def test_plain_is_what_json_gives_back(value: Any) -> None:
+    # a created record's data is built with plain() instead of parsing what was just written
+    from mlmd_magic.core.values import canonical_json, plain
+
+    assert _typed(plain(value)) == _typed(json.loads(canonical_json(value)))
+
+
+def test_a_created_record_is_the_record_read_back(store: mm.Store) -> None:
+    params = {"z": 1, "a": {"y": [1, 2.5, None], "b": True}, "m": (3, "x"), "f": np.float64(0.25), "i": np.int32(7)}
+    for description in (None, "", "small"):
+        created = store.add_scenario("s", model="mlp", params=params, description=description)
+        fetched = store.get("s", kind="scenario")
+        assert created.status == "created" and created.ref == fetched.ref
+        assert _typed(created.data) == _typed(fetched.data)
+        assert (created.name, created.version, created.id, created.extra) == (
+            fetched.name, fetched.version, fetched.id, fetched.extra)
+        params = {**params, "z": params["z"] + 1}
+    again = store.add_scenario("s", model="mlp", params=dict(params, z=params["z"] - 1), description="small")
+    assert again.status == "unchanged" and _typed(again.data) == _typed(store.get("s@3", kind="scenario").data)

@@ -15,16 +15,24 @@ def set_properties(node: Any, **values: Any) -> None:
     ``string_value``. An empty string is a default: it is not written (each property is a
     row in MLMD's tables, and a reader gets ``""`` for an absent string property anyway).
     """
+    props = node.properties
     for key, value in values.items():
-        if value is None or (isinstance(value, str) and value == ""):
+        kind = type(value)
+        if kind is str:  # the plain types first, without a call each
+            if value:
+                props[key].string_value = value
+        elif kind is int:
+            props[key].int_value = value
+        elif kind is float:
+            props[key].double_value = value
+        elif value is None or (isinstance(value, str) and value == ""):
             continue
-        prop = node.properties[key]
-        if isinstance(value, bool) or isinstance(value, int):
-            prop.int_value = int(value)
+        elif isinstance(value, bool) or isinstance(value, int):
+            props[key].int_value = int(value)
         elif isinstance(value, float):
-            prop.double_value = value
+            props[key].double_value = value
         else:
-            prop.string_value = str(value)
+            props[key].string_value = str(value)
 
 
 def text(props: Any, key: str) -> str:
@@ -35,8 +43,9 @@ def text(props: Any, key: str) -> str:
 def drop_empty_properties(node: Any) -> None:
     """Remove map entries that reading an absent property created; MLMD rejects a property without a value."""
     for props in (node.properties, node.custom_properties):
-        for key in [k for k, v in props.items() if v.WhichOneof("value") is None]:
-            del props[key]
+        if props:
+            for key in [k for k, v in props.items() if v.WhichOneof("value") is None]:
+                del props[key]
 
 
 def name_of(artifact: Any) -> str:

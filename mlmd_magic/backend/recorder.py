@@ -25,7 +25,7 @@ from ..core.values import canonical_json
 from ..errors import MlmdMagicError, StoreError
 from .properties import drop_empty_properties, set_properties
 from .storeguard import StoreGuard
-from .types import TypeIds, full
+from .types import TypeIds, full, protos
 
 __all__ = ["READ_ACTIONS", "Action", "Conflict", "Recorder"]
 
@@ -115,8 +115,7 @@ class Recorder:
 
     # ---------------------------------------------------------------- actions
 
-    @contextlib.contextmanager
-    def action(self, type_short: str, arguments: dict[str, Any]) -> Iterator[Action]:
+    def action(self, type_short: str, arguments: dict[str, Any]) -> contextlib.AbstractContextManager[Action]:
         """Run one action; record it as COMPLETE/CACHED, or as FAILED with its error.
 
         Reads (:data:`READ_ACTIONS`) inside :func:`mlmd_magic.core.session.unrecorded_reads`
@@ -124,10 +123,7 @@ class Recorder:
         """
         act = Action(type_short, arguments)
         act.recorded = type_short not in READ_ACTIONS or _session.reads_recorded()
-        with self.guard(act):
-            yield act
-            if not act.committed:
-                self.commit(act)
+        return _ActionScope(self, act)
 
     @contextlib.contextmanager
     def guard(self, act: Action) -> Iterator[None]:
@@ -137,18 +133,10 @@ class Recorder:
         try:
             yield
         except BaseException as exc:
-            already = act.committed and act.state in ("CANCELED", "FAILED")
-            act.state = "CANCELED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
-            act.outcome = "canceled" if act.state == "CANCELED" else "failed"
-            act.outputs = []  # nothing new is written by a failed action
-            act.inputs = [a for a in act.inputs if a.id]
-            if not already:
-                with contextlib.suppress(Exception):
-                    self.commit(act, error=exc)
-            if isinstance(exc, MlmdMagicError) or not isinstance(exc, Exception):
+            translated = _failure(self, act, exc)
+            if translated is None:
                 raise
-            raise self.guard_checks.damaged(exc) or StoreError(
-                f"{type(exc).__name__}: {_secrets.redact(str(exc))}") from None
+            raise translated from None
 
     def commit(self, act: Action, error: BaseException | None = None) -> None:
         """Write ``act`` (a first write, or an update of its execution) in one ``put_execution``.
@@ -160,8 +148,7 @@ class Recorder:
         StoreError
             When the store rejects the write.
         """
-        from ml_metadata.proto import metadata_store_pb2 as pb
-
+        pb = protos()
         if not act.recorded or self.guard_checks.read_only:
             # a read left unrecorded; or a read-only store, which records nothing (writes were refused)
             act.committed = True
@@ -186,7 +173,8 @@ class Recorder:
             notebook=ctx.notebook or sess.notebook,
             error=clip(_secrets.redact(f"{type(error).__name__}: {error}")) if error is not None else None,
         )
-        set_properties(execution, **act.properties)
+        if act.properties:
+            set_properties(execution, **act.properties)
         for art in act.inputs + act.outputs:
             drop_empty_properties(art)
         events = []
@@ -232,8 +220,6 @@ class Recorder:
 
     def _put_execution(self, execution: Any, events: list[tuple[Any, Any]], contexts: list[Any]
                        ) -> tuple[int, list[int], list[int]]:
-        from ml_metadata import errors as mlmd_errors
-
         try:
             return self.mlmd.put_execution(  # type: ignore[no-any-return]
                 execution, events, contexts,
@@ -241,11 +227,15 @@ class Recorder:
                 reuse_artifact_if_already_exist_by_external_id=False,
                 force_reuse_context=True,
             )
-        except mlmd_errors.AlreadyExistsError as exc:
-            raise _Duplicate(str(exc)) from None
-        except mlmd_errors.StatusError as exc:
-            raise self.guard_checks.damaged(exc) or StoreError(
-                f"the store rejected the action: {_secrets.redact(str(exc))}") from None
+        except Exception as exc:
+            from ml_metadata import errors as mlmd_errors  # imported when needed: most writes succeed
+
+            if isinstance(exc, mlmd_errors.AlreadyExistsError):
+                raise _Duplicate(str(exc)) from None
+            if isinstance(exc, mlmd_errors.StatusError):
+                raise self.guard_checks.damaged(exc) or StoreError(
+                    f"the store rejected the action: {_secrets.redact(str(exc))}") from None
+            raise
 
     def _already_recorded(self, act: Action) -> bool:
         """Whether this action's execution (by its external id) was committed after all."""
@@ -260,6 +250,54 @@ class Recorder:
         act.committed, act.execution_id = True, execution.id
         act.output_ids = [e.artifact_id for e in events if e.type == pb.Event.OUTPUT]
         return True
+
+
+def _failure(recorder: Recorder, act: Action, exc: BaseException) -> Exception | None:
+    """Record ``act`` as FAILED (CANCELED on Ctrl-C) after ``exc``; the error to raise instead
+    of ``exc`` (None: ``exc`` itself)."""
+    already = act.committed and act.state in ("CANCELED", "FAILED")
+    act.state = "CANCELED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+    act.outcome = "canceled" if act.state == "CANCELED" else "failed"
+    act.outputs = []  # nothing new is written by a failed action
+    act.inputs = [a for a in act.inputs if a.id]
+    if not already:
+        with contextlib.suppress(Exception):
+            recorder.commit(act, error=exc)
+    if isinstance(exc, MlmdMagicError) or not isinstance(exc, Exception):
+        return None
+    return recorder.guard_checks.damaged(exc) or StoreError(f"{type(exc).__name__}: {_secrets.redact(str(exc))}")
+
+
+class _ActionScope:
+    """The block of :meth:`Recorder.action` (a class, not a generator: one per action): checks on
+    entering, then commits ``act`` — or records it as failed, as :meth:`Recorder.guard` does."""
+
+    __slots__ = ("act", "recorder")
+
+    def __init__(self, recorder: Recorder, act: Action) -> None:
+        self.recorder, self.act = recorder, act
+
+    def __enter__(self) -> Action:
+        self.recorder.check_open()
+        self.recorder.guard_checks.before_action(self.act.type_short)
+        return self.act
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        if exc is None:
+            if self.act.committed:
+                return
+            try:
+                self.recorder.commit(self.act)
+                return
+            except BaseException as failure:
+                translated = _failure(self.recorder, self.act, failure)
+                if translated is None:
+                    raise
+                raise translated from None
+        translated = _failure(self.recorder, self.act, exc)
+        if translated is not None:
+            raise translated from None
+        # else ``exc`` goes on as it is
 
 
 class _Duplicate(Exception):

@@ -73,9 +73,15 @@ class ResilientStore:
             return target
 
         def call(*args: Any, **kwargs: Any) -> Any:
+            try:  # the first try without the retry loop's frames: most calls succeed at once
+                return getattr(self._store, name)(*args, **kwargs)
+            except Exception as exc:
+                failed = exc
             return retrying(lambda: getattr(self._store, name)(*args, **kwargs),
-                            self._reconnect if self._can_reconnect else None)
+                            self._reconnect if self._can_reconnect else None, failed)
 
+        # kept: the next call skips this lookup (it still asks the store that is current then)
+        self.__dict__[name] = call
         return call
 
 
@@ -92,21 +98,26 @@ def reopen(opener: Callable[[], T], unreachable: Callable[[Exception], bool]) ->
     return opener()
 
 
-def retrying(call: Callable[[], Any], reconnect: Callable[[], None] | None) -> Any:
+def retrying(call: Callable[[], Any], reconnect: Callable[[], None] | None, failed: Exception | None = None) -> Any:
     """``call()``, retried with backoff while the database is busy, and after ``reconnect()``
-    (at most three times) when the connection was lost; other errors are raised at once."""
+    (at most three times) when the connection was lost; other errors are raised at once.
+
+    ``failed``: the error of a first try already made (the loop goes on from there)."""
     attempt = 0
     while True:
-        try:
-            return call()
-        except Exception as exc:
-            kind = classify(exc)
-            attempt += 1
-            if kind is None or attempt >= MAX_ATTEMPTS:
-                raise
-            if kind == "lost":
-                if reconnect is None or attempt > 3:
-                    raise
-                reconnect()
-            else:
-                time.sleep(min(0.01 * 2 ** min(attempt, 6), 0.5) * (0.5 + random.random()))
+        if failed is None:
+            try:
+                return call()
+            except Exception as exc:
+                failed = exc
+        error, failed = failed, None
+        kind = classify(error)
+        attempt += 1
+        if kind is None or attempt >= MAX_ATTEMPTS:
+            raise error
+        if kind == "lost":
+            if reconnect is None or attempt > 3:
+                raise error
+            reconnect()
+        else:
+            time.sleep(min(0.01 * 2 ** min(attempt, 6), 0.5) * (0.5 + random.random()))

@@ -12,6 +12,18 @@ from dataclasses import dataclass
 from typing import Any
 
 PREFIX = "mlmd_magic."
+_PROTOS: Any = None
+
+
+def protos() -> Any:
+    """``ml_metadata.proto.metadata_store_pb2``, imported on first use (``import mlmd_magic`` stays
+    light) and then kept: an import statement in a function costs more than the write it serves."""
+    global _PROTOS
+    if _PROTOS is None:
+        from ml_metadata.proto import metadata_store_pb2
+
+        _PROTOS = metadata_store_pb2
+    return _PROTOS
 
 # Property kinds are names of metadata_store_pb2.PropertyType values.
 # The record's name and version are also its artifact name (NAME@VERSION), and its content

@@ -113,6 +113,13 @@ def redact(text: str) -> str:
     for form in forms:
         if form in text:
             text = text.replace(form, MASK)
+    if text.isascii() and ":/" not in text:
+        # each pattern below needs ":/" or one of its key words (password, passwd, pwd, secret,
+        # token; in ASCII text IGNORECASE matches no other letters): most texts — a cell's
+        # source — have none, and are left as they are
+        lower = text.lower()
+        if not ("passw" in lower or "pwd" in lower or "secret" in lower or "token" in lower):
+            return text
     text = _URI_PASSWORD.sub(_mask_uri_password, text)
     text = _KEY_VALUE.sub(_mask_value, text)
     text = _FLAG.sub(lambda m: m.group("head") + MASK, text)

@@ -79,19 +79,29 @@ def current_action() -> ActionContext:
     return _CONTEXT.get()
 
 
-@contextlib.contextmanager
-def action_context(source: str = "", execution_count: int | None = None, notebook: str = "") -> Iterator[None]:
+class action_context:
     """Attach a cell's source (redacted), execution count and notebook to the actions inside.
+
+    A class rather than a generator: it is entered around every cell.
 
     >>> with action_context(source="%mlmd ls scenarios", execution_count=3):
     ...     current_action().execution_count
     3
     """
-    token = _CONTEXT.set(ActionContext(redact(source), execution_count, notebook))
-    try:
-        yield
-    finally:
-        _CONTEXT.reset(token)
+
+    __slots__ = ("_context", "_token")
+
+    def __init__(self, source: str = "", execution_count: int | None = None, notebook: str = "") -> None:
+        self._context = ActionContext(redact(source), execution_count, notebook)
+        self._token: contextvars.Token[ActionContext] | None = None
+
+    def __enter__(self) -> None:
+        self._token = _CONTEXT.set(self._context)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None:
+            _CONTEXT.reset(self._token)
+            self._token = None
 
 
 @contextlib.contextmanager
@@ -145,6 +155,8 @@ def on_write(listener: Any) -> None:
 
 def notify_write(label: str, action: str) -> None:
     """Tell the listeners of :func:`on_write` that ``action`` was recorded in store ``label``."""
+    if not _WRITE_LISTENERS:
+        return
     for listener in list(_WRITE_LISTENERS):
         callback: Callable[[str, str], None] = listener.store_written
         try:

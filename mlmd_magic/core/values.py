@@ -83,14 +83,19 @@ def check_value(value: Any, where: str, depth: int = 0) -> Any:
         if not math.isfinite(value):
             raise ValidationError(f"{where} is {value}; only finite numbers can be recorded")
         return value
+    inner = depth < _MAX_DEPTH  # items one level down are not too deep
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str) or not key:
                 raise ValidationError(f"{where} has key {key!r}; parameter keys must be non-empty strings")
+            if inner and (item is None or isinstance(item, (bool, str, int))):  # most values: no call
+                continue
             check_value(item, f"{where}.{key}", depth + 1)
         return value
     if isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
+            if inner and (item is None or isinstance(item, (bool, str, int))):
+                continue
             check_value(item, f"{where}[{i}]", depth + 1)
         return value
     try:  # numpy scalars and similar: accept if they turn into a plain number
@@ -129,7 +134,8 @@ def check_param_keys(value: Any, where: str = "params") -> None:
                     f"neither overridden nor told apart; nest it ({head}: {{{tail}: ...}}) or use '_' "
                     f"({shown.replace('.', '_')!r})"
                 )
-            stack.append((item, f"{at}.{key}"))
+            if isinstance(item, dict):  # only mappings are looked into
+                stack.append((item, f"{at}.{key}"))
 
 
 def check_unambiguous_keys(value: Any, where: str) -> None:
@@ -162,15 +168,40 @@ def to_plain(value: Any) -> Any:
     return json.loads(canonical_json(value))
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def plain(value: Any) -> Any:
+    """``json.loads(canonical_json(value))`` without the text between: a deep copy with keys
+    sorted, tuples as lists and anything else (numpy scalars, subclasses) as JSON gives it back.
+
+    >>> plain({"b": (1, 2.5), "a": {"y": None, "x": True}})
+    {'a': {'x': True, 'y': None}, 'b': [1, 2.5]}
+    """
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is dict:
+        if all(type(key) is str for key in value):
+            return {key: item if type(item) in _SCALARS else plain(item) for key, item in sorted(value.items())}
+    elif kind is list or kind is tuple:
+        return [item if type(item) in _SCALARS else plain(item) for item in value]
+    return json.loads(canonical_json(value))
+
+
 def canonical_json(value: Any) -> str:
     """Sorted, compact JSON: equal values always give equal text (and equal hashes)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_default)
+    return _CANONICAL.encode(value)
 
 
 def _default(value: Any) -> Any:
     if hasattr(value, "item"):
         return value.item()
     raise TypeError(f"cannot record a {type(value).__name__}")
+
+
+# json.dumps(value, sort_keys=True, ...) builds this encoder on every call; it holds only its settings
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_default)
 
 
 def content_hash(value: dict[str, Any], encoded: dict[str, str] | None = None) -> str:
@@ -181,12 +212,21 @@ def content_hash(value: dict[str, Any], encoded: dict[str, str] | None = None) -
     True
     """
     if encoded:
-        parts = {key: canonical_json(item) for key, item in value.items()}
+        encode = _CANONICAL.encode
+        parts = {key: encode(item) for key, item in value.items()}
         parts.update(encoded)
-        text = "{" + ",".join(f"{json.dumps(key, ensure_ascii=False)}:{parts[key]}" for key in sorted(parts)) + "}"
+        text = "{" + ",".join([f"{_json_key(key, encode)}:{parts[key]}" for key in sorted(parts)]) + "}"
     else:
         text = canonical_json(value)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _json_key(key: Any, encode: Any) -> str:
+    """``encode(key)``; an ASCII identifier (every key of a record's content) is its own JSON
+    text in quotes."""
+    if type(key) is str and key.isascii() and key.isidentifier():
+        return f'"{key}"'
+    return str(encode(key))
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:

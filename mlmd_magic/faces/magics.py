@@ -9,12 +9,10 @@ user as ``UsageError`` — a message, no traceback.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import functools
 import inspect
 import os
-from collections.abc import Iterator
 from types import FrameType
 from typing import Any, Callable, TypeVar
 
@@ -125,13 +123,11 @@ class MlmdMagics(Magics):
     def bind(self, name: str, value: Any) -> None:
         self.shell.user_ns[_commands.check_variable(name)] = value  # type: ignore[union-attr]
 
-    @contextlib.contextmanager
-    def _cell(self, source: str) -> Iterator[None]:
+    def _cell(self, source: str) -> contextlib.AbstractContextManager[None]:
         shell = self.shell
         assert shell is not None
         notebook = str(shell.user_ns.get("__vsc_ipynb_file__") or os.environ.get("JPY_SESSION_NAME") or "")
-        with _session.action_context(source=source, execution_count=shell.execution_count, notebook=notebook):
-            yield
+        return _session.action_context(source=source, execution_count=shell.execution_count, notebook=notebook)
 
     def _expand(self, line: str) -> str:
         """``$name`` and ``{expr}`` in a magic's line expanded as IPython does, for lines of up to
@@ -176,23 +172,24 @@ class MlmdMagics(Magics):
 
     def _record_cell(self, kind: str, line: str, cell: str) -> Any:
         line = self._expand(line)
-        try:
-            words = line.split()
-            if len(words) == 1 and NAME_RE.fullmatch(words[0]):  # the common "%%scenario NAME": no parser needed
-                args = argparse.Namespace(name=words[0], output=None, run=False)
-            else:
+        words = line.split()
+        if len(words) == 1 and NAME_RE.fullmatch(words[0]):  # the common "%%scenario NAME": no parser needed
+            name, output, run = words[0], None, False
+        else:
+            try:
                 args = _cell_parser(kind).parse_args(_commands.split_words(line))
-        except ValueError as exc:
-            raise CommandError(f"cannot split the line into words: {exc}") from None
-        check_name(args.name, f"{kind} name")
-        if getattr(args, "output", None):
-            _commands.check_variable(args.output)
+            except ValueError as exc:
+                raise CommandError(f"cannot split the line into words: {exc}") from None
+            name, output, run = args.name, getattr(args, "output", None), getattr(args, "run", False)
+            check_name(name, f"{kind} name")
+        if output:
+            _commands.check_variable(output)
         body = cells.load_yaml(cell or "", where=f"the %%{kind} cell", line_offset=1)
         with self._cell(f"%%{kind} {line}\n{cell}"):
-            record = self.store().add(kind, args.name, body, where=f"the %%{kind} cell body")
-            if getattr(args, "output", None):
-                self.bind(args.output, record.to_dict())
-            if getattr(args, "run", False):
+            record = self.store().add(kind, name, body, where=f"the %%{kind} cell body")
+            if output:
+                self.bind(output, record.to_dict())
+            if run:
                 from IPython.display import display
 
                 display(record)

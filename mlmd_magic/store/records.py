@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from ..backend.listing import newest_first
 from ..backend.properties import created, name_of, set_properties, text
 from ..backend.recorder import Action, Conflict, Recorder
-from ..backend.types import full
+from ..backend.types import full, protos
 from ..core.datafiles import FORMATS, file_problems, inspect_datasource, normalise_uri, verify_files
 from ..core.evaluation import Threshold, check_slice_names, parse_slices, parse_thresholds
 from ..core.names import check_name, parse_ref
@@ -44,6 +44,7 @@ from ..core.values import (
     diff_values,
     flatten,
     normalise_kind,
+    plain,
     singular,
     split_kind,
     to_plain,
@@ -195,7 +196,12 @@ class Records:
             def build(artifact: Any) -> None:
                 set_properties(artifact, model=model, params=params_json)
 
-            return self.create(act, "scenarios", name, content, build, encoded={"params": params_json})
+            def written(artifact: Any) -> dict[str, Any]:  # what data() reads back, from what was written
+                return {"name": name, "version": artifact.properties["version"].int_value, "model": model,
+                        "params": plain(params), "description": description or ""}
+
+            return self.create(act, "scenarios", name, content, build, encoded={"params": params_json},
+                               written=written)
 
     def experiment(
         self,
@@ -542,19 +548,22 @@ class Records:
             "label_names": json.loads(text(p, "label_names") or "null"),
         }
 
-    def record(self, kind: str, art: Any, status: str) -> Record:
+    def record(self, kind: str, art: Any, status: str, data: dict[str, Any] | None = None) -> Record:
+        """The record of version ``art``; ``data`` (when given) is what :meth:`data` would read from it."""
         p = art.properties
         extra: dict[str, Any] = {}
         if kind == "experiments":
             extra = {"description": text(p, "description"),
                      "overrides": json.loads(p["overrides"].string_value or "{}")}
+        if data is None:
+            data = self.data(kind, art)
         return Record(
             kind=kind,
             name=name_of(art),
             version=p["version"].int_value,
             id=art.id,
             created=created(art),
-            data=self.data(kind, art),
+            data=data,
             status=status,
             extra=extra,
         )
@@ -570,20 +579,21 @@ class Records:
     # ------------------------------------------------------------------ internals: writing
 
     def create(self, act: Action, kind: str, name: str, content: dict[str, Any], build: Any,
-               encoded: dict[str, str] | None = None) -> Record:
+               encoded: dict[str, str] | None = None,
+               written: Callable[[Any], dict[str, Any]] | None = None) -> Record:
         """Write ``content`` as a new version of ``name`` unless an identical version exists.
 
-        ``encoded`` holds more of the content as canonical JSON text the caller already made."""
+        ``encoded`` holds more of the content as canonical JSON text the caller already made;
+        ``written(artifact)`` gives a new version's data from the values just written (equal to
+        what :meth:`data` reads back, without parsing it again)."""
         art, status = self.create_version(act, kind, name, content, build, encoded)
-        return self.record(kind, art, status)
+        return self.record(kind, art, status, written(art) if written is not None and status == "created" else None)
 
     def create_version(self, act: Action, kind: str, name: str, content: dict[str, Any], build: Any,
                        encoded: dict[str, str] | None = None) -> tuple[Any, str]:
         """As :meth:`create`, for any versioned kind (``sweeps`` too): gives the version's artifact
         and ``"created"`` or ``"unchanged"``; ``act`` is committed (COMPLETE or CACHED)."""
-        from ml_metadata import errors as mlmd_errors
-        from ml_metadata.proto import metadata_store_pb2 as pb
-
+        pb = protos()
         type_short = _TYPES[kind]
         digest = content_hash({"kind": kind, **content}, encoded)
         external_id = f"{full(type_short)}:{name}:{digest}"
@@ -608,6 +618,8 @@ class Records:
                 latest = cached if cached is not None else self.latest(kind, name)
                 existing = [latest] if latest is not None and latest.external_id == external_id else []
                 if latest is not None and not existing and cached is None:
+                    from ml_metadata import errors as mlmd_errors
+
                     try:  # identical to an older version?
                         existing = self.mlmd.get_artifacts_by_external_ids([external_id])
                     except mlmd_errors.NotFoundError:
