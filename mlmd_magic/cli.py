@@ -48,20 +48,15 @@ _READS = {"status", "get", "ls", "show", "types", "history", "diff", "export", "
 
 def _no_store_to_read(subcommand: str, uri: str | None) -> str | None:
     """Why ``subcommand`` cannot run: it only reads, and the SQLite file it would read is missing."""
-    from .backend.uri import parse_uri
-    from .store import default_uri
+    from .store import sqlite_file
 
     if subcommand not in _READS:
         return None
-    target = uri or default_uri()
-    try:
-        parsed = parse_uri(target)
-    except MlmdMagicError:
-        return None  # the connection's own error says what is wrong
-    if parsed.scheme != "sqlite" or os.path.exists(parsed.path):
+    path = sqlite_file(uri)
+    if path is None or os.path.exists(path):
         return None
     given = "--uri" if uri else "$MLMD_MAGIC_URI" if os.environ.get("MLMD_MAGIC_URI") else "the default store"
-    return (f"no store at {parsed.path} ({given}); {subcommand} only reads one: give --uri sqlite:///PATH or "
+    return (f"no store at {path} ({given}); {subcommand} only reads one: give --uri sqlite:///PATH or "
             "mysql://USER@HOST/DATABASE, or set MLMD_MAGIC_URI")
 
 

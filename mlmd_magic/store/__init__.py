@@ -23,8 +23,8 @@ from .lineage import Lineage
 from .options import StoreOptions
 from .reproduce import Reproduction
 from .results import RunProgress
-from .store import Store, connect, default_uri
+from .store import Store, connect, default_uri, sqlite_file
 from .sweeps import Sweep
 
 __all__ = ["BackgroundRun", "Lineage", "NodeDetails", "ProgressReporter", "Reproduction", "RunProgress", "Store",
-           "StoreOptions", "Sweep", "connect", "default_uri"]
+           "StoreOptions", "Sweep", "connect", "default_uri", "sqlite_file"]

@@ -27,7 +27,7 @@ from ..core import session as _session
 from ..core.query import Where, check_offset
 from ..core.record import Record
 from ..core.values import Diff, merge_overrides, normalise_kind
-from ..errors import NotFoundError, ValidationError
+from ..errors import MlmdMagicError, NotFoundError, ValidationError
 from . import browse
 from .artifacts import NodeDetails, list_nodes, show_node
 from .artifacts import types as store_types
@@ -53,6 +53,16 @@ __all__ = ["Store", "connect", "default_uri"]
 def default_uri() -> str:
     """The URI :func:`connect` opens without one: ``$MLMD_MAGIC_URI``, else ``sqlite:///mlmd.sqlite``."""
     return resolve_uri(None)
+
+
+def sqlite_file(uri: str | None = None) -> str | None:
+    """The file of the SQLite store ``uri`` (default: :func:`default_uri`) names; None for other
+    stores, or a URI that does not parse (opening it says what is wrong)."""
+    try:
+        parsed = parse_uri(uri or default_uri())
+    except MlmdMagicError:
+        return None
+    return parsed.path if parsed.scheme == "sqlite" else None
 
 
 def connect(uri: str | None = None, *, options: StoreOptions | None = None) -> Store:
