@@ -56,7 +56,7 @@ def _no_store_to_read(subcommand: str, uri: str | None) -> str | None:
     if path is None or os.path.exists(path):
         return None
     given = "--uri" if uri else "$MLMD_MAGIC_URI" if os.environ.get("MLMD_MAGIC_URI") else "the default store"
-    return (f"no store at {path} ({given}); {subcommand} only reads one: give --uri sqlite:///PATH or "
+    return (f"no store at {os.path.abspath(path)} ({given}); {subcommand} only reads one: give --uri sqlite:///PATH or "
             "mysql://USER@HOST/DATABASE, or set MLMD_MAGIC_URI")
 
 
@@ -100,7 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         host.registry.reset()
     if result is not None:
-        print(_commands.as_json(result) if as_json else _commands.as_text(result))
+        try:
+            print(_commands.as_json(result) if as_json else _commands.as_text(result), flush=True)
+        except BrokenPipeError:  # `mlmd-magic ls runs | head`: the reader has all it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
     return 0
 
 

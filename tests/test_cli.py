@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -99,6 +100,16 @@ def test_reading_where_no_store_is_an_error_not_an_empty_store(tmp_path: Path, c
     monkeypatch.delenv("MLMD_MAGIC_URI", raising=False)
     assert main(["explain", "12"]) == 2
     assert "(the default store)" in capsys.readouterr().err and not (tmp_path / "mlmd.sqlite").exists()
+
+
+def test_the_reader_closing_the_pipe_is_no_error(filled: str) -> None:
+    exe = shutil.which("mlmd-magic", path=os.path.dirname(sys.executable)) or "mlmd-magic"
+    proc = subprocess.Popen([exe, "--uri", filled, "ls", "experiments"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # as `| head` does once it has read its lines
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0 and "Traceback" not in err and "BrokenPipe" not in err
 
 
 def test_json_may_follow_the_subcommand(filled: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -292,9 +292,12 @@ def test_policy_editor_adds_changes_removes_and_saves(store: mm.Store, trained: 
     # names the store's data does not have: savable, but flagged, with what was probably meant
     assert "T18" in " ".join(editor.metric_choices) and "auc" not in editor.metric_choices  # the data's own metrics
     threshold.metric.value = "sensitivity_T21"
-    assert "⚠ 'sensitivity_T21' is not a metric of this store's data; did you mean 'recall_T21'?" in editor.message
+    assert editor.message.startswith("⚠ can be saved, but check:")  # no green tick above a warning
+    assert "⚠ threshold 1: 'sensitivity_T21' is not a metric of this store's data; did you mean 'recall_T21'?" \
+        in editor.message
     row.feature.value = "seq_depth"
-    assert "⚠ 'seq_depth' is not a feature of this store's data" in editor.message and not editor.save_button.disabled
+    assert "⚠ slice 1: 'seq_depth' is not a feature of this store's data" in editor.message
+    assert not editor.save_button.disabled
     row.feature.value, threshold.metric.value = "fetal_fraction", "accuracy"
     assert editor.message == "✓ valid"
     threshold.value.value = 0.0  # where a new row starts: a bound that cannot fail
@@ -318,6 +321,7 @@ def test_policy_editor_adds_changes_removes_and_saves(store: mm.Store, trained: 
     store.add_policy("release-widget", slices=SLICES, thresholds=[{"metric": "accuracy", "lower": 0.01}])  # @3
     stale.add_threshold({"metric": "recall_T21", "lower": 0.5})
     assert stale.save() is None and "release-widget@3 was recorded after this panel opened" in stale.message
+    assert "out of date" in stale.header.value and stale.save_button.disabled
     assert store.get_policy("release-widget")["version"] == 3
 
 

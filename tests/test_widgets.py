@@ -59,7 +59,8 @@ def test_an_editor_left_open_does_not_undo_a_version_recorded_since(store: mm.St
     editor.inputs["learning_rate"].value = 0.5
     assert editor.save() is None
     assert "t21@2 was recorded after this panel opened" in editor.status.value
-    assert "%mlmd edit t21" in editor.status.value
+    assert "%mlmd edit t21" in editor.status.value and "out of date" in editor.header.value
+    assert editor.save_button.disabled
     assert store.get_experiment("t21")["version"] == 2  # nothing written
     fresh = ExperimentEditor(store, "t21")
     fresh.inputs["learning_rate"].value = 0.5

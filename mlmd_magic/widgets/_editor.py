@@ -173,6 +173,9 @@ class ExperimentEditor(FallbackDisplay, w.VBox):
         stale = newer_version(self._store, "experiments", self.name, self._latest)
         if stale:
             self.status.value = f"<span style='color:crimson'>✗ {html.escape(stale)}</span>"
+            self.header.value = (f"<b>Experiment {html.escape(self._record.ref)}</b> <i>(out of date: a newer "
+                                 "version exists; open a new panel to edit it)</i>")
+            self.save_button.disabled = True
             return None
         try:
             summary = self.change_summary()

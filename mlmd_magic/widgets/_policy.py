@@ -222,11 +222,14 @@ class PolicyEditor(FallbackDisplay, w.VBox):
         changes = diff_values(self._ref or "(none)", self._stored or {}, "pending", pending)
         changed = list(changes.changes)
         self.save_button.disabled = not changed
-        self.status.value = "<span style='color:green'>✓ valid</span>" + ("" if changed else " — no changes")
         warnings = self.warnings(pending)
         if warnings:  # savable (a policy may be meant for other data), but probably not what was meant
-            self.status.value += "".join(f"<br><span style='color:#b36b00'>⚠ {html.escape(w)}</span>"
-                                         for w in warnings)
+            self.status.value = ("<span style='color:#b36b00'>⚠ can be saved, but check:</span>"
+                                 + ("" if changed else " — no changes")
+                                 + "".join(f"<br><span style='color:#b36b00'>⚠ {html.escape(w)}</span>"
+                                           for w in warnings))
+        else:
+            self.status.value = "<span style='color:green'>✓ valid</span>" + ("" if changed else " — no changes")
         self.diff.value = Diff(changes.a, changes.b, tuple(changed))._repr_html_() if changed else ""
 
     def warnings(self, pending: dict[str, Any]) -> list[str]:
@@ -235,13 +238,12 @@ class PolicyEditor(FallbackDisplay, w.VBox):
         from ..core.evaluation import suggest_metric
 
         out = []
-        if self._known_metrics:
-            for t in pending["thresholds"]:
-                if t["metric"] not in self._known_metrics:
-                    close = suggest_metric(t["metric"], self._known_metrics)
-                    out.append(f"{t['metric']!r} is not a metric of this store's data"
-                               + (f"; did you mean {close!r}?" if close else "; see the suggestions as you type"))
         for i, t in enumerate(pending["thresholds"], 1):
+            if self._known_metrics and t["metric"] not in self._known_metrics:
+                close = suggest_metric(t["metric"], self._known_metrics)
+                out.append(f"threshold {i}: {t['metric']!r} is not a metric of this store's data"
+                           + (f"; did you mean {close!r}?" if close else "; see the suggestions as you type"))
+                continue
             bounded = t["metric"] not in ("mae", "mse", "rmse", "example_count") and not t["metric"].startswith(
                 "count_")  # rates: between 0 and 1
             if bounded and ((t.get("lower") is not None and t["lower"] <= 0)
@@ -249,9 +251,9 @@ class PolicyEditor(FallbackDisplay, w.VBox):
                 out.append(f"threshold {i}: {t['metric']} is a rate between 0 and 1, so this bound always passes; "
                            "set the value")
         if self._known_features:
-            for spec in pending["slices"]:
+            for i, spec in enumerate(pending["slices"], 1):
                 if spec["feature"] not in self._known_features:
-                    out.append(f"{spec['feature']!r} is not a feature of this store's data; its features: "
+                    out.append(f"slice {i}: {spec['feature']!r} is not a feature of this store's data; its features: "
                                f"{', '.join(self._known_features)}")
         return out
 
@@ -276,6 +278,9 @@ class PolicyEditor(FallbackDisplay, w.VBox):
         stale = newer_version(self._store, "policies", self.name, self._version())
         if stale:
             self.status.value = f"<span style='color:crimson'>✗ {html.escape(stale)}</span>"
+            self.header.value = (f"<b>Policy {html.escape(self._ref or self.name)}</b> <i>(out of date: a newer "
+                                 "version exists; open a new panel to edit it)</i>")
+            self.save_button.disabled = True
             return None
         try:
             pending = self.pending()
