@@ -108,7 +108,8 @@ def test_the_reader_closing_the_pipe_is_no_error(filled: str) -> None:
                             stderr=subprocess.PIPE)
     assert proc.stdout is not None and proc.stderr is not None
     proc.stdout.close()  # as `| head` does once it has read its lines
-    err = proc.stderr.read().decode()
+    with proc.stderr:
+        err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 0 and "Traceback" not in err and "BrokenPipe" not in err
 
 
