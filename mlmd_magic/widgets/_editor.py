@@ -12,7 +12,7 @@ from ..core import session as _session
 from ..core.values import Diff, apply_overrides, diff_values, flatten
 from ..errors import MlmdMagicError, ValidationError
 from ..store import Store
-from ._fallback import FallbackDisplay, newer_version
+from ._fallback import FallbackDisplay, refuse_if_stale
 
 
 def _input_for(path: str, value: Any) -> w.Widget:
@@ -170,12 +170,7 @@ class ExperimentEditor(FallbackDisplay, w.VBox):
         """Record the form as a new experiment version (as ``%%experiment`` would); returns the record
         (None on an error, which the panel shows — also when another version was recorded since
         the panel opened, which saving would undo)."""
-        stale = newer_version(self._store, "experiments", self.name, self._latest)
-        if stale:
-            self.status.value = f"<span style='color:crimson'>✗ {html.escape(stale)}</span>"
-            self.header.value = (f"<b>Experiment {html.escape(self._record.ref)}</b> <i>(out of date: a newer "
-                                 "version exists; open a new panel to edit it)</i>")
-            self.save_button.disabled = True
+        if refuse_if_stale(self, self._store, "experiments", self.name, self._latest, f"Experiment {self._record.ref}"):
             return None
         try:
             summary = self.change_summary()

@@ -109,6 +109,20 @@ def _install(kernel: Any, shell: Any) -> None:
     _INSTALLED.add(id(kernel))
 
 
+def refuse_if_stale(panel: Any, store: Any, kind: str, name: str, seen: int | None, title: str) -> bool:
+    """Whether ``panel`` (an editor with ``status``, ``header`` and ``save_button``) must not save
+    because a newer version of ``name`` was recorded in ``store`` since it opened; if so it says
+    why, marks its header out of date and disables Save."""
+    stale = newer_version(store, kind, name, seen)
+    if stale is None:
+        return False
+    panel.status.value = f"<span style='color:crimson'>✗ {html.escape(stale)}</span>"
+    panel.header.value = (f"<b>{html.escape(title)}</b> <i>(out of date: a newer version exists; open a new "
+                          "panel to edit it)</i>")
+    panel.save_button.disabled = True
+    return True
+
+
 def newer_version(store: Any, kind: str, name: str, seen: int | None) -> str | None:
     """Why a panel opened when ``name``'s newest version was ``seen`` must not save now: a newer
     version was recorded since (by another cell, panel, process or person), which saving the

@@ -14,7 +14,7 @@ from ..core import session as _session
 from ..core.values import Diff, diff_values
 from ..errors import MlmdMagicError, NotFoundError, ValidationError
 from ..store import Store
-from ._fallback import FallbackDisplay, newer_version
+from ._fallback import FallbackDisplay, refuse_if_stale
 
 _KINDS = ("lower", "upper", "change")
 _WIDE = {"description_width": "initial"}
@@ -275,12 +275,8 @@ class PolicyEditor(FallbackDisplay, w.VBox):
     def save(self) -> Any:
         """Record the form as a new version of the policy; returns the record (None on an error,
         which the panel shows)."""
-        stale = newer_version(self._store, "policies", self.name, self._version())
-        if stale:
-            self.status.value = f"<span style='color:crimson'>✗ {html.escape(stale)}</span>"
-            self.header.value = (f"<b>Policy {html.escape(self._ref or self.name)}</b> <i>(out of date: a newer "
-                                 "version exists; open a new panel to edit it)</i>")
-            self.save_button.disabled = True
+        if refuse_if_stale(self, self._store, "policies", self.name, self._version(),
+                           f"Policy {self._ref or self.name}"):
             return None
         try:
             pending = self.pending()
