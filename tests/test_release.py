@@ -388,6 +388,8 @@ def test_a_failed_verdict_is_explained_on_every_face(store: mm.Store, trained: d
     assert [p.slice for p in one.slices] == ["ff_high"]
     assert api.title == f"Evaluation #{evaluation.id} of {trained['run'].name} under policy release-explain@1"
     assert repr(api).startswith(api.title + ": NOT BLESSED")
+    assert {k: api.to_dict()[k] for k in ("evaluation", "model_id", "policy")} == {
+        "evaluation": evaluation.id, "model_id": trained["run"].model_id, "policy": "release-explain@1"}
     # a model instead of an id: its newest evaluation (under --policy, if given)
     assert run(ip, "%mlmd explain t21 --policy release-explain").to_dict() == api.to_dict()
     assert run(ip, f"%mlmd explain model:{trained['run'].model_id}").title.startswith("Evaluation #")

@@ -710,10 +710,12 @@ class Explanation:
     failed: int
     slices: list[SliceExplanation]
     title: str = ""  # which evaluation: "Evaluation #9 of t21-quick@1#1 under policy release-nipt@1"
+    #: the evaluation on record it explains, when it is one: {"evaluation": ID, "model": ..., "policy": ...}
+    about: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"title": self.title, "blessed": self.blessed, "split": self.split, "checks": self.checks,
-                "failed": self.failed,
+        return {"title": self.title, **self.about, "blessed": self.blessed, "split": self.split,
+                "checks": self.checks, "failed": self.failed,
                 "slices": [{"slice": s.slice,
                             "failed": [{k: v for k, v in c.__dict__.items() if k != "slice"} for c in s.failed],
                             "class_labels": s.class_labels, "confusion": s.matrix, "explanation": s.sentences}

@@ -86,7 +86,9 @@ class Evaluation:
 
     def explain(self, slice_name: str | None = None) -> Explanation:
         """Why the verdict is what it is: see :meth:`mlmd_magic.evaluation.EvaluationResult.explain`."""
-        return dataclasses.replace(self.result.explain(slice_name), title=self._title())
+        about = {"evaluation": self.id, "model": self.model_name or f"model #{self.model_id}",
+                 "model_id": self.model_id, "policy": self.policy or None}
+        return dataclasses.replace(self.result.explain(slice_name), title=self._title(), about=about)
 
     def confusion_table(self, slice_name: str = OVERALL) -> Any:
         """One slice's confusion matrix as a pandas DataFrame (rows: true class, columns: predicted)."""
