@@ -774,45 +774,40 @@ def check_thresholds(thresholds: Sequence[Threshold], metrics: dict[str, dict[st
     checks = []
     for t in thresholds:
         named = bool(t.slices)
-        targets = list(t.slices) if named else list(metrics)
-        for s in targets:
-            desc = t.describe()
-            if s not in metrics:
-                checks.append(Check(s, desc, None, None, False, f"no slice named {s!r}; slices: {list(metrics)}",
-                                    t.metric))
-                continue
-            count = metrics[s].get("example_count", 0.0)
-            if not count:
-                if named:
-                    checks.append(Check(s, desc, None, None, False, "the slice is empty in the data", t.metric))
-                continue
-            value = metrics[s].get(t.metric)
-            if value is None:
-                checks.append(Check(s, desc, None, None, False,
-                                    f"no metric {t.metric!r}; metrics: {sorted(metrics[s])}", t.metric))
-                continue
-            if math.isnan(value):
-                checks.append(Check(s, desc, None, None, False, f"{t.metric} is undefined on this slice", t.metric))
-                continue
-            if t.change is None:
-                ok = (t.lower is None or value >= t.lower) and (t.upper is None or value <= t.upper)
-                checks.append(Check(s, desc, value, None, ok, "" if ok else f"{t.metric} = {value:.4g}", t.metric))
-                continue
-            if baseline is None:
-                checks.append(Check(s, desc, value, None, True, "skipped: no baseline model", t.metric))
-                continue
-            base = baseline.get(s, {}).get(t.metric)
-            if base is None or math.isnan(base):
-                checks.append(Check(s, desc, value, None, False, "the baseline has no value on this slice", t.metric))
-                continue
-            delta = value - base
-            if t.relative:
-                delta = delta / abs(base) if base else math.inf * (1 if delta >= 0 else -1)
-            ok = delta >= t.change if t.direction == "higher" else delta <= t.change
-            checks.append(Check(s, desc, value, base, ok,
-                                "" if ok else f"{t.metric} {value:.4g} vs baseline {base:.4g} (change {delta:+.4g})",
-                                t.metric))
+        for s in list(t.slices) if named else list(metrics):
+            outcome = _check_one(t, s, metrics, baseline, named)
+            if outcome is not None:
+                checks.append(Check(s, t.describe(), *outcome, metric=t.metric))
     return checks
+
+
+def _check_one(t: Threshold, s: str, metrics: dict[str, dict[str, float]],
+               baseline: dict[str, dict[str, float]] | None,
+               named: bool) -> tuple[float | None, float | None, bool, str] | None:
+    """``(value, baseline value, passed, reason)`` of threshold ``t`` on slice ``s``; None when an
+    empty slice the threshold does not name is left out."""
+    if s not in metrics:
+        return None, None, False, f"no slice named {s!r}; slices: {list(metrics)}"
+    if not metrics[s].get("example_count", 0.0):
+        return (None, None, False, "the slice is empty in the data") if named else None
+    value = metrics[s].get(t.metric)
+    if value is None:
+        return None, None, False, f"no metric {t.metric!r}; metrics: {sorted(metrics[s])}"
+    if math.isnan(value):
+        return None, None, False, f"{t.metric} is undefined on this slice"
+    if t.change is None:
+        ok = (t.lower is None or value >= t.lower) and (t.upper is None or value <= t.upper)
+        return value, None, ok, "" if ok else f"{t.metric} = {value:.4g}"
+    if baseline is None:
+        return value, None, True, "skipped: no baseline model"
+    base = baseline.get(s, {}).get(t.metric)
+    if base is None or math.isnan(base):
+        return value, None, False, "the baseline has no value on this slice"
+    delta = value - base
+    if t.relative:
+        delta = delta / abs(base) if base else math.inf * (1 if delta >= 0 else -1)
+    ok = delta >= t.change if t.direction == "higher" else delta <= t.change
+    return value, base, ok, "" if ok else f"{t.metric} {value:.4g} vs baseline {base:.4g} (change {delta:+.4g})"
 
 
 def evaluate_predictions(

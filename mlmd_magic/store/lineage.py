@@ -39,7 +39,7 @@ class Node:
     kind: str  # files, DataSource, Scenario, Experiment, Model, Evaluation, execution, or a foreign type
     label: str
     fields: tuple[tuple[str, str], ...] = ()  # what clicking the node shows: URI, properties
-    state: str = ""  # executions that did not complete: "failed", "canceled", "running"
+    state: str = ""  # executions that did not complete: "failed", "canceled", "running", "new"
 
 
 @dataclass(frozen=True)

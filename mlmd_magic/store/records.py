@@ -421,7 +421,6 @@ class Records:
                 raise ValidationError(f"{given_a!r} is {with_article(LABEL[kind_a])} and {given_b!r} "
                                       f"{with_article(LABEL[kind_b])}; diff compares records of one kind")
             kind = kind_a
-            kind = normalise_kind(kind)
             art_a, art_b = self.resolve(kind, ref_a), self.resolve(kind, ref_b)
             act.inputs += [art_a, art_b]
             a, b = self.data(kind, art_a), self.data(kind, art_b)

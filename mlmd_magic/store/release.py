@@ -122,12 +122,8 @@ class Release:
     def newest_evaluation(self, model: Any, policy: str | None, *, any_policy: bool = False) -> Any | None:
         """The model's newest Evaluation artifact under ``policy`` (NAME, NAME@N or policy:NAME[@N]);
         without one, the newest under any policy, or (``any_policy``) the newest of all."""
-        return self._evaluation(model, policy, everything=any_policy)
-
-    def _evaluation(self, model: Any, policy: str | None, everything: bool = False) -> Any | None:
-        """The model's newest evaluation under ``policy`` (a name or NAME@N), or under any policy."""
         evaluations = [e for e in self.runs.evaluations_of([model.id])[model.id]
-                       if text(e.properties, "policy") or (everything and not policy)]
+                       if text(e.properties, "policy") or (any_policy and not policy)]
         if policy:
             _, policy = split_kind(policy, "policies")  # policy:NAME[@N] as well as NAME[@N]
             name = policy.split("@", 1)[0]
@@ -324,7 +320,7 @@ class Release:
         with self.recorder.guard(act):
             model = self.runs.resolve_model(target)
             act.inputs.append(model)
-            evaluation = self._evaluation(model, policy)
+            evaluation = self.newest_evaluation(model, policy)
             if evaluation is None:
                 under = f"policy {policy}" if policy else "a policy"
                 raise NotBlessedError(

@@ -52,8 +52,10 @@ class ExperimentEditor(FallbackDisplay, w.VBox):
         data = self._record.data
         self.name = self._record.name
         # the newest version when the panel opened: saving refuses if another one was recorded since
-        with store.unrecorded():
-            self._latest = store.get(self.name, kind="experiments").version
+        self._latest = self._record.version
+        if "@" in ref:  # an older version opened on purpose: ask for the newest
+            with store.unrecorded():
+                self._latest = store.get(self.name, kind="experiments").version
         ds_versions = [f"{data['datasource']['name']}@{v}" for v in self._versions("datasources",
                                                                                    data["datasource"]["name"])]
         sc_versions = [f"{data['scenario']['name']}@{v}" for v in self._versions("scenarios",

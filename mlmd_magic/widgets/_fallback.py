@@ -113,7 +113,7 @@ def refuse_if_stale(panel: Any, store: Any, kind: str, name: str, seen: int | No
     """Whether ``panel`` (an editor with ``status``, ``header`` and ``save_button``) must not save
     because a newer version of ``name`` was recorded in ``store`` since it opened; if so it says
     why, marks its header out of date and disables Save."""
-    stale = newer_version(store, kind, name, seen)
+    stale = _newer_version(store, kind, name, seen)
     if stale is None:
         return False
     panel.status.value = f"<span style='color:crimson'>✗ {html.escape(stale)}</span>"
@@ -123,7 +123,7 @@ def refuse_if_stale(panel: Any, store: Any, kind: str, name: str, seen: int | No
     return True
 
 
-def newer_version(store: Any, kind: str, name: str, seen: int | None) -> str | None:
+def _newer_version(store: Any, kind: str, name: str, seen: int | None) -> str | None:
     """Why a panel opened when ``name``'s newest version was ``seen`` must not save now: a newer
     version was recorded since (by another cell, panel, process or person), which saving the
     form would silently undo. ``None`` when it may save."""

@@ -11,6 +11,7 @@ from typing import Any
 import ipywidgets as w
 
 from ..core import session as _session
+from ..core.evaluation import metric_names
 from ..core.values import Diff, diff_values
 from ..errors import MlmdMagicError, NotFoundError, ValidationError
 from ..store import Store
@@ -121,7 +122,7 @@ class PolicyEditor(FallbackDisplay, w.VBox):
         self._store = store
         self.name = name
         self._known_metrics, self._known_features = _data_vocabulary(store)
-        self.metric_choices: list[str] = self._known_metrics or _metric_choices(store)
+        self.metric_choices: list[str] = self._known_metrics or metric_names("binary")
         self._stored: dict[str, Any] | None = None
         self._ref = ""
         try:
@@ -316,8 +317,6 @@ def _data_vocabulary(store: Store) -> tuple[list[str], list[str]]:
     """What the store's data sources offer a policy: metric names (of the tasks and class names
     of the data sources that name their classes) and numeric feature names. Empty lists when the
     store has no such data: then nothing is known, and nothing is warned about."""
-    from ..core.evaluation import metric_names
-
     metrics: dict[str, None] = {}
     features: dict[str, None] = {}
     try:
@@ -332,10 +331,3 @@ def _data_vocabulary(store: Store) -> tuple[list[str], list[str]]:
     except MlmdMagicError:
         pass
     return list(metrics), list(features)
-
-
-def _metric_choices(store: Store) -> list[str]:
-    """Metric names offered while typing: those of the store's data, else a binary task's."""
-    from ..core.evaluation import metric_names
-
-    return _data_vocabulary(store)[0] or metric_names("binary")
