@@ -59,6 +59,33 @@ def test_api_calls_record_their_arguments_redacted(mem_store: mm.Store) -> None:
     assert "source" not in e.properties
 
 
+def test_a_seeded_random_module_does_not_repeat_execution_ids(mem_store: mm.Store) -> None:
+    # notebooks seed random for reproducible training; two kernels seeded alike must still give
+    # their executions different external ids (a repeated one would read as already recorded)
+    import random
+
+    ids = []
+    for params in ({"epochs": 1}, {"epochs": 2}):
+        random.seed(42)
+        mem_store.add_scenario("s", model="mlp", params=params)
+        ids.append(mem_store.mlmd.get_executions()[-1].external_id)
+    assert ids[0] != ids[1] and all(i.startswith("mlmd_magic:") and len(i) == len("mlmd_magic:") + 32 for i in ids)
+
+
+def test_a_forked_worker_draws_other_execution_ids() -> None:
+    import os
+
+    from mlmd_magic.backend import recorder
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its generator was seeded again
+        os.write(write, str(recorder._IDS.getrandbits(128)).encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert int(os.read(read, 100)) != recorder._IDS.getrandbits(128)
+
+
 def test_session_context_groups_actions(mem_store: mm.Store) -> None:
     mem_store.add_scenario("a", model="mlp", params={})
     mem_store.add_scenario("b", model="mlp", params={})

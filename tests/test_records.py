@@ -331,6 +331,47 @@ def test_plain_is_what_json_gives_back(value: Any) -> None:
     assert _typed(plain(value)) == _typed(json.loads(canonical_json(value)))
 
 
+_PARAMS_LIKE = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=4)
+    | st.builds(np.int64, st.integers(-2**62, 2**62)),
+    lambda inner: st.lists(inner, max_size=4) | st.lists(inner, max_size=3).map(tuple)
+    | st.dictionaries(st.sampled_from(["", "a", "b.c", "lr", "x y", "é"]) | st.integers(0, 3), inner, max_size=4),
+    max_leaves=20)
+
+
+@given(_PARAMS_LIKE)
+@settings(max_examples=500, deadline=None, database=None)
+def test_checked_params_is_the_three_checks_in_one_walk(value: Any) -> None:
+    # a scenario's params are checked and copied in one walk; it must refuse and give exactly
+    # what check_value, check_param_keys and plain do in turn
+    from mlmd_magic.core.values import check_param_keys, check_value, checked_params, plain
+
+    try:
+        check_value(value, "params")
+        check_param_keys(value, "params")
+        expected: Any = plain(value)
+    except mm.ValidationError as exc:
+        with pytest.raises(mm.ValidationError) as raised:
+            checked_params(value, "params")
+        assert str(raised.value) == str(exc)
+        return
+    assert _typed(checked_params(value, "params")) == _typed(expected)
+
+
+def test_checked_params_walks_deep_values_as_the_checks_do() -> None:
+    from mlmd_magic.core.values import checked_params
+
+    def nested(levels: int) -> Any:  # a number inside ``levels`` mappings
+        value: Any = 1
+        for _ in range(levels):
+            value = {"k": value}
+        return value
+
+    assert checked_params(nested(32)) == nested(32)  # as deep as check_value accepts
+    with pytest.raises(mm.ValidationError, match="nested more than 32 levels"):
+        checked_params(nested(33))
+
+
 def test_a_created_record_is_the_record_read_back(store: mm.Store) -> None:
     params = {"z": 1, "a": {"y": [1, 2.5, None], "b": True}, "m": (3, "x"), "f": np.float64(0.25), "i": np.int32(7)}
     for description in (None, "", "small"):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -56,6 +57,11 @@ class Action:
     recorded: bool = True  # False for a read inside Store.unrecorded(): nothing is written
     name: str = ""  # the execution's name, unique within its type (a run's EXPERIMENT@N#K)
 
+
+# Random bits for execution external ids, seeded from os.urandom and again in a forked child;
+# a generator of its own: a notebook's random.seed(42) must not make two kernels' ids collide.
+_IDS = random.Random()
+os.register_at_fork(after_in_child=_IDS.seed)
 
 _STATES = {"RUNNING": 2, "COMPLETE": 3, "FAILED": 4, "CACHED": 5, "CANCELED": 6}  # MLMD's Execution.State numbers
 
@@ -176,7 +182,8 @@ class Recorder:
         if act.properties:
             set_properties(execution, **act.properties)
         for art in act.inputs + act.outputs:
-            drop_empty_properties(art)
+            if art.id:  # read from the store, where reading an absent property inserts it; a new
+                drop_empty_properties(art)  # one is built by set_properties (MLMD refuses an empty one)
         events = []
         seen: set[int] = set()
         for art in [] if act.inputs_written else act.inputs:
@@ -199,7 +206,7 @@ class Recorder:
                                notebook=sess.notebook, versions=canonical_json(_session.package_versions()))
             contexts.append(context)
         if not act.external_id:
-            act.external_id = f"mlmd_magic:{os.urandom(16).hex()}"  # 128 random bits, as a uuid4
+            act.external_id = f"mlmd_magic:{_IDS.getrandbits(128):032x}"  # 128 random bits, as a uuid4
         execution.external_id = act.external_id
         if act.name:
             execution.name = act.name

@@ -87,6 +87,10 @@ def _user_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+# The notebook Jupyter started this kernel for: set in its environment at launch, read once
+_SERVER_NOTEBOOK = os.environ.get("JPY_SESSION_NAME") or ""
+
+
 @magics_class
 class MlmdMagics(Magics):
     """``%mlmd``, ``%%datasource``, ``%%scenario``, ``%%experiment``, ``%%evaluate`` and ``%%sweep``."""
@@ -126,7 +130,7 @@ class MlmdMagics(Magics):
     def _cell(self, source: str) -> contextlib.AbstractContextManager[None]:
         shell = self.shell
         assert shell is not None
-        notebook = str(shell.user_ns.get("__vsc_ipynb_file__") or os.environ.get("JPY_SESSION_NAME") or "")
+        notebook = str(shell.user_ns.get("__vsc_ipynb_file__") or _SERVER_NOTEBOOK)
         return _session.action_context(source=source, execution_count=shell.execution_count, notebook=notebook)
 
     def _expand(self, line: str) -> str:

@@ -37,14 +37,13 @@ from ..core.values import (
     Diff,
     apply_overrides,
     canonical_json,
-    check_param_keys,
     check_unambiguous_keys,
     check_value,
+    checked_params,
     content_hash,
     diff_values,
     flatten,
     normalise_kind,
-    plain,
     singular,
     split_kind,
     to_plain,
@@ -186,8 +185,7 @@ class Records:
                     "first with @mlmd_magic.trainer.register_model(name) (in this kernel), then define the scenario")
             if not isinstance(params, dict):
                 raise ValidationError("params must be a mapping, e.g. {'hidden': [64, 32], 'epochs': 10}")
-            check_value(params, "params")
-            check_param_keys(params)
+            params_plain = checked_params(params, "params")  # checked, and copied as stored
             _check_text(description, "description")
             params_json = canonical_json(params)  # encoded once: stored, sized and hashed as is
             _check_size_text(params_json, "params")
@@ -198,7 +196,7 @@ class Records:
 
             def written(artifact: Any) -> dict[str, Any]:  # what data() reads back, from what was written
                 return {"name": name, "version": artifact.properties["version"].int_value, "model": model,
-                        "params": plain(params), "description": description or ""}
+                        "params": params_plain, "description": description or ""}
 
             return self.create(act, "scenarios", name, content, build, encoded={"params": params_json},
                                written=written)
@@ -592,67 +590,80 @@ class Records:
                        encoded: dict[str, str] | None = None) -> tuple[Any, str]:
         """As :meth:`create`, for any versioned kind (``sweeps`` too): gives the version's artifact
         and ``"created"`` or ``"unchanged"``; ``act`` is committed (COMPLETE or CACHED)."""
-        pb = protos()
         type_short = _TYPES[kind]
         digest = content_hash({"kind": kind, **content}, encoded)
         external_id = f"{full(type_short)}:{name}:{digest}"
         act.contexts.append((type_short, name))
         key = f"{type_short}:{name}"
+        tries = 0
+        if self._contended.get(key, -_CONTENDED_FOR) <= time.monotonic() - _CONTENDED_FOR:
+            # Alone (the usual case), one optimistic try without the record's lock: the newest
+            # version this process saw is usually still the newest; if not, the unique NAME@N (or
+            # external id) makes the write fail, and the loop below looks at the store.
+            cached = self._latest_seen.get((kind, name))
+            tries = 1
+            written = self._try_version(act, kind, name, external_id, content, build, cached)
+            if written is not None:
+                return written
         with contextlib.ExitStack() as held:
             # Writers of one name take turns once they have met: a process that lost the race
             # for a version number takes the record's lock (on MySQL) for its next writes of that
             # name. Alone, a writer pays nothing for it; many writers end up queueing fairly.
-            locked = False
-            if self._contended.get(key, -_CONTENDED_FOR) > time.monotonic() - _CONTENDED_FOR:
-                locked = held.enter_context(self._record_lock(key))
-            for attempt in range(_CREATE_RETRIES):
-                if attempt and not locked:
+            locked = held.enter_context(self._record_lock(key))
+            for _ in range(_CREATE_RETRIES):
+                if tries and not locked:
                     # another writer took the version number we wanted: back off a random while
-                    time.sleep(random.random() * min(0.002 * attempt, 0.05))
-                cached = self._latest_seen.get((kind, name)) if attempt == 0 and not locked else None
-                # Optimistic first try: the newest version this process saw is usually still the
-                # newest; if not, the unique NAME@N (or external id) makes the write fail, and the
-                # next try looks at the store. Holding the lock, others have written while we
-                # waited: one indexed probe of the next name is cheaper than a write that fails.
-                latest = cached if cached is not None else self.latest(kind, name)
-                existing = [latest] if latest is not None and latest.external_id == external_id else []
-                if latest is not None and not existing and cached is None:
-                    from ml_metadata import errors as mlmd_errors
-
-                    try:  # identical to an older version?
-                        existing = self.mlmd.get_artifacts_by_external_ids([external_id])
-                    except mlmd_errors.NotFoundError:
-                        existing = []
-                if existing:
-                    act.outputs = [existing[0]]
-                    act.state, act.outcome = "CACHED", "unchanged"
-                    self.recorder.commit(act)
-                    return existing[0], "unchanged"
-                version = latest.properties["version"].int_value + 1 if latest is not None else 1
-                art = pb.Artifact(type_id=self.recorder.types.artifacts[type_short], name=f"{name}@{version}",
-                                  external_id=external_id, state=pb.Artifact.LIVE)
-                set_properties(art, version=version, description=content.get("description") or None)
-                build(art)
-                act.outputs = [art]
-                act.state, act.outcome = "COMPLETE", "created"
-                try:
-                    self.recorder.commit(act)
-                except Conflict:
-                    self.recorder.forget_context(type_short, name)
-                    self._latest_seen.pop((kind, name), None)
-                    self._contended[key] = time.monotonic()
-                    if not locked:
-                        locked = held.enter_context(self._record_lock(key))
-                    continue  # another writer took this version number, or the content exists: look again
-                art.id = act.output_ids[0]
-                # MLMD stamps its own times; the record we return uses ours (no read-back query)
-                art.create_time_since_epoch = int(time.time() * 1000)
-                self._latest_seen[(kind, name)] = art
-                return art, "created"
+                    time.sleep(random.random() * min(0.002 * tries, 0.05))
+                tries += 1
+                # Holding the lock, others have written while we waited: one indexed probe of the
+                # next name is cheaper than a write that fails.
+                written = self._try_version(act, kind, name, external_id, content, build, None)
+                if written is not None:
+                    return written
             raise StoreError(
                 f"could not write {LABEL[kind]} {name!r}: other writers kept taking the next version; try again"
             )
 
+    def _try_version(self, act: Action, kind: str, name: str, external_id: str, content: dict[str, Any],
+                     build: Any, cached: Any) -> tuple[Any, str] | None:
+        """One try at writing ``content`` as the version after ``cached`` (None: after the newest
+        in the store): the written or identical version, or None when another writer took the
+        version number (the record is then marked contended)."""
+        type_short = _TYPES[kind]
+        latest = cached if cached is not None else self.latest(kind, name)
+        existing = [latest] if latest is not None and latest.external_id == external_id else []
+        if latest is not None and not existing and cached is None:
+            from ml_metadata import errors as mlmd_errors
+
+            try:  # identical to an older version?
+                existing = self.mlmd.get_artifacts_by_external_ids([external_id])
+            except mlmd_errors.NotFoundError:
+                existing = []
+        if existing:
+            act.outputs = [existing[0]]
+            act.state, act.outcome = "CACHED", "unchanged"
+            self.recorder.commit(act)
+            return existing[0], "unchanged"
+        version = latest.properties["version"].int_value + 1 if latest is not None else 1
+        pb = protos()
+        art = pb.Artifact(type_id=self.recorder.types.artifacts[type_short], name=f"{name}@{version}",
+                          external_id=external_id, state=pb.Artifact.LIVE)
+        set_properties(art, version=version, description=content.get("description") or None)
+        build(art)
+        act.outputs = [art]
+        act.state, act.outcome = "COMPLETE", "created"
+        try:
+            self.recorder.commit(act)
+        except Conflict:
+            self.recorder.forget_context(type_short, name)
+            self._latest_seen.pop((kind, name), None)
+            self._contended[f"{type_short}:{name}"] = time.monotonic()
+            return None  # another writer took this version number, or the content exists: look again
+        art.id = act.output_ids[0]
+        # MLMD stamps its own times; the record we return uses ours (no read-back query)
+        art.create_time_since_epoch = int(time.time() * 1000)
+        self._latest_seen[(kind, name)] = art
+        return art, "created"
 
 _MAX_JSON = 1_000_000
 
