@@ -88,6 +88,7 @@ class Recorder:
         self.guard_checks = guard if guard is not None else StoreGuard(label)
         self.closed = False
         self._context_ids: dict[tuple[str, str], int] = {}
+        self._context_refs: dict[tuple[str, str], Any] = {}  # Context messages naming them by id
 
     def close(self) -> None:
         """No action can be recorded afterwards."""
@@ -113,11 +114,14 @@ class Recorder:
 
     def remember_context(self, type_short: str, name: str, context_id: int) -> None:
         """Cache a context id found while reading."""
-        self._context_ids[(type_short, name)] = context_id
+        if self._context_ids.get((type_short, name)) != context_id:
+            self._context_refs.pop((type_short, name), None)
+            self._context_ids[(type_short, name)] = context_id
 
     def forget_context(self, type_short: str, name: str) -> None:
         """Drop a cached context id (a write that lost a race looks again)."""
         self._context_ids.pop((type_short, name), None)
+        self._context_refs.pop((type_short, name), None)
 
     # ---------------------------------------------------------------- actions
 
@@ -195,15 +199,19 @@ class Recorder:
             events.append((art, pb.Event(type=pb.Event.OUTPUT)))
         keys = [("NotebookSession", sess.id), *list(dict.fromkeys(act.contexts))]
         contexts = []
-        for short, name in keys:
-            cid = self._context_ids.get((short, name))
-            context = pb.Context(type_id=self.types.contexts[short], name=name)
-            if cid is not None:
-                context.id = cid
-            elif short == "NotebookSession":
-                # who ran it is the same for every action of a kernel: written once, on its context
-                set_properties(context, user=sess.user, host=sess.host, pid=sess.pid, started=sess.started,
-                               notebook=sess.notebook, versions=canonical_json(_session.package_versions()))
+        for key in keys:
+            context = self._context_refs.get(key)  # a context met before: by id, built once
+            if context is None:
+                short, name = key
+                context = pb.Context(type_id=self.types.contexts[short], name=name)
+                cid = self._context_ids.get(key)
+                if cid is not None:
+                    context.id = cid
+                    self._context_refs[key] = context  # put_execution copies it; nothing changes it
+                elif short == "NotebookSession":
+                    # who ran it is the same for every action of a kernel: written once, on its context
+                    set_properties(context, user=sess.user, host=sess.host, pid=sess.pid, started=sess.started,
+                                   notebook=sess.notebook, versions=canonical_json(_session.package_versions()))
             contexts.append(context)
         if not act.external_id:
             act.external_id = f"mlmd_magic:{_IDS.getrandbits(128):032x}"  # 128 random bits, as a uuid4
@@ -217,7 +225,9 @@ class Recorder:
                 return  # a retry after a commit whose answer was lost: it is in the store
             raise Conflict(str(exc)) from None
         for key, cid in zip(keys, context_ids):
-            self._context_ids[key] = cid
+            if self._context_ids.get(key) != cid:
+                self._context_refs.pop(key, None)
+                self._context_ids[key] = cid
         act.committed = True
         act.execution_id = exec_id
         act.output_ids = list(artifact_ids[len(events) - len(act.outputs):])

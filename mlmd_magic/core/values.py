@@ -269,12 +269,15 @@ def content_hash(value: dict[str, Any], encoded: dict[str, str] | None = None) -
     """
     if encoded:
         encode = _CANONICAL.encode
-        parts = {key: encode(item) for key, item in value.items()}
+        parts = {key: _quote(item) if type(item) is str else encode(item) for key, item in value.items()}
         parts.update(encoded)
         text = "{" + ",".join([f"{_json_key(key, encode)}:{parts[key]}" for key in sorted(parts)]) + "}"
     else:
         text = canonical_json(value)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+_quote = json.encoder.encode_basestring  # a str's JSON text as ensure_ascii=False writes it (C)
 
 
 def _json_key(key: Any, encode: Any) -> str:
