@@ -8,7 +8,8 @@ its own floor, measured in the same run on the same kind of store: a plain ``ml_
 ``put_execution`` of exactly the rows that action writes (captured from the action itself:
 the execution and its properties, the new version and its properties, its OUTPUT event and
 both contexts), on a store with the same types. What is left between an action and its floor
-is ours: dispatch, parsing, checks, hashing, building the rows and the returned record. MLflow
+is ours: dispatch, parsing, checks, hashing, building the rows and the returned record. One
+writer: the path timed is the usual one (no other process writing the same record). MLflow
 3 (the ``bench`` extra) records the same action as a run with its ten params on a local
 SQLite backend. Targets: ours <= 1.3x the floor on a SQLite file and on MariaDB; a magic cell
 <= 5 ms on MariaDB over loopback; MLflow at least 5x slower than ours.

@@ -80,10 +80,14 @@ def test_a_forked_worker_draws_other_execution_ids() -> None:
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: its generator was seeded again
-        os.write(write, str(recorder._IDS.getrandbits(128)).encode())
-        os._exit(0)
+        try:
+            os.write(write, str(recorder._IDS.getrandbits(128)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
     os.waitpid(pid, 0)
-    assert int(os.read(read, 100)) != recorder._IDS.getrandbits(128)
+    with os.fdopen(read) as child:
+        assert int(child.read()) != recorder._IDS.getrandbits(128)
 
 
 def test_session_context_groups_actions(mem_store: mm.Store) -> None:

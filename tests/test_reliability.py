@@ -267,3 +267,77 @@ def test_a_retry_after_a_lost_answer_records_once(mem_store: mm.Store) -> None:
     recorder.commit(act)
     assert act.committed and act.execution_id == first
     assert len(mem_store.mlmd.get_executions_by_type("mlmd_magic.AddScenario")) == 1
+
+
+@pytest.mark.parametrize(("lock_held", "conflicts", "contended", "expected"), [
+    # alone: one write, no lock
+    (True, 0, False, ["commit"]),
+    # a lost race takes the record's lock for the next try; held, no backoff
+    (True, 1, False, ["conflict", "lock", "commit", "unlock"]),
+    (True, 2, False, ["conflict", "lock", "conflict", "commit", "unlock"]),
+    # a record contended lately: the lock first
+    (True, 1, True, ["lock", "conflict", "commit", "unlock"]),
+    # a lock that cannot be had (a restarting server; SQLite has none): back off, ask again
+    (False, 0, True, ["lock", "commit", "unlock"]),
+    (False, 1, False, ["conflict", "lock", "sleep", "commit", "unlock"]),
+    (False, 2, False, ["conflict", "lock", "sleep", "conflict", "lock", "sleep", "commit", "unlock", "unlock"]),
+    (False, 1, True, ["lock", "conflict", "lock", "sleep", "commit", "unlock", "unlock"]),
+])
+def test_writers_of_one_record_take_turns_once_they_have_met(
+        mem_store: mm.Store, monkeypatch: pytest.MonkeyPatch, lock_held: bool, conflicts: int, contended: bool,
+        expected: list[str]) -> None:
+    # the order of tries, locks and backoffs when another writer takes the next version number
+    import contextlib
+
+    from mlmd_magic.backend.recorder import Conflict
+    from mlmd_magic.store import records
+
+    log: list[str] = []
+
+    @contextlib.contextmanager
+    def lock(key: str) -> Any:
+        log.append("lock")
+        yield lock_held
+        log.append("unlock")
+
+    records_ = mem_store._records
+    commit = records_.recorder.commit
+    left = [0]
+
+    def losing_commit(act: Any, error: BaseException | None = None) -> None:
+        if left[0] and act.state == "COMPLETE":
+            left[0] -= 1
+            log.append("conflict")
+            raise Conflict("another writer took it")
+        log.append("commit")
+        commit(act, error)
+
+    monkeypatch.setattr(records_, "_record_lock", lock)
+    monkeypatch.setattr(records_.recorder, "commit", losing_commit)
+    monkeypatch.setattr(records.time, "sleep", lambda seconds: log.append("sleep"))
+    mem_store.add_scenario("a", model="mlp", params={"v": 0})
+    log.clear()
+    left[0] = conflicts
+    if contended:
+        records_._contended["Scenario:a"] = time.monotonic()
+    assert mem_store.add_scenario("a", model="mlp", params={"v": 1}).version == 2
+    assert log == expected
+    assert [e.last_known_state for e in mem_store.mlmd.get_executions()] == [pb.Execution.COMPLETE] * 2
+
+
+def test_a_context_met_again_under_another_id_is_named_by_the_new_one(mem_store: mm.Store) -> None:
+    # contexts already in the store are sent by id, one message each: when the id changes (a
+    # lost race re-read it), the message must change with it
+    recorder = mem_store._recorder
+    mem_store.add_scenario("a", model="mlp", params={"v": 0})
+    cid = recorder.context_id("Scenario", "a")
+    mem_store.add_scenario("a", model="mlp", params={"v": 1})
+    assert recorder._context_refs[("Scenario", "a")].id == cid
+    other = mem_store.mlmd.put_contexts([pb.Context(type_id=recorder.types.contexts["Scenario"], name="b")])[0]
+    recorder.remember_context("Scenario", "a", other)  # as if "a" had been found under another id
+    assert ("Scenario", "a") not in recorder._context_refs
+    mem_store.add_scenario("a", model="mlp", params={"v": 2})
+    latest = mem_store.mlmd.get_executions()[-1]
+    assert other in [c.id for c in mem_store.mlmd.get_contexts_by_execution(latest.id)]
+    recorder.forget_context("Scenario", "a")
+    assert ("Scenario", "a") not in recorder._context_refs

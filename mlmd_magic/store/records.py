@@ -610,7 +610,7 @@ class Records:
             # for a version number takes the record's lock (on MySQL) for its next writes of that
             # name. Alone, a writer pays nothing for it; many writers end up queueing fairly.
             locked = held.enter_context(self._record_lock(key))
-            for _ in range(_CREATE_RETRIES):
+            while tries < _CREATE_RETRIES:
                 if tries and not locked:
                     # another writer took the version number we wanted: back off a random while
                     time.sleep(random.random() * min(0.002 * tries, 0.05))
@@ -620,6 +620,8 @@ class Records:
                 written = self._try_version(act, kind, name, external_id, content, build, None)
                 if written is not None:
                     return written
+                if not locked:  # the lock could not be had (a restarting server): ask again
+                    locked = held.enter_context(self._record_lock(key))
             raise StoreError(
                 f"could not write {LABEL[kind]} {name!r}: other writers kept taking the next version; try again"
             )
@@ -664,6 +666,7 @@ class Records:
         art.create_time_since_epoch = int(time.time() * 1000)
         self._latest_seen[(kind, name)] = art
         return art, "created"
+
 
 _MAX_JSON = 1_000_000
 
