@@ -204,45 +204,36 @@ def checked_params(value: Any, where: str = "params") -> Any:
     """
     try:
         return _simple_copy(value, 0)
-    except (_NotSimple, TypeError):
+    except _NotSimple:
         check_value(value, where)
         check_param_keys(value, where)
         return plain(value)
 
 
 def _simple_copy(value: Any, depth: int) -> Any:
+    """A copy of a dict (keys sorted) or list of plain values; :class:`_NotSimple` otherwise."""
     if depth >= _MAX_DEPTH:
         raise _NotSimple
     kind = type(value)
     if kind is dict:
-        out = {}
-        for key, item in sorted(value.items()):  # mixed key types: TypeError, the careful path
+        for key in value:
             if type(key) is not str or not key or "." in key:
                 raise _NotSimple
-            kind = type(item)
-            if kind is str or kind is int or kind is bool or item is None:
-                out[key] = item
-            elif kind is float:
-                if not math.isfinite(item):
-                    raise _NotSimple
-                out[key] = item
-            else:
-                out[key] = _simple_copy(item, depth + 1)
-        return out
+        return {key: _simple_item(item, depth) for key, item in sorted(value.items())}
     if kind is list:
-        copied = []
-        for item in value:
-            kind = type(item)
-            if kind is str or kind is int or kind is bool or item is None:
-                copied.append(item)
-            elif kind is float:
-                if not math.isfinite(item):
-                    raise _NotSimple
-                copied.append(item)
-            else:
-                copied.append(_simple_copy(item, depth + 1))
-        return copied
+        return [_simple_item(item, depth) for item in value]
     raise _NotSimple
+
+
+def _simple_item(item: Any, depth: int) -> Any:
+    kind = type(item)
+    if kind is str or kind is int or kind is bool or item is None:
+        return item
+    if kind is float:
+        if math.isfinite(item):
+            return item
+        raise _NotSimple
+    return _simple_copy(item, depth + 1)
 
 
 def canonical_json(value: Any) -> str:
