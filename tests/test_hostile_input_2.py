@@ -283,7 +283,7 @@ def test_a_long_set_value_fails_fast_through_the_magic(ip: InteractiveShell, tmp
     store.experiment("e", datasource="d", scenario="sc")
 
     def train() -> None:
-        with pytest.raises(UsageError, match="must be a number"):
+        with pytest.raises(UsageError, match="must be a whole number"):
             ip.run_line_magic("mlmd", f"train e --set epochs={'a' * 100_000}")
 
     assert best_of(1, train) < 3.0

@@ -31,7 +31,7 @@ def test_editor_types_validation_diff_and_save(store: mm.Store) -> None:
     typed = [widget for widget in editor.inputs.values() if not isinstance(widget, w.Checkbox)]
     assert typed and all(widget.continuous_update for widget in typed)  # validated as you type
     assert editor.diff.layout.min_height  # room kept: the buttons do not jump when the diff appears
-    assert kinds == {"epochs": "IntText", "hidden": "Text", "learning_rate": "FloatText",
+    assert kinds == {"epochs": "IntField", "hidden": "Text", "learning_rate": "FloatField",
                      "optimizer.name": "Text", "shuffle": "Checkbox"}
     assert editor.save_button.disabled and "no changes" in editor.status.value
     editor.inputs["epochs"].value = 4
@@ -80,7 +80,7 @@ def test_editor_versions_of_scenario_and_datasource(store: mm.Store) -> None:
     editor = ExperimentEditor(store, "t21@1")
     assert editor.scenario.options == ("mlp-small@1", "mlp-small@2")
     editor.scenario.value = "mlp-small@2"
-    assert "dropout" in editor.inputs and editor.inputs["epochs"].value == 2  # the override is kept
+    assert "dropout" in editor.inputs and editor.inputs["epochs"].value == "2"  # the override is kept
     record = editor.save()
     assert record is not None and record.data["scenario"]["version"] == 2
     assert store.get_experiment("t21")["params"]["dropout"] == 0.1

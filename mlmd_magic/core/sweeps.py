@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ValidationError
-from .values import apply_overrides, canonical_json, check_value, flatten
+from .values import canonical_json, check_value, flatten, kept_kind
 
 __all__ = ["DISTRIBUTIONS", "SAMPLERS", "Dimension", "Objective", "SweepSpec", "check_space_keys",
            "parse_objective", "parse_space", "parse_spec", "sweep_arguments"]
@@ -156,8 +156,10 @@ def _dimension(name: str, spec: Any) -> Dimension:
         raise ValidationError(f"space {name!r}: {kind} needs [low, high] as numbers; {example}")
     low, high = args[0], args[1]
     if kind == "int":
-        if not all(float(a).is_integer() for a in args):
-            raise ValidationError(f"space {name!r}: int takes whole numbers; {example}")
+        if not all(isinstance(a, int) for a in args):  # 3.0 too: a whole number is written 3, as in overrides
+            whole = [int(a) if float(a).is_integer() else a for a in args]
+            hint = f"write [{', '.join(map(str, whole))}]" if all(isinstance(a, int) for a in whole) else example
+            raise ValidationError(f"space {name!r}: int takes whole numbers, got {args}; {hint}")
         step = int(args[2]) if len(args) == 3 else 1
         if step < 1:
             raise ValidationError(f"space {name!r}: the step must be 1 or more; {example}")
@@ -193,12 +195,21 @@ def parse_space(space: Any) -> dict[str, Dimension]:
 def check_space_keys(space: dict[str, Dimension], params: dict[str, Any], experiment: str = "the experiment"
                      ) -> None:
     """Every searched key must be a parameter of the experiment, and every value it may take
-    of the parameter's kind.
+    of the parameter's kind, by the rules overrides follow (:func:`~mlmd_magic.core.values.kept_kind`):
+    over a whole-number parameter ``int`` bounds and every ``choice`` are whole numbers (``3.0``
+    included, as in overrides: write ``3``) and ``uniform``/``loguniform`` are refused (write
+    ``int:``); over a real-valued one, ints are numbers too.
+
+    >>> check_space_keys(parse_space({"epochs": {"choice": [5, 10]}}), {"epochs": 10})
+    >>> check_space_keys(parse_space({"epochs": {"choice": [5, 7.5]}}), {"epochs": 10})
+    Traceback (most recent call last):
+    ...
+    mlmd_magic.errors.ValidationError: space 'epochs' (choice) must be a whole number like ..., got 7.5; ...
 
     Raises
     ------
     ValidationError
-        Naming the closest parameter for an unknown key.
+        Naming the closest parameter for an unknown key, or the value of another kind.
     """
     flat = flatten(params)
     known = list(flat)
@@ -214,10 +225,7 @@ def check_space_keys(space: dict[str, Dimension], params: dict[str, Any], experi
             raise ValidationError(f"space {name!r}: the parameter is a whole number ({current}), and {dim.kind} "
                                   f"draws fractions; write {name}: {example} ({needs})")
         for value in dim.samples():
-            try:
-                apply_overrides(params, {name: value})
-            except ValidationError as exc:
-                raise ValidationError(f"space {name!r}: {exc}") from None
+            kept_kind(current, value, f"space {name!r} ({dim.kind})", experiment)
 
 
 def parse_objective(objective: Any) -> Objective:

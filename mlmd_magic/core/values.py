@@ -11,6 +11,7 @@ import hashlib
 import html
 import json
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -303,11 +304,14 @@ def _paths(params: dict[str, Any], prefix: str = "") -> Iterator[str]:
 
 
 def _kind_of(value: Any) -> str:
+    """The kind a parameter's value gives it: what may replace it (see :func:`kept_kind`)."""
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "boolean"
-    if isinstance(value, (int, float)):
+    if isinstance(value, int):
+        return "whole number"
+    if isinstance(value, float):
         return "number"
     if isinstance(value, str):
         return "string"
@@ -316,28 +320,174 @@ def _kind_of(value: Any) -> str:
     return "mapping"
 
 
+_ITEM_KINDS = frozenset({"boolean", "whole number", "number", "string"})
+
+
+def _item_kind(items: list[Any]) -> str | None:
+    """The one kind every item of a list has, when it is a scalar kind; None otherwise."""
+    kinds = {_kind_of(item) for item in items}
+    return kinds.pop() if len(kinds) == 1 and kinds <= _ITEM_KINDS else None
+
+
+def kept_kind(old: Any, value: Any, what: str, owner: str = "the scenario") -> Any:
+    """``value`` as it is recorded in place of ``old``, which it must match in kind.
+
+    The rules, the same on every face (API overrides, ``%%experiment`` cells, ``--set``, the
+    experiment editor, sweep spaces, imported specs):
+
+    * A **whole number** (an ``int``) stays whole: a float is refused, even ``3.0`` (YAML and
+      JSON read ``3.0`` as a fraction; the message says "write 3"), and so is a boolean.
+    * A **number** (a ``float``) takes floats and ints; an int is recorded as a float
+      (``1`` -> ``1.0``), so the parameter stays real-valued. Booleans are refused.
+    * **Booleans** take only ``True``/``False`` (never ``0``/``1``); **strings** only strings.
+    * A **list** takes a list. When every item of ``old`` has one of the kinds above (all
+      whole numbers, all numbers, all strings, all booleans), every new item must be of it
+      too (and is recorded as above); the items of other lists (empty, mixed, lists of lists
+      or of mappings) may be anything.
+    * A **mapping** takes a mapping. ``None`` replaces anything, and anything replaces ``None``.
+
+    ``what`` names the value in the error (``"override 'epochs'"``); ``owner`` is whose value
+    ``old`` is (``"the scenario"``).
+
+    >>> kept_kind(10, 3, "override 'epochs'")
+    3
+    >>> kept_kind(0.001, 1, "override 'learning_rate'")
+    1.0
+    >>> kept_kind(10, 3.0, "override 'epochs'")
+    Traceback (most recent call last):
+    ...
+    mlmd_magic.errors.ValidationError: override 'epochs' must be a whole number like ..., got 3.0; write 3
+
+    Raises
+    ------
+    ValidationError
+        Naming ``what``, the kind, ``old`` and ``value``.
+    """
+    if value is None or old is None:
+        return value
+    need = _kind_of(old)
+    kept, hint = _kept(need, value)
+    if hint is not None:
+        if hint == "fraction":
+            shown = f" as {old}.0" if abs(old) < 10**16 else " with a decimal point"
+            hint = (f"a parameter given as a whole number takes only whole numbers (to allow fractions, "
+                    f"give it{shown} in {owner})")
+        raise ValidationError(f"{what} must be {with_article(need)} like {owner}'s value {_brief(old)}, "
+                              f"got {_brief(value)}{'; ' + hint if hint else ''}")
+    if need == "list" and old and value:
+        item = _item_kind(old)
+        if item is not None:
+            kept = []
+            for i, new in enumerate(value):
+                converted, hint = _kept(item, new)
+                if hint is not None:
+                    hint = "" if hint == "fraction" else hint
+                    raise ValidationError(f"{what} must be a list of {item}s like {owner}'s value {_brief(old)}, "
+                                          f"got {_brief(value)}: item {i} is {_brief(new)}"
+                                          f"{'; ' + hint if hint else ''}")
+                kept.append(converted)
+    return kept
+
+
+def _kept(need: str, value: Any) -> tuple[Any, str | None]:
+    """``value`` recorded in place of a value of kind ``need``, and None; or what is wrong
+    (``""`` for no more to say, ``"fraction"`` for a fraction given for a whole number)."""
+    got = _kind_of(value)
+    if need == got:
+        return value, None
+    if need == "number" and got == "whole number":
+        try:
+            return float(value), None
+        except OverflowError:
+            return value, "it is too large to be one"
+    if need == "whole number" and got == "number":
+        if value.is_integer():
+            return value, f"write {int(value)}" if abs(value) < 1e16 else ""
+        return value, "fraction"
+    if got == "string" and need in ("whole number", "number") and len(value) <= 100:
+        try:
+            number = float(value)
+        except ValueError:
+            return value, ""
+        if need == "whole number":
+            return value, f"that is text: write {int(number)}" if number.is_integer() and abs(number) < 1e16 else ""
+        if math.isfinite(number):  # '0.1' quoted, or 1e-3, which YAML 1.1 (PyYAML: cells, --set) reads as text
+            exponent = re.fullmatch(r"\s*[-+]?[0-9]+[eE][-+]?[0-9]+\s*", value)
+            return value, ("that is text: YAML reads a number with an exponent as one only with a decimal "
+                           f"point, write {value.strip().replace('e', '.0e').replace('E', '.0E')}" if exponent
+                           else "that is text: write the number without quotes")
+    return value, ""
+
+
 def apply_overrides(params: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """Return a copy of ``params`` with ``overrides`` applied.
 
     Keys may be nested mappings or dotted paths (``optimizer.lr``). Every key must exist
-    in ``params``; a value must be of the same kind as the one it replaces (numbers for
-    numbers, lists for lists, ...), or null.
+    in ``params``; a value must be of the kind of the one it replaces, by the rules of
+    :func:`kept_kind` (a whole number stays whole, ``3.0`` included; an int given for a
+    float parameter is recorded as a float; booleans are never numbers), or null.
 
     >>> apply_overrides({"epochs": 10, "opt": {"lr": 0.1}}, {"opt.lr": 0.01})
     {'epochs': 10, 'opt': {'lr': 0.01}}
+    >>> apply_overrides({"epochs": 10, "lr": 0.1}, {"lr": 1})
+    {'epochs': 10, 'lr': 1.0}
 
     Raises
     ------
     ValidationError
         For an unknown key (naming the closest existing key) or a value of another kind.
     """
+    result = copy.deepcopy(params)
+    for path, value in _kept_leaves(params, overrides):
+        keys = path.split(".")
+        target: Any = result
+        for key in keys[:-1]:
+            target = target[key]
+        target[keys[-1]] = value
+    return result
+
+
+def kept_overrides(params: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``overrides`` as :func:`apply_overrides` records them: checked against ``params``, each
+    value in the kind of the one it replaces (an int for a float parameter as a float), in the
+    shape given (nested or dotted), keys sorted. What an experiment keeps as its overrides, so
+    that ``{"lr": 1}`` and ``{"lr": 1.0}`` are one version.
+
+    >>> kept_overrides({"opt": {"lr": 0.1, "beta": 0.9}, "epochs": 10}, {"opt": {"lr": 1}, "epochs": 3})
+    {'epochs': 3, 'opt': {'lr': 1.0}}
+
+    Raises
+    ------
+    ValidationError
+        As :func:`apply_overrides` does.
+    """
+    kept = {path: value for path, value in _kept_leaves(params, overrides)}
+
+    def rebuild(given: dict[str, Any], prefix: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in given.items():
+            path = f"{prefix}.{key}" if prefix else key
+            out[key] = kept[path] if path in kept else rebuild(value, path)
+        return out
+
+    return rebuild(plain_overrides(overrides), "")
+
+
+def plain_overrides(overrides: Any) -> dict[str, Any]:
+    """``overrides`` checked to be a mapping of JSON-like values, as plain Python (numpy scalars
+    as numbers, tuples as lists)."""
     if not isinstance(overrides, dict):
         raise ValidationError("overrides must be a mapping of parameter names to values, e.g. {'epochs': 5}")
     check_value(overrides, "overrides")
-    result = copy.deepcopy(params)
-    for path, value in _override_leaves(result, overrides, ""):
+    plain_copy: dict[str, Any] = plain(overrides)
+    return plain_copy
+
+
+def _kept_leaves(params: dict[str, Any], overrides: Any) -> Iterator[tuple[str, Any]]:
+    """Each overridden dotted path of ``params`` and the value it takes (:func:`kept_kind`)."""
+    for path, value in _override_leaves(params, plain_overrides(overrides), ""):
         keys = path.split(".")
-        target: Any = result
+        target: Any = params
         for i, key in enumerate(keys):
             if not isinstance(target, dict) or key not in target:
                 known = list(_paths(params))
@@ -346,14 +496,7 @@ def apply_overrides(params: dict[str, Any], overrides: dict[str, Any]) -> dict[s
                 raise ValidationError(f"override {path!r} is not a parameter of the scenario{hint}")
             if i < len(keys) - 1:
                 target = target[key]
-        old = target[keys[-1]]
-        if value is not None and old is not None and _kind_of(old) != _kind_of(value):
-            raise ValidationError(
-                f"override {path!r} must be a {_kind_of(old)} like the scenario's value {_brief(old)}, "
-                f"got {_brief(value)}"
-            )
-        target[keys[-1]] = copy.deepcopy(value)
-    return result
+        yield path, kept_kind(target[keys[-1]], value, f"override {path!r}")
 
 
 def merge_overrides(overrides: dict[str, Any] | None, more: dict[str, Any]) -> dict[str, Any]:

@@ -7,12 +7,62 @@ import json
 from typing import Any
 
 import ipywidgets as w
+import traitlets
 
 from ..core import session as _session
-from ..core.values import Diff, apply_overrides, diff_values, flatten
+from ..core.values import Diff, apply_overrides, diff_values, flatten, kept_overrides
 from ..errors import MlmdMagicError, ValidationError
 from ..store import Store
 from ._fallback import FallbackDisplay, refuse_if_stale
+
+
+class _TextOrNumber(traitlets.Unicode):
+    """A text trait that also takes a number set from Python, kept as its JSON text (``7.5`` ->
+    ``"7.5"``): what is shown is exactly what is checked."""
+
+    def validate(self, obj: Any, value: Any) -> Any:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = json.dumps(value)
+        return super().validate(obj, value)
+
+
+class NumberField(w.Text):
+    """A text field for a number parameter. Its text is read as a JSON number and checked by the
+    library's own rule (:func:`mlmd_magic.core.values.kept_kind`), so what is typed is what is
+    judged: the browser's number inputs drop what they cannot take (``IntText`` turns a typed
+    ``7.5`` into ``75``), a text field shows ``7.5`` and the panel says why it is refused.
+    """
+
+    value = _TextOrNumber(help="the number as typed").tag(sync=True)
+    whole = False
+
+    def number(self) -> Any:
+        """The typed number (an int or a float, as written; a whole number's field takes no float,
+        which the library then refuses with the reason).
+
+        Raises
+        ------
+        ValidationError
+            When the text is no number.
+        """
+        try:
+            parsed = json.loads(self.value)
+        except json.JSONDecodeError:
+            parsed = None
+        if isinstance(parsed, (int, float)) and not isinstance(parsed, bool):
+            return parsed
+        example = "a whole number such as 10" if self.whole else "a number such as 0.001 or 1e-3"
+        raise ValidationError(f"{self.description}: {self.value!r} is not a number; type {example}")
+
+
+class IntField(NumberField):
+    """The field of a whole-number parameter: ``7.5`` (or ``7.0``) in it is shown invalid."""
+
+    whole = True
+
+
+class FloatField(NumberField):
+    """The field of a real-valued parameter: takes decimals (``0.001``, ``1e-3``) and whole numbers."""
 
 
 def _input_for(path: str, value: Any) -> w.Widget:
@@ -21,10 +71,11 @@ def _input_for(path: str, value: Any) -> w.Widget:
              "layout": w.Layout(width="420px"), "continuous_update": True}
     if isinstance(value, bool):
         return w.Checkbox(value=value, indent=False, **{k: v for k, v in label.items() if k != "continuous_update"})
+    # numbers are typed as text checked by the library: a number input would drop a "." it cannot take
     if isinstance(value, int):
-        return w.IntText(value=value, **label)
+        return IntField(value=value, placeholder="a whole number, e.g. 10", **label)
     if isinstance(value, float):
-        return w.FloatText(value=value, **label)
+        return FloatField(value=value, placeholder="a number, e.g. 0.001", **label)
     if isinstance(value, str):
         return w.Text(value=value, **label)
     # lists (and nulls) are edited as JSON text, checked as you type
@@ -32,9 +83,11 @@ def _input_for(path: str, value: Any) -> w.Widget:
 
 
 def _unflatten_overrides(values: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
-    """Dotted keys whose value differs from the scenario's: the experiment's overrides."""
+    """Dotted keys whose value differs from the scenario's: the experiment's overrides (each
+    checked, and in the kind of the scenario's value, as :meth:`Store.experiment` records it)."""
     flat_base = flatten(base)
-    return {k: v for k, v in values.items() if k not in flat_base or json.dumps(flat_base[k]) != json.dumps(v)}
+    kept = kept_overrides(base, values)
+    return {k: v for k, v in kept.items() if k not in flat_base or json.dumps(flat_base[k]) != json.dumps(v)}
 
 
 class ExperimentEditor(FallbackDisplay, w.VBox):
@@ -115,11 +168,19 @@ class ExperimentEditor(FallbackDisplay, w.VBox):
         self.refresh()
 
     def values(self, strict: bool = True) -> dict[str, Any]:
-        """Current input values by dotted parameter path (JSON fields parsed)."""
+        """Current input values by dotted parameter path (number and JSON fields parsed; with
+        ``strict=False`` a field that does not parse is left out)."""
         out: dict[str, Any] = {}
         for path, widget in self.inputs.items():
             value = widget.value
-            if isinstance(widget, w.Text) and widget.placeholder.startswith("JSON"):
+            if isinstance(widget, NumberField):
+                try:
+                    value = widget.number()
+                except ValidationError:
+                    if strict:
+                        raise
+                    continue
+            elif isinstance(widget, w.Text) and widget.placeholder.startswith("JSON"):
                 try:
                     value = json.loads(value)
                 except json.JSONDecodeError as exc:
