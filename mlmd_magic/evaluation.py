@@ -13,9 +13,11 @@ from .core.evaluation import (
     SliceExplanation,
     SliceSpec,
     Threshold,
+    check_metric_name,
     check_metric_names,
     check_slice_names,
     class_labels,
+    computable_metric,
     compute_metrics,
     confusion,
     evaluate_predictions,
@@ -26,7 +28,7 @@ from .core.evaluation import (
 )
 
 __all__ = ["Check", "EvaluationResult", "Explanation", "SliceExplanation", "SliceSpec", "Threshold",
-           "check_metric_names", "check_slice_names",
-           "class_labels",
+           "check_metric_name", "check_metric_names", "check_slice_names",
+           "class_labels", "computable_metric",
            "compute_metrics", "confusion", "evaluate_predictions", "metric_names", "parse_slices", "parse_thresholds",
            "slice_masks"]

@@ -219,9 +219,8 @@ def test_magics_policy_cell_evaluate_push_and_card(trained: dict[str, Any], ip: 
     assert record.ref == "release-magic@1"
     with pytest.raises(UsageError, match="YAML error in the %%policy cell at line 5"):
         run(ip, "%%policy broken\nthresholds:\n  - {metric: accuracy, lower: 0.5}\n  - [\n")
-    run(ip, "%%policy typo\nthresholds:\n  - {metric: recal_T21, lower: 0.5}\n")
-    with pytest.raises(UsageError, match="did you mean 'recall_T21'"):
-        run(ip, f"%mlmd evaluate {trained['run'].name} --policy typo")
+    with pytest.raises(UsageError, match="did you mean 'recall_T21'"):  # refused when defined, not when used
+        run(ip, "%%policy typo\nthresholds:\n  - {metric: recal_T21, lower: 0.5}\n")
     evaluation = run(ip, f"%mlmd evaluate {trained['run'].name} --policy release-magic")
     assert evaluation.blessed and evaluation.policy == "release-magic@1"
     from_cell = run(ip, f"%%evaluate {trained['run'].name}\npolicy: release-magic@1\n")
@@ -289,11 +288,15 @@ def test_policy_editor_adds_changes_removes_and_saves(store: mm.Store, trained: 
     threshold.slices.value = "ff_mid, ff_high"
     assert "valid" in editor.status.value and not editor.save_button.disabled
     assert "thresholds" in editor.diff.value
+    # a metric no evaluation computes: refused as you type, with what was probably meant
+    threshold.metric.value = "sensitivity_T21"
+    assert editor.message.startswith("✗ thresholds[0] names metric 'sensitivity_T21', which no evaluation computes")
+    assert "did you mean 'recall_T21'?" in editor.message and editor.save_button.disabled
     # names the store's data does not have: savable, but flagged, with what was probably meant
     assert "T18" in " ".join(editor.metric_choices) and "auc" not in editor.metric_choices  # the data's own metrics
-    threshold.metric.value = "sensitivity_T21"
+    threshold.metric.value = "recall_T22"
     assert editor.message.startswith("⚠ can be saved, but check:")  # no green tick above a warning
-    assert "⚠ threshold 1: 'sensitivity_T21' is not a metric of this store's data; did you mean 'recall_T21'?" \
+    assert "⚠ threshold 1: 'recall_T22' is not a metric of this store's data; did you mean 'recall_T21'?" \
         in editor.message
     row.feature.value = "seq_depth"
     assert "⚠ slice 1: 'seq_depth' is not a feature of this store's data" in editor.message

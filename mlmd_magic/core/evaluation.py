@@ -28,8 +28,10 @@ change thresholds are skipped (as in TFX), and the check says so.
 
 from __future__ import annotations
 
+import functools
 import html
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,10 +41,10 @@ import numpy as np
 from ..errors import ValidationError
 
 __all__ = ["Check", "EvaluationResult", "Explanation", "SliceExplanation", "SliceSpec", "Threshold",
-           "check_metric_names", "check_slice_names",
-           "class_labels",
-           "compute_metrics", "confusion", "evaluate_predictions", "metric_names", "parse_slices", "parse_thresholds",
-           "slice_masks", "slice_names", "suggest_metric"]
+           "check_metric_name", "check_metric_names", "check_slice_names",
+           "class_labels", "computable_metric",
+           "compute_metrics", "confusion", "evaluate_predictions", "metric_grammar", "metric_names", "parse_slices",
+           "parse_thresholds", "slice_masks", "slice_names", "suggest_metric"]
 
 OVERALL = "overall"
 
@@ -354,6 +356,112 @@ def suggest_metric(metric: str, available: Sequence[str]) -> str | None:
         return alias + sep + tail
     close = difflib.get_close_matches(metric, list(available), n=1)
     return close[0] if close else None
+
+
+# what metric_names is asked for to learn the grammar: every task, with classes whose names no
+# metric's own name contains, so what comes before one of them in a name is a per-class prefix
+_TASKS = ("binary", "multiclass", "regression")
+_CLASS_MARK = "\x00class"
+_LONGEST_NAME = 200  # longer "names" get no suggestion (difflib is quadratic) and are cut in the message
+
+
+@functools.cache
+def metric_grammar() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The metric names a threshold may give, whatever the task and classes: the fixed names and
+    the per-class prefixes that any class name completes (``recall_`` + ``T21``).
+
+    Both are read from :func:`metric_names` for every task, so a metric added there is
+    accepted here with nothing else to change.
+
+    Returns
+    -------
+    tuple of (tuple of str, tuple of str)
+        The fixed names (``example_count``, ``accuracy``, ``auc``, ..., ``mse``) and the
+        prefixes (``count_``, ``recall_``, ``precision_``, ...), each in the order the tasks
+        list them.
+
+    Examples
+    --------
+    >>> fixed, prefixes = metric_grammar()
+    >>> "auc" in fixed and "mse" in fixed and "recall_" in prefixes and "recall" in fixed
+    True
+    """
+    fixed: dict[str, None] = {}
+    prefixes: dict[str, None] = {}
+    for task in _TASKS:
+        classes = [f"{_CLASS_MARK}{k}" for k in range(3)]
+        for name in metric_names(task, len(classes), classes):
+            head, mark, _ = name.partition(_CLASS_MARK)
+            (prefixes if mark else fixed)[head] = None
+    return tuple(fixed), tuple(prefixes)
+
+
+def computable_metric(name: str) -> bool:
+    """Whether some evaluation computes a metric of this name: a fixed name (``auc``) or a
+    per-class prefix followed by a class name (``recall_T21``, ``count_0``); see
+    :func:`metric_grammar`. Whether the data has that class is known only once it is read.
+
+    Examples
+    --------
+    >>> computable_metric("recall_T21"), computable_metric("aucc"), computable_metric("recall_")
+    (True, False, False)
+    """
+    fixed, prefixes = metric_grammar()
+    return name in fixed or any(name.startswith(p) and len(name) > len(p) for p in prefixes)
+
+
+def _closest_metric(name: str) -> str | None:
+    """The computable name ``name`` most likely means: itself in lower case (``AUC``,
+    ``Recall_T21``), a synonym (``sensitivity_T21`` -> ``recall_T21``), else the closest spelling
+    among the fixed names and the prefixes followed by each class name ``name`` may end with."""
+    fixed, prefixes = metric_grammar()
+    if len(name) > _LONGEST_NAME:
+        return None
+    lowered = name.lower()
+    for prefix in prefixes:  # the prefix's case only: a class name is the user's, T21 stays T21
+        if lowered.startswith(prefix) and len(name) > len(prefix):
+            return prefix + name[len(prefix):]
+    if lowered in fixed:
+        return lowered
+    classes = {match.string[match.end():] for match in re.finditer(r"[_\-. ]+", name) if match.end() < len(name)}
+    return suggest_metric(name, [*fixed, *(p + c for p in prefixes for c in sorted(classes))])
+
+
+def check_metric_name(name: str, where: str = "a threshold") -> None:
+    """Refuse a metric no evaluation computes (see :func:`computable_metric`), with the name
+    probably meant, when a policy is defined rather than when a model is evaluated under it.
+
+    Parameters
+    ----------
+    name
+        The metric a threshold names.
+    where
+        What names it, for the message (``thresholds[0]``).
+
+    Raises
+    ------
+    ValidationError
+        One line: the name, what was probably meant (``sensitivity_T21`` -> ``recall_T21``,
+        ``aucc`` -> ``auc``) and the names and prefixes an evaluation computes.
+
+    Examples
+    --------
+    >>> check_metric_name("recall_T21")  # any class name completes a per-class prefix
+    >>> try:
+    ...     check_metric_name("sensitivity_T21", "thresholds[0]")
+    ... except ValidationError as exc:
+    ...     print(str(exc).split(" metrics:")[0])
+    thresholds[0] names metric 'sensitivity_T21', which no evaluation computes; did you mean 'recall_T21'?
+    """
+    if computable_metric(name):
+        return
+    fixed, prefixes = metric_grammar()
+    close = _closest_metric(name)
+    shown = name if len(name) <= _LONGEST_NAME else name[:_LONGEST_NAME] + "…"
+    hint = f"did you mean {close!r}? " if close else ""
+    raise ValidationError(f"{where} names metric {shown!r}, which no evaluation computes; {hint}metrics: "
+                          f"{', '.join(fixed)}, or per class {', '.join(p + 'CLASS' for p in prefixes)} "
+                          "with CLASS a class name (e.g. recall_T21)")
 
 
 def check_metric_names(thresholds: Sequence[Threshold], available: Sequence[str], task: str) -> None:

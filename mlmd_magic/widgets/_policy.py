@@ -114,8 +114,11 @@ class PolicyEditor(FallbackDisplay, w.VBox):
     """Edit a release policy (or write a new one) with form controls: add, remove and change
     slices and thresholds, see the diff against the stored version, and save a new version.
 
-    Checks are the library's own (:meth:`Store.add_policy`'s), run as you type; Save calls
-    :meth:`Store.add_policy`, recorded with a source naming the panel and the change.
+    Checks are the library's own (:meth:`Store.add_policy`'s), run as you type: while one fails
+    (a metric no evaluation computes, such as ``sensitivity_T21``, a slice the policy does not
+    define, ...) the status line shows why, with what was probably meant, and Save stays
+    disabled. Save calls :meth:`Store.add_policy`, recorded with a source naming the panel and
+    the change.
     """
 
     def __init__(self, store: Store, name: str) -> None:
@@ -235,7 +238,9 @@ class PolicyEditor(FallbackDisplay, w.VBox):
 
     def warnings(self, pending: dict[str, Any]) -> list[str]:
         """Metrics and features the store's data sources do not have (none when it has no data
-        that names its classes): a policy naming them would fail every evaluation on that data."""
+        that names its classes): a policy naming them would fail every evaluation on that data,
+        but may be meant for other data, so it can be saved. A metric no evaluation computes is
+        not a warning but an error of :meth:`pending`."""
         from ..core.evaluation import suggest_metric
 
         out = []
