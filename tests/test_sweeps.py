@@ -1,4 +1,4 @@
-"""Sweeps: Optuna searches whose trials are experiment versions and ordinary runs.
+"""Sweeps: Optuna searches whose trials are experiment versions of their own and ordinary runs.
 
 A small sweep on simulated cfDNA data (tiny models, one epoch) through the API, the
 ``%%sweep`` magic and the ``mlmd-magic sweep`` command; re-running trains nothing; a stopped
@@ -112,12 +112,19 @@ def test_a_sweep_runs_its_trials_and_a_rerun_trains_nothing(face: str, nipt: dic
     values = [t["eval.accuracy"] for t in first["trials"]]
     assert values == sorted(values, reverse=True)  # best first
     assert first["best"] == first["trials"][0]["run"]
-    # each trial: a new version of the base with its overrides, and an ordinary Train run
+    # each trial: a version of the base of its own (never what NAME gives), and an ordinary Train run
     with mm.connect(uri) as store:
         for trial in first["trials"]:
+            assert trial["experiment"] == f"base@1~lr-search@1#{trial['trial']}"
             params = store.get_experiment(trial["experiment"])["params"]
             assert params["hidden"] == trial["hidden"]
             assert params["learning_rate"] == pytest.approx(trial["learning_rate"])
+        assert store.get_experiment("base")["version"] == 1 and "trial" not in store.get_experiment("base")
+        assert list(store.history("base")["version"]) == [1]
+        listed = store.list("experiments")
+        assert list(listed["name"]) == ["base"] and "trial" not in listed
+        marked = store.list("experiments", trials=True)
+        assert sorted(marked["trial"]) == ["", "lr-search@1#0", "lr-search@1#1", "lr-search@1#2"]
         runs = _trial_runs(store, "lr-search")
         assert sorted(e.properties["trial"].int_value for e in runs) == [0, 1, 2]
         trained = _trained(store)

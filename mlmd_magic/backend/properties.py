@@ -49,8 +49,8 @@ def drop_empty_properties(node: Any) -> None:
 
 
 def name_of(artifact: Any) -> str:
-    """A record artifact is named ``NAME@VERSION``: its record name."""
-    return str(artifact.name).rsplit("@", 1)[0]
+    """A record artifact is named ``NAME@VERSION`` (a sweep's trial ``NAME@N~SWEEP@V#K``): its record name."""
+    return str(artifact.name).split("@", 1)[0]
 
 
 def created(node: Any) -> _dt.datetime:

@@ -27,8 +27,9 @@ def protos() -> Any:
 
 # Property kinds are names of metadata_store_pb2.PropertyType values.
 # The record's name and version are also its artifact name (NAME@VERSION), and its content
-# hash ends its external_id; properties hold what queries and readers need.
-_RECORD = {"version": "INT", "description": "STRING"}
+# hash ends its external_id; properties hold what queries and readers need. A version whose
+# content equals an older one's (a revert) says which: same_as = that version's number.
+_RECORD = {"version": "INT", "description": "STRING", "same_as": "INT"}
 
 ARTIFACT_TYPES: dict[str, tuple[str, dict[str, str]]] = {
     "DataSource": ("DATASET", {
@@ -42,6 +43,8 @@ ARTIFACT_TYPES: dict[str, tuple[str, dict[str, str]]] = {
     "Experiment": ("UNSET", {
         **_RECORD, "datasource": "STRING", "scenario": "STRING", "overrides": "STRING",
         "params": "STRING", "model": "STRING", "resolved": "STRING",
+        # a sweep's trial (named BASE@N~SWEEP@V#K): the sweep version SWEEP@V#K and the base version
+        "trial": "STRING", "base": "STRING",
     }),
     # a release policy: the slices and thresholds a model must pass, owned by a person
     "Policy": ("UNSET", {**_RECORD, "slices": "STRING", "thresholds": "STRING", "owner": "STRING"}),

@@ -80,3 +80,69 @@ def parse_ref(ref: object, what: str = "reference") -> Ref:
             "e.g. NAME@2; leave it out for the latest version"
         )
     return Ref(name, int(version))
+
+
+# A sweep's trial: BASE@N~SWEEP@V#K — trial K of version V of sweep SWEEP, varying experiment
+# version BASE@N. "~" is never part of a name, so a reference holding it is a trial's.
+_TRIAL_RE = re.compile(r"([^~@#]+)@([0-9]+)~([^~@#]+)@([0-9]+)#([0-9]+)")
+
+
+@dataclass(frozen=True)
+class TrialRef:
+    """A parsed trial reference ``BASE@N~SWEEP@V#K``.
+
+    >>> TrialRef.parse("t21-baseline@2~lr-search@1#3")
+    TrialRef(base=Ref(name='t21-baseline', version=2), sweep=Ref(name='lr-search', version=1), number=3)
+    >>> str(TrialRef(Ref("a", 1), Ref("s", 2), 0))
+    'a@1~s@2#0'
+    """
+
+    base: Ref
+    sweep: Ref
+    number: int
+
+    def __str__(self) -> str:
+        return f"{self.base}~{self.sweep}#{self.number}"
+
+    @classmethod
+    def parse(cls, ref: object, what: str = "trial reference") -> TrialRef:
+        """Parse ``BASE@N~SWEEP@V#K``; raise :class:`InvalidNameError` naming the form otherwise."""
+        found = _TRIAL_RE.fullmatch(ref) if isinstance(ref, str) else None
+        if found is None or not all(is_number(found.group(i)) for i in (2, 4, 5)):
+            raise InvalidNameError(f"invalid {what} {ref!r}: a sweep's trial is named EXPERIMENT@N~SWEEP@V#K, "
+                                   "e.g. t21-baseline@2~lr-search@1#3 (see the sweep's trials)")
+        base, sweep = check_name(found.group(1), what), check_name(found.group(3), what)
+        return cls(Ref(base, int(found.group(2))), Ref(sweep, int(found.group(4))), int(found.group(5)))
+
+
+def is_trial(ref: object) -> bool:
+    """Whether ``ref`` names a sweep's trial (or a run of one): it holds ``~``.
+
+    >>> is_trial("t21-baseline@2~lr-search@1#3"), is_trial("t21-baseline@2")
+    (True, False)
+    """
+    return isinstance(ref, str) and "~" in ref
+
+
+def is_run_name(word: str) -> bool:
+    """Whether ``word`` names one run, ``EXPERIMENT@N#K`` (a trial's: ``BASE@N~SWEEP@V#K#R``),
+    rather than an experiment version, whose latest run it would then mean.
+
+    >>> [is_run_name(w) for w in ("a@1#2", "a@1", "a@1~s@1#3", "a@1~s@1#3#1")]
+    [True, False, False, True]
+    """
+    head, sep, tail = word.partition("~")
+    return tail.count("#") >= 2 if sep else "#" in head
+
+
+def experiment_ref(data: dict[str, object]) -> str:
+    """The reference of the experiment version whose dict (``get_experiment``) is ``data``:
+    ``NAME@N``, or a trial's ``BASE@N~SWEEP@V#K``.
+
+    >>> experiment_ref({"experiment": "a", "version": 2})
+    'a@2'
+    >>> experiment_ref({"experiment": "a", "version": 2, "trial": "a@2~s@1#3"})
+    'a@2~s@1#3'
+    """
+    trial = data.get("trial")
+    return str(trial) if trial else f"{data['experiment']}@{data['version']}"

@@ -20,8 +20,9 @@ class Record:
     """One version of a data source, scenario or experiment, as returned by the library.
 
     ``data`` is the plain, JSON-serialisable dict (the one ``get_*`` returns); ``status``
-    says what the call did: ``"created"`` a new version, ``"unchanged"`` found an
-    identical existing one, ``"fetched"`` read it.
+    says what the call did: ``"created"`` a new version, ``"unchanged"`` found the latest
+    version identical, ``"fetched"`` read it. A sweep's trial has ``trial``, its reference
+    ``NAME@N~SWEEP@V#K`` (``version`` is then the base version's it varies).
     """
 
     kind: str
@@ -32,10 +33,11 @@ class Record:
     data: dict[str, Any] = field(repr=False)
     status: str = "fetched"
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
+    trial: str = ""
 
     @property
     def ref(self) -> str:
-        return f"{self.name}@{self.version}"
+        return self.trial or f"{self.name}@{self.version}"
 
     def to_dict(self) -> dict[str, Any]:
         """A deep copy of :attr:`data`."""
@@ -45,12 +47,16 @@ class Record:
         return self.data[key]
 
     def summary(self) -> str:
-        """What the call did: ``created version N``, ``unchanged: identical to version N`` or ``version N``."""
+        """What the call did: ``created version N`` (``, the same as NAME@K`` when it equals an older
+        version), ``unchanged: identical to version N`` or ``version N``."""
+        if self.trial:
+            return f"trial {self.trial.partition('~')[2]} of version {self.version}"
+        same = self.extra.get("same_as")
         if self.status == "created":
-            return f"created version {self.version}"
+            return f"created version {self.version}" + (f", the same as {same}" if same else "")
         if self.status == "unchanged":
             return f"unchanged: identical to version {self.version}"
-        return f"version {self.version}"
+        return f"version {self.version}" + (f" (the same as {same})" if same else "")
 
     def __repr__(self) -> str:
         body = pprint.pformat(self.data, width=100, sort_dicts=False)

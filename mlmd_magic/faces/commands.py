@@ -195,7 +195,7 @@ def _get(host: Host, a: argparse.Namespace) -> dict[str, Any]:
     if a.output:
         check_variable(a.output)
     store = host.store()
-    kind = normalise_kind(a.kind) if a.kind else "experiments"
+    kind = normalise_kind(a.kind) if a.kind else split_kind(a.ref)[0] or "experiments"
     getter = {"experiments": store.get_experiment, "scenarios": store.get_scenario,
               "datasources": store.get_datasource, "policies": store.get_policy}[kind]
     value = getter(a.ref)
@@ -224,7 +224,7 @@ def _ls(host: Host, a: argparse.Namespace) -> Any:
         elif any(k == "execution" and (n == kind or n.rsplit(".", 1)[-1] == kind) for k, n in known):
             kind, type_name = "executions", a.kind
     return store.list(kind, where=where, limit=a.limit, all_versions=a.all_versions, offset=a.offset,
-                      type=type_name)
+                      type=type_name, trials=a.trials)
 
 
 def normalise_kind_of_runs(kind: str) -> str:
@@ -522,6 +522,7 @@ def _cfg_ls(p: argparse.ArgumentParser) -> None:
     p.add_argument("--offset", type=int, default=0, help="skip the first N rows (pages)")
     p.add_argument("--type", help="the MLMD type to list with KIND artifacts or executions")
     p.add_argument("--all-versions", action="store_true", help="every version, not only the latest")
+    p.add_argument("--trials", action="store_true", help="experiments: the sweeps' trials too, each marked")
     p.add_argument("--running", action="store_true", help="runs only: those running now")
 
 

@@ -303,8 +303,9 @@ class MlmdMagics(Magics):
     @no_var_expand
     @_user_errors
     def sweep(self, line: str, cell: str) -> Any:
-        """Search parameters of an experiment: ``%%sweep NAME [-o VAR]``; each trial is a new version
-        of the experiment and a run. Running the cell again continues the sweep.
+        """Search parameters of an experiment: ``%%sweep NAME [-o VAR]``; each trial is a version of
+        the experiment of its own (``NAME@N~SWEEP@V#K``, never what ``NAME`` gives) and a run.
+        Running the cell again continues the sweep.
 
         ::
 

@@ -27,8 +27,8 @@ from ..backend.properties import created, name_of, set_properties, text
 from ..backend.recorder import Action, Conflict, Recorder
 from ..backend.types import full, protos
 from ..core.datafiles import FORMATS, file_problems, inspect_datasource, normalise_uri, verify_files
-from ..core.evaluation import Threshold, check_slice_names, parse_slices, parse_thresholds
-from ..core.names import check_name, parse_ref
+from ..core.evaluation import Threshold, check_metric_name, check_slice_names, parse_slices, parse_thresholds
+from ..core.names import TrialRef, check_name, is_trial, parse_ref
 from ..core.query import Where, needed_fields
 from ..core.record import Record
 from ..core.specs import export_spec, spec_arguments
@@ -43,6 +43,7 @@ from ..core.values import (
     content_hash,
     diff_values,
     flatten,
+    kept_overrides,
     normalise_kind,
     singular,
     split_kind,
@@ -215,29 +216,88 @@ class Records:
                 "overrides": overrides, "description": description}
         with self.recorder.action("DefineExperiment", args) as act:
             check_name(name, "experiment name")
-            _check_text(description, "description")
-            ds_art = self.resolve("datasources", datasource)
-            sc_art = self.resolve("scenarios", scenario)
-            act.inputs += [ds_art, sc_art]
-            ds = self.data("datasources", ds_art)
-            sc = self.data("scenarios", sc_art)
-            overrides = to_plain(overrides) if overrides is not None else {}
-            _check_size(overrides, "overrides")
-            params = apply_overrides(sc["params"], overrides)
-            ds_ref, sc_ref = f"{ds['name']}@{ds['version']}", f"{sc['name']}@{sc['version']}"
-            content = {"datasource": ds_ref, "scenario": sc_ref, "overrides": overrides,
-                       "description": description or ""}
-            resolved = {
-                "datasource": {k: ds[k] for k in ("name", "version", "uri", "format", "splits", "label", "features")},
-                "scenario": {"name": sc["name"], "version": sc["version"], "model": sc["model"]},
-                "params": params,
-            }
-
-            def build(artifact: Any) -> None:
-                set_properties(artifact, datasource=ds_ref, scenario=sc_ref, overrides=canonical_json(overrides),
-                       params=canonical_json(params), model=sc["model"], resolved=canonical_json(resolved))
-
+            content, build = self._experiment_content(act, datasource, scenario, overrides, description)
             return self.create(act, "experiments", name, content, build)
+
+    def _experiment_content(self, act: Action, datasource: str, scenario: str, overrides: dict[str, Any] | None,
+                            description: str | None, trial: TrialRef | None = None) -> tuple[dict[str, Any], Any]:
+        """An experiment version's content and the ``build`` that writes it into an artifact; the
+        data source and scenario versions it pins become ``act``'s inputs."""
+        _check_text(description, "description")
+        ds_art = self.resolve("datasources", datasource)
+        sc_art = self.resolve("scenarios", scenario)
+        act.inputs += [ds_art, sc_art]
+        ds = self.data("datasources", ds_art)
+        sc = self.data("scenarios", sc_art)
+        overrides = to_plain(overrides) if overrides is not None else {}
+        _check_size(overrides, "overrides")
+        overrides = kept_overrides(sc["params"], overrides)  # each value in the kind of the one it replaces
+        params = apply_overrides(sc["params"], overrides)
+        ds_ref, sc_ref = f"{ds['name']}@{ds['version']}", f"{sc['name']}@{sc['version']}"
+        content = {"datasource": ds_ref, "scenario": sc_ref, "overrides": overrides,
+                   "description": description or ""}
+        resolved = {
+            "datasource": {k: ds[k] for k in ("name", "version", "uri", "format", "splits", "label", "features")},
+            "scenario": {"name": sc["name"], "version": sc["version"], "model": sc["model"]},
+            "params": params,
+        }
+
+        def build(artifact: Any) -> None:
+            set_properties(artifact, datasource=ds_ref, scenario=sc_ref, overrides=canonical_json(overrides),
+                           params=canonical_json(params), model=sc["model"], resolved=canonical_json(resolved),
+                           trial=f"{trial.sweep}#{trial.number}" if trial is not None else None,
+                           base=str(trial.base) if trial is not None else None)
+
+        return content, build
+
+    def define_trial(self, base: str, sweep: str, number: int, overrides: dict[str, Any]) -> str:
+        """Experiment version ``base`` (``NAME@N``) with a trial's ``overrides``, as trial ``number``
+        of sweep version ``sweep`` (``SWEEP@V``): an experiment version named
+        ``NAME@N~SWEEP@V#K`` in the sweep's context, never in the record's, so ``NAME`` never
+        gives it. A trial whose content equals an earlier trial of the same sweep version is that
+        trial (its run is then CACHED). Gives the trial's reference."""
+        base_art = self.resolve("experiments", base)
+        p = base_art.properties
+        trial = TrialRef(parse_ref(str(base_art.name)), parse_ref(sweep), number)
+        args = {"base": str(trial.base), "sweep": sweep, "trial": number, "overrides": overrides}
+        with self.recorder.action("DefineExperiment", args) as act:
+            merged = json.loads(text(p, "overrides") or "{}")
+            merged.update(to_plain(overrides))
+            content, build = self._experiment_content(act, text(p, "datasource"), text(p, "scenario"), merged,
+                                                      text(p, "description") or None, trial)
+            prefix = f"{trial.base}~{trial.sweep}"
+            external_id = f"{full('Experiment')}:{prefix}:{content_hash({'kind': 'experiments', **content})}"
+            act.contexts.append(("Sweep", trial.sweep.name))
+            for _ in range(3):
+                found = self.by_external_id(external_id)
+                if found:  # an earlier trial of this sweep version had the same values
+                    act.outputs = [found[0]]
+                    act.state, act.outcome = "CACHED", "unchanged"
+                    self.recorder.commit(act)
+                    return str(found[0].name)
+                pb = protos()
+                art = pb.Artifact(type_id=self.recorder.types.artifacts["Experiment"], name=str(trial),
+                                  external_id=external_id, state=pb.Artifact.LIVE)
+                set_properties(art, version=trial.base.version, description=text(p, "description") or None)
+                build(art)
+                act.outputs = [art]
+                act.state, act.outcome = "COMPLETE", "created"
+                try:
+                    self.recorder.commit(act)
+                except Conflict:  # another worker wrote these values (or this trial) first: look again
+                    act.outputs = []
+                    continue
+                return str(trial)
+            raise StoreError(f"could not write trial {trial}: other workers kept writing it; try again")
+
+    def by_external_id(self, external_id: str) -> builtins.list[Any]:
+        """The artifacts written with ``external_id`` (none or one)."""
+        from ml_metadata import errors as mlmd_errors
+
+        try:
+            return builtins.list(self.mlmd.get_artifacts_by_external_ids([external_id]))
+        except mlmd_errors.NotFoundError:
+            return []
 
     def add_policy(self, name: str, *, thresholds: Sequence[Any], slices: Sequence[Any] | None = None,
                    description: str | None = None, owner: str | None = None) -> Record:
@@ -281,6 +341,8 @@ class Records:
     def kind_of(self, ref: str) -> str:
         """See :meth:`mlmd_magic.Store.kind_of`."""
         named, ref = split_kind(ref)
+        if is_trial(ref) and named in (None, "experiments"):
+            return "experiments"  # only experiments have trials
         name = parse_ref(ref).name
         found = [kind for kind in ([named] if named else KIND_TYPES) if self.latest(kind, name) is not None]
         if not found:
@@ -329,12 +391,13 @@ class Records:
             return self.add_policy(name, **args)
         return self.experiment(name, **args)
 
-    def table(self, kind: str, where: Where, limit: int | None, offset: int, all_versions: bool
-              ) -> pd.DataFrame:
+    def table(self, kind: str, where: Where, limit: int | None, offset: int, all_versions: bool,
+              trials: bool = False) -> pd.DataFrame:
         """A table of records of ``kind`` whose row view passes the filter ``where`` (see :meth:`Store.list`).
 
         Versions are read newest first a page at a time, in batches (one MLMD call per page,
-        never one per record); a name's newest version is its latest.
+        never one per record); a name's newest version is its latest. A sweep's trials (named
+        ``NAME@N~SWEEP@V#K``) are no name's latest: they are rows of their own with ``trials``.
         """
         rows = []
         skip = offset
@@ -344,6 +407,10 @@ class Records:
         fields = needed_fields(where.keys, _VIEW_FIELDS[kind])
         for art in newest_first(self.mlmd, "artifacts", full(KIND_TYPES[kind]), type_id, page):
             name = name_of(art)
+            if "~" in art.name:  # a sweep's trial
+                if not trials:
+                    continue
+                name = art.name
             if not all_versions:
                 if name in seen:
                     continue
@@ -364,7 +431,8 @@ class Records:
         whose feature schema can be long."""
         if kind == "experiments" and all(key in art.properties for key in ("datasource", "scenario", "params")):
             view = self._filter_view(kind, art)
-            return {"name": view["name"], "version": view["version"], "datasource": view["datasource"],
+            return {"name": view["name"], "version": view["version"], "trial": view["trial"],
+                    "same_as": _same_as(art), "datasource": view["datasource"],
                     "scenario": view["scenario"], "model": view["model"],
                     "overrides": text(art.properties, "overrides") or "{}",
                     _PARAMS: flatten(view["params"]), "created": created(art)}
@@ -384,8 +452,8 @@ class Records:
         if "experiment" in fields or "name" in fields:
             view["experiment"] = view["name"] = name_of(art)
         if "version" in fields:
-            view["version"] = p["version"].int_value
-        for key in ("datasource", "scenario", "model"):
+            view["version"] = parse_ref(text(p, "base")).version if "trial" in p else p["version"].int_value
+        for key in ("datasource", "scenario", "model", "trial"):
             if key in fields:
                 view[key] = text(p, key)
         if "params" in fields:
@@ -480,6 +548,13 @@ class Records:
             if named != kind:
                 raise ValidationError(f"{ref!r} names {with_article(LABEL[named])}, not {with_article(LABEL[kind])}")
             ref = rest
+        if kind == "experiments" and is_trial(ref):
+            trial = TrialRef.parse(ref)
+            art = self.mlmd.get_artifact_by_type_and_name(full("Experiment"), str(trial))
+            if art is None:
+                raise NotFoundError(f"sweep {trial.sweep} has no trial {trial}; see its trials with "
+                                    f"%mlmd compare sweep:{trial.sweep} or store.get_sweep({str(trial.sweep)!r})")
+            return art
         parsed = parse_ref(ref, f"{LABEL[kind]} reference")
         if parsed.version is None:
             art = self.latest(kind, parsed.name)
@@ -527,6 +602,9 @@ class Records:
         name, version = name_of(art), p["version"].int_value
         if kind == "experiments":
             resolved = json.loads(p["resolved"].string_value)
+            if "trial" in p:  # a sweep's trial: the base version it varies, and its own reference
+                base = parse_ref(text(p, "base"))
+                return {"experiment": base.name, "version": base.version, "trial": str(art.name), **resolved}
             return {"experiment": name, "version": version, **resolved}
         if kind == "scenarios":
             return {"name": name, "version": version, "model": p["model"].string_value,
@@ -552,24 +630,41 @@ class Records:
         if kind == "experiments":
             extra = {"description": text(p, "description"),
                      "overrides": json.loads(p["overrides"].string_value or "{}")}
+        if "same_as" in p:
+            extra["same_as"] = f"{name_of(art)}@{p['same_as'].int_value}"
         if data is None:
             data = self.data(kind, art)
+        trial = "trial" in p
         return Record(
             kind=kind,
             name=name_of(art),
-            version=p["version"].int_value,
+            version=parse_ref(text(p, "base")).version or 0 if trial else p["version"].int_value,
             id=art.id,
             created=created(art),
             data=data,
             status=status,
             extra=extra,
+            trial=str(art.name) if trial else "",
         )
+
+    def original(self, kind: str, art: Any) -> Any:
+        """The first version with the content of version ``art``: ``art`` itself, unless it is the
+        same as an older version (``same_as``)."""
+        if "same_as" not in art.properties:
+            return art
+        return self.resolve(kind, f"{name_of(art)}@{art.properties['same_as'].int_value}")
+
+    def context_of(self, kind: str, art: Any) -> tuple[str, str]:
+        """The context grouping version ``art``: its record name's, or a trial's sweep's."""
+        if "trial" in art.properties:
+            return "Sweep", parse_ref(text(art.properties, "trial").partition("#")[0]).name
+        return _TYPES[kind], name_of(art)
 
     def fetch(self, kind: str, ref: str, action: str) -> Record:
         with self.recorder.action(action, {"ref": ref}) as act:
             art = self.resolve(kind, ref)
             act.inputs.append(art)
-            act.contexts.append((_TYPES[kind], name_of(art)))
+            act.contexts.append(self.context_of(kind, art))
             act.outcome = "fetched"
             return self.record(kind, art, "fetched")
 
@@ -633,24 +728,26 @@ class Records:
         version number (the record is then marked contended)."""
         type_short = _TYPES[kind]
         latest = cached if cached is not None else self.latest(kind, name)
-        existing = [latest] if latest is not None and latest.external_id == external_id else []
-        if latest is not None and not existing and cached is None:
-            from ml_metadata import errors as mlmd_errors
-
-            try:  # identical to an older version?
-                existing = self.mlmd.get_artifacts_by_external_ids([external_id])
-            except mlmd_errors.NotFoundError:
-                existing = []
-        if existing:
-            act.outputs = [existing[0]]
+        if latest is not None and content_id(latest) == external_id:
+            # identical to the latest version: NAME already gives it
+            act.outputs = [latest]
             act.state, act.outcome = "CACHED", "unchanged"
             self.recorder.commit(act)
-            return existing[0], "unchanged"
+            return latest, "unchanged"
         version = latest.properties["version"].int_value + 1 if latest is not None else 1
+        same_as = None
+        if latest is not None and cached is None:
+            # identical to an older version? Then a new version says so: NAME gives what was defined last
+            older = self.by_external_id(external_id)
+            if older:
+                same_as = older[0].properties["version"].int_value
         pb = protos()
+        # the first version of some content is found by TYPE:NAME:HASH; a later one equal to it
+        # (same_as) adds @N, as external ids are unique
         art = pb.Artifact(type_id=self.recorder.types.artifacts[type_short], name=f"{name}@{version}",
-                          external_id=external_id, state=pb.Artifact.LIVE)
-        set_properties(art, version=version, description=content.get("description") or None)
+                          external_id=external_id if same_as is None else f"{external_id}@{version}",
+                          state=pb.Artifact.LIVE)
+        set_properties(art, version=version, description=content.get("description") or None, same_as=same_as)
         build(art)
         act.outputs = [art]
         act.state, act.outcome = "COMPLETE", "created"
@@ -669,6 +766,12 @@ class Records:
 
 
 _MAX_JSON = 1_000_000
+
+
+def content_id(artifact: Any) -> str:
+    """A record version's ``TYPE:NAME:CONTENT_HASH``: its external id, less the ``@N`` that a
+    version equal to an older one (``same_as``) adds to keep external ids unique."""
+    return str(artifact.external_id).partition("@")[0]
 
 
 def _check_label_names(names: Any) -> list[str] | None:
@@ -725,24 +828,32 @@ def _row_view(kind: str, data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _same_as(art: Any) -> str:
+    """``NAME@K`` when version ``art`` equals an older version K, else ``""``."""
+    return f"{name_of(art)}@{art.properties['same_as'].int_value}" if "same_as" in art.properties else ""
+
+
 def _list_row(kind: str, data: dict[str, Any], art: Any) -> dict[str, Any]:
     when = created(art)
     if kind == "experiments":
         view = _row_view(kind, data)
-        return {"name": view["name"], "version": data["version"], "datasource": view["datasource"],
+        trial = text(art.properties, "trial")
+        return {"name": view["name"], "version": data["version"], "trial": trial, "same_as": _same_as(art),
+                "datasource": view["datasource"],
                 "scenario": view["scenario"], "model": view["model"],
                 "overrides": text(art.properties, "overrides") or "{}",
                 _PARAMS: flatten(data["params"]), "created": when}
     if kind == "policies":
-        return {"name": data["name"], "version": data["version"], "owner": data["owner"],
+        return {"name": data["name"], "version": data["version"], "same_as": _same_as(art), "owner": data["owner"],
                 "slices": ", ".join(_slice_label(s) for s in data["slices"]),
                 "thresholds": "; ".join(Threshold(**_threshold_args(t)).describe() + _on(t)
                                         for t in data["thresholds"]),
                 "description": data["description"], "created": when}
     if kind == "scenarios":
-        return {"name": data["name"], "version": data["version"], "model": data["model"],
+        return {"name": data["name"], "version": data["version"], "same_as": _same_as(art), "model": data["model"],
                 _PARAMS: flatten(data["params"]), "description": data["description"], "created": when}
-    return {"name": data["name"], "version": data["version"], "format": data["format"], "uri": data["uri"],
+    return {"name": data["name"], "version": data["version"], "same_as": _same_as(art), "format": data["format"],
+            "uri": data["uri"],
             "splits": ", ".join(f"{k}={v}" for k, v in data["examples"].items()),
             "label": data["label"], "fingerprint": data["fingerprint"][:12],
             "description": data["description"], "created": when}
@@ -750,7 +861,8 @@ def _list_row(kind: str, data: dict[str, Any], art: Any) -> dict[str, Any]:
 
 # the top-level keys of a record's filter view (see Records._filter_view)
 _VIEW_FIELDS = {
-    "experiments": frozenset({"experiment", "name", "version", "datasource", "scenario", "model", "params"}),
+    "experiments": frozenset({"experiment", "name", "version", "trial", "datasource", "scenario", "model",
+                              "params"}),
     "scenarios": frozenset({"name", "version", "model", "params", "description"}),
     "datasources": frozenset({"name", "version", "uri", "format", "splits", "label", "features", "description",
                               "fingerprint", "examples", "label_distribution", "label_names"}),
@@ -758,17 +870,23 @@ _VIEW_FIELDS = {
 }
 _PARAMS = "\0params"  # where a row's parameters wait to become columns of their own
 _COLUMNS = {
-    "experiments": ["name", "version", "datasource", "scenario", "model", "overrides", _PARAMS, "created"],
-    "scenarios": ["name", "version", "model", _PARAMS, "description", "created"],
-    "datasources": ["name", "version", "format", "uri", "splits", "label", "fingerprint", "description", "created"],
-    "policies": ["name", "version", "owner", "slices", "thresholds", "description", "created"],
+    "experiments": ["name", "version", "trial", "same_as", "datasource", "scenario", "model", "overrides", _PARAMS,
+                    "created"],
+    "scenarios": ["name", "version", "same_as", "model", _PARAMS, "description", "created"],
+    "datasources": ["name", "version", "same_as", "format", "uri", "splits", "label", "fingerprint", "description",
+                    "created"],
+    "policies": ["name", "version", "same_as", "owner", "slices", "thresholds", "description", "created"],
 }
+# shown only when some row has one: a sweep's trial (SWEEP@V#K), a version equal to an older one
+_OPTIONAL = ("trial", "same_as")
 
 
 def check_policy(slices: Any, thresholds: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """A policy's slices and thresholds, checked by the evaluation's own rules and written out in
     full (canonical: the same policy always hashes the same); a threshold naming a slice the
-    policy does not define is refused with the names it does."""
+    policy does not define, or a metric no evaluation computes (``sensitivity_T21``), is refused
+    with what was probably meant — when the policy is defined, not when a model is evaluated
+    under it. Whether the data has the class a metric names is known only at evaluation."""
     if slices is not None and not isinstance(slices, (list, tuple)):
         raise ValidationError("slices must be a list of slice mappings, e.g. [{feature: fetal_fraction, "
                               "bins: [0.04, 0.08], names: [ff_low, ff_mid, ff_high]}]")
@@ -777,6 +895,8 @@ def check_policy(slices: Any, thresholds: Any) -> tuple[list[dict[str, Any]], li
                               "lower: 0.95}]")
     specs = parse_slices(slices)
     ths = parse_thresholds(thresholds)
+    for i, t in enumerate(ths):
+        check_metric_name(t.metric, f"thresholds[{i}]")
     check_slice_names(ths, specs, owner="policy")
     plain_slices = [{k: list(v) if isinstance(v, tuple) else v for k, v in s.__dict__.items() if v not in ((), None)}
                     for s in specs]
@@ -812,6 +932,7 @@ def _frame(kind: str, rows: list[dict[str, Any]]) -> pd.DataFrame:
     import pandas as pd
 
     fixed = [c for c in _COLUMNS[kind] if c != _PARAMS]
+    dropped = {c for c in _OPTIONAL if not any(row.get(c) for row in rows)}
     names: dict[str, None] = {}
     for row in rows:
         names.update(dict.fromkeys(row.get(_PARAMS, {})))
@@ -820,5 +941,6 @@ def _frame(kind: str, rows: list[dict[str, Any]]) -> pd.DataFrame:
              **{shown[key]: value for key, value in row.get(_PARAMS, {}).items()}} for row in rows]
     columns: list[str] = []
     for column in _COLUMNS[kind]:
-        columns += list(shown.values()) if column == _PARAMS else [column]
+        if column not in dropped:
+            columns += list(shown.values()) if column == _PARAMS else [column]
     return pd.DataFrame(flat, columns=columns)

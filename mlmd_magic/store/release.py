@@ -29,6 +29,7 @@ from ..backend.properties import set_properties, text
 from ..backend.recorder import Action, Recorder
 from ..core import session as _session
 from ..core.evaluation import parse_slices, slice_names
+from ..core.names import experiment_ref
 from ..core.values import canonical_json, split_kind
 from ..errors import MlmdMagicError, NotBlessedError, ValidationError
 from .records import Records
@@ -153,7 +154,7 @@ class Release:
         ds_ref = f"{params['datasource']['name']}@{params['datasource']['version']}"
         ds_art = self.records.resolve("datasources", ds_ref)
         datasource = self.records.data("datasources", ds_art)
-        experiment = self.records.resolve("experiments", f"{params['experiment']}@{params['version']}")
+        experiment = self.records.resolve("experiments", experiment_ref(params))
         scenario = self.records.data("scenarios", self.records.resolve(
             "scenarios", f"{params['scenario']['name']}@{params['scenario']['version']}"))
         files = json.loads(text(ds_art.properties, "files") or "{}")

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..backend.properties import text
 from ..backend.recorder import Action
+from ..core.names import experiment_ref
 from ..core.values import canonical_json
 from .runs import Runs, keras_backend
 
@@ -104,7 +105,7 @@ def reproduce(runs: Runs, target: Any, *, tolerance: float | None, progress: Any
         execution = runs.producer_of(model)
         details = json.loads(text(execution.properties, "details") or "{}")
         params = runs.experiment_of(model)
-        exp_ref = f"{params['experiment']}@{params['version']}"
+        exp_ref = experiment_ref(params)
         ds_ref = f"{params['datasource']['name']}@{params['datasource']['version']}"
         ds_art = runs.records.resolve("datasources", ds_ref)
         act.inputs.append(model)

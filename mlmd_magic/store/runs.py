@@ -19,10 +19,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..backend.listing import newest_first, page_rows, quote
-from ..backend.properties import set_properties, text
+from ..backend.properties import name_of, set_properties, text
 from ..backend.recorder import Action, Conflict, Recorder
 from ..backend.types import full
 from ..core import session as _session
+from ..core.names import experiment_ref, is_run_name
 from ..core.values import canonical_json, content_hash, flatten
 from ..errors import MlmdMagicError, NotFoundError, RunCancelled, StoreError, TrainingError, ValidationError
 from .records import Records
@@ -112,8 +113,8 @@ class Runs:
         ``(the version to train, that version when it was created now else "")``."""
         art = self.records.resolve("experiments", ref)
         p = art.properties
-        defined = self.records.experiment(
-            art.name.rsplit("@", 1)[0], datasource=p["datasource"].string_value,
+        defined = self.records.experiment(  # a trial's: a new version of its base experiment's name
+            name_of(art), datasource=p["datasource"].string_value,
             scenario=p["scenario"].string_value,
             overrides=_merged_overrides(json.loads(p["overrides"].string_value or "{}"), overrides),
             description=p["description"].string_value if "description" in p else None,
@@ -138,7 +139,7 @@ class Runs:
         with self.recorder.guard(act):
             exp_art = self.records.resolve("experiments", ref)
             params = self.records.data("experiments", exp_art)
-            exp_ref = f"{params['experiment']}@{params['version']}"
+            exp_ref = experiment_ref(params)
             act.arguments["experiment"] = exp_ref
             ds_art = self.records.resolve("datasources",
                                           f"{params['datasource']['name']}@{params['datasource']['version']}")
@@ -159,7 +160,8 @@ class Runs:
                 notes.append(f"not cached: the source of model builder {model_name!r} cannot be read, so a later run "
                              "could not tell whether its code changed; every run of it trains anew")
             else:
-                key = content_hash({"experiment": exp_art.id,
+                # a version equal to an older one (a revert) is that version's run: CACHED if it trained
+                key = content_hash({"experiment": self.records.original("experiments", exp_art).id,
                                     "fingerprint": ds_art.properties["fingerprint"].string_value,
                                     "code": code_version(), "builder": builder_code, "backend": keras_backend()})[:32]
                 act.properties["cache_key"] = key
@@ -306,7 +308,8 @@ class Runs:
             target = int(target)
         if isinstance(target, str) and target.startswith("model:") and _ID.fullmatch(target[6:]):
             target = int(target[6:])
-        if isinstance(target, str) and ((target.startswith("run:") and _ID.fullmatch(target[4:])) or "#" in target):
+        if isinstance(target, str) and ((target.startswith("run:") and _ID.fullmatch(target[4:]))
+                                        or is_run_name(target)):
             run = self.run_execution(target)
             model_id = self.run_links([run])[run.id]["model"]
             if model_id is None:
@@ -375,7 +378,7 @@ class Runs:
         number = word[4:] if word.startswith("run:") else word[1:] if word.startswith("#") else word
         if _ID.fullmatch(number):
             return self.train_execution(int(number))
-        if "#" in word:
+        if is_run_name(word):
             found = self.mlmd.get_execution_by_type_and_name(full("Train"), word)
             if found is None:
                 exp_ref = word.rsplit("#", 1)[0]

@@ -24,6 +24,7 @@ from ..backend.storeguard import StoreGuard
 from ..backend.types import lookup_types, register_types
 from ..backend.uri import StoreURI, parse_uri, resolve_uri
 from ..core import session as _session
+from ..core.names import experiment_ref
 from ..core.query import Where, check_offset
 from ..core.record import Record
 from ..core.values import Diff, merge_overrides, normalise_kind
@@ -309,8 +310,9 @@ class Store:
         Raises
         ------
         ValidationError
-            For a bad slice or threshold, no threshold at all, or a threshold naming a slice
-            the policy does not define (the message lists the slices it does).
+            For a bad slice or threshold, no threshold at all, a threshold naming a slice the
+            policy does not define (the message lists the slices it does), or a metric no
+            evaluation computes (``sensitivity_T21``: the message names ``recall_T21``).
         """
         return self._records.add_policy(name, thresholds=thresholds, slices=slices, description=description,
                                         owner=owner)
@@ -520,7 +522,7 @@ class Store:
         if merged:
             ref = self._runs.define_overrides(ref, merged)[0]
         exp = self.get_experiment(ref)  # a typo fails here, not in the worker
-        ref = f"{exp['experiment']}@{exp['version']}"
+        ref = experiment_ref(exp)
         from .background import BackgroundRun, new_external_id, start_process
 
         external_id = new_external_id()
@@ -682,7 +684,8 @@ class Store:
         progress: bool = False,
         on_update: Callable[[Sweep], None] | None = None,
     ) -> Sweep:
-        """Search parameters of an experiment with Optuna: each trial a new version of it and a run.
+        """Search parameters of an experiment with Optuna: each trial a version of it of its own
+        (``NAME@N~SWEEP@V#K``, which ``NAME`` never gives) and a run.
 
         Parameters
         ----------
@@ -778,6 +781,7 @@ class Store:
         all_versions: bool = False,
         offset: int = 0,
         type: str | None = None,
+        trials: bool = False,
     ) -> pd.DataFrame:
         """A table of records: one row per name (its latest version) unless ``all_versions``.
 
@@ -793,6 +797,8 @@ class Store:
         offset : skip this many matching rows first (pages of a listing).
         type : for ``"artifacts"`` and ``"executions"``: the MLMD type to list, any tool's
             (e.g. TFX's ``"Examples"``).
+        trials : experiments only: the sweeps' trials too, a row each with its ``trial``
+            (``SWEEP@V#K``); they are never a name's latest version.
 
         Raises
         ------
@@ -800,7 +806,7 @@ class Store:
             For an unknown kind, a bad filter or a bad limit.
         """
         with self._recorder.action("ListRecords", {"kind": kind, "where": where, "limit": limit, "offset": offset,
-                                                   "all_versions": all_versions}) as act:
+                                                   "all_versions": all_versions, "trials": trials}) as act:
             if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
                 raise ValidationError(f"limit must be a positive whole number, got {limit!r}")
             offset = check_offset(offset)
@@ -817,7 +823,10 @@ class Store:
                 frame = list_nodes(self._recorder.mlmd, lowered, type, predicate, limit, offset)
             else:
                 kind = normalise_kind(kind)
-                frame = self._records.table(kind, predicate, limit, offset, all_versions)
+                if trials and kind != "experiments":
+                    raise ValidationError("trials=True lists experiments only: a sweep's trials are experiment "
+                                          "versions")
+                frame = self._records.table(kind, predicate, limit, offset, all_versions, trials)
             if frame.empty or limit is None:  # every record was looked at: an unknown key is a typo
                 predicate.check()
             act.outcome = f"{len(frame)} rows"

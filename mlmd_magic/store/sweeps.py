@@ -3,9 +3,11 @@
 * The sweep is a versioned ``mlmd_magic.Sweep`` artifact (base experiment version, search
   space, objective, sampler, seed) in a ``mlmd_magic.Sweep`` context named after it; each
   invocation (a cell, an API call, a worker) is a ``Sweep`` execution.
-* Each trial is a new version of the base experiment (its overrides) and an ordinary ``Train``
-  run, associated with the sweep's context and carrying its trial number; an experiment
-  version that already has a run is CACHED, so re-running a sweep trains nothing twice.
+* Each trial is an experiment version of its own, ``BASE@N~SWEEP@V#K`` (the base version with
+  the trial's overrides), in the sweep's context and never in the base name's, so ``NAME``
+  never gives a trial; and an ordinary ``Train`` run, associated with the sweep's context and
+  carrying its trial number. A trial with the values of an earlier trial of the same sweep
+  version is that trial, whose run is CACHED, so re-running a sweep trains nothing twice.
 * The search is Optuna's (ask/tell, TPE, random or grid sampler with a fixed seed). Its study
   lives beside the store — a journal file next to a SQLite store, a database next to the
   store's on a MySQL server (``DATABASE_sweeps``), in this process for ``memory://`` — so
@@ -36,7 +38,7 @@ from ..backend.connection import Backend
 from ..backend.properties import text
 from ..backend.recorder import Action, Recorder
 from ..core import secrets as _secrets
-from ..core.names import check_name, parse_ref
+from ..core.names import check_name, is_trial, parse_ref
 from ..core.sweeps import Dimension, Objective, SweepSpec, check_space_keys, parse_objective, parse_space, parse_spec
 from ..core.values import canonical_json
 from ..errors import MlmdMagicError, RunCancelled, StoreError, ValidationError
@@ -395,6 +397,9 @@ class Sweeps:
         """The experiment version ``ref`` names. ``NAME`` is its newest version that is no sweep's
         trial (or the base this sweep already has): the trials are versions of the same experiment,
         and running the cell again must find the same base, so the same sweep version, to continue."""
+        if is_trial(ref):
+            raise ValidationError(f"{ref} is a sweep's trial; a sweep varies an experiment version: make the "
+                                  "trial's values one first (%mlmd train REF --set KEY=VALUE, or store.experiment)")
         parsed = parse_ref(ref, "experiment reference")
         latest = self.records.resolve("experiments", ref)
         if parsed.version is not None:
@@ -577,8 +582,10 @@ class Sweeps:
 
         overrides = {name: _decode(plan.space[name], value) for name, value in trial.params.items()}
         try:
-            run = self.runs.train(plan.experiment, workdir=None, force=False, callbacks=None, progress=progress,
-                                  overrides=overrides, contexts=[("Sweep", plan.name)],
+            # the trial's own experiment version (NAME@N~SWEEP@V#K), never what NAME gives
+            trial_ref = self.records.define_trial(plan.experiment, plan.ref, trial.number, overrides)
+            run = self.runs.train(trial_ref, workdir=None, force=False, callbacks=None, progress=progress,
+                                  overrides={}, contexts=[("Sweep", plan.name)],
                                   properties={"trial": trial.number},
                                   external_id=_run_key(study.study_name, trial))
         except RunCancelled as exc:
