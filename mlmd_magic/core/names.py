@@ -70,6 +70,10 @@ def parse_ref(ref: object, what: str = "reference") -> Ref:
     """
     if not isinstance(ref, str):
         raise InvalidNameError(f"{what} must be a string like NAME or NAME@2")
+    if "~" in ref:
+        raise InvalidNameError(f"{ref!r} is a sweep's trial, one experiment version of its own: use it where a "
+                               "version is meant (get, train, evaluate, diff), and the experiment's NAME for its "
+                               "versions")
     name, sep, version = ref.partition("@")
     check_name(name, what)
     if not sep:

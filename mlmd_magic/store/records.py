@@ -28,7 +28,7 @@ from ..backend.recorder import Action, Conflict, Recorder
 from ..backend.types import full, protos
 from ..core.datafiles import FORMATS, file_problems, inspect_datasource, normalise_uri, verify_files
 from ..core.evaluation import Threshold, check_metric_name, check_slice_names, parse_slices, parse_thresholds
-from ..core.names import TrialRef, check_name, is_trial, parse_ref
+from ..core.names import TrialRef, check_name, experiment_ref, is_trial, parse_ref
 from ..core.query import Where, needed_fields
 from ..core.record import Record
 from ..core.specs import export_spec, spec_arguments
@@ -491,8 +491,9 @@ class Records:
             act.inputs += [art_a, art_b]
             a, b = self.data(kind, art_a), self.data(kind, art_b)
             act.outcome = "compared"
-            label = "experiment" if kind == "experiments" else "name"
-            return diff_values(f"{a[label]}@{a['version']}", a, f"{b[label]}@{b['version']}", b)
+            if kind == "experiments":
+                return diff_values(experiment_ref(a), a, experiment_ref(b), b)
+            return diff_values(f"{a['name']}@{a['version']}", a, f"{b['name']}@{b['version']}", b)
 
     # ------------------------------------------------------------------ internals: reading
 
