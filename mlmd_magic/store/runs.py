@@ -242,30 +242,51 @@ class Runs:
                 recorder.commit(act)
                 self.look()
 
-        try:
-            result = trainer.train(params, workdir=run_dir, callbacks=[Heartbeat(), *(callbacks or [])],
-                                   progress=progress)
-        except KeyboardInterrupt as exc:
-            act.state, act.outcome = "CANCELED", "canceled"
-            self.recorder.commit(act, error=exc if exc.args else KeyboardInterrupt("interrupted by the user"))
-            if workdir is None:
-                trainer.cleanup(run_dir)
-            raise RunCancelled(act.name, time.perf_counter() - act.started, done[0], epochs, created,
-                               requested=isinstance(exc, _CancelRequest)) from None
-        except MlmdMagicError:
-            raise
-        except Exception as exc:
-            kept = f"; {created} was defined for this run and stays" if created else ""
-            raise TrainingError(f"training {exp_ref} failed: {type(exc).__name__}: {exc}{kept}") from exc
-        model = self._model_artifact(act.name, exp_ref, result)
-        details = {k: v for k, v in result.to_dict().items() if k not in ("model_path",)}
-        details["code"] = code  # trainer code, builder source, backend: what reproduce compares
-        if notes:
-            details["notes"] = notes
-        act.outputs = [model]
-        act.state, act.outcome = "COMPLETE", f"trained {result.epochs} epochs"
-        act.properties["details"] = canonical_json(details)
-        self.recorder.commit(act)
+        # Ctrl-C cancels the run wherever it lands, also where Keras or TensorFlow swallowed it or
+        # made another error of it (trainer.Interrupts remembers it); the run's last write is whole.
+        interrupts = trainer.Interrupts()
+
+        def cancelled(interrupt: KeyboardInterrupt) -> RunCancelled:
+            """Record the run CANCELED with no model and remove its folder; the error to raise."""
+            with interrupts.deferred():  # a second Ctrl-C must not leave the run RUNNING or half removed
+                act.state, act.outcome, act.outputs = "CANCELED", "canceled", []
+                self.recorder.commit(act, error=interrupt if interrupt.args
+                                     else KeyboardInterrupt("interrupted by the user"))
+                if workdir is None:
+                    trainer.cleanup(run_dir)
+            return RunCancelled(act.name, time.perf_counter() - act.started, done[0], epochs, created,
+                                requested=isinstance(interrupt, _CancelRequest))
+
+        with interrupts:
+            trained = False
+            try:
+                result = trainer.train(params, workdir=run_dir, callbacks=[Heartbeat(), *(callbacks or [])],
+                                       progress=progress)
+                trained = True
+                model = self._model_artifact(act.name, exp_ref, result)
+                details = {k: v for k, v in result.to_dict().items() if k not in ("model_path",)}
+                details["code"] = code  # trainer code, builder source, backend: what reproduce compares
+                if notes:
+                    details["notes"] = notes
+                with interrupts.deferred():
+                    interrupts.check()  # the last moment a Ctrl-C cancels the run
+                    act.outputs = [model]
+                    act.state, act.outcome = "COMPLETE", f"trained {result.epochs} epochs"
+                    act.properties["details"] = canonical_json(details)
+                    self.recorder.commit(act)
+            except BaseException as exc:
+                interrupt = interrupts.interrupted_by(exc)
+                if interrupt is not None:
+                    raise cancelled(interrupt) from None
+                if trained or isinstance(exc, MlmdMagicError) or not isinstance(exc, Exception):
+                    raise
+                kept = f"; {created} was defined for this run and stays" if created else ""
+                raise TrainingError(f"training {exp_ref} failed: {type(exc).__name__}: {exc}{kept}") from exc
+        if interrupts.pending is not None:  # it came while the run's end was being written
+            import warnings
+
+            warnings.warn(f"run {act.name} was being recorded COMPLETE when it was interrupted: it stays COMPLETE "
+                          "with its model", UserWarning, stacklevel=4)
         model.id = act.output_ids[0]
         return self._run_from(act, exp_ref, "COMPLETE", False, model, details)
 

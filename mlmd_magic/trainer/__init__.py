@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from ._builders import OutputSpec, builders, register_model
 from ._export import export_saved_model, serving_inputs
+from ._interrupts import Interrupts
 from ._progress import ProgressReporter
 from ._train import (
     MAX_INFERRED_CLASSES,
@@ -32,6 +33,7 @@ from ._train import (
 
 __all__ = [
     "MAX_INFERRED_CLASSES",
+    "Interrupts",
     "OutputSpec",
     "Predictions",
     "ProgressReporter",

@@ -14,6 +14,7 @@ import numpy as np
 
 from ._builders import OutputSpec, get_builder
 from ._data import InputSpec, count_examples, input_spec, load_arrays, sample_labels, tf_dataset
+from ._interrupts import Interrupts
 from ._progress import ProgressReporter
 from ._quiet import import_keras
 
@@ -227,9 +228,10 @@ def _devices(backend: str) -> _Devices:
 
 
 class _KerasBridge:
-    """Forwards Keras' epoch events to the trainer's plain callbacks."""
+    """Forwards Keras' batch and epoch events to the trainer's plain callbacks, and stops the
+    training at the next batch or epoch end after an interrupt that something below swallowed."""
 
-    def __init__(self, callbacks: Sequence[Any]) -> None:
+    def __init__(self, callbacks: Sequence[Any], interrupts: Interrupts) -> None:
         import keras
 
         outer = callbacks
@@ -238,14 +240,24 @@ class _KerasBridge:
 
         class Bridge(keras.callbacks.Callback):  # type: ignore[misc]
             def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-                for cb in stepped:  # logs stay as Keras gives them: a callback converts what it draws
-                    cb.on_batch_end(batch, logs)
+                interrupts.check()
+                try:
+                    for cb in stepped:  # logs stay as Keras gives them: a callback converts what it draws
+                        cb.on_batch_end(batch, logs)
+                except KeyboardInterrupt as exc:  # remembered, whatever Keras makes of it on its way up
+                    interrupts.note(exc)
+                    raise
 
             def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+                interrupts.check()
                 plain = {k: float(v) for k, v in (logs or {}).items()}
-                for cb in outer:
-                    if hasattr(cb, "on_epoch_end"):
-                        cb.on_epoch_end(epoch, plain)
+                try:
+                    for cb in outer:
+                        if hasattr(cb, "on_epoch_end"):
+                            cb.on_epoch_end(epoch, plain)
+                except KeyboardInterrupt as exc:
+                    interrupts.note(exc)
+                    raise
 
         self.callback = Bridge()
 
@@ -279,10 +291,44 @@ def train(
     Raises
     ------
     KeyboardInterrupt
-        Re-raised after a clean stop: no model file is left behind.
+        Re-raised after a clean stop: no model file is left behind. A Ctrl-C anywhere in the
+        training ends so — also one that Keras or TensorFlow swallowed (the training stops at
+        the next batch or epoch end, or after the evaluation or the save it came in) or turned
+        into another error (a bare ``except:`` in Keras' ``shape()`` makes one landing in
+        ``fit``'s tracing a ``TypeError`` about converting ``(None,)``): see :class:`Interrupts`.
     ValueError
         For params the trainer cannot use (unknown builder, optimizer, task, features).
     """
+    cbs = list(callbacks or [])
+    if isinstance(progress, ProgressReporter):
+        cbs.append(progress)
+    elif progress:
+        cbs.append(ProgressReporter())
+    model_path = os.path.join(workdir, "model.keras")
+    begun: list[dict[str, Any]] = []  # what on_train_begin was told, once it was
+    with Interrupts() as interrupts:
+        try:
+            result = _train(params, workdir, model_path, cbs, interrupts, begun)
+            _notify(cbs, "on_train_end", {**begun[0], "status": "complete"})
+            interrupts.check()
+            return result
+        except BaseException as exc:
+            interrupt = interrupts.interrupted_by(exc)
+            if interrupt is None:
+                raise
+            with interrupts.deferred():  # a second Ctrl-C must not leave half a model behind
+                if os.path.exists(model_path):
+                    os.remove(model_path)
+            if begun:
+                _notify(cbs, "on_train_end", {**begun[0], "status": "canceled"})
+            if interrupt is exc:
+                raise
+            raise interrupt  # the error a library made of it stays attached as the context
+
+
+def _train(params: dict[str, Any], workdir: str, model_path: str, cbs: list[Any], interrupts: Interrupts,
+           begun: list[dict[str, Any]]) -> TrainResult:
+    """The body of :func:`train`, which turns what an interrupt became back into one."""
     keras = import_keras()  # without TensorFlow's native start-up lines
 
     backend = keras.backend.backend()
@@ -293,11 +339,6 @@ def train(
     seed = int(p.get("seed", 0))
     epochs = int(p.get("epochs", 10))
     batch_size = int(p.get("batch_size", 64))
-    cbs = list(callbacks or [])
-    if isinstance(progress, ProgressReporter):
-        cbs.append(progress)
-    elif progress:
-        cbs.append(ProgressReporter())
 
     keras.utils.set_random_seed(seed)
     devices = _devices(backend)
@@ -328,34 +369,33 @@ def train(
         info = {"model": model_name, "device": devices.description, "backend": backend, "epochs": epochs,
                 "task": task, "task_reason": choice.reason, "num_classes": num_classes, "examples": n_train,
                 "steps": -(-n_train // batch_size)}
+        interrupts.check()
+        begun.append(info)
         _notify(cbs, "on_train_begin", info)
         os.makedirs(workdir, exist_ok=True)
-        model_path = os.path.join(workdir, "model.keras")
         validation = eval_sets.get("eval")
         started = time.perf_counter()
-        try:
-            history = model.fit(
-                train_data if use_tf_data else train_data[0],
-                None if use_tf_data else train_data[1],
-                batch_size=None if use_tf_data else batch_size,
-                epochs=epochs,
-                validation_data=validation,
-                shuffle=not use_tf_data,
-                verbose=0,
-                callbacks=[_KerasBridge(cbs).callback],
-            )
-        except KeyboardInterrupt:
-            if os.path.exists(model_path):
-                os.remove(model_path)
-            _notify(cbs, "on_train_end", {**info, "status": "canceled"})
-            raise
+        history = model.fit(
+            train_data if use_tf_data else train_data[0],
+            None if use_tf_data else train_data[1],
+            batch_size=None if use_tf_data else batch_size,
+            epochs=epochs,
+            validation_data=validation,
+            shuffle=not use_tf_data,
+            verbose=0,
+            callbacks=[_KerasBridge(cbs, interrupts).callback],
+        )
         fit_seconds = time.perf_counter() - started
+        interrupts.check()
         epochs_run = len(history.history.get("loss", [])) or epochs
-        results = {split: _evaluate(model, data, use_tf_data, batch_size) for split, data in eval_sets.items()}
+        results = {}
+        for split, data in eval_sets.items():
+            results[split] = _evaluate(model, data, use_tf_data, batch_size)
+            interrupts.check()
         model.save(model_path)
+        interrupts.check()
     finally:
         keras.config.set_dtype_policy(previous_policy)
-    _notify(cbs, "on_train_end", {**info, "status": "complete"})
     return TrainResult(
         model_path=os.path.abspath(model_path),
         task=task,
