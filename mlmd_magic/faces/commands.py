@@ -594,8 +594,9 @@ _add("evaluate", "evaluate a model on slices against thresholds (and a baseline)
 def _cfg_push(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL", help="model:ID, a run EXPERIMENT@N#K, or an experiment (its latest model)")
     p.add_argument("--to", required=True, metavar="DIR", help="serving folder: the SavedModel goes to DIR/<version>/")
-    p.add_argument("--policy", metavar="NAME[@N]", help="the policy whose latest verdict must be blessed "
-                                                        "(default: the newest evaluation under any policy)")
+    p.add_argument("--policy", metavar="NAME[@N]", help="the policy whose latest verdict must be blessed: NAME "
+                                                        "its current version, NAME@N pinned (default: the newest "
+                                                        "evaluation under any policy, at its current version)")
     p.add_argument("--force", action="store_true", help="push even if not blessed (records who overrode which checks)")
     p.add_argument("-o", "--output", metavar="VAR", help="also bind the push to this variable")
 

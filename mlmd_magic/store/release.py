@@ -20,6 +20,7 @@ import html
 import json
 import os
 import re
+import secrets
 import shutil
 import warnings
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from ..backend.properties import set_properties, text
 from ..backend.recorder import Action, Recorder
 from ..core import session as _session
 from ..core.evaluation import parse_slices, slice_names
-from ..core.names import experiment_ref
+from ..core.names import experiment_ref, parse_ref
 from ..core.values import canonical_json, split_kind
 from ..errors import MlmdMagicError, NotBlessedError, ValidationError
 from .records import Records
@@ -37,7 +38,8 @@ from .runs import Runs
 
 __all__ = ["ModelCard", "Pushed", "Release"]
 
-_VERSION_DIR = re.compile(r"[0-9]+")
+_VERSION_DIR = re.compile(r"[0-9]+")  # plain ASCII digits: TF Serving's version folders
+MAX_VERSION = 2**63 - 1  # an int64: MLMD's int property and TF Serving's version number
 
 
 @dataclass(frozen=True)
@@ -96,14 +98,69 @@ class Pushed:
         return f"<pre class='mlmd-magic-push'>{html.escape(repr(self))}</pre>"
 
 
-def next_version(folder: str) -> int:
-    """The next TF Serving version number under ``folder``: one more than the largest numbered
-    sub-folder (1 for a new folder)."""
+def next_version(folder: str, after: int = 0) -> tuple[int, str]:
+    """The next TF Serving version number under ``folder`` and the entry that decided it.
+
+    One more than the largest version folder (and than ``after``): an entry named by plain
+    ASCII digits that is a folder (or a link to one). Dangling links, files and other names
+    do not count, but a number whose name is taken by one is skipped. 1 for a new or empty
+    folder (the entry is then ``""``).
+
+    Raises
+    ------
+    ValidationError
+        When ``folder`` is not a folder or cannot be read.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> with tempfile.TemporaryDirectory() as root:
+    ...     for name in ("7", "٣", "v9"):
+    ...         os.mkdir(os.path.join(root, name))
+    ...     os.symlink("gone", os.path.join(root, "8"))  # dangling: 8 is skipped, not counted
+    ...     next_version(root)
+    (9, '8')
+    """
+    if not os.path.lexists(folder):
+        return max(after, 0) + 1, ""
     if not os.path.isdir(folder):
-        return 1
-    numbers = [int(n) for n in os.listdir(folder) if _VERSION_DIR.fullmatch(n) and os.path.isdir(
-        os.path.join(folder, n))]
-    return max(numbers, default=0) + 1
+        raise ValidationError(f"cannot push to {folder}: it is not a folder; push to a folder (TF Serving's model "
+                              "base path), new or holding version folders 1, 2, ...")
+    try:
+        entries = os.listdir(folder)
+    except OSError as exc:
+        raise ValidationError(f"cannot read {folder}: {exc.strerror}; push to a folder you can read and "
+                              "write") from None
+    numbered = {int(n): n for n in entries if _VERSION_DIR.fullmatch(n) and os.path.isdir(os.path.join(folder, n))}
+    largest = max(numbered, default=0)
+    version, entry = max(largest, after) + 1, numbered.get(largest, "") if largest >= after else ""
+    taken = set(entries)
+    while str(version) in taken:  # a dangling link or a file where this version would go
+        entry = str(version)
+        version += 1
+    return version, entry
+
+
+def _check_version(folder: str, version: int, entry: str) -> None:
+    """Refuse a version that MLMD's int64 property and TF Serving's version numbers cannot hold."""
+    if version > MAX_VERSION:
+        cause = f"its entry {entry!r} makes" if entry else "its entries make"
+        raise ValidationError(
+            f"cannot push to {folder}: {cause} the next version {version}, beyond the largest TF Serving and "
+            f"MLMD can hold (2**63 - 1 = {MAX_VERSION}); rename or remove "
+            f"{os.path.join(folder, entry) if entry else 'its largest version folder'}, or push to another folder")
+
+
+def _missing_folders(folder: str) -> list[str]:
+    """``folder`` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    while not os.path.lexists(folder):
+        missing.append(folder)
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    return missing
 
 
 class Release:
@@ -310,8 +367,80 @@ class Release:
 
     # ------------------------------------------------------------------ push
 
+    def gate_evaluation(self, model: Any, policy: str | None) -> Any:
+        """The evaluation whose verdict lets ``model`` be pushed under ``policy``.
+
+        A blessing counts under a policy's current version only. ``policy`` ``NAME`` (or
+        ``policy:NAME``) is its latest version: the model's newest evaluation under that version.
+        ``NAME@N`` pins version N: the newest evaluation under it. Without ``policy``: the model's
+        newest evaluation under any policy, which must be under that policy's latest version.
+
+        Raises
+        ------
+        NotBlessedError
+            When there is no such evaluation, or the one there is was made under a version of its
+            policy that a newer one has replaced (the message says what to run).
+        NotFoundError
+            When ``policy`` names no policy (or no version of it).
+        """
+        evaluations = [e for e in self.runs.evaluations_of([model.id])[model.id] if text(e.properties, "policy")]
+        label = str(model.name) or f"model #{model.id}"
+        if policy:
+            _, ref = split_kind(policy, "policies")  # policy:NAME[@N] as well as NAME[@N]
+            parsed = parse_ref(ref, "policy reference")
+            art = self.records.resolve("policies", ref)  # an unknown policy or version is a NotFoundError
+            wanted = f"{parsed.name}@{art.properties['version'].int_value}"
+            under = [e for e in evaluations if text(e.properties, "policy") == wanted]
+            if under:
+                return under[-1]
+            if parsed.version is None:
+                older = [e for e in evaluations if text(e.properties, "policy").rsplit("@", 1)[0] == parsed.name]
+                if older:
+                    self._refuse_outdated(model, label, older[-1], art.properties["version"].int_value)
+        elif evaluations:
+            newest = evaluations[-1]
+            name, _, version = text(newest.properties, "policy").rpartition("@")
+            latest = self.records.latest("policies", name)
+            current = latest.properties["version"].int_value if latest is not None else 0
+            if version.isdecimal() and current > int(version):
+                self._refuse_outdated(model, label, newest, current)
+            return newest
+        under_what = f"policy {policy}" if policy else "a policy"
+        raise NotBlessedError(
+            f"{label} has no evaluation under {under_what}; evaluate it first: %mlmd evaluate model:{model.id} "
+            f"--policy {policy or 'NAME'} (store.evaluate(model, policy={policy or 'NAME'!r}))")
+
+    @staticmethod
+    def _refuse_outdated(model: Any, label: str, evaluation: Any, current: int) -> None:
+        policy_ref = text(evaluation.properties, "policy")
+        name = policy_ref.rsplit("@", 1)[0]
+        raise NotBlessedError(
+            f"{label} was evaluated under {policy_ref}, but {name} is now at version {current}: a push counts a "
+            f"verdict under a policy's current version only (evaluation #{evaluation.id} is not); not pushed. "
+            f"Evaluate it under {name}@{current}: %mlmd evaluate model:{model.id} --policy {name} "
+            f"(store.evaluate(model, policy={name!r}))")
+
     def push(self, target: Any, to: str, *, force: bool, policy: str | None) -> Pushed:
-        """See :meth:`mlmd_magic.Store.push`."""
+        """See :meth:`mlmd_magic.Store.push`.
+
+        The verdict is :meth:`gate_evaluation`'s: a blessing under a version of a policy that a
+        newer version has replaced does not count, with or without ``force`` (which overrides
+        failed checks, not an outdated or missing evaluation).
+
+        The version folder is :func:`next_version`'s; one that MLMD's int64 property or TF
+        Serving's version numbers cannot hold is refused before anything is written. The
+        SavedModel is exported aside and renamed into place; if anything fails before the push
+        is recorded, what this push wrote is removed (the folders it made too), so no folder
+        is left on disk that the store does not know.
+
+        Raises
+        ------
+        NotBlessedError
+            When the evaluation is not blessed (and not ``force``), outdated, or missing.
+        ValidationError
+            When ``to`` is not a folder, leaves no version that fits, or cannot be written, or
+            the model cannot be exported.
+        """
         from ml_metadata.proto import metadata_store_pb2 as pb
 
         if not isinstance(to, str) or not to:
@@ -321,12 +450,7 @@ class Release:
         with self.recorder.guard(act):
             model = self.runs.resolve_model(target)
             act.inputs.append(model)
-            evaluation = self.newest_evaluation(model, policy)
-            if evaluation is None:
-                under = f"policy {policy}" if policy else "a policy"
-                raise NotBlessedError(
-                    f"{model.name or f'model #{model.id}'} has no evaluation under {under}; evaluate it first: "
-                    f"%mlmd evaluate model:{model.id} --policy NAME (store.evaluate(model, policy=NAME))")
+            evaluation = self.gate_evaluation(model, policy)
             act.inputs.append(evaluation)
             policy_ref = text(evaluation.properties, "policy")
             blessed = self._blessed(evaluation)
@@ -342,48 +466,37 @@ class Release:
             override = {"by": user, "checks": failed} if not blessed else None
             folder = os.path.abspath(to)
             params = self._experiment(model)
-            from ..trainer import export_saved_model
-
-            for _ in range(100):
-                version = next_version(folder)
-                target_dir = os.path.join(folder, str(version))
-                staging = os.path.join(folder, f".staging-{version}-{os.getpid()}")
-                shutil.rmtree(staging, ignore_errors=True)
-                try:
-                    signature = export_saved_model(params, model.uri, staging)
-                except (OSError, ValueError, KeyError) as exc:
-                    shutil.rmtree(staging, ignore_errors=True)
-                    raise ValidationError(f"cannot export {label} as a SavedModel: {type(exc).__name__}: "
-                                          f"{exc}") from None
-                with open(os.path.join(staging, "serving_signature.json"), "w", encoding="utf-8") as fh:
-                    json.dump(signature, fh, indent=2)
-                try:
-                    os.rename(staging, target_dir)
-                except OSError as exc:
-                    shutil.rmtree(staging, ignore_errors=True)
-                    if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
-                        continue  # another pusher took this number: take the next one
-                    raise ValidationError(f"cannot write {target_dir}: {exc.strerror}; push to a folder you can "
-                                          "write") from None
-                break
-            else:
-                raise ValidationError(f"could not find a free version folder under {folder}; try again")
-            pushed = pb.Artifact(type_id=self.recorder.types.artifacts["PushedModel"], uri=target_dir,
-                                 name=f"{label}->{target_dir}", state=pb.Artifact.LIVE)
-            set_properties(pushed, version=version, policy=policy_ref, pushed_model=model.id,
-                           evaluation=evaluation.id, override=canonical_json(override) if override else None)
-            pushed.custom_properties["pushed"].int_value = 1  # as TFX's PushedModel
-            pushed.custom_properties["pushed_destination"].string_value = target_dir
-            pushed.custom_properties["pushed_version"].string_value = str(version)
-            act.outputs = [pushed]
-            act.outcome = f"pushed version {version}" + (f" (forced by {user} over {len(failed)} failed checks)"
-                                                         if override else "")
-            if override:
-                act.properties["details"] = canonical_json({"override": override})
+            version, entry = next_version(folder)
+            _check_version(folder, version, entry)  # before anything is written
+            made = _missing_folders(folder)
+            staging = os.path.join(folder, f".staging-{os.getpid()}-{secrets.token_hex(4)}")
+            target_dir = ""
             try:
+                self._export(label, params, model.uri, staging)
+                target_dir, version = self._move_into_place(staging, folder, version)
+                pushed = pb.Artifact(type_id=self.recorder.types.artifacts["PushedModel"], uri=target_dir,
+                                     name=f"{label}->{target_dir}", state=pb.Artifact.LIVE)
+                set_properties(pushed, version=version, policy=policy_ref, pushed_model=model.id,
+                               evaluation=evaluation.id, override=canonical_json(override) if override else None)
+                pushed.custom_properties["pushed"].int_value = 1  # as TFX's PushedModel
+                pushed.custom_properties["pushed_destination"].string_value = target_dir
+                pushed.custom_properties["pushed_version"].string_value = str(version)
+                act.outputs = [pushed]
+                act.outcome = f"pushed version {version}" + (
+                    f" (forced by {user} over {len(failed)} failed checks)" if override else "")
+                if override:
+                    act.properties["details"] = canonical_json({"override": override})
                 self.recorder.commit(act)
             except BaseException:
-                shutil.rmtree(target_dir, ignore_errors=True)  # nothing on disk that the store does not know
+                if not act.committed:  # nothing on disk that the store does not know
+                    shutil.rmtree(staging, ignore_errors=True)
+                    if target_dir:
+                        shutil.rmtree(target_dir, ignore_errors=True)
+                    for made_folder in made:
+                        try:
+                            os.rmdir(made_folder)
+                        except OSError:
+                            break  # not empty (another push wrote there) or not ours to remove
                 raise
             pushed.id = act.output_ids[0]
             try:
@@ -395,6 +508,35 @@ class Release:
             return Pushed(uri=target_dir, version=version, model_id=model.id, model_name=label, policy=policy_ref,
                           blessed=blessed, overridden=failed if override else [], by=user if override else "",
                           id=pushed.id)
+
+    @staticmethod
+    def _export(label: str, params: dict[str, Any], model_uri: str, staging: str) -> None:
+        """The SavedModel and its ``serving_signature.json`` in ``staging``."""
+        from ..trainer import export_saved_model
+
+        try:
+            signature = export_saved_model(params, model_uri, staging)
+            with open(os.path.join(staging, "serving_signature.json"), "w", encoding="utf-8") as fh:
+                json.dump(signature, fh, indent=2)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ValidationError(f"cannot export {label} as a SavedModel: {type(exc).__name__}: {exc}") from None
+
+    @staticmethod
+    def _move_into_place(staging: str, folder: str, version: int) -> tuple[str, int]:
+        """Rename ``staging`` to ``folder/<version>``, or the next free version when another push
+        took that one meanwhile; the folder and its version."""
+        for _ in range(100):
+            target_dir = os.path.join(folder, str(version))
+            try:
+                os.rename(staging, target_dir)
+                return target_dir, version
+            except OSError as exc:
+                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+                    raise ValidationError(f"cannot write {target_dir}: {exc.strerror}; push to a folder you can "
+                                          "write") from None
+            version, entry = next_version(folder, after=version)  # another pusher took it: the next one
+            _check_version(folder, version, entry)
+        raise ValidationError(f"could not find a free version folder under {folder}; try again")
 
 
 def _spec(stored: dict[str, Any]) -> dict[str, Any]:

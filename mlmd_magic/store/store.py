@@ -652,9 +652,13 @@ class Store:
     def push(self, model: Any, *, to: str, force: bool = False, policy: str | None = None) -> Pushed:
         """Release a model to ``to`` as a TensorFlow SavedModel in TF Serving's layout ``to/<N>/``.
 
-        Only when the model's latest evaluation under a policy (``policy``, a name or
-        ``NAME@N``; default: the newest evaluation under any policy) is blessed. Version
-        numbers increase (1, 2, ...) like TFX's Pusher. The SavedModel's ``serving_default``
+        Only when the model's latest evaluation under a policy is blessed, and only under that
+        policy's current version: ``policy`` NAME means its latest version (a blessing under an
+        older version is refused, saying what to run), ``NAME@N`` pins version N; without
+        ``policy``, the newest evaluation under any policy, which must be under that policy's
+        current version. Version numbers increase (1, 2, ...) like TFX's Pusher: one more than
+        the largest folder named in digits (a dangling link is passed over); a version beyond
+        2**63 - 1 is refused before anything is written, and a failed push leaves nothing on disk. The SavedModel's ``serving_default``
         signature takes the data source's features by name; the model card is written beside
         it. Recorded as a ``mlmd_magic.Push`` execution with an output
         ``mlmd_magic.PushedModel`` artifact (uri, version, policy, pushed model).
@@ -662,8 +666,11 @@ class Store:
         Raises
         ------
         NotBlessedError
-            When the evaluation is not blessed (listing the failed checks) or there is none;
-            ``force=True`` pushes anyway and records who overrode which checks.
+            When the evaluation is not blessed (listing the failed checks), is under an older
+            version of its policy, or there is none; ``force=True`` pushes a model whose checks
+            failed anyway and records who overrode which (not an outdated or missing evaluation).
+        ValidationError
+            When the target is not a folder, or its next version would exceed 2**63 - 1.
         """
         return self._release.push(model, to, force=force, policy=policy)
 
