@@ -17,7 +17,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 SUITES = ["startup", "recording", "scale", "listing", "trainer", "progress", "hostile", "tfx", "sweeps",
-          "release"]
+          "release", "race-names"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     suites = args.only.split(",") if args.only else SUITES
     rows: list[dict[str, Any]] = []
     for suite in suites:
-        module = importlib.import_module(f"bench_{suite}")
+        module = importlib.import_module(f"bench_{suite.replace('-', '_')}")
         rows.extend(module.run())
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
     width = max(len(r["benchmark"]) for r in rows)

@@ -255,7 +255,17 @@ class Recorder:
             raise
 
     def _already_recorded(self, act: Action) -> bool:
-        """Whether this action's execution (by its external id) was committed after all."""
+        """Whether this action's execution (by its external id) was committed after all: a retry
+        whose first try's answer was lost.
+
+        The execution found counts as this action's only when it is of the action's type and
+        belongs to every record context the action names (the record whose version it writes).
+
+        Raises
+        ------
+        StoreError
+            When an execution with that external id exists for something else.
+        """
         from ml_metadata import errors as mlmd_errors
         from ml_metadata.proto import metadata_store_pb2 as pb
 
@@ -263,6 +273,23 @@ class Recorder:
             (execution,) = self.mlmd.get_executions_by_external_ids([act.external_id])
         except (mlmd_errors.NotFoundError, ValueError):
             return False
+        expected = self.types.executions[act.type_short]
+        missing: list[tuple[str, str]] = []
+        if execution.type_id == expected:
+            records = [key for key in dict.fromkeys(act.contexts) if key[0] != "NotebookSession"]
+            if records:
+                found = {(c.type_id, c.name) for c in self.mlmd.get_contexts_by_execution(execution.id)}
+                missing = [(short, name) for short, name in records
+                           if (self.types.contexts[short], name) not in found]
+        if execution.type_id != expected or missing:
+            kind = execution.type or next(
+                (t.name for t in self.mlmd.get_execution_types_by_id([execution.type_id])), f"id {execution.type_id}")
+            belongs = "" if not missing else \
+                f", which does not belong to {', '.join(f'{short} {name!r}' for short, name in missing)}"
+            raise StoreError(
+                f"an execution with external id {act.external_id!r} already exists for something else (execution "
+                f"{execution.id} of type {kind}{belongs}), so this {full(act.type_short)} was not recorded; an "
+                "external id names one action only: give this one another (or none, and one is made)")
         events = self.mlmd.get_events_by_execution_ids([execution.id])
         act.committed, act.execution_id = True, execution.id
         act.output_ids = [e.artifact_id for e in events if e.type == pb.Event.OUTPUT]

@@ -3,46 +3,147 @@
 Several kernels share one SQLite file (WAL mode, and MLMD retries a locked database only
 briefly) or one MariaDB server (which may restart between two cells). Every MLMD call goes
 through :class:`ResilientStore`, which retries calls that failed for a transient reason,
-reconnecting first when the MySQL connection was lost (errors 2006 and 2013).
+reconnecting first when the MySQL connection was lost.
 
 Retrying a write is safe because every action's execution carries a unique
 ``external_id``: a retry after a commit whose answer was lost fails with
 ``AlreadyExistsError`` on that id, and the caller takes that as "already recorded".
+
+What is transient is read from what the error *is*, never from words anywhere in its text:
+an error's message carries the names and values of the rows being written (a record called
+``busybox`` whose version lost a race reads ``... name: "busybox@3" ... UNIQUE constraint
+failed ...``), so a word like "busy" or "deadlock" may come from the user. MLMD 1.17.1
+reports the databases' errors as follows (seen on real SQLite files and MariaDB 10.11):
+
+* ``AlreadyExistsError`` -- a unique key taken (``NAME@N``, an external id): never
+  transient, whatever its text; the caller decides (a lost race, or a lost answer).
+* ``AbortedError`` -- the database asked for the transaction to be tried again, and only
+  then: SQLite's ``SQLITE_BUSY`` (MLMD turns any "database is locked" into
+  ``Concurrent writes aborted after max number of retries.``, after its busy handler waited
+  up to about 2 s) and MySQL's 1213 and 1205 (``mysql_query aborted: errno: Deadlock found when
+  trying to get lock; try restarting transaction, error: Deadlock found ...`` and ``...
+  Lock wait timeout exceeded; ...``). Busy, by its type. (MLMD's Python client has already
+  tried such a call five times, 2 s apart on average, before we see it.)
+* ``InternalError`` -- everything else the driver reports, so the driver's own part of the
+  message is read, anchored:
+
+  - MySQL: MLMD *appends* ``mysql_query failed: errno: E, error: E`` (or
+    ``mysql_real_connect failed: ...``) to any context it puts in front, and 1.17.1 writes
+    the client's text E where the number belongs, so the message *ends* with the same text
+    twice. Lost (reconnect) when E is exactly the client library's or server's text of
+    2002/2003 (can't connect), 2006 (gone away), 2013 (lost connection), 1053 (server
+    shutdown) or 1927 (connection killed); a number in place of E (older MLMD sources) is
+    read as the number. A text that merely contains these words -- a name in the context in
+    front, or ``Duplicate entry 'gone away' ...`` -- is not E. Texts of a server set to
+    another language than English are not recognised (then not retried).
+  - SQLite: ``Error when executing query: M query: SQL`` behind MLMD's context, whose values
+    are in double quotes (protobuf text, quotes escaped); the first such marker outside a
+    quoted value is the driver's. M = ``database table is locked`` / ``database schema is
+    locked`` (``SQLITE_LOCKED``, 6) is busy. MLMD opens one connection per store and no
+    shared cache, so this is not met in practice: all lock waits arrive as ``SQLITE_BUSY``.
+    A damaged file (``database disk image is malformed``) is never transient.
+* ``UnavailableError`` -- a gRPC metadata server that cannot be reached: lost.
+* any other error, or one not from MLMD: not transient, raised at once.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import re
 import time
 from typing import Any, Callable, TypeVar
 
 log = logging.getLogger("mlmd_magic")
 T = TypeVar("T")
 
-_BUSY = ("database is locked", "database table is locked", "busy", "deadlock", "lock wait timeout",
-         "try restarting transaction")
-_LOST = ("gone away", "lost connection", "errno: 2006", "errno: 2013", "can't connect", "server shutdown",
-         "errno: 2002", "errno: 2003", "connection was killed", "errno: 1927", "errno: 1053")
 MAX_ATTEMPTS = 60  # with the backoff below: about 20 s of patience for a busy database
 RECONNECT_ATTEMPTS = 30  # about 30 s for a restarting server
 
+MYSQL_BUSY = frozenset({1205, 1213})  # lock wait timeout, deadlock
+MYSQL_LOST = frozenset({1053, 1927, 2002, 2003, 2006, 2013})
+# The texts of those codes, as a whole: MLMD's client library's (2xxx) and the server's
+_MYSQL_TEXTS: tuple[tuple[re.Pattern[str], int], ...] = tuple((re.compile(text), code) for text, code in (
+    (r"Lock wait timeout exceeded; try restarting transaction", 1205),
+    (r"Deadlock found when trying to get lock; try restarting transaction", 1213),
+    (r"Server shutdown in progress", 1053),
+    (r"Connection was killed", 1927),
+    (r"Can't connect to local MySQL server through socket '[^']*' \(\d+\)", 2002),
+    (r"Can't connect to MySQL server on '[^']*' \(\d+\)", 2003),
+    (r"MySQL server has gone away", 2006),
+    (r"Lost connection to MySQL server (?:during query|at '[^']*', system error: \d+)", 2013),
+))
+_MYSQL_HEADS = ("mysql_query failed: errno: ", "mysql_query aborted: errno: ", "mysql_real_connect failed: errno: ")
+# up to the first "Error when executing query: " outside a double-quoted (protobuf text) value
+_SQLITE_DRIVER = re.compile(r'(?:"(?:[^"\\]|\\.)*"|[^"])*?Error when executing query: ', re.S)
+_SQLITE_LOCKED = re.compile(r"database (?:table|schema) is locked(?:: [\w.]+)? query: ")
+
+
+def mysql_error_code(message: str) -> int | None:
+    """The MySQL error number an MLMD error message ends with, among those this module acts on
+    (:data:`MYSQL_BUSY`, :data:`MYSQL_LOST`), or None.
+
+    MLMD ends its messages of MySQL errors with ``mysql_query failed: errno: E, error: E``;
+    MLMD 1.17.1 writes the error's text E in both places (its older sources, the number
+    first). The text after the last ``, error:`` must be, as a whole, the client library's or
+    the server's text of one of those codes, and what comes before it MLMD's own words and the
+    same text (or that code's number).
+
+    Examples
+    --------
+    >>> mysql_error_code("mysql_query failed: errno: MySQL server has gone away, error: MySQL server has gone away")
+    2006
+    >>> mysql_error_code("mysql_query failed: errno: 1213, error: Deadlock found when trying to get lock; "
+    ...                  "try restarting transaction")
+    1213
+    >>> mysql_error_code('name: "MySQL server has gone away"mysql_query failed: errno: Duplicate entry '
+    ...                  "'1-x' for key 'a', error: Duplicate entry '1-x' for key 'a'") is None
+    True
+    """
+    head, sep, text = message.rpartition(", error: ")
+    if not sep:
+        return None
+    code = next((code for pattern, code in _MYSQL_TEXTS if pattern.fullmatch(text)), None)
+    if code is None or not any(head.endswith((start + text, start + str(code))) for start in _MYSQL_HEADS):
+        return None
+    return code
+
+
+def sqlite_locked(message: str) -> bool:
+    """Whether the SQLite driver's part of an MLMD message says ``SQLITE_LOCKED``."""
+    found = _SQLITE_DRIVER.match(message)
+    return found is not None and _SQLITE_LOCKED.match(message, found.end()) is not None
+
 
 def classify(exc: BaseException) -> str | None:
-    """``"busy"``, ``"lost"`` or ``None`` (not transient) for an error from MLMD."""
+    """``"busy"``, ``"lost"`` or ``None`` (not transient) for an error from MLMD, by its type and
+    the database driver's part of its message (see the module's docstring).
+
+    Examples
+    --------
+    >>> from ml_metadata import errors
+    >>> classify(errors.AlreadyExistsError('Given node already exists: name: "busybox@2"'))
+    >>> classify(errors.AbortedError("Concurrent writes aborted after max number of retries."))
+    'busy'
+    >>> classify(errors.InternalError("mysql_query failed: errno: Lost connection to MySQL server during query, "
+    ...                               "error: Lost connection to MySQL server during query"))
+    'lost'
+    """
     from ml_metadata import errors as mlmd_errors
 
-    from .storeguard import is_damaged
-
-    text = str(exc).lower()
-    if is_damaged(text):
-        return None  # a damaged file stays damaged: retrying only hides it
-    if any(word in text for word in _LOST):
-        return "lost"
-    if isinstance(exc, mlmd_errors.AbortedError) or any(word in text for word in _BUSY):
+    if not isinstance(exc, mlmd_errors.StatusError) or isinstance(exc, mlmd_errors.AlreadyExistsError):
+        return None
+    if isinstance(exc, mlmd_errors.AbortedError):
         return "busy"
     if isinstance(exc, mlmd_errors.UnavailableError):
         return "lost"
+    if isinstance(exc, mlmd_errors.InternalError):
+        message = str(exc)
+        code = mysql_error_code(message)
+        if code in MYSQL_LOST:
+            return "lost"
+        if code in MYSQL_BUSY or (code is None and sqlite_locked(message)):
+            return "busy"
     return None
 
 
@@ -54,6 +155,7 @@ class ResilientStore:
         self._can_reconnect = can_reconnect
         self._store = opener()
         self.reconnects = 0
+        self.busy_retries = 0  # backoffs made because the database was busy
 
     @property
     def raw(self) -> Any:
@@ -67,6 +169,9 @@ class ResilientStore:
         self.reconnects += 1
         log.info("reconnected to the metadata store")
 
+    def _waited(self) -> None:
+        self.busy_retries += 1
+
     def __getattr__(self, name: str) -> Any:
         target = getattr(self._store, name)
         if not callable(target):
@@ -78,7 +183,7 @@ class ResilientStore:
             except Exception as exc:
                 failed = exc
             return retrying(lambda: getattr(self._store, name)(*args, **kwargs),
-                            self._reconnect if self._can_reconnect else None, failed)
+                            self._reconnect if self._can_reconnect else None, failed, self._waited)
 
         # kept: the next call skips this lookup (it still asks the store that is current then)
         self.__dict__[name] = call
@@ -98,11 +203,13 @@ def reopen(opener: Callable[[], T], unreachable: Callable[[Exception], bool]) ->
     return opener()
 
 
-def retrying(call: Callable[[], Any], reconnect: Callable[[], None] | None, failed: Exception | None = None) -> Any:
+def retrying(call: Callable[[], Any], reconnect: Callable[[], None] | None, failed: Exception | None = None,
+             waited: Callable[[], None] | None = None) -> Any:
     """``call()``, retried with backoff while the database is busy, and after ``reconnect()``
     (at most three times) when the connection was lost; other errors are raised at once.
 
-    ``failed``: the error of a first try already made (the loop goes on from there)."""
+    ``failed``: the error of a first try already made (the loop goes on from there).
+    ``waited``: called before each backoff (a count of them)."""
     attempt = 0
     while True:
         if failed is None:
@@ -120,4 +227,6 @@ def retrying(call: Callable[[], Any], reconnect: Callable[[], None] | None, fail
                 raise error
             reconnect()
         else:
+            if waited is not None:
+                waited()
             time.sleep(min(0.01 * 2 ** min(attempt, 6), 0.5) * (0.5 + random.random()))
