@@ -13,8 +13,8 @@ The model's rules:
 * a sweep's trials are experiment versions of their own (``BASE@N~SWEEP@V#K``): never what
   ``NAME`` gives, not in ``history``, hidden from ``ls experiments`` unless asked for, marked
   there; a sweep's versions follow the same rules as records;
-* a run trains the version its reference gives; one whose content (``same_as``) was trained
-  already is CACHED.
+* a run trains the version its reference gives; one whose parameters and data were trained
+  already (a revert, a scenario defined again, another name with the same values) is CACHED.
 
 ``MLMD_MAGIC_MODEL_EXAMPLES`` sets how many sequences run (default 12 of up to 14 steps;
 nightly: 400).
@@ -88,8 +88,9 @@ class RecordModel(RuleBasedStateMachine):
         self.versions: dict[tuple[str, str], list[Any]] = {}
         self.same: dict[tuple[str, str], list[int | None]] = {}
         self.trials: dict[str, Any] = {}  # trial reference -> (scenario version, epochs, learning rate)
-        self.trained: set[tuple[str, int]] = set()  # (experiment, first version with that content)
+        self.trained: set[str] = set()  # the parameters trained (a run is keyed by what it trains)
         self.step = 0
+        self.trains = 0
         if self.ip is not None:
             self.ip.run_line_magic("mlmd", f"connect {self.uri}")
 
@@ -108,10 +109,6 @@ class RecordModel(RuleBasedStateMachine):
         versions.append(content)
         same.append(first)
         return "created", len(versions), first
-
-    def _origin(self, kind: str, name: str, version: int) -> int:
-        same = self.same[(kind, name)][version - 1]
-        return same if same is not None else version
 
     def _scenario_params(self, ref: str) -> dict[str, Any]:
         name, _, version = ref.partition("@")
@@ -190,11 +187,12 @@ class RecordModel(RuleBasedStateMachine):
         (record,) = self.store.import_records([spec])
         self._check_record("experiments", name, record, expected)
 
-    @precondition(lambda self: any(k == "experiments" for k, _ in self.versions) and len(self.trained) < 2)
+    @precondition(lambda self: any(k == "experiments" for k, _ in self.versions) and self.trains < 2)
     @rule(data=st.data(), epochs=st.none() | EPOCHS)
     def train(self, data: st.DataObject, epochs: int | None) -> None:
         """``train NAME`` trains what NAME gives; with an override, a version defined for it first."""
         name = data.draw(st.sampled_from(sorted(n for k, n in self.versions if k == "experiments")))
+        self.trains += 1
         if epochs is not None:
             pinned, _ = self.versions[("experiments", name)][-1]
             expected = self._define("experiments", name, (pinned, epochs))
@@ -204,9 +202,13 @@ class RecordModel(RuleBasedStateMachine):
             run = self.store.train(name, progress=False)
         version = expected[1]
         assert run.experiment == f"{name}@{version}"
-        origin = (name, self._origin("experiments", name, version))
-        assert run.cached == (origin in self.trained), (run.experiment, origin, self.trained)
-        self.trained.add(origin)
+        pinned, epochs = self.versions[("experiments", name)][version - 1]
+        params = self._scenario_params(pinned)
+        if epochs is not None:
+            params["epochs"] = epochs
+        content = json.dumps(params, sort_keys=True)
+        assert run.cached == (content in self.trained), (run.experiment, content, self.trained)
+        self.trained.add(content)
 
     @precondition(lambda self: any(k == "experiments" for k, _ in self.versions)
                   and len(self.versions.get(("sweeps", "sw"), [])) < 2)
@@ -224,6 +226,10 @@ class RecordModel(RuleBasedStateMachine):
         assert [ref for ref, _ in rows] == [f"{base}~sw@{version}#0", f"{base}~sw@{version}#1"]
         for ref, lr in rows:
             self.trials[ref] = (pinned, epochs, lr)
+            params = {**self._scenario_params(pinned), "learning_rate": lr}
+            if epochs is not None:
+                params["epochs"] = epochs
+            self.trained.add(json.dumps(params, sort_keys=True))
 
     # ------------------------------------------------------------ what must hold after every step
 
@@ -274,7 +280,7 @@ class RecordModel(RuleBasedStateMachine):
         if self.trials:
             every = self.store.list("experiments", trials=True)
             marked = every[every["trial"] != ""]
-            assert sorted(marked["trial"]) == sorted(ref.partition("~")[2] for ref in self.trials)
+            assert sorted(marked["trial"]) == sorted(self.trials)
         for ref, (pinned, epochs, lr) in self.trials.items():
             got = self.store.get_experiment(ref)
             assert got["trial"] == ref and f"{got['scenario']['name']}@{got['scenario']['version']}" == pinned

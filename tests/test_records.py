@@ -388,3 +388,16 @@ def test_a_created_record_is_the_record_read_back(store: mm.Store) -> None:
         params = {**params, "z": params["z"] + 1}
     again = store.add_scenario("s", model="mlp", params=dict(params, z=params["z"] - 1), description="small")
     assert again.status == "unchanged" and _typed(again.data) == _typed(store.get("s@3", kind="scenario").data)
+
+
+def test_unchanged_only_against_the_store_s_latest(tmp_path: Path, tfrecord_dir: Path) -> None:
+    """A kernel that defined version 2 is not told 'unchanged' for that content after another
+    kernel defined version 3: NAME must give what was defined last, across writers."""
+    uri = f"sqlite:///{tmp_path / 'two.sqlite'}"
+    with mm.connect(uri) as a, mm.connect(uri) as b:
+        a.add_scenario("sc", model="mlp", params={"epochs": 1})
+        a.add_scenario("sc", model="mlp", params={"epochs": 2})
+        assert b.add_scenario("sc", model="mlp", params={"epochs": 3}).version == 3
+        again = a.add_scenario("sc", model="mlp", params={"epochs": 2})
+        assert (again.status, again.version, again.extra["same_as"]) == ("created", 4, "sc@2")
+        assert b.get_scenario("sc")["params"] == {"epochs": 2}

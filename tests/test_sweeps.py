@@ -124,7 +124,7 @@ def test_a_sweep_runs_its_trials_and_a_rerun_trains_nothing(face: str, nipt: dic
         listed = store.list("experiments")
         assert list(listed["name"]) == ["base"] and "trial" not in listed
         marked = store.list("experiments", trials=True)
-        assert sorted(marked["trial"]) == ["", "lr-search@1#0", "lr-search@1#1", "lr-search@1#2"]
+        assert sorted(marked["trial"]) == ["", "base@1~lr-search@1#0", "base@1~lr-search@1#1", "base@1~lr-search@1#2"]
         runs = _trial_runs(store, "lr-search")
         assert sorted(e.properties["trial"].int_value for e in runs) == [0, 1, 2]
         trained = _trained(store)

@@ -286,6 +286,11 @@ class Records:
                     self.recorder.commit(act)
                 except Conflict:  # another worker wrote these values (or this trial) first: look again
                     act.outputs = []
+                    taken = self.mlmd.get_artifact_by_type_and_name(full("Experiment"), str(trial))
+                    if taken is not None and taken.external_id != external_id:
+                        raise StoreError(f"trial {trial} is already recorded with other values (its sweep's "
+                                         "study was made again?); define the sweep again under another name or "
+                                         "version") from None
                     continue
                 return str(trial)
             raise StoreError(f"could not write trial {trial}: other workers kept writing it; try again")
@@ -453,9 +458,11 @@ class Records:
             view["experiment"] = view["name"] = name_of(art)
         if "version" in fields:
             view["version"] = parse_ref(text(p, "base")).version if "trial" in p else p["version"].int_value
-        for key in ("datasource", "scenario", "model", "trial"):
+        for key in ("datasource", "scenario", "model"):
             if key in fields:
                 view[key] = text(p, key)
+        if "trial" in fields:  # a trial's reference (what get and train take), else ""
+            view["trial"] = str(art.name) if "trial" in p else ""
         if "params" in fields:
             view["params"] = json.loads(text(p, "params") or "{}")
         return view
@@ -648,13 +655,6 @@ class Records:
             trial=str(art.name) if trial else "",
         )
 
-    def original(self, kind: str, art: Any) -> Any:
-        """The first version with the content of version ``art``: ``art`` itself, unless it is the
-        same as an older version (``same_as``)."""
-        if "same_as" not in art.properties:
-            return art
-        return self.resolve(kind, f"{name_of(art)}@{art.properties['same_as'].int_value}")
-
     def context_of(self, kind: str, art: Any) -> tuple[str, str]:
         """The context grouping version ``art``: its record name's, or a trial's sweep's."""
         if "trial" in art.properties:
@@ -729,6 +729,9 @@ class Records:
         version number (the record is then marked contended)."""
         type_short = _TYPES[kind]
         latest = cached if cached is not None else self.latest(kind, name)
+        if cached is not None and content_id(cached) == external_id:
+            # "unchanged" only if it is still the latest: another writer may have added a version
+            latest = self.latest(kind, name)
         if latest is not None and content_id(latest) == external_id:
             # identical to the latest version: NAME already gives it
             act.outputs = [latest]
@@ -838,8 +841,8 @@ def _list_row(kind: str, data: dict[str, Any], art: Any) -> dict[str, Any]:
     when = created(art)
     if kind == "experiments":
         view = _row_view(kind, data)
-        trial = text(art.properties, "trial")
-        return {"name": view["name"], "version": data["version"], "trial": trial, "same_as": _same_as(art),
+        return {"name": view["name"], "version": data["version"], "trial": data.get("trial", ""),
+                "same_as": _same_as(art),
                 "datasource": view["datasource"],
                 "scenario": view["scenario"], "model": view["model"],
                 "overrides": text(art.properties, "overrides") or "{}",

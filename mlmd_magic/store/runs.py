@@ -160,8 +160,10 @@ class Runs:
                 notes.append(f"not cached: the source of model builder {model_name!r} cannot be read, so a later run "
                              "could not tell whether its code changed; every run of it trains anew")
             else:
-                # a version equal to an older one (a revert) is that version's run: CACHED if it trained
-                key = content_hash({"experiment": self.records.original("experiments", exp_art).id,
+                # keyed by what is trained, not by which version asks: a revert, a scenario defined
+                # again, a trial with another trial's values are CACHED when that content trained
+                data = {k: params["datasource"][k] for k in ("format", "splits", "label", "features")}
+                key = content_hash({"params": params["params"], "model": model_name, "data": data,
                                     "fingerprint": ds_art.properties["fingerprint"].string_value,
                                     "code": code_version(), "builder": builder_code, "backend": keras_backend()})[:32]
                 act.properties["cache_key"] = key

@@ -658,9 +658,9 @@ class Store:
         ``policy``, the newest evaluation under any policy, which must be under that policy's
         current version. Version numbers increase (1, 2, ...) like TFX's Pusher: one more than
         the largest folder named in digits (a dangling link is passed over); a version beyond
-        2**63 - 1 is refused before anything is written, and a failed push leaves nothing on disk. The SavedModel's ``serving_default``
-        signature takes the data source's features by name; the model card is written beside
-        it. Recorded as a ``mlmd_magic.Push`` execution with an output
+        2**63 - 1 is refused before anything is written, and a failed push leaves nothing on
+        disk. The SavedModel's ``serving_default`` signature takes the data source's features by
+        name; the model card is written beside it. Recorded as a ``mlmd_magic.Push`` execution with an output
         ``mlmd_magic.PushedModel`` artifact (uri, version, policy, pushed model).
 
         Raises

@@ -395,8 +395,10 @@ class Sweeps:
 
     def _base(self, name: str, ref: str) -> Any:
         """The experiment version ``ref`` names. ``NAME`` is its newest version that is no sweep's
-        trial (or the base this sweep already has): the trials are versions of the same experiment,
-        and running the cell again must find the same base, so the same sweep version, to continue."""
+        trial (or the base this sweep already has). Trials are versions of their own now, never in
+        the experiment's context; stores written by 0.1.0 before this rule hold trials as versions of the
+        experiment (in a sweep's context too), which this passes over, so running the cell again
+        finds the same base, so the same sweep version, to continue."""
         if is_trial(ref):
             raise ValidationError(f"{ref} is a sweep's trial; a sweep varies an experiment version: make the "
                                   "trial's values one first (%mlmd train REF --set KEY=VALUE, or store.experiment)")
