@@ -155,6 +155,29 @@ def parse_slices(slices: Sequence[Any] | None) -> list[SliceSpec]:
     return out
 
 
+def _shown(value: Any) -> str:
+    """``value`` as a message shows it: short, and without ``str`` of a huge int (which raises past
+    4,300 digits)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"a whole number of about {round(value.bit_length() * math.log10(2))} digits"
+    shown = repr(value)
+    return shown if len(shown) <= 60 else f"{shown[:57]}..."
+
+
+def _finite_number(value: Any, where: str) -> float:
+    """``value`` as a float, when it is a real number (an int or a float, not a bool or text) that
+    stays finite as a float: ``10**400`` does not, and NaN or infinity compare as no limit does."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValidationError(f"{where} must be a number (finite: not NaN or infinity), got {_shown(value)}")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise ValidationError(f"{where} must be a number (finite: not NaN or infinity), got {_shown(value)}")
+    return number
+
+
 def parse_thresholds(thresholds: Sequence[Any] | None) -> list[Threshold]:
     """Check and normalise threshold specs (see the module docstring)."""
     out = []
@@ -167,13 +190,8 @@ def parse_thresholds(thresholds: Sequence[Any] | None) -> list[Threshold]:
             raise ValidationError(
                 f"{where} has unknown keys {sorted(unknown)}; use metric, lower, upper, change, relative, "
                 "direction, slices")
-        numbers = {}
-        for key in ("lower", "upper", "change"):
-            if raw.get(key) is not None:
-                if not isinstance(raw[key], (int, float)) or isinstance(raw[key], bool) \
-                        or not math.isfinite(raw[key]):
-                    raise ValidationError(f"{where}.{key} must be a number (finite: not NaN or infinity)")
-                numbers[key] = float(raw[key])
+        numbers = {key: _finite_number(raw[key], f"{where}.{key}")
+                   for key in ("lower", "upper", "change") if raw.get(key) is not None}
         if not numbers:
             raise ValidationError(f"{where} needs 'lower', 'upper' or 'change'")
         if "change" in numbers and ("lower" in numbers or "upper" in numbers):
@@ -186,8 +204,13 @@ def parse_thresholds(thresholds: Sequence[Any] | None) -> list[Threshold]:
             slices = (slices,)
         if not isinstance(slices, (list, tuple)):
             raise ValidationError(f"{where}.slices must be a list of slice names, e.g. slices: [ff_mid, ff_high]")
+        relative = raw.get("relative")
+        if relative is not None and not isinstance(relative, bool):
+            # bool("false") is True: a quoted word or a number must not pass for a truth value
+            raise ValidationError(f"{where}.relative must be true or false, unquoted (True or False in Python), "
+                                  f"got {_shown(relative)}")
         out.append(Threshold(raw["metric"], numbers.get("lower"), numbers.get("upper"), numbers.get("change"),
-                             bool(raw.get("relative", False)), direction, tuple(str(s) for s in slices)))
+                             bool(relative), direction, tuple(str(s) for s in slices)))
     return out
 
 

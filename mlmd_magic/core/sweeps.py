@@ -44,6 +44,7 @@ _LOWER_IS_BETTER = ("loss", "mae", "mse", "rmse", "error")
 _KEYS = {"experiment", "objective", "sampler", "trials", "workers", "space", "seed", "description"}
 MAX_TRIALS = 10_000
 MAX_WORKERS = 64
+_EXACT_INT = 2**53  # the largest magnitude below which every whole number is a float too
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,14 @@ class SweepSpec:
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A real number (an int or a float, not a bool or text) that stays finite as a float: Optuna
+    keeps every bound, ints included, as a float (``10**400`` overflows it)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def _dimension(name: str, spec: Any) -> Dimension:
@@ -153,13 +161,17 @@ def _dimension(name: str, spec: Any) -> Dimension:
         return Dimension(name, "choice", choices=tuple(json.loads(e) for e in encoded))
     if not isinstance(args, list) or len(args) not in ((2, 3) if kind == "int" else (2,)) \
             or not all(_number(a) for a in args):
-        raise ValidationError(f"space {name!r}: {kind} needs [low, high] as numbers; {example}")
+        raise ValidationError(f"space {name!r}: {kind} needs [low, high] as finite numbers; {example}")
     low, high = args[0], args[1]
     if kind == "int":
         if not all(isinstance(a, int) for a in args):  # 3.0 too: a whole number is written 3, as in overrides
             whole = [int(a) if float(a).is_integer() else a for a in args]
             hint = f"write [{', '.join(map(str, whole))}]" if all(isinstance(a, int) for a in whole) else example
             raise ValidationError(f"space {name!r}: int takes whole numbers, got {args}; {hint}")
+        if not all(abs(a) <= _EXACT_INT for a in args):
+            raise ValidationError(f"space {name!r}: int bounds and step must lie within ±2**53 "
+                                  f"({_EXACT_INT:,}), the whole numbers a float (as Optuna keeps them) "
+                                  f"holds exactly; {example}")
         step = int(args[2]) if len(args) == 3 else 1
         if step < 1:
             raise ValidationError(f"space {name!r}: the step must be 1 or more; {example}")
@@ -171,6 +183,9 @@ def _dimension(name: str, spec: Any) -> Dimension:
                               f"{example}")
     if kind == "loguniform" and low <= 0:
         raise ValidationError(f"space {name!r}: loguniform needs low > 0 (got {low}); {example}")
+    if not math.isfinite(float(high) - float(low)):  # Optuna's samplers scale by the width
+        raise ValidationError(f"space {name!r}: the range [{low}, {high}] is too wide: high - low overflows a "
+                              f"float; narrow it; {example}")
     return Dimension(name, kind, low=float(low), high=float(high))
 
 

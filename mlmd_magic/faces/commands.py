@@ -272,13 +272,41 @@ def _export(host: Host, a: argparse.Namespace) -> Message:
     return Message(text.rstrip("\n"))
 
 
-def _import(host: Host, a: argparse.Namespace) -> Message:
+# The most load_yaml (faces/cells.py) takes, in characters; a file is read to one past it, no further
+_MAX_FILE = 1_000_000
+
+
+def _read_yaml_file(path: str) -> str:
+    """The text of the regular file ``path``, read to at most one character past what
+    :func:`cells.load_yaml` takes: a device (``/dev/zero``), a pipe or a larger file is refused
+    before its contents fill the memory, and a FIFO with no writer does not block the open."""
+    import stat
+
     try:
-        with open(a.file, encoding="utf-8") as fh:
-            text = fh.read()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
-        raise ValidationError(f"cannot read {a.file!r}: {exc.strerror}") from None
-    docs = cells.load_yaml(text, where=a.file)
+        raise ValidationError(f"cannot read {path!r}: {exc.strerror}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValidationError(f"cannot read {path!r}: not a regular file (a device, a pipe or a folder); "
+                                  "import reads a YAML file written by export")
+        with os.fdopen(fd, encoding="utf-8", closefd=False) as fh:
+            text = fh.read(_MAX_FILE + 1)
+    except UnicodeDecodeError:
+        raise ValidationError(f"cannot read {path!r}: not UTF-8 text; import reads a YAML file written by "
+                              "export") from None
+    except OSError as exc:
+        raise ValidationError(f"cannot read {path!r}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    if len(text) > _MAX_FILE:
+        raise ValidationError(f"{path!r} is larger than {_MAX_FILE:,} characters; import reads a YAML file "
+                              "written by export: split the records into smaller files")
+    return text
+
+
+def _import(host: Host, a: argparse.Namespace) -> Message:
+    docs = cells.load_yaml(_read_yaml_file(a.file), where=a.file)
     records = host.store().import_records(docs if isinstance(docs, list) else [docs], where=a.file)
     return Message("\n".join(f"{singular(record.kind)} {record.ref}: {record.summary()}" for record in records))
 

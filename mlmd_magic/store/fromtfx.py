@@ -24,6 +24,7 @@ __all__ = ["ExamplesSource", "examples_source", "merge_features"]
 _GZIP_FORMATS = {"tfrecords_gzip", "FORMAT_TFRECORDS_GZIP"}
 _PLAIN_FORMATS = {"tfrecord", "tfrecords", "FORMAT_TFRECORD"}
 _RUN_CONTEXTS = ("run", "pipeline_run")  # TFX's legacy orchestrator / its IR-based one
+_MAX_ID = 2**63 - 1  # MLMD's ids are signed 64-bit integers
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ def examples_source(mlmd: Any, target: Any) -> ExamplesSource:
         When its ``uri`` (or a split folder) is missing: the message names the path.
     """
     aid = _artifact_id(target)
-    found = mlmd.get_artifacts_by_id([aid]) if aid > 0 else []
+    found = mlmd.get_artifacts_by_id([aid])
     if not found:
         raise NotFoundError(f"no artifact with id {aid}: from_artifact needs the id of an Examples artifact "
                             "(%mlmd ls Examples lists them)")
@@ -108,11 +109,25 @@ def merge_features(schema: dict[str, dict[str, Any]] | None, inferred: dict[str,
 
 
 def _artifact_id(target: Any) -> int:
+    """``target`` (``12``, ``"12"``, ``"artifact:12"``) as an MLMD artifact id: checked here, since
+    MLMD fails on an id beyond its 64 bits with an error that says nothing of the argument."""
+    aid: int | None = None
     if isinstance(target, int) and not isinstance(target, bool):
-        return target
-    if isinstance(target, str) and re.fullmatch(r"[0-9]+", target.strip().removeprefix("artifact:")):
-        return int(target.strip().removeprefix("artifact:"))
-    raise ValidationError(f"from_artifact takes an artifact id (e.g. 12), got {target!r}")
+        aid = target
+    elif isinstance(target, str):
+        digits = target.strip().removeprefix("artifact:")
+        if re.fullmatch(r"[0-9]+", digits):
+            digits = digits.lstrip("0") or "0"
+            # int() of over 4,300 digits raises; anything past 19 digits is out of range anyway
+            aid = int(digits) if len(digits) <= 20 else _MAX_ID + 1
+    if aid is None or not 1 <= aid <= _MAX_ID:
+        if isinstance(target, int) and target.bit_length() > 128:  # repr() of over 4,300 digits raises
+            shown = "a whole number of more than 38 digits"
+        else:
+            shown = repr(target) if len(repr(target)) <= 40 else f"{repr(target)[:37]}..."
+        raise ValidationError(f"from_artifact takes an artifact id, a whole number from 1 to 2**63 - 1 (e.g. 12; "
+                              f"%mlmd ls Examples lists them), got {shown}")
+    return aid
 
 
 def _custom(art: Any, key: str) -> str:

@@ -50,7 +50,7 @@ from ..core.values import (
     to_plain,
     with_article,
 )
-from ..errors import AmbiguousRefError, NotFoundError, StoreError, ValidationError
+from ..errors import AmbiguousRefError, MlmdMagicError, NotFoundError, StoreError, ValidationError
 from ..trainer import builders
 from .fromtfx import examples_source, merge_features
 
@@ -373,15 +373,44 @@ class Records:
         return export_spec(self.get(ref, kind=kind))
 
     def import_records(self, specs: Sequence[Any], where: str = "the records") -> builtins.list[Record]:
-        """See :meth:`mlmd_magic.Store.import_records`."""
+        """See :meth:`mlmd_magic.Store.import_records`.
+
+        Every spec is checked before any is written, by the checks that need neither the store nor
+        the data files: its kind, name and keys, its texts, a policy's slices and thresholds, a
+        scenario's parameters, a data source's features and class names.
+        What only writing finds (data files, a reference to a missing record, an unknown model
+        builder) stops the import at that record, and the error names the records imported
+        before it and those not imported.
+        """
         if isinstance(specs, dict) or not isinstance(specs, (builtins.list, tuple)):
             specs = [specs]
-        records = []
+        checked = []
         for i, spec in enumerate(specs, 1):
             label = f"{where} (record {i})" if len(specs) > 1 else where
             if not isinstance(spec, dict) or "kind" not in spec or "name" not in spec:
                 raise ValidationError(f"{label} needs 'kind' and 'name' keys, as written by export")
-            records.append(self.add(str(spec["kind"]), str(spec["name"]), spec, label))
+            kind, name = str(spec["kind"]), str(spec["name"])
+            try:
+                kind = normalise_kind(kind)
+                _check_import(kind, name, spec_arguments(kind, spec, label))
+            except ValidationError as exc:
+                if len(specs) > 1:
+                    said = str(exc) if label in str(exc) else f"{label}: {exc}"
+                    exc.args = (f"{said}; nothing was imported",)
+                raise
+            checked.append((kind, name, spec, label))
+        records: builtins.list[Record] = []
+        for i, (kind, name, spec, label) in enumerate(checked, 1):
+            try:
+                records.append(self.add(kind, name, spec, label))
+            except MlmdMagicError as exc:
+                if len(checked) > 1:  # the records before it stay: say which
+                    said = str(exc) if label in str(exc) else f"{label}: {exc}"
+                    done = ", ".join(f"{LABEL[r.kind]} {r.ref}" for r in records)
+                    rest = f"record {i}" if i == len(checked) else f"records {i} to {len(checked)}"
+                    exc.args = (f"{said}; imported before it: {done}; not imported: {rest}" if records
+                                else f"{said}; nothing was imported",)
+                raise
         return records
 
     def add(self, kind: str, name: str, spec: Any, where: str = "the cell body") -> Record:
@@ -776,6 +805,25 @@ def content_id(artifact: Any) -> str:
     """A record version's ``TYPE:NAME:CONTENT_HASH``: its external id, less the ``@N`` that a
     version equal to an older one (``same_as``) adds to keep external ids unique."""
     return str(artifact.external_id).partition("@")[0]
+
+
+def _check_import(kind: str, name: str, args: dict[str, Any]) -> None:
+    """Check an imported spec's ``args`` (from :func:`spec_arguments`) as its ``add_*`` call will,
+    as far as that needs neither the store nor the data files, before any record is written."""
+    check_name(name, f"{LABEL[kind]} name")
+    _check_text(args.get("description"), "description")
+    if kind == "policies":
+        _check_text(args.get("owner"), "owner")
+        check_policy(args.get("slices"), args.get("thresholds"))
+    elif kind == "scenarios":
+        check_name(args["model"], "model builder name")
+        if isinstance(args["params"], dict):
+            checked_params(args["params"], "params")
+    elif kind == "datasources":
+        _check_label_names(args.get("label_names"))
+        if isinstance(args.get("features"), dict):
+            check_value(args["features"], "features")
+            check_unambiguous_keys(args["features"], "features")
 
 
 def _check_label_names(names: Any) -> list[str] | None:

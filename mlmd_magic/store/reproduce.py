@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,9 +19,10 @@ from ..backend.properties import text
 from ..backend.recorder import Action
 from ..core.names import experiment_ref
 from ..core.values import canonical_json
+from ..errors import ValidationError
 from .runs import Runs, keras_backend
 
-__all__ = ["CPU_TOLERANCE", "GPU_TOLERANCE", "Reproduction", "reproduce"]
+__all__ = ["CPU_TOLERANCE", "GPU_TOLERANCE", "Reproduction", "checked_tolerance", "reproduce"]
 
 # On CPU with the same seed TensorFlow's deterministic ops give the same numbers; GPUs do not
 # promise bitwise equality (cuDNN picks algorithms), so their runs are compared more loosely.
@@ -96,8 +98,47 @@ def _environment_differences(runs: Runs, details: dict[str, Any], model_name: st
     return rows
 
 
+def checked_tolerance(tolerance: Any) -> float | None:
+    """``tolerance`` as a float >= 0, or None (the default for the run's device).
+
+    A metric differs when ``abs(new - old) > tolerance``: NaN would call any metrics equal and a
+    negative tolerance none, so both are refused, as are a bool and text (``True`` is 1).
+
+    >>> checked_tolerance(0)
+    0.0
+
+    Raises
+    ------
+    ValidationError
+        For anything but a finite number >= 0 (or None), saying what to write.
+    """
+    if tolerance is None:
+        return None
+    number = math.nan
+    if isinstance(tolerance, (int, float)) and not isinstance(tolerance, bool):
+        try:
+            number = float(tolerance)
+        except OverflowError:  # an int past a float's range
+            number = math.inf
+    if math.isfinite(number) and number >= 0:
+        return number
+    if isinstance(tolerance, bool):
+        got = "true/false"
+    elif isinstance(tolerance, str):
+        got = f"text {tolerance[:30]!r}"
+    elif not isinstance(tolerance, (int, float)):
+        got = type(tolerance).__name__
+    elif isinstance(tolerance, float) or math.isfinite(number):
+        got = f"{number:g}"
+    else:
+        got = "a number past a float's range"
+    raise ValidationError(f"tolerance must be a finite number >= 0 (e.g. 0.01; 0 for equal metrics), got {got}; "
+                          f"leave it out for the default ({CPU_TOLERANCE:g} on CPU, {GPU_TOLERANCE:g} on GPU)")
+
+
 def reproduce(runs: Runs, target: Any, *, tolerance: float | None, progress: Any) -> Reproduction:
     """See :meth:`mlmd_magic.Store.reproduce`."""
+    tolerance = checked_tolerance(tolerance)  # before anything is recorded: a wrong argument, not a failed action
     act = Action("Reproduce", {"target": str(target), "tolerance": tolerance})
     recorder = runs.recorder
     with recorder.guard(act):
