@@ -85,7 +85,7 @@ def connect(uri: str | None = None, *, runs_dir: str | None = None, stale_run_af
         Where run folders go (default ``$MLMD_MAGIC_RUNS_DIR``, else beside a SQLite store).
     stale_run_after_s : float, optional
         A RUNNING training without a heartbeat for this long is marked FAILED when a store
-        is opened (default ``$MLMD_MAGIC_STALE_RUN_AFTER_S``, else 6 hours).
+        is opened (default ``$MLMD_MAGIC_STALE_RUN_AFTER_S``, else 10 minutes).
 
     Raises
     ------

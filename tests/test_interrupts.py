@@ -127,8 +127,8 @@ KERAS = "keras/src/"
 POINTS = {
     "between batches": lambda: Point("batch"),
     "at an epoch's end, after the heartbeat": lambda: Point("epoch"),
-    "in the heartbeat's write": lambda: Point("", SigintAt("mlmd_magic/store/runs.py", "on_epoch_end",
-                                                           "recorder.commit(act)")),
+    "in handing the progress to its writer": lambda: Point("", SigintAt("mlmd_magic/store/runs.py", "on_epoch_end",
+                                                                         "live.update(recorder.execution_of(act))")),
     "in the progress bar": lambda: Point("", SigintAt("mlmd_magic/trainer/_progress.py", "on_epoch_end",
                                                       "self._epoch = epoch + 1")),
     "in Keras' history": lambda: Point("", SigintAt(KERAS + "callbacks/history.py", "on_epoch_end",

@@ -24,6 +24,7 @@ import pytest
 import mlmd_magic as mm
 from mlmd_magic import datasets
 from mlmd_magic.errors import ValidationError
+from mlmd_magic.store.maintenance import Owner
 
 from .test_magics import run
 
@@ -118,7 +119,7 @@ def test_runs_on_a_ray_cluster_are_watched_and_cancelled(ray_head: dict[str, Any
     submitted = store.train("t21", on=ray_head["address"])
     assert submitted.where == ray_head["address"] and submitted.name == "t21@1#1"
     (execution,) = store.mlmd.get_executions_by_id([submitted.id])
-    assert not execution.properties["owner"].string_value.endswith(f":{os.getpid()}")  # a Ray worker trains it
+    assert Owner.parse(execution.properties["owner"].string_value).pid != os.getpid()  # a Ray worker trains it
     watched = subprocess.run([CLI, "--uri", mysql_uri, "watch", f"run:{submitted.id}", "--interval", "0.5"],
                              capture_output=True, text=True, timeout=300)  # another process follows it
     assert watched.returncode == 0, watched.stderr

@@ -164,27 +164,9 @@ class Recorder:
             act.committed = True
             return
         self.guard_checks.check_file()
-        ctx = _session.current_action()
         sess = _session.current_session()
-        execution = pb.Execution(type_id=self.types.executions[act.type_short],
-                                 last_known_state=_STATES[act.state])
+        execution = self.execution_of(act, error)
         progress_update = act.execution_id is not None
-        if act.execution_id is not None:
-            execution.id = act.execution_id
-        set_properties(
-            execution,
-            source=clip(ctx.source),
-            duration_s=time.perf_counter() - act.started,
-            # "created"/"unchanged" is what COMPLETE/CACHED already say; each property is a row
-            outcome=act.outcome if act.outcome not in ("created", "unchanged") else None,
-            # a cell's source already says what was asked; API calls record their arguments
-            arguments=None if ctx.source else clip(_secrets.redact(_arguments_json(act.arguments))),
-            execution_count=ctx.execution_count,
-            notebook=ctx.notebook or sess.notebook,
-            error=clip(_secrets.redact(f"{type(error).__name__}: {error}")) if error is not None else None,
-        )
-        if act.properties:
-            set_properties(execution, **act.properties)
         for art in act.inputs + act.outputs:
             if art.id:  # read from the store, where reading an absent property inserts it; a new
                 drop_empty_properties(art)  # one is built by set_properties (MLMD refuses an empty one)
@@ -213,11 +195,6 @@ class Recorder:
                     set_properties(context, user=sess.user, host=sess.host, pid=sess.pid, started=sess.started,
                                    notebook=sess.notebook, versions=canonical_json(_session.package_versions()))
             contexts.append(context)
-        if not act.external_id:
-            act.external_id = f"mlmd_magic:{_IDS.getrandbits(128):032x}"  # 128 random bits, as a uuid4
-        execution.external_id = act.external_id
-        if act.name:
-            execution.name = act.name
         try:
             exec_id, artifact_ids, context_ids = self._put_execution(execution, events, contexts)
         except _Duplicate as exc:
@@ -234,6 +211,37 @@ class Recorder:
         if act.type_short not in READ_ACTIONS and not (progress_update and act.state == "RUNNING"):
             # a new row, or its final state; a training's per-epoch progress is not worth a refresh
             _session.notify_write(self.label, act.type_short)
+
+    def execution_of(self, act: Action, error: BaseException | None = None) -> Any:
+        """The execution ``act`` is written as, with every property (MLMD replaces an execution's
+        properties as a whole on an update); no store is touched. A running training hands it to
+        the thread that writes its progress."""
+        pb = protos()
+        ctx = _session.current_action()
+        execution = pb.Execution(type_id=self.types.executions[act.type_short],
+                                 last_known_state=_STATES[act.state])
+        if act.execution_id is not None:
+            execution.id = act.execution_id
+        set_properties(
+            execution,
+            source=clip(ctx.source),
+            duration_s=time.perf_counter() - act.started,
+            # "created"/"unchanged" is what COMPLETE/CACHED already say; each property is a row
+            outcome=act.outcome if act.outcome not in ("created", "unchanged") else None,
+            # a cell's source already says what was asked; API calls record their arguments
+            arguments=None if ctx.source else clip(_secrets.redact(_arguments_json(act.arguments))),
+            execution_count=ctx.execution_count,
+            notebook=ctx.notebook or _session.current_session().notebook,
+            error=clip(_secrets.redact(f"{type(error).__name__}: {error}")) if error is not None else None,
+        )
+        if act.properties:
+            set_properties(execution, **act.properties)
+        if not act.external_id:
+            act.external_id = f"mlmd_magic:{_IDS.getrandbits(128):032x}"  # 128 random bits, as a uuid4
+        execution.external_id = act.external_id
+        if act.name:
+            execution.name = act.name
+        return execution
 
     def _put_execution(self, execution: Any, events: list[tuple[Any, Any]], contexts: list[Any]
                        ) -> tuple[int, list[int], list[int]]:

@@ -48,10 +48,12 @@ reports the databases' errors as follows (seen on real SQLite files and MariaDB 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import re
 import time
+from collections.abc import Iterator
 from typing import Any, Callable, TypeVar
 
 log = logging.getLogger("mlmd_magic")
@@ -156,6 +158,9 @@ class ResilientStore:
         self._store = opener()
         self.reconnects = 0
         self.busy_retries = 0  # backoffs made because the database was busy
+        #: while set (see :meth:`patient`), a store that stays busy or unreachable is waited for
+        #: without end, and this is called with the error before each new wait
+        self.patience: Callable[[BaseException], None] | None = None
 
     @property
     def raw(self) -> Any:
@@ -172,6 +177,18 @@ class ResilientStore:
     def _waited(self) -> None:
         self.busy_retries += 1
 
+    @contextlib.contextmanager
+    def patient(self, on_wait: Callable[[BaseException], None]) -> Iterator[None]:
+        """Calls in this block wait for a busy or unreachable store as long as it takes (a run's
+        last write: the training is done and only the store can record it); ``on_wait(error)``
+        is called each time the usual patience ran out and the call is tried again. Ctrl-C
+        still ends the wait."""
+        previous, self.patience = self.patience, on_wait
+        try:
+            yield
+        finally:
+            self.patience = previous
+
     def __getattr__(self, name: str) -> Any:
         target = getattr(self._store, name)
         if not callable(target):
@@ -181,13 +198,28 @@ class ResilientStore:
             try:  # the first try without the retry loop's frames: most calls succeed at once
                 return getattr(self._store, name)(*args, **kwargs)
             except Exception as exc:
-                failed = exc
-            return retrying(lambda: getattr(self._store, name)(*args, **kwargs),
-                            self._reconnect if self._can_reconnect else None, failed, self._waited)
+                failed: Exception | None = exc
+            while True:
+                try:
+                    return retrying(lambda: getattr(self._store, name)(*args, **kwargs),
+                                    self._reconnect if self._can_reconnect else None, failed, self._waited)
+                except Exception as exc:
+                    if self.patience is None or not _waitable(exc):
+                        raise
+                    self.patience(exc)
+                    failed = None
+                    time.sleep(1.0)
 
         # kept: the next call skips this lookup (it still asks the store that is current then)
         self.__dict__[name] = call
         return call
+
+
+def _waitable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the store is busy or out of reach (not that the call is wrong)."""
+    from ..errors import StoreConnectionError
+
+    return classify(exc) is not None or isinstance(exc, StoreConnectionError)
 
 
 def reopen(opener: Callable[[], T], unreachable: Callable[[Exception], bool]) -> T:

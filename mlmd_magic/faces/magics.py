@@ -106,7 +106,7 @@ class MlmdMagics(Magics):
                        ).tag(config=True)
     stale_run_after_s = Float(None, allow_none=True,
                               help="a RUNNING training without a heartbeat for this long is marked FAILED "
-                                   "(default: $MLMD_MAGIC_STALE_RUN_AFTER_S, else 6 hours)").tag(config=True)
+                                   "(default: $MLMD_MAGIC_STALE_RUN_AFTER_S, else 10 minutes)").tag(config=True)
 
     @default("default_uri")
     def _default_uri(self) -> str:

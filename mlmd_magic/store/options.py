@@ -15,14 +15,16 @@ __all__ = ["DEFAULT_STALE_AFTER_S", "RUNS_ENV", "STALE_ENV", "StoreOptions"]
 
 RUNS_ENV = "MLMD_MAGIC_RUNS_DIR"
 STALE_ENV = "MLMD_MAGIC_STALE_RUN_AFTER_S"
-DEFAULT_STALE_AFTER_S = 6 * 3600.0
+DEFAULT_STALE_AFTER_S = 600.0  # 60 heartbeats missed (a live run writes one every 10 s)
 
 
 @dataclass
 class StoreOptions:
     """``runs_dir``: where run folders go (``$MLMD_MAGIC_RUNS_DIR``, else beside a SQLite store,
-    else ``./mlmd-magic-runs``); ``stale_run_after_s``: a RUNNING training without a heartbeat
-    for this long is marked FAILED (``$MLMD_MAGIC_STALE_RUN_AFTER_S``, else 6 hours).
+    else ``./mlmd-magic-runs``); ``stale_run_after_s``: a RUNNING training or sweep without a
+    heartbeat for this long is marked FAILED (``$MLMD_MAGIC_STALE_RUN_AFTER_S``, else 10 minutes:
+    a live one's own thread writes a heartbeat every 10 seconds; one whose process on this
+    machine ended is FAILED at once).
 
     >>> StoreOptions(stale_run_after_s=60).stale_after_s()
     60.0

@@ -10,10 +10,10 @@ recorded as CACHED. The trainer itself (:mod:`mlmd_magic.trainer`) knows nothing
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
-import socket
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Callable
@@ -26,6 +26,9 @@ from ..core import session as _session
 from ..core.names import experiment_ref, is_run_name
 from ..core.values import canonical_json, content_hash, flatten
 from ..errors import MlmdMagicError, NotFoundError, RunCancelled, StoreError, TrainingError, ValidationError
+from .live import LiveWriter, cancel_request
+from .maintenance import owner_token, reap_stale_runs
+from .options import DEFAULT_STALE_AFTER_S
 from .records import Records
 from .results import Evaluation, Run, RunComparison, RunProgress
 
@@ -38,7 +41,6 @@ RUN_COLUMNS = ["name", "run", "experiment", "state", "model", "task", "device", 
                "user", "created"]
 MODEL_COLUMNS = ["model", "name", "experiment", "task", "state", "verdicts", "uri", "created"]
 _ID = re.compile(r"[0-9]+")  # ASCII digits only (str.isdigit takes "²")
-CANCEL_POLL_S = 1.0  # a running training looks for a cancel request this often
 
 
 class _CancelRequest(KeyboardInterrupt):
@@ -65,12 +67,20 @@ class Runs:
     records : the store's records (experiments, data sources, scenarios).
     recorder : the store's action recorder.
     runs_root : where run folders go (asked each time: settings may change).
+    live_connect : opens a connection of its own for a running training's writer thread.
+    stale_after_s : seconds without a heartbeat after which a RUNNING run is dead.
     """
 
-    def __init__(self, records: Records, recorder: Recorder, runs_root: Callable[[], str]) -> None:
+    def __init__(self, records: Records, recorder: Recorder, runs_root: Callable[[], str],
+                 live_connect: Callable[[], Any] | None = None, stale_after_s: Callable[[], float] | None = None
+                 ) -> None:
         self.records = records
         self.recorder = recorder
         self.runs_root = runs_root
+        #: opens the connection a running training's writer thread uses (default: the store's own)
+        self.live_connect = live_connect or (lambda: self.recorder.mlmd)
+        #: seconds without a heartbeat after which a RUNNING run is dead
+        self.stale_after_s = stale_after_s or (lambda: DEFAULT_STALE_AFTER_S)
         self._next_run: dict[str, int] = {}  # experiment version -> the next run number to try
 
     @property
@@ -204,7 +214,7 @@ class Runs:
         from .. import trainer
 
         act.state, act.outcome = "RUNNING", "training"
-        act.properties["owner"] = f"{socket.gethostname()}:{os.getpid()}"
+        act.properties["owner"] = owner_token()
         self._commit_named(act, exp_ref)
         act.inputs_written = True
         run_dir = workdir or os.path.join(self.runs_root(), exp_ref.replace("@", "-v"), f"run-{act.execution_id}")
@@ -214,46 +224,63 @@ class Runs:
         done = [0]
         epochs = int((params.get("params") or {}).get("epochs", 10))
         history: dict[str, list[float]] = {}
-        cancel_requested = self.cancel_requested
-        run_id = act.execution_id or 0
+        # the training never waits on the store: its progress, heartbeat and cancel look are a
+        # thread's, on a connection of its own (see mlmd_magic.store.live)
+        live = LiveWriter(self.live_connect, recorder.execution_of(act), watch_cancel=True, name=act.name)
+        told = [False]
 
-        class Heartbeat:
-            """Writes each epoch's metrics (the history, readable while the run goes on) and looks,
-            about once a second, for a cancel request (``%mlmd cancel``, from anywhere)."""
-
-            next_look = time.monotonic() + CANCEL_POLL_S
+        class Progress:
+            """Hands each epoch's metrics (the history, readable while the run goes on) to the
+            writer thread, and stops the training when the thread saw a cancel request."""
 
             def on_batch_end(self, step: int, logs: Any = None) -> None:
-                now = time.monotonic()
-                if now >= self.next_look:
-                    self.next_look = now + CANCEL_POLL_S
-                    self.look()
-
-            def look(self) -> None:
-                request = cancel_requested(run_id)
-                if request is not None:
-                    raise _CancelRequest(f"cancelled by request (CancelRun #{request})")
+                if live.cancel_id is not None:
+                    raise _CancelRequest(f"cancelled by request (CancelRun #{live.cancel_id})")
 
             def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
-                # MLMD stamps the execution's last_update_time: that is the heartbeat
                 done[0] = epoch + 1
                 for key, value in logs.items():
                     history.setdefault(key, []).append(value)
                 act.properties["progress"] = canonical_json({"epoch": epoch + 1, "epochs": epochs, "logs": logs})
                 act.properties["history"] = canonical_json(history)
-                recorder.commit(act)
-                self.look()
+                live.update(recorder.execution_of(act))
+                if live.unreachable_since is not None and not told[0]:
+                    told[0] = True
+                    _say(f"run {act.name}: the store is not answering ({_why(live.last_error)}); training goes "
+                         "on, and its progress is written when the store answers again")
+                self.on_batch_end(0)
 
         # Ctrl-C cancels the run wherever it lands, also where Keras or TensorFlow swallowed it or
         # made another error of it (trainer.Interrupts remembers it); the run's last write is whole.
         interrupts = trainer.Interrupts()
 
+        def last_write(error: BaseException | None = None) -> None:
+            """The run's final state, once its writer thread has stopped (no progress write can
+            follow it), waiting for the store as long as it takes, and saying so."""
+            live.close(on_wait=lambda: _say(f"run {act.name}: waiting for the store to take its last progress "
+                                            "write"))
+            waits = [0.0]
+
+            def waiting(exc: BaseException) -> None:
+                if interrupts.pending is not None:
+                    raise StoreError(f"run {act.name} was not recorded {act.state}: the store did not answer and "
+                                     "the wait for it was interrupted; the run stays RUNNING in the store until the "
+                                     "stale-run check marks it FAILED")
+                now = time.monotonic()
+                if now - waits[0] >= 30:
+                    waits[0] = now
+                    _say(f"run {act.name} is {act.state}: waiting for the store to record it, which is not "
+                         f"answering ({_why(exc)}); it is written as soon as the store answers (Ctrl-C gives up)")
+
+            patient = getattr(recorder.mlmd, "patient", None)
+            with patient(waiting) if patient is not None else contextlib.nullcontext():
+                recorder.commit(act, error=error)
+
         def cancelled(interrupt: KeyboardInterrupt) -> RunCancelled:
             """Record the run CANCELED with no model and remove its folder; the error to raise."""
             with interrupts.deferred():  # a second Ctrl-C must not leave the run RUNNING or half removed
                 act.state, act.outcome, act.outputs = "CANCELED", "canceled", []
-                self.recorder.commit(act, error=interrupt if interrupt.args
-                                     else KeyboardInterrupt("interrupted by the user"))
+                last_write(interrupt if interrupt.args else KeyboardInterrupt("interrupted by the user"))
                 if workdir is None:
                     trainer.cleanup(run_dir)
             return RunCancelled(act.name, time.perf_counter() - act.started, done[0], epochs, created,
@@ -262,7 +289,7 @@ class Runs:
         with interrupts:
             trained = False
             try:
-                result = trainer.train(params, workdir=run_dir, callbacks=[Heartbeat(), *(callbacks or [])],
+                result = trainer.train(params, workdir=run_dir, callbacks=[Progress(), *(callbacks or [])],
                                        progress=progress)
                 trained = True
                 model = self._model_artifact(act.name, exp_ref, result)
@@ -275,15 +302,20 @@ class Runs:
                     act.outputs = [model]
                     act.state, act.outcome = "COMPLETE", f"trained {result.epochs} epochs"
                     act.properties["details"] = canonical_json(details)
-                    self.recorder.commit(act)
+                    last_write()
             except BaseException as exc:
+                live.close()  # a failure is recorded FAILED by the recorder's guard, after the thread
                 interrupt = interrupts.interrupted_by(exc)
                 if interrupt is not None:
                     raise cancelled(interrupt) from None
                 if trained or isinstance(exc, MlmdMagicError) or not isinstance(exc, Exception):
                     raise
                 kept = f"; {created} was defined for this run and stays" if created else ""
-                raise TrainingError(f"training {exp_ref} failed: {type(exc).__name__}: {exc}{kept}") from exc
+                error = TrainingError(f"training {exp_ref} failed: {type(exc).__name__}: {exc}{kept}")
+                act.state, act.outcome, act.outputs = "FAILED", "failed", []
+                with contextlib.suppress(MlmdMagicError):  # else the recorder's guard tries once more
+                    last_write(error)
+                raise error from exc
         if interrupts.pending is not None:  # it came while the run's end was being written
             import warnings
 
@@ -634,9 +666,25 @@ class Runs:
             frame["created"] = pd.to_datetime(frame["created"], unit="ms", utc=True)
         return frame
 
+    def judged(self, executions: Sequence[Any]) -> list[Any]:
+        """``executions``, with each RUNNING one whose process is known dead (or silent for too
+        long) marked FAILED first: a killed worker is FAILED for whoever looks, not only for the
+        next process to open the store."""
+        from ml_metadata.proto import metadata_store_pb2 as pb
+
+        running = [e for e in executions if e.last_known_state == pb.Execution.RUNNING]
+        if not running or self.recorder.guard_checks.read_only:
+            return list(executions)
+        reaped = reap_stale_runs(self.mlmd, self.stale_after_s(), running)
+        if not reaped:
+            return list(executions)
+        fresh = {e.id: e for e in self.mlmd.get_executions_by_id(reaped)}
+        return [fresh.get(e.id, e) for e in executions]
+
     def _run_rows(self, executions: Sequence[Any]) -> list[dict[str, Any]]:
         from ml_metadata.proto import metadata_store_pb2 as pb
 
+        executions = self.judged(executions)
         links = self.run_links(executions)
         rows = []
         for e in executions:
@@ -701,16 +749,11 @@ class Runs:
 
     def cancel_requested(self, run_id: int) -> int | None:
         """The id of a ``CancelRun`` execution asking run ``run_id`` to stop, or None."""
-        from ml_metadata.metadata_store import metadata_store as ms
-
-        options = ms.ListOptions(limit=1, filter_query=f"type = {quote(full('CancelRun'))} AND "
-                                                       f"properties.target_run.int_value = {int(run_id)}")
-        found = self.mlmd.get_executions(list_options=options)
-        return int(found[0].id) if found else None
+        return cancel_request(self.mlmd, run_id)
 
     def cancel(self, run: Any, wait_s: float) -> RunProgress:
         """See :meth:`mlmd_magic.Store.cancel`."""
-        execution = self.run_execution(run)
+        (execution,) = self.judged([self.run_execution(run)])  # a dead run is FAILED, not cancelled
         name = execution.name or f"run #{execution.id}"
         act = Action("CancelRun", {"run": name})
         with self.recorder.guard(act):
@@ -730,7 +773,7 @@ class Runs:
 
     def progress(self, run: Any) -> RunProgress:
         """See :meth:`mlmd_magic.Store.watch`."""
-        execution = self.run_execution(run)
+        (execution,) = self.judged([self.run_execution(run)])
         return self._progress_of(execution)
 
     def _progress_of(self, execution: Any) -> RunProgress:
@@ -771,3 +814,20 @@ def _state_name(execution: Any) -> str:
     from ml_metadata.proto import metadata_store_pb2 as pb
 
     return str(pb.Execution.State.Name(execution.last_known_state))
+
+
+def _say(message: str) -> None:
+    """A line about the run for the person (a notebook cell's output, a worker's log)."""
+    import sys
+
+    print(message, file=sys.stderr, flush=True)
+
+
+def _why(exc: BaseException | None) -> str:
+    """What a store failure was, short and without credentials."""
+    if exc is None:
+        return "no answer"
+    from ..core.secrets import redact
+
+    text = redact(str(exc)).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text[:160]}" if text else type(exc).__name__

@@ -103,7 +103,9 @@ class Store:
         types = lookup_types(mlmd_store) if guard.read_only else register_types(mlmd_store)
         self._recorder = Recorder(mlmd_store, types, label=uri.masked(), guard=guard)
         self._records = Records(self._recorder, backend.record_lock)
-        self._runs = Runs(self._records, self._recorder, self.runs_root)
+        # a running training writes its progress on a connection of its own (an in-memory store has one only)
+        live_connect = (lambda: self._recorder.mlmd) if uri.scheme == "memory" else backend.open
+        self._runs = Runs(self._records, self._recorder, self.runs_root, live_connect, self.options.stale_after_s)
         self._release = Release(self._records, self._runs, self._recorder)
         self._sweeps = Sweeps(self._records, self._runs, self._recorder, backend, self.options.stale_after_s)
         #: trainings left RUNNING by a dead kernel, marked FAILED when this store was opened

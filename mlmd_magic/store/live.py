@@ -1,0 +1,161 @@
+"""A running execution's writer: a thread of its own that keeps the store told, so that the work
+never waits on the store.
+
+A training hands :class:`LiveWriter` the whole execution after each epoch (progress, curves)
+and goes on at once; the thread writes the newest one it holds, rewrites it every
+:data:`~mlmd_magic.store.maintenance.HEARTBEAT_S` seconds (MLMD stamps ``last_update_time``:
+the heartbeat by which other processes know the run is alive), and looks for a cancel request
+every :data:`CANCEL_POLL_S` seconds, on a connection of its own. When the store is busy (a
+SQLite file another process holds) or out of reach (a MariaDB server stopped, a connection
+killed), the thread keeps the newest execution and tries again; nothing is lost, because each
+execution it is handed holds everything written before (MLMD replaces an execution's
+properties as a whole). The training's last write — its final state and model — is made by the
+training itself once this thread has stopped, so no late progress write can follow it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Callable
+
+from ..backend.listing import quote
+from ..backend.types import full
+from .maintenance import HEARTBEAT_S
+
+__all__ = ["CANCEL_POLL_S", "LiveWriter", "cancel_request"]
+
+log = logging.getLogger("mlmd_magic")
+
+CANCEL_POLL_S = 1.0  # a running training looks for a cancel request this often
+RETRY_S = 1.0  # after a failed write or look, the next try comes this much later
+
+
+def cancel_request(mlmd: Any, run_id: int) -> int | None:
+    """The id of a ``CancelRun`` execution asking run ``run_id`` to stop, or None."""
+    from ml_metadata.metadata_store import metadata_store as ms
+
+    options = ms.ListOptions(limit=1, filter_query=f"type = {quote(full('CancelRun'))} AND "
+                                                   f"properties.target_run.int_value = {int(run_id)}")
+    found = mlmd.get_executions(list_options=options)
+    return int(found[0].id) if found else None
+
+
+class LiveWriter:
+    """Writes one RUNNING execution from a thread (see the module's docstring).
+
+    ``connect``: opens the thread's own connection to the store (called again after the
+    connection was lost; a ``memory://`` store passes its only one). ``watch_cancel``:
+    look for ``CancelRun`` requests of this execution. ``clock``: monotonic seconds (tests
+    pass their own).
+
+    Attributes
+    ----------
+    cancel_id : the id of the ``CancelRun`` that asked this run to stop, once seen (else None).
+    unreachable_since : the clock's time of the first failed write or look since the last that
+        succeeded (None while the store answers); ``last_error`` is that failure.
+    """
+
+    def __init__(self, connect: Callable[[], Any], execution: Any, *, watch_cancel: bool = False,
+                 heartbeat_s: float = HEARTBEAT_S, cancel_poll_s: float = CANCEL_POLL_S,
+                 clock: Callable[[], float] = time.monotonic, name: str = "") -> None:
+        self._connect = connect
+        self._mlmd: Any = None
+        self._execution = execution
+        self._dirty = False
+        duration = execution.properties["duration_s"].double_value if "duration_s" in execution.properties else 0.0
+        self._started = time.perf_counter() - duration
+        self._watch_cancel = watch_cancel
+        self._heartbeat_s = heartbeat_s
+        self._cancel_poll_s = cancel_poll_s
+        self._clock = clock
+        self._wake = threading.Condition()
+        self._stopping = False
+        self.cancel_id: int | None = None
+        self.unreachable_since: float | None = None
+        self.last_error: BaseException | None = None
+        self.writes = 0
+        self._thread = threading.Thread(target=self._loop, name=f"mlmd-magic live {name or execution.id}",
+                                        daemon=True)
+        self._thread.start()
+
+    def update(self, execution: Any) -> None:
+        """Hand the thread the newest execution to write (returns at once)."""
+        with self._wake:
+            self._execution = execution
+            self._dirty = True
+            self._wake.notify()
+
+    def close(self, on_wait: Callable[[], None] | None = None, wait_note_s: float = 5.0) -> None:
+        """Stop the thread once its write or look in progress ends; ``on_wait()`` is called when
+        that takes longer than ``wait_note_s`` (a store that does not answer)."""
+        with self._wake:
+            self._stopping = True
+            self._wake.notify()
+        self._thread.join(wait_note_s)
+        if self._thread.is_alive():
+            if on_wait is not None:
+                on_wait()
+            self._thread.join()
+
+    # ------------------------------------------------------------------ the thread
+
+    def _connection(self) -> Any:
+        if self._mlmd is None:
+            self._mlmd = self._connect()
+        return self._mlmd
+
+    def _failed(self, exc: BaseException) -> None:
+        from ..backend.resilience import classify
+
+        if classify(exc) == "lost":
+            self._mlmd = None  # a lost MySQL connection is opened again on the next try
+        if self.unreachable_since is None:
+            self.unreachable_since = self._clock()
+            log.info("the store is not answering (%s); a running training goes on and writes later",
+                     type(exc).__name__)
+        self.last_error = exc
+
+    def _loop(self) -> None:
+        next_beat = self._clock()  # the first heartbeat at once
+        next_look = self._clock() + self._cancel_poll_s
+        while True:
+            with self._wake:
+                while not self._stopping:
+                    now = self._clock()
+                    due = min(next_beat, next_look if self._watch_cancel and self.cancel_id is None else next_beat)
+                    if self._dirty or now >= due:
+                        break
+                    self._wake.wait(max(0.0, due - now))
+                if self._stopping:
+                    return
+                execution, write = self._execution, self._dirty or self._clock() >= next_beat
+                self._dirty = False if write else self._dirty
+            if write:
+                # MLMD stamps last_update_time only when something changed: how long the run has
+                # gone on changes at every write
+                execution.properties["duration_s"].double_value = time.perf_counter() - self._started
+                try:
+                    self._connection().put_executions([execution])
+                    self.writes += 1
+                    self.unreachable_since, self.last_error = None, None
+                    next_beat = self._clock() + self._heartbeat_s
+                except Exception as exc:  # busy, unreachable, killed: kept, tried again
+                    self._failed(exc)
+                    with self._wake:
+                        self._dirty = True
+                    next_beat = self._clock() + RETRY_S
+                    self._pause(RETRY_S)
+                    continue
+            if self._watch_cancel and self.cancel_id is None and self._clock() >= next_look:
+                try:
+                    self.cancel_id = cancel_request(self._connection(), int(execution.id))
+                except Exception as exc:
+                    self._failed(exc)
+                next_look = self._clock() + self._cancel_poll_s
+
+    def _pause(self, seconds: float) -> None:
+        with self._wake:
+            if not self._stopping:
+                self._wake.wait(seconds)
