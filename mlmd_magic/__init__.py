@@ -80,7 +80,13 @@ def connect(uri: str | None = None, *, runs_dir: str | None = None, stale_run_af
         database is created if missing). Without it: ``$MLMD_MAGIC_URI``, else
         ``sqlite:///mlmd.sqlite`` in the working directory. For MySQL, prefer to leave the
         password out of the URI: it is read from ``$MLMD_MAGIC_MYSQL_PASSWORD`` or the
-        ``[client]`` section of ``~/.my.cnf``.
+        ``[client]`` section of ``~/.my.cnf``. A relative SQLite path names the file of the
+        folder current now, for the store's whole life (a later ``%cd`` does not move it, nor
+        the background runs and sweep workers it starts); percent-encode ``%`` and ``?`` in
+        a path (``%25``, ``%3F``). A SQLite store this call creates is switched to
+        write-ahead-log mode (several kernels share it well); an existing one keeps its
+        journal mode unless the URI asks with ``?wal=1`` (``?wal=0``: never switch, e.g. on
+        a network file system).
     runs_dir : str, optional
         Where run folders go (default ``$MLMD_MAGIC_RUNS_DIR``, else beside a SQLite store).
     stale_run_after_s : float, optional

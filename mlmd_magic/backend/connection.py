@@ -141,10 +141,16 @@ class Backend:
         """
         return None
 
+    def worker_uri(self) -> str:
+        """The URI another process opens this very store with, less any password: a SQLite
+        file's absolute path as fixed when the store was opened (whatever the folder current
+        now), each part percent-encoded once (see :meth:`StoreURI.quoted`)."""
+        return dataclasses.replace(self.uri, password=None).quoted()
+
     def child_process(self) -> tuple[str, dict[str, str]] | None:
-        """A URI another process on this machine opens this store with, and the environment it
-        needs (a MySQL password goes in the environment, never on a command line); None when no
-        other process can reach the store (in memory)."""
+        """:meth:`worker_uri` for another process on this machine, and the environment it needs
+        (a MySQL password goes in the environment, never on a command line); None when no other
+        process can reach the store (in memory)."""
         return None
 
 
@@ -165,13 +171,24 @@ class MemoryBackend(Backend):
 
 
 class SqliteBackend(Backend):
-    """``sqlite:///path``: one file, created if missing, in write-ahead-log mode."""
+    """``sqlite:///path``: one file, created if missing (then in write-ahead-log mode).
+
+    A relative path names the file of the folder current when the backend is made (when the
+    store is opened), for the store's whole life: a later ``%cd`` or ``os.chdir`` must not
+    move where it, its run folders, its sweeps' studies or the workers it starts record.
+    """
 
     scheme = "sqlite"
 
-    @property
-    def path(self) -> str:
-        return os.path.abspath(self.uri.path)
+    def __init__(self, uri: StoreURI) -> None:
+        super().__init__(uri)
+        #: the store's file, absolute, fixed now
+        self.path = os.path.abspath(uri.path)
+        wal = uri.wal
+        # A file that exists with something in it is someone's store (a TFX pipeline's, one on a
+        # network file system where WAL is unsafe): its journal mode is its owner's choice. An
+        # empty one was made for the store (tempfile, touch) and holds nothing to change.
+        self._switch_wal = wal if wal is not None else not _has_content(self.path)
 
     def config(self) -> Any:
         from ml_metadata.proto import metadata_store_pb2
@@ -189,7 +206,9 @@ class SqliteBackend(Backend):
         else:
             config.sqlite.filename_uri = self.path
             config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
-            enable_wal(self.path)
+            if self._switch_wal:
+                self._switch_wal = False  # once: a later open (a second connection) finds MLMD holding the file
+                enable_wal(self.path)
         return config
 
     def default_alias(self) -> str:
@@ -202,8 +221,11 @@ class SqliteBackend(Backend):
         path = f"{self.path}.{suffix}"
         return SideStorage("journal", label=f"sqlite:///{path}", path=path)
 
+    def worker_uri(self) -> str:
+        return dataclasses.replace(self.uri, path=self.path).quoted()
+
     def child_process(self) -> tuple[str, dict[str, str]]:
-        return f"sqlite:///{self.path}", {}
+        return self.worker_uri(), {}
 
 
 class MySQLBackend(Backend):
@@ -330,7 +352,7 @@ class MySQLBackend(Backend):
     def child_process(self) -> tuple[str, dict[str, str]]:
         password = mysql_password(self.uri)
         env = {PASSWORD_ENV: password} if password else {}
-        return self.uri.masked().replace(f":{_secrets.MASK}@", "@"), env
+        return self.worker_uri(), env
 
     def explain(self, exc: Exception) -> StoreConnectionError:
         lowered = str(exc).lower()
@@ -373,9 +395,21 @@ def _create_with_retries(metadata_store: Any, config: Any, backend: Backend) -> 
 _WAL_SET: set[str] = set()
 
 
+def _has_content(path: str) -> bool:
+    """Whether ``path`` is a file with something in it (a store someone made before)."""
+    try:
+        return os.path.getsize(path) > 0
+    except OSError:
+        return False
+
+
 def enable_wal(path: str) -> None:
     """Put a SQLite store in write-ahead-log mode (kept in the file), so that readers never
     block writers and several kernels can share it; MLMD itself never asks for WAL.
+
+    Called for a store that connecting creates, or one opened with ``?wal=1`` (see
+    :class:`SqliteBackend`): WAL changes the file for every tool that opens it, and is unsafe
+    on a network file system, so an existing store is never switched unasked.
 
     Python's ``sqlite3`` is a second copy of SQLite beside MLMD's: POSIX locks are per
     process, so closing its connection would drop locks MLMD holds on the same file. It is

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import dataclasses
 import html
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -528,8 +527,9 @@ class Store:
         from .background import BackgroundRun, new_external_id, start_process
 
         external_id = new_external_id()
-        # the URI without its password: a local worker gets that on its stdin, a Ray worker from its machine
-        spec = {"uri": dataclasses.replace(self._uri, password=None).masked(), "ref": ref, "external_id": external_id,
+        # the store as opened (a SQLite file's absolute path, whatever %cd did since; each part quoted once),
+        # without its password: a local worker gets that on its stdin, a Ray worker from its machine
+        spec = {"uri": self._backend.worker_uri(), "ref": ref, "external_id": external_id,
                 "force": force, "workdir": workdir, "runs_dir": self.runs_root()}
         if on is not None:
             from .ray_jobs import submit

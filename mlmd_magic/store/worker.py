@@ -19,10 +19,11 @@ __all__ = ["main", "run_job"]
 def run_job(spec: dict[str, Any]) -> str:
     """Train ``spec["ref"]`` into the store at ``spec["uri"]``; returns the run's final state.
 
-    ``spec``: ``uri`` (masked), ``ref``, ``external_id``, ``force``, ``workdir``, ``runs_dir``,
+    ``spec``: ``uri`` (:meth:`~mlmd_magic.backend.uri.StoreURI.quoted`: no password, a SQLite
+    file's absolute path), ``ref``, ``external_id``, ``force``, ``workdir``, ``runs_dir``,
     and for a local worker ``password`` (a Ray worker reads ``$MLMD_MAGIC_MYSQL_PASSWORD``).
     """
-    from ..backend.uri import PASSWORD_ENV
+    from ..backend.uri import PASSWORD_ENV, parse_uri
     from ..errors import MlmdMagicError, RunCancelled
     from ..trainer import ProgressReporter
     from .store import connect
@@ -32,6 +33,15 @@ def run_job(spec: dict[str, Any]) -> str:
     if spec.get("runs_dir"):
         os.environ["MLMD_MAGIC_RUNS_DIR"] = spec["runs_dir"]
     try:
+        uri = parse_uri(spec["uri"])
+        # The starting process had the store open, so its file exists: one that does not is
+        # another store (a path read wrongly, or the file moved), and opening it would create
+        # an empty store to train into, apart from the run the starting process waits for.
+        if uri.scheme == "sqlite" and not os.path.isfile(uri.path):
+            print(f"failed: there is no store at {os.path.abspath(uri.path)}; a background run records into the "
+                  "store that started it and never creates one: start the run again from a store that exists",
+                  flush=True)
+            return "FAILED"
         store = connect(spec["uri"])
     except MlmdMagicError as exc:
         print(f"failed: {exc}", flush=True)
