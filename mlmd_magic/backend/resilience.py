@@ -149,10 +149,25 @@ def classify(exc: BaseException) -> str | None:
     return None
 
 
+_CLIENT_GAVE_UP = re.compile(r"\w+ failed after retrying \d+ times\.?")
+
+
+def _quiet_client_retries(record: logging.LogRecord) -> bool:
+    """MLMD's Python client logs an ERROR each time its own retries of a busy call run out; the
+    call is retried here and what finally happens is reported, so the line only alarms."""
+    try:
+        return not _CLIENT_GAVE_UP.fullmatch(record.getMessage())
+    except Exception:  # a record whose arguments do not fit its format: not ours to judge
+        return True
+
+
 class ResilientStore:
     """Forwards every method to an ``ml_metadata`` ``MetadataStore``, retrying transient failures."""
 
     def __init__(self, opener: Callable[[], Any], can_reconnect: bool) -> None:
+        absl = logging.getLogger("absl")
+        if _quiet_client_retries not in absl.filters:
+            absl.addFilter(_quiet_client_retries)
         self._opener = opener
         self._can_reconnect = can_reconnect
         self._store = opener()

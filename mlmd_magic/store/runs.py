@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import re
+import threading
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Callable
@@ -40,6 +41,7 @@ __all__ = ["MODEL_COLUMNS", "RUN_COLUMNS", "Runs", "keras_backend"]
 RUN_COLUMNS = ["name", "run", "experiment", "state", "model", "task", "device", "epochs", "metrics", "duration_s",
                "user", "created"]
 MODEL_COLUMNS = ["model", "name", "experiment", "task", "state", "verdicts", "uri", "created"]
+WAIT_NOTE_S = 5.0  # a run's last write that waits this long on the store says so
 _ID = re.compile(r"[0-9]+")  # ASCII digits only (str.isdigit takes "²")
 
 
@@ -244,7 +246,7 @@ class Runs:
                 act.properties["progress"] = canonical_json({"epoch": epoch + 1, "epochs": epochs, "logs": logs})
                 act.properties["history"] = canonical_json(history)
                 live.update(recorder.execution_of(act))
-                if live.unreachable_since is not None and not told[0]:
+                if not told[0] and live.stalled_s() >= WAIT_NOTE_S:
                     told[0] = True
                     _say(f"run {act.name}: the store is not answering ({_why(live.last_error)}); training goes "
                          "on, and its progress is written when the store answers again")
@@ -257,9 +259,7 @@ class Runs:
         def last_write(error: BaseException | None = None) -> None:
             """The run's final state, once its writer thread has stopped (no progress write can
             follow it), waiting for the store as long as it takes, and saying so."""
-            live.close(on_wait=lambda: _say(f"run {act.name}: waiting for the store to take its last progress "
-                                            "write"))
-            waits = [0.0]
+            waits = [time.monotonic()]
 
             def waiting(exc: BaseException) -> None:
                 if interrupts.pending is not None:
@@ -267,14 +267,24 @@ class Runs:
                                      "the wait for it was interrupted; the run stays RUNNING in the store until the "
                                      "stale-run check marks it FAILED")
                 now = time.monotonic()
-                if now - waits[0] >= 30:
+                if now - waits[0] >= 60:
                     waits[0] = now
-                    _say(f"run {act.name} is {act.state}: waiting for the store to record it, which is not "
-                         f"answering ({_why(exc)}); it is written as soon as the store answers (Ctrl-C gives up)")
+                    _say(f"run {act.name}: still waiting for the store ({_why(exc)})")
 
+            # said once the store keeps the run waiting a few seconds (a file another process holds,
+            # a server stopped); nothing is said when it answers at once
+            note = threading.Timer(WAIT_NOTE_S, _say, [
+                f"run {act.name}: waiting for the store to record it {act.state}; the store is not answering, "
+                "and the run is written as soon as it does (Ctrl-C gives up)"])
+            note.daemon = True
+            note.start()
             patient = getattr(recorder.mlmd, "patient", None)
-            with patient(waiting) if patient is not None else contextlib.nullcontext():
-                recorder.commit(act, error=error)
+            try:
+                live.close()
+                with patient(waiting) if patient is not None else contextlib.nullcontext():
+                    recorder.commit(act, error=error)
+            finally:
+                note.cancel()
 
         def cancelled(interrupt: KeyboardInterrupt) -> RunCancelled:
             """Record the run CANCELED with no model and remove its folder; the error to raise."""
