@@ -74,6 +74,7 @@ class LiveWriter:
         self._stopping = False
         self.cancel_id: int | None = None
         self.unreachable_since: float | None = None
+        self._pending_since: float | None = None  # when the write not yet done was first tried
         self.last_error: BaseException | None = None
         self.writes = 0
         self._thread = threading.Thread(target=self._loop, name=f"mlmd-magic live {name or execution.id}",
@@ -86,6 +87,12 @@ class LiveWriter:
             self._execution = execution
             self._dirty = True
             self._wake.notify()
+
+    def stalled_s(self) -> float:
+        """For how long the store has kept the thread from writing (a write that hangs or
+        fails), in the clock's seconds; 0 while it answers."""
+        since = self._pending_since if self.unreachable_since is None else self.unreachable_since
+        return 0.0 if since is None else max(0.0, self._clock() - since)
 
     def close(self, on_wait: Callable[[], None] | None = None, wait_note_s: float = 5.0) -> None:
         """Stop the thread once its write or look in progress ends; ``on_wait()`` is called when
@@ -136,10 +143,12 @@ class LiveWriter:
                 # MLMD stamps last_update_time only when something changed: how long the run has
                 # gone on changes at every write
                 execution.properties["duration_s"].double_value = time.perf_counter() - self._started
+                if self._pending_since is None:
+                    self._pending_since = self._clock()
                 try:
                     self._connection().put_executions([execution])
                     self.writes += 1
-                    self.unreachable_since, self.last_error = None, None
+                    self.unreachable_since, self.last_error, self._pending_since = None, None, None
                     next_beat = self._clock() + self._heartbeat_s
                 except Exception as exc:  # busy, unreachable, killed: kept, tried again
                     self._failed(exc)
