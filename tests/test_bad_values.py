@@ -411,3 +411,27 @@ def test_a_record_that_fails_while_written_names_what_was_imported(face: str, wo
     with mm.connect(world.uri) as store:
         assert store.get_scenario(name)["version"] == 1
         assert "second" not in store.names("scenarios") and "third" not in store.names("policies")
+
+
+@pytest.mark.parametrize("face", ["magic", "cli"])
+@pytest.mark.parametrize("command", ["evaluate base --spec", "sweep s -f"])
+def test_every_file_a_command_reads_is_read_to_its_limit_only(face: str, command: str, world: World,
+                                                              shell: Any, tmp_path: Path) -> None:
+    """``evaluate --spec`` and ``sweep -f`` read YAML as ``import`` does: a device is refused
+    before it is read, a huge file read only to the limit, each in one line."""
+    huge = tmp_path / "huge.yaml"
+    with open(huge, "wb") as fh:  # 8 GiB of NUL characters, sparse: no disk is written
+        fh.truncate(8 * GiB)
+    for path, expected in (("/dev/zero", "not a regular file (a device, a pipe or a folder); "),
+                           (str(huge), "is larger than 1,000,000 characters; ")):
+        before = _artifacts(world.uri)
+        if face == "magic":
+            with _memory_capped(), pytest.raises(UsageError) as usage:
+                shell.run_line_magic("mlmd", f"{command} {path}")
+            said = str(usage.value)
+        else:
+            done = _cli("--uri", world.uri, *command.split(), path)
+            assert done.returncode == 2, done.stderr[-3000:]
+            said = done.stderr.strip().removeprefix("mlmd-magic: error: ")
+        assert expected in said and "\n" not in said.strip() and "Traceback" not in said, said
+        assert _artifacts(world.uri) == before

@@ -276,10 +276,13 @@ def _export(host: Host, a: argparse.Namespace) -> Message:
 _MAX_FILE = 1_000_000
 
 
-def _read_yaml_file(path: str) -> str:
+def _read_yaml_file(path: str, wanted: str = "import reads a YAML file written by export",
+                    smaller: str = ": split the records into smaller files") -> str:
     """The text of the regular file ``path``, read to at most one character past what
     :func:`cells.load_yaml` takes: a device (``/dev/zero``), a pipe or a larger file is refused
-    before its contents fill the memory, and a FIFO with no writer does not block the open."""
+    before its contents fill the memory, and a FIFO with no writer does not block the open.
+    ``wanted`` says, in the errors, what file the command reads; ``smaller``, how to make one
+    that is too large smaller."""
     import stat
 
     try:
@@ -289,19 +292,17 @@ def _read_yaml_file(path: str) -> str:
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise ValidationError(f"cannot read {path!r}: not a regular file (a device, a pipe or a folder); "
-                                  "import reads a YAML file written by export")
+                                  f"{wanted}")
         with os.fdopen(fd, encoding="utf-8", closefd=False) as fh:
             text = fh.read(_MAX_FILE + 1)
     except UnicodeDecodeError:
-        raise ValidationError(f"cannot read {path!r}: not UTF-8 text; import reads a YAML file written by "
-                              "export") from None
+        raise ValidationError(f"cannot read {path!r}: not UTF-8 text; {wanted}") from None
     except OSError as exc:
         raise ValidationError(f"cannot read {path!r}: {exc.strerror}") from None
     finally:
         os.close(fd)
     if len(text) > _MAX_FILE:
-        raise ValidationError(f"{path!r} is larger than {_MAX_FILE:,} characters; import reads a YAML file "
-                              "written by export: split the records into smaller files")
+        raise ValidationError(f"{path!r} is larger than {_MAX_FILE:,} characters; {wanted}{smaller}")
     return text
 
 
@@ -348,11 +349,8 @@ def _evaluate(host: Host, a: argparse.Namespace) -> Any:
         check_variable(a.output)
     spec: dict[str, Any] = {}
     if a.spec:
-        try:
-            with open(a.spec, encoding="utf-8") as fh:
-                spec = evaluation_arguments(cells.load_yaml(fh.read(), where=a.spec), where=a.spec)
-        except OSError as exc:
-            raise ValidationError(f"cannot read {a.spec!r}: {exc.strerror}") from None
+        text = _read_yaml_file(a.spec, "--spec reads a YAML file of slices, thresholds and class_names", "")
+        spec = evaluation_arguments(cells.load_yaml(text, where=a.spec), where=a.spec)
     spec.update(getattr(a, "body", None) or {})
     if a.baseline:
         spec["baseline"] = a.baseline
@@ -476,11 +474,8 @@ def _reproduce(host: Host, a: argparse.Namespace) -> Any:
 
 def read_sweep_file(path: str) -> dict[str, Any]:
     """The keyword arguments of :meth:`Store.sweep` from a YAML file (the body of a ``%%sweep`` cell)."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            body = cells.load_yaml(fh.read(), where=path)
-    except OSError as exc:
-        raise ValidationError(f"cannot read {path!r}: {exc.strerror}") from None
+    body = cells.load_yaml(_read_yaml_file(path, "sweep -f reads a YAML file, the body of a %%sweep cell", ""),
+                           where=path)
     return sweep_arguments(body, where=path)
 
 
