@@ -435,3 +435,15 @@ def test_every_file_a_command_reads_is_read_to_its_limit_only(face: str, command
             said = done.stderr.strip().removeprefix("mlmd-magic: error: ")
         assert expected in said and "\n" not in said.strip() and "Traceback" not in said, said
         assert _artifacts(world.uri) == before
+
+
+@pytest.mark.parametrize("face", FACES)
+def test_a_policy_slice_bin_past_a_floats_range_is_refused(face: str, world: World, shell: Any) -> None:
+    slices = [{"feature": "fetal_fraction", "bins": [10**400]}]
+    thresholds = [{"metric": "accuracy", "lower": 0.5}]
+    spec = {"kind": "policy", "name": "release", "slices": slices, "thresholds": thresholds}
+    path = _yaml_file(world, "policy", spec)
+    body = yaml.safe_dump({"slices": slices, "thresholds": thresholds})
+    said = _refused(face, world, lambda store: store.add_policy("release", slices=slices, thresholds=thresholds),
+                    lambda _: shell.run_cell_magic("policy", "release", body), ["import", path])
+    assert "slices[0].bins must be numbers within ±1.8e308 (a float's range)" in said, said

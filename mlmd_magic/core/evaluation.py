@@ -84,7 +84,10 @@ def _floats(value: Any, where: str) -> tuple[float, ...]:
     if not isinstance(value, (list, tuple)) or not all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
         raise ValidationError(f"{where} must be a list of numbers")
-    out = tuple(float(v) for v in value)
+    try:
+        out = tuple(float(v) for v in value)
+    except OverflowError:  # an int beyond a float's range (10**400)
+        raise ValidationError(f"{where} must be numbers within ±1.8e308 (a float's range)") from None
     if not all(math.isfinite(v) for v in out):
         raise ValidationError(f"{where} must be finite numbers, got {list(value)}: NaN or infinity splits "
                               "nothing (the first and last bins already run to -inf and +inf)")
