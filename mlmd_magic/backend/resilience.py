@@ -185,9 +185,19 @@ class ResilientStore:
     def _reconnect(self) -> None:
         from ..errors import StoreConnectionError
 
+        # A MetadataStore whose MySQL connection was lost is never called again, even when no new
+        # one can be opened yet: MLMD's MySQL source, asked again after its own reconnect failed,
+        # reads a closed handle ("MySQL database was not initialized") and can crash the process.
+        self._store = None
         self._store = reopen(self._opener, lambda exc: isinstance(exc, StoreConnectionError))
         self.reconnects += 1
         log.info("reconnected to the metadata store")
+
+    def _live(self) -> Any:
+        """The wrapped store, opened again first if the last one was lost and not yet replaced."""
+        if self._store is None:
+            self._reconnect()
+        return self._store
 
     def _waited(self) -> None:
         self.busy_retries += 1
@@ -205,18 +215,23 @@ class ResilientStore:
             self.patience = previous
 
     def __getattr__(self, name: str) -> Any:
-        target = getattr(self._store, name)
+        if self._store is None:  # lost, not yet opened again: its class says what the name is
+            from ml_metadata.metadata_store import metadata_store
+
+            target = getattr(metadata_store.MetadataStore, name)
+        else:
+            target = getattr(self._store, name)
         if not callable(target):
             return target
 
         def call(*args: Any, **kwargs: Any) -> Any:
             try:  # the first try without the retry loop's frames: most calls succeed at once
-                return getattr(self._store, name)(*args, **kwargs)
+                return getattr(self._live(), name)(*args, **kwargs)
             except Exception as exc:
                 failed: Exception | None = exc
             while True:
                 try:
-                    return retrying(lambda: getattr(self._store, name)(*args, **kwargs),
+                    return retrying(lambda: getattr(self._live(), name)(*args, **kwargs),
                                     self._reconnect if self._can_reconnect else None, failed, self._waited)
                 except Exception as exc:
                     if self.patience is None or not _waitable(exc):

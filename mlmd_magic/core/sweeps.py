@@ -28,8 +28,8 @@ from typing import Any
 from ..errors import ValidationError
 from .values import canonical_json, check_value, flatten, kept_kind
 
-__all__ = ["DISTRIBUTIONS", "SAMPLERS", "Dimension", "Objective", "SweepSpec", "check_space_keys",
-           "parse_objective", "parse_space", "parse_spec", "sweep_arguments"]
+__all__ = ["DISTRIBUTIONS", "MAX_GRID_POINTS", "SAMPLERS", "Dimension", "Objective", "SweepSpec", "check_grid_size",
+           "check_space_keys", "grid_points", "parse_objective", "parse_space", "parse_spec", "sweep_arguments"]
 
 SAMPLERS = ("tpe", "random", "grid")
 # each distribution: an example, and what it needs
@@ -44,6 +44,9 @@ _LOWER_IS_BETTER = ("loss", "mae", "mse", "rmse", "error")
 _KEYS = {"experiment", "objective", "sampler", "trials", "workers", "space", "seed", "description"}
 MAX_TRIALS = 10_000
 MAX_WORKERS = 64
+# a grid's points are walked in a shuffled order every worker computes alike; past this many a
+# grid is no sweep a budget of at most MAX_TRIALS trials covers, and the order costs memory
+MAX_GRID_POINTS = 100_000
 _EXACT_INT = 2**53  # the largest magnitude below which every whole number is a float too
 
 
@@ -75,8 +78,21 @@ class Dimension:
             return [int(self.low), int(self.high)]
         return [float(self.low), float(self.high)]
 
+    def count(self) -> int | None:
+        """How many values :meth:`grid` lists, counted without listing them; None for continuous ranges.
+
+        >>> Dimension("epochs", "int", low=1, high=10**9).count()
+        1000000000
+        """
+        if self.kind == "choice":
+            return len(self.choices)
+        if self.kind == "int":
+            return (int(self.high) - int(self.low)) // self.step + 1
+        return None
+
     def grid(self) -> list[Any] | None:
-        """Every value, for the grid sampler; None for continuous ranges."""
+        """Every value, for the grid sampler; None for continuous ranges. Lists them all: count
+        them with :meth:`count` first (``{int: [1, 1000000000]}`` is a billion)."""
         if self.kind == "choice":
             return list(self.choices)
         if self.kind == "int":
@@ -243,6 +259,43 @@ def check_space_keys(space: dict[str, Dimension], params: dict[str, Any], experi
             kept_kind(current, value, f"space {name!r} ({dim.kind})", experiment)
 
 
+def grid_points(space: dict[str, Dimension]) -> int | None:
+    """How many points a grid over ``space`` has (the product of each parameter's count, never
+    listed); None when a parameter is a continuous range."""
+    size = 1
+    for dim in space.values():
+        count = dim.count()
+        if count is None:
+            return None
+        size *= count
+    return size
+
+
+def check_grid_size(space: dict[str, Dimension]) -> int:
+    """The number of points of a grid over ``space``, refused past :data:`MAX_GRID_POINTS`.
+
+    >>> check_grid_size(parse_space({"epochs": {"int": [3, 10]}, "hidden": {"choice": [[4], [8]]}}))
+    16
+
+    Raises
+    ------
+    ValidationError
+        For a continuous range (the grid cannot enumerate it) or too many points, saying what to write.
+    """
+    continuous = [d.name for d in space.values() if d.count() is None]
+    if continuous:
+        raise ValidationError(f"the grid sampler needs values to enumerate: write {continuous[0]!r} as "
+                              f"{DISTRIBUTIONS['choice'][0]} or {{int: [low, high, step]}}, or "
+                              "use sampler: tpe or random")
+    size = grid_points(space) or 0
+    if size > MAX_GRID_POINTS:
+        factors = " × ".join(f"{d.name}: {d.count() or 0:,}" for d in space.values())
+        raise ValidationError(f"the grid has {size:,} points ({factors}), more than {MAX_GRID_POINTS:,}; use "
+                              "sampler: random or tpe (they draw from the same space), or a coarser step "
+                              "({int: [low, high, step]}) or fewer choices")
+    return size
+
+
 def parse_objective(objective: Any) -> Objective:
     """``{"metric": "eval.accuracy", "direction": "maximize"}`` or ``"eval.accuracy"`` (loss-like
     metrics are minimised, others maximised, unless ``direction`` says).
@@ -303,11 +356,7 @@ def parse_spec(*, experiment: Any, space: Any, objective: Any, sampler: Any = "t
         raise ValidationError("description must be text")
     dims = parse_space(space)
     if sampler == "grid":
-        continuous = [d.name for d in dims.values() if d.grid() is None]
-        if continuous:
-            raise ValidationError(f"the grid sampler needs values to enumerate: write {continuous[0]!r} as "
-                                  f"{DISTRIBUTIONS['choice'][0]} or {{int: [low, high, step]}}, or "
-                                  "use sampler: tpe or random")
+        check_grid_size(dims)  # counted, never listed: {int: [1, 1000000000]} would be ~36 GB
     return SweepSpec(experiment=experiment, objective=parse_objective(objective), space=dims, sampler=str(sampler),
                      trials=_count(trials, "trials", MAX_TRIALS), workers=_count(workers, "workers", MAX_WORKERS),
                      seed=seed, description=description or "")

@@ -2,7 +2,8 @@
 never waits on the store.
 
 A training hands :class:`LiveWriter` the whole execution after each epoch (progress, curves)
-and goes on at once; the thread writes the newest one it holds, rewrites it every
+and every :data:`PROGRESS_S` seconds within one (epoch, step, the run's ETA), and goes on at
+once; the thread writes the newest one it holds, rewrites it every
 :data:`~mlmd_magic.store.maintenance.HEARTBEAT_S` seconds (MLMD stamps ``last_update_time``:
 the heartbeat by which other processes know the run is alive), and looks for a cancel request
 every :data:`CANCEL_POLL_S` seconds, on a connection of its own. When the store is busy (a
@@ -24,12 +25,13 @@ from ..backend.listing import quote
 from ..backend.types import full
 from .maintenance import HEARTBEAT_S
 
-__all__ = ["CANCEL_POLL_S", "LiveWriter", "cancel_request"]
+__all__ = ["CANCEL_POLL_S", "PROGRESS_S", "LiveWriter", "cancel_request"]
 
 log = logging.getLogger("mlmd_magic")
 
 CANCEL_POLL_S = 1.0  # a running training looks for a cancel request this often
 RETRY_S = 1.0  # after a failed write or look, the next try comes this much later
+PROGRESS_S = 2.0  # a training hands its progress within an epoch (step, ETA) this often
 
 
 def cancel_request(mlmd: Any, run_id: int) -> int | None:
@@ -46,7 +48,8 @@ class LiveWriter:
     """Writes one RUNNING execution from a thread (see the module's docstring).
 
     ``connect``: opens the thread's own connection to the store (called again after the
-    connection was lost; a ``memory://`` store passes its only one). ``watch_cancel``:
+    connection was lost; a ``memory://`` store passes its only one). ``reopen``: a connection
+    to a server (MySQL) that failed other than busy is dropped and opened anew. ``watch_cancel``:
     look for ``CancelRun`` requests of this execution. ``clock``: monotonic seconds (tests
     pass their own).
 
@@ -59,8 +62,9 @@ class LiveWriter:
 
     def __init__(self, connect: Callable[[], Any], execution: Any, *, watch_cancel: bool = False,
                  heartbeat_s: float = HEARTBEAT_S, cancel_poll_s: float = CANCEL_POLL_S,
-                 clock: Callable[[], float] = time.monotonic, name: str = "") -> None:
+                 clock: Callable[[], float] = time.monotonic, name: str = "", reopen: bool = False) -> None:
         self._connect = connect
+        self._reopen = reopen
         self._mlmd: Any = None
         self._execution = execution
         self._dirty = False
@@ -116,8 +120,10 @@ class LiveWriter:
     def _failed(self, exc: BaseException) -> None:
         from ..backend.resilience import classify
 
-        if classify(exc) == "lost":
-            self._mlmd = None  # a lost MySQL connection is opened again on the next try
+        if self._reopen and classify(exc) != "busy":
+            # a server connection that failed other than busy is never used again (MLMD's MySQL
+            # source, asked again after its own reconnect failed, can crash): opened anew next try
+            self._mlmd = None
         if self.unreachable_since is None:
             self.unreachable_since = self._clock()
             log.info("the store is not answering (%s); a running training goes on and writes later",

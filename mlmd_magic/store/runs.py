@@ -81,6 +81,8 @@ class Runs:
         self.runs_root = runs_root
         #: opens the connection a running training's writer thread uses (default: the store's own)
         self.live_connect = live_connect or (lambda: self.recorder.mlmd)
+        #: whether that connection is to a server, opened anew after it failed
+        self.live_reopens = False
         #: seconds without a heartbeat after which a RUNNING run is dead
         self.stale_after_s = stale_after_s or (lambda: DEFAULT_STALE_AFTER_S)
         self._next_run: dict[str, int] = {}  # experiment version -> the next run number to try

@@ -105,6 +105,7 @@ class Store:
         # a running training writes its progress on a connection of its own (an in-memory store has one only)
         live_connect = (lambda: self._recorder.mlmd) if uri.scheme == "memory" else backend.open
         self._runs = Runs(self._records, self._recorder, self.runs_root, live_connect, self.options.stale_after_s)
+        self._runs.live_reopens = backend.can_reconnect
         self._release = Release(self._records, self._runs, self._recorder)
         self._sweeps = Sweeps(self._records, self._runs, self._recorder, backend, self.options.stale_after_s)
         #: trainings left RUNNING by a dead kernel, marked FAILED when this store was opened

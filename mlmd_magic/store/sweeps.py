@@ -8,12 +8,15 @@
   never gives a trial; and an ordinary ``Train`` run, associated with the sweep's context and
   carrying its trial number. A trial with the values of an earlier trial of the same sweep
   version is that trial, whose run is CACHED, so re-running a sweep trains nothing twice.
-* The search is Optuna's (ask/tell, TPE, random or grid sampler with a fixed seed). Its study
+* The search is Optuna's (ask/tell, TPE or random sampler with a fixed seed; a grid's points
+  are queued trials, see :class:`_Grid`). Its study
   lives beside the store — a journal file next to a SQLite store, a database next to the
   store's on a MySQL server (``DATABASE_sweeps``), in this process for ``memory://`` — so
   processes on several machines share one search through Optuna's storage. Trial numbers are
   handed out by that storage: a worker that asks for trial N runs it only if fewer than
   ``trials`` trials are done or running before N, so no trial runs twice and the budget holds.
+* What Optuna keeps must fit its storage on every backend (on MySQL a parameter's distribution
+  is a 64 KB ``TEXT``): checked when a sweep is defined, before anything is written.
 """
 
 from __future__ import annotations
@@ -25,10 +28,10 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,10 +42,21 @@ from ..backend.properties import text
 from ..backend.recorder import Action, Recorder
 from ..core import secrets as _secrets
 from ..core.names import check_name, is_trial, parse_ref
-from ..core.sweeps import Dimension, Objective, SweepSpec, check_space_keys, parse_objective, parse_space, parse_spec
+from ..core.sweeps import (
+    Dimension,
+    Objective,
+    SweepSpec,
+    check_grid_size,
+    check_space_keys,
+    grid_points,
+    parse_objective,
+    parse_space,
+    parse_spec,
+)
 from ..core.values import canonical_json
 from ..errors import MlmdMagicError, RunCancelled, StoreError, ValidationError
-from .maintenance import process_alive
+from .live import LiveWriter
+from .maintenance import Owner, owner_token
 from .records import Records
 from .results import Run
 from .runs import Runs
@@ -54,6 +68,12 @@ __all__ = ["Sweep", "Sweeps"]
 
 _SUFFIX = "sweeps"  # the side storage: FILE.sweeps.journal, or database DATABASE_sweeps
 _SEED_STRIDE = 7919  # a resumed or parallel search draws new values, not the first ones again
+_TEXT_BYTES = 65_535  # MySQL's TEXT: Optuna's RDB storage keeps each distribution and attribute in one
+_NAME_CHARS = 512  # and a parameter's name in a VARCHAR(512)
+# the trials this process works on, (study, number): one of its own trials not among them was left
+# behind (its worker stopped between asking for it and writing its own owner, or on an error)
+_WORKING: set[tuple[str, int]] = set()
+_WORKING_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -78,12 +98,8 @@ class _Plan:
         return f"mlmd_magic.Sweep:{self.ref}"
 
     def grid_size(self) -> int | None:
-        if self.sampler != "grid":
-            return None
-        size = 1
-        for dim in self.space.values():
-            size *= len(dim.grid() or [])
-        return size
+        """The grid's number of points, counted (never listed); None for another sampler."""
+        return grid_points(self.space) if self.sampler == "grid" else None
 
 
 @dataclass(frozen=True)
@@ -107,7 +123,7 @@ class Sweep:
         return f"{self.name}@{self.version}"
 
     def counts(self) -> dict[str, int]:
-        """How many trials are in each state (COMPLETE, CACHED, FAILED, RUNNING, INTERRUPTED)."""
+        """How many trials are in each state (COMPLETE, CACHED, FAILED, RUNNING, INTERRUPTED, DUPLICATE)."""
         states = self.trials["state"].value_counts().to_dict() if not self.trials.empty else {}
         return {str(k): int(v) for k, v in states.items()}
 
@@ -121,6 +137,8 @@ class Sweep:
             parts.append(f"{c['RUNNING']} running")
         if c.get("INTERRUPTED"):
             parts.append(f"{c['INTERRUPTED']} interrupted (owed again)")
+        if c.get("DUPLICATE"):  # a study of an older version, whose grid sampler ran a point twice
+            parts.append(f"{c['DUPLICATE']} duplicate (a grid point run before; not counted)")
         line = "; ".join(parts)
         if c.get("FAILED"):
             errors = self.trials.loc[self.trials["state"] == "FAILED", "error"].value_counts()
@@ -211,11 +229,11 @@ class Sweep:
                 f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>")
 
 
-def _distributions(plan: _Plan) -> dict[str, Any]:
+def _distributions(space: dict[str, Dimension]) -> dict[str, Any]:
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
     out: dict[str, Any] = {}
-    for name, dim in plan.space.items():
+    for name, dim in space.items():
         if dim.kind == "choice":
             out[name] = CategoricalDistribution([canonical_json(c) for c in dim.choices])
         elif dim.kind == "int":
@@ -226,6 +244,55 @@ def _distributions(plan: _Plan) -> dict[str, Any]:
     return out
 
 
+def _suggest(trial: Any, distributions: dict[str, Any]) -> None:
+    """Give ``trial`` its parameters (those it was queued with, else the sampler's), as
+    ``study.ask(distributions)`` would — after the trial is ours, so a parameter its storage
+    refuses leaves a trial this worker marks interrupted, not one left RUNNING."""
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    for name, dist in distributions.items():
+        if isinstance(dist, CategoricalDistribution):
+            trial.suggest_categorical(name, list(dist.choices))
+        elif isinstance(dist, IntDistribution):
+            trial.suggest_int(name, dist.low, dist.high, step=dist.step)
+        else:
+            trial.suggest_float(name, dist.low, dist.high, log=dist.log)
+
+
+def _check_storable(space: dict[str, Dimension], sampler: str) -> None:
+    """What Optuna writes of a trial must fit its study storage, on every backend alike: on
+    MySQL a parameter's distribution (a categorical one holds every choice) and a queued grid
+    point are each a ``TEXT`` of 65,535 bytes, a parameter's name a ``VARCHAR(512)``. Checked
+    when the sweep is defined, before anything is written: else the first trial fails after the
+    sweep's version is on record — and on SQLite never, until the sweep moves to MySQL.
+
+    Raises
+    ------
+    ValidationError
+        Naming the parameter, its size and what to do.
+    """
+    from optuna.distributions import distribution_to_json
+
+    for name, dist in _distributions(space).items():
+        if len(name) > _NAME_CHARS:
+            raise ValidationError(f"space key {name[:40]!r}... is {len(name):,} characters, more than the "
+                                  f"{_NAME_CHARS} Optuna's study storage keeps; search a parameter with a shorter name")
+        size = len(distribution_to_json(dist).encode())
+        if size > _TEXT_BYTES:
+            raise ValidationError(f"space {name!r}: Optuna keeps its distribution as {size:,} bytes of JSON, more "
+                                  f"than the {_TEXT_BYTES:,} its study storage holds (a TEXT on MySQL); use fewer "
+                                  "or shorter choices (e.g. short names the trainer maps to values)")
+    if sampler == "grid":  # the longest point, as it is queued (see _Grid): each parameter's longest value
+        longest = {name: max(_Grid.values_of(dim) if dim.kind == "choice" else [int(dim.low), int(dim.high)],
+                             key=lambda v: len(json.dumps(v)))
+                   for name, dim in space.items()}
+        size = len(json.dumps(longest).encode())
+        if size > _TEXT_BYTES:
+            raise ValidationError(f"a point of the grid takes {size:,} bytes of JSON as Optuna queues it, more than "
+                                  f"the {_TEXT_BYTES:,} its study storage holds (a TEXT on MySQL); use fewer or "
+                                  "shorter choices")
+
+
 def _decode(dim: Dimension, value: Any) -> Any:
     return json.loads(value) if dim.kind == "choice" else value
 
@@ -234,21 +301,88 @@ def _sampler(plan: _Plan, offset: int) -> Any:
     import optuna
 
     seed = plan.seed + offset
-    if plan.sampler == "grid":
-        grid: dict[str, list[Any]] = {
-            name: [canonical_json(v) for v in dim.choices] if dim.kind == "choice" else list(dim.grid() or [])
-            for name, dim in plan.space.items()}
-        class Grid(optuna.samplers.GridSampler):
-            def after_trial(self, *args: Any, **kwargs: Any) -> None:
-                """Optuna's grid stops ``optimize()`` once every point is tried; with ask/tell the
-                sweep's budget (capped at the grid's size) stops it instead."""
-
-        # every worker shuffles the grid alike: trial N is grid point N in each (Optuna numbers the
-        # trials), so no point is tried twice and none is left out
-        return Grid(grid, seed=plan.seed)
-    if plan.sampler == "random":
+    if plan.sampler in ("grid", "random"):
+        # a grid's points are queued trials (see _Grid): a trial asked when none is queued is surplus
         return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed)  # constant_liar: parallel workers do not all try one point
+
+
+class _Grid:
+    """A grid sweep's points, queued as Optuna trials rather than drawn by Optuna's ``GridSampler``.
+
+    ``GridSampler`` counts a failed or interrupted trial as visited, so the trial owed again after
+    a worker died got a point already run: one point never trained, another twice. Here each
+    point is queued as a WAITING trial (``study.enqueue_trial``: its values in the trial's
+    ``system_attrs["fixed_params"]``), which ``study.ask()`` hands to one worker only (a popped
+    trial turns RUNNING atomically in the RDB and journal storages). Points are queued lazily, one
+    when no queued one is left: the first still owed — held by no COMPLETE, really FAILED, live
+    RUNNING or WAITING trial, so a point whose trial was interrupted is owed again, with its own
+    values — in one order every worker computes alike, ``GridSampler``'s (the product over the
+    parameters by name, shuffled with the sweep's seed): trial N is the point it was before,
+    unless workers raced or one died.
+
+    Workers topping up at once may queue one point twice. The rule: among a point's trials that
+    are neither interrupted nor surplus, the lowest-numbered owns it; a worker that pops another
+    (or a trial the sampler drew because nothing was queued, or one past the budget) marks it
+    surplus without training it. A point is its values as Optuna keeps them (a choice as its
+    canonical JSON, an int as itself), in the space's order.
+    """
+
+    def __init__(self, plan: _Plan) -> None:
+        self.names = list(plan.space)
+        self.kinds = [dim.kind for dim in plan.space.values()]
+        self.by_name = sorted(self.names)  # GridSampler's product runs over the parameters by name
+        self.values = [self.values_of(plan.space[name]) for name in self.by_name]
+        self.seed = plan.seed
+        self._order: list[int] | None = None
+
+    @staticmethod
+    def values_of(dim: Dimension) -> list[Any]:
+        """A parameter's grid values as Optuna keeps them (the grid is capped: see check_grid_size)."""
+        return [canonical_json(v) for v in dim.choices] if dim.kind == "choice" else list(dim.grid() or [])
+
+    def point(self, index: int) -> tuple[Any, ...]:
+        """The ``index``-th point of the product of the parameters' values (by name), in the space's order."""
+        values: dict[str, Any] = {}
+        for name, options in zip(reversed(self.by_name), reversed(self.values)):
+            index, i = divmod(index, len(options))
+            values[name] = options[i]
+        return tuple(values[name] for name in self.names)
+
+    def key(self, trial: Any) -> tuple[Any, ...] | None:
+        """The point a (frozen) trial holds: the values it was queued with, else (a trial of an
+        older version's ``GridSampler``, which marks its trials ``grid_id``) its parameters; None
+        for a trial the sampler drew, which is no grid point."""
+        attrs = trial.system_attrs
+        values = attrs.get("fixed_params")
+        if values is None:
+            if "grid_id" not in attrs:
+                return None
+            values = trial.params
+        try:
+            return tuple(str(values[name]) if kind == "choice" else int(values[name])
+                         for name, kind in zip(self.names, self.kinds))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def params(self, point: tuple[Any, ...]) -> dict[str, Any]:
+        return dict(zip(self.names, point))
+
+    def owed(self, held: set[tuple[Any, ...]], count: int) -> list[tuple[Any, ...]]:
+        """The first ``count`` points in the shuffled order that are not ``held``."""
+        if self._order is None:
+            import numpy as np
+
+            self._order = list(range(math.prod(len(v) for v in self.values)))
+            np.random.RandomState(self.seed).shuffle(self._order)  # as GridSampler shuffles its grid
+        out = []
+        for index in self._order:
+            point = self.point(index)
+            if point not in held:
+                out.append(point)
+                if len(out) >= count:
+                    break
+        return out
 
 
 def _sqlite_journal(path: str) -> Any:
@@ -295,6 +429,13 @@ def _sqlite_journal(path: str) -> Any:
     return SqliteJournal()
 
 
+def _reason(exc: BaseException) -> str:
+    """What stopped a worker, in a few words, for a record (secrets redacted)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "stopped (Ctrl-C)"
+    return _secrets.redact(f"{type(exc).__name__}: {exc}")[:300]
+
+
 def _failed(attrs: dict[str, Any]) -> bool:
     """A FAIL trial that failed for real (it has an error), not one interrupted or surplus."""
     return bool(attrs.get("mlmd", {}).get("error")) and not attrs.get("surplus")
@@ -335,6 +476,7 @@ class Sweeps:
             check_name(name, "sweep name")
             spec = parse_spec(experiment=experiment, space=space, objective=objective, sampler=sampler,
                               trials=trials, workers=workers, seed=seed, description=description)
+            _check_storable(spec.space, spec.sampler)
             plan = self._define(act, name, spec)
             return self._invoke(act, plan, spec.trials, spec.workers, 0, progress, on_update)
 
@@ -492,90 +634,216 @@ class Sweeps:
 
     def _invoke(self, act: Action, plan: _Plan, budget: int, workers: int, offset: int, progress: bool,
                 on_update: Callable[[Sweep], None] | None) -> Sweep:
+        if plan.sampler == "grid":
+            check_grid_size(plan.space)  # a version written before these checks
+        _check_storable(plan.space, plan.sampler)
         act.contexts.append(("Sweep", plan.name))
         act.arguments["sweep"] = plan.ref
         act.state, act.outcome = "RUNNING", "running"
+        act.properties["owner"] = owner_token()
         self.recorder.commit(act)
         act.inputs_written = True
-        study = self._study(plan, 0)
-        grid = plan.grid_size()
-        budget = min(budget, grid) if grid else budget
-        study.set_user_attr("trials", budget)
-        if workers > 1:
-            self._spawn(plan, study, budget, workers, offset, on_update)
-        else:
-            study = self._study(plan, offset + _SEED_STRIDE * len(study.get_trials(deepcopy=False)))
-            self._work(plan, study, budget, progress, on_update)
-        result = self._result(plan, study, budget)
+        # a heartbeat while it runs (its trials' runs have their own): a sweep whose process died
+        # is FAILED for the next reader, never RUNNING for ever
+        live = LiveWriter(self.runs.live_connect, self.recorder.execution_of(act), name=f"sweep {plan.ref}",
+                          reopen=self.runs.live_reopens)
+        try:
+            study = self._study(plan, 0)
+            grid = plan.grid_size()
+            budget = min(budget, grid) if grid else budget
+            study.set_user_attr("trials", budget)
+            if workers > 1:
+                self._spawn(plan, study, budget, workers, offset, on_update)
+            else:
+                study = self._study(plan, offset + _SEED_STRIDE * len(study.get_trials(deepcopy=False)))
+                self._work(plan, study, budget, progress, on_update)
+            result = self._result(plan, study, budget)
+        except BaseException as exc:
+            live.close()
+            self._record_failure(act, exc)
+            raise
+        live.close()  # before the last write: no heartbeat may follow it
         act.state, act.outcome = "COMPLETE", result.summary()[:1000]
         act.properties["details"] = canonical_json({"sweep": plan.ref, "trials": result.counts(), "budget": budget})
         self.recorder.commit(act)
         return result
 
+    def _record_failure(self, act: Action, exc: BaseException) -> None:
+        """A run that fails after its execution was written RUNNING: FAILED (CANCELED on Ctrl-C)
+        with the reason, at once, so no reader takes it for a sweep still running. Should this
+        write fail too, the recorder's guard around the action tries again."""
+        act.state = "CANCELED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+        act.outcome = "canceled" if act.state == "CANCELED" else f"failed: {_reason(exc)}"[:1000]
+        act.outputs = []
+        act.committed = False  # so the guard writes it if this does not
+        try:
+            self.recorder.commit(act, error=exc)
+        except Exception:
+            pass
+
+    def _dead(self, study: Any, trial: Any) -> str:
+        """Why a RUNNING trial's worker is dead, or ``""`` while it may be alive. An owner process
+        of this machine (same host, boot and PID namespace) is judged by the process itself — gone,
+        a zombie, or its pid taken by another; this very process, by whether it works on the trial
+        now; any other (another machine, an owner written by an older version as ``HOST:PID``,
+        none) by the trial's run (see :meth:`_abandoned`)."""
+        owner = Owner.parse(str(trial.user_attrs.get("owner", "")))
+        if owner is not None and owner.here():
+            if owner == Owner.parse(owner_token()):
+                with _WORKING_LOCK:
+                    working = (study.study_name, trial.number) in _WORKING
+                return "" if working else "this process no longer works on it"
+            return owner.gone()
+        return self._abandoned(study, trial)
+
+    def _interrupted(self, study: Any, trial: Any) -> bool:
+        """Whether ``trial`` is RUNNING in a dead process; if so it is marked interrupted (owed again)."""
+        reason = self._dead(study, trial)
+        if reason:
+            self._interrupt(study, trial, reason)
+        return bool(reason)
+
     def _counted(self, study: Any, before: int | None = None) -> int:
         """Trials that use up the budget (done, failed, or running in a live process), all of them or
-        those numbered below ``before``; trials of dead processes on this host are marked interrupted."""
+        those numbered below ``before``; trials of dead processes are marked interrupted."""
         from optuna.trial import TrialState
 
-        host = socket.gethostname()
         count = 0
         for t in study.get_trials(deepcopy=False):
             if before is not None and t.number >= before:
                 continue
-            attrs = t.user_attrs
             if t.state == TrialState.RUNNING:
-                owner = str(attrs.get("owner", ""))
-                where, _, pid = owner.rpartition(":")
-                if where == host and pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
-                    self._interrupt(study, t.number)
-                    continue
-                if where != host and self._abandoned(study, t):  # a worker on another machine that died
-                    self._interrupt(study, t.number)
-                    continue
-                count += 1
-            elif t.state == TrialState.COMPLETE or (t.state == TrialState.FAIL and _failed(attrs)):
+                if not self._interrupted(study, t):
+                    count += 1
+            elif t.state == TrialState.COMPLETE or (t.state == TrialState.FAIL and _failed(t.user_attrs)):
                 count += 1
         return count
 
-    def _abandoned(self, study: Any, trial: Any) -> bool:
-        """Whether a RUNNING trial of another machine's worker is dead: its run (found by the
-        external id the trial gave it) ended FAILED or CANCELED without the worker telling the
-        study — the store marks a run FAILED when its heartbeat stops — or, when it never got as
-        far as its run, it started longer ago than a run may go without a heartbeat."""
+    def _grid_owners(self, study: Any, grid: _Grid, trials: list[Any] | None = None) -> dict[tuple[Any, ...], Any]:
+        """Each held grid point and the trial that owns it: the lowest-numbered of its trials that
+        is done (COMPLETE, or FAILED with an error), RUNNING in a live process, or WAITING to be
+        asked (see :class:`_Grid`); trials of dead processes are marked interrupted first."""
+        from optuna.trial import TrialState
+
+        owners: dict[tuple[Any, ...], Any] = {}
+        for t in sorted(study.get_trials(deepcopy=False) if trials is None else trials, key=lambda t: t.number):
+            if t.state == TrialState.RUNNING:
+                if self._interrupted(study, t):
+                    continue
+            elif not (t.state in (TrialState.WAITING, TrialState.COMPLETE)
+                      or (t.state == TrialState.FAIL and _failed(t.user_attrs))):
+                continue
+            point = grid.key(t)
+            if point is not None:
+                owners.setdefault(point, t)
+        return owners
+
+    def _grid_owes(self, study: Any, grid: _Grid, budget: int, owner: str) -> bool:
+        """Whether a grid sweep still owes trials (fewer than ``budget`` of its points are done or
+        running); if so, the first owed point in the order is queued unless one is queued already
+        (workers topping up at once may queue it twice: see :class:`_Grid`). A queued trial
+        carries its queuer as ``owner`` until the worker that asks for it writes its own: one that
+        dies in between leaves a trial owned by a dead process (or by one that knows it does not
+        work on it), never by nobody."""
+        from optuna.trial import TrialState
+
+        owners = self._grid_owners(study, grid)
+        ranked = sorted(owners.values(), key=lambda t: t.number)[:budget]
+        if sum(1 for t in ranked if t.state != TrialState.WAITING) >= budget:
+            return False
+        if not any(t.state == TrialState.WAITING for t in ranked):
+            owed = grid.owed(set(owners), 1)
+            if not owed:
+                return False
+            study.enqueue_trial(grid.params(owed[0]), user_attrs={"owner": owner})
+        return True
+
+    def _grid_surplus(self, study: Any, grid: _Grid, trial: Any, budget: int) -> bool:
+        """Whether a grid trial just asked is surplus: drawn by the sampler (nothing was queued),
+        its point owned by an earlier trial, or past the budget's first points (see :class:`_Grid`)."""
+        trials = study.get_trials(deepcopy=False)
+        mine = next((t for t in trials if t.number == trial.number), None)
+        point = grid.key(mine) if mine is not None and "fixed_params" in mine.system_attrs else None
+        if point is None:
+            return True
+        owners = self._grid_owners(study, grid, trials)
+        ranked = sorted(owners.values(), key=lambda t: t.number)[:budget]
+        owner = owners.get(point)
+        return owner is None or owner.number != trial.number or all(t.number != trial.number for t in ranked)
+
+    def _abandoned(self, study: Any, trial: Any) -> str:
+        """Why a RUNNING trial of a worker not judged by its process is dead (``""`` while it may be
+        alive): its run (found by the external id the trial gave it) ended FAILED or CANCELED without
+        the worker telling the study — the store marks a run FAILED when its heartbeat stops — or,
+        when it never got as far as its run, it started longer ago than a run may go without a
+        heartbeat."""
         from ml_metadata.proto import metadata_store_pb2 as pb
 
         run = self.runs.by_external_id(_run_key(study.study_name, trial))
         if run is not None:
-            return run.last_known_state in (pb.Execution.FAILED, pb.Execution.CANCELED)
+            if run.last_known_state in (pb.Execution.FAILED, pb.Execution.CANCELED):
+                return f"its run {run.name} ended {pb.Execution.State.Name(run.last_known_state)}"
+            return ""
         started = trial.datetime_start
-        return started is not None and time.time() - started.timestamp() > self.stale_after_s()
+        if started is not None and time.time() - started.timestamp() > self.stale_after_s():
+            return f"it never got as far as its run in {self.stale_after_s():.0f} s"
+        return ""
 
     @staticmethod
-    def _interrupt(study: Any, number: int) -> None:
-        """A trial whose process died: FAILED without an error, which marks it interrupted (owed again)."""
+    def _interrupt(study: Any, trial: Any, reason: str = "") -> None:
+        """A trial whose process died, or whose worker stopped on an error: FAILED without an
+        error, which marks it interrupted (owed again), with ``reason`` kept beside it."""
         import optuna
         from optuna.trial import TrialState
 
         try:
-            study.tell(number, state=TrialState.FAIL)
+            if reason:  # the storage's own call: a frozen trial has no setter (Optuna is pinned)
+                study._storage.set_trial_user_attr(trial._trial_id, "interrupted", reason[:300])
+            study.tell(trial.number, state=TrialState.FAIL)
         except (RuntimeError, ValueError, optuna.exceptions.UpdateFinishedTrialError):
-            pass  # another process got there first
+            pass  # another process got there first, or the trial ended as it should
 
     def _work(self, plan: _Plan, study: Any, budget: int, progress: bool,
               on_update: Callable[[Sweep], None] | None) -> None:
+        import optuna
         from optuna.trial import TrialState
 
-        distributions = _distributions(plan)
-        owner = f"{socket.gethostname()}:{os.getpid()}"
-        while self._counted(study) < budget:
-            trial = study.ask(distributions)
-            trial.set_user_attr("owner", owner)
-            if self._counted(study, before=trial.number) >= budget:
-                # another worker took the last slot between our look and our ask
-                trial.set_user_attr("surplus", True)
-                study.tell(trial, state=TrialState.FAIL)
-                break
-            self._trial(plan, study, trial, progress)
+        distributions = _distributions(plan.space)
+        owner = owner_token()
+        grid = _Grid(plan) if plan.sampler == "grid" else None
+        while (self._grid_owes(study, grid, budget, owner) if grid is not None
+               else self._counted(study) < budget):
+            with _WORKING_LOCK:  # ours from the moment Optuna hands it out, for every thread of this process
+                trial = study.ask()
+                working = (study.study_name, trial.number)
+                _WORKING.add(working)
+            try:
+                trial.set_user_attr("owner", owner)
+                if grid is not None:
+                    surplus = self._grid_surplus(study, grid, trial, budget)
+                else:  # another worker took the last slot between our look and our ask
+                    surplus = self._counted(study, before=trial.number) >= budget
+                if surplus:
+                    trial.set_user_attr("surplus", True)
+                    study.tell(trial, state=TrialState.FAIL)
+                    if grid is None:
+                        break
+                    continue
+                _suggest(trial, distributions)
+                self._trial(plan, study, trial, progress)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                # another worker took this trial for dead (it looked between Optuna handing it out and
+                # this worker writing itself as its owner) and marked it interrupted: its point is owed
+                # again, and a run this worker finished is CACHED then
+                continue
+            except BaseException as exc:
+                # whatever stopped this worker mid-trial (Ctrl-C, a store or study error): the trial
+                # is interrupted, with the reason, never left RUNNING (a no-op once it was told)
+                self._interrupt(study, trial, _reason(exc))
+                raise
+            finally:
+                with _WORKING_LOCK:
+                    _WORKING.discard(working)
             if on_update is not None:
                 on_update(self._result(plan, study, budget))
 
@@ -592,14 +860,14 @@ class Sweeps:
                                   external_id=_run_key(study.study_name, trial))
         except RunCancelled as exc:
             if not exc.requested:  # Ctrl-C: FAILED without an error, so owed again
-                study.tell(trial, state=TrialState.FAIL)
+                self._interrupt(study, trial)
                 raise
             # `%mlmd cancel` of this trial's run: that trial is dropped (FAILED, said why), the sweep goes on
             trial.set_user_attr("mlmd", {"error": _secrets.redact(f"cancelled: {exc}")[:300]})
             study.tell(trial, state=TrialState.FAIL)
             return
         except KeyboardInterrupt:  # Ctrl-C: FAILED without an error, so owed again
-            study.tell(trial, state=TrialState.FAIL)
+            self._interrupt(study, trial)
             raise
         except MlmdMagicError as exc:
             trial.set_user_attr("mlmd", {"error": _secrets.redact(f"{type(exc).__name__}: {exc}")[:300]})
@@ -640,7 +908,9 @@ class Sweeps:
         seen = -1
         failed = []
         try:
-            while any(p.poll() is None for p, _ in procs):
+            # every child polled each round (not up to the first live one): one that died is reaped
+            # at once, never left a zombie while another trains
+            while [p.poll() for p, _ in procs].count(None):
                 time.sleep(0.5)
                 if on_update is not None:
                     finished = sum(1 for t in study.get_trials(deepcopy=False) if t.state.is_finished())
@@ -675,10 +945,12 @@ class Sweeps:
         from optuna.trial import TrialState
 
         key = plan.objective.key
+        grid = _Grid(plan) if plan.sampler == "grid" else None
+        run_before: set[tuple[Any, ...]] = set()  # grid points a finished trial ran
         rows = []
-        for t in study.get_trials(deepcopy=False):
+        for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
             attrs = t.user_attrs
-            if attrs.get("surplus"):
+            if attrs.get("surplus") or t.state == TrialState.WAITING:  # bookkeeping, never trained
                 continue
             links = attrs.get("mlmd", {})
             if t.state == TrialState.COMPLETE:
@@ -687,12 +959,21 @@ class Sweeps:
                 state = "FAILED" if _failed(attrs) else "INTERRUPTED"
             else:
                 state = "RUNNING" if t.state == TrialState.RUNNING else t.state.name
+            point = grid.key(t) if grid is not None else None
+            if grid is not None and point is None:  # drawn by the sampler, never trained: surplus, or about to be
+                continue
+            if point is not None and state in ("COMPLETE", "CACHED", "FAILED"):
+                if point in run_before:  # an older version's grid sampler ran this point twice
+                    state = "DUPLICATE"
+                run_before.add(point)
+            values = {**t.system_attrs.get("fixed_params", {}), **t.params}  # a queued trial's, until it has its own
             row: dict[str, Any] = {"trial": t.number, "state": state,
                                    key: float(t.value) if t.value is not None else math.nan}
             for name, dim in plan.space.items():
-                row[name] = _decode(dim, t.params[name]) if name in t.params else None
+                row[name] = _decode(dim, values[name]) if name in values else None
+            error = links.get("error", "") or (attrs.get("interrupted", "") if state == "INTERRUPTED" else "")
             row.update({"run": links.get("run", ""), "experiment": links.get("experiment", ""),
-                        "error": links.get("error", "")})
+                        "error": f"interrupted: {error}" if error and state == "INTERRUPTED" else error})
             rows.append(row)
         columns = ["trial", "state", key, *plan.space, "run", "experiment", "error"]
         frame = pd.DataFrame(rows, columns=columns)
