@@ -77,22 +77,39 @@ class TrainingError(MlmdMagicError):
 
 
 class RunCancelled(KeyboardInterrupt):
-    """A training stopped by the user (Ctrl-C, the notebook's stop button): still a
-    ``KeyboardInterrupt``, so it stops a script as one, with what was done in a single line.
+    """A training stopped on purpose: Ctrl-C, the notebook's stop button, or a ``%mlmd cancel`` /
+    ``store.cancel`` from anywhere. Still a ``KeyboardInterrupt``, so it stops a script as one;
+    its message is the one calm line the magics print (not an error):
+    ``run t21-long@2#1 cancelled after 7 of 40 epochs, 39 s``.
 
     The ``Train`` execution is recorded CANCELED and no model is left. Attributes: ``run`` (the
-    run's name, ``EXPERIMENT@N#K``), ``seconds``, ``epochs_done``, ``epochs``, and
+    run's name, ``EXPERIMENT@N#K``), ``seconds``, ``epochs_done``, ``epochs``,
     ``version_created`` (the experiment version a ``--set`` created for this run, which stays),
-    ``requested`` (True when a ``%mlmd cancel`` / ``store.cancel`` asked for it, not Ctrl-C).
+    ``version_reused`` (the existing version a ``--set`` gave, so none was created; the faces set
+    it), ``requested`` (True when a ``%mlmd cancel`` / ``store.cancel`` asked for it, not Ctrl-C).
     """
 
     def __init__(self, run: str, seconds: float, epochs_done: int, epochs: int, version_created: str = "",
                  requested: bool = False) -> None:
         self.run, self.seconds, self.epochs_done, self.epochs = run, seconds, epochs_done, epochs
         self.version_created, self.requested = version_created, requested
-        kept = (f"; {version_created} was defined for this run and stays (train it again with "
-                f"%mlmd train {version_created})") if version_created else ""
-        super().__init__(f"run {run} cancelled after {_duration(seconds)}, epoch {epochs_done}/{epochs}{kept}")
+        self.version_reused = ""
+        super().__init__(self.line())
+
+    def line(self) -> str:
+        """What was done, in one line (``cancelled``, one duration)."""
+        how = " by a cancel request" if self.requested else ""
+        line = f"run {self.run} cancelled{how} after {self.epochs_done} of {self.epochs} epochs, " \
+               f"{_duration(self.seconds)}"
+        if self.version_created:
+            line += (f"; --set created {self.version_created} for it, which stays (train it with "
+                     f"%mlmd train {self.version_created}; the same --set values reuse it)")
+        elif self.version_reused:
+            line += f"; no new version: --set gave {self.version_reused}, which existed already"
+        return line
+
+    def __str__(self) -> str:
+        return self.line()
 
 
 def _duration(seconds: float) -> str:

@@ -147,7 +147,7 @@ POINTS = {
 
 
 def _assert_canceled(store: mm.Store, tmp_path: Path, message: str, epochs: int = EPOCHS) -> None:
-    assert re.fullmatch(rf"run t21@1#1 cancelled after \d+ s, epoch \d+/{epochs}", message), message
+    assert re.fullmatch(rf"run t21@1#1 cancelled after \d+ of {epochs} epochs, \d+ (s|min)", message), message
     assert list(store.list("runs")["state"]) == ["CANCELED"]
     (execution,) = store.mlmd.get_executions_by_type("mlmd_magic.Train")
     assert execution.last_known_state == pb.Execution.CANCELED
@@ -174,7 +174,7 @@ def test_an_interrupt_is_canceled_wherever_it_lands(where: str, store: mm.Store,
     _assert_canceled(store, tmp_path, str(info.value))
     assert point.ended == ["canceled"]  # the progress display says so too
     if where == "at an epoch's end, after the heartbeat":
-        assert store.watch("t21@1#1").epoch == 1 and str(info.value).endswith("epoch 1/2")
+        assert store.watch("t21@1#1").epoch == 1 and "after 1 of 2 epochs" in str(info.value)
 
 
 def test_a_second_interrupt_while_the_cancel_is_written_still_cancels(store: mm.Store, tmp_path: Path) -> None:

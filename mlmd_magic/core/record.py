@@ -58,14 +58,68 @@ class Record:
             return f"unchanged: identical to version {self.version}"
         return f"version {self.version}" + (f" (the same as {same})" if same else "")
 
+    def summary_lines(self) -> list[tuple[str, str]]:
+        """The few lines a notebook shows of the record (the rest is folded): ``(label, text)``."""
+        d, out, after = self.data, [], []
+        if self.kind == "datasources":
+            counts = d.get("examples") or {}
+            splits = d.get("splits") or {}
+            out.append(("data", f"{d.get('uri', '')} · {d.get('format', '')} · label {d.get('label', '')}"))
+            out.append(("splits", ", ".join(f"{k} ({counts[k]})" if k in counts else str(k) for k in splits)))
+            features = d.get("features") or {}
+            if features:
+                out.append(("features", f"{len(features)}: {_short(', '.join(map(str, features)))}"))
+            if d.get("label_names"):
+                out.append(("classes", ", ".join(map(str, d["label_names"]))))
+        elif self.kind == "experiments":
+            ds, sc = d.get("datasource") or {}, d.get("scenario") or {}
+            # hyperparameters first: what a person reads an experiment for
+            after.append(("from", f"data source {ds.get('name')}@{ds.get('version')} · scenario "
+                                  f"{sc.get('name')}@{sc.get('version')} · model {sc.get('model', '')}"))
+        elif self.kind == "scenarios":
+            out.append(("model", str(d.get("model", ""))))
+        elif self.kind == "policies":
+            out.append(("checks", f"{len(d.get('thresholds') or [])} thresholds on {len(d.get('slices') or [])} "
+                                  f"slice specs" + (f" · owner {d['owner']}" if d.get("owner") else "")))
+        out += [(key, json.dumps(value, ensure_ascii=False)) for key, value in self.extra.items()
+                if value and key != "description"]
+        if isinstance(d.get("params"), dict):
+            out.insert(0, ("params", _short(" · ".join(f"{k} {show_value(v)}"
+                                                       for k, v in flatten(d["params"]).items()))))
+        out += after
+        description = d.get("description") or self.extra.get("description")
+        if description:
+            out.append(("description", _short(str(description))))
+        return out
+
     def __repr__(self) -> str:
+        """A few lines: what the call did and the record's gist; the whole record is
+        :meth:`to_dict` (or :meth:`full_text`)."""
+        lines = [f"{KIND_TYPES[self.kind]} {self.ref} ({self.summary()})"]
+        lines += [f"  {label}: {value}" for label, value in self.summary_lines()]
+        lines.append(f"  (all {len(flatten(self.data))} fields: .to_dict() or .full_text())")
+        return "\n".join(lines)
+
+    def full_text(self) -> str:
+        """The whole record as text: the header, then every field."""
         body = pprint.pformat(self.data, width=100, sort_dicts=False)
         extra = "".join(f"\n{k}: {json.dumps(v, ensure_ascii=False)}" for k, v in self.extra.items() if v)
         return f"{KIND_TYPES[self.kind]} {self.ref} ({self.summary()}){extra}\n{body}"
 
     def _repr_html_(self) -> str:
-        """Hyperparameters first (overridden values in bold, marked), then the rest of the record;
-        a data source's feature schema folded away."""
+        """A few lines (see :meth:`summary_lines`), and the whole record folded: hyperparameters
+        first (overridden values in bold, marked), then the rest; a data source's feature schema
+        folded away again."""
+        gist = "".join(f"<tr><td>{html.escape(label)}</td><td>{html.escape(value)}</td></tr>"
+                       for label, value in self.summary_lines())
+        return (
+            f"<div class='mlmd-magic-record'><b>{KIND_TYPES[self.kind]} {html.escape(self.ref)}</b> "
+            f"<i>({html.escape(self.summary())})</i><table class='mlmd-magic-gist'>{gist}</table>"
+            f"<details class='mlmd-magic-all'><summary>all {len(flatten(self.data))} fields</summary>"
+            f"{self._full_html()}</details></div>"
+        )
+
+    def _full_html(self) -> str:
         data = dict(self.data)
         overrides = set(flatten(self.extra.get("overrides") or {})) if self.extra.get("overrides") else set()
         sections = []
@@ -95,7 +149,8 @@ class Record:
             + "".join(f"<tr><td><code>{html.escape(str(k))}</code></td><td>{html.escape(show_value(v))}</td></tr>"
                       for k, v in (value.items() if isinstance(value, dict) else []))
             + "</table></details>" for title, value in folded)
-        return (
-            f"<div class='mlmd-magic-record'><b>{KIND_TYPES[self.kind]} {html.escape(self.ref)}</b> "
-            f"<i>({html.escape(self.summary())})</i><table>{''.join(sections)}</table>{details}</div>"
-        )
+        return f"<table>{''.join(sections)}</table>{details}"
+
+
+def _short(text: str, width: int = 100) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"

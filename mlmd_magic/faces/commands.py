@@ -22,7 +22,7 @@ from ..core.record import Record
 from ..core.specs import evaluation_arguments
 from ..core.sweeps import sweep_arguments
 from ..core.values import KIND_ALIASES, normalise_kind, singular, split_kind, with_article
-from ..errors import CommandError, MlmdMagicError, ValidationError
+from ..errors import CommandError, MlmdMagicError, RunCancelled, ValidationError
 from ..store import Store
 from . import cells
 from .registry import ConnectionRegistry
@@ -338,7 +338,12 @@ def _train(host: Host, a: argparse.Namespace) -> Any:
         from ..store import ProgressReporter
 
         progress = ProgressReporter(log_loss=True)
-    run = host.store().train(a.ref, force=a.force, progress=progress, overrides=overrides)
+    try:
+        run = host.store().train(a.ref, force=a.force, progress=progress, overrides=overrides)
+    except RunCancelled as stopped:
+        if overrides and not stopped.version_created:  # --set named a version that was there already
+            stopped.version_reused = stopped.run.rsplit("#", 1)[0]
+        raise
     if a.output:
         host.bind(a.output, run)
     return run
@@ -460,6 +465,8 @@ def _cancel(host: Host, a: argparse.Namespace) -> Message:
     progress = host.store().cancel(a.run, wait_s=a.wait)
     if progress.running:
         return Message(f"asked run {progress.name} to stop; it has not yet (still RUNNING after {a.wait:g} s)")
+    if progress.state == "CANCELED":  # as the training's own cell says it: one spelling
+        return Message(f"run {progress.name} cancelled after {progress.epoch} of {progress.epochs} epochs")
     return Message(f"run {progress.name} {progress.state} after epoch {progress.epoch}/{progress.epochs}")
 
 
@@ -792,6 +799,8 @@ def as_text(value: Any) -> str:
         return value.to_string(index=False) if not value.empty else "(no records)"
     if isinstance(value, dict):
         return json.dumps(value, indent=2, ensure_ascii=False)
+    if isinstance(value, Record):  # a terminal shows the whole record (a notebook folds it)
+        return value.full_text()
     return repr(value)
 
 

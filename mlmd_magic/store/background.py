@@ -96,6 +96,7 @@ class BackgroundRun:
             found = self._store.run_by_external_id(self.external_id)
             if found is not None:
                 self.id, self.name = found
+                self._name_log()
                 return self
             failure = self._worker_failure()
             if failure:
@@ -105,6 +106,25 @@ class BackgroundRun:
         raise TrainingError(f"the background training did not record its run within {timeout_s:.0f} s, and was "
                             f"stopped "
                             f"({self.where}{'; its output: ' + self.log if self.log else ''})")
+
+    def _name_log(self) -> None:
+        """Give the worker's output file the run's name (``background/t21-long@2#1.log``) now that
+        it is known: a hard link, then the first name removed; the worker writes on into the same
+        file. A name already taken (another store's run of that name) keeps the file's first name."""
+        if not self.log or not self.name:
+            return
+        named = os.path.join(os.path.dirname(self.log), _file_name(self.name) + ".log")
+        if named == self.log:
+            return
+        try:
+            os.link(self.log, named)
+        except OSError:  # taken, or a file system without hard links: the log keeps its first name
+            return
+        try:
+            os.unlink(self.log)
+        except OSError:
+            pass
+        self.log = named
 
     def _abandon(self) -> None:
         """Stop a worker that has not recorded its run: kill the local process group, or cancel
@@ -189,5 +209,12 @@ class BackgroundRun:
         return progress
 
     def __repr__(self) -> str:
-        return (f"started run {self.name or self.external_id} (run:{self.id}) on {self.where}; follow it with "
-                f"%mlmd watch run:{self.id}, stop it with %mlmd cancel run:{self.id}")
+        log = f", its output in {self.log}" if self.log else ""
+        return (f"started run {self.name or self.external_id} (run:{self.id}) on {self.where}{log}; follow it "
+                f"with %mlmd watch run:{self.id}, stop it with %mlmd cancel run:{self.id}")
+
+
+def _file_name(run_name: str) -> str:
+    """A run's name as a file name: its characters kept (``@``, ``#``, ``~`` are fine in file
+    names), anything else (a path separator) as ``_``."""
+    return "".join(ch if ch.isalnum() or ch in "._-@#~" else "_" for ch in run_name)

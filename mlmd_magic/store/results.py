@@ -100,11 +100,97 @@ class Evaluation:
         under = f" under policy {self.policy}" if self.policy else ""
         return f"Evaluation #{self.id} of {model}{under}" + (f" against {base}" if self.baseline_model_id else "")
 
+    def _baseline_note(self) -> str:
+        base = self.baseline_name or f"model #{self.baseline_model_id}"
+        return (f"Δ: the change from baseline {base}, shown where a change threshold checks it or a check "
+                "failed")
+
     def __repr__(self) -> str:
-        return f"{self._title()}\n{self.result!r}"
+        r = self.result
+        rows = [[text for text, _, _ in row] for row in _cells(r)]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+        failed = r.failed
+        tail = [f"verdict: {'BLESSED' if r.blessed else 'NOT BLESSED'} "
+                f"({len(r.checks) - len(failed)}/{len(r.checks)} checks passed)"]
+        tail += [f"  ✗ {c.slice}: {c.threshold} — {c.reason}" for c in failed]
+        tail += [f"  · {c.slice}: {c.threshold} — {c.reason}" for c in r.checks if c.passed and c.reason]
+        if r.baseline_metrics:
+            tail.append(f"({self._baseline_note()}; every value beside the baseline's: evaluation.result)")
+        return "\n".join([self._title(), f"evaluation on {r.split}", *lines, *tail])
 
     def _repr_html_(self) -> str:
-        return f"<p>{html.escape(self._title())}</p>{self.result._repr_html_()}"
+        from ..core.evaluation import OVERALL
+
+        r = self.result
+        rows = _cells(r)
+        head = "".join(f"<th>{html.escape(text)}</th>" for text, _, _ in rows[0])
+        body = "".join("<tr>" + "".join(_html_cell(cell) for cell in row) + "</tr>" for row in rows[1:])
+        colour = _GREEN if r.blessed else _RED
+        verdict = "BLESSED" if r.blessed else "NOT BLESSED"
+        failed = "".join(f"<li><span style='color:{_RED}'>✗</span> {html.escape(c.slice)}: "
+                         f"{html.escape(c.threshold)} — {html.escape(c.reason)}</li>" for c in r.failed)
+        against = ""
+        if r.baseline_metrics:
+            full = r.table()
+            full_head = "".join(f"<th>{html.escape(c)}</th>" for c in full[0])
+            full_body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                                for row in full[1:])
+            against = (f"<p><small>{html.escape(self._baseline_note())}</small></p>"
+                       f"<details><summary>every value beside the baseline's</summary><table><thead><tr>{full_head}"
+                       f"</tr></thead><tbody>{full_body}</tbody></table></details>")
+        matrices = "".join(f"<details><summary>confusion matrix: {html.escape(s)}</summary>"
+                           f"{r.confusion_html(s)}</details>" for s in r.confusion if s != OVERALL)
+        return (f"<p>{html.escape(self._title())}</p><div class='mlmd-magic-evaluation'>"
+                f"<b style='color:{colour}'>{verdict}</b> on <code>{html.escape(r.split)}</code>"
+                f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{against}<ul>{failed}</ul>"
+                f"{r.confusion_html()}{matrices}</div>")
+
+
+_GREEN, _RED = "#1a7f37", "#cf222e"  # verdict marks: passed, failed
+
+
+def _cells(result: EvaluationResult) -> list[list[tuple[str, str, str]]]:
+    """Metric × slice, header first: each cell ``(text, mark, delta)``. A value's mark is ✓ or ✗
+    when a threshold checks it; its change from the baseline (``Δ +0.0200``) is shown only where
+    it matters: a change threshold checks the cell, or a check on it failed."""
+    import math
+
+    slices = list(result.metrics)
+    metric_names = list(dict.fromkeys(m for s in slices for m in result.metrics[s]))
+    marks: dict[tuple[str, str], str] = {}
+    against: set[tuple[str, str]] = set()
+    for check in result.checks:
+        key = (check.metric_name, check.slice)
+        marks[key] = "✗" if not check.passed or marks.get(key) == "✗" else "✓"
+        if check.baseline is not None or not check.passed:
+            against.add(key)
+    rows = [[("metric", "", ""), *[(s, "", "") for s in slices]]]
+    for metric in metric_names:
+        counted = metric == "example_count" or metric.startswith("count_")
+        row = [(metric, "", "")]
+        for s in slices:
+            value = result.metrics[s].get(metric, math.nan)
+            shown = "—" if value is None or math.isnan(value) else f"{int(value)}" if counted else f"{value:.4f}"
+            mark = marks.get((metric, s), "")
+            delta = ""
+            base = (result.baseline_metrics or {}).get(s, {}).get(metric)
+            if (metric, s) in against and not counted and base is not None and not math.isnan(base) \
+                    and value is not None and not math.isnan(value):
+                delta = f"Δ {value - base:+.4f}"
+            row.append((" ".join(part for part in (shown, mark, f"({delta})" if delta else "") if part), mark, delta))
+        rows.append(row)
+    return rows
+
+
+def _html_cell(cell: tuple[str, str, str]) -> str:
+    text, mark, delta = cell
+    if not mark and not delta:
+        return f"<td>{html.escape(text)}</td>"
+    value = text.split(" ", 1)[0]
+    coloured = f" <span style='color:{_GREEN if mark == '✓' else _RED}'>{mark}</span>" if mark else ""
+    change = f" <small>{html.escape(delta)}</small>" if delta else ""
+    return f"<td>{html.escape(value)}{coloured}{change}</td>"
 
 
 @dataclass
@@ -150,7 +236,12 @@ class RunComparison:
 @dataclass
 class RunProgress:
     """Where a run stands, read from the store (``%mlmd watch run:ID``): its state, epochs done
-    and the per-epoch history — also of a run going on in another process or on another machine."""
+    and the per-epoch history — also of a run going on in another process or on another machine.
+
+    ``live`` is the run's newest progress as its own thread wrote it, from its first heartbeat
+    on and every few seconds within an epoch: ``step``/``steps`` of the epoch under way,
+    ``eta_s`` (seconds until the whole run ends, as of ``elapsed_s``; absent while too little is
+    known) and ``logs`` (that epoch's running training metrics)."""
 
     id: int
     name: str
@@ -162,15 +253,33 @@ class RunProgress:
     error: str = ""
     updated_ms: int = 0
     log_loss: bool = False
+    live: dict[str, Any] = field(default_factory=dict)
 
     @property
     def running(self) -> bool:
         """Whether the run is still going on."""
         return self.state == "RUNNING"
 
+    @property
+    def step(self) -> int:
+        """Steps done in the epoch under way (0 between epochs, or before the first step)."""
+        return int(self.live.get("step") or 0)
+
+    @property
+    def steps(self) -> int:
+        """Steps in an epoch (0 while unknown)."""
+        return int(self.live.get("steps") or 0)
+
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds until the whole run ends, as the run last wrote it (None while unknown, or once it ended)."""
+        eta = self.live.get("eta_s")
+        return float(eta) if eta is not None and self.running else None
+
     def to_dict(self) -> dict[str, Any]:
         """The progress as plain values."""
         return {"run": self.id, "name": self.name, "state": self.state, "epoch": self.epoch, "epochs": self.epochs,
+                "step": self.step, "steps": self.steps, "eta_s": self.eta_s,
                 "history": self.history, "metrics": self.metrics, "error": self.error}
 
     def epoch_lines(self, start: int = 0) -> list[str]:
@@ -181,13 +290,46 @@ class RunProgress:
                 for i in range(start, count)]
 
     def headline(self) -> str:
-        """``run t21@1#2: RUNNING, epoch 3/10``."""
+        """``run t21@1#2 (#5): RUNNING, epoch 4/10, step 5/13, ETA 0:41`` while it runs (the
+        epoch under way), ``run t21@1#2 (#5): COMPLETE, epoch 10/10`` once it ended."""
+        from ..trainer._progress import format_eta
+
         error = f" ({self.error})" if self.error and self.state in ("FAILED", "CANCELED") else ""
-        return f"run {self.name} (#{self.id}): {self.state}, epoch {self.epoch}/{self.epochs}{error}"
+        if not self.running or not self.epochs:
+            return f"run {self.name} (#{self.id}): {self.state}, epoch {self.epoch}/{self.epochs}{error}"
+        where = f"epoch {min(self.epoch + 1, self.epochs)}/{self.epochs}"
+        if self.steps:
+            where += f", step {self.step}/{self.steps}"
+        if self.eta_s is not None:
+            where += f", ETA {format_eta(self.eta_s)}"
+        return f"run {self.name} (#{self.id}): RUNNING, {where}"
 
     def __repr__(self) -> str:
         return "\n".join([self.headline(), *self.epoch_lines()])
 
+    def _curves(self) -> tuple[dict[str, list[float]], str]:
+        """The history to draw and a note: while an epoch runs, its training metrics so far are
+        its point (validation comes at its end)."""
+        logs = self.live.get("logs") or {}
+        if not self.running or not self.step or not isinstance(logs, dict):
+            return self.history, ""
+        history = {k: list(v) for k, v in self.history.items()}
+        added = False
+        for key, value in logs.items():
+            if key.startswith("val_") or not isinstance(value, (int, float)):
+                continue
+            if len(history.get(key, [])) == self.epoch:
+                history.setdefault(key, []).append(float(value))
+                added = True
+        note = (f"<p>epoch {self.epoch + 1}: the training values of its {self.step} steps so far"
+                f"{'' if not self.steps else f' of {self.steps}'}</p>") if added else ""
+        return history, note
+
     def _repr_html_(self) -> str:
-        return (f"<div class='mlmd-magic-watch'><pre>{html.escape(self.headline())}</pre>"
-                f"{curves_html({self.name: self.history}, log_loss=self.log_loss, epochs=self.epochs or None)}</div>")
+        history, note = self._curves()
+        if self.running and not any(history.values()):
+            epoch = min(self.epoch + 1, max(self.epochs, 1))
+            curves = f"<p>epoch {epoch} is starting: curves after its first steps</p>"
+        else:
+            curves = curves_html({self.name: history}, log_loss=self.log_loss, epochs=self.epochs or None) + note
+        return f"<div class='mlmd-magic-watch'><pre>{html.escape(self.headline())}</pre>{curves}</div>"

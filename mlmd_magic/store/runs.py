@@ -38,8 +38,12 @@ if TYPE_CHECKING:
 
 __all__ = ["MODEL_COLUMNS", "RUN_COLUMNS", "Runs", "keras_backend"]
 
-RUN_COLUMNS = ["name", "run", "experiment", "state", "model", "task", "device", "epochs", "metrics", "duration_s",
+# a runs listing's fixed columns; the parameters that differ between the listed runs (``epochs`` always)
+# come after ``epoch``, then one numeric column per split and metric (``eval.accuracy``), then the rest
+RUN_COLUMNS = ["name", "run", "experiment", "trial", "state", "model", "task", "device", "epoch", "duration_s",
                "user", "created"]
+_RUN_FIXED_LEAD = RUN_COLUMNS[:RUN_COLUMNS.index("epoch") + 1]
+_RUN_FIXED_TAIL = RUN_COLUMNS[RUN_COLUMNS.index("epoch") + 1:]
 MODEL_COLUMNS = ["model", "name", "experiment", "task", "state", "verdicts", "uri", "created"]
 WAIT_NOTE_S = 5.0  # a run's last write that waits this long on the store says so
 _ID = re.compile(r"[0-9]+")  # ASCII digits only (str.isdigit takes "²")
@@ -229,30 +233,70 @@ class Runs:
         epochs = int((params.get("params") or {}).get("epochs", 10))
         history: dict[str, list[float]] = {}
         # the training never waits on the store: its progress, heartbeat and cancel look are a
-        # thread's, on a connection of its own (see mlmd_magic.store.live)
-        live = LiveWriter(self.live_connect, recorder.execution_of(act), watch_cancel=True, name=act.name)
+        # thread's, on a connection of its own (see mlmd_magic.store.live); the first heartbeat
+        # already says how many epochs the run has
+        from ..trainer._progress import RunClock
+        from .live import PROGRESS_S as LIVE_PROGRESS_S
+
+        act.properties["progress"] = canonical_json({"epoch": 0, "epochs": epochs, "step": 0, "steps": 0})
+        live = LiveWriter(self.live_connect, recorder.execution_of(act), watch_cancel=True, name=act.name,
+                          reopen=self.live_reopens)
         told = [False]
 
         class Progress:
-            """Hands each epoch's metrics (the history, readable while the run goes on) to the
-            writer thread, and stops the training when the thread saw a cancel request."""
+            """Hands the run's progress to the writer thread — within an epoch (step, ETA, the
+            epoch's running metrics) every LIVE_PROGRESS_S, and each epoch's metrics (the
+            history, readable while the run goes on) — and stops the training when the thread
+            saw a cancel request. A hand-off is an in-memory swap; the thread writes."""
+
+            def __init__(self) -> None:
+                self.clock = RunClock(epochs, 0, time.perf_counter())
+                self.epoch = 0
+                self.next_hand = 0.0
+
+            def on_train_begin(self, info: dict[str, Any]) -> None:
+                self.clock = RunClock(int(info.get("epochs", epochs)), int(info.get("steps", 0)),
+                                      time.perf_counter())
+                self.note({})
+                live.update(recorder.execution_of(act))
 
             def on_batch_end(self, step: int, logs: Any = None) -> None:
                 if live.cancel_id is not None:
                     raise _CancelRequest(f"cancelled by request (CancelRun #{live.cancel_id})")
+                now = time.perf_counter()
+                if now < self.next_hand:  # the common case: one clock read
+                    return
+                self.next_hand = now + LIVE_PROGRESS_S
+                self.clock.at(self.epoch, step + 1, now)
+                running = {k: float(v) for k, v in (logs or {}).items() if isinstance(v, (int, float))}
+                self.note(running, step + 1, now)
+                live.update(recorder.execution_of(act))
+
+            def note(self, logs: dict[str, float], step: int = 0, now: float | None = None) -> None:
+                """The run's progress property: where it stands, the run's ETA, the metrics."""
+                now = time.perf_counter() if now is None else now
+                clock = self.clock
+                act.properties["progress"] = canonical_json({
+                    "epoch": self.epoch, "epochs": clock.epochs, "step": step,
+                    "steps": clock.steps if clock.total else 0,
+                    "eta_s": clock.eta_s(now), "elapsed_s": round(now - clock.started, 3), "logs": logs})
 
             def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
-                done[0] = epoch + 1
+                done[0] = self.epoch = epoch + 1
                 for key, value in logs.items():
                     history.setdefault(key, []).append(value)
-                act.properties["progress"] = canonical_json({"epoch": epoch + 1, "epochs": epochs, "logs": logs})
+                now = time.perf_counter()
+                self.clock.epoch_end(epoch, now)
                 act.properties["history"] = canonical_json(history)
+                self.note(logs, 0, now)
                 live.update(recorder.execution_of(act))
+                self.next_hand = now + LIVE_PROGRESS_S
                 if not told[0] and live.stalled_s() >= WAIT_NOTE_S:
                     told[0] = True
                     _say(f"run {act.name}: the store is not answering ({_why(live.last_error)}); training goes "
                          "on, and its progress is written when the store answers again")
-                self.on_batch_end(0)
+                if live.cancel_id is not None:
+                    raise _CancelRequest(f"cancelled by request (CancelRun #{live.cancel_id})")
 
         # Ctrl-C cancels the run wherever it lands, also where Keras or TensorFlow swallowed it or
         # made another error of it (trainer.Interrupts remembers it); the run's last write is whole.
@@ -671,9 +715,8 @@ class Runs:
         type_id = (self.recorder.types.executions if kind == "runs" else self.recorder.types.artifacts)[short]
         nodes = newest_first(self.mlmd, what, full(short), type_id, page)
         rows_of = self._run_rows if kind == "runs" else self._model_rows
-        columns = RUN_COLUMNS if kind == "runs" else MODEL_COLUMNS
         rows = page_rows(nodes, rows_of, predicate, limit, offset, page)
-        frame = pd.DataFrame(rows, columns=columns)
+        frame = _run_frame(rows) if kind == "runs" else pd.DataFrame(rows, columns=MODEL_COLUMNS)
         if not frame.empty:
             frame["created"] = pd.to_datetime(frame["created"], unit="ms", utc=True)
         return frame
@@ -694,31 +737,76 @@ class Runs:
         return [fresh.get(e.id, e) for e in executions]
 
     def _run_rows(self, executions: Sequence[Any]) -> list[dict[str, Any]]:
+        """One row per run for a listing and its filter: the fixed columns, ``params`` (the
+        experiment version's parameters, nested: ``lr < 0.01`` and ``optimizer.lr`` find them),
+        ``metrics`` (per split, also at the top level, ``eval.accuracy``, where no column has the
+        split's name)."""
         from ml_metadata.proto import metadata_store_pb2 as pb
 
         executions = self.judged(executions)
-        links = self.run_links(executions)
+        links = self._listing_links(executions)
         rows = []
         for e in executions:
             details = json.loads(text(e.properties, "details") or "{}")
-            metrics = details.get("metrics", {})
-            summary_split = "test" if "test" in metrics else "eval" if "eval" in metrics else None
-            rows.append({
+            progress = json.loads(text(e.properties, "progress") or "{}")
+            metrics = {str(split): dict(values) for split, values in (details.get("metrics") or {}).items()
+                       if isinstance(values, dict)}
+            state = pb.Execution.State.Name(e.last_known_state)
+            # the epoch it reached: a finished run's count, else (cancelled, failed, running) its progress
+            reached = details.get("epochs") if state in ("COMPLETE", "CACHED") else None
+            if reached is None:
+                reached = progress.get("epoch", 0 if state in ("CANCELED", "FAILED", "RUNNING") else None)
+            experiment = links[e.id]["experiment"]
+            params = links[e.id]["params"]
+            row = {
                 "name": e.name or f"run #{e.id}",
                 "run": e.id,
-                "experiment": links[e.id]["experiment"],
-                "state": pb.Execution.State.Name(e.last_known_state),
+                "experiment": experiment,
+                "trial": experiment.partition("~")[2],  # SWEEP@V#K of a sweep's trial, else empty
+                "state": state,
                 "model": links[e.id]["model"],
                 "task": details.get("task", ""),
                 "device": details.get("device", ""),
-                "epochs": details.get("epochs"),
-                "metrics": _metrics_text(summary_split, metrics.get(summary_split, {})) if summary_split else "",
+                "epoch": reached,
                 "duration_s": round(e.properties["duration_s"].double_value, 3) if "duration_s" in e.properties
                 else None,
                 "user": text(e.properties, "user"),
                 "created": e.create_time_since_epoch,
-            })
+            }
+            for key, value in params.items():  # a parameter's bare name finds it, as the column does
+                row.setdefault(key, value)
+            for split, values in metrics.items():
+                row.setdefault(split, values)
+            row["params"], row["metrics"] = params, metrics
+            rows.append(row)
         return rows
+
+    def _listing_links(self, executions: Sequence[Any]) -> dict[int, dict[str, Any]]:
+        """:meth:`run_links` and the parameters of each run's experiment version (nested, as
+        recorded on it): three batched reads whatever the number of runs."""
+        from ml_metadata.proto import metadata_store_pb2 as pb
+
+        links: dict[int, dict[str, Any]] = {e.id: {"experiment": "", "model": None, "params": {}}
+                                            for e in executions}
+        if not links:
+            return links
+        inputs: dict[int, list[int]] = {}
+        for event in self.mlmd.get_events_by_execution_ids(list(links)):
+            if event.type == pb.Event.OUTPUT:
+                links[event.execution_id]["model"] = event.artifact_id
+            elif event.type == pb.Event.INPUT:
+                inputs.setdefault(event.execution_id, []).append(event.artifact_id)
+        wanted = sorted({a for ids in inputs.values() for a in ids})
+        experiment_type = self.recorder.types.artifacts["Experiment"]
+        found = {a.id: a for a in (self.mlmd.get_artifacts_by_id(wanted) if wanted else [])
+                 if a.type_id == experiment_type}
+        for execution_id, ids in inputs.items():
+            experiments = [found[a] for a in ids if a in found]
+            if experiments:
+                links[execution_id]["experiment"] = str(experiments[0].name)
+                params = json.loads(text(experiments[0].properties, "params") or "{}")
+                links[execution_id]["params"] = params if isinstance(params, dict) else {}
+        return links
 
     def _model_rows(self, models: Sequence[Any]) -> list[dict[str, Any]]:
         from ml_metadata.proto import metadata_store_pb2 as pb
@@ -797,7 +885,7 @@ class Runs:
         return RunProgress(id=execution.id, name=execution.name or f"run #{execution.id}",
                            state=_state_name(execution), epoch=int(progress.get("epoch", 0)), epochs=int(epochs),
                            history=history, metrics=details.get("metrics", {}), error=text(props, "error"),
-                           updated_ms=int(execution.last_update_time_since_epoch))
+                           updated_ms=int(execution.last_update_time_since_epoch), live=progress)
 
     def by_external_id(self, external_id: str) -> Any | None:
         """The execution written with ``external_id`` (a background run's), or None yet."""
@@ -815,11 +903,66 @@ def _verdict(evaluation: Any) -> str:
     return "BLESSED" if blessed else "NOT BLESSED"
 
 
-def _metrics_text(split: str, values: dict[str, Any]) -> str:
-    """One split's metrics for a listing, rounded and named: ``test: accuracy 0.69 · loss 0.9867``
-    (every split, unrounded, is on the run: ``store.run(ID).metrics``)."""
-    shown = [f"{k} {v:.4g}" if isinstance(v, (int, float)) else f"{k} {v}" for k, v in sorted(values.items())]
-    return f"{split}: " + " · ".join(shown)
+def _run_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The runs listing of ``rows`` (see :meth:`Runs._run_rows`): the fixed columns; ``epochs`` and
+    every other parameter whose value differs between the rows, one column each (bare, or
+    ``params.KEY`` where a fixed column has the name); one column per split and metric; integers
+    as pandas' nullable ``Int64`` (a cancelled run's missing values are ``<NA>``, not ``NaN``)."""
+    import pandas as pd
+
+    flat = [flatten(row["params"]) if row.get("params") else {} for row in rows]
+    keys = list(dict.fromkeys(k for f in flat for k in f))
+    differing = [k for k in keys if k == "epochs" or len({canonical_json(f.get(k)) for f in flat}) > 1]
+    fixed = set(RUN_COLUMNS)
+    param_columns = {k: f"params.{k}" if k in fixed else k for k in differing}
+    splits = list(dict.fromkeys(s for row in rows for s in row.get("metrics", {})))
+    splits.sort(key=lambda split: (split != "test", split != "eval", split))  # test, eval, then the others
+    metric_columns = [f"{split}.{name}" for split in splits
+                      for name in sorted({m for row in rows for m in row.get("metrics", {}).get(split, {})})]
+    data: dict[str, list[Any]] = {c: [row.get(c) for row in rows] for c in _RUN_FIXED_LEAD}
+    for key, column in param_columns.items():
+        data[column] = [f.get(key) for f in flat]
+    for column in metric_columns:
+        split, _, name = column.partition(".")
+        # rounded to 4 places for reading (filters see every digit; store.run(ID).metrics has them)
+        data[column] = [_rounded(row.get("metrics", {}).get(split, {}).get(name)) for row in rows]
+    data.update({c: [row.get(c) for row in rows] for c in _RUN_FIXED_TAIL})
+    frame = pd.DataFrame({c: pd.Series(_column(values), dtype=_dtype(values)) for c, values in data.items()},
+                         columns=list(data))
+    return frame
+
+
+def _rounded(value: Any) -> Any:
+    return round(value, 4) if isinstance(value, float) else value
+
+
+def _dtype(values: list[Any]) -> Any:
+    """A listing column's dtype: nullable ``Int64`` / ``Float64`` / ``boolean`` for numbers and
+    flags (missing is ``<NA>``; an integer column stays whole), else objects."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return object
+    if all(isinstance(v, bool) for v in present):
+        return "boolean"
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in present):
+        return "Int64"
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
+        return "Float64"
+    return object
+
+
+def _column(values: list[Any]) -> list[Any]:
+    """Values for a column: a list or mapping (``hidden: [64, 32]``) as its JSON text, so the
+    column sorts and compares; NaN as missing."""
+    out: list[Any] = []
+    for v in values:
+        if isinstance(v, (list, dict)):
+            out.append(canonical_json(v))
+        elif isinstance(v, float) and v != v:
+            out.append(None)
+        else:
+            out.append(v)
+    return out
 
 
 def _state_name(execution: Any) -> str:

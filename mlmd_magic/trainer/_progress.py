@@ -1,9 +1,16 @@
-"""Progress for people: in a notebook, a progress bar with ETA that moves within each epoch and
-the training curves redrawn after each epoch; in a terminal, Keras-style lines.
+"""Progress for people: in a notebook, a progress bar with the run's ETA that moves within each
+epoch and the training curves redrawn as the run goes; in a terminal, Keras-style lines.
 
 No widgets are imported (the trainer must run anywhere): a notebook gets two displays (the bar
 as HTML, the curves as a PNG, so a saved notebook keeps them) updated in place through their
-display ids. Step updates are throttled: a step that draws nothing costs one clock read.
+display ids. Everything is drawn on a clock, never per step: a step that draws nothing costs
+one clock read; the bar is redrawn at most every ``interval_s``; the curves (a matplotlib PNG,
+~0.2 s a drawing) at most every :data:`CURVES_INTERVAL_S` and within :data:`CURVES_BUDGET` of
+the time the run has taken, and always at its end.
+
+The ETA is the whole run's (every epoch left, validation included), from the time per step
+since the end of the first step (which carries the tracing); none is given before
+:data:`ETA_MIN_STEPS` steps and :data:`ETA_MIN_S` seconds (or the end of an epoch).
 """
 
 from __future__ import annotations
@@ -11,13 +18,71 @@ from __future__ import annotations
 import html
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 from ..core.curves import curves_png
 
-__all__ = ["CURVES_INTERVAL_S", "ProgressReporter", "format_eta", "keras_line"]
+__all__ = ["CURVES_BUDGET", "CURVES_INTERVAL_S", "ETA_MIN_S", "ETA_MIN_STEPS", "ProgressReporter", "RunClock",
+           "format_eta", "keras_line"]
 
-CURVES_INTERVAL_S = 1.0  # the curves are redrawn after an epoch at most this often
+CURVES_INTERVAL_S = 5.0  # the curves are redrawn during a run at most this often (and at its end)
+CURVES_BUDGET = 0.03  # ... and only while all drawings so far cost at most this share of the run's time
+CURVES_FIRST_GUESS_S = 0.25  # what a drawing is taken to cost before one was timed
+ETA_MIN_STEPS = 5  # no ETA before this many steps after the first ...
+ETA_MIN_S = 1.0  # ... and this many seconds (or the end of the first epoch)
+
+
+class RunClock:
+    """Where a training stands in the whole run, and when it will end.
+
+    ``at(epoch, step, now)``: ``step`` steps of epoch ``epoch`` (0-based) are done at ``now``.
+    The time per step is measured from the first step seen (its own time carries the tracing
+    and compiling), so the ETA covers every step left, the validation of each epoch included
+    once an epoch has ended.
+
+    >>> clock = RunClock(epochs=2, steps=10, started=0.0)
+    >>> clock.at(0, 1, now=1.5)             # the first step: 1.5 s of tracing, no estimate
+    >>> clock.eta_s(1.5) is None
+    True
+    >>> clock.at(0, 6, now=2.5); clock.eta_s(2.5)   # 5 steps in 1 s, 14 steps left
+    2.8
+    """
+
+    def __init__(self, epochs: int, steps: int, started: float) -> None:
+        self.epochs = max(int(epochs), 0)
+        self.steps = max(int(steps), 1)
+        self.started = started
+        self.done = 0  # steps done over the whole run
+        self.epochs_done = 0
+        self._ref: tuple[float, int] | None = None
+
+    @property
+    def total(self) -> int:
+        """Steps in the whole run."""
+        return self.epochs * self.steps
+
+    def at(self, epoch: int, step: int, now: float) -> None:
+        """``step`` steps of epoch ``epoch`` (0-based) are done at ``now``."""
+        self.done = min(epoch * self.steps + step, max(self.total, 1))
+        if self._ref is None:
+            self._ref = (now, self.done)
+
+    def epoch_end(self, epoch: int, now: float) -> None:
+        """Epoch ``epoch`` (0-based) ended at ``now``."""
+        self.epochs_done = epoch + 1
+        self.at(epoch + 1, 0, now)
+
+    def eta_s(self, now: float) -> float | None:
+        """Seconds until the run's end, or None while too little is known."""
+        if self._ref is None:
+            return None
+        ref_time, ref_done = self._ref
+        steps, seconds = self.done - ref_done, now - ref_time
+        if steps <= 0 or seconds <= 0:
+            return None
+        if self.epochs_done == 0 and (steps < ETA_MIN_STEPS or seconds < ETA_MIN_S):
+            return None
+        return round(seconds / steps * max(self.total - self.done, 0), 3)
 
 
 def _in_notebook() -> bool:
@@ -47,18 +112,22 @@ def format_eta(seconds: float) -> str:
 
 
 def keras_line(step: int, steps: int, elapsed: float, logs: dict[str, float], done: bool = False,
-               width: int = 20) -> str:
-    """One Keras-style progress line: ``12/50 ━━━━━━────────── ETA: 3s - loss: 0.41``.
+               width: int = 20, eta: float | None = None) -> str:
+    """One Keras-style progress line: ``12/50 ━━━━━━────────── run ETA: 1:03 - loss: 0.41``.
+
+    ``eta``: seconds until the whole run ends (not this epoch), ``…`` while unknown.
 
     >>> keras_line(50, 50, 2.0, {"loss": 0.25}, done=True)
     '50/50 ━━━━━━━━━━━━━━━━━━━━ 2s 40ms/step - loss: 0.25'
+    >>> keras_line(1, 50, 1.4, {}), keras_line(25, 50, 1.0, {}, eta=75)
+    (' 1/50 ──────────────────── run ETA: …', '25/50 ━━━━━━━━━━────────── run ETA: 1:15')
     """
     steps = max(steps, 1)
     filled = min(int(width * step / steps), width)
     bar = "━" * filled + "─" * (width - filled)
     per_step = elapsed / max(step, 1)
     timing = (f"{format_eta(elapsed)} {per_step * 1000:.0f}ms/step" if done
-              else f"ETA: {format_eta(per_step * (steps - step))}")
+              else f"run ETA: {'…' if eta is None else format_eta(eta)}")
     text = f"{step:>{len(str(steps))}}/{steps} {bar} {timing}"
     return f"{text} - {_fmt(logs)}" if logs else text
 
@@ -71,36 +140,58 @@ class ProgressReporter:
     stream : where terminal lines go (default ``sys.stdout``).
     notebook : draw HTML and curves (default: when running in a Jupyter kernel).
     log_loss : draw the loss on a log scale.
-    curves : draw the curves after each epoch (notebooks only).
-    interval_s : at most one step update per this many seconds.
+    curves : draw the curves (notebooks only): at most every ``curves_interval_s`` seconds while
+        all drawings so far cost at most :data:`CURVES_BUDGET` of the run's time, and at the end.
+    interval_s : at most one bar or line update per this many seconds.
+    clock : monotonic seconds (tests pass their own).
+
+    Attributes
+    ----------
+    draws : bar or line updates drawn during epochs (the rest were throttled away).
+    curves_drawn : curve drawings made.
+    cost_s : seconds spent drawing (bar, lines, curves): what the display added to the run.
     """
 
     def __init__(self, stream: Any = None, notebook: bool | None = None, *, log_loss: bool = False,
-                 curves: bool = True, interval_s: float = 0.25) -> None:
+                 curves: bool = True, interval_s: float = 0.25, curves_interval_s: float = CURVES_INTERVAL_S,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
         self._stream = stream or sys.stdout
         self._notebook = _in_notebook() if notebook is None else notebook
         self._tty = bool(getattr(self._stream, "isatty", lambda: False)())
         self.log_loss = log_loss
         self.curves = curves
         self.interval_s = interval_s
+        self.curves_interval_s = curves_interval_s
+        self._clock = clock
         self._handle: Any = None
         self._plot: Any = None
         self._epochs = 0
         self._steps = 0
         self._epoch = 0
+        self._run = RunClock(0, 0, 0.0)
         self._started = 0.0
         self._epoch_started = 0.0
         self._next_draw = 0.0
         self._next_curves = 0.0
+        self._curves_cost = 0.0
+        self._last_curves_s = CURVES_FIRST_GUESS_S
         self._drawn = 0
+        self._pending = ""  # an epoch's bar text the throttle held back
         self._header = ""
         self.history: dict[str, list[float]] = {}
-        self.draws = 0  # step updates drawn (the rest were throttled away)
+        self.draws = 0
+        self.curves_drawn = 0
+        self.cost_s = 0.0
 
     def on_train_begin(self, info: dict[str, Any]) -> None:
+        now = self._clock()
         self._epochs = int(info.get("epochs", 0))
         self._steps = int(info.get("steps", 0))
-        self._started = self._epoch_started = time.perf_counter()
+        self._started = self._epoch_started = now
+        self._run = RunClock(self._epochs, self._steps, now)
+        self._epoch, self._next_draw, self._drawn, self._pending = 0, 0.0, 0, ""
+        self._next_curves = now + self.curves_interval_s
+        self._curves_cost = 0.0
         self.history = {}
         task = info.get("task")
         if task == "multiclass":
@@ -111,52 +202,77 @@ class ProgressReporter:
         if self._notebook:
             from IPython.display import HTML, display
 
-            self._handle = display(HTML(self._html(0, "starting")), display_id=True)
+            self._handle = display(HTML(self._html(f"epoch 1/{self._epochs}: starting")), display_id=True)
         else:
             print(self._header, file=self._stream, flush=True)
             self._epoch_line()
+        self.cost_s += self._clock() - now
 
     def _epoch_line(self) -> None:
         if not self._notebook and self._epoch < self._epochs:
             print(f"Epoch {self._epoch + 1}/{self._epochs}", file=self._stream, flush=True)
 
     def on_batch_end(self, step: int, logs: Any = None) -> None:
-        now = time.perf_counter()
+        now = self._clock()
         if now < self._next_draw:  # throttled: the common case costs one clock read
             return
         self._next_draw = now + self.interval_s
+        self._run.at(self._epoch, step + 1, now)
+        if self._handle is None and not self._tty:
+            return  # nothing is drawn within an epoch: the epoch's line says it all
         self.draws += 1
         plain = {k: float(v) for k, v in (logs or {}).items() if k in ("loss", "accuracy", "mae")}
-        line = keras_line(step + 1, self._steps, now - self._epoch_started, plain)
+        line = keras_line(step + 1, self._steps, now - self._epoch_started, plain, eta=self._run.eta_s(now))
         if self._handle is not None:
             from IPython.display import HTML
 
-            self._handle.update(HTML(self._html(self._epoch, line, step + 1)))
-        elif self._tty:
+            self._handle.update(HTML(self._html(f"epoch {self._epoch + 1}/{self._epochs}: {line}")))
+        else:
             print("\r" + line, end="", file=self._stream, flush=True)
+        self.cost_s += self._clock() - now
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
-        now = time.perf_counter()
+        now = self._clock()
         for key, value in logs.items():
             self.history.setdefault(key, []).append(float(value))
+        self._run.epoch_end(epoch, now)
+        eta = self._run.eta_s(now)
         line = keras_line(self._steps, self._steps, now - self._epoch_started, logs, done=True)
+        if self._epoch + 1 < self._epochs:
+            line += f" - run ETA: {'…' if eta is None else format_eta(eta)}"
         self._epoch = epoch + 1
         self._epoch_started = now
-        self._next_draw = now + self.interval_s
         if self._handle is not None:
-            from IPython.display import HTML
-
-            self._handle.update(HTML(self._html(self._epoch, f"epoch {self._epoch}/{self._epochs}: {line}")))
-            if self.curves and now >= self._next_curves:  # a redraw costs ~0.1 s: at most one a second
+            self._pending = f"epoch {self._epoch}/{self._epochs}: {line}"
+            if now >= self._next_draw:  # many short epochs: drawn on the clock, the last one at the end
+                self._draw_pending()
+                self._next_draw = now + self.interval_s
+            if self.curves and self._curves_due(now):
                 self._draw_curves()
-                self._next_curves = time.perf_counter() + CURVES_INTERVAL_S
         else:
             print(("\r" if self._tty else "") + line, file=self._stream, flush=True)
             self._epoch_line()
+            self._next_draw = now + self.interval_s
+        self.cost_s += self._clock() - now
+
+    def _draw_pending(self) -> None:
+        from IPython.display import HTML
+
+        self._handle.update(HTML(self._html(self._pending)))
+        self._pending = ""
+
+    def _curves_due(self, now: float) -> bool:
+        """A drawing costs ~0.2 s: at most one per ``curves_interval_s``, and only while all of
+        them cost at most CURVES_BUDGET of the run's time so far (a long epoch gets its curves at
+        once; many short ones, every few seconds)."""
+        if now < self._next_curves and self._drawn:
+            return False
+        return self._curves_cost + self._last_curves_s <= CURVES_BUDGET * (now - self._started)
 
     def _draw_curves(self) -> None:
         from IPython.display import Image, display
 
+        started = self._clock()
         self._drawn = len(self.history.get("loss", []))
         image = Image(data=curves_png({"run": self.history}, log_loss=self.log_loss, epochs=self._epochs),
                       format="png")
@@ -164,23 +280,30 @@ class ProgressReporter:
             self._plot = display(image, display_id=True)
         else:
             self._plot.update(image)
+        now = self._clock()
+        self._last_curves_s = now - started
+        self._curves_cost += self._last_curves_s
+        self._next_curves = now + self.curves_interval_s
+        self.curves_drawn += 1
 
     def on_train_end(self, info: dict[str, Any]) -> None:
+        now = self._clock()
         status = info.get("status", "complete")
         if self._handle is not None:
             from IPython.display import HTML
 
             if self.curves and self.history and self._drawn != len(self.history.get("loss", [])):
-                self._draw_curves()  # the last epochs, if the throttle held them back
-            self._handle.update(HTML(self._html(self._epoch, f"{status} after {self._epoch} epochs, "
-                                                f"{time.perf_counter() - self._started:.1f} s")))
+                self._draw_curves()  # the last epochs, if the clock held them back
+            self._pending = ""
+            self._handle.update(HTML(self._html(f"{status} after {self._epoch} epochs, "
+                                                f"{self._clock() - self._started:.1f} s", done=True)))
         else:
             print(f"done: {status}", file=self._stream, flush=True)
+        self.cost_s += self._clock() - now
 
-    def _html(self, epoch: int, text: str, step: int = 0) -> str:
-        total = max(self._epochs, 1) * max(self._steps, 1)
-        done = epoch * max(self._steps, 1) + step
+    def _html(self, text: str, done: bool = False) -> str:
+        total = max(self._run.total, 1)
+        value = self._run.done if not done or self._epoch < self._epochs else total
         return (f"<div><code>{html.escape(self._header)}</code><br>"
-                f"<progress value='{done}' max='{total}' style='width:20em'></progress> "
+                f"<progress value='{value}' max='{total}' style='width:20em'></progress> "
                 f"<code>{html.escape(text)}</code></div>")
-

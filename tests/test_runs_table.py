@@ -1,0 +1,102 @@
+"""``ls runs`` people can sort and compare: one column per differing parameter, numeric metric
+columns per split, whole numbers kept whole after a cancelled run, the epoch a stopped run
+reached, sweep trials marked — through the API, the magic and the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import mlmd_magic as mm
+from mlmd_magic import datasets
+from mlmd_magic.cli import main
+from mlmd_magic.errors import RunCancelled
+
+from .test_magics import run
+
+
+class _StopAfterFirstEpoch:
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        raise KeyboardInterrupt
+
+
+@pytest.fixture(scope="module")
+def nipt(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return datasets.simulate_nipt(str(tmp_path_factory.mktemp("nipt")), n_train=120, n_eval=40, n_test=40)
+
+
+@pytest.fixture
+def filled(tmp_path: Path, nipt: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> str:
+    """A store with a complete run, a cancelled one (after its first epoch), and a trial's run."""
+    monkeypatch.setenv("MLMD_MAGIC_RUNS_DIR", str(tmp_path / "runs"))
+    uri = f"sqlite:///{tmp_path}/runs.sqlite"
+    store = mm.connect(uri)
+    store.add_datasource("nipt-sim", **nipt)
+    store.add_scenario("mlp-small", model="mlp", params={"hidden": [8], "learning_rate": 0.01, "batch_size": 32,
+                                                         "epochs": 1, "seed": 1})
+    store.experiment("t21", datasource="nipt-sim", scenario="mlp-small")
+    store.train("t21", progress=False)
+    with pytest.raises(RunCancelled):
+        store.train("t21", epochs=3, learning_rate=0.02, progress=False, callbacks=[_StopAfterFirstEpoch()])
+    trial = store._records.define_trial("t21@1", "lr-search@1", 1, {"learning_rate": 0.05})
+    store.train(trial, progress=False)
+    store.close()
+    return uri
+
+
+def _check(rows: list[dict[str, Any]]) -> None:
+    trial, cancelled, complete = rows
+    assert [r["state"] for r in rows] == ["COMPLETE", "CANCELED", "COMPLETE"]
+    assert trial["trial"] == "lr-search@1#1" and complete["trial"] == cancelled["trial"] == ""
+    # the epoch each reached: a cancelled run's from its progress
+    assert [r["epoch"] for r in rows] == [1, 1, 1] and [r["epochs"] for r in rows] == [1, 3, 1]
+    assert [r["learning_rate"] for r in rows] == [0.05, 0.02, 0.01]
+    assert cancelled["eval.accuracy"] is None and isinstance(complete["eval.accuracy"], float)
+    for gone in ("metrics", "params.epochs", "hidden", "seed"):  # one column per differing parameter
+        assert gone not in rows[0]
+
+
+def test_the_runs_table_through_the_api(filled: str) -> None:
+    store = mm.connect(filled)
+    frame = store.list("runs")
+    for column in ("run", "model", "epoch", "epochs"):
+        assert str(frame[column].dtype) == "Int64", column  # whole numbers, also beside a missing value
+    assert str(frame["eval.accuracy"].dtype) == "Float64" and frame["eval.accuracy"].isna().tolist() == [
+        False, True, False]
+    assert "28.0" not in frame.to_string() and "NaN" not in frame.to_string()
+    rows = [{k: (None if v is pd_na() else v) for k, v in row.items()} for row in frame.to_dict("records")]
+    _check(rows)
+    ordered = frame.sort_values("eval.accuracy", ascending=False)  # sortable: numbers, not text
+    assert len(ordered) == 3
+    # the filter language reads the new columns (and any parameter, differing or not)
+    assert list(store.list("runs", where="learning_rate > 0.015")["name"]) == [
+        frame["name"][0], frame["name"][1]]
+    assert len(store.list("runs", where="eval.accuracy >= 0")) == 2
+    assert len(store.list("runs", where="hidden == '[8]' or seed == 1")) == 3
+    assert list(store.list("runs", where="trial ~ 'lr-search*'")["trial"]) == ["lr-search@1#1"]
+
+
+def pd_na() -> Any:
+    import pandas as pd
+
+    return pd.NA
+
+
+def test_the_runs_table_through_the_magic(ip: Any, filled: str) -> None:
+    run(ip, f"%mlmd connect {filled}")
+    frame = run(ip, "%mlmd ls runs --where 'epoch >= 1'")
+    assert str(frame["epoch"].dtype) == "Int64" and "metrics" not in frame.columns
+    _check([{k: (None if v is pd_na() else v) for k, v in row.items()} for row in frame.to_dict("records")])
+
+
+def test_the_runs_table_through_the_cli(filled: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--uri", filled, "--json", "ls", "runs"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    _check(rows)
+    assert all(isinstance(r["epoch"], int) for r in rows)  # 1, not 1.0
+    assert main(["--uri", filled, "ls", "runs"]) == 0
+    text = capsys.readouterr().out
+    assert "eval.accuracy" in text and "learning_rate" in text and "NaN" not in text
