@@ -7,7 +7,13 @@
 * 10,000 experiments: a filtered listing (``epochs >= 40``, a fifth of them match), read in
   batches.
 
-Targets: every first page <= 20 ms; the filtered listing <= 300 ms. Stores are built with
+* the store browser's cold first page (a fresh connection; ``store.page("experiments")``, and
+  the whole panel built) at 1,000 and 100,000 experiments: the same cost at both sizes, as
+  the page no longer reads every record to print a total; and the panel's poll of the store
+  (three one-row reads) at 100,000.
+
+Targets: every first page <= 20 ms; the filtered listing <= 300 ms; the browser's first page
+at 100,000 experiments at most 2x its cost at 1,000; a poll <= 5 ms. Stores are built with
 MLMD batch writes of rows shaped exactly as ours (``_stores.py``); each figure is the median
 of fresh connections (nothing cached).
 """
@@ -26,6 +32,9 @@ import mlmd_magic as mm
 
 PAGE_MS = 20.0
 FILTER_MS = 300.0
+BROWSER_RATIO = 2.0  # a few ms apart at most: SQLite's B-trees are one level deeper, nothing is read per record
+POLL_MS = 5.0
+BROWSER_SIZES = (1_000, 100_000)
 
 
 def _median_ms(uri: str, call: Callable[[mm.Store], Any], repeats: int = 7) -> float:
@@ -43,6 +52,44 @@ def _read_all(store: mm.Store) -> None:
     from ml_metadata.metadata_store import metadata_store as ms
 
     store.mlmd.get_artifacts(list_options=ms.ListOptions(limit=100_000))
+
+
+def _browser(store: mm.Store) -> None:
+    from mlmd_magic.widgets import StoreBrowser
+
+    StoreBrowser(store).close()
+
+
+def _browser_rows(folder: str) -> list[dict[str, Any]]:
+    """The browser's cold first page at each of BROWSER_SIZES experiments, and its poll."""
+    from mlmd_magic.widgets._live import signature
+
+    rows: list[dict[str, Any]] = []
+    pages: dict[int, float] = {}
+    for n in BROWSER_SIZES:
+        uri, _ = build_store(n, folder=folder)
+        pages[n] = _median_ms(uri, lambda s: s.page("experiments", limit=20))
+        rows.append({"benchmark": f"listing: browser's first page (store.page) over {n:,} experiments, cold",
+                     "value": pages[n], "unit": "ms", "target": None, "passed": None})
+        built = _median_ms(uri, _browser, repeats=5)
+        rows.append({"benchmark": f"listing: store browser built (first page shown) over {n:,} experiments, cold",
+                     "value": built, "unit": "ms", "target": None, "passed": None})
+        if n == BROWSER_SIZES[-1]:
+            store = mm.connect(uri)
+            signature(store.mlmd)
+            times = []
+            for _ in range(50):
+                started = time.perf_counter()
+                signature(store.mlmd)
+                times.append(time.perf_counter() - started)
+            store.close()
+            poll = statistics.median(times) * 1000
+            rows.append(_row(f"a panel's poll of the store (3 one-row reads), {n:,} experiments", poll, POLL_MS))
+    small, large = pages[BROWSER_SIZES[0]], pages[BROWSER_SIZES[-1]]
+    rows.append({"benchmark": f"listing: browser's first page, {BROWSER_SIZES[-1]:,} / {BROWSER_SIZES[0]:,} "
+                              "experiments", "value": large / small, "unit": "ratio",
+                 "target": f"<= {BROWSER_RATIO:g}", "passed": large / small <= BROWSER_RATIO})
+    return rows
 
 
 def _row(name: str, value: float, target: float) -> dict[str, Any]:
@@ -78,4 +125,14 @@ def run() -> list[dict[str, Any]]:
                      "unit": "ms", "target": None, "passed": None})
         rows.append({"benchmark": "listing: filtered ls / MLMD alone reading them", "value": ms / read,
                      "unit": "ratio", "target": None, "passed": None})
+        rows += _browser_rows(folder)
     return rows
+
+
+if __name__ == "__main__":  # python benchmarks/bench_listing.py browser: the browser's figures only
+    import sys
+
+    if sys.argv[1:] == ["browser"]:
+        with tempfile.TemporaryDirectory() as where:
+            for result in _browser_rows(where):
+                print(f"{result['benchmark']}: {result['value']:.2f} {result['unit']}")

@@ -1,9 +1,12 @@
 """A real browser: JupyterLab on a loopback port, driven by Playwright in Debian's Chromium.
 
-A user opens the store browser, edits one value of an experiment in the editor and saves:
-the browser shows version 2 without being asked; the diff shows the change. In the browser's
-runs tab they sort the grid, select two runs and compare them, click a lineage node to see
-its record, and read the evaluations tab. Screenshots go to test-artifacts/.
+A user opens the store browser (one pager, one filter that applies as you type), edits one
+value of an experiment in the editor and saves: the browser shows version 2 without being
+asked; the diff shows the change. In the browser's runs tab they sort the grid, select two
+runs and compare them, click a lineage node to see its record, watch a run another process
+starts and cancels go from RUNNING to CANCELED without pressing Refresh, and read the
+evaluations tab. After a restart the editor's text names the version it saved.
+Screenshots go to test-artifacts/.
 Needs /usr/bin/chromium (Debian's package) and the playwright package; Playwright never
 downloads a browser here. Without them the test skips, except under CI where it fails.
 """
@@ -149,9 +152,21 @@ def test_edit_save_and_see_version_2_in_jupyterlab(lab: dict[str, Any]) -> None:
             run_cell(1)
             panel = page.locator(".mlmd-magic-browser")
             experiments = panel.locator(".widget-tab-contents > div").nth(0)
-            expect(experiments.locator(".mlmd-magic-count")).to_contain_text("2 in all", timeout=60_000)
+            expect(experiments.locator(".mlmd-magic-count")).to_contain_text("rows 1–2 of 2 · page 1 of 1",
+                                                                             timeout=60_000)
             expect(experiments.locator("table.dataTable")).to_contain_text("t22", timeout=20_000)
+            # one pager and one filter: DataTables' own "Showing 1 to 2 of 2 entries", pager and search are gone
+            expect(panel.locator(".dt-info, .dataTables_info")).to_have_count(0)
+            expect(panel.locator(".dt-search, .dataTables_filter, .dt-paging, .dataTables_paginate")).to_have_count(0)
+            expect(experiments.locator("input[type='text'], input:not([type])")).to_have_count(1)
             page.screenshot(path=str(ARTIFACTS / "browser-experiments.png"))
+            # the filter applies as you type (no Enter)
+            experiments.locator(".widget-text input").first.press_sequentially("t22", delay=80)
+            expect(experiments.locator(".mlmd-magic-count")).to_contain_text("rows 1–1 of 1", timeout=20_000)
+            assert _rows(experiments) == ["t22"]
+            page.screenshot(path=str(ARTIFACTS / "browser-filter-typed.png"))
+            experiments.locator(".widget-text input").first.fill("")
+            expect(experiments.locator(".mlmd-magic-count")).to_contain_text("rows 1–2 of 2", timeout=20_000)
 
             run_cell(2)
             editor = page.locator(".mlmd-magic-editor")
@@ -180,8 +195,11 @@ def test_edit_save_and_see_version_2_in_jupyterlab(lab: dict[str, Any]) -> None:
             panel.locator(".lm-TabBar-tab", has_text="runs").click()
             runs = panel.locator(".widget-tab-contents > div").nth(3)
             grid = runs.locator(".dataTables_wrapper, .dt-container").first
-            expect(runs.locator(".mlmd-magic-count")).to_contain_text("2 in all", timeout=30_000)
+            expect(runs.locator(".mlmd-magic-count")).to_contain_text("rows 1–2 of 2", timeout=30_000)
             expect(grid).to_contain_text("test.accuracy")
+            # the metrics fit the width: no scrolling sideways (the rest is folded into "more")
+            width = grid.evaluate("e => [e.scrollWidth, e.clientWidth]")
+            assert width[0] <= width[1] + 2, width
             assert _rows(grid) == ["t22@2#1", "t22@1#1"]  # newest first
             grid.locator("thead th", has_text=re.compile(r"^name$")).click()
             expect(grid.locator("tbody tr").first).to_contain_text("t22@1#1", timeout=10_000)
@@ -213,6 +231,21 @@ def test_edit_save_and_see_version_2_in_jupyterlab(lab: dict[str, Any]) -> None:
             record.scroll_into_view_if_needed()
             page.screenshot(path=str(ARTIFACTS / "browser-lineage-click.png"))
 
+            # another process trains and cancels: the open runs tab follows, no Refresh pressed
+            cells.nth(1).scroll_into_view_if_needed()
+            handle = store.train("t22", epochs=100_000, wait=False)
+            running = grid.locator("tbody tr", has_text="RUNNING")
+            expect(running).to_have_count(1, timeout=30_000)
+            grid.scroll_into_view_if_needed()
+            page.screenshot(path=str(ARTIFACTS / "browser-live-running.png"))
+            cancelled = store.cancel(handle.id)
+            assert cancelled.state == "CANCELED"
+            expect(grid.locator("tbody tr", has_text="CANCELED")).to_have_count(1, timeout=30_000)
+            expect(running).to_have_count(0)
+            expect(runs.locator(".mlmd-magic-count")).to_contain_text("rows 1–3 of 3")
+            grid.scroll_into_view_if_needed()
+            page.screenshot(path=str(ARTIFACTS / "browser-live-canceled.png"))
+
             # evaluations: model, baseline, verdict and the failed check
             panel.locator(".lm-TabBar-tab", has_text="evaluations").click()
             evaluations = panel.locator(".widget-tab-contents > div").nth(5)
@@ -231,8 +264,11 @@ def test_edit_save_and_see_version_2_in_jupyterlab(lab: dict[str, Any]) -> None:
                                                                                     timeout=30_000)
             expect(panel).to_be_hidden()
             editor_out = cells.nth(2).locator(".jp-OutputArea-output")
-            # the text of the panel as it was shown
-            expect(editor_out.locator("pre.mlmd-magic-fallback")).to_contain_text("ExperimentEditor for t21@1")
+            # the text of the panel as it was last: the version it saved, and that it saved it
+            editor_text = editor_out.locator("pre.mlmd-magic-fallback")
+            expect(editor_text).to_contain_text("ExperimentEditor for t21@2")
+            expect(editor_text).to_contain_text("last: saved as t21@2 (params.epochs 3 -> 7)")
+            expect(editor_text).to_contain_text("epochs = 7")
             expect(editor).to_be_hidden()
             expect(page.get_by_text("model not found").locator("visible=true")).to_have_count(0)
             expect(page.locator(".jp-StatusBar-Widget", has_text="Idle").first).to_be_visible(timeout=60_000)
@@ -247,6 +283,7 @@ def test_edit_save_and_see_version_2_in_jupyterlab(lab: dict[str, Any]) -> None:
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
             expect(cells.nth(1).locator("pre.mlmd-magic-fallback")).to_contain_text("StoreBrowser", timeout=30_000)
             expect(cells.nth(1).locator("pre.mlmd-magic-fallback")).to_be_visible()
+            expect(cells.nth(2).locator("pre.mlmd-magic-fallback")).to_contain_text("last: saved as t21@2")
             # the renderer's error is there, hidden behind the text
             expect(page.get_by_text("model not found").first).to_be_attached(timeout=10_000)
             expect(page.get_by_text("model not found").locator("visible=true")).to_have_count(0)
@@ -257,8 +294,9 @@ def test_edit_save_and_see_version_2_in_jupyterlab(lab: dict[str, Any]) -> None:
 
     saved = mm.connect(f"sqlite:///{store_path}").get_experiment("t21")
     assert saved["version"] == 2 and saved["params"]["epochs"] == 7
-    define = store.mlmd.get_executions_by_type("mlmd_magic.DefineExperiment")[-1]
-    assert define.properties["source"].string_value == "widget ExperimentEditor t21@1: params.epochs 3 -> 7"
+    sources = [e.properties["source"].string_value
+               for e in store.mlmd.get_executions_by_type("mlmd_magic.DefineExperiment")]
+    assert [s for s in sources if s.startswith("widget")] == ["widget ExperimentEditor t21@1: params.epochs 3 -> 7"]
     shutil.copy(root / "edit.ipynb", ARTIFACTS / "edit.ipynb")
 
 

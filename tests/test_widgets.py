@@ -105,19 +105,19 @@ def test_browser_pages_on_the_store_side(store: mm.Store) -> None:
     browser = StoreBrowser(store)
     tab = browser.tabs["experiments"]
     assert len(tab.frame) == PAGE_SIZE and not tab.next.disabled and tab.prev.disabled
-    assert "20 rows shown, 26 in all · page 1 of 2" in tab.count.value
+    assert "rows 1–20 of many · page 1" in tab.count.value  # the total would read every record: not asked
     grid = tab.grid.df
     assert grid["name"][0] == "exp-24"  # newest first
     # one column per parameter; an overridden value marked (t21 overrides epochs)
     assert {"epochs", "hidden", "learning_rate", "optimizer.name", "shuffle"} <= set(grid.columns)
     assert "overrides" not in grid.columns
     tab.next.click()
-    assert "page 2 of 2" in tab.count.value and len(tab.frame) == 6 and tab.next.disabled
+    assert "rows 21–26 of 26 · page 2 of 2" in tab.count.value and len(tab.frame) == 6 and tab.next.disabled
     t21 = tab.grid.df[tab.grid.df["name"] == "t21"].iloc[0]
     assert "mlmd-magic-override" in t21["epochs"] and ">2</b>" in t21["epochs"]
     assert "override" not in str(t21["learning_rate"])
     tab.filter.value = "exp-1"
-    assert set(tab.frame["name"]) == {f"exp-1{i}" for i in range(10)} and "10 in all" in tab.count.value
+    assert set(tab.frame["name"]) == {f"exp-1{i}" for i in range(10)} and "of 10 · page 1 of 1" in tab.count.value
     tab.filter.value = "epohcs >= 2"
     assert "did you mean" in tab.count.value  # the filter's error, the grid left as it was
     tab.filter.value = "name == t21"
@@ -138,7 +138,7 @@ def test_browser_refreshes_after_an_action_of_this_kernel(store: mm.Store) -> No
     assert list(tab.frame["name"]) == ["t21"]
     browser.tabs["scenarios"].load()
     store.experiment("t22", datasource="nipt-sim", scenario="mlp-small")  # an action of this kernel
-    assert list(tab.frame["name"]) == ["t22", "t21"] and "2 in all" in tab.count.value
+    assert list(tab.frame["name"]) == ["t22", "t21"] and "rows 1–2 of 2" in tab.count.value
     assert not browser.tabs["scenarios"].loaded  # read again when next opened
     other = mm.connect(store.uri.replace("w.sqlite", "other.sqlite"))
     other.add_scenario("x", model="mlp", params={"epochs": 1})  # another store: no reload
@@ -158,10 +158,15 @@ def test_browser_runs_compare_and_evaluations(store: mm.Store, tmp_path: Path,
     runs = browser.tabs["runs"]
     grid = runs.grid.df
     assert list(grid["name"]) == ["t21@2#1", "t21@1#1"]
-    assert {"test.accuracy", "eval.loss", "train.loss", "params.epochs", "hidden"} <= set(grid.columns)
-    assert "metrics" not in grid.columns
+    assert {"test.accuracy", "eval.loss", "train.loss", "params.epochs", "hidden"} <= set(runs.frame.columns)
+    assert "metrics" not in runs.frame.columns
     assert all(v == round(v, 4) for v in runs.frame["test.loss"])  # rounded, split named
-    assert "<b" in grid["params.epochs"][0] and ">3</b>" in grid["params.epochs"][0]
+    # the grid fits a notebook's width: test metrics as columns, the rest folded into "more"
+    assert list(grid.columns)[:2] == ["name", "state"] and "test.accuracy" in grid.columns
+    assert len(grid.columns) <= 10 and "eval.loss" not in grid.columns
+    more = grid["more"][0]
+    assert more.startswith("<details") and "eval.loss: " in more and "train.loss: " in more
+    assert "params.epochs: <b" in more and ">3</b>" in more  # the override still marked
     assert runs.compare_button.disabled
     runs.grid.selected_rows = [0, 1]
     assert not runs.compare_button.disabled and f"Run {first.name}" in runs.details.value
@@ -192,7 +197,7 @@ def test_browser_shows_foreign_types(store: mm.Store) -> None:
     assert foreign.frame is None  # read when first opened, not when the browser is built
     browser.tab.selected_index = list(browser.tab.titles).index("Examples")
     assert list(foreign.frame["id"]) == [aid] and list(foreign.frame["name"]) == ["examples-1"]
-    assert "1 in all" in foreign.count.value
+    assert "rows 1–1 of 1" in foreign.count.value
     foreign.grid.selected_rows = [0]
     details = foreign.details.value
     assert "/pipelines/examples/1" in details and "<svg" in details

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from .runs import Runs
 
-__all__ = ["EVALUATION_COLUMNS", "Page", "evaluation", "evaluation_table", "run", "run_page_columns"]
+__all__ = ["EVALUATION_COLUMNS", "Page", "evaluation", "evaluation_table", "page_of", "run", "run_page_columns"]
 
 EVALUATION_COLUMNS = ["evaluation", "model", "policy", "baseline", "data", "verdict", "thresholds", "failed_checks",
                       "checks", "created"]
@@ -31,16 +31,21 @@ EVALUATION_COLUMNS = ["evaluation", "model", "policy", "baseline", "data", "verd
 
 @dataclass(frozen=True)
 class Page:
-    """One page of a listing: its rows, and how many rows match in all."""
+    """One page of a listing: its rows, and how many rows match in all where that is known
+    without reading further (``total`` is None while more rows follow this page: counting them
+    would read the whole listing, so a first page would cost as much as the store is large)."""
 
     frame: pd.DataFrame
-    total: int
+    total: int | None
     offset: int
     limit: int
+    more: bool = False  # whether rows follow this page
 
     @property
-    def pages(self) -> int:
-        """How many pages the listing has (at least 1)."""
+    def pages(self) -> int | None:
+        """How many pages the listing has (at least 1), or None while that is not known."""
+        if self.total is None:
+            return None
         return max((self.total + self.limit - 1) // self.limit, 1)
 
     @property
@@ -48,10 +53,32 @@ class Page:
         """This page's number, from 1."""
         return self.offset // self.limit + 1
 
+    def describe(self) -> str:
+        """``rows 1–20 of many · page 1`` while more rows follow, ``rows 21–26 of 26 · page 2 of 2``
+        on the last page (an empty listing: ``no rows``)."""
+        if not len(self.frame):
+            return "no rows" if not self.offset else f"no rows from row {self.offset + 1}"
+        rows = f"rows {self.offset + 1}–{self.offset + len(self.frame)}"
+        if self.total is None:
+            return f"{rows} of many · page {self.number}"
+        return f"{rows} of {self.total} · page {self.number} of {self.pages}"
+
     def __repr__(self) -> str:
         first = self.offset + 1 if len(self.frame) else 0
+        if self.total is None:
+            return f"rows {first}–{self.offset + len(self.frame)} of many (page {self.number})"
         return (f"rows {first}–{self.offset + len(self.frame)} of {self.total} "
                 f"(page {self.number} of {self.pages})")
+
+
+def page_of(frame: pd.DataFrame, limit: int, offset: int) -> tuple[pd.DataFrame, int | None, bool]:
+    """A page cut from ``frame``, the listing's rows from ``offset`` on, at most ``limit + 1``
+    of them (the one beyond the page says that more follow): ``(rows, total or None, more)``.
+    The total is known when the listing ended on this page."""
+    more = len(frame) > limit
+    page = frame.iloc[:limit].reset_index(drop=True)
+    total = offset + len(page) if not more and (len(page) or not offset) else None
+    return page, total, more
 
 
 def run(runs: Runs, ref: Any) -> Run:
@@ -73,9 +100,10 @@ def run(runs: Runs, ref: Any) -> Run:
 
 
 def run_page_columns(runs: Runs, frame: pd.DataFrame) -> pd.DataFrame:
-    """A page of ``list("runs")`` with its ``metrics`` summary replaced by one column per split and
-    metric (``test.accuracy``, rounded to 4 places), then the experiment's ``overrides`` and one
-    column per parameter, read in two batched calls plus one per experiment version."""
+    """A page of ``list("runs")`` with one column per split and metric (``test.accuracy``,
+    rounded to 4 places; made from a ``metrics`` summary where the listing has one), then the
+    experiment's ``overrides`` and one column per parameter the listing lacks, read in two
+    batched calls plus one per experiment version."""
     import pandas as pd
 
     ids = [int(i) for i in frame["run"]]
@@ -83,9 +111,9 @@ def run_page_columns(runs: Runs, frame: pd.DataFrame) -> pd.DataFrame:
     experiments: dict[str, tuple[str, dict[str, Any]]] = {}
     metric_rows, param_rows = [], []
     for run_id, exp_ref in zip(ids, frame["experiment"]):
-        details = json.loads(text(executions[run_id].properties, "details") or "{}")
+        details = json.loads(text(executions[run_id].properties, "details") or "{}") if run_id in executions else {}
         metric_rows.append({f"{split}.{name}": round(value, 4) if isinstance(value, float) else value
-                            for split, values in details.get("metrics", {}).items()
+                            for split, values in (details.get("metrics") or {}).items() if isinstance(values, dict)
                             for name, value in values.items()})
         if exp_ref and exp_ref not in experiments:
             art = runs.records.resolve("experiments", exp_ref)
@@ -93,14 +121,22 @@ def run_page_columns(runs: Runs, frame: pd.DataFrame) -> pd.DataFrame:
                                     flatten(runs.records.data("experiments", art)["params"]))
         overrides, params = experiments.get(exp_ref, ("{}", {}))
         param_rows.append({"overrides": overrides, **params})
-    base = frame.drop(columns=["metrics"]).reset_index(drop=True)
-    metric_frame = pd.DataFrame(metric_rows, index=base.index)
-    ordered = sorted((str(c) for c in metric_frame.columns), key=lambda c: (c.split(".", 1)[0] != "test", c))
-    metric_frame = metric_frame[ordered]
+    base = frame.reset_index(drop=True)
+    parts = [base]
+    if "metrics" in base.columns:  # a listing with a metrics summary: one column per split and metric
+        base = parts[0] = base.drop(columns=["metrics"])
+        metric_frame = pd.DataFrame(metric_rows, index=base.index)
+        ordered = sorted((str(c) for c in metric_frame.columns), key=lambda c: (c.split(".", 1)[0] != "test", c))
+        parts.append(metric_frame[ordered])
+    taken = {str(c) for c in base.columns} | {str(c) for part in parts[1:] for c in part.columns}
     param_frame = pd.DataFrame(param_rows, index=base.index)
-    taken = {str(c) for c in base.columns} | set(ordered)
-    param_frame.columns = pd.Index([f"params.{c}" if c in taken else str(c) for c in param_frame.columns])
-    return pd.concat([base, metric_frame, param_frame], axis=1)
+    named = {str(c): f"params.{c}" if str(c) in taken and str(c) != "overrides" else str(c)
+             for c in param_frame.columns}
+    param_frame.columns = pd.Index(list(named.values()))
+    # a parameter the listing has already (bare or as params.KEY) is not added twice
+    param_frame = param_frame[[c for c in param_frame.columns if c not in taken]]
+    parts.append(param_frame)
+    return pd.concat(parts, axis=1)
 
 
 def evaluation_table(runs: Runs, predicate: Any, limit: int | None, offset: int) -> pd.DataFrame:

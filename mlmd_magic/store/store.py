@@ -844,7 +844,9 @@ class Store:
 
     def page(self, kind: str, where: str | None = None, *, limit: int = 20, offset: int = 0,
              type: str | None = None) -> Page:
-        """One page of :meth:`list` and how many rows match in all (what a browser tab shows).
+        """One page of :meth:`list` (what a browser tab shows), read as :meth:`list` with ``limit``
+        reads it: its cost is one page's, whatever the store holds. ``total`` is how many rows
+        match in all when the listing ends on this page, else None (``more``: rows follow).
 
         Runs get one column per split and metric (``test.accuracy``, rounded) instead of the
         ``metrics`` summary, then their experiment's ``overrides`` and one column per parameter.
@@ -853,6 +855,8 @@ class Store:
         >>> s = mm.connect("memory://")
         >>> for n in range(3):
         ...     _ = s.add_scenario(f"s{n}", model="mlp", params={"epochs": n + 1})
+        >>> s.page("scenarios", limit=2)
+        rows 1–2 of many (page 1)
         >>> s.page("scenarios", limit=2, offset=2)
         rows 3–3 of 3 (page 2 of 2)
 
@@ -864,12 +868,12 @@ class Store:
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             raise ValidationError(f"limit must be a positive whole number, got {limit!r}")
         offset = check_offset(offset)
-        # the total needs every match looked at; the page is cut from that one read
-        frame = self.list(kind, where=where, type=type)
-        page = frame.iloc[offset:offset + limit].reset_index(drop=True)
+        # one row beyond the page says whether more follow; counting them all would read them all
+        page, total, more = browse.page_of(self.list(kind, where=where, type=type, limit=limit + 1, offset=offset),
+                                           limit, offset)
         if isinstance(kind, str) and kind.lower() in ("runs", "run") and not page.empty:
             page = browse.run_page_columns(self._runs, page)
-        return Page(page, len(frame), offset, limit)
+        return Page(page, total, offset, limit, more)
 
     def run(self, ref: Any) -> Run:
         """The training run ``ref`` (an id, ``run:ID``, ``EXPERIMENT@N#K`` or ``EXPERIMENT[@N]``,

@@ -2,14 +2,17 @@
 (itables' ``ITable`` widget: DataTables through anywidget, so JupyterLab 4, Notebook 7 and
 VS Code alike), paged on the store side, with a row's details as HTML below the grid.
 
-Each tab is fed by two functions: a page function ``(where, limit, offset) -> Page`` (rows
-and the total, :meth:`Store.page`) and a details function ``key -> HTML``
-(:meth:`Store.details`). Tabs load when first opened, on Refresh, and after any action this
-kernel records in the store (a new version, a training, an evaluation).
+Each tab is fed by two functions: a page function ``(where, limit, offset) -> Page`` (rows,
+and the total where it is known without reading further, :meth:`Store.page`) and a details
+function ``key -> HTML`` (:meth:`Store.details`). Tabs load when first opened, on Refresh,
+after any action this kernel records in the store (a new version, a training, an
+evaluation), and when a cheap poll sees the store changed by anyone while the panel is seen
+(:mod:`._live`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import html
 import json
@@ -25,9 +28,15 @@ from ..errors import MlmdMagicError
 from ..store import Store
 from ..store.browse import Page
 from ._fallback import FallbackDisplay
+from ._live import StoreWatch, VisibilitySensor
 
 KINDS = ("experiments", "scenarios", "datasources", "runs", "models", "evaluations", "policies")
 PAGE_SIZE = 20
+FILTER_DELAY_S = 0.4  # the filter applies this long after the last key typed
+# the runs grid: the columns shown (then up to RUN_METRICS test metrics); the rest is folded
+_RUN_SHOWN = ("name", "state", "epoch", "epochs")
+_RUN_TAIL = ("duration_s", "created")
+RUN_METRICS = 3
 # which column of a page names its row for the details function
 _KEYS = {"runs": "run", "models": "model", "evaluations": "evaluation", "artifacts": "id"}
 
@@ -45,7 +54,7 @@ def _where(text: str) -> str | None:
 
 def _cell(value: Any) -> Any:
     """A value as the grid shows it: numbers stay numbers (so they sort as numbers), the rest text."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None or (isinstance(value, float) and math.isnan(value)) or _missing(value):
         return ""
     if hasattr(value, "strftime"):
         return str(value.strftime("%Y-%m-%d %H:%M:%S"))
@@ -56,6 +65,13 @@ def _cell(value: Any) -> Any:
     if isinstance(value, (list, dict)):
         return html.escape(json.dumps(value))
     return html.escape(str(value))
+
+
+def _missing(value: Any) -> bool:
+    """pandas' missing scalar (``pd.NA``, ``NaT``) in a nullable column."""
+    import pandas as pd
+
+    return value is pd.NA or value is pd.NaT
 
 
 def grid_frame(frame: Any) -> Any:
@@ -79,6 +95,28 @@ def grid_frame(frame: Any) -> Any:
     return pd.DataFrame(rows, columns=columns)
 
 
+def fold_run_columns(frame: Any) -> Any:
+    """A runs page (as :func:`grid_frame` made it) narrowed to fit a notebook's width: name,
+    state, epoch(s), the first test metrics (accuracy and loss first), duration and time; every
+    other column (the other metrics, the experiment, model, parameters — overrides still bold)
+    folded into one ``more`` cell that opens on a click."""
+    import pandas as pd
+
+    if frame.empty or "name" not in frame.columns:
+        return frame
+    columns = [str(c) for c in frame.columns]
+    tests = sorted((c for c in columns if c.startswith("test.")),
+                   key=lambda c: (c not in ("test.accuracy", "test.loss"), c != "test.accuracy", c))
+    shown = [c for c in _RUN_SHOWN if c in columns] + tests[:RUN_METRICS] + [c for c in _RUN_TAIL if c in columns]
+    folded = [c for c in columns if c not in shown and c != "run"]
+    out = frame[shown].copy()
+    out["more"] = [
+        f"<details class='mlmd-magic-more'><summary>{len(folded)} more</summary>"
+        + "<br>".join(f"{html.escape(c)}: {row[c]}" for c in folded if row[c] != "")
+        + "</details>" for row in frame[folded].to_dict("records")] if folded else ""
+    return pd.DataFrame(out)
+
+
 def _flat_keys(overrides: dict[str, Any], prefix: str = "") -> list[str]:
     keys = []
     for key, value in overrides.items():
@@ -97,19 +135,20 @@ class _Tab(w.VBox):
         self.offset, self.loaded = 0, False
         self.page_info: Page | None = None
         self.frame: Any = None
+        self.shown: Any = None  # the grid's frame as last sent
+        self.fold = title == "runs"
+        self._timer: asyncio.TimerHandle | None = None
+        # applied as you type (a short pause after the last key), not only on Enter
         self.filter = w.Text(placeholder="filter: text in the name, or e.g. epochs >= 5",
-                             layout=w.Layout(width="320px"), continuous_update=False)
+                             layout=w.Layout(width="320px"), continuous_update=True)
         self.refresh_button = w.Button(description="Refresh", icon="refresh", layout=w.Layout(width="auto"))
         self.prev = w.Button(description="◀", layout=w.Layout(width="40px"), tooltip="previous page")
         self.next = w.Button(description="▶", layout=w.Layout(width="40px"), tooltip="next page")
         self.count = w.HTML()
         self.count.add_class("mlmd-magic-count")
-        # a click on a column's title sorts by it (itables would otherwise keep header text selectable)
-        self.grid = ITable(grid_frame_empty(), select=True, paging=False, allow_html=True, showIndex=False,
-                           text_in_header_can_be_selected=False,
-                           classes="display compact nowrap",
-                           layout={"topStart": None, "topEnd": "search", "bottomStart": None, "bottomEnd": None},
-                           language={"search": "search this page:"})
+        # a click on a column's title sorts by it (itables would otherwise keep header text selectable);
+        # one pager and one filter (ours): DataTables' own info, paging and search are off
+        self.grid = ITable(grid_frame_empty(), **_GRID_OPTIONS)
         self.grid.layout = w.Layout(overflow="auto", max_width="100%")  # many parameters: scroll sideways
         self.details = w.HTML()
         self.details.add_class("mlmd-magic-details")
@@ -118,7 +157,7 @@ class _Tab(w.VBox):
         self.comparison = w.HTML()
         self.comparison.add_class("mlmd-magic-comparison")
         # filtering, paging and selecting are the panel's own reads, not a person's action: unrecorded
-        self.filter.observe(lambda _: self.load(0), names="value")
+        self.filter.observe(self._on_filter, names="value")
         self.refresh_button.on_click(lambda _: self.load(self.offset))
         self.prev.on_click(lambda _: self.load(max(self.offset - PAGE_SIZE, 0)))
         self.next.on_click(lambda _: self.load(self.offset + PAGE_SIZE))
@@ -130,29 +169,62 @@ class _Tab(w.VBox):
                      layout=w.Layout(flex_flow="row wrap", align_items="center"))
         super().__init__([bar, self.grid, self.comparison, self.details])
 
+    def _on_filter(self, _: Any) -> None:
+        """Typed in the page (a change from the frontend): read after a short pause, so that one
+        read follows a word typed, not one per key; set from Python: read at once."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        typed = "value" in getattr(self.filter, "_property_lock", {})
+        try:
+            loop = asyncio.get_running_loop() if typed else None
+        except RuntimeError:
+            loop = None
+        if loop is None:
+            self.load(0)
+            return
+        self._timer = loop.call_later(FILTER_DELAY_S, self._filter_due)
+
+    def _filter_due(self) -> None:
+        self._timer = None
+        self.load(0)
+
     def load(self, offset: int = 0, recorded: bool = False) -> None:
         """Read the page at ``offset`` (kept when the filter or the data changed under it);
-        ``recorded`` when the read is a person's action (opening the browser), else unrecorded."""
+        ``recorded`` when the read is a person's action (opening the browser), else unrecorded.
+        A page read again that shows the same rows leaves the grid, its selection and the
+        details as they were; rows that stay keep their selection."""
         self.loaded = True
         try:
             with contextlib.nullcontext() if recorded else self.browser.store.unrecorded():
                 page = self.pages(_where(self.filter.value), PAGE_SIZE, offset)
-                if page.frame.empty and offset and page.total:  # rows went away: show the last page
-                    page = self.pages(_where(self.filter.value), PAGE_SIZE, (page.pages - 1) * PAGE_SIZE)
+                if page.frame.empty and offset:  # rows went away: back to the first page
+                    page = self.pages(_where(self.filter.value), PAGE_SIZE, 0)
         except MlmdMagicError as exc:
             self.count.value = f"<span style='color:crimson'>{html.escape(str(exc))}</span>"
             return
+        keys = {str(self.key_of(row)) for row in self.selected()}
         self.offset, self.page_info, self.frame = page.offset, page, page.frame
         self.prev.disabled = page.offset == 0
-        self.next.disabled = page.offset + len(page.frame) >= page.total
-        shown = f"{len(page.frame)} row{'' if len(page.frame) == 1 else 's'} shown"
-        self.count.value = (f"<span style='padding:0 8px;white-space:nowrap'>{shown}, {page.total} in all · "
-                            f"page {page.number} of {page.pages}</span>")
+        self.next.disabled = not page.more
+        self.count.value = f"<span style='padding:0 8px;white-space:nowrap'>{html.escape(page.describe())}</span>"
+        shown = grid_frame(page.frame) if not page.frame.empty else grid_frame_empty()
+        if self.fold:
+            shown = fold_run_columns(shown)
+        if self.shown is not None and shown.equals(self.shown):
+            self.browser.update_fallback()
+            return  # nothing changed: the grid, its selection and the details stay
+        self.shown = shown
+        records: list[dict[str, Any]] = [{str(k): v for k, v in row.items()} for row in page.frame.to_dict("records")]
+        keep = [i for i, row in enumerate(records) if str(self.key_of(row)) in keys]
         # update() forgets options not passed again: allow_html would fall back to escaping
-        self.grid.update(grid_frame(page.frame) if not page.frame.empty else grid_frame_empty(),
-                         selected_rows=[], allow_html=True, text_in_header_can_be_selected=False)
-        self.details.value = ""
-        self.compare_button.disabled = True
+        self.grid.update(shown, selected_rows=keep, **_GRID_OPTIONS)
+        if keep:
+            self.show(records[keep[-1]])
+        else:
+            self.details.value = ""
+        self.compare_button.disabled = len(keep) < 2
+        self.browser.update_fallback()
 
     def selected(self) -> list[dict[str, Any]]:
         """The selected rows of this page, as plain dicts."""
@@ -190,6 +262,12 @@ class _Tab(w.VBox):
         return comparison
 
 
+_GRID_OPTIONS: dict[str, Any] = {
+    "select": True, "paging": False, "allow_html": True, "showIndex": False,
+    "text_in_header_can_be_selected": False, "classes": "display compact nowrap",
+    "layout": {"topStart": None, "topEnd": None, "bottomStart": None, "bottomEnd": None}}
+
+
 def grid_frame_empty() -> Any:
     import pandas as pd
 
@@ -215,10 +293,15 @@ class StoreBrowser(FallbackDisplay, w.VBox):
         self.tab = w.Tab(children=list(self.tabs.values()))
         self.tab.titles = tuple(self.tabs)
         self.tab.observe(self._on_tab, names="selected_index")
-        super().__init__([w.HTML(f"<b>Store</b> <code>{html.escape(store.uri)}</code>"), self.tab])
+        self.sensor = VisibilitySensor()
+        super().__init__([self.sensor, w.HTML(f"<b>Store</b> <code>{html.escape(store.uri)}</code>"), self.tab])
         self.add_class("mlmd-magic-browser")
+        self.add_class("mlmd-magic-panel")
         self.tabs["experiments"].load(0, recorded=True)  # opening it is the person's action: one listing
         _session.on_write(self)  # refreshed after every action this kernel records
+        # and after what anyone records, while the panel is seen: a cheap poll of the store
+        self.watch = StoreWatch(store, self.store_changed, seen=self.sensor.seen)
+        self.watch.start()
 
     def _pages(self, kind: str, type_name: str | None = None) -> Callable[[str | None, int, int], Page]:
         def pages(where: str | None, limit: int, offset: int) -> Page:
@@ -249,12 +332,24 @@ class StoreBrowser(FallbackDisplay, w.VBox):
         again (keeping its page and filter); the others when next opened."""
         if label != self.store.uri:
             return
+        self.watch.mark_seen()  # read now: the poll need not read it again
+        self.store_changed()
+
+    def store_changed(self) -> None:
+        """The store changed (this kernel's action, or anyone's seen by the poll): the open tab
+        is read again (keeping its page, filter and selection), the others when next opened."""
         index = self.tab.selected_index or 0
         for i, tab in enumerate(self.tabs.values()):
             if i == index and tab.loaded:
                 tab.load(tab.offset)
             else:
                 tab.loaded = False
+
+    def close(self) -> None:
+        """Close the panel and end its poll of the store."""
+        self.watch.stop()
+        self.sensor.close()
+        super().close()
 
     def __repr__(self) -> str:
         tab = self.tabs["experiments"]

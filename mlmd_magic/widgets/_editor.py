@@ -14,6 +14,7 @@ from ..core.values import Diff, apply_overrides, diff_values, flatten, kept_over
 from ..errors import MlmdMagicError, ValidationError
 from ..store import Store
 from ._fallback import FallbackDisplay, refuse_if_stale
+from ._live import StoreWatch, VisibilitySensor
 
 
 class _TextOrNumber(traitlets.Unicode):
@@ -130,17 +131,37 @@ class ExperimentEditor(FallbackDisplay, w.VBox):
         self.train_button = w.Button(description="Train", icon="play")
         self.output = w.Output()
         self.last_run: Any = None  # the run the Train button started last
+        self.last_action = ""  # what the panel did last (a save, a training), for its text form
+        self.sensor = VisibilitySensor()
         self.inputs: dict[str, w.Widget] = {}
         self._build_inputs(data["params"])
         self.scenario.observe(self._on_scenario, names="value")
         self.datasource.observe(lambda _: self.refresh(), names="value")
         self.save_button.on_click(lambda _: self.save())
         self.train_button.on_click(lambda _: self.train())
-        super().__init__([self.header, w.HBox([self.datasource, self.scenario]), self.params_box, self.status,
-                          self.diff, w.HBox([self.save_button, self.train_button]),
+        super().__init__([self.sensor, self.header, w.HBox([self.datasource, self.scenario]), self.params_box,
+                          self.status, self.diff, w.HBox([self.save_button, self.train_button]),
                           w.HBox([self.progress, self.progress_label]), self.output])
         self.add_class("mlmd-magic-editor")
+        self.add_class("mlmd-magic-panel")
         self.refresh()
+        # follows the store while seen: a version recorded elsewhere marks the form out of date
+        self.watch = StoreWatch(store, self.store_changed, seen=self.sensor.seen)
+        self.watch.start()
+
+    def store_changed(self) -> None:
+        """Called when the store changed (any process): if a newer version of this experiment
+        was recorded since the panel opened, say so now (Save is refused) rather than on Save."""
+        if refuse_if_stale(self, self._store, "experiments", self.name, self._latest,
+                           f"Experiment {self._record.ref}"):
+            self.last_action = "out of date: a newer version was recorded since this panel opened"
+            self.update_fallback()
+
+    def close(self) -> None:
+        """Close the panel and end its poll of the store."""
+        self.watch.stop()
+        self.sensor.close()
+        super().close()
 
     def _versions(self, kind: str, name: str) -> list[int]:
         with self._store.unrecorded():  # the panel's own reads
@@ -249,6 +270,8 @@ class ExperimentEditor(FallbackDisplay, w.VBox):
         word = "saved as" if record.status == "created" else "unchanged, matches"
         self.refresh()
         self.status.value = f"<span class='mlmd-magic-saved' style='color:green'>✓ {word} {record.ref}</span>"
+        self.last_action = f"{word} {record.ref}" + (f" ({summary})" if record.status == "created" else "")
+        self.update_fallback()
         return record
 
     def train(self) -> Any:
@@ -278,6 +301,8 @@ class ExperimentEditor(FallbackDisplay, w.VBox):
             display(run)
         label.value = f"{run.state.lower()}: {run.experiment}"
         self.last_run = run
+        self.last_action = f"trained {run.name or run.experiment} (run {run.id}): {run.state}"
+        self.update_fallback()
         return run
 
     def __repr__(self) -> str:
@@ -285,5 +310,7 @@ class ExperimentEditor(FallbackDisplay, w.VBox):
                  f"scenario {self.scenario.value}"]
         lines += [f"  {path} = {json.dumps(widget.value) if not isinstance(widget.value, str) else widget.value}"
                   for path, widget in self.inputs.items()]
+        if getattr(self, "last_action", ""):
+            lines.append(f"last: {self.last_action}")
         lines.append("(an interactive form in JupyterLab, Notebook 7 and VS Code)")
         return "\n".join(lines)

@@ -11,7 +11,9 @@ shutdown has begun, so the kernel cannot replace the output itself then.
 So a panel is displayed as two outputs: the live widget, then its text in an HTML output
 that a CSS rule hides while the widget beside it lives. Once the widget output is dead
 (disconnected, or that error) the rule hides it and shows the text instead; the notebook
-keeps both, so a reopened notebook shows the text. Frontends that do apply messages sent
+keeps both, so a reopened notebook shows the text. The text output is kept up to date while
+the kernel lives (:meth:`FallbackDisplay.update_fallback`, after a save, a training, a refresh),
+because the messages sent once a restart began are dropped. Frontends that do apply messages sent
 during shutdown (plain ``jupyter_client`` ones) get the widget output replaced by the text
 through ``update_display_data`` as well.
 """
@@ -37,8 +39,8 @@ class FallbackDisplay:
     def fallback_html(self) -> str:
         """What the cell shows once the kernel is gone: the panel's text form."""
         return (f"<pre class='mlmd-magic-fallback'>{html.escape(repr(self))}</pre>"
-                "<p style='font-size:11px;color:#666'>(the panel as it was shown; the kernel stopped: "
-                "run the cell again for the live panel)</p>")
+                "<p style='font-size:11px;color:#666'>(the panel as it was last, with what it did last; the "
+                "kernel stopped: run the cell again for the live panel)</p>")
 
     def _ipython_display_(self) -> None:
         from IPython import get_ipython
@@ -46,8 +48,8 @@ class FallbackDisplay:
 
         bundle = self._repr_mimebundle_()  # type: ignore[attr-defined]  # ipywidgets' view + text
         handle = display(bundle, raw=True, display_id=True)
-        display({"text/html": _HIDE_WHILE_LIVE + f"<div class='mlmd-magic-fallback-box'>{self.fallback_html()}</div>"},
-                raw=True)
+        shown = self.fallback_html()
+        text = display(_fallback_bundle(shown), raw=True, display_id=True)
         shell = get_ipython()
         kernel = getattr(shell, "kernel", None)
         if handle is None or kernel is None:  # plain IPython: nothing outlives the process
@@ -56,7 +58,51 @@ class FallbackDisplay:
         for gone in [key for key, (ref, _) in _LIVE.items() if ref() is None]:
             del _LIVE[gone]
         _LIVE[handle.display_id] = (weakref.ref(self), parent)
+        if text is not None:  # the text output follows the panel (a save, a training, a refresh)
+            texts = self.__dict__.setdefault("_fallback_texts", {})
+            texts[text.display_id] = (parent, shown)
         _install(kernel, shell)
+
+    def update_fallback(self) -> int:
+        """Bring the text output(s) shown under the panel up to date with what the panel did last
+        (a save, a training, a refresh), so that a saved notebook, a restarted kernel or a
+        frontend without widgets shows it. Returns how many outputs were updated (0 when
+        nothing changed or the panel was never displayed in a kernel); never raises."""
+        texts: dict[str, tuple[dict[str, Any], str]] = self.__dict__.get("_fallback_texts") or {}
+        if not texts:
+            return 0
+        try:
+            from IPython import get_ipython
+            from IPython.display import update_display
+
+            shown = self.fallback_html()
+            shell = get_ipython()
+            publisher = getattr(shell, "display_pub", None)
+            if publisher is None:
+                return 0
+            before = getattr(publisher, "parent_header", None)
+            done = 0
+            try:
+                for display_id, (parent, last) in list(texts.items()):
+                    if last == shown:
+                        continue
+                    publisher.parent_header = parent  # routed to the cell that showed it
+                    update_display(_fallback_bundle(shown), raw=True, display_id=display_id)
+                    texts[display_id] = (parent, shown)
+                    done += 1
+            finally:
+                if before is not None:
+                    publisher.parent_header = before
+            return done
+        except Exception:  # a panel's text must never fail what the panel did
+            import logging
+
+            logging.getLogger("mlmd_magic").debug("a panel's text could not be updated", exc_info=True)
+            return 0
+
+
+def _fallback_bundle(shown: str) -> dict[str, str]:
+    return {"text/html": _HIDE_WHILE_LIVE + f"<div class='mlmd-magic-fallback-box'>{shown}</div>"}
 
 
 # The text is shown only when the output before it is a dead widget: views marked disconnected

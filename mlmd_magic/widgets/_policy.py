@@ -16,6 +16,7 @@ from ..core.values import Diff, diff_values
 from ..errors import MlmdMagicError, NotFoundError, ValidationError
 from ..store import Store
 from ._fallback import FallbackDisplay, refuse_if_stale
+from ._live import StoreWatch, VisibilitySensor
 
 _KINDS = ("lower", "upper", "change")
 _WIDE = {"description_width": "initial"}
@@ -135,6 +136,8 @@ class PolicyEditor(FallbackDisplay, w.VBox):
         except NotFoundError:
             pass  # a new policy: saving records version 1
         start = self._stored or {"slices": [], "thresholds": [], "description": "", "owner": ""}
+        self.last_action = ""  # what the panel did last (a save), for its text form
+        self.sensor = VisibilitySensor()
         self.header = w.HTML()
         self.owner = w.Text(value=start["owner"], description="owner", continuous_update=True, style=_WIDE,
                             layout=w.Layout(width="320px"))
@@ -155,7 +158,7 @@ class PolicyEditor(FallbackDisplay, w.VBox):
         self.save_button.on_click(lambda _: self.save())
         for field in (self.owner, self.description):
             field.observe(lambda _: self.refresh(), names="value")
-        super().__init__([self.header, w.HBox([self.owner]), self.description,
+        super().__init__([self.sensor, self.header, w.HBox([self.owner]), self.description,
                           w.HTML("<b>slices</b> <small>(bins of a numeric feature; names optional)</small>"),
                           self.slice_box, w.HBox([self.add_slice_button]),
                           w.HTML("<b>thresholds</b> <small>(lower/upper: the value must reach it; change: at most "
@@ -163,7 +166,25 @@ class PolicyEditor(FallbackDisplay, w.VBox):
                           self.threshold_box, w.HBox([self.add_threshold_button]), self.status, self.diff,
                           w.HBox([self.save_button])])
         self.add_class("mlmd-magic-policy-editor")
+        self.add_class("mlmd-magic-panel")
         self.refresh()
+        # follows the store while seen: a version recorded elsewhere marks the form out of date
+        self.watch = StoreWatch(store, self.store_changed, seen=self.sensor.seen)
+        self.watch.start()
+
+    def store_changed(self) -> None:
+        """Called when the store changed (any process): if a version of this policy was recorded
+        since the panel opened, say so now (Save is refused) rather than on Save."""
+        if refuse_if_stale(self, self._store, "policies", self.name, self._version(),
+                           f"Policy {self._ref or self.name}"):
+            self.last_action = "out of date: a newer version was recorded since this panel opened"
+            self.update_fallback()
+
+    def close(self) -> None:
+        """Close the panel and end its poll of the store."""
+        self.watch.stop()
+        self.sensor.close()
+        super().close()
 
     def _version(self) -> int | None:
         """The stored version the form started from (None: a new policy)."""
@@ -299,6 +320,8 @@ class PolicyEditor(FallbackDisplay, w.VBox):
         word = "saved as" if record.status == "created" else "unchanged, matches"
         self.refresh()
         self.status.value = f"<span class='mlmd-magic-saved' style='color:green'>✓ {word} {record.ref}</span>"
+        self.last_action = f"{word} {record.ref}"
+        self.update_fallback()
         return record
 
     def _empty(self) -> bool:
@@ -314,6 +337,8 @@ class PolicyEditor(FallbackDisplay, w.VBox):
         except MlmdMagicError as exc:
             spec = {"error": str(exc)}
         lines += [f"  {k}: {json.dumps(v)}" for k, v in spec.items()]
+        if getattr(self, "last_action", ""):
+            lines.append(f"last: {self.last_action}")
         lines.append("(an interactive form in JupyterLab, Notebook 7 and VS Code)")
         return "\n".join(lines)
 
