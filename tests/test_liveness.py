@@ -148,12 +148,12 @@ def test_the_writer_keeps_a_heartbeat_however_long_an_epoch_takes(tmp_path: Path
     try:
         first = writer.writes
         _until(lambda: writer.writes >= first + 5, timeout=30, what="five heartbeats")
-        time.sleep(0.3)
-        assert reap_stale_runs(mm.connect(uri).mlmd, stale_after_s=0.25) == []
+        time.sleep(3)  # far longer than a heartbeat: a reader with a 2 s stale age still sees it alive
+        assert reap_stale_runs(mm.connect(uri).mlmd, stale_after_s=2) == []
     finally:
         writer.close()
-    time.sleep(0.3)
-    assert reap_stale_runs(mm.connect(uri).mlmd, stale_after_s=0.25) == [eid]
+    time.sleep(2.5)
+    assert reap_stale_runs(mm.connect(uri).mlmd, stale_after_s=2) == [eid]
 
 
 def test_the_writer_sees_a_cancel_and_outlives_a_store_that_does_not_answer(tmp_path: Path) -> None:
@@ -186,3 +186,23 @@ def test_the_writer_sees_a_cancel_and_outlives_a_store_that_does_not_answer(tmp_
         writer.close()
     (written,) = store.mlmd.get_executions_by_id([eid])
     assert written.properties["progress"].string_value == '{"epoch": 7}'
+
+
+def test_a_refused_write_is_said_once_and_the_cancel_look_goes_on(tmp_path: Path) -> None:
+    """A store that refuses the execution outright (not busy, not away) is not asked again and
+    again, and a cancel request is still seen."""
+    uri = f"sqlite:///{tmp_path}/refused.sqlite"
+    store = mm.connect(uri)
+    eid = _running(store, "elsewhere:1")
+    (execution,) = store.mlmd.get_executions_by_id([eid])
+    refused = pb.Execution()
+    refused.CopyFrom(execution)
+    refused.type_id = 999_999  # no such type: MLMD refuses it
+    store.cancel(eid, wait_s=0)
+    writer = LiveWriter(lambda: mm.connect(uri).mlmd, refused, watch_cancel=True, heartbeat_s=0.05,
+                        cancel_poll_s=0.05)
+    try:
+        _until(lambda: writer.cancel_id is not None, timeout=30, what="the cancel request")
+        assert writer.rejected is not None and writer.writes == 0
+    finally:
+        writer.close()

@@ -81,6 +81,7 @@ class Backend:
 
     def __init__(self, uri: StoreURI) -> None:
         self.uri = uri
+        self._runs_root = os.path.abspath("mlmd-magic-runs")
 
     def config(self) -> Any:
         """The ``ConnectionConfig`` MLMD opens (after any checks this backend makes first)."""
@@ -124,8 +125,9 @@ class Backend:
         """Release what the backend holds besides MLMD's connection."""
 
     def runs_root(self) -> str:
-        """Where run folders go by default."""
-        return os.path.abspath("mlmd-magic-runs")
+        """Where run folders go by default: ``mlmd-magic-runs`` in the folder current when the
+        store was opened (a later ``%cd`` moves nothing)."""
+        return self._runs_root
 
     def password(self) -> str | None:
         """The password a worker process needs to open this store too (MySQL only), else None."""

@@ -176,6 +176,7 @@ class ResilientStore:
         #: while set (see :meth:`patient`), a store that stays busy or unreachable is waited for
         #: without end, and this is called with the error before each new wait
         self.patience: Callable[[BaseException], None] | None = None
+        self._patience_check: Callable[[], None] | None = None
 
     @property
     def raw(self) -> Any:
@@ -201,18 +202,22 @@ class ResilientStore:
 
     def _waited(self) -> None:
         self.busy_retries += 1
+        if self._patience_check is not None:
+            self._patience_check()
 
     @contextlib.contextmanager
-    def patient(self, on_wait: Callable[[BaseException], None]) -> Iterator[None]:
+    def patient(self, on_wait: Callable[[BaseException], None], check: Callable[[], None] | None = None
+                ) -> Iterator[None]:
         """Calls in this block wait for a busy or unreachable store as long as it takes (a run's
         last write: the training is done and only the store can record it); ``on_wait(error)``
-        is called each time the usual patience ran out and the call is tried again. Ctrl-C
-        still ends the wait."""
-        previous, self.patience = self.patience, on_wait
+        is called each time the usual patience ran out and the call is tried again, and
+        ``check()`` before each wait for a busy store (either may raise to give up)."""
+        previous = self.patience, self._patience_check
+        self.patience, self._patience_check = on_wait, check
         try:
             yield
         finally:
-            self.patience = previous
+            self.patience, self._patience_check = previous
 
     def __getattr__(self, name: str) -> Any:
         if self._store is None:  # lost, not yet opened again: its class says what the name is

@@ -30,7 +30,8 @@ __all__ = ["CANCEL_POLL_S", "PROGRESS_S", "LiveWriter", "cancel_request"]
 log = logging.getLogger("mlmd_magic")
 
 CANCEL_POLL_S = 1.0  # a running training looks for a cancel request this often
-RETRY_S = 1.0  # after a failed write or look, the next try comes this much later
+RETRY_S = 1.0  # after a failed write or look, the next try comes this much later, doubling each time
+MAX_BACKOFF_S = 16.0  # up to this
 PROGRESS_S = 2.0  # a training hands its progress within an epoch (step, ETA) this often
 
 
@@ -79,6 +80,10 @@ class LiveWriter:
         self.cancel_id: int | None = None
         self.unreachable_since: float | None = None
         self._pending_since: float | None = None  # when the write not yet done was first tried
+        self._failures = 0  # calls failed in a row
+        self._not_before = 0.0  # no call before this time of the clock (backing off)
+        #: the error with which the store refused the execution outright (then no more writes)
+        self.rejected: BaseException | None = None
         self.last_error: BaseException | None = None
         self.writes = 0
         self._thread = threading.Thread(target=self._loop, name=f"mlmd-magic live {name or execution.id}",
@@ -119,16 +124,29 @@ class LiveWriter:
 
     def _failed(self, exc: BaseException) -> None:
         from ..backend.resilience import classify
+        from ..errors import StoreConnectionError
 
-        if self._reopen and classify(exc) != "busy":
+        kind = classify(exc)
+        if self._reopen and kind != "busy":
             # a server connection that failed other than busy is never used again (MLMD's MySQL
             # source, asked again after its own reconnect failed, can crash): opened anew next try
             self._mlmd = None
+        if kind is None and not isinstance(exc, StoreConnectionError):
+            # the store refuses this execution (not busy, not out of reach): said once, not retried
+            if self.rejected is None:
+                log.warning("the store refused a running training's progress: %s", exc)
+            self.rejected = exc
         if self.unreachable_since is None:
             self.unreachable_since = self._clock()
             log.info("the store is not answering (%s); a running training goes on and writes later",
                      type(exc).__name__)
         self.last_error = exc
+        self._failures += 1
+
+    def _backoff(self) -> float:
+        """Seconds until the next call after failures: growing to MAX_BACKOFF_S, so that a store
+        that stays busy is asked seldom (each MLMD call holds Python's lock while SQLite waits)."""
+        return float(min(RETRY_S * 2.0 ** max(self._failures - 1, 0), MAX_BACKOFF_S))
 
     def _loop(self) -> None:
         next_beat = self._clock()  # the first heartbeat at once
@@ -137,14 +155,22 @@ class LiveWriter:
             with self._wake:
                 while not self._stopping:
                     now = self._clock()
-                    due = min(next_beat, next_look if self._watch_cancel and self.cancel_id is None else next_beat)
-                    if self._dirty or now >= due:
+                    looks = self._watch_cancel and self.cancel_id is None
+                    due = min(next_beat, next_look) if looks else next_beat
+                    # new progress goes at once, else at the next heartbeat or look; never before
+                    # the backoff after failures ends
+                    fresh = self._dirty and self.rejected is None
+                    ready = self._not_before if fresh else max(due, self._not_before)
+                    if now >= ready:
                         break
-                    self._wake.wait(max(0.0, due - now))
+                    self._wake.wait(ready - now)
                 if self._stopping:
                     return
-                execution, write = self._execution, self._dirty or self._clock() >= next_beat
-                self._dirty = False if write else self._dirty
+                now = self._clock()
+                execution = self._execution
+                write = self.rejected is None and now >= self._not_before and (self._dirty or now >= next_beat)
+                if write:
+                    self._dirty = False
             if write:
                 # MLMD stamps last_update_time only when something changed: how long the run has
                 # gone on changes at every write
@@ -155,22 +181,21 @@ class LiveWriter:
                     self._connection().put_executions([execution])
                     self.writes += 1
                     self.unreachable_since, self.last_error, self._pending_since = None, None, None
+                    self._failures, self._not_before = 0, 0.0
                     next_beat = self._clock() + self._heartbeat_s
-                except Exception as exc:  # busy, unreachable, killed: kept, tried again
+                except Exception as exc:  # busy, unreachable, killed: kept, tried again later
                     self._failed(exc)
                     with self._wake:
-                        self._dirty = True
-                    next_beat = self._clock() + RETRY_S
-                    self._pause(RETRY_S)
-                    continue
-            if self._watch_cancel and self.cancel_id is None and self._clock() >= next_look:
+                        self._dirty = self.rejected is None
+                    self._not_before = self._clock() + self._backoff()
+                    next_beat = self._not_before
+            elif self.rejected is not None:
+                next_beat = self._clock() + self._heartbeat_s
+            # the cancel look goes on whatever the writes do (on a busy store, at the same pace)
+            if self._watch_cancel and self.cancel_id is None and self._clock() >= max(next_look, self._not_before):
                 try:
                     self.cancel_id = cancel_request(self._connection(), int(execution.id))
                 except Exception as exc:
                     self._failed(exc)
+                    self._not_before = self._clock() + self._backoff()
                 next_look = self._clock() + self._cancel_poll_s
-
-    def _pause(self, seconds: float) -> None:
-        with self._wake:
-            if not self._stopping:
-                self._wake.wait(seconds)

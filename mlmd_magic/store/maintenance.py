@@ -90,15 +90,21 @@ class Owner:
     def here(self) -> bool:
         """Whether the owner's process would be one of this machine's, in this PID namespace."""
         return (self.host == socket.gethostname() and bool(self.boot) and self.boot == _boot_id()
-                and self.pidns == _pid_namespace())
+                and bool(self.pidns) and self.pidns == _pid_namespace())
 
     def gone(self) -> str:
         """Why the owner process is known to have ended (a reason), or ``""`` (alive, or not knowable here)."""
-        if not self.here() or self.pid == os.getpid():
+        if not self.here():
             return ""
         stat = _stat(self.pid)
         if stat is None:
-            return f"its process {self.pid} on {self.host} ended"
+            try:  # /proc may hide other users' processes (hidepid): ask the kernel
+                os.kill(self.pid, 0)
+            except ProcessLookupError:
+                return f"its process {self.pid} on {self.host} ended"
+            except PermissionError:
+                return ""
+            return ""
         state, start = stat
         if state in ("Z", "X"):
             return f"its process {self.pid} on {self.host} was killed or exited (a zombie)"

@@ -306,12 +306,16 @@ class Runs:
             """The run's final state, once its writer thread has stopped (no progress write can
             follow it), waiting for the store as long as it takes, and saying so."""
             waits = [time.monotonic()]
+            interrupted = interrupts.count  # the Ctrl-C that cancels the run does not give up its record
 
-            def waiting(exc: BaseException) -> None:
-                if interrupts.pending is not None:
+            def give_up() -> None:
+                if interrupts.count > interrupted:
                     raise StoreError(f"run {act.name} was not recorded {act.state}: the store did not answer and "
                                      "the wait for it was interrupted; the run stays RUNNING in the store until the "
                                      "stale-run check marks it FAILED")
+
+            def waiting(exc: BaseException) -> None:
+                give_up()
                 now = time.monotonic()
                 if now - waits[0] >= 60:
                     waits[0] = now
@@ -327,7 +331,7 @@ class Runs:
             patient = getattr(recorder.mlmd, "patient", None)
             try:
                 live.close()
-                with patient(waiting) if patient is not None else contextlib.nullcontext():
+                with patient(waiting, give_up) if patient is not None else contextlib.nullcontext():
                     recorder.commit(act, error=error)
             finally:
                 note.cancel()
@@ -360,7 +364,8 @@ class Runs:
                     act.properties["details"] = canonical_json(details)
                     last_write()
             except BaseException as exc:
-                live.close()  # a failure is recorded FAILED by the recorder's guard, after the thread
+                with interrupts.deferred():  # no progress write may land after the failure's record
+                    live.close()
                 interrupt = interrupts.interrupted_by(exc)
                 if interrupt is not None:
                     raise cancelled(interrupt) from None

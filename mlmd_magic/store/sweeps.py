@@ -781,6 +781,7 @@ class Sweeps:
 
         run = self.runs.by_external_id(_run_key(study.study_name, trial))
         if run is not None:
+            (run,) = self.runs.judged([run])  # a run whose worker died is FAILED now, not when someone looks
             if run.last_known_state in (pb.Execution.FAILED, pb.Execution.CANCELED):
                 return f"its run {run.name} ended {pb.Execution.State.Name(run.last_known_state)}"
             return ""

@@ -65,6 +65,9 @@ class Interrupts:
 
     def __init__(self) -> None:
         self.pending: KeyboardInterrupt | None = None
+        #: how many interrupts came in this block (a second Ctrl-C tells "give up" from the first)
+        self.count = 0
+        self._last: KeyboardInterrupt | None = None
         self.deferring = False
         self._previous: Any = None
         self._entered = False
@@ -88,6 +91,9 @@ class Interrupts:
 
     def note(self, interrupt: KeyboardInterrupt) -> None:
         """Remember ``interrupt`` (the first one counts), e.g. one a callback saw go by."""
+        if interrupt is not self._last:  # one interrupt may be noted by more than one hand
+            self._last = interrupt
+            self.count += 1
         if self.pending is None:
             self.pending = interrupt
 
