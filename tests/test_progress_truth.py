@@ -136,7 +136,7 @@ def test_watch_shows_epochs_steps_eta_and_curves_from_the_first_heartbeat(
     run = store.train("t21", callbacks=[Look()], progress=False)
     begin, step = seen["begin"], seen["step"]
     assert (begin.state, begin.epoch, begin.epochs, begin.step) == ("RUNNING", 0, 3, 0)
-    assert begin.headline() == f"run t21@1#1 (#{run.id}): RUNNING, epoch 1/3, step 0/10"  # not "epoch 0/0"
+    assert begin.headline() == f"run t21@1#1 (#{run.id}): RUNNING, epoch 1/3"  # not "epoch 0/0" (no step yet)
     assert "no training curves recorded" not in begin._repr_html_()
     assert (step.epoch, step.epochs, step.step, step.steps) == (0, 3, 8, 10)
     assert step.eta_s is not None and step.eta_s > 0  # 22 steps to go, at the rate of the 7 since the first

@@ -61,7 +61,12 @@ def curves_figure(runs: Mapping[str, History], *, log_loss: bool = False, epochs
     panels = metric_panels(*runs.values()) or ["loss"]
     columns = min(len(panels), 3)
     rows = (len(panels) + columns - 1) // columns
-    fig = Figure(figsize=(width, panel_height * rows), dpi=dpi, layout="constrained")
+    height = panel_height * rows
+    fig = Figure(figsize=(width, height), dpi=dpi)
+    # fixed margins in inches, not a layout engine: matplotlib's constrained layout took half of
+    # a drawing's time, which a live training pays at its end (benchmarks/bench_display.py)
+    fig.subplots_adjust(left=0.6 / width, right=1 - 0.15 / width, bottom=0.45 / height, top=1 - 0.3 / height,
+                        wspace=0.3, hspace=0.75 / max(panel_height - 0.75, 0.5))
     axes = fig.subplots(rows, columns, squeeze=False)
     longest = max([epochs or 0] + [len(v) for h in runs.values() for v in h.values()]) or 1
     for index, metric in enumerate(panels):

@@ -466,7 +466,9 @@ def _cancel(host: Host, a: argparse.Namespace) -> Message:
     if progress.running:
         return Message(f"asked run {progress.name} to stop; it has not yet (still RUNNING after {a.wait:g} s)")
     if progress.state == "CANCELED":  # as the training's own cell says it: one spelling
-        return Message(f"run {progress.name} cancelled after {progress.epoch} of {progress.epochs} epochs")
+        took = progress.live.get("elapsed_s") if isinstance(progress.live, dict) else None
+        took_text = f", {float(took):.0f} s" if isinstance(took, (int, float)) else ""
+        return Message(f"run {progress.name} cancelled after {progress.epoch} of {progress.epochs} epochs{took_text}")
     return Message(f"run {progress.name} {progress.state} after epoch {progress.epoch}/{progress.epochs}")
 
 

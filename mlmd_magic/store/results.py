@@ -298,7 +298,7 @@ class RunProgress:
         if not self.running or not self.epochs:
             return f"run {self.name} (#{self.id}): {self.state}, epoch {self.epoch}/{self.epochs}{error}"
         where = f"epoch {min(self.epoch + 1, self.epochs)}/{self.epochs}"
-        if self.steps:
+        if self.steps and self.step:  # between epochs, the epoch under way has no step yet
             where += f", step {self.step}/{self.steps}"
         if self.eta_s is not None:
             where += f", ETA {format_eta(self.eta_s)}"

@@ -295,9 +295,11 @@ class ProgressReporter:
             if self.curves and self.history and self._drawn != len(self.history.get("loss", [])):
                 self._draw_curves()  # the last epochs, if the clock held them back
             self._pending = ""
-            self._handle.update(HTML(self._html(f"{status} after {self._epoch} epochs, "
-                                                f"{self._clock() - self._started:.1f} s", done=True)))
-        else:
+            # a stop is said once, by the run's own line (with its duration): here only where it stopped
+            text = (f"cancelled at epoch {self._epoch}" if status in ("canceled", "cancelled")
+                    else f"{status} after {self._epoch} epochs, {self._clock() - self._started:.1f} s")
+            self._handle.update(HTML(self._html(text, done=True)))
+        elif status not in ("canceled", "cancelled"):
             print(f"done: {status}", file=self._stream, flush=True)
         self.cost_s += self._clock() - now
 

@@ -177,8 +177,11 @@ class PolicyEditor(FallbackDisplay, w.VBox):
         since the panel opened, say so now (Save is refused) rather than on Save."""
         if refuse_if_stale(self, self._store, "policies", self.name, self._version(),
                            f"Policy {self._ref or self.name}"):
-            self.last_action = "out of date: a newer version was recorded since this panel opened"
-            self.update_fallback()
+            if "out of date" not in self.last_action:  # what it did stays said, the staleness after it
+                self.last_action = (f"{self.last_action}; since then a newer version was recorded (this panel is "
+                                    "out of date)" if self.last_action
+                                    else "out of date: a newer version was recorded since this panel opened")
+                self.update_fallback()
 
     def close(self) -> None:
         """Close the panel and end its poll of the store."""
