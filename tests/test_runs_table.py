@@ -100,3 +100,14 @@ def test_the_runs_table_through_the_cli(filled: str, capsys: pytest.CaptureFixtu
     assert main(["--uri", filled, "ls", "runs"]) == 0
     text = capsys.readouterr().out
     assert "eval.accuracy" in text and "learning_rate" in text and "NaN" not in text
+
+
+def test_the_browsers_runs_page_has_one_column_per_parameter(filled: str) -> None:
+    """The grid's page adds the parameters that do not differ and the overrides, never a second
+    column for one the listing has (``params.epochs`` beside ``epochs``)."""
+    with mm.connect(filled) as store:
+        columns = [str(c) for c in store.page("runs").frame.columns]
+    assert len(columns) == len(set(columns)), columns
+    for name in ("epochs", "learning_rate", "hidden", "seed", "overrides"):
+        assert columns.count(name) == 1, columns
+    assert not [c for c in columns if c.startswith("params.")], columns

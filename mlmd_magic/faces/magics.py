@@ -42,27 +42,12 @@ _RUNNING_CELL: dict[str, str] = {}
 
 def _remember_cell(info: Any) -> None:
     _RUNNING_CELL["raw"] = str(getattr(info, "raw_cell", "") or "")
-    _STOPPED.clear()  # a stop printed outside any cell (a magic called from code) is not this cell's
 _CELL_MAGICS = ("datasource", "scenario", "experiment", "evaluate", "policy", "sweep")
 _REF_SUBCOMMANDS = ("get", "show", "history", "diff", "export", "train", "evaluate", "edit", "lineage", "push",
                     "card", "watch", "cancel", "reproduce")
 # The magics expand $name and {expr} in their first line themselves (see MlmdMagics._expand)
 _EXPAND_LIMIT = 4_096
 _FORMATTER = DollarFormatter()
-
-
-# A training cell stopped on purpose (RunCancelled): its line is printed, not raised, and the
-# cell's result is marked failed after it ran, so a kernel still skips the cells queued after it
-# (as after any interrupt) without showing an error.
-_STOPPED: list[BaseException] = []
-
-
-def _mark_stopped(result: Any) -> None:
-    """IPython's post_run_cell hook: the cell's result carries the stop the magic printed."""
-    if _STOPPED:
-        stopped = _STOPPED.pop()
-        if result is not None and getattr(result, "error_in_exec", None) is None:
-            result.error_in_exec = stopped
 
 
 def _magic_caller_frame() -> FrameType | None:
@@ -92,10 +77,13 @@ def _user_errors(fn: F) -> F:
             return None
         except MlmdMagicError as exc:
             raise UsageError(_secrets.redact(str(exc))) from None
-        except RunCancelled as exc:  # a deliberate stop is no error: one calm line, and the cell still stops
+        except RunCancelled as exc:
+            # A deliberate stop is no error: its one calm line is printed, and the stop is raised on
+            # with an empty traceback (IPython shows what _render_traceback_ gives), so the rest of
+            # the cell and the cells queued after it do not run, as after any interrupt.
             print(_secrets.redact(str(exc)), flush=True)
-            _STOPPED[:] = [exc]
-            return None
+            exc._render_traceback_ = list  # type: ignore[attr-defined]
+            raise
         except UsageError as exc:
             raise UsageError(_secrets.redact(str(exc))) from None
         except Exception as exc:  # a bug of ours: still no traceback for the user, but say so
@@ -445,8 +433,6 @@ def load(shell: Any) -> None:
         shell.Completer.custom_matchers.append(_matcher)
     if _remember_cell not in shell.events.callbacks["pre_run_cell"]:
         shell.events.register("pre_run_cell", _remember_cell)
-    if _mark_stopped not in shell.events.callbacks["post_run_cell"]:
-        shell.events.register("post_run_cell", _mark_stopped)
     kernel = getattr(shell, "kernel", None)
     session_id = getattr(getattr(kernel, "session", None), "session", "") if kernel is not None else ""
     if session_id:
@@ -457,8 +443,6 @@ def unload(shell: Any) -> None:
     """Remove the magics (``%unload_ext``); open stores are closed."""
     if _remember_cell in shell.events.callbacks["pre_run_cell"]:
         shell.events.unregister("pre_run_cell", _remember_cell)
-    if _mark_stopped in shell.events.callbacks["post_run_cell"]:
-        shell.events.unregister("post_run_cell", _mark_stopped)
     if _matcher in shell.Completer.custom_matchers:
         shell.Completer.custom_matchers.remove(_matcher)
     magics = shell.magics_manager.magics

@@ -130,11 +130,18 @@ def run_page_columns(runs: Runs, frame: pd.DataFrame) -> pd.DataFrame:
         parts.append(metric_frame[ordered])
     taken = {str(c) for c in base.columns} | {str(c) for part in parts[1:] for c in part.columns}
     param_frame = pd.DataFrame(param_rows, index=base.index)
-    named = {str(c): f"params.{c}" if str(c) in taken and str(c) != "overrides" else str(c)
-             for c in param_frame.columns}
-    param_frame.columns = pd.Index(list(named.values()))
-    # a parameter the listing has already (bare or as params.KEY) is not added twice
-    param_frame = param_frame[[c for c in param_frame.columns if c not in taken]]
+    # one column per parameter: one the listing has already (bare, or as params.KEY where its name
+    # is a listing column's) is not added again; a new one named as a listing column is params.KEY
+    from .runs import RUN_COLUMNS
+
+    keep: dict[str, str] = {}
+    for c in (str(c) for c in param_frame.columns):
+        if c == "overrides" or (c not in taken and f"params.{c}" not in taken):
+            keep[c] = c
+        elif c in RUN_COLUMNS and f"params.{c}" not in taken:
+            keep[c] = f"params.{c}"
+    param_frame = param_frame[list(keep)]
+    param_frame.columns = pd.Index(list(keep.values()))
     parts.append(param_frame)
     return pd.concat(parts, axis=1)
 

@@ -296,7 +296,7 @@ class ProgressReporter:
                 self._draw_curves()  # the last epochs, if the clock held them back
             self._pending = ""
             # a stop is said once, by the run's own line (with its duration): here only where it stopped
-            text = (f"cancelled at epoch {self._epoch}" if status in ("canceled", "cancelled")
+            text = (f"cancelled after {self._epoch} of {self._epochs} epochs" if status in ("canceled", "cancelled")
                     else f"{status} after {self._epoch} epochs, {self._clock() - self._started:.1f} s")
             self._handle.update(HTML(self._html(text, done=True)))
         elif status not in ("canceled", "cancelled"):

@@ -346,9 +346,12 @@ class StoreBrowser(FallbackDisplay, w.VBox):
                 tab.loaded = False
 
     def close(self) -> None:
-        """Close the panel and end its poll of the store."""
-        self.watch.stop()
-        self.sensor.close()
+        """Close the panel and end its poll of the store (also one whose making failed half way)."""
+        watch, sensor = getattr(self, "watch", None), getattr(self, "sensor", None)
+        if watch is not None:
+            watch.stop()
+        if sensor is not None:
+            sensor.close()
         super().close()
 
     def __repr__(self) -> str:

@@ -9,9 +9,10 @@ from typing import Any
 import ipywidgets as w
 import traitlets
 
+from ..core import secrets as _secrets
 from ..core import session as _session
 from ..core.values import Diff, apply_overrides, diff_values, flatten, kept_overrides
-from ..errors import MlmdMagicError, ValidationError
+from ..errors import MlmdMagicError, RunCancelled, ValidationError
 from ..store import Store
 from ._fallback import FallbackDisplay, refuse_if_stale
 from ._live import StoreWatch, VisibilitySensor
@@ -161,9 +162,12 @@ class ExperimentEditor(FallbackDisplay, w.VBox):
                 self.update_fallback()
 
     def close(self) -> None:
-        """Close the panel and end its poll of the store."""
-        self.watch.stop()
-        self.sensor.close()
+        """Close the panel and end its poll of the store (also one whose making failed half way)."""
+        watch, sensor = getattr(self, "watch", None), getattr(self, "sensor", None)
+        if watch is not None:
+            watch.stop()
+        if sensor is not None:
+            sensor.close()
         super().close()
 
     def _versions(self, kind: str, name: str) -> list[int]:
@@ -298,6 +302,13 @@ class ExperimentEditor(FallbackDisplay, w.VBox):
                     run = self._store.train(self._record.ref, callbacks=[Progress()], progress=False)
             except MlmdMagicError as exc:
                 self.status.value = f"<span style='color:crimson'>✗ {html.escape(str(exc))}</span>"
+                return None
+            except RunCancelled as stopped:  # a stop (Ctrl-C, a cancel) is said calmly, as in a cell
+                line = _secrets.redact(str(stopped))
+                self.status.value = html.escape(line)
+                label.value = line
+                self.last_action = line
+                self.update_fallback()
                 return None
             from IPython.display import display
 
