@@ -778,8 +778,8 @@ class Runs:
                 "user": text(e.properties, "user"),
                 "created": e.create_time_since_epoch,
             }
-            for key, value in params.items():  # a parameter's bare name finds it, as the column does
-                row.setdefault(key, value)
+            for key, value in params.items():  # a parameter's bare name finds it, as the column shows it
+                row.setdefault(key, canonical_json(value) if isinstance(value, list) else value)
             for split, values in metrics.items():
                 row.setdefault(split, values)
             row["params"], row["metrics"] = params, metrics
