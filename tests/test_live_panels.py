@@ -171,7 +171,13 @@ def test_the_poll_is_three_one_row_reads(store: mm.Store, monkeypatch: pytest.Mo
     browser = StoreBrowser(store)
     counter = _Counter(monkeypatch, ("get_executions", "get_artifacts", "get_artifacts_by_id", "get_contexts",
                                      "get_executions_by_id"))
-    assert not browser.watch.poll()
+    assert not browser.watch.poll()  # a tab of records: one read (the artifact updated last)
+    assert len(counter.calls) == 1 and all(opts is not None and opts.limit == 1 for _, opts in counter.calls)
+    browser.tab.selected_index = list(browser.tabs).index("runs")
+    browser.watch.poll()  # the runs tab was not looked after while the experiments tab was open: read
+    counter.calls.clear()
+    counter.nodes = 0
+    browser.watch.poll()  # the runs tab: executions too (a run going from RUNNING to CANCELED)
     assert len(counter.calls) == 3 and all(opts is not None and opts.limit == 1 for _, opts in counter.calls)
     assert counter.nodes <= 3
 

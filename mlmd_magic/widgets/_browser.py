@@ -300,8 +300,15 @@ class StoreBrowser(FallbackDisplay, w.VBox):
         self.tabs["experiments"].load(0, recorded=True)  # opening it is the person's action: one listing
         _session.on_write(self)  # refreshed after every action this kernel records
         # and after what anyone records, while the panel is seen: a cheap poll of the store
-        self.watch = StoreWatch(store, self.store_changed, seen=self.sensor.seen)
+        self.watch = StoreWatch(store, self.store_changed, seen=self.sensor.seen, executions=self._shows_executions)
         self.watch.start()
+
+    def _shows_executions(self) -> bool:
+        """Whether the open tab shows what executions change (runs, models, evaluations): only then
+        does a running training's heartbeat call for a new read."""
+        names = list(self.tabs)
+        index = self.tab.selected_index or 0
+        return names[index] in ("runs", "models", "evaluations") if index < len(names) else True
 
     def _pages(self, kind: str, type_name: str | None = None) -> Callable[[str | None, int, int], Page]:
         def pages(where: str | None, limit: int, offset: int) -> Page:

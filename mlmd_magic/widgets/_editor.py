@@ -147,7 +147,7 @@ class ExperimentEditor(FallbackDisplay, w.VBox):
         self.add_class("mlmd-magic-panel")
         self.refresh()
         # follows the store while seen: a version recorded elsewhere marks the form out of date
-        self.watch = StoreWatch(store, self.store_changed, seen=self.sensor.seen)
+        self.watch = StoreWatch(store, self.store_changed, seen=self.sensor.seen, executions=lambda: False)
         self.watch.start()
 
     def store_changed(self) -> None:

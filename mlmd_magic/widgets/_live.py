@@ -37,15 +37,19 @@ SEEN_FOR_S = 60.0  # a panel whose sensor said nothing for this long is taken as
 _LOG = logging.getLogger("mlmd_magic")
 
 
-def signature(mlmd: Any) -> tuple[Any, ...]:
+def signature(mlmd: Any, executions: bool = True) -> tuple[Any, ...]:
     """What changes when anything is recorded in the store: ``(newest execution id, id and
-    last_update_time of the execution and of the artifact updated last)``; three one-row reads."""
+    last_update_time of the execution and of the artifact updated last)``; three one-row reads.
+    ``executions=False``: the artifact part only (one read) — what a panel of records needs, which
+    a running training's heartbeat (an execution updated every few seconds) does not change."""
     from ml_metadata.metadata_store import metadata_store as ms
 
     def newest(get: Callable[..., Any], field: Any) -> tuple[int, int]:
         found = get(list_options=ms.ListOptions(limit=1, order_by=field, is_asc=False))
         return (int(found[0].id), int(found[0].last_update_time_since_epoch)) if found else (0, 0)
 
+    if not executions:
+        return newest(mlmd.get_artifacts, ms.OrderByField.UPDATE_TIME)
     return (newest(mlmd.get_executions, ms.OrderByField.ID)[0],
             *newest(mlmd.get_executions, ms.OrderByField.UPDATE_TIME),
             *newest(mlmd.get_artifacts, ms.OrderByField.UPDATE_TIME))
@@ -115,26 +119,31 @@ class StoreWatch:
     """
 
     def __init__(self, store: Any, on_change: Callable[[], Any], seen: Callable[[], bool] = lambda: True,
-                 interval: float | None = None) -> None:
+                 interval: float | None = None, executions: Callable[[], bool] = lambda: True) -> None:
         self.store = store
         self._callback = weakref.WeakMethod(on_change) if hasattr(on_change, "__self__") else (lambda: on_change)
         self.seen = seen
+        #: whether the panel shows executions now (runs, evaluations): else only new or changed
+        #: artifacts (records) count as a change, and running trainings do not reload it
+        self.executions = executions
         self.interval = POLL_S if interval is None else interval
         self.task: asyncio.Task[None] | None = None
         self.stopped = False
         self.polls = 0  # how many times the store was asked
+        self._mode = executions()
         self.last = self._read()
 
     def _read(self) -> tuple[Any, ...] | None:
         try:
             with self.store.unrecorded():
-                return signature(self.store.mlmd)
+                return signature(self.store.mlmd, self.executions())
         except Exception:  # a store out of reach or closed: look again next time
             _LOG.debug("store poll failed", exc_info=True)
             return None
 
     def mark_seen(self) -> None:
         """Take the store as it is now as seen (after the panel read it for another reason)."""
+        self._mode = self.executions()
         self.last = self._read() or self.last
 
     def poll(self) -> bool:
@@ -142,9 +151,13 @@ class StoreWatch:
         if self.stopped:
             return False
         self.polls += 1
+        mode = self.executions()
         now = self._read()
-        if now is None or now == self.last:
+        if now is None or (now == self.last and mode == self._mode):
             return False
+        # changed; or the panel shows other things now (another tab), whose changes were not
+        # looked for while it showed the others: read again either way
+        self._mode = mode
         self.last = now
         callback = self._callback()
         if callback is None:
