@@ -240,6 +240,7 @@ def test_edit_save_and_see_version_2_in_jupyterlab(lab: dict[str, Any]) -> None:
             page.screenshot(path=str(ARTIFACTS / "browser-live-running.png"))
             cancelled = store.cancel(handle.id)
             assert cancelled.state == "CANCELED"
+            handle.process.wait(timeout=60)  # the worker ends once it recorded the cancel: collected
             expect(grid.locator("tbody tr", has_text="CANCELED")).to_have_count(1, timeout=30_000)
             expect(running).to_have_count(0)
             expect(runs.locator(".mlmd-magic-count")).to_contain_text("rows 1–3 of 3")

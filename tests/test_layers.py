@@ -35,7 +35,7 @@ FORBIDDEN_LIBRARIES = {
     "faces": ("ml_metadata", "pymysql"),
 }
 # IPython's display protocol methods are meant to be called by anyone
-PROTOCOL = re.compile(r"_repr_[a-z]+_|_ipython_[a-z_]+")
+PROTOCOL = re.compile(r"_repr_[a-z]+_|_ipython_[a-z_]+|_render_traceback_")  # IPython's protocols
 MLMD_TABLES = r"(Artifact|Execution|Context|Event|EventPath|Attribution|Association|ParentContext|ParentType|Type|" \
               r"TypeProperty|\w*Property|MLMDEnv)"
 SQL_WRITE = re.compile(rf"\b(INSERT\s+(IGNORE\s+)?INTO|UPDATE|DELETE\s+FROM|REPLACE\s+INTO)\s+`?{MLMD_TABLES}\b",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..backend.listing import newest_first, page_rows
 from ..backend.properties import text
@@ -217,3 +217,21 @@ def evaluation(runs: Runs, evaluation_id: int) -> Evaluation:
     return Evaluation(id=art.id, model_id=model, baseline_model_id=base, blessed=result.blessed, result=result,
                       model_name=names.get(model, ""), baseline_name=names.get(base, "") if base is not None else "",
                       policy=text(art.properties, "policy"))
+
+
+def signature(mlmd: Any, executions: bool = True) -> tuple[Any, ...]:
+    """What changes when anything is recorded in the store: ``(newest execution id, id and
+    last_update_time of the execution and of the artifact updated last)``; three one-row reads.
+    ``executions=False``: the artifact part only (one read) — what a panel of records needs, which
+    a running training's heartbeat (an execution updated every few seconds) does not change."""
+    from ml_metadata.metadata_store import metadata_store as ms
+
+    def newest(get: Callable[..., Any], field: Any) -> tuple[int, int]:
+        found = get(list_options=ms.ListOptions(limit=1, order_by=field, is_asc=False))
+        return (int(found[0].id), int(found[0].last_update_time_since_epoch)) if found else (0, 0)
+
+    if not executions:
+        return newest(mlmd.get_artifacts, ms.OrderByField.UPDATE_TIME)
+    return (newest(mlmd.get_executions, ms.OrderByField.ID)[0],
+            *newest(mlmd.get_executions, ms.OrderByField.UPDATE_TIME),
+            *newest(mlmd.get_artifacts, ms.OrderByField.UPDATE_TIME))

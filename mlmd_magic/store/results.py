@@ -292,7 +292,7 @@ class RunProgress:
     def headline(self) -> str:
         """``run t21@1#2 (#5): RUNNING, epoch 4/10, step 5/13, ETA 0:41`` while it runs (the
         epoch under way), ``run t21@1#2 (#5): COMPLETE, epoch 10/10`` once it ended."""
-        from ..trainer._progress import format_eta
+        from ..trainer import format_eta
 
         error = f" ({self.error})" if self.error and self.state in ("FAILED", "CANCELED") else ""
         if not self.running or not self.epochs:

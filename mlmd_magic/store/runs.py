@@ -235,7 +235,7 @@ class Runs:
         # the training never waits on the store: its progress, heartbeat and cancel look are a
         # thread's, on a connection of its own (see mlmd_magic.store.live); the first heartbeat
         # already says how many epochs the run has
-        from ..trainer._progress import RunClock
+        from ..trainer import RunClock
         from .live import PROGRESS_S as LIVE_PROGRESS_S
 
         act.properties["progress"] = canonical_json({"epoch": 0, "epochs": epochs, "step": 0, "steps": 0})

@@ -842,6 +842,15 @@ class Store:
             act.outcome = f"{len(frame)} rows"
             return frame
 
+    def signature(self, *, executions: bool = True) -> tuple[Any, ...]:
+        """What changes whenever anything is recorded in the store, by any process: the newest
+        execution id and the id and update time of the execution and of the artifact updated
+        last (three one-row reads; ``executions=False``: the artifact part only, one read). An
+        open panel polls it to know when to read again. Not recorded."""
+        from .browse import signature
+
+        return signature(self.mlmd, executions)
+
     def page(self, kind: str, where: str | None = None, *, limit: int = 20, offset: int = 0,
              type: str | None = None) -> Page:
         """One page of :meth:`list` (what a browser tab shows), read as :meth:`list` with ``limit``

@@ -798,8 +798,8 @@ class Sweeps:
         from optuna.trial import TrialState
 
         try:
-            if reason:  # the storage's own call: a frozen trial has no setter (Optuna is pinned)
-                study._storage.set_trial_user_attr(trial._trial_id, "interrupted", reason[:300])
+            if reason:  # a finished trial has no public setter: kept on the study, by the trial's number
+                study.set_user_attr(f"interrupted:{trial.number}", reason[:300])
             study.tell(trial.number, state=TrialState.FAIL)
         except (RuntimeError, ValueError, optuna.exceptions.UpdateFinishedTrialError):
             pass  # another process got there first, or the trial ended as it should
@@ -948,6 +948,7 @@ class Sweeps:
         key = plan.objective.key
         grid = _Grid(plan) if plan.sampler == "grid" else None
         run_before: set[tuple[Any, ...]] = set()  # grid points a finished trial ran
+        reasons = study.user_attrs  # why each interrupted trial was (interrupted:N)
         rows = []
         for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
             attrs = t.user_attrs
@@ -972,7 +973,8 @@ class Sweeps:
                                    key: float(t.value) if t.value is not None else math.nan}
             for name, dim in plan.space.items():
                 row[name] = _decode(dim, values[name]) if name in values else None
-            error = links.get("error", "") or (attrs.get("interrupted", "") if state == "INTERRUPTED" else "")
+            error = links.get("error", "") or (reasons.get(f"interrupted:{t.number}", "") if state == "INTERRUPTED"
+                                               else "")
             row.update({"run": links.get("run", ""), "experiment": links.get("experiment", ""),
                         "error": f"interrupted: {error}" if error and state == "INTERRUPTED" else error})
             rows.append(row)

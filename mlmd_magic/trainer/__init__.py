@@ -14,7 +14,7 @@ from __future__ import annotations
 from ._builders import OutputSpec, builders, register_model
 from ._export import export_saved_model, serving_inputs
 from ._interrupts import Interrupts
-from ._progress import ProgressReporter
+from ._progress import ProgressReporter, RunClock, format_eta
 from ._train import (
     MAX_INFERRED_CLASSES,
     Predictions,
@@ -37,6 +37,7 @@ __all__ = [
     "OutputSpec",
     "Predictions",
     "ProgressReporter",
+    "RunClock",
     "TaskChoice",
     "TrainResult",
     "builder_fingerprint",
@@ -45,6 +46,7 @@ __all__ = [
     "code_version",
     "explain_task",
     "export_saved_model",
+    "format_eta",
     "infer_task",
     "package_versions",
     "predict",

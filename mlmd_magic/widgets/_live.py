@@ -29,30 +29,12 @@ from typing import Any
 import anywidget
 import traitlets
 
-__all__ = ["POLL_S", "SEEN_FOR_S", "StoreWatch", "VisibilitySensor", "signature"]
+__all__ = ["POLL_S", "SEEN_FOR_S", "StoreWatch", "VisibilitySensor"]
 
 POLL_S = 3.0  # how often a seen panel looks for changes
 SEEN_FOR_S = 60.0  # a panel whose sensor said nothing for this long is taken as not seen
 
 _LOG = logging.getLogger("mlmd_magic")
-
-
-def signature(mlmd: Any, executions: bool = True) -> tuple[Any, ...]:
-    """What changes when anything is recorded in the store: ``(newest execution id, id and
-    last_update_time of the execution and of the artifact updated last)``; three one-row reads.
-    ``executions=False``: the artifact part only (one read) — what a panel of records needs, which
-    a running training's heartbeat (an execution updated every few seconds) does not change."""
-    from ml_metadata.metadata_store import metadata_store as ms
-
-    def newest(get: Callable[..., Any], field: Any) -> tuple[int, int]:
-        found = get(list_options=ms.ListOptions(limit=1, order_by=field, is_asc=False))
-        return (int(found[0].id), int(found[0].last_update_time_since_epoch)) if found else (0, 0)
-
-    if not executions:
-        return newest(mlmd.get_artifacts, ms.OrderByField.UPDATE_TIME)
-    return (newest(mlmd.get_executions, ms.OrderByField.ID)[0],
-            *newest(mlmd.get_executions, ms.OrderByField.UPDATE_TIME),
-            *newest(mlmd.get_artifacts, ms.OrderByField.UPDATE_TIME))
 
 
 _SENSOR_ESM = """
@@ -111,7 +93,7 @@ class VisibilitySensor(anywidget.AnyWidget):
 
 
 class StoreWatch:
-    """Calls ``on_change()`` when :func:`signature` of ``store`` changed since last seen.
+    """Calls ``on_change()`` when :meth:`Store.signature` of ``store`` changed since last seen.
 
     ``on_change`` is held weakly (a bound method of the panel). :meth:`start` polls every
     ``interval`` seconds from the running event loop while ``seen()`` says so; :meth:`stop`
@@ -136,7 +118,7 @@ class StoreWatch:
     def _read(self) -> tuple[Any, ...] | None:
         try:
             with self.store.unrecorded():
-                return signature(self.store.mlmd, self.executions())
+                return self.store.signature(executions=self.executions())  # type: ignore[no-any-return]
         except Exception:  # a store out of reach or closed: look again next time
             _LOG.debug("store poll failed", exc_info=True)
             return None
