@@ -352,15 +352,6 @@ class StoreBrowser(FallbackDisplay, w.VBox):
             else:
                 tab.loaded = False
 
-    def close(self) -> None:
-        """Close the panel and end its poll of the store (also one whose making failed half way)."""
-        watch, sensor = getattr(self, "watch", None), getattr(self, "sensor", None)
-        if watch is not None:
-            watch.stop()
-        if sensor is not None:
-            sensor.close()
-        super().close()
-
     def __repr__(self) -> str:
         tab = self.tabs["experiments"]
         shown = ", ".join(self._key("experiments")(row) for row in tab.selected() or

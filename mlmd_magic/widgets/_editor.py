@@ -155,20 +155,7 @@ class ExperimentEditor(FallbackDisplay, w.VBox):
         was recorded since the panel opened, say so now (Save is refused) rather than on Save."""
         if refuse_if_stale(self, self._store, "experiments", self.name, self._latest,
                            f"Experiment {self._record.ref}"):
-            if "out of date" not in self.last_action:  # what it did stays said, the staleness after it
-                self.last_action = (f"{self.last_action}; since then a newer version was recorded (this panel is "
-                                    "out of date)" if self.last_action
-                                    else "out of date: a newer version was recorded since this panel opened")
-                self.update_fallback()
-
-    def close(self) -> None:
-        """Close the panel and end its poll of the store (also one whose making failed half way)."""
-        watch, sensor = getattr(self, "watch", None), getattr(self, "sensor", None)
-        if watch is not None:
-            watch.stop()
-        if sensor is not None:
-            sensor.close()
-        super().close()
+            self.mark_out_of_date()
 
     def _versions(self, kind: str, name: str) -> list[int]:
         with self._store.unrecorded():  # the panel's own reads

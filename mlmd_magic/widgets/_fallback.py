@@ -36,6 +36,26 @@ class FallbackDisplay:
     """Mixin for panels (ipywidgets): displayed under a display id that the kernel's shutdown
     turns into :meth:`fallback_html` and ``repr``."""
 
+    last_action = ""  # what the panel did last (a save, a training), for its text form
+
+    def close(self) -> None:
+        """Close the panel and end its poll of the store (also one whose making failed half way)."""
+        watch, sensor = getattr(self, "watch", None), getattr(self, "sensor", None)
+        if watch is not None:
+            watch.stop()
+        if sensor is not None:
+            sensor.close()
+        super().close()  # type: ignore[misc]
+
+    def mark_out_of_date(self) -> None:
+        """Say in the panel's text that a newer version was recorded: after what it did last,
+        which stays said."""
+        if "out of date" not in self.last_action:
+            self.last_action = (f"{self.last_action}; since then a newer version was recorded (this panel is out of "
+                                "date)" if self.last_action
+                                else "out of date: a newer version was recorded since this panel opened")
+            self.update_fallback()
+
     def fallback_html(self) -> str:
         """What the cell shows once the kernel is gone: the panel's text form."""
         return (f"<pre class='mlmd-magic-fallback'>{html.escape(repr(self))}</pre>"

@@ -177,20 +177,7 @@ class PolicyEditor(FallbackDisplay, w.VBox):
         since the panel opened, say so now (Save is refused) rather than on Save."""
         if refuse_if_stale(self, self._store, "policies", self.name, self._version(),
                            f"Policy {self._ref or self.name}"):
-            if "out of date" not in self.last_action:  # what it did stays said, the staleness after it
-                self.last_action = (f"{self.last_action}; since then a newer version was recorded (this panel is "
-                                    "out of date)" if self.last_action
-                                    else "out of date: a newer version was recorded since this panel opened")
-                self.update_fallback()
-
-    def close(self) -> None:
-        """Close the panel and end its poll of the store (also one whose making failed half way)."""
-        watch, sensor = getattr(self, "watch", None), getattr(self, "sensor", None)
-        if watch is not None:
-            watch.stop()
-        if sensor is not None:
-            sensor.close()
-        super().close()
+            self.mark_out_of_date()
 
     def _version(self) -> int | None:
         """The stored version the form started from (None: a new policy)."""
