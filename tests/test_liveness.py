@@ -26,6 +26,8 @@ from mlmd_magic import datasets
 from mlmd_magic.store.live import LiveWriter
 from mlmd_magic.store.maintenance import Owner, owner_token, process_alive, reap_stale_runs
 
+from .test_long_runs import _until
+
 _READER = """
 import sys, mlmd_magic as mm
 store = mm.connect(sys.argv[1])
@@ -38,16 +40,6 @@ for line in sys.stdin:  # each line: a run id to look at
 @pytest.fixture(scope="module")
 def nipt(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return datasets.simulate_nipt(str(tmp_path_factory.mktemp("nipt")), n_train=300, n_eval=100, n_test=100)
-
-
-def _until(predicate: Any, timeout: float = 180, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _running(store: mm.Store, owner: str, kind: str = "mlmd_magic.Train") -> int:

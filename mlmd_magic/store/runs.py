@@ -641,33 +641,39 @@ class Runs:
         return ds_art, str(split)
 
 
-    def run_links(self, executions: Sequence[Any]) -> dict[int, dict[str, Any]]:
+    def run_links(self, executions: Sequence[Any], params: bool = False) -> dict[int, dict[str, Any]]:
         """For each ``Train`` execution: the experiment version it trained (from its INPUT event,
-        the one link every face records) and the model it produced (its OUTPUT event).
+        the one link every face records) and the model it produced (its OUTPUT event); with
+        ``params``, also the parameters of that experiment version (nested, as recorded on it).
 
-        Returns ``{execution id: {"experiment": "NAME@N" or "", "model": model id or None}}``;
-        two batched reads whatever the number of runs.
+        Returns ``{execution id: {"experiment": "NAME@N" or "", "model": model id or None[,
+        "params": {...}]}}``; two batched reads whatever the number of runs.
         """
         from ml_metadata.proto import metadata_store_pb2 as pb
 
         links: dict[int, dict[str, Any]] = {e.id: {"experiment": "", "model": None} for e in executions}
+        if params:
+            for link in links.values():
+                link["params"] = {}
         if not links:
             return links
-        events = self.mlmd.get_events_by_execution_ids(list(links))
         inputs: dict[int, list[int]] = {}
-        for event in events:
+        for event in self.mlmd.get_events_by_execution_ids(list(links)):
             if event.type == pb.Event.OUTPUT:
                 links[event.execution_id]["model"] = event.artifact_id
             elif event.type == pb.Event.INPUT:
                 inputs.setdefault(event.execution_id, []).append(event.artifact_id)
         wanted = sorted({a for ids in inputs.values() for a in ids})
         experiment_type = self.recorder.types.artifacts["Experiment"]
-        names = {a.id: str(a.name) for a in (self.mlmd.get_artifacts_by_id(wanted) if wanted else [])
+        found = {a.id: a for a in (self.mlmd.get_artifacts_by_id(wanted) if wanted else [])
                  if a.type_id == experiment_type}
         for execution_id, ids in inputs.items():
-            found = [names[a] for a in ids if a in names]
-            if found:
-                links[execution_id]["experiment"] = found[0]
+            experiments = [found[a] for a in ids if a in found]
+            if experiments:
+                links[execution_id]["experiment"] = str(experiments[0].name)
+                if params:
+                    values = json.loads(text(experiments[0].properties, "params") or "{}")
+                    links[execution_id]["params"] = values if isinstance(values, dict) else {}
         return links
 
 
@@ -749,7 +755,7 @@ class Runs:
         from ml_metadata.proto import metadata_store_pb2 as pb
 
         executions = self.judged(executions)
-        links = self._listing_links(executions)
+        links = self.run_links(executions, params=True)
         rows = []
         for e in executions:
             details = json.loads(text(e.properties, "details") or "{}")
@@ -785,33 +791,6 @@ class Runs:
             row["params"], row["metrics"] = params, metrics
             rows.append(row)
         return rows
-
-    def _listing_links(self, executions: Sequence[Any]) -> dict[int, dict[str, Any]]:
-        """:meth:`run_links` and the parameters of each run's experiment version (nested, as
-        recorded on it): three batched reads whatever the number of runs."""
-        from ml_metadata.proto import metadata_store_pb2 as pb
-
-        links: dict[int, dict[str, Any]] = {e.id: {"experiment": "", "model": None, "params": {}}
-                                            for e in executions}
-        if not links:
-            return links
-        inputs: dict[int, list[int]] = {}
-        for event in self.mlmd.get_events_by_execution_ids(list(links)):
-            if event.type == pb.Event.OUTPUT:
-                links[event.execution_id]["model"] = event.artifact_id
-            elif event.type == pb.Event.INPUT:
-                inputs.setdefault(event.execution_id, []).append(event.artifact_id)
-        wanted = sorted({a for ids in inputs.values() for a in ids})
-        experiment_type = self.recorder.types.artifacts["Experiment"]
-        found = {a.id: a for a in (self.mlmd.get_artifacts_by_id(wanted) if wanted else [])
-                 if a.type_id == experiment_type}
-        for execution_id, ids in inputs.items():
-            experiments = [found[a] for a in ids if a in found]
-            if experiments:
-                links[execution_id]["experiment"] = str(experiments[0].name)
-                params = json.loads(text(experiments[0].properties, "params") or "{}")
-                links[execution_id]["params"] = params if isinstance(params, dict) else {}
-        return links
 
     def _model_rows(self, models: Sequence[Any]) -> list[dict[str, Any]]:
         from ml_metadata.proto import metadata_store_pb2 as pb
