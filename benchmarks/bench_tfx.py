@@ -1,6 +1,6 @@
 """Lineage through TFX's components in a large store.
 
-A store shaped like a TFX 1.x pipeline's (``mlmd_magic/backend/tfxpipeline.py``: CsvExampleGen ... Pusher,
+A store shaped like a TFX 1.x pipeline's (``mlmd_magic/testing/tfx_store.py``: CsvExampleGen ... Pusher,
 every run resolving the previous run's model as the Evaluator's baseline) holding 100,000
 artifacts: 20 pipeline runs, plus TFX-typed artifacts each written by a Trainer execution
 (batch writes through ml_metadata). The figure: ``store.lineage(ID)`` of the newest
@@ -22,7 +22,7 @@ from typing import Any
 import mlmd_magic as mm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from mlmd_magic.backend import tfxpipeline as tfx_store  # the TFX-shaped store of the tests: one definition
+from mlmd_magic.testing import tfx_store  # the TFX-shaped store of the tests: one definition
 
 LINEAGE_MS = 200.0
 ARTIFACTS = 100_000

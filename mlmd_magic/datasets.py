@@ -1,7 +1,6 @@
-"""Data sets made or found offline: a cfDNA prenatal-screening simulator, a real public set,
-and a store shaped like the one a TFX pipeline writes.
+"""Data sets made or found offline: a cfDNA prenatal-screening simulator and a real public set.
 
-The first two write files to a folder and return exactly the keyword arguments
+Both write files to a folder and return exactly the keyword arguments
 :meth:`mlmd_magic.Store.add_datasource` takes, so registering one is a single line::
 
     import mlmd_magic as mm
@@ -9,8 +8,8 @@ The first two write files to a folder and return exactly the keyword arguments
     store = mm.connect()
     store.add_datasource("nipt-sim", **datasets.simulate_nipt("data/nipt-sim"))
 
-Nothing here downloads anything or imports TensorFlow. :func:`tfx_pipeline_store` writes an
-ML Metadata store through plain ``ml_metadata`` (it sits beside the backend in the layers).
+Nothing here downloads anything, imports TensorFlow or touches a store. A store shaped like the
+one a TFX pipeline writes is :func:`mlmd_magic.testing.tfx_pipeline_store`.
 """
 
 from __future__ import annotations
@@ -18,18 +17,14 @@ from __future__ import annotations
 import csv
 import importlib.util
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from .core.datafiles import write_tfrecord
 
-if TYPE_CHECKING:
-    from .backend.tfxpipeline import TfxStore
-
 __all__ = [
     "BREAST_CANCER_ATTRIBUTION", "BREAST_CANCER_FEATURES", "CHROMOSOMES", "LABELS", "breast_cancer", "simulate_nipt",
-    "tfx_pipeline_store",
 ]
 
 CHROMOSOMES = [str(i) for i in range(1, 23)] + ["X", "Y"]
@@ -183,35 +178,7 @@ def breast_cancer(folder: str, *, seed: int = 0, fractions: tuple[float, float] 
     }
 
 
-def tfx_pipeline_store(folder: str, *, runs: int = 2, examples: dict[str, int] | None = None) -> TfxStore:
-    """Write a store shaped like the one a TFX 1.x pipeline writes; return what it wrote.
-
-    TFX does not install beside ml-metadata 1.17.1 on Python 3.11, so this writes, through
-    plain ``ml_metadata``, what TFX's orchestrator would write for ``runs`` runs of the chain
-    CsvExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform -> Trainer ->
-    Resolver -> Evaluator -> Pusher of a taxi-tips pipeline (``taxi_pipeline``): TFX's type
-    names and properties, ``pipeline`` / ``run`` / ``component_run`` contexts, events with
-    TFX's keys, and real files in TFX's layout (gzip TFRecords of ``tf.train.Example`` under
-    ``Split-train`` / ``Split-eval``, a ``schema.pbtxt``). Every third run's model is not
-    blessed. See :mod:`mlmd_magic.backend.tfxpipeline` for the TFX source files it follows.
-
-    Parameters
-    ----------
-    folder : the store goes to ``<folder>/metadata.sqlite`` and the pipeline's files under
-        ``<folder>/pipeline``; a folder that already holds a store is refused (ValueError).
-    runs : pipeline runs; run ``k > 1`` takes run ``k - 1``'s blessed model as its baseline.
-    examples : examples per split of each ExampleGen output (default train 240, eval 80);
-        the features are ``trip_miles``, ``fare``, ``hour`` and the 0/1 label ``tips``.
-
-    Returns the pipeline root, the store's ``uri`` and, per run, the ids of its artifacts by
-    output key (``examples``, ``schema``, ``model``, ``blessing``, ``pushed_model``, ...),
-    executions by component id and contexts.
-
-    >>> import tempfile
-    >>> built = tfx_pipeline_store(tempfile.mkdtemp(), runs=1, examples={"train": 8, "eval": 4})
-    >>> built.uri.startswith("sqlite:///"), sorted(built.last.executions)[:3]
-    (True, ['CsvExampleGen', 'Evaluator', 'ExampleValidator'])
-    """
-    from .backend.tfxpipeline import build_sqlite
-
-    return build_sqlite(folder, runs, examples=examples)
+def __getattr__(name: str) -> Any:
+    if name == "tfx_pipeline_store":  # it moved where the tests' and tutorials' helpers live
+        raise AttributeError("mlmd_magic.datasets.tfx_pipeline_store moved: use mlmd_magic.testing.tfx_pipeline_store")
+    raise AttributeError(f"module 'mlmd_magic.datasets' has no attribute {name!r}")

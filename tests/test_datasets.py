@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 import mlmd_magic as mm
-from mlmd_magic import datasets
+from mlmd_magic import datasets, testing
 from mlmd_magic.core.datafiles import iter_tfrecord, parse_example
 
 
@@ -64,8 +64,8 @@ def test_tfx_pipeline_store_is_a_tfx_store_and_reproducible(tmp_path: Path) -> N
     import pytest
 
     small = {"train": 20, "eval": 10}
-    a = datasets.tfx_pipeline_store(str(tmp_path / "a"), runs=3, examples=small)
-    b = datasets.tfx_pipeline_store(str(tmp_path / "b"), runs=3, examples=small)
+    a = testing.tfx_pipeline_store(str(tmp_path / "a"), runs=3, examples=small)
+    b = testing.tfx_pipeline_store(str(tmp_path / "b"), runs=3, examples=small)
     assert a.uri == f"sqlite:///{tmp_path / 'a' / 'metadata.sqlite'}" and os.path.isabs(a.root)
     assert [r.artifacts for r in a.runs] == [r.artifacts for r in b.runs]  # same ids on a fresh store
     assert "pushed_model" not in a.last.artifacts and "pushed_model" in a.runs[1].artifacts  # run 3 not blessed
@@ -79,4 +79,11 @@ def test_tfx_pipeline_store_is_a_tfx_store_and_reproducible(tmp_path: Path) -> N
     counts = {(t["kind"], t["name"]): t["count"] for t in store.types(counts=True)}
     assert counts[("artifact", "Examples")] == 6 and counts[("context", "run")] == 3
     with pytest.raises(ValueError, match="already exists: remove"):
-        datasets.tfx_pipeline_store(str(tmp_path / "a"))
+        testing.tfx_pipeline_store(str(tmp_path / "a"))
+
+
+def test_datasets_touch_no_store_and_point_to_where_the_tfx_store_moved() -> None:
+    import pytest
+
+    with pytest.raises(AttributeError, match=r"moved: use mlmd_magic\.testing\.tfx_pipeline_store"):
+        datasets.tfx_pipeline_store  # noqa: B018

@@ -60,8 +60,8 @@ def layer_of(module: str) -> str:
     head = parts[1]
     if head in ("core", "backend", "store", "faces", "widgets", "trainer"):
         return head
-    # datasets writes files, and (tfx_pipeline_store) a plain ML Metadata store: beside the backend
-    return {"errors": "core", "datasets": "backend", "evaluation": "core", "cli": "faces"}[head]
+    # datasets writes files only; testing (helpers of the tests and tutorials) writes plain ML Metadata stores
+    return {"errors": "core", "datasets": "core", "evaluation": "core", "cli": "faces", "testing": "backend"}[head]
 
 
 def _resolve(module: str, is_package: bool, node: ast.ImportFrom) -> str:

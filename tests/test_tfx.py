@@ -1,4 +1,4 @@
-"""One store with TFX: a store shaped like a TFX 1.x pipeline's (see :mod:`mlmd_magic.backend.tfxpipeline`),
+"""One store with TFX: a store shaped like a TFX 1.x pipeline's (see :mod:`mlmd_magic.testing.tfx_store`),
 opened by mlmd-magic, browsed, listed, shown, and used as a data source; TFX's rows unchanged."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 import mlmd_magic as mm
-from mlmd_magic.backend import tfxpipeline as tfx_store
+from mlmd_magic.testing import tfx_store
 
 COMPONENTS_UPSTREAM = {"CsvExampleGen", "StatisticsGen", "SchemaGen", "Transform", "Trainer", "Resolver",
                        "Evaluator", "Pusher"}  # ExampleValidator's anomalies feed nothing downstream

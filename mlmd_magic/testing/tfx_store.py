@@ -37,7 +37,7 @@ What it follows, by source file of the tensorflow/tfx repository:
 
 :func:`build` writes ``runs`` pipeline runs; run ``k > 1`` resolves run ``k - 1``'s model.
 Every third run's model is not blessed and not pushed. The tests, the benchmarks and the TFX
-tutorial use it; :func:`mlmd_magic.datasets.tfx_pipeline_store` is its public entry.
+tutorial use it; :func:`mlmd_magic.testing.tfx_pipeline_store` is its public entry.
 """
 
 from __future__ import annotations
