@@ -14,6 +14,8 @@ True
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "AmbiguousRefError",
     "CommandError",
@@ -84,17 +86,24 @@ class RunCancelled(KeyboardInterrupt):
 
     The ``Train`` execution is recorded CANCELED and no model is left. Attributes: ``run`` (the
     run's name, ``EXPERIMENT@N#K``), ``seconds``, ``epochs_done``, ``epochs``,
-    ``version_created`` (the experiment version a ``--set`` created for this run, which stays),
-    ``version_reused`` (the existing version a ``--set`` gave, so none was created; the faces set
-    it), ``requested`` (True when a ``%mlmd cancel`` / ``store.cancel`` asked for it, not Ctrl-C).
+    ``version_created`` (the experiment version a ``--set`` / overrides created for this run,
+    which stays), ``version_reused`` (the existing version ``--set`` / overrides gave, so none was
+    created), ``requested`` (True when a ``%mlmd cancel`` / ``store.cancel`` asked for it, not
+    Ctrl-C). It pickles whole (a background or Ray run's stop crosses processes).
     """
 
     def __init__(self, run: str, seconds: float, epochs_done: int, epochs: int, version_created: str = "",
-                 requested: bool = False) -> None:
+                 requested: bool = False, version_reused: str = "") -> None:
         self.run, self.seconds, self.epochs_done, self.epochs = run, seconds, epochs_done, epochs
         self.version_created, self.requested = version_created, requested
-        self.version_reused = ""
+        self.version_reused = version_reused
         super().__init__(self.line())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # BaseException pickles as cls(*self.args), and args holds only the line: rebuild from the fields
+        fields = (self.run, self.seconds, self.epochs_done, self.epochs, self.version_created, self.requested,
+                  self.version_reused)
+        return type(self), fields, dict(self.__dict__)
 
     def line(self) -> str:
         """What was done, in one line (``cancelled``, one duration)."""

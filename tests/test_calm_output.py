@@ -79,10 +79,43 @@ def test_a_cancelled_training_in_python_and_in_a_terminal(nipt: dict[str, Any], 
     with pytest.raises(RunCancelled) as info:
         store.train("e", epochs=3, progress=False)
     assert re.fullmatch(LINE.format(k=1) + CREATED, str(info.value)), str(info.value)
+    assert (info.value.version_created, info.value.version_reused) == ("e@2", "")
+    # the library says the overrides gave a version that was there already, not only the faces
+    with pytest.raises(RunCancelled) as info:
+        store.train("e", overrides={"epochs": 3}, progress=False)
+    assert re.fullmatch(LINE.format(k=2) + REUSED, str(info.value)), str(info.value)
+    assert (info.value.version_created, info.value.version_reused) == ("", "e@2")
+    with pytest.raises(RunCancelled) as info:  # no overrides: nothing said of versions
+        store.train("e@2", progress=False)
+    assert re.fullmatch(LINE.format(k=3), str(info.value)), str(info.value)
     store.close()
     assert main(["--uri", uri, "train", "e", "--set", "epochs=3", "--quiet"]) == 130
     shown = capsys.readouterr()
-    assert re.fullmatch("mlmd-magic: " + LINE.format(k=2) + REUSED + "\n", shown.err), shown.err
+    assert re.fullmatch("mlmd-magic: " + LINE.format(k=4) + REUSED + "\n", shown.err), shown.err
+
+
+def test_a_cancelled_training_pickles_whole(nipt: dict[str, Any], tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stop crosses processes (a background worker, a Ray task): its fields and line survive."""
+    import pickle
+
+    monkeypatch.setenv("MLMD_MAGIC_RUNS_DIR", str(tmp_path / "runs"))
+    store = _interrupting_store(f"sqlite:///{tmp_path}/pickled.sqlite", nipt)
+    stops = []
+    for _ in range(2):  # the version created, then reused
+        with pytest.raises(RunCancelled) as info:
+            store.train("e", epochs=3, progress=False)
+        stops.append(info.value)
+    stops.append(RunCancelled("t21-long@2#1", 39.4, 7, 40, requested=True))
+    for stop in stops:
+        back = pickle.loads(pickle.dumps(stop))
+        assert type(back) is RunCancelled and isinstance(back, KeyboardInterrupt)
+        assert str(back) == str(stop) and back.args == stop.args
+        fields = ("run", "seconds", "epochs_done", "epochs", "version_created", "version_reused", "requested")
+        assert [getattr(back, f) for f in fields] == [getattr(stop, f) for f in fields]
+    assert stops[1].version_reused == "e@2" and "no new version" in str(pickle.loads(pickle.dumps(stops[1])))
+    assert str(pickle.loads(pickle.dumps(stops[2]))) == "run t21-long@2#1 cancelled by a cancel request after 7 of " \
+                                                         "40 epochs, 39 s"
 
 
 def test_record_cells_show_a_gist_with_the_rest_folded(ip: Any, nipt: dict[str, Any]) -> None:
@@ -146,3 +179,27 @@ def test_a_background_log_is_named_by_its_run(tmp_path: Path) -> None:
     assert started.log == str(named) and named.read_text() == "Epoch 1/40\n" and not first.exists()
     assert repr(started) == (f"started run t21-long@2#1 (run:7) on process 42, its output in {named}; follow it "
                              "with %mlmd watch run:7, stop it with %mlmd cancel run:7")
+
+
+def test_a_background_log_whose_name_is_taken_gets_a_suffix(tmp_path: Path) -> None:
+    """Two stores sharing a runs folder may both have a run ``t21-long@2#1``: the second log is
+    ``t21-long@2#1-2.log`` (then ``-3``), and the start line names the file it is."""
+    from mlmd_magic.store.background import BackgroundRun
+
+    class Store:
+        def run_by_external_id(self, external_id: str) -> tuple[int, str]:
+            return 7, "t21-long@2#1"
+
+    folder = tmp_path / "background"
+    folder.mkdir()
+    (folder / "t21-long@2#1.log").write_text("the other store's run\n")
+    for number, first_name in ((2, "0123abcd"), (3, "4567ef01")):
+        first = folder / f"{first_name}.log"
+        first.write_text(f"Epoch 1/40 of the run logged as -{number}\n")
+        started = BackgroundRun(Store(), f"mlmd_magic:{first_name}", where="process 42",  # type: ignore[arg-type]
+                                log=str(first)).started(timeout_s=5)
+        named = folder / f"t21-long@2#1-{number}.log"
+        assert started.log == str(named) and not first.exists(), started.log
+        assert named.read_text() == f"Epoch 1/40 of the run logged as -{number}\n"
+        assert f"its output in {named};" in repr(started)
+    assert (folder / "t21-long@2#1.log").read_text() == "the other store's run\n"  # untouched

@@ -205,6 +205,28 @@ def test_a_background_run_whose_process_dies_is_marked_failed(uri: str) -> None:
     assert f"its process {handle.process.pid} on " in reopened.watch(handle.id).error
 
 
+@pytest.mark.slow
+def test_two_stores_sharing_a_runs_folder_keep_their_background_logs_apart(uri: str, tmp_path: Path,
+                                                                           nipt: dict[str, Any]) -> None:
+    """Both stores have a run t21@1#1: the second one's log is t21@1#1-2.log, its start line says so."""
+    other = _setup(mm.connect(f"sqlite:///{tmp_path}/other.sqlite"), nipt)
+    store = mm.connect(uri)
+    assert store.runs_root() == other.runs_root()
+    first = store.train("t21", wait=False)
+    second = other.train("t21", wait=False)
+    assert first.name == second.name == "t21@1#1"
+    folder = Path(store.runs_root()) / "background"
+    assert first.log == str(folder / "t21@1#1.log") and second.log == str(folder / "t21@1#1-2.log")
+    assert f"its output in {second.log};" in repr(second)
+    first.wait(timeout_s=240)
+    second.wait(timeout_s=240)
+    assert sorted(p.name for p in folder.iterdir()) == ["t21@1#1-2.log", "t21@1#1.log"]  # no first names left
+    for handle in (first, second):
+        handle.process.wait(timeout=60)
+        assert Path(handle.log).read_text().rstrip().endswith("run t21@1#1: COMPLETE")
+    assert os.stat(first.log).st_ino != os.stat(second.log).st_ino
+
+
 def test_background_runs_need_a_store_other_processes_can_open(nipt: dict[str, Any]) -> None:
     store = _setup(mm.connect("memory://"), nipt)
     with pytest.raises(ValidationError, match="another process can open"):

@@ -112,3 +112,57 @@ def test_the_browsers_runs_page_has_one_column_per_parameter(filled: str) -> Non
     for name in ("epochs", "learning_rate", "hidden", "seed", "overrides"):
         assert columns.count(name) == 1, columns
     assert not [c for c in columns if c.startswith("params.")], columns
+
+
+class _FailAfterFirstEpoch:
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        raise ValueError("a callback gave up")
+
+
+@pytest.fixture
+def no_epochs(tmp_path: Path, nipt: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> str:
+    """A store whose runs have no ``epochs`` parameter (the trainer's default, 10): a complete
+    run, a cancelled one and a failed one (both after their first epoch)."""
+    monkeypatch.setenv("MLMD_MAGIC_RUNS_DIR", str(tmp_path / "runs"))
+    uri = f"sqlite:///{tmp_path}/no-epochs.sqlite"
+    with mm.connect(uri) as store:
+        store.add_datasource("nipt-sim", **nipt)
+        store.add_scenario("mlp-default", model="mlp", params={"hidden": [8], "batch_size": 32, "seed": 1})
+        store.experiment("t21", datasource="nipt-sim", scenario="mlp-default")
+        store.train("t21", progress=False)
+        with pytest.raises(RunCancelled):
+            store.train("t21", seed=2, progress=False, callbacks=[_StopAfterFirstEpoch()])
+        with pytest.raises(mm.TrainingError, match="a callback gave up"):
+            store.train("t21", seed=3, progress=False, callbacks=[_FailAfterFirstEpoch()])
+    return uri
+
+
+def _check_no_epochs(rows: list[dict[str, Any]]) -> None:
+    assert [r["state"] for r in rows] == ["FAILED", "CANCELED", "COMPLETE"]
+    # no epochs parameter: the epochs the trainer said it would train, not <NA>
+    assert [r["epochs"] for r in rows] == [10, 10, 10] and [r["epoch"] for r in rows] == [1, 1, 10]
+    # a stopped run's task and device, as a finished one's
+    assert [(r["task"], r["device"]) for r in rows] == [("multiclass", "cpu")] * 3
+
+
+def test_runs_with_no_epochs_parameter_list_the_epochs_trained_and_a_stopped_runs_task(no_epochs: str) -> None:
+    store = mm.connect(no_epochs)
+    frame = store.list("runs")
+    assert str(frame["epochs"].dtype) == "Int64" and "<NA>" not in frame[["epoch", "epochs"]].to_string()
+    _check_no_epochs([{k: (None if v is pd_na() else v) for k, v in row.items()} for row in frame.to_dict("records")])
+    assert len(store.list("runs", where="epochs == 10")) == 3  # the filter reads it as the column shows it
+    failed, cancelled = (store.run(int(frame["run"][i])) for i in (0, 1))
+    for stopped in (failed, cancelled):
+        assert stopped.details["task"] == "multiclass" and stopped.details["device"] == "cpu"
+        assert stopped.details["backend"] and stopped.details["task_reason"]
+        shown = repr(stopped).splitlines()
+        assert shown[0].endswith("; no model") and shown[1] == f"  multiclass on cpu ({stopped.details['backend']})"
+    assert store.watch(cancelled.id).epochs == 10  # its progress: 1 of 10
+
+
+def test_runs_with_no_epochs_parameter_through_the_cli(no_epochs: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--uri", no_epochs, "--json", "ls", "runs"]) == 0
+    _check_no_epochs(json.loads(capsys.readouterr().out))
+    assert main(["--uri", no_epochs, "ls", "runs"]) == 0
+    header = capsys.readouterr().out.splitlines()[0].split()
+    assert "epochs" in header and "task" in header, header

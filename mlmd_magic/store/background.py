@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["BackgroundRun", "new_external_id", "start_process"]
 
 START_TIMEOUT_S = 300.0  # a worker imports TensorFlow before its first write
+_MAX_LOG_SUFFIX = 1000  # a run's log named NAME.log, else NAME-2.log ... NAME-1000.log, else its first name
 
 
 def new_external_id() -> str:
@@ -110,15 +111,24 @@ class BackgroundRun:
     def _name_log(self) -> None:
         """Give the worker's output file the run's name (``background/t21-long@2#1.log``) now that
         it is known: a hard link, then the first name removed; the worker writes on into the same
-        file. A name already taken (another store's run of that name) keeps the file's first name."""
+        file. A name already taken (another store sharing the runs folder has a run of that name,
+        or an earlier store there had) gets a suffix: ``t21-long@2#1-2.log``, ``-3``, ... (no run's
+        name ends so). On a file system without hard links the file keeps its first name."""
         if not self.log or not self.name:
             return
-        named = os.path.join(os.path.dirname(self.log), _file_name(self.name) + ".log")
-        if named == self.log:
-            return
-        try:
-            os.link(self.log, named)
-        except OSError:  # taken, or a file system without hard links: the log keeps its first name
+        folder, stem = os.path.dirname(self.log), _file_name(self.name)
+        for number in range(1, _MAX_LOG_SUFFIX + 1):
+            named = os.path.join(folder, stem + (f"-{number}" if number > 1 else "") + ".log")
+            if named == self.log:
+                return
+            try:
+                os.link(self.log, named)
+            except FileExistsError:  # another run's log has that name: the next suffix
+                continue
+            except OSError:  # no hard links here (or no such file): the log keeps its first name
+                return
+            break
+        else:
             return
         try:
             os.unlink(self.log)

@@ -43,11 +43,14 @@ class Run:
 
     def __repr__(self) -> str:
         how = f"cached from run #{self.details.get('cached_from')}" if self.cached else self.state
-        lines = [f"Run {self.label} (#{self.id}): {how}; model #{self.model_id} at {self.model_uri}"]
+        model = f"model #{self.model_id} at {self.model_uri}" if self.model_id is not None else "no model"
+        lines = [f"Run {self.label} (#{self.id}): {how}; {model}"]
         if self.details.get("device"):
-            lines.append(f"  {self.details.get('task')} on {self.details['device']} ({self.details.get('backend')}), "
-                         f"{self.details.get('epochs')} epochs, "
-                         f"{self.details.get('examples_per_second', 0):.0f} examples/s")
+            where = f"  {self.details.get('task')} on {self.details['device']} ({self.details.get('backend')})"
+            if self.details.get("epochs") is not None:  # a finished run's; a cancelled or failed one has none
+                where += (f", {self.details.get('epochs')} epochs, "
+                          f"{self.details.get('examples_per_second', 0):.0f} examples/s")
+            lines.append(where)
         if self.details.get("task_reason"):
             lines.append(f"  task {self.details.get('task')}: {self.details['task_reason']}")
         lines += [f"  note: {note}" for note in self.details.get("notes", [])]

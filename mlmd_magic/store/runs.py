@@ -47,6 +47,8 @@ _RUN_FIXED_TAIL = RUN_COLUMNS[RUN_COLUMNS.index("epoch") + 1:]
 MODEL_COLUMNS = ["model", "name", "experiment", "task", "state", "verdicts", "uri", "created"]
 WAIT_NOTE_S = 5.0  # a run's last write that waits this long on the store says so
 _ID = re.compile(r"[0-9]+")  # ASCII digits only (str.isdigit takes "²")
+# what a cancelled or failed run keeps on its details of what the trainer said when it began
+_BEGUN_DETAILS = ("task", "task_reason", "num_classes", "device", "backend")
 
 
 class _CancelRequest(KeyboardInterrupt):
@@ -145,9 +147,10 @@ class Runs:
         """See :meth:`mlmd_magic.Store.train`. ``contexts`` (``(type, name)``) group the run with
         others (a sweep's trials); ``properties`` are more properties of its execution;
         ``external_id`` names the run's execution ahead (a background or Ray run is found by it)."""
-        created = ""
+        created = reused = ""
         if overrides:
             ref, created = self.define_overrides(ref, overrides)
+            reused = "" if created else ref  # the overrides gave a version that existed already
         act = Action("Train", {"ref": ref, "workdir": workdir, "force": force, "overrides": overrides})
         act.external_id = external_id
         act.contexts += list(contexts)
@@ -196,7 +199,8 @@ class Runs:
                 self._commit_named(act, exp_ref)
                 return self._run_from(act, exp_ref, "CACHED", True, model, {**details, "cached_from": execution.id})
             code = {"trainer": code_version(), "builder": builder_code, "backend": keras_backend()}
-            return self._train_now(act, params, exp_ref, workdir, callbacks, progress, notes, created, code)
+            return self._train_now(act, params, exp_ref, workdir, callbacks, progress, notes, (created, reused),
+                                   code)
 
     def _commit_named(self, act: Action, exp_ref: str) -> None:
         """A run's first write, named ``EXPERIMENT@N#K`` (its K-th run): MLMD's unique execution
@@ -217,9 +221,13 @@ class Runs:
 
 
     def _train_now(self, act: Action, params: dict[str, Any], exp_ref: str, workdir: str | None,
-                   callbacks: Sequence[Any] | None, progress: Any, notes: list[str], created: str,
+                   callbacks: Sequence[Any] | None, progress: Any, notes: list[str], versions: tuple[str, str],
                    code: dict[str, Any]) -> Run:
+        """Train and record the run; ``versions``: the experiment version its overrides created
+        (else ""), the existing one they gave (else "")."""
         from .. import trainer
+
+        created, reused = versions
 
         act.state, act.outcome = "RUNNING", "training"
         act.properties["owner"] = owner_token()
@@ -242,6 +250,14 @@ class Runs:
         live = LiveWriter(self.live_connect, recorder.execution_of(act), watch_cancel=True, name=act.name,
                           reopen=self.live_reopens)
         told = [False]
+        # what the trainer said when it began (task, device, backend): on the run's details also
+        # when it is cancelled or fails, as a finished run has them
+        begun: dict[str, Any] = {}
+
+        def begun_details() -> None:
+            known = {k: begun[k] for k in _BEGUN_DETAILS if begun.get(k) not in (None, "")}
+            if known and "details" not in act.properties:  # a finished run's whole details stay
+                act.properties["details"] = canonical_json(known)
 
         class Progress:
             """Hands the run's progress to the writer thread — within an epoch (step, ETA, the
@@ -255,6 +271,7 @@ class Runs:
                 self.next_hand = 0.0
 
             def on_train_begin(self, info: dict[str, Any]) -> None:
+                begun.update(info)
                 self.clock = RunClock(int(info.get("epochs", epochs)), int(info.get("steps", 0)),
                                       time.perf_counter())
                 self.note({})
@@ -344,7 +361,7 @@ class Runs:
                 if workdir is None:
                     trainer.cleanup(run_dir)
             return RunCancelled(act.name, time.perf_counter() - act.started, done[0], epochs, created,
-                                requested=isinstance(interrupt, _CancelRequest))
+                                requested=isinstance(interrupt, _CancelRequest), version_reused=reused)
 
         with interrupts:
             trained = False
@@ -366,6 +383,7 @@ class Runs:
             except BaseException as exc:
                 with interrupts.deferred():  # no progress write may land after the failure's record
                     live.close()
+                    begun_details()  # cancelled or failed: what is known of its task and device
                 interrupt = interrupts.interrupted_by(exc)
                 if interrupt is not None:
                     raise cancelled(interrupt) from None
@@ -786,6 +804,10 @@ class Runs:
             }
             for key, value in params.items():  # a parameter's bare name finds it, as the column shows it
                 row.setdefault(key, canonical_json(value) if isinstance(value, list) else value)
+            if "epochs" not in params:  # no parameter: the epochs the trainer reported (its default)
+                total = progress.get("epochs") or details.get("epochs")
+                if isinstance(total, int) and not isinstance(total, bool):
+                    row["epochs"] = total
             for split, values in metrics.items():
                 row.setdefault(split, values)
             row["params"], row["metrics"] = params, metrics
@@ -895,6 +917,9 @@ def _run_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     import pandas as pd
 
     flat = [flatten(row["params"]) if row.get("params") else {} for row in rows]
+    for f, row in zip(flat, rows):  # a run with no epochs parameter: those its trainer reported
+        if "epochs" not in f and row.get("epochs") is not None:
+            f["epochs"] = row["epochs"]
     keys = list(dict.fromkeys(k for f in flat for k in f))
     differing = [k for k in keys if k == "epochs" or len({canonical_json(f.get(k)) for f in flat}) > 1]
     fixed = set(RUN_COLUMNS)
