@@ -282,46 +282,28 @@ def test_a_long_set_value_fails_fast_through_the_magic(ip: InteractiveShell, tmp
     store.add_scenario("sc", model="mlp", params={"epochs": 1})
     store.experiment("e", datasource="d", scenario="sc")
 
-    def train() -> None:
-        with pytest.raises(UsageError, match="must be a whole number"):
-            ip.run_line_magic("mlmd", f"train e --set epochs={'a' * 100_000}")
-
-    assert best_of(1, train) < 3.0
-    with pytest.raises(UsageError, match="more than 1000000"):
+    with pytest.raises(UsageError, match="must be a whole number"):
+        ip.run_line_magic("mlmd", f"train e --set epochs={'a' * 10_000}")
+    # a line is split by shlex (linear time) up to 100,000 characters; a longer one is refused unsplit
+    with pytest.raises(UsageError, match=r"^the line holds more than 100,000 characters; put long values in a cell"):
         ip.run_line_magic("mlmd", f"train e --set epochs={'a' * 1_000_000}")
+    assert store.mlmd.get_executions_by_type("mlmd_magic.Train") == []
 
 
-def test_a_long_magic_line_is_read_in_linear_time_and_short_ones_still_expand(ip: InteractiveShell) -> None:
-    """IPython's own $name/{expr} expansion is quadratic: the magics expand short lines themselves."""
+def test_a_long_magic_line_is_not_expanded_and_short_ones_still_expand(ip: InteractiveShell) -> None:
+    """IPython's own $name/{expr} expansion is quadratic in a line's length: the magics expand
+    lines of up to 4,096 characters themselves, with the local scope IPython hands them."""
     ip.run_line_magic("mlmd", "connect memory://")
-    started = time.perf_counter()
-    with pytest.raises(UsageError, match="invalid scenario name"):
-        ip.run_cell_magic("scenario", "n" * 100_000, "model: mlp")
-    with pytest.raises(UsageError, match="unrecognized arguments"):
-        ip.run_line_magic("mlmd", "ls scenarios " + "x" * 100_000)
-    assert time.perf_counter() - started < 3.0
     ip.user_ns["ref"] = "s"
+    with pytest.raises(UsageError, match="invalid scenario name"):
+        ip.run_cell_magic("scenario", "n" * 5_000 + "{ref}", "model: mlp")
+    with pytest.raises(UsageError, match=r"unrecognized arguments: x+\{ref\}\n"):
+        ip.run_line_magic("mlmd", "ls scenarios " + "x" * 5_000 + "{ref}")
     ip.run_cell("%%scenario $ref\nmodel: mlp\nparams: {a: 1}\n")
     assert ip.run_cell("%mlmd get {ref} --kind scenario").result["name"] == "s"
     result = ip.run_cell("def f(name):\n    return get_ipython().run_line_magic('mlmd', 'get $name --kind scenario')\n"
                          "f('s')")
     assert result.result["version"] == 1
-
-
-@SOME
-@given(line=st.text(alphabet=st.sampled_from(list(" \t\n'\"\\ab=ü")), max_size=30))
-def test_words_are_split_as_shlex_splits_them(line: str) -> None:
-    import shlex
-
-    from mlmd_magic.faces.commands import split_words
-
-    def outcome(split: Callable[[str], list[str]]) -> Any:
-        try:
-            return split(line)
-        except ValueError:
-            return ValueError
-
-    assert outcome(split_words) == outcome(shlex.split)
 
 
 # ---------------------------------------------------------------- 6: YAML alias bombs
@@ -388,83 +370,6 @@ def test_a_yaml_alias_bomb_in_a_cell_or_a_file_leaves_nothing(ip: InteractiveShe
     elapsed, peak = bounded(imported)
     assert elapsed < 1.0 and peak < 20 * 2**20, (elapsed, peak)
     assert store.names("scenarios") == [] and store.mlmd.get_artifacts() == []
-
-
-# the plain bodies read without PyYAML (faces/cells.py) must read exactly as PyYAML reads them
-_TOKENS = ["0", "1", "-1", "-0", "7", "10", "230", "007", "1_000", "0.5", "-0.25", "1.50", "1.", ".5", "1e-3",
-           "1.0e-3", "1e3", "0x1F", "0b11", "1:30", "2024-01-01", "12:30:00", ".inf", "-.inf", ".nan", "+1", "+0.5",
-           "mlp", "small MLP", "a b  c", "yes", "No", "TRUE", "false", "on", "OFF", "y", "n", "null", "Null", "NULL",
-           "nULL", "~", "none", "True_x", "_x", "data/nipt-sim", "mlp-small@2", "v1.2", "a-", "a.", "x:y", "a #b",
-           "a#b", "'q'", '"q"', "*a", "&a x", "!!str 1", "|", ">", "- a", "[]", "[ ]", "[64, 32]", "[64,32]",
-           "[ a , yes, 1.5 ]", "[1, 2,]", "[a b]", "[[1]]", "{a: 1}", "{}", "é", "a\tb", "<<", "=", "%", "@a", "`a",
-           "?", "a: b", "--", "---", "...", "", "a\x01b", "\x7f", "\x0cx", "x\x85y: 1", "x\u2028y: 1", "x\ry: 1"]
-_KEYS = ["model", "params", "p0", "p1", "hidden", "lr", "a.b", "_k", "k-1", "on", "Yes", "null", "1", "~", "k k",
-         "'k'", "é", "x" * 130]
-
-
-@st.composite
-def _simple_bodies(draw: Any) -> str:
-    lines = []
-    for _ in range(draw(st.integers(0, 8))):
-        indent = " " * draw(st.sampled_from([0, 0, 0, 1, 2, 2, 2, 4]))
-        key = draw(st.sampled_from(_KEYS))
-        shape = draw(st.sampled_from(["value", "value", "open", "comment", "blank", "raw"]))
-        if shape == "value":
-            tail = draw(st.sampled_from(["", "", "  ", " # note", "  #note", "#x"]))
-            lines.append(f"{indent}{key}:{draw(st.sampled_from([' ', '  ', '']))}{draw(st.sampled_from(_TOKENS))}"
-                         + tail)
-        elif shape == "open":
-            lines.append(f"{indent}{key}:" + draw(st.sampled_from(["", " ", " # c", "# c"])))
-        elif shape == "comment":
-            lines.append(f"{indent}# {draw(st.sampled_from(_TOKENS))}")
-        elif shape == "blank":
-            lines.append(indent)
-        else:
-            lines.append(indent + draw(st.sampled_from(_TOKENS)))
-    return "\n".join(lines) + draw(st.sampled_from(["", "\n", "\n\n", "\r\n"]))
-
-
-def _typed(value: Any) -> Any:
-    """``value`` with each scalar's type beside it (True == 1 == 1.0 in Python)."""
-    if isinstance(value, dict):
-        return [(_typed(k), _typed(v)) for k, v in value.items()]
-    if isinstance(value, list):
-        return [_typed(v) for v in value]
-    return (type(value).__name__, repr(value))
-
-
-@given(_simple_bodies())
-@settings(max_examples=3000, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-def test_simple_yaml_reads_as_pyyaml_reads_it(text: str) -> None:
-    import yaml
-
-    from mlmd_magic.faces.cells import _load_simple
-
-    fast = _load_simple(text)
-    try:
-        expected = yaml_of(text)
-    except yaml.YAMLError:
-        assert fast is None, text
-        return
-    if fast is not None:
-        assert _typed(fast) == _typed(expected), text
-
-
-def test_the_common_bodies_are_read_without_pyyaml() -> None:
-    from mlmd_magic.faces.cells import _load_simple, load_yaml
-
-    bodies = ["model: mlp\nparams:\n  hidden: [64, 32]\n  learning_rate: 0.001\n  epochs: 10\ndescription: small MLP\n",
-              "datasource: nipt-sim\nscenario: mlp-small@2\noverrides:\n  epochs: 5  # longer\ndescription: first try",
-              "model: mlp\nparams:\n  dropout: 0.5\n  batch_norm: true\n  optimizer:\n    name: adam\n    lr: 0.01\n"]
-    for body in bodies:
-        assert _load_simple(body) is not None, body
-        assert _typed(load_yaml(body)) == _typed(yaml_of(body))
-
-
-def yaml_of(text: str) -> Any:
-    import yaml
-
-    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 # ---------------------------------------------------------------- 7: --set against train's own keywords

@@ -261,3 +261,40 @@ def test_reload_and_double_load_are_harmless(ip: InteractiveShell) -> None:
     ip.run_line_magic("unload_ext", "mlmd_magic")
     assert ip.find_line_magic("mlmd") is None
     ip.run_line_magic("load_ext", "mlmd_magic")
+
+
+def test_a_bug_of_ours_is_one_line_and_tb_shows_its_traceback(ip: InteractiveShell, capsys: pytest.CaptureFixture[str],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    from mlmd_magic.faces import commands
+
+    def broken(host: Any, args: Any) -> Any:
+        raise KeyError("a bug's own words\nsecond line")
+
+    monkeypatch.setitem(commands.COMMANDS, "ls", dataclasses.replace(commands.COMMANDS["ls"], run=broken))
+    run(ip, "%mlmd connect memory://")
+    capsys.readouterr()
+    result = ip.run_cell("%mlmd ls scenarios")
+    assert isinstance(result.error_in_exec, KeyError)  # its own type: not a user's mistake
+    shown = capsys.readouterr()
+    lines = [line for line in (shown.out + shown.err).splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert "unexpected KeyError: \"a bug's own words" in lines[0]
+    assert "%tb shows its traceback" in lines[0] and "MlmdMagics.traceback = True" in lines[0]
+    ip.run_cell("%tb")
+    shown = plain(capsys.readouterr())
+    assert "Traceback" in shown and "raise KeyError" in shown
+    # with the setting, the whole traceback at once
+    ip.run_cell("%config MlmdMagics.traceback = True")
+    capsys.readouterr()
+    ip.run_cell("%mlmd ls scenarios")
+    shown = plain(capsys.readouterr())
+    assert "Traceback" in shown and "raise KeyError" in shown and "%tb shows" not in shown
+
+
+def plain(shown: Any) -> str:
+    """What a terminal shows of captured output, without its colours."""
+    import re
+
+    return re.sub(r"\x1b\[[0-9;]*m", "", shown.out + shown.err)

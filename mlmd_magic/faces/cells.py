@@ -17,7 +17,6 @@ as a parameter.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import yaml
@@ -37,9 +36,6 @@ def load_yaml(text: str, where: str = "the cell body", line_offset: int = 0) -> 
     """
     if len(text) > _MAX_BODY:
         raise ValidationError(f"{where} is larger than {_MAX_BODY} characters")
-    simple = _load_simple(text)
-    if simple is not None:
-        return simple
     # libyaml's safe loader when the wheel has it (10x faster), else the pure-Python one
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
     try:
@@ -62,90 +58,6 @@ def load_yaml(text: str, where: str = "the cell body", line_offset: int = 0) -> 
         raise ValidationError(f"YAML error in {where}: {str(exc).splitlines()[0][:200]}") from None
     finally:
         loader.dispose()
-
-
-# The plain bodies most cells hold, read without PyYAML (whose Python half — resolving and
-# constructing each scalar — is most of a cell's parsing time): block mappings of identifier
-# keys whose values are decimal numbers, words, booleans, nulls or flow lists of those, with
-# comments and blank lines. Anything else, however small (quotes, tabs, non-ASCII, anchors,
-# sequences, a duplicate key, an odd indentation), goes to PyYAML, so errors and every other
-# case read exactly as before; tests/test_hostile_input_2.py checks both agree.
-_INT = r"-?(?:0|[1-9][0-9]*)"
-_ITEM = r"(?:-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?|[A-Za-z_][A-Za-z0-9_.\-/@]*)"  # a number or a word
-_SIMPLE_LINE = re.compile(
-    r"( *)([A-Za-z_][A-Za-z0-9_.\-]{0,127}):"  # indentation and key
-    rf"(?: +(?:({_INT})|({_INT}\.[0-9]+)"  # an integer or a decimal fraction
-    r"|([A-Za-z_](?:[A-Za-z0-9_.\-/@ ]*[A-Za-z0-9_.\-/@])?)"  # words
-    rf"|\[( *(?:{_ITEM}(?: *, *{_ITEM})*)? *)\]))?"  # a flow list of numbers and words
-    r" *(?: #[ -~]*)?"  # a comment
-)
-# printable ASCII only, in comments too: YAML reads a carriage return as a line break, and
-# refuses control characters
-_BLANK_OR_COMMENT = re.compile(r" *(?:#[ -~]*)?")
-# YAML 1.1's words for booleans and null (PyYAML's resolver: exactly these spellings)
-_WORDS: dict[str, Any] = {
-    **dict.fromkeys(("yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON"), True),
-    **dict.fromkeys(("no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF"), False),
-    **dict.fromkeys(("null", "Null", "NULL"), None),
-}
-
-
-def _load_simple(text: str) -> dict[str, Any] | None:
-    """``text`` read as PyYAML's safe loader reads it, when it is a simple block mapping (see
-    above); None when it is anything else (PyYAML then reads it).
-
-    >>> _load_simple("model: mlp  # a comment\\nparams:\\n  hidden: [64, 32]\\n  lr: 0.001\\n  on: yes\\n")
-    >>> _load_simple("model: mlp  # a comment\\nparams:\\n  hidden: [64, 32]\\n  lr: 0.001\\n  bn: yes\\n")
-    {'model': 'mlp', 'params': {'hidden': [64, 32], 'lr': 0.001, 'bn': True}}
-    """
-    root: dict[str, Any] = {}
-    stack: list[tuple[int, dict[str, Any]]] = [(0, root)]  # the open mappings and their keys' indentation
-    level, mapping = 0, root
-    pending: str | None = None  # a "key:" of ``mapping`` whose value may be a nested mapping
-    match = _SIMPLE_LINE.fullmatch
-    for line in text.split("\n"):
-        m = match(line)
-        if m is None:
-            if _BLANK_OR_COMMENT.fullmatch(line):
-                continue
-            return None
-        spaces, key, integer, fraction, words, items = m.groups()
-        indent = len(spaces)
-        if key in _WORDS:  # a boolean or null key
-            return None
-        if pending is not None and indent > level:  # the first key of a nested mapping
-            child: dict[str, Any] = {}
-            mapping[pending] = child
-            level, mapping = indent, child
-            stack.append((level, mapping))
-        pending = None
-        if indent != level:
-            while stack[-1][0] > indent:
-                stack.pop()
-            level, mapping = stack[-1]
-            if level != indent:
-                return None
-        if key in mapping:
-            return None
-        if integer is not None:
-            mapping[key] = int(integer)
-        elif fraction is not None:
-            mapping[key] = float(fraction)
-        elif words is not None:
-            mapping[key] = _WORDS.get(words, words)
-        elif items is not None:
-            mapping[key] = [_item(item.strip(" ")) for item in items.split(",")] if items.strip(" ") else []
-        else:
-            mapping[key] = None  # null unless more indented keys follow
-            pending = key
-    return root or None
-
-
-def _item(token: str) -> Any:
-    """A number or a word of a flow list that :data:`_SIMPLE_LINE` matched."""
-    if token[0].isalpha() or token[0] == "_":
-        return _WORDS.get(token, token)
-    return float(token) if "." in token else int(token)
 
 
 def _check_expansion(root: Any, where: str) -> None:

@@ -22,7 +22,7 @@ from ..core.record import Record
 from ..core.specs import evaluation_arguments
 from ..core.sweeps import sweep_arguments
 from ..core.values import KIND_ALIASES, normalise_kind, singular, split_kind, with_article
-from ..errors import CommandError, MlmdMagicError, RunCancelled, ValidationError
+from ..errors import CommandError, MlmdMagicError, ValidationError
 from ..store import Store
 from . import cells
 from .registry import ConnectionRegistry
@@ -76,48 +76,6 @@ class CommandParser(argparse.ArgumentParser):
 
     def print_help(self, file: Any = None) -> None:
         raise HelpShown(self.format_help())
-
-
-_WORD_PART = re.compile(
-    r"(?P<space>\s+)|'(?P<single>[^']*+)'|\"(?P<double>(?:[^\"\\]++|\\.)*+)\"|\\(?P<escaped>.)"
-    r"|(?P<plain>[^\s'\"\\]++)|(?P<bad>.)",
-    re.DOTALL,
-)
-_DOUBLE_QUOTED_ESCAPE = re.compile(r'\\([\\"])')
-
-
-def split_words(line: str) -> list[str]:
-    r"""Split a magic's line into words as ``shlex.split`` does (POSIX quoting and escapes).
-
-    In linear time: ``shlex`` grows each word a character at a time and takes about 25 s
-    for a line of one million characters.
-
-    >>> split_words(r"train e --set 'name=a b' --set x=\"q\" 'it''s'")
-    ['train', 'e', '--set', 'name=a b', '--set', 'x="q"', 'its']
-
-    Raises
-    ------
-    ValueError
-        For an unclosed quote or a backslash at the end, with ``shlex``'s messages.
-    """
-    words: list[str] = []
-    parts: list[str] = []
-    started = False
-    for m in _WORD_PART.finditer(line):
-        kind = m.lastgroup
-        if kind == "space":
-            if started:
-                words.append("".join(parts))
-                parts, started = [], False
-            continue
-        if kind == "bad":
-            raise ValueError("No escaped character" if m.group("bad") == "\\" else "No closing quotation")
-        text = m.group(kind or "plain")
-        parts.append(_DOUBLE_QUOTED_ESCAPE.sub(r"\1", text) if kind == "double" else text)
-        started = True
-    if started:
-        words.append("".join(parts))
-    return words
 
 
 Runner = Callable[[Host, argparse.Namespace], Any]
@@ -338,12 +296,8 @@ def _train(host: Host, a: argparse.Namespace) -> Any:
         from ..store import ProgressReporter
 
         progress = ProgressReporter(log_loss=True)
-    try:
-        run = host.store().train(a.ref, force=a.force, progress=progress, overrides=overrides)
-    except RunCancelled as stopped:
-        if overrides and not stopped.version_created:  # --set named a version that was there already
-            stopped.version_reused = stopped.run.rsplit("#", 1)[0]
-        raise
+    # a stop raises RunCancelled, which says itself what became of the version --set gave
+    run = host.store().train(a.ref, force=a.force, progress=progress, overrides=overrides)
     if a.output:
         host.bind(a.output, run)
     return run

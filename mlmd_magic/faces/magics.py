@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import inspect
 import os
-from types import FrameType
+import shlex
 from typing import Any, Callable, TypeVar
 
 from IPython.core.completer import SimpleCompletion, context_matcher
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_var_expand
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, needs_local_scope, no_var_expand
 from IPython.utils.text import DollarFormatter
-from traitlets import Float, Unicode, default, observe
+from traitlets import Bool, Float, Unicode, default, observe
 
 from ..core import secrets as _secrets
 from ..core import session as _session
@@ -47,22 +46,32 @@ _REF_SUBCOMMANDS = ("get", "show", "history", "diff", "export", "train", "evalua
                     "card", "watch", "cancel", "reproduce")
 # The magics expand $name and {expr} in their first line themselves (see MlmdMagics._expand)
 _EXPAND_LIMIT = 4_096
+_LINE_LIMIT = 100_000  # shlex splits in linear time, about 1.4 us a character
 _FORMATTER = DollarFormatter()
 
 
-def _magic_caller_frame() -> FrameType | None:
-    """The frame whose variables IPython would expand in a magic's line: ``stack_depth`` frames
-    above ``run_line_magic`` / ``run_cell_magic`` (the notebook cell's), or None."""
-    here = inspect.currentframe()
-    frame: FrameType | None = here.f_back if here is not None else None
-    while frame is not None:
-        if frame.f_code.co_name in ("run_line_magic", "run_cell_magic") and "stack_depth" in frame.f_locals:
-            depth = frame.f_locals["stack_depth"]
-            for _ in range(depth if isinstance(depth, int) else 1):
-                frame = frame.f_back if frame is not None else None
-            return frame
-        frame = frame.f_back
-    return None
+def split_line(line: str) -> list[str]:
+    """A magic's line split into words by :func:`shlex.split`, for lines of up to 100,000 characters."""
+    if len(line) > _LINE_LIMIT:
+        raise CommandError(f"the line holds more than {_LINE_LIMIT:,} characters; put long values in a cell "
+                           "body (%%experiment, %%scenario) or a file")
+    try:
+        return shlex.split(line)
+    except ValueError as exc:
+        raise CommandError(f"cannot split the line into words: {exc}") from None
+
+
+class _OneLine:
+    """An exception's rendering in IPython (its ``_render_traceback_`` protocol): one line the
+    first time, then gone, so that ``%tb`` shows the whole traceback."""
+
+    def __init__(self, exc: BaseException, line: str) -> None:
+        self.exc, self.line = exc, line
+
+    def __call__(self) -> list[str]:
+        with contextlib.suppress(AttributeError):
+            del self.exc._render_traceback_  # type: ignore[attr-defined]
+        return [f"\x1b[0;31m{self.line}\x1b[0m"]
 
 
 def _user_errors(fn: F) -> F:
@@ -86,8 +95,13 @@ def _user_errors(fn: F) -> F:
             raise
         except UsageError as exc:
             raise UsageError(_secrets.redact(str(exc))) from None
-        except Exception as exc:  # a bug of ours: still no traceback for the user, but say so
-            raise UsageError(_secrets.redact(f"unexpected {type(exc).__name__}: {exc} (please report this)")) from None
+        except Exception as exc:  # a bug of ours: one line, and how to see the traceback to report it
+            if args and getattr(args[0], "traceback", False):
+                raise
+            what = _secrets.redact(f"{type(exc).__name__}: {exc}").splitlines()[0][:300]
+            exc._render_traceback_ = _OneLine(exc, f"unexpected {what} — a bug of mlmd-magic; %tb shows its "  # type: ignore[attr-defined]
+                                              "traceback for a report (or %config MlmdMagics.traceback = True)")
+            raise
 
     return wrapper  # type: ignore[return-value]
 
@@ -112,6 +126,9 @@ class MlmdMagics(Magics):
     stale_run_after_s = Float(None, allow_none=True,
                               help="a RUNNING training without a heartbeat for this long is marked FAILED "
                                    "(default: $MLMD_MAGIC_STALE_RUN_AFTER_S, else 10 minutes)").tag(config=True)
+
+    traceback = Bool(False, help="show the whole traceback of an unexpected error (a bug of mlmd-magic) "
+                                 "instead of one line").tag(config=True)
 
     @default("default_uri")
     def _default_uri(self) -> str:
@@ -138,21 +155,19 @@ class MlmdMagics(Magics):
         notebook = str(shell.user_ns.get("__vsc_ipynb_file__") or _SERVER_NOTEBOOK)
         return _session.action_context(source=source, execution_count=shell.execution_count, notebook=notebook)
 
-    def _expand(self, line: str) -> str:
-        """``$name`` and ``{expr}`` in a magic's line expanded as IPython does, for lines of up to
-        4,096 characters.
+    def _expand(self, line: str, local_ns: dict[str, Any] | None) -> str:
+        """``$name`` and ``{expr}`` in a magic's line expanded as IPython's ``var_expand`` does
+        (its ``DollarFormatter`` over the user's namespace and the caller's local scope, which
+        IPython hands a ``needs_local_scope`` magic), for lines of up to 4,096 characters.
 
-        The magics opt out of IPython's own expansion (``@no_var_expand``): its parser is
-        quadratic, and a line holding a value of 100,000 characters took minutes before the
-        magic even saw it. Longer lines are taken as they are.
+        The magics opt out of IPython's own expansion (``@no_var_expand``): it is quadratic in a
+        line's length (4 s for 30,000 characters) and runs before the magic could refuse the
+        line. Longer lines are taken as they are.
         """
         if len(line) > _EXPAND_LIMIT or ("$" not in line and "{" not in line):
             return line
         assert self.shell is not None
-        namespace = dict(self.shell.user_ns)
-        frame = _magic_caller_frame()
-        if frame is not None:
-            namespace.update(frame.f_locals)
+        namespace = self.shell.user_ns if local_ns is None else {**self.shell.user_ns, **local_ns}
         try:
             return str(_FORMATTER.vformat(line, args=[], kwargs=namespace))
         except Exception:  # as IPython does: a line that does not format is left as it is
@@ -167,28 +182,23 @@ class MlmdMagics(Magics):
         return fallback
 
     @line_magic
+    @needs_local_scope
     @no_var_expand
     @_user_errors
-    def mlmd(self, line: str) -> Any:
+    def mlmd(self, line: str, local_ns: dict[str, Any] | None = None) -> Any:
         """Placeholder; replaced below by help generated from the subcommand parsers."""
-        line = self._expand(line)
-        try:
-            argv = _commands.split_words(line)
-        except ValueError as exc:
-            raise CommandError(f"cannot split the line into words: {exc}") from None
+        line = self._expand(line, local_ns)
+        argv = split_line(line)
         with self._cell(self._current_cell(f"%mlmd {line}")):
             return _commands.dispatch(self, argv, "%mlmd", magic=True)
 
     def _record_cell(self, kind: str, line: str, cell: str) -> Any:
-        line = self._expand(line)
+        line = self._expand(line, None)
         words = line.split()
         if len(words) == 1 and NAME_RE.fullmatch(words[0]):  # the common "%%scenario NAME": no parser needed
             name, output, run = words[0], None, False
         else:
-            try:
-                args = _cell_parser(kind).parse_args(_commands.split_words(line))
-            except ValueError as exc:
-                raise CommandError(f"cannot split the line into words: {exc}") from None
+            args = _cell_parser(kind).parse_args(split_line(line))
             name, output, run = args.name, getattr(args, "output", None), getattr(args, "run", False)
             check_name(name, f"{kind} name")
         if output:
@@ -293,11 +303,8 @@ class MlmdMagics(Magics):
               - {metric: accuracy, lower: 0.95, slices: [ff_mid, ff_high]}
               - {metric: abnormal_auc, change: -0.01}
         """
-        line = self._expand(line)
-        try:
-            args = _cell_parser("evaluate").parse_args(_commands.split_words(line))
-        except ValueError as exc:
-            raise CommandError(f"cannot split the line into words: {exc}") from None
+        line = self._expand(line, None)
+        args = _cell_parser("evaluate").parse_args(split_line(line))
         body = cells.load_yaml(cell or "", where="the %%evaluate cell", line_offset=1)
         args.body = evaluation_arguments(body, where="the %%evaluate cell")
         args.spec = None
@@ -327,11 +334,8 @@ class MlmdMagics(Magics):
         """
         from IPython.display import display
 
-        line = self._expand(line)
-        try:
-            args = _cell_parser("sweep").parse_args(_commands.split_words(line))
-        except ValueError as exc:
-            raise CommandError(f"cannot split the line into words: {exc}") from None
+        line = self._expand(line, None)
+        args = _cell_parser("sweep").parse_args(split_line(line))
         check_name(args.name, "sweep name")
         if args.output:
             _commands.check_variable(args.output)
