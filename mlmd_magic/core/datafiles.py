@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import fnmatch
-import functools
 import glob
 import gzip
 import hashlib
@@ -29,6 +28,8 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
+
+from google_crc32c import value as crc32c  # CRC32C in C (hardware-accelerated): TFRecord checksums
 
 from ..errors import DataSourceError
 
@@ -365,7 +366,7 @@ def iter_tfrecord(path: str, verify: bool = False) -> Iterator[bytes]:
     With ``verify``, each record's length and data checksums (masked CRC32C, as TensorFlow
     writes them) are checked: a damaged file is refused here, not halfway through training.
     """
-    crc = _crc32c_function() if verify else None
+    crc = crc32c if verify else None
     with _open_maybe_gzip(path) as fh:
         for number in itertools.count(1):
             header = fh.read(12)
@@ -594,37 +595,9 @@ def _ld(number: int, payload: bytes) -> bytes:
     return _enc_varint((number << 3) | 2) + _enc_varint(len(payload)) + payload
 
 
-_CRC_TABLE: list[int] = []
-
-
-def _crc32c(data: bytes) -> int:
-    if not _CRC_TABLE:
-        for i in range(256):
-            c = i
-            for _ in range(8):
-                c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-            _CRC_TABLE.append(c)
-    crc = 0xFFFFFFFF
-    table = _CRC_TABLE
-    for b in data:
-        crc = table[(crc ^ b) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
-
-
-@functools.cache
-def _crc32c_function() -> Any:
-    """CRC32C: google-crc32c's (hardware-accelerated C, over 5 GB/s) when installed, else ours
-    (pure Python, about 8 MB/s)."""
-    try:
-        from google_crc32c import value
-    except ImportError:  # pragma: no cover - google-crc32c is a dependency
-        return _crc32c
-    return value
-
-
 def _mask(crc: int) -> int:
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
 def _masked_crc(data: bytes) -> int:
-    return _mask(_crc32c_function()(data))
+    return _mask(crc32c(data))
