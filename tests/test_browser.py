@@ -4,8 +4,10 @@ A user opens the store browser (one pager, one filter that applies as you type),
 value of an experiment in the editor and saves: the browser shows version 2 without being
 asked; the diff shows the change. In the browser's runs tab they sort the grid, select two
 runs and compare them, click a lineage node to see its record, watch a run another process
-starts and cancels go from RUNNING to CANCELED without pressing Refresh, and read the
-evaluations tab. After a restart the editor's text names the version it saved.
+starts and cancels go from RUNNING to CANCELED without pressing Refresh, then one the notebook
+starts in the background after ``%cd`` into another folder, and read the evaluations tab.
+After a restart the editor's text names the version it saved, and the browser's the tab it
+showed last.
 Screenshots go to test-artifacts/.
 Needs /usr/bin/chromium (Debian's package) and the playwright package; Playwright never
 downloads a browser here. Without them the test skips, except under CI where it fails.
@@ -100,6 +102,7 @@ def _notebook(path: Path, uri: str) -> None:
         "%mlmd browse",
         "editor = %mlmd edit t21\neditor",
         "%mlmd diff t21@1 t21@2",
+        "%cd elsewhere\nbg = %mlmd train t22 --background\nbg",
     ]
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -126,7 +129,9 @@ def test_edit_save_and_see_version_2_in_jupyterlab(lab: dict[str, Any]) -> None:
     first = store.train("t22", progress=False)
     second = store.train("t22", epochs=2, progress=False)
     store.evaluate(second, baseline=first, thresholds=[{"metric": "accuracy", "lower": 1.01}])
-    _notebook(root / "edit.ipynb", f"sqlite:///{store_path}")
+    # connected as a notebook beside its store does: by a path relative to the kernel's folder
+    _notebook(root / "edit.ipynb", f"sqlite:///{store_path.name}")
+    (root / "elsewhere").mkdir()
     ARTIFACTS.mkdir(exist_ok=True)
 
     with sync_playwright() as pw:
@@ -247,6 +252,21 @@ def test_edit_save_and_see_version_2_in_jupyterlab(lab: dict[str, Any]) -> None:
             grid.scroll_into_view_if_needed()
             page.screenshot(path=str(ARTIFACTS / "browser-live-canceled.png"))
 
+            # the notebook starts a run in the background after %cd into another folder: its worker
+            # records into the same store, and the open runs tab shows it within a few polls
+            run_cell(4)
+            expect(cells.nth(4).locator(".jp-OutputArea-executeResult")).to_contain_text("started run t22@3#2",
+                                                                                         timeout=60_000)
+            cells.nth(1).scroll_into_view_if_needed()
+            expect(running).to_have_count(1, timeout=15_000)
+            expect(runs.locator(".mlmd-magic-count")).to_contain_text("rows 1–4 of 4")
+            assert _rows(grid)[0] == "t22@3#2"
+            grid.scroll_into_view_if_needed()
+            page.screenshot(path=str(ARTIFACTS / "browser-live-after-cd.png"))
+            assert store.cancel("t22@3#2").state == "CANCELED"
+            expect(grid.locator("tbody tr", has_text="CANCELED")).to_have_count(2, timeout=30_000)
+            expect(running).to_have_count(0)
+
             # evaluations: model, baseline, verdict and the failed check
             panel.locator(".lm-TabBar-tab", has_text="evaluations").click()
             evaluations = panel.locator(".widget-tab-contents > div").nth(5)
@@ -261,8 +281,12 @@ def test_edit_save_and_see_version_2_in_jupyterlab(lab: dict[str, Any]) -> None:
             page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Restart Kernel…$")).click()
             page.locator(".jp-Dialog-button.jp-mod-accept").click()
             browser_out = cells.nth(1).locator(".jp-OutputArea-output")
-            expect(browser_out.locator("pre.mlmd-magic-fallback")).to_contain_text("StoreBrowser of sqlite",
-                                                                                    timeout=30_000)
+            browser_text = browser_out.locator("pre.mlmd-magic-fallback")
+            expect(browser_text).to_contain_text("StoreBrowser of sqlite", timeout=30_000)
+            # what it showed last: the evaluations tab, not the experiments tab it opened on
+            expect(browser_text).to_contain_text("evaluations rows 1–1 of 1")
+            expect(browser_text).to_contain_text("t22@2#1: NOT BLESSED")
+            expect(browser_text).not_to_contain_text("experiments rows")
             expect(panel).to_be_hidden()
             editor_out = cells.nth(2).locator(".jp-OutputArea-output")
             # the text of the panel as it was last: the version it saved, and that it saved it

@@ -125,9 +125,14 @@ def test_browser_pages_on_the_store_side(store: mm.Store) -> None:
     details = tab.details.value
     assert "Experiment t21@1" in details and "<svg" in details and "versions" in details
     assert details.index("epochs") < details.index("nipt-sim")  # hyperparameters first
+    text = repr(browser)
+    assert text.startswith("StoreBrowser of sqlite://") and "experiments filtered by 'name == t21'" in text
+    assert "rows 1–1 of 1 (page 1 of 1): t21@1" in text
     browser.tab.selected_index = 2
     assert list(browser.tabs["datasources"].frame["name"]) == ["nipt-sim"]
-    assert "StoreBrowser of sqlite://" in repr(browser) and "t21@1" in repr(browser)
+    # the panel's text (what a restarted kernel leaves) says what it shows now: the tab last opened
+    text = repr(browser)
+    assert "datasources rows 1–1 of 1 (page 1 of 1): nipt-sim@1" in text and "t21" not in text.splitlines()[0]
     # opening the panel is the person's action (one listing); nothing the panel read after was recorded
     assert len([e for e in store.mlmd.get_executions() if "ListRecords" in str(e.type)]) == 1
 
@@ -187,6 +192,50 @@ def test_browser_runs_compare_and_evaluations(store: mm.Store, tmp_path: Path,
     assert "baseline" in browser.tabs["evaluations"].details.value
     listed = store.list("evaluations", where="verdict == 'NOT BLESSED'")
     assert list(listed["evaluation"]) == [int(row["evaluation"])]
+
+
+def test_the_browsers_text_follows_its_tabs(store: mm.Store, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a kernel restart the cell shows the browser's text as it was last: the tab the
+    person was on (and the run or evaluation selected there), not the experiments tab it opened
+    on; switching to a tab read before updates that text too."""
+    monkeypatch.setenv("MLMD_MAGIC_RUNS_DIR", str(tmp_path / "runs"))
+    first = store.train("t21", progress=False)
+    store.evaluate(first, thresholds=[{"metric": "accuracy", "lower": 1.01}])
+    browser = StoreBrowser(store)
+    texts: list[str] = []
+    monkeypatch.setattr(browser, "update_fallback", lambda: texts.append(repr(browser)) or 1)
+    titles = list(browser.tab.titles)
+    browser.tab.selected_index = titles.index("runs")
+    assert "runs rows 1–1 of 1 (page 1 of 1): t21@1#1 (COMPLETE)" in texts[-1]
+    browser.tab.selected_index = titles.index("evaluations")
+    evaluations = browser.tabs["evaluations"]
+    evaluation = int(evaluations.frame["evaluation"][0])
+    assert f"evaluations rows 1–1 of 1 (page 1 of 1): #{evaluation} t21@1#1: NOT BLESSED" in texts[-1]
+    browser.tab.selected_index = titles.index("runs")  # read before: not read again, its text still says so
+    assert texts[-1].startswith(f"StoreBrowser of {store.uri}: runs rows 1–1") and "experiments" not in \
+        texts[-1].splitlines()[0]
+    browser.tabs["runs"].grid.selected_rows = [0]
+    assert "t21@1#1 (COMPLETE)" in texts[-1]
+    browser.tab.selected_index = titles.index("models")
+    assert "models rows 1–1 of 1" in texts[-1]
+
+
+def test_the_runs_grid_of_a_store_without_a_test_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A data source with train and eval splits only: the runs grid shows eval's metrics."""
+    monkeypatch.setenv("MLMD_MAGIC_RUNS_DIR", str(tmp_path / "runs"))
+    s = mm.connect(f"sqlite:///{tmp_path}/noteset.sqlite")
+    data = datasets.simulate_nipt(str(tmp_path / "d"), n_train=64, n_eval=32, n_test=8)
+    data["splits"] = {k: v for k, v in data["splits"].items() if k != "test"}
+    s.add_datasource("no-test", **data)
+    s.add_scenario("mlp-small", model="mlp", params={"hidden": [8], "epochs": 1, "learning_rate": 0.01})
+    s.experiment("t21", datasource="no-test", scenario="mlp-small")
+    s.train("t21", progress=False)
+    browser = StoreBrowser(s)
+    browser.tab.selected_index = list(browser.tab.titles).index("runs")
+    grid = browser.tabs["runs"].grid.df
+    assert [c for c in grid.columns if "." in c] == ["eval.accuracy", "eval.loss"]  # not train's
+    assert "train.loss: " in grid["more"][0]
 
 
 def test_browser_shows_foreign_types(store: mm.Store) -> None:

@@ -153,6 +153,12 @@ def on_write(listener: Any) -> None:
     _WRITE_LISTENERS.add(listener)
 
 
+def off_write(listener: Any) -> None:
+    """Stop calling ``listener`` after writes (a panel closed, or its store closed); a listener
+    that was never added, or is already removed, is fine."""
+    _WRITE_LISTENERS.discard(listener)
+
+
 def notify_write(label: str, action: str) -> None:
     """Tell the listeners of :func:`on_write` that ``action`` was recorded in store ``label``."""
     if not _WRITE_LISTENERS:

@@ -162,6 +162,11 @@ class Store:
         self._recorder.close()
         self._backend.close()
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called (an open panel over the store then stops following it)."""
+        return bool(self._recorder.closed)
+
     @contextlib.contextmanager
     def unrecorded(self) -> Iterator[Store]:
         """Reads inside this block (fetch, list, history, diff, lineage, compare) are not recorded.

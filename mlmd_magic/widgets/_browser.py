@@ -33,10 +33,12 @@ from ._live import StoreWatch, VisibilitySensor
 KINDS = ("experiments", "scenarios", "datasources", "runs", "models", "evaluations", "policies")
 PAGE_SIZE = 20
 FILTER_DELAY_S = 0.4  # the filter applies this long after the last key typed
-# the runs grid: the columns shown (then up to RUN_METRICS test metrics); the rest is folded
-_RUN_SHOWN = ("name", "state", "epoch", "epochs")
+# the runs grid: the columns shown (``trial`` where a row has one; then up to RUN_METRICS metrics of
+# one split, test's where the page has it, else eval's, else another's); the rest is folded
+_RUN_SHOWN = ("name", "trial", "state", "epoch", "epochs")
 _RUN_TAIL = ("duration_s", "created")
 RUN_METRICS = 3
+_KNOWN_SPLITS = ("test", "eval", "train")
 # which column of a page names its row for the details function
 _KEYS = {"runs": "run", "models": "model", "evaluations": "evaluation", "artifacts": "id"}
 
@@ -95,19 +97,45 @@ def grid_frame(frame: Any) -> Any:
     return pd.DataFrame(rows, columns=columns)
 
 
+def metric_split(frame: Any) -> str | None:
+    """Which split's metrics a runs grid (``frame``) shows as columns: ``test`` where a row has
+    test metrics, else ``eval``, else another split (a data source's own name for it, e.g.
+    ``validation``), ``train`` last; None when no row has a metric. A split is a column prefix
+    ``SPLIT.`` that is ``test``, ``eval`` or ``train``, or that has a ``SPLIT.loss`` column (every
+    evaluation reports its loss), so a dotted parameter (``optimizer.name``) is none."""
+    columns = [str(c) for c in frame.columns]
+    prefixes = {c.partition(".")[0] for c in columns if "." in c}
+    splits = [p for p in prefixes if p in _KNOWN_SPLITS or f"{p}.loss" in columns]
+    present = [p for p in splits if any(not _blank(v) for c in columns if c.startswith(f"{p}.") for v in frame[c])]
+    ordered = sorted(present, key=lambda p: (p != "test", p != "eval", p == "train", p))
+    return ordered[0] if ordered else None
+
+
+def _blank(value: Any) -> bool:
+    """An empty cell: missing (None, NaN, pandas' NA) or empty text."""
+    if value is None or _missing(value):
+        return True
+    return (isinstance(value, float) and math.isnan(value)) or (isinstance(value, str) and not value.strip())
+
+
 def fold_run_columns(frame: Any) -> Any:
-    """A runs page (as :func:`grid_frame` made it) narrowed to fit a notebook's width: name,
-    state, epoch(s), the first test metrics (accuracy and loss first), duration and time; every
-    other column (the other metrics, the experiment, model, parameters — overrides still bold)
-    folded into one ``more`` cell that opens on a click."""
+    """A runs page (as :func:`grid_frame` made it) narrowed to fit a notebook's width: name, the
+    trial (where a row is a sweep's trial), state, epoch(s), the first metrics of one split (test,
+    else eval, else the one there is: :func:`metric_split`; accuracy and loss first), duration and
+    time; every other column (the other metrics, the experiment, model, parameters — overrides
+    still bold) folded into one ``more`` cell that opens on a click."""
     import pandas as pd
 
     if frame.empty or "name" not in frame.columns:
         return frame
     columns = [str(c) for c in frame.columns]
-    tests = sorted((c for c in columns if c.startswith("test.")),
-                   key=lambda c: (c not in ("test.accuracy", "test.loss"), c != "test.accuracy", c))
-    shown = [c for c in _RUN_SHOWN if c in columns] + tests[:RUN_METRICS] + [c for c in _RUN_TAIL if c in columns]
+    split = metric_split(frame)
+    metrics = sorted((c for c in columns if split is not None and c.startswith(f"{split}.")),
+                     key=lambda c: (c.partition(".")[2] not in ("accuracy", "loss"),
+                                    c.partition(".")[2] != "accuracy", c))
+    has_trial = "trial" in columns and not all(_blank(v) for v in frame["trial"])
+    lead = [c for c in _RUN_SHOWN if c in columns and (c != "trial" or has_trial)]
+    shown = lead + metrics[:RUN_METRICS] + [c for c in _RUN_TAIL if c in columns]
     folded = [c for c in columns if c not in shown and c != "run"]
     out = frame[shown].copy()
     out["more"] = [
@@ -137,7 +165,10 @@ class _Tab(w.VBox):
         self.frame: Any = None
         self.shown: Any = None  # the grid's frame as last sent
         self.fold = title == "runs"
-        self._timer: asyncio.TimerHandle | None = None
+        #: schedules the filter's read: ``call_later(delay, action)`` returning a handle with
+        #: ``cancel()``; None: the running event loop's (a kernel's). A test hands its own clock.
+        self.call_later: Callable[[float, Callable[[], None]], Any] | None = None
+        self._timer: Any = None  # the filter's read to come, while a key was typed lately
         # applied as you type (a short pause after the last key), not only on Enter
         self.filter = w.Text(placeholder="filter: text in the name, or e.g. epochs >= 5",
                              layout=w.Layout(width="320px"), continuous_update=True)
@@ -170,20 +201,27 @@ class _Tab(w.VBox):
         super().__init__([bar, self.grid, self.comparison, self.details])
 
     def _on_filter(self, _: Any) -> None:
-        """Typed in the page (a change from the frontend): read after a short pause, so that one
-        read follows a word typed, not one per key; set from Python: read at once."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        """Typed in the page (a change from the frontend): read :data:`FILTER_DELAY_S` after the
+        last key, so that one read follows a word typed, not one per key; set from Python, or
+        with no event loop to wait on: read at once."""
+        self.cancel_filter()
         typed = "value" in getattr(self.filter, "_property_lock", {})
-        try:
-            loop = asyncio.get_running_loop() if typed else None
-        except RuntimeError:
-            loop = None
-        if loop is None:
+        call_later = self.call_later
+        if typed and call_later is None:
+            try:
+                call_later = asyncio.get_running_loop().call_later
+            except RuntimeError:
+                call_later = None
+        if not typed or call_later is None:
             self.load(0)
             return
-        self._timer = loop.call_later(FILTER_DELAY_S, self._filter_due)
+        self._timer = call_later(FILTER_DELAY_S, self._filter_due)
+
+    def cancel_filter(self) -> None:
+        """Drop the filter's read to come, if any (another key typed, or the panel closed)."""
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
 
     def _filter_due(self) -> None:
         self._timer = None
@@ -238,8 +276,9 @@ class _Tab(w.VBox):
         self.compare_button.disabled = len(rows) < 2
         if not rows:
             self.details.value = ""
-            return
-        self.show(rows[-1])
+        else:
+            self.show(rows[-1])
+        self.browser.update_fallback()  # its text names the rows selected
 
     def show(self, row: dict[str, Any]) -> None:
         """Show one row's details (the record's HTML, its versions and lineage) below the grid."""
@@ -294,14 +333,39 @@ class StoreBrowser(FallbackDisplay, w.VBox):
         self.tab.titles = tuple(self.tabs)
         self.tab.observe(self._on_tab, names="selected_index")
         self.sensor = VisibilitySensor()
-        super().__init__([self.sensor, w.HTML(f"<b>Store</b> <code>{html.escape(store.uri)}</code>"), self.tab])
+        self.header = w.HTML(f"<b>Store</b> <code>{html.escape(store.uri)}</code>")
+        super().__init__([self.sensor, self.header, self.tab])
         self.add_class("mlmd-magic-browser")
         self.add_class("mlmd-magic-panel")
         self.tabs["experiments"].load(0, recorded=True)  # opening it is the person's action: one listing
         _session.on_write(self)  # refreshed after every action this kernel records
         # and after what anyone records, while the panel is seen: a cheap poll of the store
-        self.watch = StoreWatch(store, self.store_changed, seen=self.sensor.seen, executions=self._shows_executions)
+        self.watch = StoreWatch(store, self.store_changed, seen=self.sensor.seen, executions=self._shows_executions,
+                                on_closed=self.on_store_closed, going=self._shows_running)
         self.watch.start()
+
+    def release(self) -> None:
+        """Stop following the store: the filters' reads to come, the listener of this kernel's
+        writes and the poll (the panel closed, or its store)."""
+        for tab in getattr(self, "tabs", {}).values():
+            tab.cancel_filter()
+        _session.off_write(self)
+        watch = getattr(self, "watch", None)
+        if watch is not None:
+            watch.stop()
+
+    def close(self) -> None:
+        """Close the panel: it stops following the store (:meth:`release`)."""
+        self.release()
+        super().close()
+
+    def on_store_closed(self) -> None:
+        """The store was closed (``store.close()``, ``%mlmd close``): the panel stops following it
+        and says so; what it shows stays."""
+        self.release()
+        self.header.value = (f"<b>Store</b> <code>{html.escape(self.store.uri)}</code> <i>(closed: connect again "
+                             "and run %mlmd browse for a live panel)</i>")
+        self.update_fallback()
 
     def _shows_executions(self) -> bool:
         """Whether the open tab shows what executions change (runs, models, evaluations): only then
@@ -309,6 +373,13 @@ class StoreBrowser(FallbackDisplay, w.VBox):
         names = list(self.tabs)
         index = self.tab.selected_index or 0
         return names[index] in ("runs", "models", "evaluations") if index < len(names) else True
+
+    def _shows_running(self) -> bool:
+        """Whether the open tab shows a RUNNING run: then each poll reads it again (see StoreWatch)."""
+        name, tab = self.shown_tab()
+        frame = tab.frame
+        return name == "runs" and frame is not None and "state" in frame.columns and bool(
+            (frame["state"] == "RUNNING").any())
 
     def _pages(self, kind: str, type_name: str | None = None) -> Callable[[str | None, int, int], Page]:
         def pages(where: str | None, limit: int, offset: int) -> Page:
@@ -328,16 +399,25 @@ class StoreBrowser(FallbackDisplay, w.VBox):
         return lambda row: row[column]
 
     def _on_tab(self, change: dict[str, Any]) -> None:
+        """Another tab opened: read it when first opened, and at once (not at the next poll) when the
+        poll looked at other things while it was hidden (runs started while a tab of records was
+        open); else it stays as read, and the panel's text names it."""
         index = change["new"]
-        if index is not None:
-            tab = list(self.tabs.values())[index]
-            if not tab.loaded:
-                tab.load(0)
+        if index is None:
+            return
+        tab = list(self.tabs.values())[index]
+        looked_after = self._shows_executions() == self.watch.watching_executions
+        if not looked_after:
+            self.watch.mark_seen()  # the poll looks after what this tab shows from now on
+        if not tab.loaded or not looked_after:
+            tab.load(tab.offset if tab.loaded else 0)  # which brings the panel's text up to date
+        else:
+            self.update_fallback()
 
     def store_written(self, label: str, action: str) -> None:
         """Called after this kernel recorded ``action`` in store ``label``: the open tab is read
         again (keeping its page and filter); the others when next opened."""
-        if label != self.store.uri:
+        if label != self.store.uri or self.watch.store_closed():
             return
         self.watch.mark_seen()  # read now: the poll need not read it again
         self.store_changed()
@@ -352,10 +432,40 @@ class StoreBrowser(FallbackDisplay, w.VBox):
             else:
                 tab.loaded = False
 
+    def shown_tab(self) -> tuple[str, _Tab]:
+        """The tab open now (the one the person looked at last): its title and itself."""
+        names = list(self.tabs)
+        index = self.tab.selected_index or 0
+        name = names[index] if index < len(names) else names[0]
+        return name, self.tabs[name]
+
     def __repr__(self) -> str:
-        tab = self.tabs["experiments"]
-        shown = ", ".join(self._key("experiments")(row) for row in tab.selected() or
-                          (tab.frame.to_dict("records") if tab.frame is not None else []))
-        return (f"StoreBrowser of {self.store.uri}: experiments {tab.page_info!r}: "
-                + (shown or "no experiments yet")
+        """The panel as text: the tab it shows, its page and filter, and the rows selected
+        there (else the page's rows)."""
+        name, tab = self.shown_tab()
+        rows = tab.selected() or (tab.frame.to_dict("records") if tab.frame is not None else [])
+        shown = ", ".join(_row_label(name, row) for row in rows)
+        where = tab.filter.value.strip()
+        filtered = f" filtered by {where!r}" if where else ""
+        page = f" {tab.page_info!r}" if tab.page_info is not None else " (not read)"
+        empty = f"no {name} match the filter" if where else f"no {name} yet"
+        watch = getattr(self, "watch", None)
+        closed = " (closed)" if watch is not None and watch.closed_seen else ""
+        return (f"StoreBrowser of {self.store.uri}{closed}: {name}{filtered}{page}: " + (shown or empty)
                 + "\n(tabs: " + ", ".join(self.tab.titles) + "; interactive in JupyterLab, Notebook 7, VS Code)")
+
+
+def _row_label(kind: str, row: dict[str, Any]) -> str:
+    """How the panel's text names a row: ``t21@2`` (a record's version), ``t21@2#1 (RUNNING)`` (a
+    run), ``#7 t21@2#1: NOT BLESSED`` (an evaluation), else its name or id."""
+    def text(key: str) -> str:
+        value = row.get(key)
+        return "" if _blank(value) else str(value)
+
+    if kind == "evaluations":
+        return f"#{text('evaluation')} {text('model')}: {text('verdict')}"
+    if kind == "runs":
+        return f"{text('name')} ({text('state')})"
+    if text("name") and text("version"):
+        return f"{text('name')}@{text('version')}"
+    return text("name") or f"#{text('model') or text('id')}"

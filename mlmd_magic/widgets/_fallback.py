@@ -16,6 +16,11 @@ the kernel lives (:meth:`FallbackDisplay.update_fallback`, after a save, a train
 because the messages sent once a restart began are dropped. Frontends that do apply messages sent
 during shutdown (plain ``jupyter_client`` ones) get the widget output replaced by the text
 through ``update_display_data`` as well.
+
+Such an update goes to the cell that showed the panel, not the one running now: it is sent
+under that cell's request (its parent header), set for the sending thread or task only
+(ipykernel's ``set_thread_parent``) and reset exactly after, so that what other threads and
+cells display meanwhile, or later, still goes where it did (:func:`routed_to`).
 """
 
 from __future__ import annotations
@@ -23,9 +28,10 @@ from __future__ import annotations
 import contextlib
 import html
 import weakref
+from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["FallbackDisplay", "replace_with_fallbacks"]
+__all__ = ["FallbackDisplay", "replace_with_fallbacks", "routed_to"]
 
 # display id -> (the panel, the header of the request that displayed it)
 _LIVE: dict[str, tuple[weakref.ref[Any], dict[str, Any]]] = {}
@@ -100,25 +106,45 @@ class FallbackDisplay:
             publisher = getattr(shell, "display_pub", None)
             if publisher is None:
                 return 0
-            before = getattr(publisher, "parent_header", None)
             done = 0
-            try:
-                for display_id, (parent, last) in list(texts.items()):
-                    if last == shown:
-                        continue
-                    publisher.parent_header = parent  # routed to the cell that showed it
+            for display_id, (parent, last) in list(texts.items()):
+                if last == shown:
+                    continue
+                with routed_to(publisher, parent):  # to the cell that showed it
                     update_display(_fallback_bundle(shown), raw=True, display_id=display_id)
-                    texts[display_id] = (parent, shown)
-                    done += 1
-            finally:
-                if before is not None:
-                    publisher.parent_header = before
+                texts[display_id] = (parent, shown)
+                done += 1
             return done
         except Exception:  # a panel's text must never fail what the panel did
             import logging
 
             logging.getLogger("mlmd_magic").debug("a panel's text could not be updated", exc_info=True)
             return 0
+
+
+@contextlib.contextmanager
+def routed_to(publisher: Any, parent: dict[str, Any]) -> Iterator[None]:
+    """What ``publisher`` (the shell's ``display_pub``) sends inside goes out under ``parent``
+    (the header of the request of the cell that showed a panel), from this thread or asyncio
+    task only: ipykernel's ``set_thread_parent`` sets it in this context, and the token puts back
+    exactly what was there. The kernel's process-wide parent (what other threads' ``display()``
+    uses: the cell running, or run last) is never touched. A publisher without thread parents
+    (an older ipykernel's) has its ``parent_header`` set and put back."""
+    set_thread = getattr(publisher, "set_thread_parent", None)
+    reset_thread = getattr(publisher, "reset_thread_parent", None)
+    if callable(set_thread) and callable(reset_thread):
+        token = set_thread(parent)
+        try:
+            yield
+        finally:
+            reset_thread(token)
+        return
+    before = getattr(publisher, "parent_header", None)
+    publisher.parent_header = parent
+    try:
+        yield
+    finally:
+        publisher.parent_header = before
 
 
 def _fallback_bundle(shown: str) -> dict[str, str]:
@@ -143,18 +169,15 @@ def replace_with_fallbacks(shell: Any) -> int:
     from IPython.display import update_display
 
     publisher = shell.display_pub
-    before = getattr(publisher, "parent_header", None)
     done = 0
     for display_id, (ref, parent) in list(_LIVE.items()):
         panel = ref()
         if panel is None:
             continue
-        publisher.parent_header = parent
-        update_display({"text/html": panel.fallback_html(), "text/plain": repr(panel)}, raw=True,
-                       display_id=display_id)
+        with routed_to(publisher, parent):
+            update_display({"text/html": panel.fallback_html(), "text/plain": repr(panel)}, raw=True,
+                           display_id=display_id)
         done += 1
-    if before is not None:
-        publisher.parent_header = before
     _LIVE.clear()
     return done
 

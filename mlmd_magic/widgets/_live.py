@@ -12,8 +12,11 @@ never uses the store's connection at the same time as a cell), every :data:`POLL
 only while the panel is seen: a small sensor in the panel (an anywidget) reports whether it is
 on screen, in a browser tab in front, and repeats it every 20 s; the poll pauses when it says
 no or has not said anything for :data:`SEEN_FOR_S` seconds (the notebook was closed), and the
-task ends when the panel is closed. Outside a running event loop (plain Python) there is no
-poll: call :meth:`StoreWatch.poll` yourself.
+task ends when the panel is closed, or when its store is closed (``store.close()``, ``%mlmd
+close``): a closed store is never asked again, and the panel is told (``on_closed``) so that it
+lets go of what else follows the store. A store out of reach (a busy file, a restarting server)
+is asked again at the next poll. Outside a running event loop (plain Python) there is no poll:
+call :meth:`StoreWatch.poll` yourself.
 """
 
 from __future__ import annotations
@@ -97,31 +100,66 @@ class StoreWatch:
 
     ``on_change`` is held weakly (a bound method of the panel). :meth:`start` polls every
     ``interval`` seconds from the running event loop while ``seen()`` says so; :meth:`stop`
-    (the panel's ``close``) ends it.
+    (the panel's ``close``) ends it, and so does the store's closing, after which
+    ``on_closed()`` (held weakly too) is called once.
     """
 
     def __init__(self, store: Any, on_change: Callable[[], Any], seen: Callable[[], bool] = lambda: True,
-                 interval: float | None = None, executions: Callable[[], bool] = lambda: True) -> None:
+                 interval: float | None = None, executions: Callable[[], bool] = lambda: True,
+                 on_closed: Callable[[], Any] | None = None, going: Callable[[], bool] = lambda: False) -> None:
         self.store = store
-        self._callback = weakref.WeakMethod(on_change) if hasattr(on_change, "__self__") else (lambda: on_change)
+        self._callback = _weak(on_change)
+        self._on_closed = _weak(on_closed) if on_closed is not None else None
         self.seen = seen
         #: whether the panel shows executions now (runs, evaluations): else only new or changed
         #: artifacts (records) count as a change, and running trainings do not reload it
         self.executions = executions
+        #: whether the panel shows something still going (a RUNNING run): then every poll calls
+        #: ``on_change``, whatever the signature says. A run's last write can leave the signature
+        #: as it was: stamped in the same millisecond as the update seen last, or before another
+        #: process's update seen already (MLMD stamps an update with the writer's time, before it
+        #: waits for the database); a run shown RUNNING must not stay so for ever.
+        self.going = going
         self.interval = POLL_S if interval is None else interval
         self.task: asyncio.Task[None] | None = None
         self.stopped = False
+        self.closed_seen = False  # the store was found closed (the poll ended then)
         self.polls = 0  # how many times the store was asked
         self._mode = executions()
         self.last = self._read()
 
+    def store_closed(self) -> bool:
+        """Whether the store was closed. The first time it is found closed the poll ends and
+        ``on_closed`` is called: a closed store is never asked again."""
+        if not getattr(self.store, "closed", False):
+            return False
+        if not self.closed_seen:
+            self.closed_seen = True
+            self.stop()
+            told = self._on_closed() if self._on_closed is not None else None
+            if told is not None:
+                try:
+                    told()
+                except Exception:  # a panel that fails to let go must not fail the poll's end
+                    _LOG.warning("a panel failed to stop following its closed store", exc_info=True)
+        return True
+
     def _read(self) -> tuple[Any, ...] | None:
+        if self.store_closed():
+            return None
         try:
             with self.store.unrecorded():
                 return self.store.signature(executions=self.executions())  # type: ignore[no-any-return]
-        except Exception:  # a store out of reach or closed: look again next time
+        except Exception:  # a store out of reach (busy, a restarting server): look again next time
+            if self.store_closed():  # closed meanwhile (another thread): never asked again
+                return None
             _LOG.debug("store poll failed", exc_info=True)
             return None
+
+    @property
+    def watching_executions(self) -> bool:
+        """Whether the poll looks at executions now (as the panel showed them when it last looked)."""
+        return bool(self._mode)
 
     def mark_seen(self) -> None:
         """Take the store as it is now as seen (after the panel read it for another reason)."""
@@ -135,10 +173,10 @@ class StoreWatch:
         self.polls += 1
         mode = self.executions()
         now = self._read()
-        if now is None or (now == self.last and mode == self._mode):
+        if now is None or (now == self.last and mode == self._mode and not self.going()):
             return False
         # changed; or the panel shows other things now (another tab), whose changes were not
-        # looked for while it showed the others: read again either way
+        # looked for while it showed the others; or something still going: read again
         self._mode = mode
         self.last = now
         callback = self._callback()
@@ -164,14 +202,28 @@ class StoreWatch:
     async def _run(self) -> None:
         while not self.stopped:
             await asyncio.sleep(self.interval)
-            if self.stopped or self._callback() is None:
-                break
+            if self.stopped or self._callback() is None or self.store_closed():
+                break  # closed (the panel or its store), or the panel is gone
             if self.seen():
                 self.poll()
 
     def stop(self) -> None:
         """End the poll (the panel was closed)."""
         self.stopped = True
-        if self.task is not None and not self.task.done():
+        task = self.task
+        if task is None or task.done():
+            return
+        try:
+            running = asyncio.current_task()
+        except RuntimeError:  # no loop running here
+            running = None
+        if task is not running:  # the task itself (its store found closed) just ends
             with contextlib.suppress(RuntimeError):  # the loop already closed
-                self.task.cancel()
+                task.cancel()
+
+
+def _weak(function: Callable[[], Any]) -> Callable[[], Callable[[], Any] | None]:
+    """A weak reference to a bound method (the panel may go), a strong one to anything else."""
+    if hasattr(function, "__self__"):
+        return weakref.WeakMethod(function)
+    return lambda: function
