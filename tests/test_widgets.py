@@ -99,6 +99,32 @@ def test_editor_trains(store: mm.Store, tmp_path: Path, monkeypatch: pytest.Monk
     assert train.properties["source"].string_value == "widget ExperimentEditor t21@1: train"
 
 
+def test_train_waits_while_the_form_holds_unsaved_changes(store: mm.Store, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Train trains the saved version: with changes not saved (or an invalid form) it is disabled,
+    says why, and a call trains nothing."""
+    monkeypatch.setenv("MLMD_MAGIC_RUNS_DIR", str(tmp_path / "runs"))
+    editor = ExperimentEditor(store, "t21")
+    assert not editor.train_button.disabled
+    editor.inputs["epochs"].value = 3
+    assert editor.train_button.disabled and "save first" in editor.train_button.tooltip
+    assert editor.train() is None and "not trained: Train trains t21@1 as saved" in editor.status.value
+    editor.inputs["hidden"].value = "[8"  # invalid: no Train either
+    assert editor.train_button.disabled
+    assert store.mlmd.get_executions_by_type("mlmd_magic.Train") == []
+    editor.inputs["hidden"].value = "[8]"
+    assert editor.save() is not None and not editor.train_button.disabled  # saved: t21@2 trains
+
+
+def test_an_older_version_opened_says_which_version_a_save_records(store: mm.Store) -> None:
+    store.experiment("t21", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 7})  # t21@2
+    store.experiment("t21", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 9})  # t21@3
+    editor = ExperimentEditor(store, "t21@1")
+    assert "saving records version 4 if anything changed" in editor.header.value
+    editor.inputs["epochs"].value = 5
+    assert editor.save().ref == "t21@4"  # type: ignore[union-attr]
+
+
 def test_browser_pages_on_the_store_side(store: mm.Store) -> None:
     for i in range(PAGE_SIZE + 5):
         store.experiment(f"exp-{i:02d}", datasource="nipt-sim", scenario="mlp-small")

@@ -11,10 +11,11 @@ import traitlets
 
 from ..core import secrets as _secrets
 from ..core import session as _session
-from ..core.values import Diff, apply_overrides, diff_values, flatten, kept_overrides
+from ..core.values import apply_overrides, flatten, kept_overrides
 from ..errors import MlmdMagicError, RunCancelled, ValidationError
 from ..store import Store
 from ._fallback import FallbackDisplay, refuse_if_stale
+from ._form import change_summary, check_form, show_error
 from ._live import StoreWatch, VisibilitySensor
 
 
@@ -221,28 +222,18 @@ class ExperimentEditor(FallbackDisplay, w.VBox):
                 "params": params}
 
     def refresh(self) -> None:
-        """Validate the form and update the diff against the stored version."""
+        """Validate the form and update the diff against the stored version; Train trains the
+        saved version, so it waits while the form holds changes that are not saved."""
         self.header.value = (f"<b>Experiment {html.escape(self._record.ref)}</b> "
-                             f"<i>(editing; saving records version {self._record.version + 1} if anything changed)</i>")
-        try:
-            pending = self.pending()
-        except MlmdMagicError as exc:
-            self.status.value = f"<span style='color:crimson'>✗ {html.escape(str(exc))}</span>"
-            self.diff.value = ""
-            self.save_button.disabled = True
-            return
-        changes = diff_values(self._record.ref, self._record.data, "pending", pending)
-        changed = [c for c in changes.changes if c.key != "version"]
-        self.save_button.disabled = not changed
-        self.status.value = "<span style='color:green'>✓ valid</span>" + ("" if changed else " — no changes")
-        self.diff.value = Diff(changes.a, changes.b, tuple(changed))._repr_html_() if changed else ""
+                             f"<i>(editing; saving records version {self._latest + 1} if anything changed)</i>")
+        changed = check_form(self, self._record.ref, self._record.data, self.pending, ignore=("version",))
+        unsaved = changed is None or bool(changed)
+        self.train_button.disabled = unsaved
+        self.train_button.tooltip = (f"save first: Train trains {self._record.ref} as saved" if unsaved
+                                     else f"train {self._record.ref}")
 
     def change_summary(self) -> str:
-        stored = flatten(self._record.data)
-        pending = flatten(self.pending())
-        parts = [f"{k} {json.dumps(stored.get(k))} -> {json.dumps(v)}" for k, v in pending.items()
-                 if k != "version" and json.dumps(stored.get(k)) != json.dumps(v)]
-        return "; ".join(parts) or "no changes"
+        return change_summary(self._record.data, self.pending(), ignore=("version",))
 
     def save(self) -> Any:
         """Record the form as a new experiment version (as ``%%experiment`` would); returns the record
@@ -257,7 +248,7 @@ class ExperimentEditor(FallbackDisplay, w.VBox):
                     self.name, datasource=self.datasource.value, scenario=self.scenario.value,
                     overrides=self.overrides(), description=self._record.extra.get("description") or None)
         except MlmdMagicError as exc:
-            self.status.value = f"<span style='color:crimson'>✗ {html.escape(str(exc))}</span>"
+            show_error(self, exc)
             return None
         self._record = record
         self._latest = max(self._latest, record.version)
@@ -269,8 +260,14 @@ class ExperimentEditor(FallbackDisplay, w.VBox):
         return record
 
     def train(self) -> Any:
-        """Train the edited experiment's current version; progress and the run appear below."""
+        """Train the edited experiment's saved version; progress and the run appear below. Refused
+        (the panel says why) while the form holds changes that are not saved."""
         bar, label = self.progress, self.progress_label
+        self.refresh()
+        if self.train_button.disabled:
+            self.status.value += (f"<br><span style='color:crimson'>✗ not trained: Train trains "
+                                  f"{html.escape(self._record.ref)} as saved; save the changes first</span>")
+            return None
 
         class Progress:  # the panel's own bar: a display handle would not move inside an Output widget
             def on_train_begin(self, info: dict[str, Any]) -> None:
@@ -288,7 +285,7 @@ class ExperimentEditor(FallbackDisplay, w.VBox):
                 with _session.action_context(source=f"widget ExperimentEditor {self._record.ref}: train"):
                     run = self._store.train(self._record.ref, callbacks=[Progress()], progress=False)
             except MlmdMagicError as exc:
-                self.status.value = f"<span style='color:crimson'>✗ {html.escape(str(exc))}</span>"
+                show_error(self, exc)
                 return None
             except RunCancelled as stopped:  # a stop (Ctrl-C, a cancel) is said calmly, as in a cell
                 line = _secrets.redact(str(stopped))

@@ -12,10 +12,10 @@ import ipywidgets as w
 
 from ..core import session as _session
 from ..core.evaluation import metric_names
-from ..core.values import Diff, diff_values
 from ..errors import MlmdMagicError, NotFoundError, ValidationError
 from ..store import Store
 from ._fallback import FallbackDisplay, refuse_if_stale
+from ._form import change_summary, check_form, show_error
 from ._live import StoreWatch, VisibilitySensor
 
 _KINDS = ("lower", "upper", "change")
@@ -230,25 +230,7 @@ class PolicyEditor(FallbackDisplay, w.VBox):
             self.diff.value = ""
             self.save_button.disabled = True
             return
-        try:
-            pending = self.pending()
-        except MlmdMagicError as exc:
-            self.status.value = f"<span style='color:crimson'>✗ {html.escape(str(exc))}</span>"
-            self.diff.value = ""
-            self.save_button.disabled = True
-            return
-        changes = diff_values(self._ref or "(none)", self._stored or {}, "pending", pending)
-        changed = list(changes.changes)
-        self.save_button.disabled = not changed
-        warnings = self.warnings(pending)
-        if warnings:  # savable (a policy may be meant for other data), but probably not what was meant
-            self.status.value = ("<span style='color:#b36b00'>⚠ can be saved, but check:</span>"
-                                 + ("" if changed else " — no changes")
-                                 + "".join(f"<br><span style='color:#b36b00'>⚠ {html.escape(w)}</span>"
-                                           for w in warnings))
-        else:
-            self.status.value = "<span style='color:green'>✓ valid</span>" + ("" if changed else " — no changes")
-        self.diff.value = Diff(changes.a, changes.b, tuple(changed))._repr_html_() if changed else ""
+        check_form(self, self._ref or "(none)", self._stored or {}, self.pending, warnings=self.warnings)
 
     def warnings(self, pending: dict[str, Any]) -> list[str]:
         """Metrics and features the store's data sources do not have (none when it has no data
@@ -284,13 +266,7 @@ class PolicyEditor(FallbackDisplay, w.VBox):
         return html.unescape(re.sub(r"<[^>]+>", "", re.sub(r"<br\s*/?>", "\n", self.status.value)))
 
     def change_summary(self) -> str:
-        stored, pending = self._stored or {}, self.pending()
-        def dump(value: Any) -> str:
-            return json.dumps(value, sort_keys=True)
-
-        parts = [f"{k} {dump(stored.get(k))} -> {dump(v)}" for k, v in pending.items()
-                 if dump(stored.get(k)) != dump(v)]
-        return "; ".join(parts) or "no changes"
+        return change_summary(self._stored or {}, self.pending())
 
     def save(self) -> Any:
         """Record the form as a new version of the policy; returns the record (None on an error,
@@ -307,7 +283,7 @@ class PolicyEditor(FallbackDisplay, w.VBox):
                                                 description=pending["description"] or None,
                                                 owner=pending["owner"] or None)
         except MlmdMagicError as exc:
-            self.status.value = f"<span style='color:crimson'>✗ {html.escape(str(exc))}</span>"
+            show_error(self, exc)
             return None
         self._stored, self._ref = self._spec_of(record.data), record.ref
         word = "saved as" if record.status == "created" else "unchanged, matches"
