@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import re
+import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 import mlmd_magic as mm
 from mlmd_magic.core.secrets import redact
 from mlmd_magic.core.session import action_context
+from mlmd_magic.core.values import canonical_json, content_hash
+
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def _executions(store: mm.Store) -> list[tuple[str, int, pb.Execution]]:
@@ -72,22 +82,37 @@ def test_a_seeded_random_module_does_not_repeat_execution_ids(mem_store: mm.Stor
     assert ids[0] != ids[1] and all(i.startswith("mlmd_magic:") and len(i) == len("mlmd_magic:") + 32 for i in ids)
 
 
-def test_a_forked_worker_draws_other_execution_ids() -> None:
+def test_a_forked_worker_draws_other_execution_ids(mem_store: mm.Store) -> None:
+    # ids come from uuid4 (os.urandom): a forked child (a sweep's worker), seeded alike, draws others
     import os
+    import random
 
-    from mlmd_magic.backend import recorder
+    from mlmd_magic.backend.recorder import Action
+
+    def drawn() -> str:
+        random.seed(42)
+        return str(mem_store._recorder.execution_of(Action("AddScenario", {})).external_id)
 
     read, write = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child: its generator was seeded again
+    if pid == 0:
         try:
-            os.write(write, str(recorder._IDS.getrandbits(128)).encode())
+            os.write(write, drawn().encode())
         finally:
             os._exit(0)
     os.close(write)
     os.waitpid(pid, 0)
     with os.fdopen(read) as child:
-        assert int(child.read()) != recorder._IDS.getrandbits(128)
+        theirs = child.read()
+    ours = drawn()
+    assert theirs != ours and re.fullmatch(r"mlmd_magic:[0-9a-f]{32}", theirs) and re.fullmatch(
+        r"mlmd_magic:[0-9a-f]{32}", ours)
+
+
+def test_arguments_that_json_cannot_hold_are_recorded_as_their_text() -> None:
+    from mlmd_magic.backend.recorder import _arguments_json
+
+    assert _arguments_json({"uri": Path("/data/x"), "n": 1, "é": None}) == '{"n":1,"uri":"/data/x","é":null}'
 
 
 def test_session_context_groups_actions(mem_store: mm.Store) -> None:
@@ -162,3 +187,157 @@ def test_a_panel_that_fails_to_refresh_never_fails_what_was_recorded(caplog: pyt
     assert execution.last_known_state == 3  # COMPLETE, not re-recorded as FAILED
     assert "a panel failed to refresh after AddScenario was recorded" in caplog.text
     del panel
+
+
+# ---------------------------------------------------------------------------- content hashes
+# A record version's external id is TYPE:NAME:HASH, so a hash once stored must never change.
+# The oracle is the hand-built hash content_hash used to make (JSON assembled from parts, some
+# given already encoded), kept here only: content_hash is canonical_json of the whole value.
+
+_OLD_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                                default=lambda v: v.item())
+_old_quote = json.encoder.encode_basestring  # type: ignore[attr-defined]
+
+
+def _old_json_key(key: Any, encode: Any) -> str:
+    if type(key) is str and key.isascii() and key.isidentifier():
+        return f'"{key}"'
+    return str(encode(key))
+
+
+def _old_content_hash(value: dict[str, Any], encoded: dict[str, str] | None = None) -> str:
+    if encoded:
+        encode = _OLD_ENCODER.encode
+        parts = {key: _old_quote(item) if type(item) is str else encode(item) for key, item in value.items()}
+        parts.update(encoded)
+        text = "{" + ",".join([f"{_old_json_key(key, encode)}:{parts[key]}" for key in sorted(parts)]) + "}"
+    else:
+        text = _OLD_ENCODER.encode(value)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _old_record_hash(kind: str, content: dict[str, Any]) -> str:
+    """The hash the old add_* calls stored: a scenario's params were given already encoded."""
+    if kind == "scenarios":
+        rest = {k: v for k, v in content.items() if k != "params"}
+        return _old_content_hash({"kind": kind, **rest}, {"params": canonical_json(content["params"])})
+    return _old_content_hash({"kind": kind, **content})
+
+
+def _content(kind: str, art: Any) -> dict[str, Any]:
+    """The content a record version was hashed from, read back from its properties."""
+    from mlmd_magic.backend.properties import text
+
+    p = art.properties
+    description = text(p, "description") or ""
+    if kind == "scenarios":
+        return {"model": text(p, "model"), "params": json.loads(text(p, "params")), "description": description}
+    if kind == "experiments":
+        return {"datasource": text(p, "datasource"), "scenario": text(p, "scenario"),
+                "overrides": json.loads(text(p, "overrides") or "{}"), "description": description}
+    if kind == "policies":
+        return {"slices": json.loads(text(p, "slices") or "[]"), "thresholds": json.loads(text(p, "thresholds")),
+                "description": description, "owner": text(p, "owner") or ""}
+    content = {"uri": art.uri, "format": text(p, "format"), "splits": json.loads(text(p, "splits")),
+               "label": text(p, "label"), "features": json.loads(text(p, "features")),
+               "fingerprint": text(p, "fingerprint"), "description": description}
+    if "label_names" in p:
+        content["label_names"] = json.loads(text(p, "label_names"))
+    return content
+
+
+def _stored_hashes(store: mm.Store) -> list[tuple[str, str, dict[str, Any], str]]:
+    """(kind, version, content, stored hash) of every record version in ``store``."""
+    kinds = {f"mlmd_magic.{t}": k for k, t in
+             (("datasources", "DataSource"), ("scenarios", "Scenario"), ("experiments", "Experiment"),
+              ("policies", "Policy"))}
+    out = []
+    for art in store.mlmd.get_artifacts():
+        if art.type in kinds:
+            kind = kinds[art.type]
+            out.append((kind, art.name, _content(kind, art), art.external_id.partition("@")[0].rpartition(":")[2]))
+    return out
+
+
+def test_the_hashes_stored_by_0_1_0_are_the_hashes_made_now(tmp_path: Path) -> None:
+    copy = tmp_path / "old.sqlite"
+    shutil.copy(FIXTURES / "store-0.1.0.sqlite", copy)
+    store = mm.connect(f"sqlite:///{copy}")
+    stored = _stored_hashes(store)
+    assert {kind for kind, *_ in stored} == {"datasources", "scenarios", "experiments"} and len(stored) == 4
+    for kind, name, content, digest in stored:
+        assert content_hash({"kind": kind, **content}) == _old_record_hash(kind, content) == digest, name
+
+
+def test_records_written_now_store_the_hashes_of_the_old_algorithm(
+        mem_store: mm.Store, tfrecord_dir: Path, csv_dir: Path, npz_dir: Path) -> None:
+    store = mem_store
+    store.add_datasource("tfr", uri=str(tfrecord_dir), format="tfrecord", label="label",
+                         splits={"train": "train/*.tfrecord", "eval": "eval.tfrecord", "test": "test.tfrecord"})
+    store.add_datasource("csv", uri=str(csv_dir), format="csv", label="label", description="données",
+                         splits={"train": "train.csv", "eval": "eval.csv"})
+    store.add_datasource("npz", uri=str(npz_dir), format="npz", label="label", label_names=["a", "b", "ç"],
+                         splits={"train": "train.npz", "eval": "eval.npz"})
+    store.add_scenario("mlp-small", model="mlp", params={"hidden": [8, 4], "epochs": 2, "optimizer": {"lr": 0.01},
+                                                         "note": "é\"\\\n", "dropout": 0.5, "flag": True})
+    store.add_scenario("mlp-small", model="mlp", params={"hidden": (16,), "epochs": 3, "empty": {}, "none": None},
+                       description="second")
+    store.experiment("t21", datasource="tfr", scenario="mlp-small@1", overrides={"epochs": 1})
+    store.experiment("t21", datasource="csv", scenario="mlp-small", overrides={"hidden": [4]}, description="autre")
+    store.add_policy("release", thresholds=[{"metric": "recall_1", "lower": 0.9}], owner="qa")
+    stored = _stored_hashes(store)
+    assert {kind for kind, *_ in stored} == {"datasources", "scenarios", "experiments", "policies"}
+    for kind, name, content, digest in stored:
+        assert digest == _old_record_hash(kind, content) == content_hash({"kind": kind, **content}), name
+
+
+_SCALARS = (st.none() | st.booleans() | st.integers() | st.integers(min_value=-(2**70), max_value=2**70)
+            | st.floats(allow_nan=False, allow_infinity=False) | st.text())
+_KEYS = st.sampled_from(["", "a", "kind", "params", "_x", "with space", 'quo"te', "back\\slash", "new\nline",
+                         "\x00", "\x7f", "é", "ключ", "鍵", "\u2028", "😀", "a.b", "1", "Model"]) | st.text()
+
+
+def _values(scalars: Any) -> Any:
+    return st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.lists(inner, max_size=3).map(tuple)
+                        | st.dictionaries(_KEYS, inner, max_size=4), max_leaves=20)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(value=st.dictionaries(_KEYS, _values(_SCALARS), max_size=6), data=st.data())
+def test_content_hash_is_the_old_hand_built_hash(value: dict[str, Any], data: st.DataObject) -> None:
+    # any part of the value may have been given already encoded, as a scenario's params were
+    pre = data.draw(st.sets(st.sampled_from(sorted(value)), max_size=len(value)) if value else st.just(set()))
+    direct = {k: v for k, v in value.items() if k not in pre}
+    encoded = {k: canonical_json(value[k]) for k in pre}
+    assert content_hash(value) == _old_content_hash(direct, encoded) == _old_content_hash(value)
+
+
+# ---------------------------------------------------------------------------- writes without needless reads
+
+def test_a_version_equal_to_an_older_one_leaves_the_next_write_optimistic(
+        mem_store: mm.Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    # back to v1's content: the optimistic write fails (v1's external id is taken) and a look at
+    # the store writes v3 same_as v1. No other writer was met: the next version is written
+    # without the record's lock and without reading the store, as any other
+    records_ = mem_store._records
+    locks: list[str] = []
+    real_lock = records_._record_lock
+
+    @contextlib.contextmanager
+    def lock(key: str) -> Any:
+        locks.append(key)
+        with real_lock(key) as held:
+            yield held
+
+    monkeypatch.setattr(records_, "_record_lock", lock)
+    mem_store.add_scenario("s", model="mlp", params={"v": 1})
+    mem_store.add_scenario("s", model="mlp", params={"v": 2})
+    again = mem_store.add_scenario("s", model="mlp", params={"v": 1})
+    assert (again.version, again.extra["same_as"], locks) == (3, "s@1", ["Scenario:s"])
+    locks.clear()
+    reads: list[str] = []
+    for method in ("get_context_by_type_and_name", "get_artifacts_by_context", "get_artifact_by_type_and_name",
+                   "get_artifacts_by_external_ids"):
+        monkeypatch.setattr(mem_store.mlmd, method, lambda *a, _m=method, **k: reads.append(_m))
+    assert mem_store.add_scenario("s", model="mlp", params={"v": 3}).version == 4
+    assert (locks, reads) == ([], [])

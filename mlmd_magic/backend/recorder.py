@@ -12,10 +12,8 @@ does not have.
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-import random
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,11 +55,6 @@ class Action:
     recorded: bool = True  # False for a read inside Store.unrecorded(): nothing is written
     name: str = ""  # the execution's name, unique within its type (a run's EXPERIMENT@N#K)
 
-
-# Random bits for execution external ids, seeded from os.urandom and again in a forked child;
-# a generator of its own: a notebook's random.seed(42) must not make two kernels' ids collide.
-_IDS = random.Random()
-os.register_at_fork(after_in_child=_IDS.seed)
 
 _STATES = {"RUNNING": 2, "COMPLETE": 3, "FAILED": 4, "CACHED": 5, "CANCELED": 6}  # MLMD's Execution.State numbers
 
@@ -237,7 +230,8 @@ class Recorder:
         if act.properties:
             set_properties(execution, **act.properties)
         if not act.external_id:
-            act.external_id = f"mlmd_magic:{_IDS.getrandbits(128):032x}"  # 128 random bits, as a uuid4
+            # uuid4 draws from os.urandom: a notebook's random.seed(42) or a fork never repeats one
+            act.external_id = f"mlmd_magic:{uuid.uuid4().hex}"
         execution.external_id = act.external_id
         if act.name:
             execution.name = act.name
@@ -364,6 +358,6 @@ def clip(text: str) -> str:
 def _arguments_json(arguments: dict[str, Any]) -> str:
     """An API call's arguments as canonical JSON (anything JSON cannot hold as its ``str``)."""
     try:
-        return json.dumps(arguments, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+        return canonical_json(arguments, default=str)
     except (TypeError, ValueError):
         return canonical_json({k: repr(v)[:1000] for k, v in arguments.items()})

@@ -12,7 +12,7 @@ import html
 import json
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -237,9 +237,20 @@ def _simple_item(item: Any, depth: int) -> Any:
     return _simple_copy(item, depth + 1)
 
 
-def canonical_json(value: Any) -> str:
-    """Sorted, compact JSON: equal values always give equal text (and equal hashes)."""
-    return _CANONICAL.encode(value)
+def canonical_json(value: Any, default: Callable[[Any], Any] | None = None) -> str:
+    """Sorted, compact JSON: equal values always give equal text (and equal hashes).
+
+    The one canonical serializer: content hashes, stored properties and recorded arguments are
+    all its text. ``default`` is what to write for a value JSON cannot hold (as for
+    :func:`json.dumps`; ``str`` writes its text); without it a numpy scalar is written as its
+    number and anything else raises :class:`TypeError`.
+
+    >>> canonical_json({"b": (1, 2.5), "a": "é"})
+    '{"a":"é","b":[1,2.5]}'
+    """
+    if default is None:
+        return _CANONICAL.encode(value)
+    return json.JSONEncoder(**_SETTINGS, default=default).encode(value)
 
 
 def _default(value: Any) -> Any:
@@ -248,36 +259,19 @@ def _default(value: Any) -> Any:
     raise TypeError(f"cannot record a {type(value).__name__}")
 
 
+_SETTINGS: dict[str, Any] = {"sort_keys": True, "separators": (",", ":"), "ensure_ascii": False}
 # json.dumps(value, sort_keys=True, ...) builds this encoder on every call; it holds only its settings
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_default)
+_CANONICAL = json.JSONEncoder(**_SETTINGS, default=_default)
 
 
-def content_hash(value: dict[str, Any], encoded: dict[str, str] | None = None) -> str:
-    """SHA-256 of ``value``'s canonical JSON; ``encoded`` holds more entries already encoded with
-    :func:`canonical_json` (a large value is not encoded twice).
+def content_hash(value: dict[str, Any]) -> str:
+    """SHA-256 (hex) of ``value``'s :func:`canonical_json`: what a record version's external id
+    and a run's cache key are made of, so equal content is found in one indexed lookup.
 
-    >>> content_hash({"a": 1}, {"b": "[2,3]"}) == content_hash({"a": 1, "b": [2, 3]})
+    >>> content_hash({"a": 1, "b": [2, 3]}) == content_hash({"b": [2, 3], "a": 1})
     True
     """
-    if encoded:
-        encode = _CANONICAL.encode
-        parts = {key: _quote(item) if type(item) is str else encode(item) for key, item in value.items()}
-        parts.update(encoded)
-        text = "{" + ",".join([f"{_json_key(key, encode)}:{parts[key]}" for key in sorted(parts)]) + "}"
-    else:
-        text = canonical_json(value)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-_quote = json.encoder.encode_basestring  # a str's JSON text as ensure_ascii=False writes it (C)
-
-
-def _json_key(key: Any, encode: Any) -> str:
-    """``encode(key)``; an ASCII identifier (every key of a record's content) is its own JSON
-    text in quotes."""
-    if type(key) is str and key.isascii() and key.isidentifier():
-        return f'"{key}"'
-    return str(encode(key))
+    return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:

@@ -188,9 +188,9 @@ class Records:
                 raise ValidationError("params must be a mapping, e.g. {'hidden': [64, 32], 'epochs': 10}")
             params_plain = checked_params(params, "params")  # checked, and copied as stored
             _check_text(description, "description")
-            params_json = canonical_json(params)  # encoded once: stored, sized and hashed as is
+            params_json = canonical_json(params)  # stored and sized as is
             _check_size_text(params_json, "params")
-            content = {"model": model, "description": description or ""}
+            content = {"model": model, "params": params, "description": description or ""}
 
             def build(artifact: Any) -> None:
                 set_properties(artifact, model=model, params=params_json)
@@ -199,8 +199,7 @@ class Records:
                 return {"name": name, "version": artifact.properties["version"].int_value, "model": model,
                         "params": params_plain, "description": description or ""}
 
-            return self.create(act, "scenarios", name, content, build, encoded={"params": params_json},
-                               written=written)
+            return self.create(act, "scenarios", name, content, build, written=written)
 
     def experiment(
         self,
@@ -701,26 +700,25 @@ class Records:
     # ------------------------------------------------------------------ internals: writing
 
     def create(self, act: Action, kind: str, name: str, content: dict[str, Any], build: Any,
-               encoded: dict[str, str] | None = None,
                written: Callable[[Any], dict[str, Any]] | None = None) -> Record:
         """Write ``content`` as a new version of ``name`` unless an identical version exists.
 
-        ``encoded`` holds more of the content as canonical JSON text the caller already made;
         ``written(artifact)`` gives a new version's data from the values just written (equal to
         what :meth:`data` reads back, without parsing it again)."""
-        art, status = self.create_version(act, kind, name, content, build, encoded)
+        art, status = self.create_version(act, kind, name, content, build)
         return self.record(kind, art, status, written(art) if written is not None and status == "created" else None)
 
-    def create_version(self, act: Action, kind: str, name: str, content: dict[str, Any], build: Any,
-                       encoded: dict[str, str] | None = None) -> tuple[Any, str]:
+    def create_version(self, act: Action, kind: str, name: str, content: dict[str, Any], build: Any
+                       ) -> tuple[Any, str]:
         """As :meth:`create`, for any versioned kind (``sweeps`` too): gives the version's artifact
         and ``"created"`` or ``"unchanged"``; ``act`` is committed (COMPLETE or CACHED)."""
         type_short = _TYPES[kind]
-        digest = content_hash({"kind": kind, **content}, encoded)
+        digest = content_hash({"kind": kind, **content})  # the canonical JSON of the whole content
         external_id = f"{full(type_short)}:{name}:{digest}"
         act.contexts.append((type_short, name))
         key = f"{type_short}:{name}"
         tries = 0
+        wanted = None  # the version number the optimistic try (after ``cached``) tried to write
         if self._contended.get(key, -_CONTENDED_FOR) <= time.monotonic() - _CONTENDED_FOR:
             # Alone (the usual case), one optimistic try without the record's lock: the newest
             # version this process saw is usually still the newest; if not, the unique NAME@N (or
@@ -730,6 +728,8 @@ class Records:
             written = self._try_version(act, kind, name, external_id, content, build, cached)
             if written is not None:
                 return written
+            if cached is not None:
+                wanted = cached.properties["version"].int_value + 1
         with contextlib.ExitStack() as held:
             # Writers of one name take turns once they have met: a process that lost the race
             # for a version number takes the record's lock (on MySQL) for its next writes of that
@@ -744,6 +744,12 @@ class Records:
                 # next name is cheaper than a write that fails.
                 written = self._try_version(act, kind, name, external_id, content, build, None)
                 if written is not None:
+                    if written[1] == "created" and written[0].properties["version"].int_value == wanted:
+                        # No race was lost: the number the optimistic try wanted was free, so only
+                        # the content's external id was taken (it equals an older version, found
+                        # now as same_as). The record is not contended: its next write of this
+                        # name is optimistic again, not a lock and a look at the store.
+                        self._contended.pop(key, None)
                     return written
                 if not locked:  # the lock could not be had (a restarting server): ask again
                     locked = held.enter_context(self._record_lock(key))
