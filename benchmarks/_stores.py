@@ -75,7 +75,7 @@ def build_versions(uri: str, folder: str, *, scenarios: int, experiments: int, d
         store.add_datasource(f"data-{d}", **{**data, "description": f"copy {d}"})
     store.add_scenario("base", model="mlp", params={"hidden": [8], "epochs": 10})
     for e in range(experiments):
-        store.experiment(f"exp-{e}", datasource="data-0", scenario="base", overrides={"epochs": e + 1})
+        store.add_experiment(f"exp-{e}", datasource="data-0", scenario="base", overrides={"epochs": e + 1})
     mlmd = store.mlmd
     ids = _type_ids(mlmd)
     art_type, ctx_type = ids[f"artifact:{full('Scenario')}"], ids[f"context:{full('Scenario')}"]
@@ -114,7 +114,7 @@ def build_training_runs(uri: str, folder: str, *, runs: int, other_executions: i
     store.add_datasource("nipt-sim", **datasets.simulate_nipt(os.path.join(folder, "runs-data"), n_train=8,
                                                               n_eval=4, n_test=4))
     store.add_scenario("mlp-small", model="mlp", params={"hidden": [8], "epochs": 10})
-    exp = store.experiment("t21", datasource="nipt-sim", scenario="mlp-small")
+    exp = store.add_experiment("t21", datasource="nipt-sim", scenario="mlp-small")
     mlmd = store.mlmd
     ids = _type_ids(mlmd)
     train, listing = ids[f"execution:{full('Train')}"], ids[f"execution:{full('ListRecords')}"]

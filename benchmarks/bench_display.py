@@ -11,11 +11,17 @@ display id, through a real IPython ``InteractiveShell``'s display machinery). Th
 alternate and the median of the repeats is compared, in the same process; the plain fit is the
 same model on the same arrays, ``model.fit(verbose=0)`` with no callbacks.
 
-Two figures per mode: the wall-clock ratio to ``progress=False`` (noisy on a shared machine:
-the spread of the repeats is printed) and the time the reporter itself spent drawing
-(``ProgressReporter.cost_s``) over the training's time, which is what the display adds.
-Target: the display costs <= 5 % of the training. matplotlib is imported before timing: a
-fresh kernel's first drawing pays its import (~0.4 s) once.
+Per mode: the wall-clock ratio to ``progress=False`` (noisy on a shared machine: the spread of
+the repeats is printed) and the time the run's thread spent on the display
+(``ProgressReporter.cost_s``: bar, lines, curves drawn during the run, and any wait for the
+picture at the end) over the training's time. Target: the display costs <= 5 % of the training.
+The picture at the end is drawn on a worker thread while the run evaluates its splits and saves
+its model; what that takes from the run (Python's lock, a core) is not in ``cost_s``, so the
+notebook mode also reports the run's end measured on the wall: from the last epoch's end to
+``store.train`` returning, its median less ``progress=False``'s, over the training's time — the
+check that the overlap is real — and the CPU time of that drawing on its thread
+(``ProgressReporter.background_s``). matplotlib is imported before timing: a fresh kernel's
+first drawing pays its import (~0.4 s) once.
 """
 
 from __future__ import annotations
@@ -29,12 +35,23 @@ import time
 from typing import Any
 
 TARGET = 0.05
-REPEATS = 3
+REPEATS = 5
 
 
 class _Tty(io.StringIO):
     def isatty(self) -> bool:
         return True
+
+
+class _LastEpoch:
+    """A training callback that notes when the last epoch ended: what follows is the run's end
+    (evaluation, save, recording, and the display's picture at the end)."""
+
+    def __init__(self) -> None:
+        self.at = 0.0
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        self.at = time.perf_counter()
 
 
 def _plain_fit(params: dict[str, Any]) -> float:
@@ -69,7 +86,7 @@ def _store(tmp: str, name: str, data: dict[str, Any], params: dict[str, Any]) ->
     store = mm.connect(f"sqlite:///{tmp}/{name}.sqlite")
     store.add_datasource(name, **data)
     store.add_scenario(name, model="mlp", params=params)
-    store.experiment(name, datasource=name, scenario=name)
+    store.add_experiment(name, datasource=name, scenario=name)
     return store
 
 
@@ -86,16 +103,22 @@ def _suite(label: str, store: Any, name: str) -> list[dict[str, Any]]:
     modes = ("off", "terminal", "notebook")
     seconds: dict[str, list[float]] = {m: [] for m in ("plain", *modes)}
     cost: dict[str, list[float]] = {m: [] for m in modes}
+    end: dict[str, list[float]] = {m: [] for m in modes}  # the last epoch's end -> store.train returned
+    background: list[float] = []
     with contextlib.redirect_stdout(io.StringIO()):  # the shell's display publisher prints
         store.train(name, progress=reporter("notebook"), force=True)  # warm: tracing, matplotlib's import
         for _ in range(REPEATS):
             seconds["plain"].append(_plain_fit(store.get_experiment(name)))
             for mode in modes:
-                progress = reporter(mode)
+                progress, last = reporter(mode), _LastEpoch()
                 started = time.perf_counter()
-                store.train(name, progress=progress, force=True)
-                seconds[mode].append(time.perf_counter() - started)
+                store.train(name, progress=progress, force=True, callbacks=[last])
+                done = time.perf_counter()
+                seconds[mode].append(done - started)
+                end[mode].append(done - last.at)
                 cost[mode].append(progress.cost_s if progress else 0.0)
+                if mode == "notebook":
+                    background.append(getattr(progress, "background_s", 0.0))
     med = {m: statistics.median(v) for m, v in seconds.items()}
     rows = [{"benchmark": f"display {label}: plain model.fit", "value": med["plain"], "unit": "s",
              "target": None, "passed": None},
@@ -105,13 +128,20 @@ def _suite(label: str, store: Any, name: str) -> list[dict[str, Any]]:
         share = statistics.median(c / med["off"] for c in cost[mode])
         spread = (max(seconds[mode]) - min(seconds[mode])) / med["off"]
         rows += [
-            {"benchmark": f"display {label}: {mode}, time drawing / training", "value": share, "unit": "ratio",
-             "target": f"<= {TARGET}", "passed": share <= TARGET},
+            {"benchmark": f"display {label}: {mode}, run's thread on the display / training", "value": share,
+             "unit": "ratio", "target": f"<= {TARGET}", "passed": share <= TARGET},
             {"benchmark": f"display {label}: {mode} / progress=False (wall, ±{spread / 2:.2f})",
              "value": med[mode] / med["off"], "unit": "ratio", "target": None, "passed": None},
             {"benchmark": f"display {label}: {mode} / plain model.fit (wall)", "value": med[mode] / med["plain"],
              "unit": "ratio", "target": None, "passed": None},
         ]
+    added = (statistics.median(end["notebook"]) - statistics.median(end["off"])) / med["off"]
+    rows += [
+        {"benchmark": f"display {label}: notebook, run's end (last epoch -> returned) added / training (wall)",
+         "value": added, "unit": "ratio", "target": None, "passed": None},
+        {"benchmark": f"display {label}: notebook, picture at the end on its thread (CPU)",
+         "value": statistics.median(background), "unit": "s", "target": None, "passed": None},
+    ]
     rows.append({"benchmark": f"display {label}: progress=False / plain model.fit (wall)",
                  "value": med["off"] / med["plain"], "unit": "ratio", "target": None, "passed": None})
     return rows

@@ -103,7 +103,7 @@ def _measure(query: str, repeats: int, n_train: int, epochs: int, batch_size: in
                                                                n_eval=500, n_test=500))
         store.add_scenario("mlp", model="mlp", params={"hidden": [64, 32], "learning_rate": 1e-3,
                                                        "batch_size": batch_size, "epochs": epochs})
-        store.experiment("bench", datasource="bench", scenario="mlp")
+        store.add_experiment("bench", datasource="bench", scenario="mlp")
         runs = os.path.join(tmp, "runs")
         store.train("bench", force=True, progress=False, workdir=runs)  # a warm-up: TensorFlow's graph caches
         holder = _Holder(path)

@@ -62,7 +62,7 @@ def run(n_train: int = 20_000, batch_size: int = 16) -> list[dict[str, Any]]:
                                                                n_eval=500, n_test=500))
         store.add_scenario("mlp", model="mlp", params={"hidden": [64, 32], "learning_rate": 1e-3,
                                                        "batch_size": batch_size, "epochs": 2})
-        store.experiment("bench", datasource="bench", scenario="mlp")
+        store.add_experiment("bench", datasource="bench", scenario="mlp")
         result = train(store.get_experiment("bench"), workdir=os.path.join(tmp, "run"), progress=False)
     steps = -(-n_train // batch_size) * result.epochs
     step_s = result.fit_seconds / steps
@@ -76,7 +76,7 @@ def run(n_train: int = 20_000, batch_size: int = 16) -> list[dict[str, Any]]:
     with contextlib.redirect_stdout(io.StringIO()):
         notebook_s, notebook_draw = _display_cost(
             lambda: ProgressReporter(stream=io.StringIO(), notebook=True, curves=False), step_s)
-    from mlmd_magic.core.curves import curves_png
+    from mlmd_magic.display.curves import curves_png
 
     history = {k: [1.0 / (i + 1) for i in range(50)] for k in ("loss", "val_loss", "accuracy", "val_accuracy")}
     curves_png({"run": history})  # matplotlib's first figure loads its fonts

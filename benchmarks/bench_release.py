@@ -65,7 +65,7 @@ def _push_ratio(folder: str) -> tuple[float, float, float]:
     store.add_datasource("nipt-sim", **datasets.simulate_nipt(os.path.join(folder, "nipt"), n_train=300, n_eval=60,
                                                               n_test=100))
     store.add_scenario("mlp-small", model="mlp", params={"hidden": [64, 32], "epochs": 1, "seed": 1})
-    store.experiment("t21", datasource="nipt-sim", scenario="mlp-small")
+    store.add_experiment("t21", datasource="nipt-sim", scenario="mlp-small")
     run = store.train("t21", progress=False)
     store.add_policy("release-nipt", thresholds=[{"metric": "accuracy", "lower": 0.0}])
     store.evaluate(run, policy="release-nipt")
@@ -93,7 +93,7 @@ def run() -> list[dict[str, Any]]:
         build_training_runs(uri, folder, runs=10_000, other_executions=0)
         count = _add_evaluations(uri)
         for kind in ("models", "evaluations"):
-            ms = _median_ms(uri, lambda s, k=kind: s.list(k, limit=20))  # type: ignore[misc]
+            ms = _median_ms(uri, lambda s, k=kind: s.ls(k, limit=20))  # type: ignore[misc]
             rows.append({"benchmark": f"release: ls {kind} --limit 20, 10,000 models with {count:,} evaluations",
                          "value": ms, "unit": "ms", "target": f"<= {PAGE_MS:g}", "passed": ms <= PAGE_MS})
         ratio, mine, base = _push_ratio(folder)

@@ -36,7 +36,7 @@ def _first_page_ms(uri: str, repeats: int = 10) -> float:
     for _ in range(repeats):
         store = mm.connect(uri)  # a fresh connection: nothing cached
         started = time.perf_counter()
-        store.list("experiments", limit=20)
+        store.ls("experiments", limit=20)
         times.append(time.perf_counter() - started)
     return statistics.median(times) * 1000
 

@@ -52,7 +52,7 @@ def _store(folder: str) -> Any:
                                                           n_test=16))
     store.add_scenario("tiny", model="mlp", params={"hidden": [2], "learning_rate": 0.01, "epochs": 1,
                                                     "batch_size": 64, "seed": 1})
-    store.experiment("base", datasource="nipt", scenario="tiny")
+    store.add_experiment("base", datasource="nipt", scenario="tiny")
     store.train("base", progress=False)  # TensorFlow and Optuna are imported before anything is timed
     store.sweep("warm", experiment="base", space={"learning_rate": {"uniform": [0.001, 0.1]}},
                 objective="eval.loss", trials=1)

@@ -69,7 +69,7 @@ def run(repeats: int = 3, n_train: int = 20_000, epochs: int = 3) -> list[dict[s
                                                                n_eval=2000, n_test=2000, shards=4))
         store.add_scenario("mlp", model="mlp", params={"hidden": [64, 32], "learning_rate": 1e-3,
                                                        "batch_size": 256, "epochs": epochs})
-        store.experiment("bench", datasource="bench", scenario="mlp")
+        store.add_experiment("bench", datasource="bench", scenario="mlp")
         params = store.get_experiment("bench")
         import tensorflow as tf
 

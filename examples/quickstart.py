@@ -34,9 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     ds = store.add_datasource("nipt-sim", **data)
     sc = store.add_scenario("mlp-small", model="mlp",
                             params={"hidden": [64, 32], "learning_rate": 3e-3, "batch_size": 64, "epochs": 10})
-    ex1 = store.experiment("t21-baseline", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 3})
+    ex1 = store.add_experiment("t21-baseline", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 3})
     params = store.get_experiment("t21-baseline")
-    ex2 = store.experiment("t21-baseline", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 12})
+    ex2 = store.add_experiment("t21-baseline", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 12})
     for rec in (ds, sc, ex1, ex2):
         print(f"{rec.kind[:-1]:<10} {rec.ref:<18} {rec.status}")
     print("\nfetched t21-baseline@1 (the dict the trainer takes):")

@@ -15,12 +15,12 @@ import os
 import sys
 from typing import Any
 
-from .core import secrets as _secrets
-from .core import session as _session
 from .errors import CommandError, MlmdMagicError, RunCancelled
 from .faces import commands as _commands
 from .faces.registry import ConnectionRegistry
 from .store import Store
+from .store import secrets as _secrets
+from .store import session as _session
 
 
 class _CliHost:

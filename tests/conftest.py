@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import os
 import uuid
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,10 @@ import numpy as np
 import pytest
 
 import mlmd_magic as mm
+from mlmd_magic.backend import secrets as _secrets
+from mlmd_magic.backend import session as _session
 from mlmd_magic.core.datafiles import write_tfrecord
+from mlmd_magic.trainer import _builders
 
 MYSQL_BASE = os.environ.get("MLMD_MAGIC_TEST_MYSQL", "mysql://mlmd_magic_test@127.0.0.1:3306")
 MYSQL_PASSWORD = os.environ.get("MLMD_MAGIC_TEST_MYSQL_PASSWORD", "Tst-pw_9d2f!x")
@@ -83,6 +87,42 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     conn.close()
 
 
+# pytest sets and removes this one itself around each phase of a test
+_PYTEST_ENVIRONMENT = {"PYTEST_CURRENT_TEST"}
+
+
+@pytest.fixture(autouse=True)
+def process_state_restored() -> Iterator[None]:
+    """Every test leaves the process as it found it: the passwords the secrets registry
+    remembers (a connection with a password, ``secrets.remember``), the session's write
+    listeners (open panels) and the session itself (loading the extension adopts the kernel's
+    session id), the model builders (``register_model`` in a test) and the environment
+    variables (one set without ``monkeypatch`` included)."""
+    with _secrets._lock:
+        known, forms = set(_secrets._known), list(_secrets._forms)
+    listeners = [weakref.ref(listener) for listener in _session._WRITE_LISTENERS]  # held weakly, as the session does
+    session = _session._SESSION
+    builders = dict(_builders._BUILDERS)
+    environment = {k: v for k, v in os.environ.items() if k not in _PYTEST_ENVIRONMENT}
+    yield
+    _builders._BUILDERS.clear()
+    _builders._BUILDERS.update(builders)
+    with _secrets._lock:
+        _secrets._known.clear()
+        _secrets._known.update(known)
+        _secrets._forms[:] = forms
+    _session._WRITE_LISTENERS.clear()
+    for ref in listeners:
+        if (listener := ref()) is not None:
+            _session._WRITE_LISTENERS.add(listener)
+    _session._SESSION = session
+    for key in [k for k in os.environ if k not in environment and k not in _PYTEST_ENVIRONMENT]:
+        del os.environ[key]
+    for key, value in environment.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
+
+
 @pytest.fixture(params=["memory", "sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
 def store_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A URI for a fresh, empty store on each backend."""
@@ -120,6 +160,21 @@ def mem_store() -> Iterator[mm.Store]:
     s = mm.connect("memory://")
     yield s
     s.close()
+
+
+@pytest.fixture
+def store_with_experiment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> mm.Store:
+    """A SQLite store ready to train: data source ``nipt`` (a small simulated NIPT set),
+    scenario ``s`` (a one-epoch ``mlp``) and experiment ``e`` of the two; runs go under
+    ``tmp_path/runs``."""
+    from mlmd_magic import datasets
+
+    monkeypatch.setenv("MLMD_MAGIC_RUNS_DIR", str(tmp_path / "runs"))
+    store = mm.connect(f"sqlite:///{tmp_path}/c.sqlite")
+    store.add_datasource("nipt", **datasets.simulate_nipt(str(tmp_path / "nipt"), n_train=80, n_eval=30, n_test=30))
+    store.add_scenario("s", model="mlp", params={"epochs": 1, "hidden": [4], "seed": 1})
+    store.add_experiment("e", datasource="nipt", scenario="s")
+    return store
 
 
 def make_examples(n: int, seed: int = 0, label_kind: str = "int") -> list[dict[str, Any]]:

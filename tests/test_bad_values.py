@@ -58,7 +58,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             store.add_datasource("nipt", **data)
             store.add_scenario("tiny", model="mlp", params={"hidden": [4], "learning_rate": 0.01, "epochs": 1,
                                                             "batch_size": 64, "seed": 1})
-            store.experiment("base", datasource="nipt", scenario="tiny")
+            store.add_experiment("base", datasource="nipt", scenario="tiny")
             run = store.train("base", progress=False)
         yield World(uri, f"model:{run.model_id}", tmp)
 

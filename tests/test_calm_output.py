@@ -35,7 +35,7 @@ def _interrupting_store(uri: str, nipt: dict[str, Any]) -> mm.Store:
     store = mm.connect(uri)
     store.add_datasource("d", **nipt)
     store.add_scenario("s", model="calm-interrupted", params={"epochs": 2})
-    store.experiment("e", datasource="d", scenario="s")
+    store.add_experiment("e", datasource="d", scenario="s")
     return store
 
 
@@ -52,7 +52,7 @@ def test_a_cancelled_training_cell_prints_one_calm_line(ip: Any, nipt: dict[str,
     store = REGISTRY.current().store
     store.add_datasource("d", **nipt)
     store.add_scenario("s", model="calm-interrupted", params={"epochs": 2})
-    store.experiment("e", datasource="d", scenario="s")
+    store.add_experiment("e", datasource="d", scenario="s")
     capsys.readouterr()
     for k, said in ((1, CREATED), (2, REUSED)):  # a second try with the same values: the same version
         result = ip.run_cell("%mlmd train e --set epochs=3 --quiet", store_history=True)
@@ -63,7 +63,7 @@ def test_a_cancelled_training_cell_prints_one_calm_line(ip: Any, nipt: dict[str,
         # the cell still counts as stopped: a kernel skips the cells queued after it
         assert isinstance(result.error_in_exec, RunCancelled)
     assert list(store.history("e")["version"]) == [1, 2]
-    assert list(store.list("runs")["state"]) == ["CANCELED", "CANCELED"]
+    assert list(store.ls("runs")["state"]) == ["CANCELED", "CANCELED"]
     assert ip.run_cell("1 + 1").success  # the next cell is not marked
     # the rest of a stopped cell does not run (a loop of trainings stops at the first Ctrl-C)
     result = ip.run_cell("%mlmd train e --set epochs=3 --quiet\nafter_the_stop = 1", store_history=True)
@@ -148,7 +148,7 @@ def test_a_baseline_comparison_shows_changes_where_they_matter(ip: Any, nipt: di
     store.add_datasource("nipt-sim", **nipt)
     store.add_scenario("mlp-small", model="mlp", params={"hidden": [8], "epochs": 1, "batch_size": 32,
                                                          "learning_rate": 0.01, "seed": 1})
-    store.experiment("t21", datasource="nipt-sim", scenario="mlp-small")
+    store.add_experiment("t21", datasource="nipt-sim", scenario="mlp-small")
     store.train("t21", progress=False)
     store.train("t21", epochs=2, progress=False)
     evaluation = run(ip, "%%evaluate t21@2 --baseline t21@1\ndata: test\nthresholds:\n"

@@ -22,8 +22,8 @@ def filled(tmp_path: Path, tfrecord_dir: Path) -> str:
     store.add_datasource("nipt-sim", uri=str(tfrecord_dir), format="tfrecord",
                          splits={"train": "train", "eval": "eval.tfrecord"}, label="label")
     store.add_scenario("mlp-small", model="mlp", params={"epochs": 10, "hidden": [8]})
-    store.experiment("t21", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 3})
-    store.experiment("t21", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 4},
+    store.add_experiment("t21", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 3})
+    store.add_experiment("t21", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 4},
                      description="more epochs")
     store.close()
     return uri

@@ -1,13 +1,17 @@
-"""Slices, metrics, thresholds and the verdict (pure NumPy, no model)."""
+"""Slices (names and bin edges checked), metrics, thresholds and the verdict (pure NumPy, no
+model)."""
 
 from __future__ import annotations
 
 import itertools
 import math
+import re
+from typing import Any
 
 import numpy as np
 import pytest
 
+import mlmd_magic as mm
 from mlmd_magic.errors import ValidationError
 from mlmd_magic.evaluation import compute_metrics, evaluate_predictions
 
@@ -133,3 +137,46 @@ def test_table_shows_baseline_values_and_deltas() -> None:
 def test_bad_specs_say_what_to_fix(slices: object, thresholds: object, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         evaluate_predictions("binary", LABELS, GOOD, {"ff": FF}, slices=slices, thresholds=thresholds)  # type: ignore[arg-type]
+
+
+def _evaluate(slices: list[Any], thresholds: list[Any] | None = None) -> Any:
+    """``GOOD`` judged on slices of ``ff``, of ``sex`` (0 and 1) and of ``mixed`` (1 and "1")."""
+    return evaluate_predictions("binary", LABELS, GOOD,
+                                {"ff": FF, "sex": np.array([0, 1, 0, 1, 0, 1, 0, 1]),
+                                 "mixed": np.array([1, "1", 1, "1", 1, "1", 1, "1"], dtype=object)},
+                                slices=slices, thresholds=thresholds)
+
+
+@pytest.mark.parametrize("slices", [
+    [{"feature": "ff", "bins": [0.04], "names": ["overall", "rest"]}],
+    [{"feature": "sex", "values": [0, 1], "names": ["x", "overall"]}],
+])
+def test_a_slice_named_overall_is_refused(slices: list[Any]) -> None:
+    """A slice named ``overall`` would replace the whole data set's metrics (here a threshold on
+    'overall' would then judge ff < 0.04 only)."""
+    with pytest.raises(ValidationError, match="names a slice 'overall'"):
+        _evaluate(slices, thresholds=[{"metric": "accuracy", "lower": 0.7, "slices": ["overall"]}])
+    result = _evaluate([{"feature": "ff", "bins": [0.04], "names": ["low", "high"]}, {"feature": "sex"}],
+                       thresholds=[{"metric": "accuracy", "lower": 0.7, "slices": ["overall"]}])
+    assert list(result.metrics) == ["overall", "low", "high", "sex=0", "sex=1"] and result.blessed
+
+
+@pytest.mark.parametrize(("slices", "name"), [
+    ([{"feature": "ff", "bins": [0.04], "names": ["a", "b"]},
+      {"feature": "sex", "values": [0, 1], "names": ["b", "c"]}], "b"),
+    ([{"feature": "ff", "bins": [0.04]}, {"feature": "ff", "bins": [0.04, 0.1]}], "ff<0.04"),
+    ([{"feature": "sex", "values": [0, 0]}], "sex=0"),
+    ([{"feature": "mixed"}], "mixed=1"),  # values 1 and "1": one name
+])
+def test_duplicate_slice_names_are_refused(slices: list[Any], name: str) -> None:
+    with pytest.raises(ValidationError, match=f"slice name '{re.escape(name)}' comes twice"):
+        _evaluate(slices)
+
+
+@pytest.mark.parametrize("bins", [[float("nan")], [0.04, float("inf")], [float("-inf"), 0.04], [True]])
+def test_bin_edges_must_be_finite_numbers(bins: list[Any], mem_store: mm.Store) -> None:
+    """Refused by the evaluation, and by ``Store.evaluate`` before it looks for the model."""
+    with pytest.raises(ValidationError, match="bins must be"):
+        _evaluate([{"feature": "ff", "bins": bins}])
+    with pytest.raises(ValidationError, match="bins must be"):
+        mem_store.evaluate("model:1", slices=[{"feature": "ff", "bins": bins}])

@@ -87,7 +87,7 @@ class ApiFace:
         return self.store.evaluate(model, baseline=baseline, **EVALUATION).to_dict()
 
     def ls(self, kind: str) -> list[dict[str, Any]]:
-        return self.store.list(kind).to_dict("records")
+        return self.store.ls(kind).to_dict("records")
 
     def compare(self, runs: list[Any]) -> dict[str, Any]:
         return self.store.compare(runs).to_dict()

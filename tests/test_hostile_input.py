@@ -18,7 +18,7 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
 import mlmd_magic as mm
-from mlmd_magic.core import secrets as _secrets
+from mlmd_magic.backend import secrets as _secrets
 from mlmd_magic.faces.registry import REGISTRY
 
 CASES = settings(max_examples=2000, deadline=None, suppress_health_check=list(HealthCheck), database=None)
@@ -102,7 +102,7 @@ def test_experiment_overrides(store: mm.Store, overrides: Any, name: str) -> Non
         store.add_datasource("data", **datasets.simulate_nipt(tempfile.mkdtemp(), n_train=4, n_eval=2, n_test=2))
     before = _count(store)
     try:
-        record = store.experiment(name, datasource="data", scenario="base", overrides=overrides)
+        record = store.add_experiment(name, datasource="data", scenario="base", overrides=overrides)
     except mm.MlmdMagicError as exc:
         assert str(exc) and _count(store) == before
         return
@@ -152,7 +152,7 @@ def test_list_where_cannot_inject(store: mm.Store, where: str, limit: Any) -> No
         store.add_scenario("probe", model="mlp", params={"epochs": 1})
     with _filter_queries() as queries:
         try:
-            table = store.list("scenarios", where=where, limit=limit)
+            table = store.ls("scenarios", where=where, limit=limit)
         except mm.ValidationError as exc:
             assert str(exc)
             table = None

@@ -48,7 +48,7 @@ def _store(uri: str, data: dict[str, Any], epochs: int = EPOCHS) -> mm.Store:
     store = mm.connect(uri)
     store.add_datasource("nipt-sim", **data)
     store.add_scenario("tiny", model="mlp", params={"hidden": [4], "epochs": epochs, "batch_size": 16, "seed": 1})
-    store.experiment("t21", datasource="nipt-sim", scenario="tiny")
+    store.add_experiment("t21", datasource="nipt-sim", scenario="tiny")
     return store
 
 
@@ -148,7 +148,7 @@ POINTS = {
 
 def _assert_canceled(store: mm.Store, tmp_path: Path, message: str, epochs: int = EPOCHS) -> None:
     assert re.fullmatch(rf"run t21@1#1 cancelled after \d+ of {epochs} epochs, \d+ (s|min)", message), message
-    assert list(store.list("runs")["state"]) == ["CANCELED"]
+    assert list(store.ls("runs")["state"]) == ["CANCELED"]
     (execution,) = store.mlmd.get_executions_by_type("mlmd_magic.Train")
     assert execution.last_known_state == pb.Execution.CANCELED
     assert store.mlmd.get_artifacts_by_type("mlmd_magic.Model") == []
@@ -211,7 +211,7 @@ def test_an_interrupt_while_the_run_is_recorded_complete_leaves_it_complete(stor
     assert late.fired
     said = [str(w.message) for w in caught if w.category is UserWarning]
     assert "run t21@1#1 was being recorded COMPLETE when it was interrupted: it stays COMPLETE with its model" in said
-    assert run.state == "COMPLETE" and list(store.list("runs")["state"]) == ["COMPLETE"]
+    assert run.state == "COMPLETE" and list(store.ls("runs")["state"]) == ["COMPLETE"]
     (model,) = store.mlmd.get_artifacts_by_type("mlmd_magic.Model")
     assert model.id == run.model_id and Path(model.uri).exists()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
@@ -224,7 +224,7 @@ def test_an_error_with_no_interrupt_still_fails(store: mm.Store) -> None:
 
     with pytest.raises(TrainingError, match="training t21@1 failed: ValueError: a genuine error"):
         store.train("t21", callbacks=[Broken()], progress=False)
-    assert list(store.list("runs")["state"]) == ["FAILED"]
+    assert list(store.ls("runs")["state"]) == ["FAILED"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 

@@ -141,19 +141,19 @@ def test_filtered_listing_sees_what_a_full_read_sees(tmp_path: Any) -> None:
         for i in range(24):
             scenario = rng.choice(["mlp@1", "mlp@2", "cnn"])
             for _ in range(rng.randint(1, 3)):  # some names get newer versions: only the latest is filtered
-                store.experiment(f"e-{i}", datasource="ds", scenario=scenario,
+                store.add_experiment(f"e-{i}", datasource="ds", scenario=scenario,
                                  overrides={"epochs": rng.randint(1, 4)})
-        names = list(store.list("experiments")["name"])
+        names = list(store.ls("experiments")["name"])
         views = {name: _full_view(store, name) for name in names}
         for text in FILTERS:
             where = Where(text)
             expected = [n for n in names if where(views[n])]
-            assert list(store.list("experiments", where=text)["name"]) == expected, text
-            assert list(store.list("experiments", where=text, limit=2, offset=1)["name"]) == expected[1:3], text
+            assert list(store.ls("experiments", where=text)["name"]) == expected, text
+            assert list(store.ls("experiments", where=text, limit=2, offset=1)["name"]) == expected[1:3], text
         # a key no record has is still named, with the keys records do have
         with pytest.raises(mm.errors.ValidationError,
                            match=r"did you mean 'epochs'.*keys: datasource, .*experiment, .*model, name"):
-            store.list("experiments", where="epoch >= 2")
+            store.ls("experiments", where="epoch >= 2")
 
 
 def test_experiment_rows_from_their_properties_equal_the_resolved_record(tmp_path: Any) -> None:
@@ -166,9 +166,9 @@ def test_experiment_rows_from_their_properties_equal_the_resolved_record(tmp_pat
     with mm.connect(f"sqlite:///{tmp_path}/r.sqlite") as store:
         store.add_datasource("ds", **datasets.simulate_nipt(str(tmp_path / "data"), n_train=8, n_eval=4, n_test=4))
         store.add_scenario("mlp", model="mlp", params={"hidden": [8], "epochs": 1, "opt": {"lr": 0.1, "name": "a"}})
-        store.experiment("e", datasource="ds", scenario="mlp", overrides={"epochs": 3, "opt": {"lr": 0.5}})
-        store.experiment("e", datasource="ds@1", scenario="mlp@1", overrides={"hidden": [4, 2]})
-        frame = store.list("experiments", all_versions=True)
+        store.add_experiment("e", datasource="ds", scenario="mlp", overrides={"epochs": 3, "opt": {"lr": 0.5}})
+        store.add_experiment("e", datasource="ds@1", scenario="mlp@1", overrides={"hidden": [4, 2]})
+        frame = store.ls("experiments", all_versions=True)
         assert len(frame) == 2
         for row in frame.to_dict("records"):
             data = store.get_experiment(f"{row['name']}@{row['version']}")
@@ -178,3 +178,11 @@ def test_experiment_rows_from_their_properties_equal_the_resolved_record(tmp_pat
                         "model": data["scenario"]["model"], **flatten(data["params"])}
             assert {k: row[k] for k in expected} == expected
             assert json.loads(row["overrides"]) == store.export(f"{row['name']}@{row['version']}")["overrides"]
+
+
+@pytest.mark.parametrize("offset", ["a", -1, 1.5, True])
+def test_a_bad_offset_is_a_validation_error(mem_store: mm.Store, offset: Any) -> None:
+    """An offset that is not a whole number of at least 0 (a bool neither) is refused, for records and runs."""
+    for kind in ("scenarios", "runs"):
+        with pytest.raises(mm.ValidationError, match="offset must be a whole number"):
+            mem_store.ls(kind, offset=offset)

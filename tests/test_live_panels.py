@@ -30,14 +30,14 @@ def store(tmp_path: Path) -> mm.Store:
     s = mm.connect(f"sqlite:///{tmp_path}/live.sqlite")
     s.add_datasource("nipt-sim", **datasets.simulate_nipt(str(tmp_path / "d"), n_train=16, n_eval=8, n_test=8))
     s.add_scenario("mlp-small", model="mlp", params={"hidden": [8], "epochs": 1, "learning_rate": 0.01})
-    s.experiment("t21", datasource="nipt-sim", scenario="mlp-small")
+    s.add_experiment("t21", datasource="nipt-sim", scenario="mlp-small")
     return s
 
 
 @pytest.fixture
 def elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
     """Writes in this test stand for another process's: this process's panels are not told."""
-    from mlmd_magic.core import session
+    from mlmd_magic.backend import session
 
     monkeypatch.setattr(session, "notify_write", lambda label, action: None)
 
@@ -200,7 +200,7 @@ def test_an_open_browser_follows_what_other_processes_record(store: mm.Store, el
     tab.pages = lambda where, limit, offset: (reads.append(offset), pages(where, limit, offset))[1]  # type: ignore
     assert not browser.watch.poll() and reads == []  # nothing changed: nothing read
     other = mm.connect(store.uri)  # another process, as far as the store knows
-    other.experiment("t99", datasource="nipt-sim", scenario="mlp-small")
+    other.add_experiment("t99", datasource="nipt-sim", scenario="mlp-small")
     assert browser.watch.poll()
     assert list(tab.frame["name"]) == ["t99", "t21"] and reads == [0]
     tab.grid.selected_rows = [1]  # t21 selected, its details shown
@@ -208,7 +208,7 @@ def test_an_open_browser_follows_what_other_processes_record(store: mm.Store, el
     other.add_scenario("other", model="mlp", params={"epochs": 1})  # a change that leaves the page as it was
     assert browser.watch.poll() and reads == [0, 0]
     assert tab.grid.selected_rows == [1] and "Experiment t21@1" in tab.details.value  # left as it was
-    other.experiment("t98", datasource="nipt-sim", scenario="mlp-small")
+    other.add_experiment("t98", datasource="nipt-sim", scenario="mlp-small")
     assert browser.watch.poll()
     assert list(tab.frame["name"]) == ["t98", "t99", "t21"]
     assert tab.grid.selected_rows == [2] and "Experiment t21@1" in tab.details.value  # t21 still selected
@@ -243,7 +243,7 @@ def test_a_run_started_elsewhere_shows_at_the_next_poll(tmp_path: Path, monkeypa
     store = mm.connect("sqlite:///team.sqlite")  # a relative path, as a notebook connects
     store.add_datasource("nipt-sim", **datasets.simulate_nipt(str(tmp_path / "d"), n_train=16, n_eval=8, n_test=8))
     store.add_scenario("mlp-small", model="mlp", params={"hidden": [8], "epochs": 1, "learning_rate": 0.01})
-    store.experiment("t21", datasource="nipt-sim", scenario="mlp-small")
+    store.add_experiment("t21", datasource="nipt-sim", scenario="mlp-small")
     browser = StoreBrowser(store)
     browser.tab.selected_index = list(browser.tab.titles).index("runs")
     runs = browser.tabs["runs"]
@@ -343,7 +343,7 @@ def test_the_poll_runs_while_seen_and_ends_when_closed(store: mm.Store, monkeypa
         browser = StoreBrowser(store)  # built in a running loop (a kernel's): it polls by itself
         tab = browser.tabs["experiments"]
         assert browser.watch.task is not None and not browser.watch.task.done()
-        other.experiment("t99", datasource="nipt-sim", scenario="mlp-small")
+        other.add_experiment("t99", datasource="nipt-sim", scenario="mlp-small")
         for _ in range(100):
             await asyncio.sleep(0.05)
             if len(tab.frame) == 2:
@@ -352,7 +352,7 @@ def test_the_poll_runs_while_seen_and_ends_when_closed(store: mm.Store, monkeypa
         browser.sensor.visible = False  # scrolled away, or the browser tab hidden
         await asyncio.sleep(0.1)
         polls = browser.watch.polls
-        other.experiment("t98", datasource="nipt-sim", scenario="mlp-small")
+        other.add_experiment("t98", datasource="nipt-sim", scenario="mlp-small")
         await asyncio.sleep(0.3)
         assert browser.watch.polls == polls and len(tab.frame) == 2  # not seen: the store is not asked
         browser.sensor.visible = True
@@ -394,10 +394,10 @@ def test_a_closed_browser_stops_following_the_store(store: mm.Store) -> None:
     browser.close()
     assert clock.pending() == [] and browser.watch.stopped
     clock.advance(10 * _browser.FILTER_DELAY_S)
-    store.experiment("t22", datasource="nipt-sim", scenario="mlp-small")  # this kernel's write: not listened to
+    store.add_experiment("t22", datasource="nipt-sim", scenario="mlp-small")  # this kernel's write: not listened to
     assert reads == [] and not browser.watch.poll()
     other = StoreBrowser(store)  # a browser left open still follows
-    store.experiment("t23", datasource="nipt-sim", scenario="mlp-small")
+    store.add_experiment("t23", datasource="nipt-sim", scenario="mlp-small")
     assert list(other.tabs["experiments"].frame["name"]) == ["t23", "t22", "t21"]
     assert reads == []
 
@@ -424,7 +424,7 @@ def test_a_browser_stops_following_a_closed_store(store: mm.Store, monkeypatch: 
         browser.watch.poll()
     assert asked == [] and reads == []
     again = mm.connect(store.uri)  # the same store connected again, written to from this kernel
-    again.experiment("t22", datasource="nipt-sim", scenario="mlp-small")
+    again.add_experiment("t22", datasource="nipt-sim", scenario="mlp-small")
     assert reads == [] and "closed" in browser.header.value
 
     async def polled() -> None:  # in a kernel's loop: the poll task ends by itself
@@ -445,7 +445,7 @@ def test_an_editor_left_open_says_at_once_that_a_newer_version_exists(store: mm.
     editor.watch.poll()
     assert "out of date" not in editor.header.value
     other = mm.connect(store.uri)
-    other.experiment("t21", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 7})
+    other.add_experiment("t21", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 7})
     other.add_policy("release-nipt", thresholds=[{"metric": "accuracy", "lower": 0.5}])
     assert editor.watch.poll() and policy.watch.poll()
     assert "out of date" in editor.header.value and editor.save_button.disabled
@@ -493,7 +493,7 @@ class _Clock:
 
 def test_one_pager_one_filter_applied_as_you_type(store: mm.Store) -> None:
     for i in range(3):
-        store.experiment(f"exp-{i}", datasource="nipt-sim", scenario="mlp-small")
+        store.add_experiment(f"exp-{i}", datasource="nipt-sim", scenario="mlp-small")
     browser = StoreBrowser(store)
     tab = browser.tabs["experiments"]
     layout = tab.grid._dt_args["layout"]
@@ -579,7 +579,7 @@ def test_the_runs_grid_keeps_the_trial_of_a_sweeps_runs() -> None:
 
 def _many(store: mm.Store, n: int) -> None:
     for i in range(n):
-        store.experiment(f"exp-{i:04d}", datasource="nipt-sim", scenario="mlp-small")
+        store.add_experiment(f"exp-{i:04d}", datasource="nipt-sim", scenario="mlp-small")
 
 
 @pytest.mark.parametrize("n", [30, 150])

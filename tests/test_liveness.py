@@ -63,7 +63,7 @@ def test_a_killed_background_worker_is_failed_for_a_reader_in_another_process(
     store = mm.connect(uri)
     store.add_datasource("nipt-sim", **nipt)
     store.add_scenario("long", model="mlp", params={"hidden": [8], "epochs": 500, "batch_size": 32})
-    store.experiment("t21", datasource="nipt-sim", scenario="long")
+    store.add_experiment("t21", datasource="nipt-sim", scenario="long")
     reader = subprocess.Popen([sys.executable, "-c", _READER, uri], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               text=True)
     handle = None

@@ -20,7 +20,7 @@ import pytest
 
 import mlmd_magic as mm
 from mlmd_magic import datasets
-from mlmd_magic.core.curves import curves_figure, curves_png, metric_panels
+from mlmd_magic.display.curves import curves_figure, curves_png, metric_panels
 from mlmd_magic.errors import TrainingError, ValidationError
 from mlmd_magic.store import BackgroundRun, ProgressReporter
 from mlmd_magic.store.maintenance import Owner
@@ -39,7 +39,7 @@ def _setup(s: mm.Store, data: dict[str, Any], epochs: int = 3) -> mm.Store:
     s.add_datasource("nipt-sim", **data)
     s.add_scenario("mlp-small", model="mlp", params={"hidden": [16], "learning_rate": 0.01, "batch_size": 32,
                                                      "epochs": epochs, "seed": 1})
-    s.experiment("t21", datasource="nipt-sim", scenario="mlp-small")
+    s.add_experiment("t21", datasource="nipt-sim", scenario="mlp-small")
     return s
 
 
@@ -130,20 +130,40 @@ def test_a_notebook_gets_a_moving_bar_and_curves_as_png(uri: str, ip: Any) -> No
     assert pngs  # the curves, drawn after the first epoch and once more at the end
 
 
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
 def test_progress_steps_are_throttled_and_terminal_lines_keras_style() -> None:
-    out = io.StringIO()
-    reporter = ProgressReporter(stream=out, notebook=False, interval_s=0.25)
-    reporter.on_train_begin({"model": "mlp", "device": "cpu", "backend": "tensorflow", "epochs": 2, "steps": 5000})
-    started = time.perf_counter()
-    for step in range(5000):
-        reporter.on_batch_end(step, {"loss": 0.5})
-    elapsed = time.perf_counter() - started
-    assert reporter.draws <= 1 + elapsed / 0.25 + 1  # one draw per interval, not one per step
-    reporter.on_epoch_end(0, {"loss": 0.5, "val_loss": 0.6})
-    text = out.getvalue()
-    assert "Epoch 1/2\n5000/5000 ━━━━━━━━━━━━━━━━━━━━ " in text and "ms/step - loss: 0.5 - val_loss: 0.6" in text
-    assert text.rstrip().endswith("Epoch 2/2")
-    assert reporter.history == {"loss": [0.5], "val_loss": [0.6]}
+    """5000 steps of 1 ms on the reporter's clock (the test's: no wall clock involved): in a
+    terminal the bar is drawn once per 0.25 s interval, not once per step; in a log file only
+    the epoch's keras-style line is written."""
+
+    class Clock:
+        now = 100.0
+
+        def __call__(self) -> float:
+            return self.now
+
+    for out in (_Terminal(), io.StringIO()):
+        clock = Clock()
+        reporter = ProgressReporter(stream=out, notebook=False, interval_s=0.25, clock=clock)
+        reporter.on_train_begin({"model": "mlp", "device": "cpu", "backend": "tensorflow", "epochs": 2,
+                                 "steps": 5000})
+        for step in range(5000):
+            clock.now += 0.001
+            reporter.on_batch_end(step, {"loss": 0.5})
+        if out.isatty():
+            assert 1 <= reporter.draws <= 1 + 5.0 / 0.25  # one draw per interval, not one per step
+        else:
+            assert reporter.draws == 0  # nothing is drawn within an epoch: the epoch's line says it all
+        reporter.on_epoch_end(0, {"loss": 0.5, "val_loss": 0.6})
+        text = out.getvalue()
+        assert "5000/5000 ━━━━━━━━━━━━━━━━━━━━ 5s 1ms/step - loss: 0.5 - val_loss: 0.6" in text
+        assert ("Epoch 1/2\n\r" if out.isatty() else "Epoch 1/2\n5000/5000 ") in text
+        assert text.rstrip().endswith("Epoch 2/2")
+        assert reporter.history == {"loss": [0.5], "val_loss": [0.6]}
 
 
 # ---------------------------------------------------------------------------- background runs
@@ -167,7 +187,7 @@ def test_a_background_run_outlives_its_starter_and_is_watched_from_another_proce
     store = mm.connect(uri)
     done = store.run(run_id)
     assert done.state == "COMPLETE" and Path(done.model_uri or "").exists() and len(done.history["loss"]) == 3
-    assert store.list("runs", where="state == 'RUNNING'").empty
+    assert store.ls("runs", where="state == 'RUNNING'").empty
     running = _cli(uri, "ls", "runs", "--running")
     assert running.returncode == 0 and "(no records)" in running.stdout
 
@@ -178,7 +198,7 @@ def test_cancel_stops_a_background_run_with_no_model(uri: str) -> None:
     handle = store.train("t21", epochs=500, wait=False)
     assert isinstance(handle, BackgroundRun) and handle.state == "RUNNING"
     _until(lambda: store.watch(handle.id).epoch >= 1, what="a first epoch")
-    assert list(store.list("runs", where="state == 'RUNNING'")["run"]) == [handle.id]
+    assert list(store.ls("runs", where="state == 'RUNNING'")["run"]) == [handle.id]
     cancelled = _cli(uri, "cancel", f"run:{handle.id}")  # from another process
     assert cancelled.returncode == 0, cancelled.stderr
     assert re.match(rf"run {re.escape(handle.name)} cancelled after \d+ of \d+ epochs", cancelled.stdout)
@@ -334,7 +354,7 @@ def test_reproduce_names_a_changed_model_builder(tmp_path: Path, nipt: dict[str,
     store = mm.connect(f"sqlite:///{tmp_path}/builder.sqlite")
     store.add_datasource("nipt-sim", **nipt)
     store.add_scenario("lin", model="rep-linear", params={"epochs": 1, "seed": 1, "batch_size": 64})
-    store.experiment("e", datasource="nipt-sim", scenario="lin")
+    store.add_experiment("e", datasource="nipt-sim", scenario="lin")
     first = store.train("e", progress=False)
 
     @register_model("rep-linear")  # the same name, other code: a hidden layer

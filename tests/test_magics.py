@@ -1,8 +1,10 @@
-"""The magics through a real IPython InteractiveShell."""
+"""The magics through a real IPython InteractiveShell: cells, lines, YAML bodies (alias bombs
+refused), long lines, errors, completion."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,7 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from ml_metadata.proto import metadata_store_pb2 as pb
 
+import mlmd_magic as mm
 from mlmd_magic.faces.registry import REGISTRY
 
 
@@ -205,6 +208,68 @@ def test_yaml_is_loaded_safely(ip: InteractiveShell, capsys: pytest.CaptureFixtu
     assert anchors.data["params"]["other"] == {"lr": 0.1}
 
 
+def alias_bomb(levels: int, width: int = 9) -> str:
+    """``levels`` nested lists of ``width`` aliases each: a few hundred characters, width**levels strings."""
+    lines = ["a0: &a0 [" + ", ".join(['"x"'] * width) + "]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * width) + "]" for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+def peak_memory(call: Callable[[], object]) -> int:
+    """The peak of the bytes Python allocated while ``call()`` ran, whatever it raised."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        call()
+    except Exception:
+        pass
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak
+
+
+def test_a_yaml_alias_bomb_is_refused_before_it_expands() -> None:
+    """A few hundred characters whose aliases would expand to millions of strings are refused
+    within a few MiB (how fast: benchmarks/bench_hostile.py); a recursive alias too; aliases
+    that stay small are YAML as usual."""
+    from mlmd_magic.faces.cells import load_yaml
+
+    bomb = alias_bomb(8)
+    assert len(bomb) < 600
+    with pytest.raises(mm.ValidationError, match=r"aliases .* expand it to more than 1,000,000 characters"):
+        load_yaml(bomb)
+    assert peak_memory(lambda: load_yaml(bomb)) < 20 * 2**20
+    with pytest.raises(mm.ValidationError, match="recursive YAML alias"):
+        load_yaml("a: &a [1, *a]")
+    assert load_yaml(alias_bomb(3))["a2"][8] == [["x"] * 9] * 9
+    assert load_yaml("m: &m {x: 1}\nn: {<<: *m, y: 2}\n") == {"m": {"x": 1}, "n": {"x": 1, "y": 2}}
+
+
+def test_a_yaml_alias_bomb_in_a_cell_or_a_file_leaves_nothing(ip: InteractiveShell, tmp_path: Path) -> None:
+    """The same bomb in a %%scenario cell or a file given to %mlmd import: a usage error within
+    a few MiB, and nothing written."""
+    ip.run_line_magic("mlmd", "connect memory://")
+    store = mm.current_store()
+    body = "model: mlp\nparams:\n" + "".join(f"  {line}\n" for line in alias_bomb(9).splitlines())
+
+    def cell() -> None:
+        with pytest.raises(UsageError, match="expand it to more than"):
+            ip.run_cell_magic("scenario", "bomb", body)
+
+    assert peak_memory(cell) < 20 * 2**20
+    path = tmp_path / "bomb.yaml"
+    path.write_text("kind: scenario\nname: bomb\n" + body)
+
+    def imported() -> None:
+        with pytest.raises(UsageError, match="expand it to more than"):
+            ip.run_line_magic("mlmd", f"import {path}")
+
+    assert peak_memory(imported) < 20 * 2**20
+    assert store.names("scenarios") == [] and store.mlmd.get_artifacts() == []
+
+
 def test_scenario_body_without_params_key(ip: InteractiveShell) -> None:
     run(ip, "%mlmd connect memory://")
     record = run(ip, "%%scenario flat\nmodel: mlp\nepochs: 3\nhidden: [8]\ndescription: flat keys\n")
@@ -291,6 +356,30 @@ def test_a_bug_of_ours_is_one_line_and_tb_shows_its_traceback(ip: InteractiveShe
     ip.run_cell("%mlmd ls scenarios")
     shown = plain(capsys.readouterr())
     assert "Traceback" in shown and "raise KeyError" in shown and "%tb shows" not in shown
+
+
+def test_a_long_magic_line_is_not_expanded_and_short_ones_still_expand(ip: InteractiveShell) -> None:
+    """IPython's own $name/{expr} expansion is quadratic in a line's length: the magics expand
+    lines of up to 4,096 characters themselves, with the local scope IPython hands them."""
+    ip.run_line_magic("mlmd", "connect memory://")
+    ip.user_ns["ref"] = "s"
+    with pytest.raises(UsageError, match="invalid scenario name"):
+        ip.run_cell_magic("scenario", "n" * 5_000 + "{ref}", "model: mlp")
+    with pytest.raises(UsageError, match=r"unrecognized arguments: x+\{ref\}\n"):
+        ip.run_line_magic("mlmd", "ls scenarios " + "x" * 5_000 + "{ref}")
+    ip.run_cell("%%scenario $ref\nmodel: mlp\nparams: {a: 1}\n")
+    assert ip.run_cell("%mlmd get {ref} --kind scenario").result["name"] == "s"
+    result = ip.run_cell("def f(name):\n    return get_ipython().run_line_magic('mlmd', 'get $name --kind scenario')\n"
+                         "f('s')")
+    assert result.result["version"] == 1
+
+
+def test_export_into_a_missing_folder_says_so(ip: InteractiveShell, tmp_path: Path) -> None:
+    ip.run_line_magic("mlmd", "connect memory://")
+    mm.current_store().add_scenario("s", model="mlp", params={"a": 1})
+    with pytest.raises(UsageError, match=r"folder '.*missing' does not exist; create it first") as info:
+        ip.run_line_magic("mlmd", f"export s -f {tmp_path / 'missing' / 's.yaml'}")
+    assert "please report" not in str(info.value)
 
 
 def plain(shown: Any) -> str:

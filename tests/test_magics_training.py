@@ -1,4 +1,5 @@
-"""%%experiment --run, %mlmd train, %%evaluate and %mlmd evaluate through a real InteractiveShell."""
+"""%%experiment --run, %mlmd train (--set included), %%evaluate and %mlmd evaluate through a real
+InteractiveShell."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
+import mlmd_magic as mm
 from mlmd_magic import datasets
 from mlmd_magic.faces.registry import REGISTRY
 
@@ -101,9 +103,83 @@ def test_a_cancelled_training_is_one_line(ip: InteractiveShell, tmp_path: Path,
     store = REGISTRY.current().store
     store.add_datasource("d", **data)
     store.add_scenario("s", model="interrupted-test", params={"epochs": 2})
-    store.experiment("e", datasource="d", scenario="s")
+    store.add_experiment("e", datasource="d", scenario="s")
     result = ip.run_cell("%mlmd train e --set epochs=3 --quiet")  # printed, not raised (tests/test_calm_output.py)
     message = str(result.error_in_exec)
     assert re.fullmatch(r"run e@2#1 cancelled after 0 of 3 epochs, \d+ s; --set created e@2 for it, which stays "
                         r"\(train it with %mlmd train e@2; the same --set values reuse it\)", message), message
-    assert list(store.list("runs")["state"]) == ["CANCELED"]
+    assert list(store.ls("runs")["state"]) == ["CANCELED"]
+
+
+def test_runs_from_cells_keep_their_experiment(ip: InteractiveShell, store_with_experiment: mm.Store) -> None:
+    """Runs trained from cells (one with --set, a new experiment version) are listed by
+    ``ls runs`` and compared with the experiment version each trained."""
+    run(ip, f"%mlmd connect {store_with_experiment.uri}")
+    run(ip, "%mlmd train e --quiet")
+    run(ip, "%mlmd train e --quiet --set epochs=2")
+    table = run(ip, "%mlmd ls runs")  # newest first
+    assert list(table["experiment"]) == ["e@2", "e@1"]
+    comparison = run(ip, f"%mlmd compare {' '.join(str(r) for r in reversed(list(table['run'])))}")
+    assert [r["experiment"] for r in comparison.runs] == ["e@1", "e@2"]
+    assert comparison.params == {"params.epochs": [1, 2]}
+
+
+# ---------------------------------------------------------------------------- --set against train's keywords
+
+
+@pytest.fixture
+def trainable(ip: InteractiveShell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> mm.Store:
+    """A connected in-memory store with experiment ``e`` of a tiny data set, runs under tmp_path/runs."""
+    monkeypatch.setenv("MLMD_MAGIC_RUNS_DIR", str(tmp_path / "runs"))
+    ip.run_line_magic("mlmd", "connect memory://")
+    store = mm.current_store()
+    store.add_datasource("d", **datasets.simulate_nipt(str(tmp_path / "nipt"), n_train=40, n_eval=10, n_test=10))
+    store.add_scenario("sc", model="mlp", params={"hidden": [4], "epochs": 1, "batch_size": 16})
+    store.add_experiment("e", datasource="d", scenario="sc")
+    return store
+
+
+@pytest.mark.parametrize("assignment", ["force=true", "progress=false", "callbacks=[1]", "workdir=ELSEWHERE",
+                                        "overrides={epochs:2}"])
+def test_set_never_reaches_train_keywords(ip: InteractiveShell, trainable: mm.Store, assignment: str,
+                                          tmp_path: Path) -> None:
+    """``--set`` sets a scenario's parameter, never one of ``Store.train``'s own keywords."""
+    key = assignment.split("=", 1)[0]
+    elsewhere = tmp_path / "elsewhere"
+    with pytest.raises(UsageError, match=f"override '{key}' is not a parameter of the scenario"):
+        ip.run_line_magic("mlmd", f"train e --quiet --set {assignment.replace('ELSEWHERE', str(elsewhere))}")
+    assert trainable.mlmd.get_artifacts_by_type("mlmd_magic.Model") == []
+    assert not elsewhere.exists()
+
+
+def test_set_overrides_parameters_named_like_train_keywords(ip: InteractiveShell, trainable: mm.Store,
+                                                            tmp_path: Path) -> None:
+    """A scenario's parameters named ``workdir``, ``force`` or ``progress`` are set by --set as
+    any other, and leave training where it was going."""
+    trainable.add_scenario("named", model="mlp", params={"hidden": [4], "epochs": 1, "batch_size": 16,
+                                                        "workdir": "w", "force": False, "progress": "p"})
+    trainable.add_experiment("n", datasource="d", scenario="named")
+    trained = ip.run_line_magic("mlmd", f"train n --quiet --set workdir={tmp_path / 'not-here'} --set force=true "
+                                        "--set progress=q")
+    assert trained.state == "COMPLETE" and trained.experiment == "n@2"
+    assert trainable.get_experiment("n")["params"] | {"workdir": "x"} == {
+        "hidden": [4], "epochs": 1, "batch_size": 16, "workdir": "x", "force": True, "progress": "q"}
+    assert not (tmp_path / "not-here").exists() and str(tmp_path / "runs") in (trained.model_uri or "")
+    with pytest.raises(mm.ValidationError, match="'epochs' given both"):
+        trainable.train("n", overrides={"epochs": 2}, epochs=3)
+
+
+def test_a_long_set_value_is_refused_through_the_magic(ip: InteractiveShell, tmp_path: Path) -> None:
+    """A --set value of 10,000 characters is refused by its kind; a line over 100,000 characters
+    is refused before it is split (shlex splits in linear time up to there): nothing trained."""
+    ip.run_line_magic("mlmd", "connect memory://")
+    store = mm.current_store()
+    store.add_datasource("d", **datasets.simulate_nipt(str(tmp_path), n_train=4, n_eval=2, n_test=2))
+    store.add_scenario("sc", model="mlp", params={"epochs": 1})
+    store.add_experiment("e", datasource="d", scenario="sc")
+
+    with pytest.raises(UsageError, match="must be a whole number"):
+        ip.run_line_magic("mlmd", f"train e --set epochs={'a' * 10_000}")
+    with pytest.raises(UsageError, match=r"^the line holds more than 100,000 characters; put long values in a cell"):
+        ip.run_line_magic("mlmd", f"train e --set epochs={'a' * 1_000_000}")
+    assert store.mlmd.get_executions_by_type("mlmd_magic.Train") == []

@@ -27,7 +27,7 @@ from mlmd_magic import datasets
 store = mm.connect("sqlite:///{tmp_path}/q.sqlite", runs_dir="{tmp_path}/runs")
 store.add_datasource("d", **datasets.simulate_nipt("{tmp_path}/d", n_train=40, n_eval=10, n_test=10))
 store.add_scenario("s", model="mlp", params={{"epochs": 1, "hidden": [4]}})
-store.experiment("e", datasource="d", scenario="s")
+store.add_experiment("e", datasource="d", scenario="s")
 for _ in range(7):  # evaluations of several models: model.predict would warn about retracing
     run = store.train("e", force=True, progress=False)
     store.evaluate(run)

@@ -114,7 +114,7 @@ def test_runs_on_a_ray_cluster_are_watched_and_cancelled(ray_head: dict[str, Any
     store.add_datasource("nipt-sim", **data)
     store.add_scenario("mlp-small", model="mlp", params={"hidden": [16], "learning_rate": 0.01, "batch_size": 32,
                                                          "epochs": 3, "seed": 1, "gpus": 0})
-    store.experiment("t21", datasource="nipt-sim", scenario="mlp-small")
+    store.add_experiment("t21", datasource="nipt-sim", scenario="mlp-small")
 
     submitted = store.train("t21", on=ray_head["address"])
     assert submitted.where == ray_head["address"] and submitted.name == "t21@1#1"

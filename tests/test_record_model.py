@@ -144,7 +144,7 @@ class RecordModel(RuleBasedStateMachine):
         path.write_text(yaml.safe_dump(spec))
         said = _cli(self.uri, "import", str(path))["message"]  # "scenario s1@2: created version 2"
         ref, _, summary = said.partition(": ")
-        record = self.store.get(ref.replace(" ", ":"))
+        record = self.store.record(ref.replace(" ", ":"))
         return mm.Record(**{**record.__dict__, "status": summary.split()[0].rstrip(":")})
 
     @precondition(lambda self: any(len(v) > 1 for (k, _), v in self.versions.items() if k == "scenarios"))
@@ -166,7 +166,7 @@ class RecordModel(RuleBasedStateMachine):
         expected = self._define("experiments", name, (pinned, epochs))
         ref = scenario if pin is None else pinned
         if face == "api":
-            record = self.store.experiment(name, datasource="ds", scenario=ref, overrides=overrides)
+            record = self.store.add_experiment(name, datasource="ds", scenario=ref, overrides=overrides)
         elif face == "magic":
             record = _cell(self.ip, f"%%experiment {name}\ndatasource: ds\nscenario: {ref}\n"
                                     f"overrides: {json.dumps(overrides)}\n")
@@ -245,7 +245,7 @@ class RecordModel(RuleBasedStateMachine):
             elif face == "cli" and kind == "experiments":
                 got = _cli(self.uri, "get", name)
             else:
-                got = self.store.get(f"{kind[:-1]}:{name}").data
+                got = self.store.record(f"{kind[:-1]}:{name}").data
             version = got["version"]
             assert version == len(versions), (kind, name, version, len(versions))
             assert "trial" not in got
@@ -268,17 +268,17 @@ class RecordModel(RuleBasedStateMachine):
             assert list(history["version"]) == list(range(1, len(versions) + 1))
             same = [f"{name}@{s}" if s else "" for s in self.same[(kind, name)]]
             assert (list(history["same_as"]) if "same_as" in history else [""] * len(versions)) == same
-            last = self.store.get(f"{kind[:-1]}:{name}@{len(versions)}")
+            last = self.store.record(f"{kind[:-1]}:{name}@{len(versions)}")
             assert last.version == len(versions)
 
     @invariant()
     def listings_show_the_latest_and_mark_trials(self) -> None:
-        experiments = self.store.list("experiments")
+        experiments = self.store.ls("experiments")
         assert dict(zip(experiments["name"], experiments["version"])) == {
             n: len(v) for (k, n), v in self.versions.items() if k == "experiments"}
         assert "trial" not in experiments
         if self.trials:
-            every = self.store.list("experiments", trials=True)
+            every = self.store.ls("experiments", trials=True)
             marked = every[every["trial"] != ""]
             assert sorted(marked["trial"]) == sorted(self.trials)
         for ref, (pinned, epochs, lr) in self.trials.items():

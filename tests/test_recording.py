@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 import mlmd_magic as mm
-from mlmd_magic.core.secrets import redact
-from mlmd_magic.core.session import action_context
+from mlmd_magic.backend.secrets import redact
+from mlmd_magic.backend.session import action_context
 from mlmd_magic.core.values import canonical_json, content_hash
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -32,7 +32,7 @@ def test_failed_action_is_recorded_and_writes_nothing_else(mem_store: mm.Store) 
     mem_store.add_scenario("s", model="mlp", params={"epochs": 3})
     artifacts = len(mem_store.mlmd.get_artifacts())
     with pytest.raises(mm.NotFoundError):
-        mem_store.experiment("e", datasource="missing", scenario="s")
+        mem_store.add_experiment("e", datasource="missing", scenario="s")
     assert len(mem_store.mlmd.get_artifacts()) == artifacts
     name, state, execution = _executions(mem_store)[-1]
     assert (name, state) == ("mlmd_magic.DefineExperiment", pb.Execution.FAILED)
@@ -67,6 +67,25 @@ def test_api_calls_record_their_arguments_redacted(mem_store: mm.Store) -> None:
     args = json.loads(e.properties["arguments"].string_value)
     assert args["params"] == {"epochs": 3, "db": "mysql://u:***@h/x"}
     assert "source" not in e.properties
+
+
+def test_a_long_parameter_is_recorded_whole(mem_store: mm.Store) -> None:
+    """A 200,000-character parameter is recorded and read back whole (its recorded arguments are
+    redacted in linear time: how fast, benchmarks/bench_hostile.py)."""
+    value = "a" * 200_000
+    mem_store.add_scenario("big", model="mlp", params={"x": value})
+    assert mem_store.get_scenario("big")["params"]["x"] == value
+
+
+def test_unrecorded_reads_still_record_writes(store_with_experiment: mm.Store) -> None:
+    """Inside ``store.unrecorded()`` reads leave no execution; a write there is still recorded."""
+    trained = store_with_experiment
+    before = len(trained.mlmd.get_executions())
+    with trained.unrecorded():
+        trained.get_experiment("e")
+        trained.history("e")
+        record = trained.add_experiment("e", datasource="nipt", scenario="s", overrides={"epochs": 3})
+    assert record.version == 2 and len(trained.mlmd.get_executions()) == before + 1
 
 
 def test_a_seeded_random_module_does_not_repeat_execution_ids(mem_store: mm.Store) -> None:
@@ -146,7 +165,7 @@ def test_redact(text: str, expected: str) -> None:
 
 
 def test_known_secrets_are_masked_everywhere() -> None:
-    from mlmd_magic.core import secrets as _secrets
+    from mlmd_magic.backend import secrets as _secrets
 
     _secrets.remember("zz-unusual-secret-zz")
     assert redact("it was zz-unusual-secret-zz all along") == "it was *** all along"
@@ -157,7 +176,7 @@ def test_closed_store_says_how_to_reconnect() -> None:
     store.close()
     assert "closed" in repr(store)
     with pytest.raises(mm.StoreError, match="connect again"):
-        store.list("scenarios")
+        store.ls("scenarios")
 
 
 def test_import_does_not_load_tensorflow() -> None:
@@ -171,7 +190,7 @@ def test_import_does_not_load_tensorflow() -> None:
 
 
 def test_a_panel_that_fails_to_refresh_never_fails_what_was_recorded(caplog: pytest.LogCaptureFixture) -> None:
-    from mlmd_magic.core import session
+    from mlmd_magic.backend import session
 
     class BrokenPanel:
         def store_written(self, label: str, action: str) -> None:
@@ -282,8 +301,8 @@ def test_records_written_now_store_the_hashes_of_the_old_algorithm(
                                                          "note": "é\"\\\n", "dropout": 0.5, "flag": True})
     store.add_scenario("mlp-small", model="mlp", params={"hidden": (16,), "epochs": 3, "empty": {}, "none": None},
                        description="second")
-    store.experiment("t21", datasource="tfr", scenario="mlp-small@1", overrides={"epochs": 1})
-    store.experiment("t21", datasource="csv", scenario="mlp-small", overrides={"hidden": [4]}, description="autre")
+    store.add_experiment("t21", datasource="tfr", scenario="mlp-small@1", overrides={"epochs": 1})
+    store.add_experiment("t21", datasource="csv", scenario="mlp-small", overrides={"hidden": [4]}, description="autre")
     store.add_policy("release", thresholds=[{"metric": "recall_1", "lower": 0.9}], owner="qa")
     stored = _stored_hashes(store)
     assert {kind for kind, *_ in stored} == {"datasources", "scenarios", "experiments", "policies"}
@@ -314,22 +333,24 @@ def test_content_hash_is_the_old_hand_built_hash(value: dict[str, Any], data: st
 
 # ---------------------------------------------------------------------------- writes without needless reads
 
-def test_a_version_equal_to_an_older_one_leaves_the_next_write_optimistic(
-        mem_store: mm.Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    # back to v1's content: the optimistic write fails (v1's external id is taken) and a look at
-    # the store writes v3 same_as v1. No other writer was met: the next version is written
-    # without the record's lock and without reading the store, as any other
-    records_ = mem_store._records
+def test_a_version_equal_to_an_older_one_leaves_the_next_write_optimistic(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Back to v1's content: the optimistic write fails (v1's external id is taken) and a look at
+    the store, under the backend's record lock, writes v3 same_as v1. No other writer was met:
+    the next version is written without the record's lock and without reading the store, as any
+    other (MLMD reads counted on the store's MLMD connection)."""
+    from mlmd_magic.backend.connection import MemoryBackend
+
     locks: list[str] = []
-    real_lock = records_._record_lock
+    real_lock = MemoryBackend.record_lock
 
     @contextlib.contextmanager
-    def lock(key: str) -> Any:
+    def lock(self: Any, key: str) -> Any:
         locks.append(key)
-        with real_lock(key) as held:
+        with real_lock(self, key) as held:
             yield held
 
-    monkeypatch.setattr(records_, "_record_lock", lock)
+    monkeypatch.setattr(MemoryBackend, "record_lock", lock)
+    mem_store = mm.connect("memory://")
     mem_store.add_scenario("s", model="mlp", params={"v": 1})
     mem_store.add_scenario("s", model="mlp", params={"v": 2})
     again = mem_store.add_scenario("s", model="mlp", params={"v": 1})
@@ -341,3 +362,4 @@ def test_a_version_equal_to_an_older_one_leaves_the_next_write_optimistic(
         monkeypatch.setattr(mem_store.mlmd, method, lambda *a, _m=method, **k: reads.append(_m))
     assert mem_store.add_scenario("s", model="mlp", params={"v": 3}).version == 4
     assert (locks, reads) == ([], [])
+    mem_store.close()

@@ -1,4 +1,5 @@
-"""Versioned records on every backend (memory, SQLite file, MariaDB)."""
+"""Versioned records on every backend (memory, SQLite file, MariaDB): names and version
+references, parameters (dotted keys refused), history, diff and the facade's grammar."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
 
 import mlmd_magic as mm
 
@@ -27,7 +30,7 @@ def _setup(store: mm.Store, data: Path) -> None:
 
 def test_experiment_round_trip(store: mm.Store, tfrecord_dir: Path) -> None:
     _setup(store, tfrecord_dir)
-    rec = store.experiment("t21-baseline", datasource="nipt-sim", scenario="mlp-small",
+    rec = store.add_experiment("t21-baseline", datasource="nipt-sim", scenario="mlp-small",
                            overrides={"epochs": 5, "optimizer.name": "sgd"})
     assert (rec.ref, rec.status) == ("t21-baseline@1", "created")
     params = store.get_experiment("t21-baseline")
@@ -45,30 +48,30 @@ def test_experiment_round_trip(store: mm.Store, tfrecord_dir: Path) -> None:
 
 def test_versions_and_unchanged(store: mm.Store, tfrecord_dir: Path) -> None:
     _setup(store, tfrecord_dir)
-    first = store.experiment("t21", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 5})
-    again = store.experiment("t21", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 5})
+    first = store.add_experiment("t21", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 5})
+    again = store.add_experiment("t21", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 5})
     assert again.status == "unchanged" and again.version == 1 and again.id == first.id
-    second = store.experiment("t21", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 7})
+    second = store.add_experiment("t21", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 7})
     assert (second.version, second.status) == (2, "created")
     assert store.get_experiment("t21")["params"]["epochs"] == 7
     assert store.get_experiment("t21@1")["params"]["epochs"] == 5
     # a changed scenario pins the new version in experiments defined afterwards only
     store.add_scenario("mlp-small", model="mlp", params={**PARAMS, "batch_size": 128})
     assert store.get_experiment("t21")["scenario"]["version"] == 1
-    third = store.experiment("t21", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 7})
+    third = store.add_experiment("t21", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 7})
     assert third.version == 3 and store.get_experiment("t21")["params"]["batch_size"] == 128
     # defining the content of an older version again is what NAME gives now: a version that says so
-    pinned = store.experiment("t21", datasource="nipt-sim", scenario="mlp-small@1", overrides={"epochs": 7})
+    pinned = store.add_experiment("t21", datasource="nipt-sim", scenario="mlp-small@1", overrides={"epochs": 7})
     assert (pinned.status, pinned.version, pinned.extra["same_as"]) == ("created", 4, "t21@2")
     assert store.get_experiment("t21")["scenario"]["version"] == 1
-    assert store.experiment("t21", datasource="nipt-sim", scenario="mlp-small@1", overrides={"epochs": 7}).status \
+    assert store.add_experiment("t21", datasource="nipt-sim", scenario="mlp-small@1", overrides={"epochs": 7}).status \
         == "unchanged"
 
 
 def test_reruns_leave_record_counts_unchanged(store: mm.Store, tfrecord_dir: Path) -> None:
     def run() -> None:
         _setup(store, tfrecord_dir)
-        store.experiment("t21", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 5})
+        store.add_experiment("t21", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 5})
         store.get_experiment("t21")
 
     run()
@@ -83,12 +86,13 @@ def test_reruns_leave_record_counts_unchanged(store: mm.Store, tfrecord_dir: Pat
 def test_override_errors_name_the_closest_key(mem_store: mm.Store, tfrecord_dir: Path) -> None:
     _setup(mem_store, tfrecord_dir)
     with pytest.raises(mm.ValidationError, match="did you mean 'learning_rate'"):
-        mem_store.experiment("e", datasource="nipt-sim", scenario="mlp-small", overrides={"learning_rat": 0.1})
+        mem_store.add_experiment("e", datasource="nipt-sim", scenario="mlp-small", overrides={"learning_rat": 0.1})
     with pytest.raises(mm.ValidationError, match=r"did you mean 'optimizer\.beta_1'"):
-        mem_store.experiment("e", datasource="nipt-sim", scenario="mlp-small", overrides={"optimizer": {"beta1": 1}})
+        mem_store.add_experiment("e", datasource="nipt-sim", scenario="mlp-small",
+                                 overrides={"optimizer": {"beta1": 1}})
     with pytest.raises(mm.ValidationError, match="must be a whole number"):
-        mem_store.experiment("e", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": "five"})
-    assert mem_store.list("experiments").empty
+        mem_store.add_experiment("e", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": "five"})
+    assert mem_store.ls("experiments").empty
 
 
 def test_missing_records_and_versions(mem_store: mm.Store, tfrecord_dir: Path) -> None:
@@ -98,7 +102,7 @@ def test_missing_records_and_versions(mem_store: mm.Store, tfrecord_dir: Path) -
     with pytest.raises(mm.NotFoundError, match="versions are 1 to 1"):
         mem_store.get_scenario("mlp-small@4")
     with pytest.raises(mm.NotFoundError, match="no scenario named 'nope'"):
-        mem_store.experiment("e", datasource="nipt-sim", scenario="nope")
+        mem_store.add_experiment("e", datasource="nipt-sim", scenario="nope")
     with pytest.raises(mm.InvalidNameError, match="letters, digits"):
         mem_store.get_experiment("bad name")
     with pytest.raises(mm.InvalidNameError, match="version number"):
@@ -110,6 +114,34 @@ def test_invalid_names_are_rejected_with_the_rule(mem_store: mm.Store, bad: str)
     with pytest.raises(mm.InvalidNameError, match="letters, digits"):
         mem_store.add_scenario(bad, model="mlp", params={})
     assert mem_store.mlmd.get_artifacts() == []
+
+
+@pytest.mark.parametrize("bad", ["abc\n", "t21-baseline\n"])
+def test_a_name_ending_in_a_newline_is_refused(mem_store: mm.Store, bad: str) -> None:
+    """A name ends where it ends: a trailing newline is not a valid last character (as ``$``
+    in a pattern would let it be), for a record, a model, a lookup or a reference."""
+    from mlmd_magic.core.names import parse_ref
+
+    mem_store.add_scenario("abc", model="mlp", params={"a": 1})
+    with pytest.raises(mm.InvalidNameError, match="invalid scenario name"):
+        mem_store.add_scenario(bad, model="mlp", params={"a": 1})
+    with pytest.raises(mm.InvalidNameError):
+        mem_store.add_scenario("s", model=bad, params={"a": 1})
+    with pytest.raises(mm.InvalidNameError):
+        mem_store.get_scenario(bad)
+    with pytest.raises(mm.InvalidNameError):
+        parse_ref(f"{bad.strip()}@1\n")
+    assert mem_store.names("scenarios") == ["abc"]
+
+
+@pytest.mark.parametrize("ref", ["abc@²", "abc@१", "abc@1²", "abc@٣"])
+def test_a_version_in_other_digits_is_a_validation_error(mem_store: mm.Store, ref: str) -> None:
+    """Superscripts and other scripts' digits are not a version number: refused, not looked up."""
+    mem_store.add_scenario("abc", model="mlp", params={"a": 1})
+    with pytest.raises(mm.InvalidNameError, match="must be a version number"):
+        mem_store.get_scenario(ref)
+    with pytest.raises(mm.InvalidNameError):
+        mem_store.evaluate(f"model:{ref[4:]}")
 
 
 def test_text_with_nul_is_refused_on_every_backend(store: mm.Store) -> None:
@@ -179,33 +211,33 @@ def test_csv_and_npz_sources(mem_store: mm.Store, csv_dir: Path, npz_dir: Path) 
 def test_list_where_limit_and_versions(store: mm.Store, tfrecord_dir: Path) -> None:
     _setup(store, tfrecord_dir)
     for i, epochs in enumerate([3, 5, 8]):
-        store.experiment(f"t21-{i}", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": epochs})
-    store.experiment("t21-0", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 4})
-    table = store.list("experiments")  # the most recently changed first, each at its latest version
+        store.add_experiment(f"t21-{i}", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": epochs})
+    store.add_experiment("t21-0", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 4})
+    table = store.ls("experiments")  # the most recently changed first, each at its latest version
     assert list(table["name"]) == ["t21-0", "t21-2", "t21-1"]
     assert list(table["version"]) == [2, 1, 1]
-    assert len(store.list("experiments", all_versions=True)) == 4
-    assert list(store.list("experiments", all_versions=True)["version"]) == [2, 1, 1, 1]
-    assert list(store.list("experiments", where="epochs >= 5")["name"]) == ["t21-2", "t21-1"]
-    assert list(store.list("experiments", where="name ~ 't21-*' and params.epochs < 5")["name"]) == ["t21-0"]
-    assert list(store.list("experiments", where="model == mlp", limit=2)["name"]) == ["t21-0", "t21-2"]
-    assert list(store.list("experiments", where="model == mlp", limit=2, offset=2)["name"]) == ["t21-1"]
-    assert list(store.list("exp", where="optimizer.name == 'adam' or epochs == 8")["name"]) == [
+    assert len(store.ls("experiments", all_versions=True)) == 4
+    assert list(store.ls("experiments", all_versions=True)["version"]) == [2, 1, 1, 1]
+    assert list(store.ls("experiments", where="epochs >= 5")["name"]) == ["t21-2", "t21-1"]
+    assert list(store.ls("experiments", where="name ~ 't21-*' and params.epochs < 5")["name"]) == ["t21-0"]
+    assert list(store.ls("experiments", where="model == mlp", limit=2)["name"]) == ["t21-0", "t21-2"]
+    assert list(store.ls("experiments", where="model == mlp", limit=2, offset=2)["name"]) == ["t21-1"]
+    assert list(store.ls("exp", where="optimizer.name == 'adam' or epochs == 8")["name"]) == [
         "t21-0", "t21-2", "t21-1"]
-    assert store.list("datasources").loc[0, "splits"] == "eval=15, test=10, train=50"
+    assert store.ls("datasources").loc[0, "splits"] == "eval=15, test=10, train=50"
     with pytest.raises(mm.ValidationError, match="unknown record kind"):
-        store.list("widgets")
+        store.ls("widgets")
     with pytest.raises(mm.ValidationError, match="expected an operator"):
-        store.list("experiments", where="epochs 5")
+        store.ls("experiments", where="epochs 5")
     with pytest.raises(mm.ValidationError, match="positive whole number"):
-        store.list("experiments", limit=0)
+        store.ls("experiments", limit=0)
 
 
 def test_history_and_diff(store: mm.Store, tfrecord_dir: Path) -> None:
     _setup(store, tfrecord_dir)
-    store.experiment("a", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 5})
-    store.experiment("a", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 6, "batch_size": 32})
-    store.experiment("b", datasource="nipt-sim", scenario="mlp-small")
+    store.add_experiment("a", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 5})
+    store.add_experiment("a", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 6, "batch_size": 32})
+    store.add_experiment("b", datasource="nipt-sim", scenario="mlp-small")
     hist = store.history("a")
     assert list(hist["version"]) == [1, 2]
     d = store.diff("a@1", "a@2")
@@ -222,16 +254,16 @@ def test_history_and_diff(store: mm.Store, tfrecord_dir: Path) -> None:
 
 def test_ambiguous_names_need_a_kind(mem_store: mm.Store, tfrecord_dir: Path) -> None:
     _setup(mem_store, tfrecord_dir)
-    mem_store.experiment("mlp-small", datasource="nipt-sim", scenario="mlp-small")
+    mem_store.add_experiment("mlp-small", datasource="nipt-sim", scenario="mlp-small")
     with pytest.raises(mm.AmbiguousRefError, match="kind="):
         mem_store.history("mlp-small")
     assert list(mem_store.history("mlp-small", kind="scenario")["version"]) == [1]
-    assert mem_store.get("mlp-small", kind="experiments").kind == "experiments"
+    assert mem_store.record("mlp-small", kind="experiments").kind == "experiments"
 
 
 def test_record_reprs(mem_store: mm.Store, tfrecord_dir: Path) -> None:
     _setup(mem_store, tfrecord_dir)
-    rec = mem_store.experiment("e", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 2},
+    rec = mem_store.add_experiment("e", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 2},
                                description="first try")
     text = repr(rec)
     assert text.startswith("Experiment e@1 (created version 1)")
@@ -244,7 +276,7 @@ def test_store_readable_by_plain_mlmd(tmp_path: Path, tfrecord_dir: Path) -> Non
     path = tmp_path / "plain.sqlite"
     store = mm.connect(f"sqlite:///{path}")
     _setup(store, tfrecord_dir)
-    store.experiment("t21", datasource="nipt-sim", scenario="mlp-small")
+    store.add_experiment("t21", datasource="nipt-sim", scenario="mlp-small")
     store.get_experiment("t21")
     store.close()
 
@@ -279,14 +311,14 @@ def test_store_readable_by_plain_mlmd(tmp_path: Path, tfrecord_dir: Path) -> Non
 
 def test_where_on_a_key_no_record_has_is_an_error(store: mm.Store, tfrecord_dir: Path) -> None:
     _setup(store, tfrecord_dir)
-    store.experiment("t21", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 3})
+    store.add_experiment("t21", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 3})
     with pytest.raises(mm.ValidationError, match=r"no record has a key 'epoch'.*did you mean 'epochs'"):
-        store.list("experiments", where="epoch >= 2")
+        store.ls("experiments", where="epoch >= 2")
     with pytest.raises(mm.ValidationError, match=r"no record has a key 'nmae'.*did you mean 'name'"):
-        store.list("scenarios", where="nmae ~ 'mlp*'")
-    assert list(store.list("experiments", where="epochs >= 2")["name"]) == ["t21"]
-    assert store.list("experiments", where="epochs >= 99").empty  # a known key matching nothing: no error
-    table = store.list("experiments")  # parameters as columns, not JSON text
+        store.ls("scenarios", where="nmae ~ 'mlp*'")
+    assert list(store.ls("experiments", where="epochs >= 2")["name"]) == ["t21"]
+    assert store.ls("experiments", where="epochs >= 99").empty  # a known key matching nothing: no error
+    table = store.ls("experiments")  # parameters as columns, not JSON text
     assert table.loc[0, "epochs"] == 3 and table.loc[0, "optimizer.name"] == "adam"
     assert "params" not in table.columns
 
@@ -294,7 +326,7 @@ def test_where_on_a_key_no_record_has_is_an_error(store: mm.Store, tfrecord_dir:
 def test_a_record_shows_hyperparameters_first_overrides_marked_features_folded(mem_store: mm.Store,
                                                                                 tfrecord_dir: Path) -> None:
     _setup(mem_store, tfrecord_dir)
-    record = mem_store.experiment("t21", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 3})
+    record = mem_store.add_experiment("t21", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 3})
     page = record._repr_html_()
     assert page.index("hyperparameters") < page.index("datasource.name")
     assert "<b>3</b> ✎" in page and "<b>64</b>" not in page  # only the overridden value is marked
@@ -380,14 +412,14 @@ def test_a_created_record_is_the_record_read_back(store: mm.Store) -> None:
     params = {"z": 1, "a": {"y": [1, 2.5, None], "b": True}, "m": (3, "x"), "f": np.float64(0.25), "i": np.int32(7)}
     for description in (None, "", "small"):
         created = store.add_scenario("s", model="mlp", params=params, description=description)
-        fetched = store.get("s", kind="scenario")
+        fetched = store.record("s", kind="scenario")
         assert created.status == "created" and created.ref == fetched.ref
         assert _typed(created.data) == _typed(fetched.data)
         assert (created.name, created.version, created.id, created.extra) == (
             fetched.name, fetched.version, fetched.id, fetched.extra)
         params = {**params, "z": params["z"] + 1}
     again = store.add_scenario("s", model="mlp", params=dict(params, z=params["z"] - 1), description="small")
-    assert again.status == "unchanged" and _typed(again.data) == _typed(store.get("s@3", kind="scenario").data)
+    assert again.status == "unchanged" and _typed(again.data) == _typed(store.record("s@3", kind="scenario").data)
 
 
 def test_unchanged_only_against_the_store_s_latest(tmp_path: Path, tfrecord_dir: Path) -> None:
@@ -401,3 +433,69 @@ def test_unchanged_only_against_the_store_s_latest(tmp_path: Path, tfrecord_dir:
         again = a.add_scenario("sc", model="mlp", params={"epochs": 2})
         assert (again.status, again.version, again.extra["same_as"]) == ("created", 4, "sc@2")
         assert b.get_scenario("sc")["params"] == {"epochs": 2}
+
+
+def test_the_facade_speaks_one_grammar_and_old_names_warn(mem_store: mm.Store, tmp_path: Path) -> None:
+    """add_KIND defines, get_KIND gives a plain dict, record gives a Record, ls a table; the first
+    releases' names still work for one release, each with a DeprecationWarning naming the new one."""
+    import pandas as pd
+
+    from mlmd_magic import datasets
+
+    mem_store.add_datasource("d", **datasets.simulate_nipt(str(tmp_path / "d"), n_train=8, n_eval=4, n_test=4))
+    mem_store.add_scenario("s", model="mlp", params={"epochs": 1})
+    made = mem_store.add_experiment("e", datasource="d", scenario="s")
+    assert isinstance(mem_store.get_experiment("e"), dict) and mem_store.record("e").ref == made.ref == "e@1"
+    assert isinstance(mem_store.ls("experiments"), pd.DataFrame)
+    calls = {"experiment": ("add_experiment", ("e2",), {"datasource": "d", "scenario": "s"}),
+             "get": ("record", ("e",), {}), "list": ("ls", ("experiments",), {})}
+    for old, (new, args, kwargs) in calls.items():
+        with pytest.warns(DeprecationWarning, match=rf"Store\.{old} is now Store\.{new}; the old name goes"):
+            result = getattr(mem_store, old)(*args, **kwargs)
+        assert type(result) is type(getattr(mem_store, new)(*args, **kwargs))
+    with pytest.warns(DeprecationWarning, match=r"Store\.get_sweep is now Store\.sweep_results"):
+        with pytest.raises(mm.NotFoundError):
+            mem_store.get_sweep("none")
+    public = {name for name in dir(mm.Store) if not name.startswith("_")}
+    assert not {"experiment", "get", "list", "get_sweep"} - public  # kept, for one release
+
+
+# ---------------------------------------------------------------------------- dotted parameter keys
+# "a.b" addresses key b of mapping a (in overrides, filters, diffs): a key holding "." itself
+# would be read as two.
+
+
+@pytest.mark.parametrize("params", [{"a.b": 1, "a": {"b": 2}}, {"a.b": 1}, {"opt": {"lr.max": 0.1}}])
+def test_a_dotted_parameter_key_is_refused(mem_store: mm.Store, params: dict[str, Any]) -> None:
+    with pytest.raises(mm.ValidationError, match=r"holds '\.', which addresses a nested key.*nest it.*use '_'"):
+        mem_store.add_scenario("s", model="mlp", params=params)
+    assert mem_store.mlmd.get_artifacts() == []
+
+
+def test_a_dotted_parameter_key_in_a_cell_is_refused_and_dotted_overrides_still_work(ip: InteractiveShell,
+                                                                                     tmp_path: Path) -> None:
+    from mlmd_magic import datasets
+
+    ip.run_line_magic("mlmd", "connect memory://")
+    with pytest.raises(UsageError, match=r"parameter key 'a\.b'"):
+        ip.run_cell_magic("scenario", "s", "model: mlp\na.b: 1\na: {b: 5}\n")
+    mem_store = mm.current_store()
+    assert mem_store.mlmd.get_artifacts() == []
+    mem_store.add_datasource("d", **datasets.simulate_nipt(str(tmp_path), n_train=4, n_eval=2, n_test=2))
+    mem_store.add_scenario("s", model="mlp", params={"a": {"b": 2}, "c": 1})
+    mem_store.add_experiment("e", datasource="d", scenario="s", overrides={"a.b": 5})
+    assert mem_store.get_experiment("e")["params"] == {"a": {"b": 5}, "c": 1}
+    mem_store.add_experiment("e", datasource="d", scenario="s", overrides={"a.b": 6})
+    assert mem_store.diff("e@1", "e@2").to_dict()["params.a.b"] == {"a": 5, "b": 6}
+
+
+def test_feature_names_are_refused_only_where_ambiguous(mem_store: mm.Store, tmp_path: Path) -> None:
+    """A data source's feature may be named "fetal.fraction"; only two keys that read the same are refused."""
+    from mlmd_magic import datasets
+
+    spec = datasets.simulate_nipt(str(tmp_path), n_train=4, n_eval=2, n_test=2)
+    spec.pop("features", None)
+    with pytest.raises(mm.ValidationError, match=r"two keys that both read 'a.b'"):
+        mem_store.add_datasource("d", **spec, features={"a.b": 1, "a": {"b": 2}})
+    record = mem_store.add_datasource("d", **spec, features={"fetal.fraction": {"dtype": "float", "shape": [1]}})
+    assert record.version == 1

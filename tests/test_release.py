@@ -40,7 +40,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                                                               n_test=200))
     store.add_scenario("mlp-small", model="mlp", params={"hidden": [16], "learning_rate": 0.01, "batch_size": 32,
                                                          "epochs": 1, "seed": 1})
-    store.experiment("t21", datasource="nipt-sim", scenario="mlp-small")
+    store.add_experiment("t21", datasource="nipt-sim", scenario="mlp-small")
     result = store.train("t21", progress=False)
     store.close()
     return {"uri": uri, "root": root, "run": result}
@@ -75,13 +75,13 @@ def test_policy_versions_and_evaluation_under_it(store: mm.Store, trained: dict[
     (execution,) = [e for e in store.mlmd.get_executions_by_type("mlmd_magic.Evaluate")
                     if _events(store, e.id, pb.Event.OUTPUT)[0].id == blessed.id]
     assert "release-api@2" in {a.name for a in _events(store, execution.id, pb.Event.INPUT)}
-    models = store.list("models")
+    models = store.ls("models")
     assert "release-api@2: BLESSED" in models.loc[models["model"] == trained["run"].model_id, "verdicts"].iloc[0]
-    evaluations = store.list("evaluations")
+    evaluations = store.ls("evaluations")
     row = evaluations[evaluations["evaluation"] == failed.id].iloc[0]
     assert row["policy"] == "release-api@1" and row["verdict"] == "NOT BLESSED"
     assert "ff_mid: recall_T21 >= 0.999" in row["failed_checks"] and row["model"] == trained["run"].name
-    assert set(store.list("policies")["name"]) >= {"release-api"}
+    assert set(store.ls("policies")["name"]) >= {"release-api"}
 
 
 @pytest.mark.parametrize(("slices", "thresholds", "message"), [
@@ -360,7 +360,7 @@ def test_the_store_browser_has_a_policies_tab_and_evaluations_name_their_policy(
     store.add_policy("release-tab", slices=SLICES, thresholds=FAILS, owner="lead", description="stricter")
     versions = store.details("policies", "release-tab@2").split("<summary>versions</summary>", 1)[1]
     assert "stricter" in versions and "recall_T21 &gt;= 0.999" in versions  # who changed what, per version
-    row = store.list("evaluations", where=f"evaluation == {evaluation.id}").iloc[0]
+    row = store.ls("evaluations", where=f"evaluation == {evaluation.id}").iloc[0]
     assert row["policy"] == "release-tab@1" and row["verdict"] == "BLESSED"
     assert store.evaluation(evaluation.id).policy == "release-tab@1"
     assert "confusion matrix, overall" in store.evaluation(evaluation.id)._repr_html_()
@@ -417,7 +417,7 @@ def test_kind_prefixed_references_name_a_policy_on_every_face(store: mm.Store, i
     store.add_policy("release-prefix", slices=SLICES, thresholds=PASSES)
     store.add_policy("release-prefix", slices=SLICES, thresholds=FAILS)
     assert list(store.history("policy:release-prefix")["version"]) == [1, 2]
-    assert store.get("policy:release-prefix@1").ref == "release-prefix@1"
+    assert store.record("policy:release-prefix@1").ref == "release-prefix@1"
     changed = store.diff("policy:release-prefix@1", "policy:release-prefix@2")
     assert any(c.key.startswith("thresholds") for c in changed.changes)
     # a policy's thresholds differ item by item, not as two long lists

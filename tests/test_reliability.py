@@ -1,4 +1,5 @@
-"""Reliability: concurrent kernels, lost connections, killed kernels, schema evolution."""
+"""Reliability: concurrent kernels, lost connections, killed kernels, schema evolution, damaged
+and removed SQLite files."""
 
 from __future__ import annotations
 
@@ -145,7 +146,7 @@ def test_a_kernel_killed_mid_training_is_marked_failed(tmp_path: Path) -> None:
     store.add_datasource("nipt-sim", **datasets.simulate_nipt(str(tmp_path / "d"), n_train=64, n_eval=16,
                                                               n_test=16))
     store.add_scenario("slow", model="mlp", params={"hidden": [4], "epochs": 200, "batch_size": 32})
-    store.experiment("t21", datasource="nipt-sim", scenario="slow")
+    store.add_experiment("t21", datasource="nipt-sim", scenario="slow")
     env = {**os.environ, "MLMD_MAGIC_RUNS_DIR": str(tmp_path / "runs")}
     kernel = subprocess.Popen([sys.executable, "-c", _SLOW_TRAIN, uri], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -221,7 +222,7 @@ def test_a_store_written_by_0_1_0_opens_and_grows(tmp_path: Path) -> None:
     same = store.add_scenario("mlp-small", model="mlp", params={"hidden": [8], "epochs": 2, "optimizer": {"lr": 0.01}})
     assert (same.version, same.status) == (1, "unchanged")  # content hashes are stable across versions
     assert store.add_scenario("mlp-small", model="mlp", params={"hidden": [16]}).version == 2
-    assert list(store.list("experiments")["name"]) == ["t21"]
+    assert list(store.ls("experiments")["name"]) == ["t21"]
 
 
 def test_types_gain_properties_compatibly(tmp_path: Path) -> None:
@@ -284,45 +285,73 @@ def test_a_retry_after_a_lost_answer_records_once(mem_store: mm.Store) -> None:
     (False, 1, True, ["lock", "conflict", "lock", "sleep", "commit", "unlock", "unlock"]),
 ])
 def test_writers_of_one_record_take_turns_once_they_have_met(
-        mem_store: mm.Store, monkeypatch: pytest.MonkeyPatch, lock_held: bool, conflicts: int, contended: bool,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lock_held: bool, conflicts: int, contended: bool,
         expected: list[str]) -> None:
-    # the order of tries, locks and backoffs when another writer takes the next version number
+    """What a writer does, as the store and the other writers see it, when another writer takes
+    the version number it was about to write: its writes to MLMD (each one committed or lost to
+    the other writer), the backend's record lock (held, or not to be had) and its backoffs.
+
+    The other writer is real: another connection to the same SQLite file that writes the next
+    version just before ours reaches MLMD. The backend's lock is the one seam: SQLite has none,
+    so a stand-in says it is held (as MySQL's GET_LOCK does) or cannot be had (a restarting server)."""
     import contextlib
 
-    from mlmd_magic.backend.recorder import Conflict
-    from mlmd_magic.store import records
+    from mlmd_magic.backend.connection import SqliteBackend
 
+    uri = f"sqlite:///{tmp_path}/turns.sqlite"
     log: list[str] = []
+    other_writing = [False]  # the other writer's own lock and backoffs are its business: not logged
 
     @contextlib.contextmanager
-    def lock(key: str) -> Any:
+    def record_lock(self: Any, key: str) -> Any:
+        if other_writing[0]:
+            yield False  # SQLite's: none
+            return
         log.append("lock")
         yield lock_held
         log.append("unlock")
 
-    records_ = mem_store._records
-    commit = records_.recorder.commit
-    left = [0]
+    def sleep(seconds: float) -> None:
+        if not other_writing[0]:
+            log.append("sleep")
 
-    def losing_commit(act: Any, error: BaseException | None = None) -> None:
-        if left[0] and act.state == "COMPLETE":
-            left[0] -= 1
+    monkeypatch.setattr(SqliteBackend, "record_lock", record_lock)
+    store = mm.connect(uri)
+    real_write = store.mlmd.put_execution
+    rivals = [0]
+
+    def write(*args: Any, **kwargs: Any) -> Any:
+        if rivals[0]:  # the other writer gets there first, with the version number ours is about to take
+            rivals[0] -= 1
+            other_writing[0] = True
+            try:
+                other = mm.connect(uri)
+                other.add_scenario("a", model="mlp", params={"other": len(log)})
+                other.close()
+            finally:
+                other_writing[0] = False
+        try:
+            written = real_write(*args, **kwargs)
+        except Exception:
             log.append("conflict")
-            raise Conflict("another writer took it")
+            raise
         log.append("commit")
-        commit(act, error)
+        return written
 
-    monkeypatch.setattr(records_, "_record_lock", lock)
-    monkeypatch.setattr(records_.recorder, "commit", losing_commit)
-    monkeypatch.setattr(records.time, "sleep", lambda seconds: log.append("sleep"))
-    mem_store.add_scenario("a", model="mlp", params={"v": 0})
+    store.add_scenario("a", model="mlp", params={"v": 0})
+    monkeypatch.setattr(store.mlmd, "put_execution", write)
+    monkeypatch.setattr(time, "sleep", sleep)
+    if contended:  # a race lost a moment ago
+        rivals[0] = 1
+        store.add_scenario("a", model="mlp", params={"v": -1})
     log.clear()
-    left[0] = conflicts
-    if contended:
-        records_._contended["Scenario:a"] = time.monotonic()
-    assert mem_store.add_scenario("a", model="mlp", params={"v": 1}).version == 2
+    rivals[0] = conflicts
+    written = store.add_scenario("a", model="mlp", params={"v": 1})
     assert log == expected
-    assert [e.last_known_state for e in mem_store.mlmd.get_executions()] == [pb.Execution.COMPLETE] * 2
+    versions = store.ls("scenarios", all_versions=True)
+    assert written.version == len(versions) == 2 + conflicts + 2 * contended  # every write kept its own version
+    assert [e.last_known_state for e in store.mlmd.get_executions_by_type("mlmd_magic.AddScenario")] == \
+        [pb.Execution.COMPLETE] * written.version  # a lost race left no execution behind
 
 
 def test_a_context_met_again_under_another_id_is_named_by_the_new_one(mem_store: mm.Store) -> None:
@@ -341,3 +370,74 @@ def test_a_context_met_again_under_another_id_is_named_by_the_new_one(mem_store:
     assert other in [c.id for c in mem_store.mlmd.get_contexts_by_execution(latest.id)]
     recorder.forget_context("Scenario", "a")
     assert ("Scenario", "a") not in recorder._context_refs
+
+
+# ---------------------------------------------------------------------------- damaged and removed SQLite files
+
+
+def _damaged_store(tmp_path: Path) -> Path:
+    """A SQLite store of 20 scenarios, checkpointed: all of it in the file itself."""
+    path = tmp_path / "s.sqlite"
+    store = mm.connect(f"sqlite:///{path}")
+    for i in range(20):
+        store.add_scenario(f"s{i}", model="mlp", params={"x": "y" * 2000})
+    store.close()
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    return path
+
+
+def _overwrite(path: Path, page: int, size: int = 4096) -> None:
+    with open(path, "r+b") as fh:
+        fh.seek(page * size)
+        fh.write(b"\xa5" * size if page else b"not a database!!")
+
+
+def test_a_damaged_sqlite_file_is_reported_as_damaged(tmp_path: Path) -> None:
+    """A damaged header or schema page: connecting says the file is damaged and to restore it
+    from a backup (MLMD saw "a subset of tables" and retried; how fast the refusal comes:
+    benchmarks/bench_hostile.py). Damage that only a read meets: a StoreError saying so, not
+    MLMD's query text."""
+    path = _damaged_store(tmp_path)
+    good = path.read_bytes()
+    for page in (0, 1):  # the header; the schema's table
+        path.write_bytes(good)
+        _overwrite(path, page)
+        with pytest.raises(mm.StoreConnectionError, match=r"is damaged \((file is not a database|database disk "
+                                                          r"image is malformed)\).*Restore it from a backup"):
+            mm.connect(f"sqlite:///{path}")
+    found = False
+    for page in range(len(good) // 4096 - 1, 1, -1):
+        path.write_bytes(good)
+        _overwrite(path, page)
+        try:
+            store = mm.connect(f"sqlite:///{path}")
+        except mm.StoreConnectionError:
+            continue
+        try:
+            store.ls("scenarios", all_versions=True)
+            [store.get_scenario(f"s{i}") for i in range(20)]
+        except mm.StoreError as exc:
+            assert "is damaged (database disk image is malformed)" in str(exc), str(exc)[:300]
+            found = True
+            break
+        finally:
+            store.close()
+    assert found
+
+
+def test_a_sqlite_file_removed_or_replaced_while_connected_is_noticed(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    store = mm.connect(f"sqlite:///{path}")
+    assert store.add_scenario("s", model="mlp", params={"a": 1}).ref == "s@1"
+    os.remove(path)
+    with pytest.raises(mm.StoreError, match="was removed while connected"):
+        store.add_scenario("s", model="mlp", params={"a": 2})
+    with pytest.raises(mm.StoreError, match="was removed while connected"):
+        store.get_scenario("s")
+    other = mm.connect(f"sqlite:///{tmp_path}/other.sqlite")
+    other.close()
+    os.replace(tmp_path / "other.sqlite", path)
+    with pytest.raises(mm.StoreError, match="was replaced by another file"):
+        store.add_scenario("s", model="mlp", params={"a": 2})

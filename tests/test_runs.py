@@ -1,12 +1,18 @@
-"""Training and evaluation on record: Train/Evaluate executions, caching, cancel, lineage, verdicts."""
+"""Training and evaluation on record: Train/Evaluate executions, caching (model builders
+included), cancel, lineage (unknown references too), verdicts."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
 from ml_metadata.metadata_store import metadata_store as ms
 from ml_metadata.proto import metadata_store_pb2 as pb
 
@@ -33,7 +39,7 @@ def _setup(s: mm.Store, nipt: dict[str, Any]) -> mm.Store:
     s.add_datasource("nipt-sim", **nipt)
     s.add_scenario("mlp-small", model="mlp", params={"hidden": [32], "learning_rate": 0.01, "batch_size": 32,
                                                      "epochs": 2, "seed": 1})
-    s.experiment("t21", datasource="nipt-sim", scenario="mlp-small")
+    s.add_experiment("t21", datasource="nipt-sim", scenario="mlp-small")
     return s
 
 
@@ -57,15 +63,15 @@ def test_train_records_inputs_outputs_and_progress(store: mm.Store) -> None:
     assert json.loads(execution.properties["progress"].string_value)["epoch"] == 2
     details = json.loads(execution.properties["details"].string_value)
     assert details["history"]["loss"] and details["device"] == "cpu"
-    runs, models = store.list("runs"), store.list("models")
+    runs, models = store.ls("runs"), store.ls("models")
     assert list(runs["state"]) == ["COMPLETE"] and list(runs["experiment"]) == ["t21@1"]
     # who trained it, on the run: listed, and a filter can ask for it
-    from mlmd_magic.core.session import current_session
+    from mlmd_magic.backend.session import current_session
 
     user = current_session().user
     assert list(runs["user"]) == [user] and execution.properties["user"].string_value == user
-    assert len(store.list("runs", where=f"user == '{user}'")) == 1
-    assert store.list("runs", where="user == 'somebody-else'").empty
+    assert len(store.ls("runs", where=f"user == '{user}'")) == 1
+    assert store.ls("runs", where="user == 'somebody-else'").empty
     assert list(models["model"]) == [model_id]
 
 
@@ -90,6 +96,52 @@ def test_identical_run_is_cached_unless_forced(store: mm.Store) -> None:
     assert states == [pb.Execution.COMPLETE, pb.Execution.CACHED, pb.Execution.COMPLETE]
 
 
+def test_re_registered_builder_is_not_answered_from_the_cache(store_with_experiment: mm.Store) -> None:
+    """A model builder registered again under its name with other code trains anew: the cache
+    knows a builder by its source, not its name."""
+    from mlmd_magic.trainer import register_model
+
+    trained = store_with_experiment
+    namespace: dict[str, Any] = {}
+    for width in (4, 6):
+        source = textwrap.dedent(f"""
+            def narrow(input_dim, output, params, normalizer):
+                import keras
+                inputs = keras.Input((input_dim,))
+                x = keras.layers.Dense({width}, activation="relu")(normalizer(inputs))
+                return keras.Model(inputs, output.layer()(x))
+        """)
+        path = Path(trained.uri.split("///", 1)[1]).parent / f"builder_{width}.py"
+        path.write_text(source)
+        exec(compile(source, str(path), "exec"), namespace)  # a real file: inspect can read the source
+        register_model("narrow-test")(namespace["narrow"])
+        trained.add_scenario("n", model="narrow-test", params={"epochs": 1})
+        trained.add_experiment("n-exp", datasource="nipt", scenario="n")
+        first = trained.train("n-exp", progress=False)
+        again = trained.train("n-exp", progress=False)
+        assert not first.cached and again.cached and again.model_id == first.model_id
+        if width == 4:
+            old_model = first.model_id
+    assert first.model_id != old_model  # the width-6 builder trained anew
+
+
+def test_builder_without_readable_source_is_never_cached(store_with_experiment: mm.Store) -> None:
+    """A builder whose source cannot be read (made by exec) is trained every time, and the run says why."""
+    from mlmd_magic.trainer import register_model
+
+    trained = store_with_experiment
+    namespace: dict[str, Any] = {}
+    exec(compile("def anon(d, out, p, norm):\n    import keras\n    i = keras.Input((d,))\n"
+                 "    return keras.Model(i, out.layer()(norm(i)))\n", "<made-by-exec>", "exec"), namespace)
+    register_model("anon-test")(namespace["anon"])
+    trained.add_scenario("a", model="anon-test", params={"epochs": 1})
+    trained.add_experiment("a-exp", datasource="nipt", scenario="a")
+    first = trained.train("a-exp", progress=False)
+    second = trained.train("a-exp", progress=False)
+    assert not first.cached and not second.cached and second.model_id != first.model_id
+    assert "not cached: the source of model builder 'anon-test' cannot be read" in repr(second)
+
+
 def test_overrides_train_a_new_experiment_version(store: mm.Store) -> None:
     run = store.train("t21", epochs=3, progress=False)
     assert run.experiment == "t21@2" and run.details["epochs"] == 3
@@ -112,7 +164,7 @@ def test_interrupt_is_recorded_canceled_with_no_model(store: mm.Store, tmp_path:
 
 def test_trainer_failure_is_recorded_failed(store: mm.Store) -> None:
     store.add_scenario("broken", model="mlp", params={"optimizer": "adamant", "epochs": 1})
-    store.experiment("bad", datasource="nipt-sim", scenario="broken")
+    store.add_experiment("bad", datasource="nipt-sim", scenario="broken")
     with pytest.raises(TrainingError, match="unknown optimizer 'adamant'"):
         store.train("bad", progress=False)
     (execution,) = _train_executions(store)
@@ -173,7 +225,7 @@ def test_evaluation_verdicts(store: mm.Store) -> None:
     assert "empty" in failed.result.checks[0].reason
     assert store.evaluate(f"model:{run.model_id}", data="nipt-sim@1:test").result.split == "test"
     with pytest.raises(mm.NotFoundError, match="no trained model"):
-        store.experiment("fresh", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 1})
+        store.add_experiment("fresh", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 1})
         store.evaluate("fresh")
     with pytest.raises(mm.ValidationError, match="no split 'holdout'"):
         store.evaluate(run, data="holdout")
@@ -213,3 +265,29 @@ def test_class_names_live_on_the_data_source(store: mm.Store, nipt: dict[str, An
         store.add_datasource("short", **{**nipt, "label_names": ["euploid", "T21"]})
     with pytest.raises(mm.ValidationError, match="repeats 'T21'"):
         store.add_datasource("twice", **{**nipt, "label_names": ["euploid", "T21", "T21", "T13"]})
+
+
+# ---------------------------------------------------------------------------- unknown references
+
+
+@pytest.mark.parametrize("target", [99999, "99999", "model:99999", "run:99999", "no-such-record", "nope@2"])
+def test_unknown_references_are_not_found(store_with_experiment: mm.Store, target: Any) -> None:
+    """An unknown artifact id, model, run or record is a NotFoundError naming it (not an IndexError)."""
+    with pytest.raises(mm.NotFoundError, match=r"99999|no-such-record|nope"):
+        store_with_experiment.lineage(target)
+
+
+def test_unknown_references_through_the_faces(ip: InteractiveShell, store_with_experiment: mm.Store) -> None:
+    """Through the magic and the console script: a usage error naming what is missing, never
+    "please report"."""
+    ip.run_line_magic("mlmd", f"connect {store_with_experiment.uri}")
+    for line, expected in (("lineage 99999", "no artifact with id 99999"),
+                           ("lineage run:424242", "no training run #424242"),
+                           ("compare 424242", "no training run #424242"),
+                           ("evaluate model:424242", "no model with id 424242")):
+        with pytest.raises(UsageError) as info:
+            ip.run_line_magic("mlmd", line)
+        assert expected in str(info.value) and "please report" not in str(info.value)
+    done = subprocess.run([sys.executable, "-m", "mlmd_magic.cli", "--uri", store_with_experiment.uri, "lineage",
+                           "99999"], capture_output=True, text=True)
+    assert done.returncode == 2 and "no artifact with id 99999" in done.stderr

@@ -37,7 +37,7 @@ def filled(tmp_path: Path, nipt: dict[str, Any], monkeypatch: pytest.MonkeyPatch
     store.add_datasource("nipt-sim", **nipt)
     store.add_scenario("mlp-small", model="mlp", params={"hidden": [8], "learning_rate": 0.01, "batch_size": 32,
                                                          "epochs": 1, "seed": 1})
-    store.experiment("t21", datasource="nipt-sim", scenario="mlp-small")
+    store.add_experiment("t21", datasource="nipt-sim", scenario="mlp-small")
     store.train("t21", progress=False)
     with pytest.raises(RunCancelled):
         store.train("t21", epochs=3, learning_rate=0.02, progress=False, callbacks=[_StopAfterFirstEpoch()])
@@ -61,7 +61,7 @@ def _check(rows: list[dict[str, Any]]) -> None:
 
 def test_the_runs_table_through_the_api(filled: str) -> None:
     store = mm.connect(filled)
-    frame = store.list("runs")
+    frame = store.ls("runs")
     for column in ("run", "model", "epoch", "epochs"):
         assert str(frame[column].dtype) == "Int64", column  # whole numbers, also beside a missing value
     assert str(frame["eval.accuracy"].dtype) == "Float64" and frame["eval.accuracy"].isna().tolist() == [
@@ -72,12 +72,12 @@ def test_the_runs_table_through_the_api(filled: str) -> None:
     ordered = frame.sort_values("eval.accuracy", ascending=False)  # sortable: numbers, not text
     assert len(ordered) == 3
     # the filter language reads the new columns (and any parameter, differing or not)
-    assert list(store.list("runs", where="learning_rate > 0.015")["name"]) == [
+    assert list(store.ls("runs", where="learning_rate > 0.015")["name"]) == [
         frame["name"][0], frame["name"][1]]
-    assert len(store.list("runs", where="eval.accuracy >= 0")) == 2
-    assert len(store.list("runs", where="hidden == '[8]'")) == 3  # a list, as its column shows it
-    assert len(store.list("runs", where="seed == 1")) == 3
-    assert list(store.list("runs", where="trial ~ 'lr-search*'")["trial"]) == ["lr-search@1#1"]
+    assert len(store.ls("runs", where="eval.accuracy >= 0")) == 2
+    assert len(store.ls("runs", where="hidden == '[8]'")) == 3  # a list, as its column shows it
+    assert len(store.ls("runs", where="seed == 1")) == 3
+    assert list(store.ls("runs", where="trial ~ 'lr-search*'")["trial"]) == ["lr-search@1#1"]
 
 
 def pd_na() -> Any:
@@ -128,7 +128,7 @@ def no_epochs(tmp_path: Path, nipt: dict[str, Any], monkeypatch: pytest.MonkeyPa
     with mm.connect(uri) as store:
         store.add_datasource("nipt-sim", **nipt)
         store.add_scenario("mlp-default", model="mlp", params={"hidden": [8], "batch_size": 32, "seed": 1})
-        store.experiment("t21", datasource="nipt-sim", scenario="mlp-default")
+        store.add_experiment("t21", datasource="nipt-sim", scenario="mlp-default")
         store.train("t21", progress=False)
         with pytest.raises(RunCancelled):
             store.train("t21", seed=2, progress=False, callbacks=[_StopAfterFirstEpoch()])
@@ -147,10 +147,10 @@ def _check_no_epochs(rows: list[dict[str, Any]]) -> None:
 
 def test_runs_with_no_epochs_parameter_list_the_epochs_trained_and_a_stopped_runs_task(no_epochs: str) -> None:
     store = mm.connect(no_epochs)
-    frame = store.list("runs")
+    frame = store.ls("runs")
     assert str(frame["epochs"].dtype) == "Int64" and "<NA>" not in frame[["epoch", "epochs"]].to_string()
     _check_no_epochs([{k: (None if v is pd_na() else v) for k, v in row.items()} for row in frame.to_dict("records")])
-    assert len(store.list("runs", where="epochs == 10")) == 3  # the filter reads it as the column shows it
+    assert len(store.ls("runs", where="epochs == 10")) == 3  # the filter reads it as the column shows it
     failed, cancelled = (store.run(int(frame["run"][i])) for i in (0, 1))
     for stopped in (failed, cancelled):
         assert stopped.details["task"] == "multiclass" and stopped.details["device"] == "cpu"

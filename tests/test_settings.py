@@ -24,7 +24,7 @@ def test_config_sets_where_runs_go_and_the_default_store(ip: InteractiveShell, t
     store = REGISTRY.current().store
     store.add_datasource("d", **datasets.simulate_nipt(str(tmp_path / "d"), n_train=40, n_eval=10, n_test=10))
     store.add_scenario("s", model="mlp", params={"epochs": 1, "hidden": [4]})
-    store.experiment("e", datasource="d", scenario="s")
+    store.add_experiment("e", datasource="d", scenario="s")
     trained = run(ip, "%mlmd train e --quiet")
     assert trained.model_uri.startswith(str(tmp_path / "my-runs"))
     run(ip, "%config MlmdMagics.runs_dir = None")  # back to the default: beside the SQLite file

@@ -53,7 +53,7 @@ def _prepare(store: mm.Store, nipt: dict[str, Any]) -> mm.Store:
     store.add_datasource("nipt", **nipt)
     store.add_scenario("tiny", model="mlp", params={"hidden": [4], "learning_rate": 0.01, "epochs": 1,
                                                     "batch_size": 64, "seed": 1})
-    store.experiment("base", datasource="nipt", scenario="tiny")
+    store.add_experiment("base", datasource="nipt", scenario="tiny")
     return store
 
 
@@ -107,8 +107,7 @@ def test_a_relative_uri_names_the_file_of_the_folder_current_at_connect_time(
     backend = backend_for(parse_uri("sqlite:///mlmd.sqlite"))
     store = mm.connect("sqlite:///mlmd.sqlite")
     monkeypatch.chdir(elsewhere)  # %cd in the notebook
-    uri, env = backend.child_process()
-    assert parse_uri(uri).path == str(home / "mlmd.sqlite") and env == {}
+    assert parse_uri(backend.worker_uri()).path == str(home / "mlmd.sqlite")
     assert backend.runs_root() == str(home / "mlmd-magic-runs")
     assert store.runs_root() == str(home / "mlmd-magic-runs")
     assert store.uri == "sqlite:///mlmd.sqlite"  # shown as it was given
@@ -146,16 +145,17 @@ def test_a_worker_uri_round_trips_the_folder_name_exactly(name: str, tmp_path: P
     assert parse_uri(quoted).path == path  # decoded once
     monkeypatch.chdir(folder)
     for given in (quoted, "sqlite:///mlmd.sqlite"):  # the same file, named from anywhere or from inside
-        uri, _ = backend_for(parse_uri(given)).child_process()
+        uri = backend_for(parse_uri(given)).worker_uri()
         assert parse_uri(uri).path == path, (given, uri)
         assert parse_uri(parse_uri(uri).quoted()).path == path
 
 
 def test_a_mysql_worker_uri_round_trips_user_host_and_options() -> None:
     parsed = parse_uri("mysql://a%40b%3Ac:pw@[::1]:3307/nipt?ssl_ca=/certs/my%20ca.pem&socket=/run/my%23.sock")
-    uri, env = backend_for(parsed).child_process()
+    backend = backend_for(parsed)
+    uri = backend.worker_uri()
     back = parse_uri(uri)
-    assert "pw" not in uri and env == {"MLMD_MAGIC_MYSQL_PASSWORD": "pw"}
+    assert "pw" not in uri and backend.password() == "pw"  # handed on the worker's stdin, never its environment
     assert (back.user, back.host, back.port, back.database) == ("a@b:c", "::1", 3307, "nipt")
     assert back.option_dict == {"ssl_ca": "/certs/my ca.pem", "socket": "/run/my#.sock"}
     assert back.password is None
@@ -197,7 +197,7 @@ def test_opening_an_existing_store_leaves_its_journal_mode(tmp_path: Path) -> No
     assert _header_journal(copy) == (1, 1)
     store = mm.connect(f"sqlite:///{copy}")
     store.add_scenario("opened", model="mlp", params={"epochs": 1})  # a write, and recorded reads
-    assert list(store.list("experiments")["name"]) == ["t21"]
+    assert list(store.ls("experiments")["name"]) == ["t21"]
     assert _header_journal(copy) == (1, 1)
     store.close()
     assert _header_journal(copy) == (1, 1)
@@ -224,7 +224,7 @@ def test_wal_1_switches_an_existing_store(tmp_path: Path) -> None:
     shutil.copy(FIXTURES / "store-0.1.0.sqlite", copy)
     store = mm.connect(f"sqlite:///{copy}?wal=1")
     assert store.uri == f"sqlite:///{copy}"
-    assert parse_uri(backend_for(parse_uri(f"sqlite:///{copy}?wal=1")).child_process()[0]).option_dict == {"wal": "1"}
+    assert parse_uri(backend_for(parse_uri(f"sqlite:///{copy}?wal=1")).worker_uri()).option_dict == {"wal": "1"}
     assert _header_journal(copy) == (2, 2)
     store.close()
     assert _journal_mode(copy) == "wal"

@@ -131,7 +131,7 @@ def long_experiment(uri: str, folder: Path) -> mm.Store:
     store.add_datasource("nipt-sim", **datasets.simulate_nipt(str(folder / "data"), n_train=64, n_eval=16,
                                                               n_test=16))
     store.add_scenario("long", model="mlp", params={"hidden": [8], "epochs": EPOCHS, "batch_size": 32})
-    store.experiment("t21", datasource="nipt-sim", scenario="long")
+    store.add_experiment("t21", datasource="nipt-sim", scenario="long")
     return store
 
 

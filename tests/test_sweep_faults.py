@@ -114,7 +114,7 @@ def _prepare(uri: str, nipt: dict[str, Any]) -> mm.Store:
     store.add_datasource("nipt", **nipt)
     store.add_scenario("tiny", model=MODEL, params={"hidden": [4], "learning_rate": 0.01, "epochs": 1,
                                                     "batch_size": 64, "seed": 1, "activation": "relu"})
-    store.experiment("base", datasource="nipt", scenario="tiny")
+    store.add_experiment("base", datasource="nipt", scenario="tiny")
     return store
 
 
@@ -302,6 +302,30 @@ def test_a_worker_whose_trial_was_taken_for_dead_goes_on(nipt: dict[str, Any], t
     store.close()
 
 
+def test_a_journal_lock_left_by_a_killed_worker_is_taken_over(nipt: dict[str, Any], tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker SIGKILLed while it held the lock of the study's journal (it appends under
+    Optuna's lock file) leaves the lock behind: the next worker takes it over after the grace
+    period, and the sweep goes on."""
+    from mlmd_magic.store import sweeps
+
+    monkeypatch.setattr(sweeps, "_LOCK_GRACE_S", 3)
+    store = _prepare(f"sqlite:///{tmp_path / 's.sqlite'}", nipt)
+    body: dict[str, Any] = {**GRID, "space": {"learning_rate": {"choice": RATES[:2]}}}
+    store.sweep("lock", **{**body, "trials": 1})
+    journal = f"{tmp_path / 's.sqlite'}.sweeps.journal"
+    holder = ("import os, signal, sys\nfrom optuna.storages.journal import JournalFileSymlinkLock\n"
+              "JournalFileSymlinkLock(sys.argv[1]).acquire()\nos.kill(os.getpid(), signal.SIGKILL)\n")
+    died = subprocess.run([sys.executable, "-c", holder, journal], timeout=60)
+    assert died.returncode == -signal.SIGKILL and os.path.lexists(journal + ".lock")
+    started = time.monotonic()
+    done = store.sweep("lock", **{**body, "trials": 2})
+    assert time.monotonic() - started >= 3  # it waited out the grace period, no longer
+    assert done.summary().startswith("2 of 2 trials done: 2 trained"), done.summary()
+    assert _trained_rates(store, "lock") == RATES[:2] and not os.path.lexists(journal + ".lock")
+    store.close()
+
+
 # ---------------------------------------------------------------- 2. dead children and dead owners
 
 
@@ -468,7 +492,7 @@ def test_a_sweep_run_that_fails_midway_leaves_nothing_running(uri: str, nipt: di
     assert execution.last_known_state == pb.Execution.FAILED
     assert "No space left on device" in execution.properties["error"].string_value
     assert execution.properties["outcome"].string_value == "failed: OSError: No space left on device"
-    sweep = store.get_sweep("half")
+    sweep = store.sweep_results("half")
     assert "running" not in sweep.summary(), sweep.summary()
     (row,) = sweep.trials.to_dict("records")
     assert row["state"] == "INTERRUPTED" and "No space left on device" in row["error"], row

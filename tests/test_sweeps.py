@@ -43,7 +43,7 @@ def _prepare(uri: str, nipt: dict[str, Any]) -> mm.Store:
     store.add_datasource("nipt", **nipt)
     store.add_scenario("tiny", model="mlp", params={"hidden": [4], "learning_rate": 0.01, "epochs": 1,
                                                     "batch_size": 64, "seed": 1})
-    store.experiment("base", datasource="nipt", scenario="tiny")
+    store.add_experiment("base", datasource="nipt", scenario="tiny")
     return store
 
 
@@ -93,7 +93,7 @@ class Faces:
     def compare(self, name: str) -> dict[str, Any]:
         if self.face == "api":
             with mm.connect(self.uri) as store:
-                return store.get_sweep(name).to_dict()
+                return store.sweep_results(name).to_dict()
         if self.face == "magic":
             return dict(self.ip.run_line_magic("mlmd", f"compare sweep:{name}").to_dict())
         return dict(json.loads(_cli(self.uri, "compare", f"sweep:{name}").stdout))
@@ -121,9 +121,9 @@ def test_a_sweep_runs_its_trials_and_a_rerun_trains_nothing(face: str, nipt: dic
             assert params["learning_rate"] == pytest.approx(trial["learning_rate"])
         assert store.get_experiment("base")["version"] == 1 and "trial" not in store.get_experiment("base")
         assert list(store.history("base")["version"]) == [1]
-        listed = store.list("experiments")
+        listed = store.ls("experiments")
         assert list(listed["name"]) == ["base"] and "trial" not in listed
-        marked = store.list("experiments", trials=True)
+        marked = store.ls("experiments", trials=True)
         assert sorted(marked["trial"]) == ["", "base@1~lr-search@1#0", "base@1~lr-search@1#1", "base@1~lr-search@1#2"]
         runs = _trial_runs(store, "lr-search")
         assert sorted(e.properties["trial"].int_value for e in runs) == [0, 1, 2]
@@ -220,7 +220,7 @@ def test_a_trial_whose_process_is_killed_is_owed_again(nipt: dict[str, Any], tmp
     store = _prepare(uri, nipt)
     store.add_scenario("long", model="mlp", params={"hidden": [4], "learning_rate": 0.01, "epochs": 60,
                                                     "batch_size": 8, "seed": 1})
-    store.experiment("slow", datasource="nipt", scenario="long")
+    store.add_experiment("slow", datasource="nipt", scenario="long")
     body = {"experiment": "slow", "space": {"learning_rate": {"uniform": [0.001, 0.1]}}, "objective": "eval.loss",
             "trials": 1}
     (tmp_path / "k.yaml").write_text(yaml.safe_dump(body))
@@ -241,7 +241,7 @@ def test_a_trial_whose_process_is_killed_is_owed_again(nipt: dict[str, Any], tmp
         worker.wait()
     store.close()
     store = mm.connect(uri)  # the dead process's run is marked FAILED when the store is opened
-    assert [r.state for r in store.list("runs").itertuples()] == ["FAILED"]
+    assert [r.state for r in store.ls("runs").itertuples()] == ["FAILED"]
     if far:  # as if the worker had run on another machine: found dead by its run, not by its process
         import optuna
 
@@ -270,7 +270,7 @@ def test_a_failed_trial_is_recorded_and_the_sweep_goes_on(nipt: dict[str, Any], 
 
     store = _prepare(f"sqlite:///{tmp_path / 's.sqlite'}", nipt)
     store.add_scenario("flaky", model="sweep-flaky", params={"width": 2, "epochs": 1})
-    store.experiment("fl", datasource="nipt", scenario="flaky")
+    store.add_experiment("fl", datasource="nipt", scenario="flaky")
     sweep = store.sweep("f", experiment="fl", space={"width": {"choice": [2, 3, 4]}}, objective="eval.loss",
                         sampler="grid", trials=5)
     assert sweep.budget == 3  # a grid has three points
@@ -364,6 +364,106 @@ def test_a_twelve_trial_cell_runs_under_two_workers_and_a_rerun_trains_nothing(n
     store.close()
 
 
+# ---------------------------------------------------------------- Optuna's own storage, read by any Optuna tool
+
+_OPEN_AS_A_DASHBOARD = """
+import json, sys
+import optuna
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+
+path, name = sys.argv[1:]
+opened = [JournalStorage(JournalFileBackend(path))]  # as any Optuna program, and optuna-dashboard PATH, open it
+try:
+    from optuna_dashboard._storage_url import get_storage
+except ImportError:
+    pass
+else:
+    opened.append(get_storage(path))
+out = []
+for storage in opened:
+    study = optuna.load_study(study_name=name, storage=storage)
+    out.append({"studies": [s.study_name for s in optuna.get_all_study_summaries(storage)],
+                "params": [t.params for t in study.trials if t.state.name == "COMPLETE"],
+                "best": study.best_value, "direction": study.direction.name})
+print(json.dumps(out))
+"""
+
+
+def test_a_sweeps_study_opens_with_plain_optuna_in_another_process(nipt: dict[str, Any], tmp_path: Path) -> None:
+    """The study of a sweep on a SQLite store is Optuna's journal file beside it, named on the
+    sweep's record: a fresh process opens it with Optuna alone (optuna-dashboard's way)."""
+    store = _prepare(f"sqlite:///{tmp_path / 's.sqlite'}", nipt)
+    sweep = store.sweep("dash", experiment="base", space=SPACE, objective="eval.loss", sampler="random", trials=2)
+    (version,) = store.mlmd.get_artifacts_by_type("mlmd_magic.Sweep")
+    path = version.properties["study"].string_value
+    assert path == f"{tmp_path / 's.sqlite'}.sweeps.journal"
+    store.close()
+    done = subprocess.run([sys.executable, "-c", _OPEN_AS_A_DASHBOARD, path, "mlmd_magic.Sweep:dash@1"],
+                          capture_output=True, text=True, env=_env(), timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for seen in json.loads(done.stdout):
+        assert seen["studies"] == ["mlmd_magic.Sweep:dash@1"] and seen["direction"] == "MINIMIZE"
+        assert seen["best"] == pytest.approx(sweep.trials.iloc[0]["eval.loss"])
+        assert sorted(p["learning_rate"] for p in seen["params"]) == sorted(sweep.trials["learning_rate"])
+    assert not (tmp_path / "s.sqlite.sweeps").exists()  # no study of mlmd-magic's own beside it
+    assert not Path(path + ".lock").exists()  # Optuna's lock, released after each write
+
+
+def _as_an_earlier_version(journal: Path, logs: list[str]) -> Path:
+    """The store's sweeps as an earlier version kept them: these log entries of Optuna's in a
+    SQLite file of its own, FILE.sweeps, table optuna_journal, in WAL mode."""
+    import sqlite3
+
+    legacy = journal.with_suffix("")  # s.sqlite.sweeps.journal -> s.sqlite.sweeps
+    db = sqlite3.connect(legacy, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("CREATE TABLE optuna_journal (n INTEGER PRIMARY KEY, log TEXT NOT NULL)")
+    db.executemany("INSERT INTO optuna_journal (n, log) VALUES (?, ?)", list(enumerate(logs)))
+    db.close()
+    return legacy
+
+
+def test_the_sweeps_of_an_earlier_version_are_moved_into_optunas_journal_once(nipt: dict[str, Any],
+                                                                             tmp_path: Path) -> None:
+    """A store whose sweeps an earlier version kept in a SQLite journal of its own: its studies
+    move into Optuna's journal file when first opened, exactly (the same trials, nothing
+    retrained), and once — a move cut short is finished, a journal holding other studies is
+    refused with what to do."""
+    from mlmd_magic.errors import StoreError
+
+    uri = f"sqlite:///{tmp_path / 's.sqlite'}"
+    body = {"experiment": "base", "space": SPACE, "objective": "eval.loss", "sampler": "random"}
+    store = _prepare(uri, nipt)
+    before = store.sweep("old", **body, trials=2)
+    store.close()
+    journal = tmp_path / "s.sqlite.sweeps.journal"
+    logs = journal.read_text().splitlines()
+    journal.unlink()
+    legacy = _as_an_earlier_version(journal, logs)
+    moved = r"moved the sweeps' studies from .*s\.sqlite\.sweeps \(an earlier mlmd-magic's\) into Optuna's journal"
+    with mm.connect(uri) as store, pytest.warns(UserWarning, match=moved):
+        assert list(store.sweep_results("old").trials["run"]) == list(before.trials["run"])
+    assert journal.read_text().splitlines() == logs
+    assert not legacy.exists() and legacy.with_name("s.sqlite.sweeps.migrated").exists()
+    with mm.connect(uri) as store:  # the search goes on where it was: one more trial trains one more run
+        more = store.sweep("old", **body, trials=3)
+        assert set(before.trials["run"]) < set(more.trials["run"]) and _trained(store) == 3
+    # a move cut short (the journal written, the old file not yet renamed): only the rename is left to do
+    legacy.write_bytes(legacy.with_name("s.sqlite.sweeps.migrated").read_bytes())
+    lines = journal.read_text()
+    with mm.connect(uri) as store, pytest.warns(UserWarning, match="moved the sweeps' studies"):
+        assert len(store.sweep_results("old").trials) == 3
+    assert journal.read_text() == lines and not legacy.exists()
+    # an old file that is not what the journal begins with: refused, saying what to do
+    _as_an_earlier_version(journal, [logs[0].replace("old@1", "other@1")])
+    with mm.connect(uri) as store, pytest.raises(StoreError) as info:
+        store.sweep_results("old")
+    said = str(info.value)
+    assert "\n" not in said and said.startswith(f"the sweeps' studies are in two files: {legacy} ") and "move" in said
+    assert journal.read_text() == lines and legacy.exists()
+
+
 @pytest.mark.slow
 @pytest.mark.mysql
 def test_three_workers_on_mariadb_share_one_sweep(nipt: dict[str, Any], mysql_uri: str) -> None:
@@ -379,7 +479,7 @@ def test_three_workers_on_mariadb_share_one_sweep(nipt: dict[str, Any], mysql_ur
     assert not any(password in out for out in outputs)
     (sweep_version,) = store.mlmd.get_artifacts_by_type("mlmd_magic.Sweep")
     assert password not in str(sweep_version) and "_sweeps" in sweep_version.properties["study"].string_value
-    sweep = store.get_sweep("shared")
+    sweep = store.sweep_results("shared")
     assert len(sweep.trials) == 7 and set(sweep.trials["state"]) == {"COMPLETE"}
     runs = _trial_runs(store, "shared")
     numbers = [e.properties["trial"].int_value for e in runs]
@@ -389,4 +489,51 @@ def test_three_workers_on_mariadb_share_one_sweep(nipt: dict[str, Any], mysql_ur
     assert _trained(store) == 7
     # each worker's invocation is on record
     assert len(store.mlmd.get_executions_by_type("mlmd_magic.Sweep")) == 4
+    store.close()
+
+
+@pytest.mark.mysql
+@pytest.mark.slow
+def test_sweep_workers_get_the_password_on_stdin_only(nipt: dict[str, Any], mysql_uri: str,
+                                                      mysql_server: dict[str, Any],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sweep's worker processes take the store's password from their stdin: it is in neither
+    their command line nor their environment (any process of the same user reads both)."""
+    import threading
+    from urllib.parse import quote
+
+    monkeypatch.delenv("MLMD_MAGIC_MYSQL_PASSWORD")
+    password = mysql_server["password"].encode()
+    user = "mysql://mlmd_magic_test"
+    store = _prepare(mysql_uri.replace(f"{user}@", f"{user}:{quote(mysql_server['password'], safe='')}@"), nipt)
+    seen: list[bytes] = []
+    done = threading.Event()
+
+    def children() -> None:
+        while not done.is_set():
+            for entry in filter(str.isdigit, os.listdir("/proc")):
+                try:
+                    with open(f"/proc/{entry}/stat") as fh:
+                        if int(fh.read().rsplit(")", 1)[1].split()[1]) != os.getpid():
+                            continue
+                    with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                        cmdline = fh.read()
+                    with open(f"/proc/{entry}/environ", "rb") as fh:
+                        environ = fh.read()
+                except (OSError, ValueError, IndexError):
+                    continue
+                if b"mlmd_magic.store.worker" in cmdline:
+                    seen.append(cmdline + environ)
+            time.sleep(0.05)
+
+    looking = threading.Thread(target=children)
+    looking.start()
+    try:
+        sweep = store.sweep("pw", experiment="base", space=SPACE, objective=OBJECTIVE, sampler="random", trials=2,
+                            workers=2)
+    finally:
+        done.set()
+        looking.join()
+    assert len(sweep.trials) == 2 and set(sweep.trials["state"]) == {"COMPLETE"}
+    assert seen and not any(password in text for text in seen)
     store.close()

@@ -119,7 +119,7 @@ def test_foreign_artifacts_listed_paged_and_shown(face: str, tfx: tuple[mm.Store
         if face == "api":
             kw: dict[str, Any] = dict(zip(args[1::2], args[2::2]))
             kw = {k.lstrip("-"): int(v) if v.isdigit() else v for k, v in kw.items()}
-            return store.list("artifacts", type=args[0], **kw).to_dict("records")  # type: ignore[no-any-return]
+            return store.ls("artifacts", type=args[0], **kw).to_dict("records")  # type: ignore[no-any-return]
         if face == "magic":
             line = " ".join(f'"{a}"' if " " in a else a for a in args)
             return _magic(ip, "%mlmd ls " + line).to_dict("records")  # type: ignore[no-any-return]
@@ -134,7 +134,7 @@ def test_foreign_artifacts_listed_paged_and_shown(face: str, tfx: tuple[mm.Store
     target = str(built.last.artifacts["blessing"])
     if face == "api":
         shown = store.show(int(target)).to_dict()
-        trainer = store.list("executions", type="Trainer").to_dict("records")
+        trainer = store.ls("executions", type="Trainer").to_dict("records")
         types = {(t["kind"], t["name"]): t["count"] for t in store.types(counts=True)}
     elif face == "magic":
         shown = _magic(ip, f"%mlmd show {target}").to_dict()
@@ -172,7 +172,7 @@ def test_type_names_reach_filters_quoted(tmp_path: Path) -> None:
     tid = store.mlmd.put_artifact_type(pb.ArtifactType(name=odd))
     tfx_store.build(store.mlmd, str(tmp_path), runs=1, files=False)
     store.mlmd.put_artifacts([pb.Artifact(type_id=tid, uri="/odd")])
-    rows = store.list("artifacts", type=odd)
+    rows = store.ls("artifacts", type=odd)
     assert list(rows["uri"]) == ["/odd"]
     counts = {t["name"]: t["count"] for t in store.types(counts=True) if t["kind"] == "artifact"}
     assert counts[odd] == 1 and counts["Examples"] == 2
@@ -195,11 +195,11 @@ def test_datasource_from_examples_trains_and_keeps_tfx_rows(tfx: tuple[mm.Store,
     assert ds["examples"] == {"eval": 80, "train": 240}
     _magic(ip, f"%mlmd connect {uri}")
     ip.run_cell_magic("datasource", "taxi", f"from_artifact: {examples}\nlabel: {tfx_store.LABEL}\n")
-    assert store.get("taxi").ref == record.ref  # same files, same record: unchanged
+    assert store.record("taxi").ref == record.ref  # same files, same record: unchanged
     # the rest as a notebook does it: cells in a real InteractiveShell
     ip.run_cell_magic("scenario", "small", "model: mlp\nparams: {hidden: [8], epochs: 2, batch_size: 32, seed: 1}\n")
     ip.run_cell_magic("experiment", "tips -o params --run", "datasource: taxi\nscenario: small\n")
-    [run] = store.list("runs").to_dict("records")
+    [run] = store.ls("runs").to_dict("records")
     assert run["state"] == "COMPLETE"
     model = f"model:{run['model']}"
     evaluation = ip.run_cell_magic("evaluate", f"{model} --data eval", "thresholds: [{metric: accuracy, lower: 0.0}]\n")
@@ -231,7 +231,7 @@ def test_datasource_from_artifact_errors(tfx: tuple[mm.Store, tfx_store.TfxStore
     shutil.move(moved, moved + "-moved")
     with pytest.raises(mm.DataSourceError, match=re.escape(f"{moved}' does not exist")):
         store.add_datasource("m", from_artifact=built.runs[0].artifacts["examples"], label="tips")
-    assert store.list("datasources").empty  # nothing half-written
+    assert store.ls("datasources").empty  # nothing half-written
 
 
 def test_browser_pages_foreign_tabs_with_details_and_lineage(tmp_path: Path) -> None:
@@ -283,7 +283,7 @@ def test_tfx_store_on_mariadb(mysql_uri: str, tmp_path: Path) -> None:
     before = tfx_store.snapshot(store.mlmd, built)
     graph = store.lineage(built.last.artifacts["pushed_model"])
     assert {n.label.split(" #")[0] for n in graph.nodes if n.kind == "execution"} == COMPONENTS_UPSTREAM
-    page = store.list("artifacts", type="Examples", limit=1, offset=1)
+    page = store.ls("artifacts", type="Examples", limit=1, offset=1)
     assert list(page["id"]) == [built.last.artifacts["examples"]]
     store.add_datasource("taxi", from_artifact=built.last.artifacts["examples"], label=tfx_store.LABEL)
     readers = [link["label"] for link in store.show(built.last.artifacts["examples"]).links

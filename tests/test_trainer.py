@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -21,7 +22,7 @@ from mlmd_magic.trainer import builders, register_model, train
 def _params(store: mm.Store, source: dict[str, Any], model: str, **params: Any) -> dict[str, Any]:
     store.add_datasource("d", **source)
     store.add_scenario("s", model=model, params={"epochs": 1, "batch_size": 32, "seed": 7, **params})
-    store.experiment("e", datasource="d", scenario="s")
+    store.add_experiment("e", datasource="d", scenario="s")
     return store.get_experiment("e")
 
 
@@ -67,6 +68,60 @@ def test_regression_on_npz(tmp_path: Path) -> None:
 def test_task_can_be_set_in_params(nipt: dict[str, Any], tmp_path: Path) -> None:
     params = _params(mm.connect("memory://"), nipt, "mlp", hidden=[4], task="regression")
     assert train(params, workdir=str(tmp_path), progress=False).task == "regression"
+
+
+@pytest.fixture
+def progression(tmp_path: Path) -> dict[str, Any]:
+    """A CSV data source whose label is a disease-progression score: whole numbers 25..346, hundreds of values."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "progression"
+    root.mkdir()
+    for split, n in (("train", 300), ("eval", 80)):
+        with open(root / f"{split}.csv", "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["age", "bmi", "bp", "score"])
+            for _ in range(n):
+                age, bmi, bp = rng.normal(size=3)
+                score = float(np.clip(np.round(150 + 60 * bmi + 30 * bp + rng.normal() * 20), 25, 346))
+                writer.writerow([age, bmi, bp, score])
+    return {"uri": str(root), "format": "csv", "splits": {"train": "train.csv", "eval": "eval.csv"},
+            "label": "score"}
+
+
+def test_integral_regression_labels_train_as_regression(store_with_experiment: mm.Store,
+                                                         progression: dict[str, Any],
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """Hundreds of distinct whole-number labels are a regression, not hundreds of classes; the
+    task and why are printed as training starts and shown on the run."""
+    store = store_with_experiment
+    store.add_datasource("diabetes", **progression)
+    store.add_scenario("reg", model="mlp", params={"epochs": 2, "hidden": [8], "learning_rate": 0.05})
+    store.add_experiment("progress", datasource="diabetes", scenario="reg")
+    result = store.train("progress")
+    assert result.details["task"] == "regression"
+    assert "distinct whole-number labels, more than 20" in result.details["task_reason"]
+    assert "mae" in result.metrics["eval"] and "accuracy" not in result.metrics["eval"]
+    assert "task: regression (inferred:" in capsys.readouterr().out  # printed as training starts
+    assert "task regression: inferred" in repr(result)
+    assert list(store.ls("runs")["task"]) == ["regression"]
+
+
+def test_task_rule_and_params_task_wins() -> None:
+    """Up to 20 distinct whole numbers are classes, more (or any fraction or negative) a
+    regression; ``params.task`` overrides; text labels are refused."""
+    from mlmd_magic.trainer import explain_task
+
+    assert explain_task(np.array([0, 1, 1, 0]), {}).task == "binary"
+    assert explain_task(np.array([0, 1, 2, 3] * 5), {}).num_classes == 4
+    assert explain_task(np.arange(20.0), {}).num_classes == 20  # at most 20 distinct whole numbers: classes
+    assert explain_task(np.arange(21.0), {}).task == "regression"
+    assert explain_task(np.array([0.5, 1.5]), {}).task == "regression"
+    assert explain_task(np.array([-1, 0, 1]), {}).task == "regression"
+    assert explain_task(np.arange(30.0), {"task": "multiclass"}).reason == "params.task = 'multiclass'"
+    with pytest.warns(UserWarning, match="training a 348-class model"):
+        explain_task(np.array([0, 5, 347]), {})
+    with pytest.raises(ValueError, match="labels are text"):
+        explain_task(np.array(["euploid", "T21"]), {})
 
 
 def test_same_seed_same_model_on_cpu(nipt: dict[str, Any], tmp_path: Path) -> None:

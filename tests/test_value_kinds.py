@@ -49,7 +49,7 @@ def uri(tmp_path: Path, nipt: dict[str, Any]) -> str:
     with mm.connect(uri) as store:
         store.add_datasource("nipt", **nipt)
         store.add_scenario("tiny", model="mlp", params=PARAMS)
-        store.experiment("t21", datasource="nipt", scenario="tiny")
+        store.add_experiment("t21", datasource="nipt", scenario="tiny")
     return uri
 
 
@@ -74,7 +74,7 @@ def _unchanged(uri: str) -> None:
 
 def _api_experiment(uri: str, param: str, value: Any, **_: Any) -> str:
     with mm.connect(uri) as store, pytest.raises(ValidationError) as info:
-        store.experiment("t21", datasource="nipt", scenario="tiny", overrides={param: value})
+        store.add_experiment("t21", datasource="nipt", scenario="tiny", overrides={param: value})
     return str(info.value)
 
 
@@ -201,7 +201,7 @@ ACCEPTED = [  # (parameter, value, recorded)
 
 def _define_api(uri: str, param: str, value: Any, **_: Any) -> None:
     with mm.connect(uri) as store:
-        store.experiment("t21", datasource="nipt", scenario="tiny", overrides={param: value})
+        store.add_experiment("t21", datasource="nipt", scenario="tiny", overrides={param: value})
 
 
 def _define_import(uri: str, param: str, value: Any, **_: Any) -> None:
@@ -352,13 +352,13 @@ def test_accepted_exactly_when_the_rule_says(value: Any, param: str) -> None:
 @settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(value=VALUES, param=st.sampled_from(["epochs", "learning_rate"]))
 def test_the_store_follows_the_rule(mem_store: mm.Store, nipt: dict[str, Any], value: Any, param: str) -> None:
-    if not mem_store.list("datasources").shape[0]:
+    if not mem_store.ls("datasources").shape[0]:
         mem_store.add_datasource("nipt", **nipt)
         mem_store.add_scenario("tiny", model="mlp", params=PARAMS)
     accepted, recorded = _rule(PARAMS[param], value)
     before = len(mem_store.mlmd.get_artifacts())
     try:
-        record = mem_store.experiment("t", datasource="nipt", scenario="tiny", overrides={param: value})
+        record = mem_store.add_experiment("t", datasource="nipt", scenario="tiny", overrides={param: value})
     except ValidationError:
         assert not accepted, f"{value!r} for {param} refused"
         assert len(mem_store.mlmd.get_artifacts()) == before

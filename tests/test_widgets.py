@@ -21,7 +21,7 @@ def store(tmp_path: Path) -> mm.Store:
     s.add_datasource("nipt-sim", **datasets.simulate_nipt(str(tmp_path / "d"), n_train=64, n_eval=32, n_test=32))
     s.add_scenario("mlp-small", model="mlp", params={"hidden": [8], "epochs": 1, "learning_rate": 0.01,
                                                      "optimizer": {"name": "adam"}, "shuffle": True})
-    s.experiment("t21", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 2})
+    s.add_experiment("t21", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 2})
     return s
 
 
@@ -55,7 +55,8 @@ def test_editor_types_validation_diff_and_save(store: mm.Store) -> None:
 
 def test_an_editor_left_open_does_not_undo_a_version_recorded_since(store: mm.Store) -> None:
     editor = ExperimentEditor(store, "t21")
-    store.experiment("t21", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 7})  # t21@2, elsewhere
+    # t21@2, recorded elsewhere
+    store.add_experiment("t21", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 7})
     editor.inputs["learning_rate"].value = 0.5
     assert editor.save() is None
     assert "t21@2 was recorded after this panel opened" in editor.status.value
@@ -117,8 +118,8 @@ def test_train_waits_while_the_form_holds_unsaved_changes(store: mm.Store, tmp_p
 
 
 def test_an_older_version_opened_says_which_version_a_save_records(store: mm.Store) -> None:
-    store.experiment("t21", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 7})  # t21@2
-    store.experiment("t21", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 9})  # t21@3
+    store.add_experiment("t21", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 7})  # t21@2
+    store.add_experiment("t21", datasource="nipt-sim", scenario="mlp-small", overrides={"epochs": 9})  # t21@3
     editor = ExperimentEditor(store, "t21@1")
     assert "saving records version 4 if anything changed" in editor.header.value
     editor.inputs["epochs"].value = 5
@@ -127,7 +128,7 @@ def test_an_older_version_opened_says_which_version_a_save_records(store: mm.Sto
 
 def test_browser_pages_on_the_store_side(store: mm.Store) -> None:
     for i in range(PAGE_SIZE + 5):
-        store.experiment(f"exp-{i:02d}", datasource="nipt-sim", scenario="mlp-small")
+        store.add_experiment(f"exp-{i:02d}", datasource="nipt-sim", scenario="mlp-small")
     browser = StoreBrowser(store)
     tab = browser.tabs["experiments"]
     assert len(tab.frame) == PAGE_SIZE and not tab.next.disabled and tab.prev.disabled
@@ -163,12 +164,34 @@ def test_browser_pages_on_the_store_side(store: mm.Store) -> None:
     assert len([e for e in store.mlmd.get_executions() if "ListRecords" in str(e.type)]) == 1
 
 
+def test_browser_filtering_paging_and_selecting_record_nothing(store_with_experiment: mm.Store) -> None:
+    """Opening the browser is the person's action: one recorded listing. Typing in its filter,
+    paging, selecting a row or a tab record nothing; a read outside the panel still is recorded."""
+    trained = store_with_experiment
+    for i in range(25):
+        trained.add_experiment(f"exp-{i:02d}", datasource="nipt", scenario="s")
+    before = len(trained.mlmd.get_executions())
+    browser = StoreBrowser(trained)
+    assert len(trained.mlmd.get_executions()) == before + 1
+    tab = browser.tabs["experiments"]
+    for text in ("e", "ex", "exp", "exp-", "exp-1"):
+        tab.filter.value = text
+    tab.filter.value = ""
+    tab.next.click()
+    tab.prev.click()
+    tab.grid.selected_rows = [0]
+    browser.tab.selected_index = 3
+    assert "Experiment" in tab.details.value and len(trained.mlmd.get_executions()) == before + 1
+    trained.ls("experiments", where="name ~ 'exp-1*'")
+    assert len(trained.mlmd.get_executions()) == before + 2
+
+
 def test_browser_refreshes_after_an_action_of_this_kernel(store: mm.Store) -> None:
     browser = StoreBrowser(store)
     tab = browser.tabs["experiments"]
     assert list(tab.frame["name"]) == ["t21"]
     browser.tabs["scenarios"].load()
-    store.experiment("t22", datasource="nipt-sim", scenario="mlp-small")  # an action of this kernel
+    store.add_experiment("t22", datasource="nipt-sim", scenario="mlp-small")  # an action of this kernel
     assert list(tab.frame["name"]) == ["t22", "t21"] and "rows 1–2 of 2" in tab.count.value
     assert not browser.tabs["scenarios"].loaded  # read again when next opened
     other = mm.connect(store.uri.replace("w.sqlite", "other.sqlite"))
@@ -216,7 +239,7 @@ def test_browser_runs_compare_and_evaluations(store: mm.Store, tmp_path: Path,
     browser.tabs["evaluations"].grid.selected_rows = [0]
     assert "NOT BLESSED" in browser.tabs["evaluations"].details.value
     assert "baseline" in browser.tabs["evaluations"].details.value
-    listed = store.list("evaluations", where="verdict == 'NOT BLESSED'")
+    listed = store.ls("evaluations", where="verdict == 'NOT BLESSED'")
     assert list(listed["evaluation"]) == [int(row["evaluation"])]
 
 
@@ -255,7 +278,7 @@ def test_the_runs_grid_of_a_store_without_a_test_split(tmp_path: Path, monkeypat
     data["splits"] = {k: v for k, v in data["splits"].items() if k != "test"}
     s.add_datasource("no-test", **data)
     s.add_scenario("mlp-small", model="mlp", params={"hidden": [8], "epochs": 1, "learning_rate": 0.01})
-    s.experiment("t21", datasource="no-test", scenario="mlp-small")
+    s.add_experiment("t21", datasource="no-test", scenario="mlp-small")
     s.train("t21", progress=False)
     browser = StoreBrowser(s)
     browser.tab.selected_index = list(browser.tab.titles).index("runs")

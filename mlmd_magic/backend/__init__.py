@@ -6,4 +6,7 @@
 * :mod:`~mlmd_magic.backend.types` — the ``mlmd_magic.*`` types and their registration
 * :mod:`~mlmd_magic.backend.properties` — node properties as plain values
 * :mod:`~mlmd_magic.backend.recorder` — one action, one execution, one transaction
+* :mod:`~mlmd_magic.backend.session` — the process's state: who, where and which cell an action
+  comes from, and who listens for writes
+* :mod:`~mlmd_magic.backend.secrets` — keeping credentials out of everything shown, logged or recorded
 """

@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ..core import secrets as _secrets
 from ..errors import StoreConnectionError
+from . import secrets as _secrets
 from .storeguard import is_damaged, open_failure, read_only_reason, sqlite_filename
 from .uri import PASSWORD_ENV, StoreURI
 
@@ -55,7 +55,8 @@ def mysql_password(uri: StoreURI) -> str | None:
 class SideStorage:
     """Where a tool that keeps its own tables (Optuna's studies) stores them beside the MLMD store.
 
-    ``kind`` is ``"journal"`` (``path``: a SQLite file beside a SQLite store) or ``"sqlalchemy"``
+    ``kind`` is ``"journal"`` (``path``: Optuna's journal file beside a SQLite store, ``label``
+    the same path: what ``optuna-dashboard`` takes) or ``"sqlalchemy"``
     (``url``: a database next to the store's on the same MySQL server; the password is in
     ``connect_args`` only — never show them).
     """
@@ -147,13 +148,7 @@ class Backend:
         """The URI another process opens this very store with, less any password: a SQLite
         file's absolute path as fixed when the store was opened (whatever the folder current
         now), each part percent-encoded once (see :meth:`StoreURI.quoted`)."""
-        return dataclasses.replace(self.uri, password=None).quoted()
-
-    def child_process(self) -> tuple[str, dict[str, str]] | None:
-        """:meth:`worker_uri` for another process on this machine, and the environment it needs
-        (a MySQL password goes in the environment, never on a command line); None when no other
-        process can reach the store (in memory)."""
-        return None
+        return self.uri.quoted()
 
 
 class MemoryBackend(Backend):
@@ -220,14 +215,11 @@ class SqliteBackend(Backend):
         return os.path.join(os.path.dirname(self.path), "mlmd-magic-runs")
 
     def side_storage(self, suffix: str) -> SideStorage:
-        path = f"{self.path}.{suffix}"
-        return SideStorage("journal", label=f"sqlite:///{path}", path=path)
+        path = f"{self.path}.{suffix}.journal"  # was FILE.SUFFIX, a SQLite file (see store.sweeps)
+        return SideStorage("journal", label=path, path=path)
 
     def worker_uri(self) -> str:
         return dataclasses.replace(self.uri, path=self.path).quoted()
-
-    def child_process(self) -> tuple[str, dict[str, str]]:
-        return self.worker_uri(), {}
 
 
 class MySQLBackend(Backend):
@@ -347,14 +339,9 @@ class MySQLBackend(Backend):
         url = URL.create("mysql+pymysql", username=uri.user, host=uri.host, port=uri.port, database=name,
                          query={"charset": "utf8mb4"})
         connect_args = {k: v for k, v in params.items() if k in ("unix_socket", "ssl", "password") and v}
-        label = f"mysql://{uri.user}@{uri.host}:{uri.port}/{name}"
+        label = f"mysql+pymysql://{uri.user}@{uri.host}:{uri.port}/{name}"  # SQLAlchemy's URL, less the password
         return SideStorage("sqlalchemy", label=label, url=url.render_as_string(),
                            connect_args=connect_args)
-
-    def child_process(self) -> tuple[str, dict[str, str]]:
-        password = mysql_password(self.uri)
-        env = {PASSWORD_ENV: password} if password else {}
-        return self.worker_uri(), env
 
     def explain(self, exc: Exception) -> StoreConnectionError:
         lowered = str(exc).lower()

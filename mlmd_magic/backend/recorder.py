@@ -4,7 +4,7 @@ in a single ``put_execution`` call — one transaction.
 An :class:`Action` collects what an action read (INPUT events), wrote (OUTPUT events, new
 artifacts) and which contexts it belongs to; :meth:`Recorder.action` records it when the block
 ends — COMPLETE or CACHED, FAILED with the error, CANCELED on Ctrl-C — with the cell source,
-execution count and notebook from :mod:`mlmd_magic.core.session`. Everything goes through
+execution count and notebook from :mod:`mlmd_magic.backend.session`. Everything goes through
 ml-metadata's own API: MLMD's checks on ids and types stand in for the foreign keys its schema
 does not have.
 """
@@ -18,10 +18,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core import secrets as _secrets
-from ..core import session as _session
 from ..core.values import canonical_json
 from ..errors import MlmdMagicError, StoreError
+from . import secrets as _secrets
+from . import session as _session
 from .properties import drop_empty_properties, set_properties
 from .storeguard import StoreGuard
 from .types import TypeIds, full, protos
@@ -121,7 +121,7 @@ class Recorder:
     def action(self, type_short: str, arguments: dict[str, Any]) -> contextlib.AbstractContextManager[Action]:
         """Run one action; record it as COMPLETE/CACHED, or as FAILED with its error.
 
-        Reads (:data:`READ_ACTIONS`) inside :func:`mlmd_magic.core.session.unrecorded_reads`
+        Reads (:data:`READ_ACTIONS`) inside :func:`mlmd_magic.backend.session.unrecorded_reads`
         run the same code and record nothing.
         """
         act = Action(type_short, arguments)

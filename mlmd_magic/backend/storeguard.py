@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from ..core import secrets as _secrets
 from ..errors import StoreConnectionError, StoreError
+from . import secrets as _secrets
 
 if TYPE_CHECKING:
     from .uri import StoreURI

@@ -11,8 +11,8 @@ import os
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
-from ..core import secrets as _secrets
 from ..errors import StoreConnectionError
+from . import secrets as _secrets
 
 DEFAULT_URI = "sqlite:///mlmd.sqlite"
 URI_ENV = "MLMD_MAGIC_URI"

@@ -1,4 +1,5 @@
-"""The core: plain Python every other layer builds on — no MLMD, IPython or TensorFlow.
+"""The core: plain Python every other layer builds on — no MLMD, IPython or TensorFlow, no
+state kept between calls and no drawing (``tests/test_layers.py`` checks both).
 
 * :mod:`~mlmd_magic.core.names` — record names and references (``NAME``, ``NAME@N``)
 * :mod:`~mlmd_magic.core.values` — canonical JSON, content hashes, overrides, diffs
@@ -7,6 +8,4 @@
 * :mod:`~mlmd_magic.core.query` — the ``where`` filter language
 * :mod:`~mlmd_magic.core.datafiles` — data files: splits, fingerprints, TFRecords without TensorFlow
 * :mod:`~mlmd_magic.core.evaluation` — slices, metrics, thresholds, verdicts
-* :mod:`~mlmd_magic.core.session` — who, where and which cell an action comes from
-* :mod:`~mlmd_magic.core.secrets` — keeping credentials out of everything shown, logged or recorded
 """

@@ -29,7 +29,6 @@ change thresholds are skipped (as in TFX), and the check says so.
 from __future__ import annotations
 
 import functools
-import html
 import math
 import re
 from collections.abc import Sequence
@@ -584,7 +583,7 @@ class EvaluationResult:
         if not matrix:
             raise ValidationError(f"the evaluation has no confusion matrix for {slice_name!r} "
                                   f"({'a regression task has none' if self.task == 'regression' else 'none recorded'})")
-        names = self._names(len(matrix))
+        names = self.class_names(len(matrix))
         return pd.DataFrame(matrix, index=pd.Index(names, name="true"), columns=pd.Index(names, name="predicted"))
 
     def explain(self, slice_name: str | None = None) -> Explanation:
@@ -608,7 +607,7 @@ class EvaluationResult:
             if not any(any(row) for row in matrix):
                 matrix = []  # an empty slice: nothing to show
             checks = [c for c in self.checks if c.slice == name and not c.passed]
-            labels = self._names(len(matrix))
+            labels = self.class_names(len(matrix))
             sentences = list(dict.fromkeys(s for c in checks for s in [_where_they_went(c, self.task, matrix, labels)]
                                            if s))
             parts.append(SliceExplanation(slice=name, failed=checks, class_labels=labels, matrix=matrix,
@@ -621,16 +620,9 @@ class EvaluationResult:
             raise ValidationError(f"the evaluation has no slice {slice_name!r}; its slices are "
                                   f"{', '.join(self.metrics)}")
 
-    def _names(self, k: int) -> list[str]:
+    def class_names(self, k: int) -> list[str]:
         """The names of classes 0..k-1: the recorded ones, else the class numbers."""
         return list(self.class_labels) if len(self.class_labels) == k else [str(i) for i in range(k)]
-
-    def confusion_html(self, slice_name: str = OVERALL) -> str:
-        """The confusion matrix of one slice as an HTML table: counts, and each row's rate."""
-        matrix = self.confusion.get(slice_name)
-        if not matrix:
-            return ""
-        return matrix_html(matrix, self._names(len(matrix)), f"confusion matrix, {slice_name}")
 
     @classmethod
     def from_dict(cls, payload: dict[str, Any]) -> EvaluationResult:
@@ -709,18 +701,9 @@ class EvaluationResult:
         return "\n".join([f"evaluation on {self.split}", *lines, *tail])
 
     def _repr_html_(self) -> str:
-        rows = self.table()
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows[1:])
-        colour = "green" if self.blessed else "crimson"
-        verdict = "BLESSED" if self.blessed else "NOT BLESSED"
-        failed = "".join(f"<li>✗ {html.escape(c.slice)}: {html.escape(c.threshold)} — {html.escape(c.reason)}</li>"
-                         for c in self.checks if not c.passed)
-        matrices = "".join(f"<details><summary>confusion matrix: {html.escape(s)}</summary>"
-                           f"{self.confusion_html(s)}</details>" for s in self.confusion if s != OVERALL)
-        return (f"<div class='mlmd-magic-evaluation'><b style='color:{colour}'>{verdict}</b> "
-                f"on <code>{html.escape(self.split)}</code><table><thead><tr>{head}</tr></thead>"
-                f"<tbody>{body}</tbody></table><ul>{failed}</ul>{self.confusion_html()}{matrices}</div>")
+        from ..display.evaluation import result_html
+
+        return result_html(self)
 
 
 _PER_CLASS = ("recall", "precision", "npv", "specificity", "fpr")
@@ -797,22 +780,6 @@ def _where_they_went(check: Check, task: str, matrix: Sequence[Sequence[int]], l
             + (f" (called: {_spread(row, k, labels)})" if missed else ""))
 
 
-def matrix_html(matrix: Sequence[Sequence[int]], names: Sequence[str], caption: str) -> str:
-    """A confusion matrix as an HTML table: counts with each row's rate, the diagonal in bold."""
-    head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
-    rows = []
-    for i, (name, row) in enumerate(zip(names, matrix)):
-        total = sum(row)
-        cells = "".join(
-            (f"<td><b>{v}</b>" if i == j and v else f"<td>{v}") + (f" <small>({v / total:.1%})</small>" if total
-                                                                    else "") + "</td>"
-            for j, v in enumerate(row))
-        rows.append(f"<tr><th>{html.escape(name)}</th>{cells}<td>{total}</td></tr>")
-    return (f"<table class='mlmd-magic-confusion'><caption>{html.escape(caption)} "
-            "(rows: true class, columns: predicted; rate of the row)</caption>"
-            f"<thead><tr><th></th>{head}<th>total</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
-
-
 @dataclass(frozen=True)
 class SliceExplanation:
     """One slice of an :class:`Explanation`."""
@@ -855,13 +822,13 @@ class Explanation:
                             "class_labels": s.class_labels, "confusion": s.matrix, "explanation": s.sentences}
                            for s in self.slices]}
 
-    def _headline(self) -> str:
+    def headline(self) -> str:
         verdict = "BLESSED" if self.blessed else "NOT BLESSED"
         head = f"{self.title}: " if self.title else ""
         return f"{head}{verdict} on {self.split}: {self.checks - self.failed} of {self.checks} checks passed"
 
     def __repr__(self) -> str:
-        lines = [self._headline()]
+        lines = [self.headline()]
         if not self.slices:
             lines.append("no check failed")
         for part in self.slices:
@@ -875,19 +842,9 @@ class Explanation:
         return "\n".join(lines).rstrip()
 
     def _repr_html_(self) -> str:
-        colour = "green" if self.blessed else "crimson"
-        out = [f"<div class='mlmd-magic-explanation'><b style='color:{colour}'>{html.escape(self._headline())}</b>"]
-        if not self.slices:
-            out.append("<p>no check failed</p>")
-        for part in self.slices:
-            out.append(f"<h4>slice {html.escape(part.slice)}</h4><ul>"
-                       + "".join(f"<li>✗ {html.escape(c.threshold)} — {html.escape(c.reason)}</li>"
-                                 for c in part.failed)
-                       + "</ul>")
-            if part.matrix:
-                out.append(matrix_html(part.matrix, part.class_labels, f"confusion matrix, {part.slice}"))
-            out += [f"<p>{html.escape(s)}</p>" for s in part.sentences]
-        return "".join(out) + "</div>"
+        from ..display.evaluation import explanation_html
+
+        return explanation_html(self)
 
 
 def _is_count(metric: str) -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
-import html
 import json
 import pprint
 from dataclasses import dataclass, field
@@ -110,46 +109,9 @@ class Record:
         """A few lines (see :meth:`summary_lines`), and the whole record folded: hyperparameters
         first (overridden values in bold, marked), then the rest; a data source's feature schema
         folded away again."""
-        gist = "".join(f"<tr><td>{html.escape(label)}</td><td>{html.escape(value)}</td></tr>"
-                       for label, value in self.summary_lines())
-        return (
-            f"<div class='mlmd-magic-record'><b>{KIND_TYPES[self.kind]} {html.escape(self.ref)}</b> "
-            f"<i>({html.escape(self.summary())})</i><table class='mlmd-magic-gist'>{gist}</table>"
-            f"<details class='mlmd-magic-all'><summary>all {len(flatten(self.data))} fields</summary>"
-            f"{self._full_html()}</details></div>"
-        )
+        from ..display.records import record_html
 
-    def _full_html(self) -> str:
-        data = dict(self.data)
-        overrides = set(flatten(self.extra.get("overrides") or {})) if self.extra.get("overrides") else set()
-        sections = []
-        params = data.pop("params", None)
-        if isinstance(params, dict):
-            rows = []
-            for key, value in flatten(params).items():
-                mark = key in overrides
-                cell = html.escape(show_value(value))
-                rows.append(f"<tr><td><code>{html.escape(key)}</code></td><td>{f'<b>{cell}</b> ✎' if mark else cell}"
-                            "</td></tr>")
-            note = " <small>(✎ overridden by this experiment)</small>" if overrides else ""
-            sections.append(f"<tr><th colspan='2'>hyperparameters{note}</th></tr>{''.join(rows)}")
-        folded = []
-        source = data.get("datasource")
-        if isinstance(source, dict) and "features" in source:
-            data["datasource"] = {k: v for k, v in source.items() if k != "features"}
-            folded.append(("data source features", source["features"]))
-        if self.kind == "datasources" and "features" in data:
-            folded.append(("features", data.pop("features")))
-        shown = {**{k: v for k, v in self.extra.items() if v and k != "overrides"}, **flatten(data)}
-        rest = "".join(f"<tr><td><code>{html.escape(k)}</code></td><td>{html.escape(show_value(v))}</td></tr>"
-                       for k, v in shown.items())
-        sections.append(rest)
-        details = "".join(
-            f"<details><summary>{html.escape(title)} ({len(value)})</summary><table>"
-            + "".join(f"<tr><td><code>{html.escape(str(k))}</code></td><td>{html.escape(show_value(v))}</td></tr>"
-                      for k, v in (value.items() if isinstance(value, dict) else []))
-            + "</table></details>" for title, value in folded)
-        return f"<table>{''.join(sections)}</table>{details}"
+        return record_html(self)
 
 
 def _short(text: str, width: int = 100) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import copy
 import difflib
 import hashlib
-import html
 import json
 import math
 import re
@@ -575,7 +574,7 @@ class Diff:
         width = max(len(c.key) for c in self.changes)
         lines = [f"--- {self.a}", f"+++ {self.b}"]
         for c in self.changes:
-            items = _item_changes(c)
+            items = item_changes(c)
             if items is None:
                 lines.append(f"{c.key:<{width}}  {show_value(c.a)} -> {show_value(c.b)}")
                 continue
@@ -584,25 +583,12 @@ class Diff:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        if not self.changes:
-            return f"<p>{html.escape(self.a)} and {html.escape(self.b)} are identical</p>"
+        from ..display.records import diff_html
 
-        def cells(c: Change) -> str:
-            items = _item_changes(c)
-            if items is None:
-                return f"<td>{html.escape(show_value(c.a))}</td><td>{html.escape(show_value(c.b))}</td>"
-            gone = "<br>".join(html.escape(i) for i in items if i.startswith("-"))
-            new = "<br>".join(html.escape(i) for i in items if i.startswith(("+", "(")))
-            return f"<td>{gone}</td><td>{new}</td>"
-
-        rows = "".join(f"<tr><td><code>{html.escape(c.key)}</code></td>{cells(c)}</tr>" for c in self.changes)
-        return (
-            f"<table class='mlmd-magic-diff'><thead><tr><th>key</th><th>{html.escape(self.a)}</th>"
-            f"<th>{html.escape(self.b)}</th></tr></thead><tbody>{rows}</tbody></table>"
-        )
+        return diff_html(self)
 
 
-def _item_changes(change: Change) -> list[str] | None:
+def item_changes(change: Change) -> list[str] | None:
     """A list of mappings (a policy's thresholds or slices) that changed, item by item: ``- item``
     for each one dropped, ``+ item`` for each one added, then how many were kept. None for other
     values, which read best whole (``[64, 32] -> [64]``)."""

@@ -11,7 +11,6 @@ import argparse
 import contextlib
 import difflib
 import functools
-import html
 import json
 import os
 import re
@@ -60,7 +59,9 @@ class Message:
         return self.text
 
     def _repr_html_(self) -> str:
-        return f"<pre>{html.escape(self.text)}</pre>"
+        from ..display.html import pre
+
+        return pre(self.text)
 
 
 class CommandParser(argparse.ArgumentParser):
@@ -181,7 +182,7 @@ def _ls(host: Host, a: argparse.Namespace) -> Any:
             kind, type_name = "artifacts", a.kind
         elif any(k == "execution" and (n == kind or n.rsplit(".", 1)[-1] == kind) for k, n in known):
             kind, type_name = "executions", a.kind
-    return store.list(kind, where=where, limit=a.limit, all_versions=a.all_versions, offset=a.offset,
+    return store.ls(kind, where=where, limit=a.limit, all_versions=a.all_versions, offset=a.offset,
                       type=type_name, trials=a.trials)
 
 
@@ -193,7 +194,7 @@ def normalise_kind_of_runs(kind: str) -> str:
 def _show(host: Host, a: argparse.Namespace) -> Any:
     if re.fullmatch(r"(?:artifact:|execution:)?[0-9]+", a.ref):  # an id: any tool's artifact or execution
         return host.store().show(a.ref)
-    return host.store().get(a.ref, kind=a.kind)
+    return host.store().record(a.ref, kind=a.kind)
 
 
 def _types(host: Host, a: argparse.Namespace) -> Any:
@@ -373,7 +374,7 @@ def _compare(host: Host, a: argparse.Namespace) -> Any:
     if sweeps:
         if len(a.runs) > 1:
             raise CommandError("compare sweep:NAME takes one sweep and no runs; compare runs by their names")
-        return host.store().get_sweep(sweeps[0][len("sweep:"):])
+        return host.store().sweep_results(sweeps[0][len("sweep:"):])
     comparison = host.store().compare(a.runs)
     comparison.log_loss = a.log_loss
     return comparison

@@ -2,7 +2,7 @@
 
 They parse and delegate: subcommands live in :mod:`mlmd_magic.faces.commands` (shared with the
 CLI), YAML bodies in :mod:`mlmd_magic.faces.cells`, the work in the library. Every library
-call runs inside :func:`~mlmd_magic.core.session.action_context`, so its MLMD execution
+call runs inside :func:`~mlmd_magic.store.session.action_context`, so its MLMD execution
 carries the cell's source (redacted), execution count and notebook path. Errors reach the
 user as ``UsageError`` — a message, no traceback.
 """
@@ -21,14 +21,14 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, nee
 from IPython.utils.text import DollarFormatter
 from traitlets import Bool, Float, Unicode, default, observe
 
-from ..core import secrets as _secrets
-from ..core import session as _session
 from ..core.names import NAME_RE, check_name
 from ..core.specs import evaluation_arguments
 from ..core.sweeps import sweep_arguments
 from ..core.values import KIND_ALIASES, normalise_kind
 from ..errors import CommandError, MlmdMagicError, RunCancelled
 from ..store import Store, default_uri
+from ..store import secrets as _secrets
+from ..store import session as _session
 from . import cells
 from . import commands as _commands
 from .registry import REGISTRY, ConnectionRegistry

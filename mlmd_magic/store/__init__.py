@@ -14,8 +14,13 @@
 * :mod:`~mlmd_magic.store.background`, :mod:`~mlmd_magic.store.worker`, :mod:`~mlmd_magic.store.ray_jobs` —
   runs in a detached process or on a Ray cluster, and the handle that follows them
 * :mod:`~mlmd_magic.store.reproduce` — a model trained again from its record
+
+The faces reach the process's session (who, where, which cell an action comes from, and who
+listens for writes) and its secrets (credentials kept out of everything shown) through this
+layer: ``mlmd_magic.store.session`` and ``mlmd_magic.store.secrets`` are the backend's modules.
 """
 
+from ..backend import secrets, session  # the process's state, for the faces (see above)
 from ..trainer import ProgressReporter  # what Store.train(progress=...) takes, for the faces
 from .artifacts import NodeDetails
 from .background import BackgroundRun
@@ -27,4 +32,4 @@ from .store import Store, connect, default_uri, sqlite_file
 from .sweeps import Sweep
 
 __all__ = ["BackgroundRun", "Lineage", "NodeDetails", "ProgressReporter", "Reproduction", "RunProgress", "Store",
-           "StoreOptions", "Sweep", "connect", "default_uri", "sqlite_file"]
+           "StoreOptions", "Sweep", "connect", "default_uri", "secrets", "session", "sqlite_file"]

@@ -5,13 +5,13 @@ Foreign types are shown, never changed: this module only reads.
 
 from __future__ import annotations
 
-import html
 import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..backend.listing import newest_first, quote
 from ..backend.types import PREFIX
+from ..display.lineage import node_html
 from ..errors import NotFoundError, ValidationError
 from .lineage import short_type
 
@@ -195,20 +195,7 @@ class NodeDetails:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        esc = html.escape
-        rows = [f"<tr><th>{esc(k)}</th><td>{esc(str(getattr(self, k)))}</td></tr>"
-                for k in ("name", "uri", "state") if getattr(self, k)]
-        for title, values in (("property", self.properties), ("custom property", self.custom_properties)):
-            rows += [f"<tr><th>{esc(k)}</th><td>{esc(str(v))} <small>({title})</small></td></tr>"
-                     for k, v in sorted(values.items())]
-        links = "".join(f"<li>{esc(link['direction'])}: {esc(link['label'])}"
-                        f"{' as ' + esc(link['key']) if link['key'] else ''}</li>" for link in self.links)
-        contexts = "".join(f"<li>{esc(c['type'])}: {esc(c['name'])}</li>" for c in self.contexts)
-        return (f"<div class='mlmd-magic-node'><b>{esc(self.kind)} {esc(self.label)}</b> "
-                f"<code>{esc(self.type)}</code><table>{''.join(rows)}</table>"
-                + (f"<details open><summary>events</summary><ul>{links}</ul></details>" if links else "")
-                + (f"<details open><summary>contexts</summary><ul>{contexts}</ul></details>" if contexts else "")
-                + "</div>")
+        return node_html(self.to_dict())
 
 
 def show_node(mlmd: Any, target: Any) -> NodeDetails:

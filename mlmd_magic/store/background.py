@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .results import Run, RunProgress
     from .store import Store
 
-__all__ = ["BackgroundRun", "new_external_id", "start_process"]
+__all__ = ["BackgroundRun", "new_external_id", "spawn_worker", "start_process"]
 
 START_TIMEOUT_S = 300.0  # a worker imports TensorFlow before its first write
 _MAX_LOG_SUFFIX = 1000  # a run's log named NAME.log, else NAME-2.log ... NAME-1000.log, else its first name
@@ -37,18 +37,25 @@ def new_external_id() -> str:
     return f"mlmd_magic:{uuid.uuid4().hex}"
 
 
-def start_process(spec: dict[str, Any], log_path: str) -> subprocess.Popen[bytes]:
-    """Start ``python -m mlmd_magic.store.worker`` detached (its own session, no terminal),
-    its output in ``log_path``, ``spec`` (JSON) on its stdin."""
-    os.makedirs(os.path.dirname(log_path), exist_ok=True)
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "mlmd_magic.store.worker"], stdin=subprocess.PIPE, stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True, close_fds=True, cwd=os.getcwd())
+def spawn_worker(spec: dict[str, Any], stdout: Any, *, detached: bool) -> subprocess.Popen[bytes]:
+    """Start ``python -m mlmd_magic.store.worker`` with ``spec`` (JSON) on its stdin: the one way
+    a store hands a job, and a MySQL store's password (``spec["password"]``), to a process of its
+    own — never on a command line, nor in an environment (any process of the same user reads one
+    through ``/proc``). ``detached``: in a session of its own, outliving this process."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mlmd_magic.store.worker"], stdin=subprocess.PIPE, stdout=stdout,
+        stderr=subprocess.STDOUT, start_new_session=detached, close_fds=True, cwd=os.getcwd())
     assert process.stdin is not None
     process.stdin.write(json.dumps(spec).encode())
     process.stdin.close()
     return process
+
+
+def start_process(spec: dict[str, Any], log_path: str) -> subprocess.Popen[bytes]:
+    """A background run's worker (:func:`spawn_worker`), detached, its output in ``log_path``."""
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    with open(log_path, "ab") as log:
+        return spawn_worker(spec, log, detached=True)
 
 
 def _tail(path: str, lines: int = 8) -> str:

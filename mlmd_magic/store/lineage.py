@@ -8,15 +8,13 @@ inline SVG graph in notebooks and as text elsewhere.
 
 from __future__ import annotations
 
-import hashlib
-import html
-import itertools
 import json
 import os
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..display.lineage import layout, lineage_html, lineage_svg
 from ..errors import NotFoundError, ValidationError
 
 if TYPE_CHECKING:
@@ -24,13 +22,8 @@ if TYPE_CHECKING:
     from .runs import Runs
 
 _PRODUCERS = {"RegisterDataSource", "AddScenario", "DefineExperiment", "Train", "Evaluate", "AddPolicy", "Push"}
-_COLOURS = {"files": "#eeeeee", "DataSource": "#d8ecff", "Scenario": "#e7ddff", "Experiment": "#fff1c7",
-            "Model": "#d9f5dc", "Evaluation": "#ffd9d9", "Policy": "#f5e6d9", "PushedModel": "#c9f0e8",
-            "execution": "#ffffff"}
-
 
 _UNFINISHED = {"FAILED": "failed", "RUNNING": "running", "CANCELED": "canceled", "NEW": "new"}
-_DRAWINGS = itertools.count()  # lineage drawings made by this process (their HTML ids)
 
 
 @dataclass(frozen=True)
@@ -84,123 +77,15 @@ class Lineage:
 
         Returns ``({key: (x, y) of the box's top-left}, width, height)``.
         """
-        depth = self._depths()
-        layers: dict[int, list[str]] = {}
-        for node in sorted(self.nodes, key=lambda n: n.key):
-            layers.setdefault(depth[node.key], []).append(node.key)
-        order: dict[str, float] = {}
-        for level in sorted(layers):
-            keys = layers[level]
-            first = {k: float(i) for i, k in enumerate(keys)}
-
-            def centre(key: str, first: dict[str, float] = first) -> float:
-                parents = [order[a] for a, b in self.edges if b == key and a in order]
-                return sum(parents) / len(parents) if parents else first[key]
-
-            keys.sort(key=lambda k: (centre(k), k))
-            for i, key in enumerate(keys):
-                order[key] = float(i)
-        widest = max((len(v) for v in layers.values()), default=1)
-        width = 20 + widest * (_BOX_W + _GAP_X) - _GAP_X
-        height = 20 + len(layers) * (_BOX_H + _GAP_Y) - _GAP_Y
-        pos: dict[str, tuple[float, float]] = {}
-        for level, keys in layers.items():
-            offset = (widest - len(keys)) * (_BOX_W + _GAP_X) / 2  # each layer centred
-            for i, key in enumerate(keys):
-                pos[key] = (10 + offset + i * (_BOX_W + _GAP_X), 10 + level * (_BOX_H + _GAP_Y))
-        return pos, float(width), float(height)
-
-    def _svg(self, clickable: str = "") -> str:
-        """The graph, top-down, scaled to the cell's width (``viewBox``, ``width=100%``) but never
-        drawn larger than its natural size. With ``clickable`` (an id prefix), each node is a
-        label that reveals its record below the graph (see :meth:`_repr_html_`)."""
-        pos, width, height = self.layout()
-        parts = [f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {width:.0f} {height:.0f}' width='100%' "
-                 f"style='max-width:{width:.0f}px' font-family='sans-serif' font-size='11' class='mlmd-magic-graph'>",
-                 "<defs><marker id='mlmd-arrow' markerWidth='8' markerHeight='8' refX='8' refY='4' orient='auto'>"
-                 "<path d='M0,0 L8,4 L0,8 z' fill='#555'/></marker></defs>"]
-        for a, b in self.edges:
-            (x1, y1), (x2, y2) = pos[a], pos[b]
-            sx, sy, tx, ty = x1 + _BOX_W / 2, y1 + _BOX_H, x2 + _BOX_W / 2, y2
-            if ty - sy > _GAP_Y + 1:  # an edge that skips layers bends around the boxes between
-                side = -1 if sx <= tx else 1
-                bend = tx + side * (_BOX_W / 2 + _GAP_X / 2)
-                path = (f"M{sx:.1f},{sy:.1f} C{bend:.1f},{sy + _GAP_Y:.1f} {bend:.1f},{ty - _GAP_Y:.1f} "
-                        f"{tx:.1f},{ty:.1f}")
-            else:
-                path = f"M{sx:.1f},{sy:.1f} L{tx:.1f},{ty:.1f}"
-            parts.append(f"<path d='{path}' fill='none' stroke='#555' marker-end='url(#mlmd-arrow)'/>")
-        for i, node in enumerate(self.nodes):
-            x, y = pos[node.key]
-            fill = _COLOURS.get(node.kind, "#f5f5f5")
-            stroke = "#c00" if node.key == self.focus else "#888"
-            dashes = ""
-            if node.state:  # did not complete: dashed (red when it failed), greyed
-                stroke = "#c00" if node.state == "failed" else stroke
-                dashes, fill = " stroke-dasharray='4 3'", "#f3f3f3"
-            radius = 14 if node.kind == "execution" else 3
-            label = node.label if len(node.label) <= 26 else node.label[:25] + "…"
-            parts.append(f"<g class='mlmd-magic-node' data-key='{html.escape(node.key)}'>"
-                         f"<rect x='{x:.1f}' y='{y:.1f}' width='{_BOX_W}' height='{_BOX_H}' rx='{radius}' "
-                         f"fill='{fill}' stroke='{stroke}'{dashes}><title>{html.escape(node.label)}</title></rect>")
-            if clickable:
-                # an HTML label inside the SVG: clicking it checks the node's radio button, which
-                # CSS turns into "show this node's record" — no script, no server
-                parts.append(f"<foreignObject x='{x:.1f}' y='{y:.1f}' width='{_BOX_W}' height='{_BOX_H}'>"
-                             f"<label xmlns='http://www.w3.org/1999/xhtml' for='{clickable}-{i}' "
-                             f"title='{html.escape(node.label)}' style='display:block;width:100%;height:100%;"
-                             f"box-sizing:border-box;padding:9px 6px;cursor:pointer;overflow:hidden;"
-                             f"white-space:nowrap;font:11px sans-serif'>{html.escape(label)}</label></foreignObject>")
-            else:
-                parts.append(f"<text x='{x + 6:.1f}' y='{y + 21:.1f}'>{html.escape(label)}</text>")
-            parts.append("</g>")
-        parts.append("</svg>")
-        return "".join(parts)
+        return layout([n.key for n in self.nodes], self.edges, self._depths())
 
     def _repr_svg_(self) -> str:
-        return self._svg()
+        return lineage_svg(self)
 
     def _repr_html_(self) -> str:
         """The graph with clickable nodes: clicking one shows its record (type, name, URI and
         properties) under the graph, in the same output and without a kernel."""
-        # unique within a page (each drawing's radios and rules are its own), yet the same on every
-        # run of a notebook: from what is drawn and how many drawings this process made before
-        # (kinds, labels and edges by position: no absolute paths, so a checkout anywhere gives the same)
-        index = {n.key: i for i, n in enumerate(self.nodes)}
-        shape = ";".join(f"{n.kind}:{n.label}" for n in self.nodes) + "|" + ",".join(
-            f"{index[a]}>{index[b]}" for a, b in sorted(self.edges) if a in index and b in index)
-        drawn = f"{next(_DRAWINGS)}:{shape}".encode()
-        uid = "mlmd-lineage-" + hashlib.sha256(drawn).hexdigest()[:10]
-        radios = "".join(f"<input type='radio' name='{uid}' id='{uid}-{i}' class='mlmd-magic-pick'/>"
-                         for i in range(len(self.nodes)))
-        rules = "".join(f"#{uid}-{i}:checked ~ .mlmd-magic-records > .mlmd-magic-record-{i}{{display:block}}"
-                        f"#{uid}-{i}:checked ~ svg .mlmd-magic-node:nth-of-type({i + 1}) rect"
-                        "{stroke-width:3}" for i in range(len(self.nodes)))
-        panels = "".join(
-            f"<div class='mlmd-magic-record mlmd-magic-record-{i}' data-key='{html.escape(n.key)}'>"
-            f"<b>{html.escape(n.label)}</b>{_fields_html(n.fields)}</div>"
-            for i, n in enumerate(self.nodes))
-        return (f"<div class='mlmd-magic-lineage' id='{uid}'><style>#{uid} .mlmd-magic-pick{{display:none}}"
-                f"#{uid} .mlmd-magic-record{{display:none;margin-top:6px;padding:6px;border:1px solid #ccc}}"
-                f"{rules}</style>{radios}{self._svg(uid)}<div class='mlmd-magic-records'>{panels}</div>"
-                "<div style='font-size:11px;color:#666'>click a node to see its record</div></div>")
-
-
-_BOX_W, _BOX_H, _GAP_X, _GAP_Y = 170, 34, 24, 36
-
-
-def _fields_html(fields: tuple[tuple[str, str], ...]) -> str:
-    rows = []
-    for key, value in fields:
-        shown = value
-        if value[:1] in "{[":
-            try:
-                shown = json.dumps(json.loads(value), indent=1, sort_keys=False)
-            except ValueError:
-                pass
-        body = f"<pre style='margin:0'>{html.escape(shown)}</pre>" if "\n" in shown else html.escape(shown)
-        rows.append(f"<tr><th style='text-align:left;vertical-align:top'>{html.escape(key)}</th><td>{body}</td></tr>")
-    return f"<table>{''.join(rows)}</table>"
+        return lineage_html(self)
 
 
 def short_type(name: str) -> str:

@@ -589,7 +589,7 @@ class Records:
             art = self.mlmd.get_artifact_by_type_and_name(full("Experiment"), str(trial))
             if art is None:
                 raise NotFoundError(f"sweep {trial.sweep} has no trial {trial}; see its trials with "
-                                    f"%mlmd compare sweep:{trial.sweep} or store.get_sweep({str(trial.sweep)!r})")
+                                    f"%mlmd compare sweep:{trial.sweep} or store.sweep_results({str(trial.sweep)!r})")
             return art
         parsed = parse_ref(ref, f"{LABEL[kind]} reference")
         if parsed.version is None:
@@ -626,11 +626,15 @@ class Records:
                              json.loads(files) if files else None, p["fingerprint"].string_value)
 
     def suggest(self, name: str, kind: str | None = None) -> str:
-        close = difflib.get_close_matches(name, self.names(kind), n=3, cutoff=0.6)
+        known = (sorted(c.name for c in self.mlmd.get_contexts_by_type(full(_TYPES[kind]))) if kind == "sweeps"
+                 else self.names(kind))
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
         if close:
             return f"; did you mean {' or '.join(repr(c) for c in close)}?"
+        if kind == "sweeps":
+            return f"; the sweeps: {', '.join(known)}" if known else "; there is no sweep yet"
         if kind:
-            return f"; see the {_PLURAL[kind]} with %mlmd ls {kind} or store.list({kind!r})"
+            return f"; see the {_PLURAL[kind]} with %mlmd ls {kind} or store.ls({kind!r})"
         return ""
 
     def data(self, kind: str, art: Any) -> dict[str, Any]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as _dt
 import errno
 import hashlib
-import html
 import json
 import os
 import re
@@ -26,12 +25,14 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..backend import session as _session
 from ..backend.properties import set_properties, text
 from ..backend.recorder import Action, Recorder
-from ..core import session as _session
 from ..core.evaluation import parse_slices, slice_names
 from ..core.names import experiment_ref, parse_ref
 from ..core.values import canonical_json, split_kind
+from ..display.html import pre
+from ..display.release import card_html, card_page
 from ..errors import MlmdMagicError, NotBlessedError, ValidationError
 from .records import Records
 from .runs import Runs
@@ -95,7 +96,7 @@ class Pushed:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        return f"<pre class='mlmd-magic-push'>{html.escape(repr(self))}</pre>"
+        return pre(repr(self), cls="mlmd-magic-push")
 
 
 def next_version(folder: str, after: int = 0) -> tuple[int, str]:
@@ -361,8 +362,7 @@ class Release:
         with open(paths[0], "w", encoding="utf-8") as fh:
             json.dump(data, fh, indent=2, ensure_ascii=False)
         with open(paths[1], "w", encoding="utf-8") as fh:
-            fh.write(f"<!doctype html><html><head><meta charset='utf-8'><title>Model card "
-                     f"{html.escape(data['model_details']['name'])}</title></head><body>{page}</body></html>")
+            fh.write(card_page(data, page))
         return ModelCard(data, page, paths)
 
     # ------------------------------------------------------------------ push
@@ -542,48 +542,4 @@ class Release:
 def _spec(stored: dict[str, Any]) -> dict[str, Any]:
     """A slice as an evaluation stores it (every field, empty ones included) as a slice spec."""
     return {k: v for k, v in stored.items() if v not in ((), [], None)}
-
-
-def card_html(card: dict[str, Any]) -> str:
-    """The card as HTML: details, data per split, each policy's verdict, metrics per slice."""
-    esc = html.escape
-    details, parameters = card["model_details"], card["model_parameters"]
-    analysis = card["quantitative_analysis"]
-    parts = [f"<div class='mlmd-magic-model-card'><h3>Model card: {esc(details['name'])}</h3>",
-             f"<p>{esc(details['overview'])}</p>",
-             f"<p><small>version {esc(details['version']['name'])}, {esc(details['version']['date'])}; "
-             f"owners: {esc(', '.join(o['name'] for o in details['owners']) or '—')}; path "
-             f"<code>{esc(details['path'])}</code></small></p>",
-             f"<h4>Model parameters</h4><p>{esc(parameters['model_architecture'])}</p>",
-             f"<p>input: {esc(parameters['input_format'])}<br>output: {esc(parameters['output_format'])}</p>",
-             "<table><thead><tr><th>data</th><th>examples</th><th>label distribution</th><th>fingerprint</th>"
-             "</tr></thead><tbody>"]
-    for d in parameters["data"]:
-        parts.append(f"<tr><td>{esc(d['name'])}</td><td>{d['examples']}</td>"
-                     f"<td>{esc(json.dumps(d['label_distribution']))}</td><td><code>{esc(d['fingerprint'][:16])}"
-                     "</code></td></tr>")
-    parts.append("</tbody></table><h4>Quantitative analysis</h4>")
-    for p in analysis["policies"]:
-        colour = "green" if p["verdict"] == "BLESSED" else "crimson"
-        parts.append(f"<p><b>{esc(p['policy'])}</b> on {esc(p['split'])}: "
-                     f"<b style='color:{colour}'>{esc(p['verdict'])}</b> (evaluation #{p['evaluation']})</p>")
-        if p["failed_checks"]:
-            parts.append("<ul>" + "".join(f"<li>✗ {esc(c)}</li>" for c in p["failed_checks"]) + "</ul>")
-        rows = [m for m in analysis["performance_metrics"] if m["evaluation"] == p["evaluation"]]
-        slices = list(dict.fromkeys(m["slice"] for m in rows))
-        metrics = list(dict.fromkeys(m["type"] for m in rows))
-        cell = {(m["type"], m["slice"]): m["value"] + (f" {m['threshold'][0]}" if m["threshold"] else "") for m in rows}
-        parts.append("<table class='mlmd-magic-card-metrics'><thead><tr><th>metric</th>"
-                     + "".join(f"<th>{esc(s)}</th>" for s in slices) + "</tr></thead><tbody>"
-                     + "".join(f"<tr><td>{esc(m)}</td>" + "".join(f"<td>{esc(cell.get((m, s), ''))}</td>"
-                                                                for s in slices) + "</tr>" for m in metrics)
-                     + "</tbody></table>")
-    if not analysis["policies"]:
-        parts.append("<p>no evaluation on record</p>")
-    limitations = card["considerations"]["limitations"]
-    if limitations:
-        parts.append("<h4>Considerations: limitations</h4><ul>"
-                     + "".join(f"<li>{esc(x['description'])}</li>" for x in limitations) + "</ul>")
-    parts.append(f"<h4>Lineage</h4><p><small>{esc(details['documentation'])}</small></p></div>")
-    return "".join(parts)
 

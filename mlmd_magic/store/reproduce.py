@@ -9,7 +9,6 @@ trained again) the new one; its ``details`` hold the report.
 
 from __future__ import annotations
 
-import html
 import json
 import math
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from ..backend.properties import text
 from ..backend.recorder import Action
 from ..core.names import experiment_ref
 from ..core.values import canonical_json
+from ..display.results import reproduction_html
 from ..errors import ValidationError
 from .runs import Runs, keras_backend
 
@@ -72,11 +72,7 @@ class Reproduction:
                                            for r in rows)])
 
     def _repr_html_(self) -> str:
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
-                       for row in self.differences)
-        table = (f"<table><thead><tr><th>what differs</th><th>recorded</th><th>now</th></tr></thead>"
-                 f"<tbody>{body}</tbody></table>") if self.differences else ""
-        return f"<div class='mlmd-magic-reproduce'><p><b>{html.escape(self._title())}</b></p>{table}</div>"
+        return reproduction_html(self._title(), self.differences)
 
 
 def _environment_differences(runs: Runs, details: dict[str, Any], model_name: str) -> list[tuple[str, str, str]]:

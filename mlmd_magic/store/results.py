@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
-import html
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.curves import curves_html
 from ..core.evaluation import OVERALL, EvaluationResult, Explanation
+from ..display.results import (
+    comparison_curves_html,
+    comparison_html,
+    evaluation_cells,
+    evaluation_html,
+    progress_html,
+    run_html,
+)
 
 __all__ = ["Evaluation", "Run", "RunComparison", "RunProgress"]
 
@@ -59,13 +65,7 @@ class Run:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        metric_names = sorted({m for v in self.metrics.values() for m in v})
-        head = "".join(f"<th>{html.escape(m)}</th>" for m in metric_names)
-        rows = "".join(
-            f"<tr><td>{html.escape(s)}</td>" + "".join(f"<td>{v.get(m, float('nan')):.4f}</td>" for m in metric_names)
-            + "</tr>" for s, v in self.metrics.items())
-        return (f"<div class='mlmd-magic-run'><pre>{html.escape(repr(self).splitlines()[0])}</pre>"
-                f"<table><thead><tr><th>split</th>{head}</tr></thead><tbody>{rows}</tbody></table></div>")
+        return run_html(repr(self).splitlines()[0], self.metrics)
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ class Evaluation:
 
     def __repr__(self) -> str:
         r = self.result
-        rows = [[text for text, _, _ in row] for row in _cells(r)]
+        rows = [[text for text, _, _ in row] for row in evaluation_cells(r)]
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
         failed = r.failed
@@ -123,82 +123,12 @@ class Evaluation:
         return "\n".join([self._title(), f"evaluation on {r.split}", *lines, *tail])
 
     def _repr_html_(self) -> str:
-        from ..core.evaluation import OVERALL
-
-        r = self.result
-        rows = _cells(r)
-        head = "".join(f"<th>{html.escape(text)}</th>" for text, _, _ in rows[0])
-        body = "".join("<tr>" + "".join(_html_cell(cell) for cell in row) + "</tr>" for row in rows[1:])
-        colour = _GREEN if r.blessed else _RED
-        verdict = "BLESSED" if r.blessed else "NOT BLESSED"
-        failed = "".join(f"<li><span style='color:{_RED}'>✗</span> {html.escape(c.slice)}: "
-                         f"{html.escape(c.threshold)} — {html.escape(c.reason)}</li>" for c in r.failed)
-        against = ""
-        if r.baseline_metrics:
-            full = r.table()
-            full_head = "".join(f"<th>{html.escape(c)}</th>" for c in full[0])
-            full_body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
-                                for row in full[1:])
-            against = (f"<p><small>{html.escape(self._baseline_note())}</small></p>"
-                       f"<details><summary>every value beside the baseline's</summary><table><thead><tr>{full_head}"
-                       f"</tr></thead><tbody>{full_body}</tbody></table></details>")
-        matrices = "".join(f"<details><summary>confusion matrix: {html.escape(s)}</summary>"
-                           f"{r.confusion_html(s)}</details>" for s in r.confusion if s != OVERALL)
-        return (f"<p>{html.escape(self._title())}</p><div class='mlmd-magic-evaluation'>"
-                f"<b style='color:{colour}'>{verdict}</b> on <code>{html.escape(r.split)}</code>"
-                f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{against}<ul>{failed}</ul>"
-                f"{r.confusion_html()}{matrices}</div>")
-
-
-_GREEN, _RED = "#1a7f37", "#cf222e"  # verdict marks: passed, failed
-
-
-def _cells(result: EvaluationResult) -> list[list[tuple[str, str, str]]]:
-    """Metric × slice, header first: each cell ``(text, mark, delta)``. A value's mark is ✓ or ✗
-    when a threshold checks it; its change from the baseline (``Δ +0.0200``) is shown only where
-    it matters: a change threshold checks the cell, or a check on it failed."""
-    import math
-
-    slices = list(result.metrics)
-    metric_names = list(dict.fromkeys(m for s in slices for m in result.metrics[s]))
-    marks: dict[tuple[str, str], str] = {}
-    against: set[tuple[str, str]] = set()
-    for check in result.checks:
-        key = (check.metric_name, check.slice)
-        marks[key] = "✗" if not check.passed or marks.get(key) == "✗" else "✓"
-        if check.baseline is not None or not check.passed:
-            against.add(key)
-    rows = [[("metric", "", ""), *[(s, "", "") for s in slices]]]
-    for metric in metric_names:
-        counted = metric == "example_count" or metric.startswith("count_")
-        row = [(metric, "", "")]
-        for s in slices:
-            value = result.metrics[s].get(metric, math.nan)
-            shown = "—" if value is None or math.isnan(value) else f"{int(value)}" if counted else f"{value:.4f}"
-            mark = marks.get((metric, s), "")
-            delta = ""
-            base = (result.baseline_metrics or {}).get(s, {}).get(metric)
-            if (metric, s) in against and not counted and base is not None and not math.isnan(base) \
-                    and value is not None and not math.isnan(value):
-                delta = f"Δ {value - base:+.4f}"
-            row.append((" ".join(part for part in (shown, mark, f"({delta})" if delta else "") if part), mark, delta))
-        rows.append(row)
-    return rows
-
-
-def _html_cell(cell: tuple[str, str, str]) -> str:
-    text, mark, delta = cell
-    if not mark and not delta:
-        return f"<td>{html.escape(text)}</td>"
-    value = text.split(" ", 1)[0]
-    coloured = f" <span style='color:{_GREEN if mark == '✓' else _RED}'>{mark}</span>" if mark else ""
-    change = f" <small>{html.escape(delta)}</small>" if delta else ""
-    return f"<td>{html.escape(value)}{coloured}{change}</td>"
+        return evaluation_html(self._title(), self.result, self._baseline_note())
 
 
 @dataclass
 class RunComparison:
-    """Runs side by side (``%mlmd compare RUN ...``); HTML with an SVG plot, or text."""
+    """Runs side by side (``%mlmd compare RUN ...``); HTML with their curves (a PNG), or text."""
 
     runs: list[dict[str, Any]]
     params: dict[str, list[Any]]
@@ -219,21 +149,12 @@ class RunComparison:
         return "\n".join("  ".join(c.ljust(wd) for c, wd in zip(r, widths)).rstrip() for r in rows)
 
     def _repr_html_(self) -> str:
-        head = "".join(f"<th>{html.escape(r.get('name') or '#' + str(r['id']))}</th>" for r in self.runs)
-        body = "".join(f"<tr><td><code>{html.escape(k)}</code></td>"
-                       + "".join(f"<td>{html.escape(json.dumps(v))}</td>" for v in vals) + "</tr>"
-                       for k, vals in self.params.items())
-        for split, values in self.metrics.items():
-            for metric in sorted({m for v in values for m in v}):
-                body += (f"<tr><td>{html.escape(split)}.{html.escape(metric)}</td>"
-                         + "".join(f"<td>{v.get(metric, float('nan')):.4f}</td>" for v in values) + "</tr>")
-        return (f"<div class='mlmd-magic-compare'><table><thead><tr><th></th>{head}</tr></thead>"
-                f"<tbody>{body}</tbody></table>{self.curves_html()}</div>")
+        return comparison_html(self.runs, self.params, self.metrics, log_loss=self.log_loss)
 
     def curves_html(self) -> str:
         """Every run's curves (all reported metrics, training solid and validation dashed) as an
-        inline PNG drawn by :mod:`mlmd_magic.core.curves`; :attr:`log_loss` puts loss on a log scale."""
-        return curves_html({r.get("name") or f"#{r['id']}": r["history"] for r in self.runs}, log_loss=self.log_loss)
+        inline PNG drawn by :mod:`mlmd_magic.display.curves`; :attr:`log_loss` puts loss on a log scale."""
+        return comparison_curves_html(self.runs, log_loss=self.log_loss)
 
 
 @dataclass
@@ -310,29 +231,5 @@ class RunProgress:
     def __repr__(self) -> str:
         return "\n".join([self.headline(), *self.epoch_lines()])
 
-    def _curves(self) -> tuple[dict[str, list[float]], str]:
-        """The history to draw and a note: while an epoch runs, its training metrics so far are
-        its point (validation comes at its end)."""
-        logs = self.live.get("logs") or {}
-        if not self.running or not self.step or not isinstance(logs, dict):
-            return self.history, ""
-        history = {k: list(v) for k, v in self.history.items()}
-        added = False
-        for key, value in logs.items():
-            if key.startswith("val_") or not isinstance(value, (int, float)):
-                continue
-            if len(history.get(key, [])) == self.epoch:
-                history.setdefault(key, []).append(float(value))
-                added = True
-        note = (f"<p>epoch {self.epoch + 1}: the training values of its {self.step} steps so far"
-                f"{'' if not self.steps else f' of {self.steps}'}</p>") if added else ""
-        return history, note
-
     def _repr_html_(self) -> str:
-        history, note = self._curves()
-        if self.running and not any(history.values()):
-            epoch = min(self.epoch + 1, max(self.epochs, 1))
-            curves = f"<p>epoch {epoch} is starting: curves after its first steps</p>"
-        else:
-            curves = curves_html({self.name: history}, log_loss=self.log_loss, epochs=self.epochs or None) + note
-        return f"<div class='mlmd-magic-watch'><pre>{html.escape(self.headline())}</pre>{curves}</div>"
+        return progress_html(self)

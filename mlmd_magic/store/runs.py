@@ -19,11 +19,11 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Callable
 
+from ..backend import session as _session
 from ..backend.listing import newest_first, page_rows, quote
 from ..backend.properties import name_of, set_properties, text
 from ..backend.recorder import Action, Conflict, Recorder
 from ..backend.types import full
-from ..core import session as _session
 from ..core.names import experiment_ref, is_run_name
 from ..core.values import canonical_json, content_hash, flatten
 from ..errors import MlmdMagicError, NotFoundError, RunCancelled, StoreError, TrainingError, ValidationError
@@ -991,7 +991,7 @@ def _why(exc: BaseException | None) -> str:
     """What a store failure was, short and without credentials."""
     if exc is None:
         return "no answer"
-    from ..core.secrets import redact
+    from ..backend.secrets import redact
 
     text = redact(str(exc)).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text[:160]}" if text else type(exc).__name__

@@ -13,16 +13,17 @@ import builtins
 import contextlib
 import html
 import os
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal, overload
 
+from ..backend import session as _session
 from ..backend.connection import Backend, backend_for
 from ..backend.recorder import Recorder
 from ..backend.resilience import ResilientStore
 from ..backend.storeguard import StoreGuard
 from ..backend.types import lookup_types, register_types
 from ..backend.uri import StoreURI, parse_uri, resolve_uri
-from ..core import session as _session
 from ..core.names import experiment_ref
 from ..core.query import Where, check_offset
 from ..core.record import Record
@@ -73,11 +74,27 @@ def connect(uri: str | None = None, *, options: StoreOptions | None = None) -> S
     StoreConnectionError
         When the URI is malformed or the store cannot be opened; the message says what to do.
     """
-    parsed = parse_uri(resolve_uri(uri))
-    backend = backend_for(parsed)
-    mlmd = ResilientStore(backend.open, can_reconnect=backend.can_reconnect)
-    return Store(mlmd, parsed, backend, options)
+    return open_uri(parse_uri(resolve_uri(uri)), options=options)
 
+
+def open_uri(uri: StoreURI, *, options: StoreOptions | None = None) -> Store:
+    """Open the store ``uri`` names (parsed; a worker's may carry the password it was handed)."""
+    backend = backend_for(uri)
+    mlmd = ResilientStore(backend.open, can_reconnect=backend.can_reconnect)
+    return Store(mlmd, uri, backend, options)
+
+
+
+def _renamed(old: str, new: str) -> Any:
+    """``Store.old``: calls ``Store.new``, with a ``DeprecationWarning`` saying so."""
+    def alias(self: Store, *args: Any, **kwargs: Any) -> Any:
+        warnings.warn(f"Store.{old} is now Store.{new}; the old name goes in the next release",
+                      DeprecationWarning, stacklevel=2)
+        return getattr(self, new)(*args, **kwargs)
+
+    alias.__name__ = alias.__qualname__ = old
+    alias.__doc__ = f"Deprecated: the old name of :meth:`{new}`."
+    return alias
 
 class Store:
     """A connected mlmd-magic store. Create one with :func:`mlmd_magic.connect`.
@@ -179,7 +196,7 @@ class Store:
         >>> import mlmd_magic as mm
         >>> store = mm.connect("memory://")
         >>> with store.unrecorded():
-        ...     store.list("scenarios").empty
+        ...     store.ls("scenarios").empty
         True
         >>> len(store.mlmd.get_executions())
         0
@@ -273,7 +290,7 @@ class Store:
         """
         return self._records.add_scenario(name, model=model, params=params, description=description)
 
-    def experiment(
+    def add_experiment(
         self,
         name: str,
         *,
@@ -368,8 +385,9 @@ class Store:
         """The scenario ``NAME`` or ``NAME@N`` as a plain dict (see :meth:`get_experiment`)."""
         return self._records.get_scenario(ref)
 
-    def get(self, ref: str, kind: str | None = None) -> Record:
-        """One record as a :class:`Record` (with its HTML repr); ``kind`` when a name is ambiguous."""
+    def record(self, ref: str, kind: str | None = None) -> Record:
+        """One record as a :class:`Record` (with its HTML repr); ``kind`` when a name is ambiguous.
+        ``get_KIND(ref)`` gives the same record's data as a plain dict."""
         return self._records.get(ref, kind)
 
     def kind_of(self, ref: str) -> str:
@@ -484,7 +502,7 @@ class Store:
 
         ``overrides`` (a mapping, e.g. ``{"epochs": 3}``; keyword arguments other than the
         ones named here add to it, e.g. ``epochs=3``) first define a new experiment version
-        with them merged into the experiment's overrides, exactly as :meth:`experiment` would.
+        with them merged into the experiment's overrides, exactly as :meth:`add_experiment` would.
         They only ever override parameters: a parameter called ``workdir``, ``force``,
         ``progress`` or ``callbacks`` is overridden through the mapping. A run
         identical to an earlier one (same experiment version, data fingerprint, trainer
@@ -748,7 +766,7 @@ class Store:
         return self._sweeps.work(ref, trials=trials, workers=workers, seed_offset=seed_offset, progress=progress,
                                  on_update=on_update)
 
-    def get_sweep(self, ref: str) -> Sweep:
+    def sweep_results(self, ref: str) -> Sweep:
         """Sweep ``NAME`` (latest version) or ``NAME@N`` as it stands: trials sorted by the objective,
         the best run, and the plot (``%mlmd compare sweep:NAME``).
 
@@ -787,7 +805,7 @@ class Store:
             act.outcome = details.label
             return details
 
-    def list(
+    def ls(
         self,
         kind: str,
         where: str | None = None,
@@ -858,7 +876,7 @@ class Store:
 
     def page(self, kind: str, where: str | None = None, *, limit: int = 20, offset: int = 0,
              type: str | None = None) -> Page:
-        """One page of :meth:`list` (what a browser tab shows), read as :meth:`list` with ``limit``
+        """One page of :meth:`ls` (what a browser tab shows), read as :meth:`ls` with ``limit``
         reads it: its cost is one page's, whatever the store holds. ``total`` is how many rows
         match in all when the listing ends on this page, else None (``more``: rows follow).
 
@@ -877,13 +895,13 @@ class Store:
         Raises
         ------
         ValidationError
-            As :meth:`list` does (a bad filter, an unknown kind or a bad limit).
+            As :meth:`ls` does (a bad filter, an unknown kind or a bad limit).
         """
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             raise ValidationError(f"limit must be a positive whole number, got {limit!r}")
         offset = check_offset(offset)
         # one row beyond the page says whether more follow; counting them all would read them all
-        page, total, more = browse.page_of(self.list(kind, where=where, type=type, limit=limit + 1, offset=offset),
+        page, total, more = browse.page_of(self.ls(kind, where=where, type=type, limit=limit + 1, offset=offset),
                                            limit, offset)
         if isinstance(kind, str) and kind.lower() in ("runs", "run") and not page.empty:
             page = browse.run_page_columns(self._runs, page)
@@ -945,17 +963,17 @@ class Store:
             run = self.run(int(key))
             parts = [run._repr_html_()]
             if run.experiment:
-                parts.append(self.get(run.experiment, kind="experiments")._repr_html_())
+                parts.append(self.record(run.experiment, kind="experiments")._repr_html_())
             target = f"run:{run.id}" if run.model_id is not None else None
         elif kind == "models":
-            row = self.list("models", where=f"model == {int(key)}")
+            row = self.ls("models", where=f"model == {int(key)}")
             if row.empty:
                 raise NotFoundError(f"no model with id {key}; see %mlmd ls models")
             info = row.iloc[0]
             parts = [f"<p><b>Model #{int(key)}</b> {html.escape(str(info['name']))} "
                      f"({html.escape(str(info['task']))}) <code>{html.escape(str(info['uri']))}</code></p>"]
             if info["experiment"]:
-                parts.append(self.get(str(info["experiment"]), kind="experiments")._repr_html_())
+                parts.append(self.record(str(info["experiment"]), kind="experiments")._repr_html_())
             target = f"model:{int(key)}"
         elif kind == "evaluations":
             evaluation = self.evaluation(int(key))
@@ -968,7 +986,7 @@ class Store:
             parts, target = [self.show(int(key))._repr_html_()], str(int(key))
         else:
             kind = normalise_kind(kind)
-            record = self.get(str(key), kind=kind)
+            record = self.record(str(key), kind=kind)
             history = self.history(str(key), kind=kind)
             # who changed what, version by version (a policy's owner, description and thresholds)
             shown = [c for c in ("version", "owner", "description", "thresholds", "slices", "created")
@@ -1014,3 +1032,9 @@ class Store:
             act.inputs += models
             act.outcome = f"{len(comparison.runs)} runs"
             return comparison
+
+    # The names of the first releases, one release more, each warning: what to call instead
+    experiment = _renamed("experiment", "add_experiment")
+    get = _renamed("get", "record")
+    list = _renamed("list", "ls")
+    get_sweep = _renamed("get_sweep", "sweep_results")

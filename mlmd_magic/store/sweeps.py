@@ -9,27 +9,24 @@
   carrying its trial number. A trial with the values of an earlier trial of the same sweep
   version is that trial, whose run is CACHED, so re-running a sweep trains nothing twice.
 * The search is Optuna's (ask/tell, TPE or random sampler with a fixed seed; a grid's points
-  are queued trials, see :class:`_Grid`). Its study
-  lives beside the store — a journal file next to a SQLite store, a database next to the
-  store's on a MySQL server (``DATABASE_sweeps``), in this process for ``memory://`` — so
-  processes on several machines share one search through Optuna's storage. Trial numbers are
-  handed out by that storage: a worker that asks for trial N runs it only if fewer than
-  ``trials`` trials are done or running before N, so no trial runs twice and the budget holds.
+  are queued trials, see :class:`_Grid`). Its study lives beside the store in Optuna's own
+  storage, which any Optuna tool (``optuna-dashboard``) opens — Optuna's journal file
+  ``FILE.sweeps.journal`` next to a SQLite store, Optuna's RDB storage in a database next to
+  the store's on a MySQL server (``DATABASE_sweeps``), in this process for ``memory://`` — so
+  processes on several machines share one search through it. Trial numbers are handed out by
+  that storage: a worker that asks for trial N runs it only if fewer than ``trials`` trials
+  are done or running before N, so no trial runs twice and the budget holds.
 * What Optuna keeps must fit its storage on every backend (on MySQL a parameter's distribution
   is a 64 KB ``TEXT``): checked when a sweep is defined, before anything is written.
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import json
 import math
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -37,10 +34,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from ..backend import secrets as _secrets
 from ..backend.connection import Backend
 from ..backend.properties import text
 from ..backend.recorder import Action, Recorder
-from ..core import secrets as _secrets
 from ..core.names import check_name, is_trial, parse_ref
 from ..core.sweeps import (
     Dimension,
@@ -54,6 +51,7 @@ from ..core.sweeps import (
     parse_spec,
 )
 from ..core.values import canonical_json
+from ..display.sweeps import sweep_html, sweep_plot_png
 from ..errors import MlmdMagicError, RunCancelled, StoreError, ValidationError
 from .live import LiveWriter
 from .maintenance import Owner, owner_token
@@ -67,6 +65,7 @@ if TYPE_CHECKING:
 __all__ = ["Sweep", "Sweeps"]
 
 _SUFFIX = "sweeps"  # the side storage: FILE.sweeps.journal, or database DATABASE_sweeps
+_LOCK_GRACE_S = 10  # a journal lock held longer is a killed worker's: taken over (Optuna's grace period)
 _SEED_STRIDE = 7919  # a resumed or parallel search draws new values, not the first ones again
 _TEXT_BYTES = 65_535  # MySQL's TEXT: Optuna's RDB storage keeps each distribution and attribute in one
 _NAME_CHARS = 512  # and a parameter's name in a VARCHAR(512)
@@ -167,66 +166,10 @@ class Sweep:
 
     def plot_png(self) -> bytes:
         """The objective against each searched parameter (one panel each), best trial marked, as PNG."""
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        from matplotlib.figure import Figure
-
-        names = list(self.space)
-        done = self.trials[self.trials["state"].isin(["COMPLETE", "CACHED"])]
-        fig = Figure(figsize=(3.2 * max(len(names), 1), 2.6), dpi=80)
-        axes = fig.subplots(1, max(len(names), 1), squeeze=False)[0]
-        for ax, name in zip(axes, names):
-            values = list(done[name]) if name in done else []
-            ys = list(done[self.objective.key]) if not done.empty else []
-            kind = next(iter(self.space[name]))
-            if kind == "choice":
-                labels = [canonical_json(v) for v in self.space[name]["choice"]]
-                xs = [labels.index(canonical_json(v)) if canonical_json(v) in labels else -1 for v in values]
-                ax.set_xticks(range(len(labels)), labels, rotation=20, fontsize=7)
-            else:
-                xs = values
-                if kind == "loguniform":
-                    from matplotlib.ticker import NullFormatter
-
-                    ax.set_xscale("log")
-                    ax.xaxis.set_minor_formatter(NullFormatter())
-            ax.scatter(xs, ys, s=18, color="#4C72B0")
-            if self.best is not None and len(xs):
-                ax.scatter(xs[:1], ys[:1], s=70, marker="*", color="#DD8452", zorder=3, label="best")
-            ax.set_xlabel(name, fontsize=8)
-            ax.set_ylabel(self.objective.key, fontsize=8)
-            ax.tick_params(labelsize=7)
-        fig.tight_layout()
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png")
-        return buffer.getvalue()
+        return sweep_plot_png(self)
 
     def _repr_html_(self) -> str:
-        rows = []
-        params = list(self.space)
-        columns = ["trial", "state", self.objective.key, *params, "run", "error"]
-        for i, row in enumerate(self.trials.to_dict("records")):
-            best = i == 0 and self.best is not None
-            cells = []
-            for column in columns:
-                value = row.get(column)
-                shown = "" if value is None or (isinstance(value, float) and math.isnan(value)) else (
-                    f"{value:.4g}" if isinstance(value, float) else canonical_json(value)
-                    if isinstance(value, (list, dict)) else str(value))
-                cells.append(f"<td>{html.escape(shown)}</td>")
-            mark = "<td title='best'>★</td>" if best else "<td></td>"
-            style = " style='font-weight:bold'" if best else ""
-            rows.append(f"<tr{style}>{mark}{''.join(cells)}</tr>")
-        head = "<th></th>" + "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-        image = ""
-        if self.counts().get("COMPLETE", 0) + self.counts().get("CACHED", 0):
-            data = base64.b64encode(self.plot_png()).decode()
-            image = f"<img alt='objective against each parameter' src='data:image/png;base64,{data}'/>"
-        return (f"<div class='mlmd-magic-sweep'><b>Sweep {html.escape(self.ref)}</b> over "
-                f"{html.escape(self.experiment)} ({html.escape(self.sampler)}, {self.objective.direction} "
-                f"{html.escape(self.objective.key)})<br/>{html.escape(self.summary())}<br/>{image}"
-                f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>")
+        return sweep_html(self)
 
 
 def _distributions(space: dict[str, Dimension]) -> dict[str, Any]:
@@ -385,48 +328,87 @@ class _Grid:
         return out
 
 
-def _sqlite_journal(path: str) -> Any:
-    """Optuna's journal (its public ``BaseJournalBackend``) kept in a SQLite file of its own beside a
-    SQLite store: one transaction per append, in write-ahead-log mode without a sync per commit.
+def _journal(path: str) -> Any:
+    """Optuna's own journal storage in the file ``path`` beside a SQLite store — what
+    ``optuna-dashboard PATH``, or ``JournalStorage(JournalFileBackend(PATH))`` in any Optuna
+    program, opens. A text file of Optuna's log entries, one JSON line each, appended under
+    Optuna's lock file ``PATH.lock`` (a symbolic link, as Optuna's own default lock makes it, so
+    a dashboard writing a note waits for the workers and they for it) and synced to disk each
+    time. A lock left behind by a worker killed while it held it is taken over after
+    :data:`_LOCK_GRACE_S` seconds. The order of the lines decides between processes: a queued
+    trial two workers pop at once goes to the one whose line came first. No SQLite, so no
+    journal mode (WAL or another) to choose: it is safe on a network file system too.
+    A store written by an earlier version is moved into it first (see :func:`_migrate`)."""
+    from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock, JournalStorage
 
-    Optuna's own ``JournalFileBackend`` syncs the file on every write (seven a trial, 3 ms each
-    here); this keeps what a killed process wrote, and leaves only a power cut to lose the last
-    writes — which the MLMD store, the record of every run, does not depend on. SQLite's lock
-    makes appends from several processes one sequence of log numbers.
-    """
+    lock = JournalFileSymlinkLock(path, grace_period=_LOCK_GRACE_S)
+    _migrate(path.removesuffix(".journal"), path, lock)
+    return JournalStorage(JournalFileBackend(path, lock_obj=lock))
+
+
+def _legacy_logs(legacy: str) -> list[str] | None:
+    """The log entries of an earlier version's journal — Optuna's entries in a SQLite file of
+    mlmd-magic's own, table ``optuna_journal`` — in order; None when ``legacy`` is no such file."""
     import sqlite3
-    import threading
 
-    from optuna.storages.journal import BaseJournalBackend
+    try:
+        with open(legacy, "rb") as fh:
+            if fh.read(16) != b"SQLite format 3\x00":
+                return None
+    except OSError:
+        return None
+    db = sqlite3.connect(legacy, timeout=60)
+    try:
+        found = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'optuna_journal'")
+        if found.fetchone() is None:
+            return None
+        return [row[0] for row in db.execute("SELECT log FROM optuna_journal ORDER BY n")]
+    finally:
+        db.close()  # the last connection: SQLite folds its write-ahead log into the file, and removes it
 
-    class SqliteJournal(BaseJournalBackend):
-        def __init__(self) -> None:
-            self.lock = threading.Lock()
-            self.db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.execute("CREATE TABLE IF NOT EXISTS optuna_journal (n INTEGER PRIMARY KEY, log TEXT NOT NULL)")
 
-        def read_logs(self, log_number_from: int) -> list[dict[str, Any]]:
-            with self.lock:
-                rows = self.db.execute("SELECT log FROM optuna_journal WHERE n >= ? ORDER BY n",
-                                       (log_number_from,)).fetchall()
-            return [json.loads(row[0]) for row in rows]
+def _migrate(legacy: str, path: str, lock: Any) -> None:
+    """Move the sweeps' studies of a store written by an earlier version (``FILE.sweeps``, see
+    :func:`_legacy_logs`) into Optuna's journal file ``path``, once, exactly: the same log
+    entries, so the same studies, trial numbers and attributes. Under the journal's lock, they
+    are written to a new file that takes the place of a missing or empty journal in one rename;
+    then the old file is renamed ``FILE.sweeps.migrated``, kept as the record of the move. A
+    process killed in between leaves a journal that begins with the old file's entries: the
+    next one only renames the old file. A journal holding anything else is refused, saying
+    what to do."""
+    import warnings
 
-        def append_logs(self, logs: list[dict[str, Any]]) -> None:
-            encoded = [json.dumps(log, separators=(",", ":")) for log in logs]
-            with self.lock:
-                self.db.execute("BEGIN IMMEDIATE")  # appends from all processes, one after another
-                try:
-                    (top,) = self.db.execute("SELECT COALESCE(MAX(n) + 1, 0) FROM optuna_journal").fetchone()
-                    self.db.executemany("INSERT INTO optuna_journal (n, log) VALUES (?, ?)",
-                                        [(top + i, text) for i, text in enumerate(encoded)])
-                    self.db.execute("COMMIT")
-                except BaseException:
-                    self.db.execute("ROLLBACK")
-                    raise
-
-    return SqliteJournal()
+    if legacy == path or not os.path.isfile(legacy):
+        return
+    open(path, "ab").close()  # the lock's target: a lock a killed process left is judged by the target's age
+    lock.acquire()
+    try:
+        logs = _legacy_logs(legacy)  # read under the lock: another process may have moved it
+        if logs is None:
+            return
+        if os.path.getsize(path):
+            with open(path, "rb") as fh:
+                head = [json.loads(line) for line, _ in zip(fh, logs)]
+            if head != [json.loads(log) for log in logs]:
+                raise StoreError(f"the sweeps' studies are in two files: {legacy} (an earlier mlmd-magic's) and "
+                                 f"{path}, which holds others; move {path} away to have {legacy} moved into it, or "
+                                 f"move {legacy} away to go on with {path}")
+        else:
+            staged = f"{path}.migrating-{os.getpid()}"
+            try:
+                with open(staged, "wb") as fh:
+                    fh.write("".join(f"{log}\n" for log in logs).encode())
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(staged, path)
+            finally:
+                if os.path.exists(staged):
+                    os.unlink(staged)
+        os.replace(legacy, f"{legacy}.migrated")
+    finally:
+        lock.release()
+    warnings.warn(f"moved the sweeps' studies from {legacy} (an earlier mlmd-magic's) into Optuna's journal "
+                  f"{path}, which optuna-dashboard opens; the old file is kept as {legacy}.migrated", stacklevel=2)
 
 
 def _reason(exc: BaseException) -> str:
@@ -461,7 +443,6 @@ class Sweeps:
         #: seconds after which a trial that never got as far as its run is taken for dead
         self.stale_after_s = stale_after_s or (lambda: 6 * 3600.0)
         self._storage: Any = None
-        self._journal: Any = None  # our SQLite journal under a JournalStorage (closed with the store)
 
     # ---------------------------------------------------------------- public
 
@@ -594,10 +575,7 @@ class Sweeps:
             if side is None:
                 self._storage = optuna.storages.InMemoryStorage()
             elif side.kind == "journal":
-                from optuna.storages.journal import JournalStorage
-
-                self._journal = _sqlite_journal(side.path)
-                self._storage = JournalStorage(self._journal)
+                self._storage = _journal(side.path)
             else:
                 try:
                     self._storage = optuna.storages.RDBStorage(
@@ -608,13 +586,11 @@ class Sweeps:
         return self._storage
 
     def close(self) -> None:
-        """Release the study storage's connections (a MySQL pool, the SQLite journal's file)."""
-        storage, journal, self._storage, self._journal = self._storage, self._journal, None, None
+        """Release the study storage's connections (a MySQL pool; a journal file holds none open)."""
+        storage, self._storage = self._storage, None
         engine = getattr(storage, "engine", None)  # RDBStorage: its SQLAlchemy pool
         if engine is not None:
             engine.dispose()
-        if journal is not None:
-            journal.db.close()
 
     def _study(self, plan: _Plan, offset: int) -> Any:
         import optuna
@@ -623,6 +599,10 @@ class Sweeps:
         direction: Literal["maximize", "minimize"] = "maximize" if plan.objective.direction == "maximize" \
             else "minimize"
         for attempt in range(20):  # workers starting together may race to create the study
+            try:  # an existing study is loaded, never created again: a look at a sweep writes nothing to it
+                return optuna.load_study(study_name=plan.study_name, storage=storage, sampler=_sampler(plan, offset))
+            except KeyError:
+                pass
             try:
                 return optuna.create_study(storage=storage, study_name=plan.study_name, sampler=_sampler(plan, offset),
                                            direction=direction, load_if_exists=True)
@@ -651,7 +631,8 @@ class Sweeps:
             study = self._study(plan, 0)
             grid = plan.grid_size()
             budget = min(budget, grid) if grid else budget
-            study.set_user_attr("trials", budget)
+            if study.user_attrs.get("trials") != budget:  # a re-run writes nothing to the study it finds done
+                study.set_user_attr("trials", budget)
             if workers > 1:
                 self._spawn(plan, study, budget, workers, offset, on_update)
             else:
@@ -893,19 +874,19 @@ class Sweeps:
 
     def _spawn(self, plan: _Plan, study: Any, budget: int, workers: int, offset: int,
                on_update: Callable[[Sweep], None] | None) -> None:
-        """``workers`` subprocesses running ``mlmd-magic sweep NAME@N --worker`` until the budget is spent."""
-        child = self.backend.child_process()
-        if child is None:
+        """``workers`` subprocesses joining the sweep (as ``mlmd-magic sweep NAME@N --worker`` would)
+        until the budget is spent; each gets the store's password on its stdin."""
+        if self.backend.scheme == "memory":
             raise ValidationError("workers > 1 run trials in other processes, which cannot reach a memory:// "
                                   "store; use a SQLite or MySQL store, or workers: 1")
-        uri, env = child
+        from .background import spawn_worker
+
         procs: list[tuple[subprocess.Popen[bytes], Any]] = []
         for i in range(workers):
             log = tempfile.TemporaryFile()
-            cmd = [sys.executable, "-m", "mlmd_magic.cli", "--uri", uri, "sweep", plan.ref, "--worker",
-                   "--trials", str(budget), "--seed-offset", str(offset + i + 1)]
-            procs.append((subprocess.Popen(cmd, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
-                                           stdin=subprocess.DEVNULL), log))
+            spec = {"job": "sweep", "uri": self.backend.worker_uri(), "ref": plan.ref, "trials": budget,
+                    "seed_offset": offset + i + 1, "password": self.backend.password()}
+            procs.append((spawn_worker(spec, log, detached=False), log))
         seen = -1
         failed = []
         try:

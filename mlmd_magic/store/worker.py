@@ -16,20 +16,34 @@ from typing import Any
 __all__ = ["main", "run_job"]
 
 
+def open_store(spec: dict[str, Any]) -> Any:
+    """The store ``spec["uri"]`` names, opened with ``spec["password"]`` when given (MySQL; it is
+    handed to the store, never put in this process's environment, which a child would inherit)."""
+    import dataclasses
+
+    from ..backend.uri import parse_uri
+    from .store import open_uri
+
+    uri = parse_uri(spec["uri"])
+    if spec.get("password"):
+        uri = dataclasses.replace(uri, password=spec["password"])
+    return open_uri(uri)
+
+
 def run_job(spec: dict[str, Any]) -> str:
-    """Train ``spec["ref"]`` into the store at ``spec["uri"]``; returns the run's final state.
+    """Run ``spec`` in the store at ``spec["uri"]``: train ``spec["ref"]`` (the default job), or
+    with ``"job": "sweep"`` join sweep ``spec["ref"]``; returns the run's (or the sweep's) final
+    state.
 
     ``spec``: ``uri`` (:meth:`~mlmd_magic.backend.uri.StoreURI.quoted`: no password, a SQLite
-    file's absolute path), ``ref``, ``external_id``, ``force``, ``workdir``, ``runs_dir``,
-    and for a local worker ``password`` (a Ray worker reads ``$MLMD_MAGIC_MYSQL_PASSWORD``).
+    file's absolute path), ``ref``, and for a local worker ``password`` (a Ray worker reads
+    ``$MLMD_MAGIC_MYSQL_PASSWORD``); a training: ``external_id``, ``force``, ``workdir``,
+    ``runs_dir``; a sweep: ``trials``, ``seed_offset``.
     """
-    from ..backend.uri import PASSWORD_ENV, parse_uri
+    from ..backend.uri import parse_uri
     from ..errors import MlmdMagicError, RunCancelled
     from ..trainer import ProgressReporter
-    from .store import connect
 
-    if spec.get("password"):
-        os.environ[PASSWORD_ENV] = spec["password"]
     if spec.get("runs_dir"):
         os.environ["MLMD_MAGIC_RUNS_DIR"] = spec["runs_dir"]
     try:
@@ -42,16 +56,21 @@ def run_job(spec: dict[str, Any]) -> str:
                   "store that started it and never creates one: start the run again from a store that exists",
                   flush=True)
             return "FAILED"
-        store = connect(spec["uri"])
+        store = open_store(spec)
     except MlmdMagicError as exc:
         print(f"failed: {exc}", flush=True)
         return "FAILED"
     try:
+        if spec.get("job") == "sweep":
+            result = store.sweep_worker(spec["ref"], trials=spec.get("trials"), workers=1,
+                                        seed_offset=spec.get("seed_offset"))
+            print(repr(result), flush=True)
+            return "COMPLETE"
         run = store.train_job(spec["ref"], external_id=spec["external_id"], force=bool(spec.get("force")),
                               workdir=spec.get("workdir"),
                               progress=ProgressReporter(stream=sys.stdout, notebook=False))
         print(f"run {run.label}: {run.state}", flush=True)
-        return run.state
+        return str(run.state)
     except RunCancelled as exc:
         print(exc, flush=True)
         return "CANCELED"

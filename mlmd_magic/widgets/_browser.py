@@ -23,9 +23,9 @@ from typing import Any
 import ipywidgets as w
 from itables.widget import ITable
 
-from ..core import session as _session
 from ..errors import MlmdMagicError
 from ..store import Store
+from ..store import session as _session
 from ..store.browse import Page
 from ._fallback import FallbackDisplay
 from ._live import StoreWatch, VisibilitySensor

@@ -9,11 +9,11 @@ from typing import Any
 import ipywidgets as w
 import traitlets
 
-from ..core import secrets as _secrets
-from ..core import session as _session
 from ..core.values import apply_overrides, flatten, kept_overrides
 from ..errors import MlmdMagicError, RunCancelled, ValidationError
 from ..store import Store
+from ..store import secrets as _secrets
+from ..store import session as _session
 from ._fallback import FallbackDisplay, refuse_if_stale
 from ._form import change_summary, check_form, show_error
 from ._live import StoreWatch, VisibilitySensor
@@ -104,14 +104,14 @@ class ExperimentEditor(FallbackDisplay, w.VBox):
 
     def __init__(self, store: Store, ref: str) -> None:
         self._store = store
-        self._record = store.get(ref, kind="experiments")
+        self._record = store.record(ref, kind="experiments")
         data = self._record.data
         self.name = self._record.name
         # the newest version when the panel opened: saving refuses if another one was recorded since
         self._latest = self._record.version
         if "@" in ref:  # an older version opened on purpose: ask for the newest
             with store.unrecorded():
-                self._latest = store.get(self.name, kind="experiments").version
+                self._latest = store.record(self.name, kind="experiments").version
         ds_versions = [f"{data['datasource']['name']}@{v}" for v in self._versions("datasources",
                                                                                    data["datasource"]["name"])]
         sc_versions = [f"{data['scenario']['name']}@{v}" for v in self._versions("scenarios",
@@ -244,7 +244,7 @@ class ExperimentEditor(FallbackDisplay, w.VBox):
         try:
             summary = self.change_summary()
             with _session.action_context(source=f"widget ExperimentEditor {self._record.ref}: {summary}"):
-                record = self._store.experiment(
+                record = self._store.add_experiment(
                     self.name, datasource=self.datasource.value, scenario=self.scenario.value,
                     overrides=self.overrides(), description=self._record.extra.get("description") or None)
         except MlmdMagicError as exc:

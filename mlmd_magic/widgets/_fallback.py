@@ -220,7 +220,7 @@ def _newer_version(store: Any, kind: str, name: str, seen: int | None) -> str | 
 
     try:
         with store.unrecorded():
-            latest = store.get(name, kind=kind)
+            latest = store.record(name, kind=kind)
     except NotFoundError:
         return None
     if seen is not None and latest.version == seen:

@@ -10,10 +10,10 @@ from typing import Any
 
 import ipywidgets as w
 
-from ..core import session as _session
 from ..core.evaluation import metric_names
 from ..errors import MlmdMagicError, NotFoundError, ValidationError
 from ..store import Store
+from ..store import session as _session
 from ._fallback import FallbackDisplay, refuse_if_stale
 from ._form import change_summary, check_form, show_error
 from ._live import StoreWatch, VisibilitySensor
@@ -131,7 +131,7 @@ class PolicyEditor(FallbackDisplay, w.VBox):
         self._ref = ""
         try:
             with store.unrecorded():
-                record = store.get(name, kind="policies")
+                record = store.record(name, kind="policies")
             self._stored, self._ref = self._spec_of(record.data), record.ref
         except NotFoundError:
             pass  # a new policy: saving records version 1
@@ -321,7 +321,7 @@ def _data_vocabulary(store: Store) -> tuple[list[str], list[str]]:
     try:
         with store.unrecorded():
             for ds in store.names("datasources"):
-                data = store.get(ds, kind="datasources").data
+                data = store.record(ds, kind="datasources").data
                 label_names = data.get("label_names")
                 if label_names:
                     task = "binary" if len(label_names) == 2 else "multiclass"
