@@ -111,8 +111,9 @@ class RunCancelled(KeyboardInterrupt):
         line = f"run {self.run} cancelled{how} after {self.epochs_done} of {self.epochs} epochs, " \
                f"{_duration(self.seconds)}"
         if self.version_created:
-            line += (f"; --set created {self.version_created} for it, which stays (train it with "
-                     f"%mlmd train {self.version_created}; the same --set values reuse it)")
+            name = self.version_created.rsplit("@", 1)[0]
+            line += (f"; --set created {self.version_created} for it, which stays: {name} now gives it "
+                     f"(%mlmd history {name} shows the versions)")
         elif self.version_reused:
             line += f"; no new version: --set gave {self.version_reused}, which existed already"
         return line

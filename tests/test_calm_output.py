@@ -40,7 +40,7 @@ def _interrupting_store(uri: str, nipt: dict[str, Any]) -> mm.Store:
 
 
 LINE = r"run e@2#{k} cancelled after 0 of 3 epochs, \d+ s"
-CREATED = r"; --set created e@2 for it, which stays \(train it with %mlmd train e@2; the same --set values reuse it\)"
+CREATED = r"; --set created e@2 for it, which stays: e now gives it \(%mlmd history e shows the versions\)"
 REUSED = r"; no new version: --set gave e@2, which existed already"
 
 

@@ -322,3 +322,30 @@ def test_a_fresh_process_interrupted_in_its_first_epoch_is_canceled(where: str, 
     assert outcome["raised"] == "RunCancelled" and outcome["keyboard"], \
         (outcome, (tmp_path / "child.err").read_text()[-3000:])
     _assert_canceled(mm.connect(uri), tmp_path, outcome["message"], epochs=1000)
+
+
+def test_a_ctrl_c_in_a_garbage_collector_callback_is_remembered_not_printed(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A Ctrl-C landing in a callback Python cannot raise from (JAX's gc callback was one) is not
+    printed as "Exception ignored in …"; the watch remembers it and the training stops with it."""
+    import gc
+    import signal
+
+    from mlmd_magic.trainer._interrupts import Interrupts
+
+    def callback(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start" and not fired:
+            fired.append(1)
+            signal.raise_signal(signal.SIGINT)
+
+    fired: list[int] = []
+    before = sys.unraisablehook
+    with Interrupts() as interrupts:
+        gc.callbacks.append(callback)
+        try:
+            gc.collect()
+        finally:
+            gc.callbacks.remove(callback)
+        assert interrupts.pending is not None
+    assert fired and "Exception ignored" not in capsys.readouterr().err
+    assert sys.unraisablehook is before  # the hook back as it was

@@ -106,8 +106,8 @@ def test_a_cancelled_training_is_one_line(ip: InteractiveShell, tmp_path: Path,
     store.add_experiment("e", datasource="d", scenario="s")
     result = ip.run_cell("%mlmd train e --set epochs=3 --quiet")  # printed, not raised (tests/test_calm_output.py)
     message = str(result.error_in_exec)
-    assert re.fullmatch(r"run e@2#1 cancelled after 0 of 3 epochs, \d+ s; --set created e@2 for it, which stays "
-                        r"\(train it with %mlmd train e@2; the same --set values reuse it\)", message), message
+    assert re.fullmatch(r"run e@2#1 cancelled after 0 of 3 epochs, \d+ s; --set created e@2 for it, which stays: "
+                        r"e now gives it \(%mlmd history e shows the versions\)", message), message
     assert list(store.ls("runs")["state"]) == ["CANCELED"]
 
 

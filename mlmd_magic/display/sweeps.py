@@ -15,10 +15,7 @@ from .html import Html, esc, table
 def sweep_plot_png(sweep: Any) -> bytes:
     """The objective against each searched parameter of ``sweep`` (a :class:`~mlmd_magic.Sweep`;
     one panel each), the best trial marked, as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # the figure API needs no backend: pyplot's stays the user's
 
     names = list(sweep.space)
     done = sweep.trials[sweep.trials["state"].isin(["COMPLETE", "CACHED"])]

@@ -61,6 +61,16 @@ def split_line(line: str) -> list[str]:
         raise CommandError(f"cannot split the line into words: {exc}") from None
 
 
+class _Said:
+    """An exception's rendering in IPython (``_render_traceback_``): one plain line, every time."""
+
+    def __init__(self, line: str) -> None:
+        self.line = line
+
+    def __call__(self) -> list[str]:
+        return [self.line]
+
+
 class _OneLine:
     """An exception's rendering in IPython (its ``_render_traceback_`` protocol): one line the
     first time, then gone, so that ``%tb`` shows the whole traceback."""
@@ -87,11 +97,10 @@ def _user_errors(fn: F) -> F:
         except MlmdMagicError as exc:
             raise UsageError(_secrets.redact(str(exc))) from None
         except RunCancelled as exc:
-            # A deliberate stop is no error: its one calm line is printed, and the stop is raised on
-            # with an empty traceback (IPython shows what _render_traceback_ gives), so the rest of
-            # the cell and the cells queued after it do not run, as after any interrupt.
-            print(_secrets.redact(str(exc)), flush=True)
-            exc._render_traceback_ = list  # type: ignore[attr-defined]
+            # A deliberate stop is no error: the stop is raised on, so the rest of the cell and the
+            # cells queued after it do not run, as after any interrupt, and IPython shows only what
+            # _render_traceback_ gives: its one calm line, once.
+            exc._render_traceback_ = _Said(_secrets.redact(str(exc)))  # type: ignore[attr-defined]
             raise
         except UsageError as exc:
             raise UsageError(_secrets.redact(str(exc))) from None
@@ -99,8 +108,12 @@ def _user_errors(fn: F) -> F:
             if args and getattr(args[0], "traceback", False):
                 raise
             what = _secrets.redact(f"{type(exc).__name__}: {exc}").splitlines()[0][:300]
-            exc._render_traceback_ = _OneLine(exc, f"unexpected {what} — a bug of mlmd-magic; %tb shows its "  # type: ignore[attr-defined]
-                                              "traceback for a report (or %config MlmdMagics.traceback = True)")
+            try:
+                exc._render_traceback_ = _OneLine(  # type: ignore[attr-defined]
+                    exc, f"unexpected {what} — a bug of mlmd-magic; %tb shows its traceback for a report "
+                    "(or %config MlmdMagics.traceback = True)")
+            except (AttributeError, TypeError):  # an exception that takes no attribute: its own traceback
+                pass
             raise
 
     return wrapper  # type: ignore[return-value]

@@ -20,6 +20,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from ..backend.uri import PASSWORD_ENV
 from ..errors import TrainingError
 
 if TYPE_CHECKING:
@@ -42,9 +43,10 @@ def spawn_worker(spec: dict[str, Any], stdout: Any, *, detached: bool) -> subpro
     a store hands a job, and a MySQL store's password (``spec["password"]``), to a process of its
     own — never on a command line, nor in an environment (any process of the same user reads one
     through ``/proc``). ``detached``: in a session of its own, outliving this process."""
+    env = {k: v for k, v in os.environ.items() if k != PASSWORD_ENV}  # it has the password on its stdin
     process = subprocess.Popen(
         [sys.executable, "-m", "mlmd_magic.store.worker"], stdin=subprocess.PIPE, stdout=stdout,
-        stderr=subprocess.STDOUT, start_new_session=detached, close_fds=True, cwd=os.getcwd())
+        stderr=subprocess.STDOUT, start_new_session=detached, close_fds=True, cwd=os.getcwd(), env=env)
     assert process.stdin is not None
     process.stdin.write(json.dumps(spec).encode())
     process.stdin.close()

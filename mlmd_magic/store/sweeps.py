@@ -30,6 +30,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -65,7 +66,7 @@ if TYPE_CHECKING:
 __all__ = ["Sweep", "Sweeps"]
 
 _SUFFIX = "sweeps"  # the side storage: FILE.sweeps.journal, or database DATABASE_sweeps
-_LOCK_GRACE_S = 10  # a journal lock held longer is a killed worker's: taken over (Optuna's grace period)
+_LOCK_GRACE_S = 30  # a journal lock held longer is a killed worker's: taken over (Optuna's own grace period)
 _SEED_STRIDE = 7919  # a resumed or parallel search draws new values, not the first ones again
 _TEXT_BYTES = 65_535  # MySQL's TEXT: Optuna's RDB storage keeps each distribution and attribute in one
 _NAME_CHARS = 512  # and a parameter's name in a VARCHAR(512)
@@ -524,7 +525,7 @@ class Sweeps:
         finds the same base, so the same sweep version, to continue."""
         if is_trial(ref):
             raise ValidationError(f"{ref} is a sweep's trial; a sweep varies an experiment version: make the "
-                                  "trial's values one first (%mlmd train REF --set KEY=VALUE, or store.experiment)")
+                                  "trial's values one first (%mlmd train REF --set KEY=VALUE, or store.add_experiment)")
         parsed = parse_ref(ref, "experiment reference")
         latest = self.records.resolve("experiments", ref)
         if parsed.version is not None:
@@ -919,6 +920,9 @@ class Sweeps:
                 log.close()
         if failed and len(failed) == len(procs):
             raise StoreError(_secrets.redact(f"every sweep worker failed: {failed[0]}"))
+        for failure in failed:  # the others carried on: the sweep stands, but say what went wrong
+            warnings.warn(_secrets.redact(f"a sweep worker failed ({failure}); the others ran its trials"),
+                          stacklevel=3)
 
     # ---------------------------------------------------------------- reading
 

@@ -21,11 +21,13 @@ def open_store(spec: dict[str, Any]) -> Any:
     handed to the store, never put in this process's environment, which a child would inherit)."""
     import dataclasses
 
+    from ..backend import secrets
     from ..backend.uri import parse_uri
     from .store import open_uri
 
     uri = parse_uri(spec["uri"])
     if spec.get("password"):
+        secrets.remember(spec["password"])  # masked in whatever this process prints or records
         uri = dataclasses.replace(uri, password=spec["password"])
     return open_uri(uri)
 
@@ -40,6 +42,7 @@ def run_job(spec: dict[str, Any]) -> str:
     ``$MLMD_MAGIC_MYSQL_PASSWORD``); a training: ``external_id``, ``force``, ``workdir``,
     ``runs_dir``; a sweep: ``trials``, ``seed_offset``.
     """
+    from ..backend.secrets import redact
     from ..backend.uri import parse_uri
     from ..errors import MlmdMagicError, RunCancelled
     from ..trainer import ProgressReporter
@@ -58,7 +61,7 @@ def run_job(spec: dict[str, Any]) -> str:
             return "FAILED"
         store = open_store(spec)
     except MlmdMagicError as exc:
-        print(f"failed: {exc}", flush=True)
+        print(redact(f"failed: {exc}"), flush=True)
         return "FAILED"
     try:
         if spec.get("job") == "sweep":
@@ -72,10 +75,10 @@ def run_job(spec: dict[str, Any]) -> str:
         print(f"run {run.label}: {run.state}", flush=True)
         return str(run.state)
     except RunCancelled as exc:
-        print(exc, flush=True)
+        print(redact(str(exc)), flush=True)
         return "CANCELED"
     except MlmdMagicError as exc:
-        print(f"failed: {exc}", flush=True)
+        print(redact(f"failed: {exc}"), flush=True)
         return "FAILED"
     finally:
         store.close()

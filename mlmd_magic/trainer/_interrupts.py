@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from types import FrameType
@@ -26,6 +27,19 @@ __all__ = ["Interrupts"]
 
 # The watches entered in the main thread, outermost first: one SIGINT handler serves them all.
 _ACTIVE: list[Interrupts] = []
+
+
+def _quiet_unraisable(unraisable: Any) -> None:
+    """``sys.unraisablehook`` while a watch holds the SIGINT handler: a Ctrl-C that landed where
+    Python cannot raise it (a garbage collector's callback, a ``__del__``) is remembered by the
+    watch, which stops the training with it; it is not printed as "Exception ignored in …"."""
+    value = unraisable.exc_value
+    if isinstance(value, KeyboardInterrupt) and any(value is w.pending or value is w._last for w in _ACTIVE):
+        return
+    _HOOKS[0](unraisable)
+
+
+_HOOKS: list[Any] = []  # the unraisable hook in place before the outermost watch
 
 
 def _on_sigint(signum: int, frame: FrameType | None) -> None:
@@ -76,6 +90,8 @@ class Interrupts:
         if threading.current_thread() is threading.main_thread():
             if not _ACTIVE and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
                 self._previous = signal.signal(signal.SIGINT, _on_sigint)
+                _HOOKS[:] = [sys.unraisablehook]
+                sys.unraisablehook = _quiet_unraisable
             if _ACTIVE or self._previous is not None:
                 _ACTIVE.append(self)
                 self._entered = True
@@ -88,6 +104,8 @@ class Interrupts:
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
             self._previous = None
+            if _HOOKS and sys.unraisablehook is _quiet_unraisable:
+                sys.unraisablehook = _HOOKS.pop()
 
     def note(self, interrupt: KeyboardInterrupt) -> None:
         """Remember ``interrupt`` (the first one counts), e.g. one a callback saw go by."""

@@ -22,6 +22,7 @@ import html
 import sys
 import threading
 import time
+import warnings
 from typing import Any, Callable
 
 from ..display.curves import curves_png
@@ -303,7 +304,12 @@ class ProgressReporter:
 
     def _draw_curves(self) -> None:
         started = self._clock()
-        self._show_curves(self._png(self.history), self._epoch)
+        try:
+            png = self._png(self.history)
+        except Exception as exc:
+            self._cannot_draw(exc)
+            return
+        self._show_curves(png, self._epoch)
         now = self._clock()
         self._last_curves_s = now - started
         self._curves_cost += self._last_curves_s
@@ -320,7 +326,7 @@ class ProgressReporter:
             started = time.thread_time()
             try:
                 result["png"] = self._png(history)
-            except BaseException as exc:  # raised again where the picture is shown
+            except Exception as exc:  # said where the picture would have been shown
                 result["error"] = exc
             result["cpu_s"] = time.thread_time() - started
 
@@ -334,9 +340,15 @@ class ProgressReporter:
         worker.join()  # the run's thread waits only where the evaluation and the save were quicker
         self._final = None
         self.background_s += result.get("cpu_s", 0.0)
-        if "error" in result:
-            raise result["error"]
+        if "error" in result:  # a picture that cannot be drawn never fails the run it shows
+            self._cannot_draw(result["error"])
+            return
         self._show_curves(result["png"], epochs)
+
+    def _cannot_draw(self, exc: Exception) -> None:
+        """Say once that the curves cannot be drawn, and draw none more: the run goes on."""
+        warnings.warn(f"the training curves could not be drawn: {exc}", stacklevel=3)
+        self.curves = False
 
     def on_train_end(self, info: dict[str, Any]) -> None:
         now = self._clock()

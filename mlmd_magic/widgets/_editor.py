@@ -87,7 +87,7 @@ def _input_for(path: str, value: Any) -> w.Widget:
 
 def _unflatten_overrides(values: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
     """Dotted keys whose value differs from the scenario's: the experiment's overrides (each
-    checked, and in the kind of the scenario's value, as :meth:`Store.experiment` records it)."""
+    checked, and in the kind of the scenario's value, as :meth:`Store.add_experiment` records it)."""
     flat_base = flatten(base)
     kept = kept_overrides(base, values)
     return {k: v for k, v in kept.items() if k not in flat_base or json.dumps(flat_base[k]) != json.dumps(v)}
@@ -97,7 +97,7 @@ class ExperimentEditor(FallbackDisplay, w.VBox):
     """Edit one experiment: data source and scenario versions, one typed input per parameter.
 
     Validation is the library's own (the overrides are applied exactly as
-    :meth:`Store.experiment` applies them); the diff against the stored version updates as
+    :meth:`Store.add_experiment` applies them); the diff against the stored version updates as
     you type; "Save as new version" records a new version exactly as ``%%experiment`` would,
     with a source saying which widget and what changed.
     """
