@@ -34,7 +34,7 @@ def _quiet_unraisable(unraisable: Any) -> None:
     Python cannot raise it (a garbage collector's callback, a ``__del__``) is remembered by the
     watch, which stops the training with it; it is not printed as "Exception ignored in …"."""
     value = unraisable.exc_value
-    if isinstance(value, KeyboardInterrupt) and any(value is w.pending or value is w._last for w in _ACTIVE):
+    if isinstance(value, KeyboardInterrupt) and any(w.knows(value) for w in _ACTIVE):
         return
     _HOOKS[0](unraisable)
 
@@ -114,6 +114,10 @@ class Interrupts:
             self.count += 1
         if self.pending is None:
             self.pending = interrupt
+
+    def knows(self, interrupt: BaseException) -> bool:
+        """Whether ``interrupt`` is one this watch noted."""
+        return interrupt is self.pending or interrupt is self._last
 
     def check(self) -> None:
         """Raise the remembered interrupt, if any: one that a library swallowed stops here.
