@@ -210,7 +210,7 @@ class Records:
         overrides: dict[str, Any] | None = None,
         description: str | None = None,
     ) -> Record:
-        """See :meth:`mlmd_magic.Store.experiment`."""
+        """See :meth:`mlmd_magic.Store.add_experiment`."""
         args = {"name": name, "datasource": datasource, "scenario": scenario,
                 "overrides": overrides, "description": description}
         with self.recorder.action("DefineExperiment", args) as act:
@@ -335,7 +335,7 @@ class Records:
         return self.fetch("scenarios", ref, "FetchScenario").to_dict()
 
     def get(self, ref: str, kind: str | None = None) -> Record:
-        """See :meth:`mlmd_magic.Store.get`."""
+        """See :meth:`mlmd_magic.Store.record`."""
         kind, ref = split_kind(ref, kind)
         kind = self.kind_of(ref) if kind is None else kind
         fetch = {"experiments": "FetchExperiment", "datasources": "FetchDataSource", "scenarios": "FetchScenario",
@@ -426,7 +426,7 @@ class Records:
 
     def table(self, kind: str, where: Where, limit: int | None, offset: int, all_versions: bool,
               trials: bool = False) -> pd.DataFrame:
-        """A table of records of ``kind`` whose row view passes the filter ``where`` (see :meth:`Store.list`).
+        """A table of records of ``kind`` whose row view passes the filter ``where`` (see :meth:`Store.ls`).
 
         Versions are read newest first a page at a time, in batches (one MLMD call per page,
         never one per record); a name's newest version is its latest. A sweep's trials (named

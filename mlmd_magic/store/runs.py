@@ -736,7 +736,7 @@ class Runs:
         return out
 
     def table(self, kind: str, predicate: Any, limit: int | None, offset: int) -> pd.DataFrame:
-        """``runs`` or ``models``, newest first, a page at a time (see :meth:`Store.list`)."""
+        """``runs`` or ``models``, newest first, a page at a time (see :meth:`Store.ls`)."""
         import pandas as pd
 
         page = 100 if limit is None else min(max(limit + offset, 20), 500)
