@@ -1,8 +1,8 @@
 """Runs that outlive their cell: a training in its own detached process, or a task on a Ray
 cluster, recording into the store as a foreground run does; and the handle that follows it.
 
-The starting process resolves the experiment (so a typo fails at once), names the run's
-execution ahead by its external id, and starts the worker: ``python -m mlmd_magic.store.worker``
+The starting process (:func:`start_run`) resolves the experiment (so a typo fails at once),
+names the run's execution ahead by its external id, and starts the worker: ``python -m mlmd_magic.store.worker``
 in a new session (a closed browser, a kernel restart or the end of the starting process does
 not stop it), or :func:`ray_task` on a Ray cluster. The spec goes to a local worker through its
 stdin, never its command line; a Ray worker takes the MySQL password from its own environment.
@@ -21,13 +21,16 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from ..backend.uri import PASSWORD_ENV
-from ..errors import TrainingError
+from ..core.names import experiment_ref
+from ..errors import TrainingError, ValidationError
 
 if TYPE_CHECKING:
+    from ..backend.connection import Backend
     from .results import Run, RunProgress
+    from .runs import Runs
     from .store import Store
 
-__all__ = ["BackgroundRun", "new_external_id", "spawn_worker", "start_process"]
+__all__ = ["BackgroundRun", "new_external_id", "spawn_worker", "start_process", "start_run"]
 
 START_TIMEOUT_S = 300.0  # a worker imports TensorFlow before its first write
 _MAX_LOG_SUFFIX = 1000  # a run's log named NAME.log, else NAME-2.log ... NAME-1000.log, else its first name
@@ -58,6 +61,47 @@ def start_process(spec: dict[str, Any], log_path: str) -> subprocess.Popen[bytes
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     with open(log_path, "ab") as log:
         return spawn_worker(spec, log, detached=True)
+
+
+def start_run(store: Store, backend: Backend, runs: Runs, ref: str, overrides: dict[str, Any], *, force: bool,
+              workdir: str | None, on: str | None) -> BackgroundRun:
+    """Start training experiment ``ref`` outside this process (see :meth:`mlmd_magic.Store.train`):
+    in a detached process of its own (:func:`start_process`, its output in
+    ``RUNS_DIR/background/``), or on the Ray cluster at ``on`` (:func:`~mlmd_magic.store.ray_jobs.submit`).
+    ``overrides`` first define a new experiment version (:meth:`~mlmd_magic.store.runs.Runs.define_overrides`); the
+    experiment is resolved here, so a typo fails at once, not in the worker. Returns once the
+    worker has recorded the run.
+
+    Raises
+    ------
+    NotFoundError
+        When the experiment does not exist.
+    ValidationError
+        For a store no other process can open (``memory://``), or a Ray cluster that cannot
+        reach the store, the data or the runs folder (the message says which).
+    TrainingError
+        When the worker ended, or did not record the run in time (see :meth:`BackgroundRun.started`).
+    """
+    if store.scheme == "memory":
+        raise ValidationError("a memory:// store lives in this process only: a background run needs a store "
+                              "another process can open (sqlite:///... or mysql://...)")
+    if overrides:
+        ref = runs.define_overrides(ref, overrides)[0]
+    exp = store.get_experiment(ref)  # a typo fails here, not in the worker
+    ref = experiment_ref(exp)
+    external_id = new_external_id()
+    # the store as opened (a SQLite file's absolute path, whatever %cd did since; each part quoted once),
+    # without its password: a local worker gets that on its stdin, a Ray worker from its machine
+    spec = {"uri": backend.worker_uri(), "ref": ref, "external_id": external_id,
+            "force": force, "workdir": workdir, "runs_dir": store.runs_root()}
+    if on is not None:
+        from .ray_jobs import submit
+
+        return submit(store, on, spec, exp).started()
+    spec["password"] = backend.password()
+    log = os.path.join(store.runs_root(), "background", external_id.rsplit(":", 1)[1] + ".log")
+    process = start_process(spec, log)
+    return BackgroundRun(store, external_id, where=f"process {process.pid}", process=process, log=log).started()
 
 
 def _tail(path: str, lines: int = 8) -> str:

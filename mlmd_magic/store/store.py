@@ -12,7 +12,6 @@ from __future__ import annotations
 import builtins
 import contextlib
 import html
-import os
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal, overload
@@ -24,7 +23,6 @@ from ..backend.resilience import ResilientStore
 from ..backend.storeguard import StoreGuard
 from ..backend.types import lookup_types, register_types
 from ..backend.uri import StoreURI, parse_uri, resolve_uri
-from ..core.names import experiment_ref
 from ..core.query import Where, check_offset
 from ..core.record import Record
 from ..core.values import Diff, merge_overrides, normalise_kind
@@ -541,28 +539,9 @@ class Store:
         if callbacks:
             raise ValidationError("callbacks run in this process: a background or Ray run takes none "
                                   "(follow it with store.watch(run.id))")
-        if self.scheme == "memory":
-            raise ValidationError("a memory:// store lives in this process only: a background run needs a store "
-                                  "another process can open (sqlite:///... or mysql://...)")
-        if merged:
-            ref = self._runs.define_overrides(ref, merged)[0]
-        exp = self.get_experiment(ref)  # a typo fails here, not in the worker
-        ref = experiment_ref(exp)
-        from .background import BackgroundRun, new_external_id, start_process
+        from .background import start_run
 
-        external_id = new_external_id()
-        # the store as opened (a SQLite file's absolute path, whatever %cd did since; each part quoted once),
-        # without its password: a local worker gets that on its stdin, a Ray worker from its machine
-        spec = {"uri": self._backend.worker_uri(), "ref": ref, "external_id": external_id,
-                "force": force, "workdir": workdir, "runs_dir": self.runs_root()}
-        if on is not None:
-            from .ray_jobs import submit
-
-            return submit(self, on, spec, exp).started()
-        spec["password"] = self._backend.password()
-        log = os.path.join(self.runs_root(), "background", external_id.rsplit(":", 1)[1] + ".log")
-        process = start_process(spec, log)
-        return BackgroundRun(self, external_id, where=f"process {process.pid}", process=process, log=log).started()
+        return start_run(self, self._backend, self._runs, ref, merged, force=force, workdir=workdir, on=on)
 
     def train_job(self, ref: str, *, external_id: str, force: bool = False, workdir: str | None = None,
                   progress: Any = True) -> Run:
