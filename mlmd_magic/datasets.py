@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -178,7 +179,11 @@ def breast_cancer(folder: str, *, seed: int = 0, fractions: tuple[float, float] 
     }
 
 
-def __getattr__(name: str) -> Any:
-    if name == "tfx_pipeline_store":  # it moved where the tests' and tutorials' helpers live
-        raise AttributeError("mlmd_magic.datasets.tfx_pipeline_store moved: use mlmd_magic.testing.tfx_pipeline_store")
-    raise AttributeError(f"module 'mlmd_magic.datasets' has no attribute {name!r}")
+def tfx_pipeline_store(*args: Any, **kwargs: Any) -> Any:
+    """Deprecated: the old name of :func:`mlmd_magic.testing.tfx_pipeline_store` (it moved where
+    the tests' and tutorials' helpers live)."""
+    warnings.warn("mlmd_magic.datasets.tfx_pipeline_store is now mlmd_magic.testing.tfx_pipeline_store; "
+                  "the old name goes in the next release", DeprecationWarning, stacklevel=2)
+    from .testing import tfx_pipeline_store as moved  # the backend, only when the old name is called
+
+    return moved(*args, **kwargs)

@@ -89,11 +89,19 @@ def test_tfx_pipeline_store_is_a_tfx_store_and_reproducible(tmp_path: Path) -> N
         testing.tfx_pipeline_store(str(tmp_path / "a"))
 
 
-def test_datasets_touch_no_store_and_point_to_where_the_tfx_store_moved() -> None:
-    import pytest
-
-    with pytest.raises(AttributeError, match=r"moved: use mlmd_magic\.testing\.tfx_pipeline_store"):
-        datasets.tfx_pipeline_store  # noqa: B018
+def test_the_old_tfx_pipeline_store_warns_and_builds_the_same_store(tmp_path: Path) -> None:
+    """``datasets.tfx_pipeline_store`` moved to ``testing`` without a release of warning: the old
+    name stays one release, says where it went and builds the same store. ``datasets`` imports
+    the backend only inside the alias (tests/test_layers.py fails on an import at module level)."""
+    small = {"train": 8, "eval": 4}
+    said = r"mlmd_magic\.datasets\.tfx_pipeline_store is now mlmd_magic\.testing\.tfx_pipeline_store; the old name goes"
+    with pytest.warns(DeprecationWarning, match=said) as caught:
+        old = datasets.tfx_pipeline_store(str(tmp_path / "old"), runs=1, examples=small)
+    assert [w.filename for w in caught] == [__file__]  # the warning points at the caller
+    new = testing.tfx_pipeline_store(str(tmp_path / "new"), runs=1, examples=small)
+    assert type(old) is type(new) and [r.artifacts for r in old.runs] == [r.artifacts for r in new.runs]
+    assert os.path.exists(tmp_path / "old" / "metadata.sqlite")
+    assert "tfx_pipeline_store" not in datasets.__all__
 
 
 # ---------------------------------------------------------------------------- data changed after registration

@@ -57,6 +57,24 @@ def test_slices_and_value_thresholds() -> None:
     assert "crimson" in failing._repr_html_()
 
 
+def test_confusion_html_is_an_old_name_that_warns() -> None:
+    """``EvaluationResult.confusion_html`` went to the display layer without a release of warning:
+    the old name stays one release, says where it went and gives the same HTML."""
+    from mlmd_magic.display.evaluation import confusion_html
+
+    result = evaluate_predictions("binary", LABELS, GOOD, {"ff": FF}, slices=SLICES)
+    for args in ((), ("low",), ("no such slice",)):
+        with pytest.warns(DeprecationWarning, match=r"EvaluationResult\.confusion_html is now mlmd_magic\.display\."
+                                                    r"evaluation\.confusion_html\(result, slice_name\); the old name "
+                                                    r"goes in the next release") as caught:
+            html = result.confusion_html(*args)
+        assert [w.filename for w in caught] == [__file__]  # the warning points at the caller
+        assert html == confusion_html(result, *args)
+        assert ("mlmd-magic-confusion" in html) == (args != ("no such slice",))
+    with pytest.deprecated_call():
+        assert "confusion matrix, low" in result.confusion_html(slice_name="low")
+
+
 def test_default_slice_names_and_value_slices() -> None:
     result = evaluate_predictions("binary", LABELS, GOOD, {"ff": FF, "sex": np.array([0, 1] * 4)},
                                   slices=[{"feature": "ff", "bins": [0.04]}, {"feature": "sex"}])

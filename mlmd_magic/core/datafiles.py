@@ -27,6 +27,7 @@ import struct
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, BinaryIO
 
 from google_crc32c import value as crc32c  # CRC32C in C (hardware-accelerated): TFRecord checksums
@@ -34,7 +35,8 @@ from google_crc32c import value as crc32c  # CRC32C in C (hardware-accelerated):
 from ..errors import DataSourceError
 
 FORMATS = ("tfrecord", "csv", "npz")
-_EXTENSIONS = {"tfrecord": (".tfrecord", ".tfrecords", ".tfrecord.gz", ".gz"), "csv": (".csv",), "npz": (".npz",)}
+_EXTENSIONS = MappingProxyType({"tfrecord": (".tfrecord", ".tfrecords", ".tfrecord.gz", ".gz"), "csv": (".csv",),
+                                "npz": (".npz",)})
 _MAX_DISTINCT_LABELS = 50
 MAX_FILES = 10_000  # files in one split
 MAX_FOLDERS = 10_000  # folders walked for one ** glob

@@ -28,11 +28,12 @@ change thresholds are skipped (as in TFX), and the check says so.
 
 from __future__ import annotations
 
-import functools
 import math
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -367,7 +368,7 @@ def compute_metrics(task: str, labels: np.ndarray, scores: np.ndarray,
 
 
 # what screening reports call the metrics computed here (one class against the others)
-_SYNONYMS = {"sensitivity": "recall", "tpr": "recall", "ppv": "precision", "tnr": "specificity"}
+_SYNONYMS = MappingProxyType({"sensitivity": "recall", "tpr": "recall", "ppv": "precision", "tnr": "specificity"})
 
 
 def suggest_metric(metric: str, available: Sequence[str]) -> str | None:
@@ -390,7 +391,6 @@ _CLASS_MARK = "\x00class"
 _LONGEST_NAME = 200  # longer "names" get no suggestion (difflib is quadratic) and are cut in the message
 
 
-@functools.cache
 def metric_grammar() -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The metric names a threshold may give, whatever the task and classes: the fixed names and
     the per-class prefixes that any class name completes (``recall_`` + ``T21``).
@@ -411,6 +411,11 @@ def metric_grammar() -> tuple[tuple[str, ...], tuple[str, ...]]:
     >>> "auc" in fixed and "mse" in fixed and "recall_" in prefixes and "recall" in fixed
     True
     """
+    return _GRAMMAR
+
+
+def _read_grammar() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """What :func:`metric_grammar` gives, read from :func:`metric_names` for every task."""
     fixed: dict[str, None] = {}
     prefixes: dict[str, None] = {}
     for task in _TASKS:
@@ -419,6 +424,9 @@ def metric_grammar() -> tuple[tuple[str, ...], tuple[str, ...]]:
             head, mark, _ = name.partition(_CLASS_MARK)
             (prefixes if mark else fixed)[head] = None
     return tuple(fixed), tuple(prefixes)
+
+
+_GRAMMAR = _read_grammar()  # read once at import: a constant, no cache
 
 
 def computable_metric(name: str) -> bool:
@@ -623,6 +631,15 @@ class EvaluationResult:
     def class_names(self, k: int) -> list[str]:
         """The names of classes 0..k-1: the recorded ones, else the class numbers."""
         return list(self.class_labels) if len(self.class_labels) == k else [str(i) for i in range(k)]
+
+    def confusion_html(self, slice_name: str = OVERALL) -> str:
+        """Deprecated: the old name of :func:`mlmd_magic.display.evaluation.confusion_html` (the
+        confusion matrix of one slice as an HTML table; ``""`` when the slice has none)."""
+        warnings.warn("EvaluationResult.confusion_html is now mlmd_magic.display.evaluation.confusion_html(result, "
+                      "slice_name); the old name goes in the next release", DeprecationWarning, stacklevel=2)
+        from ..display.evaluation import confusion_html
+
+        return confusion_html(self, slice_name)
 
     @classmethod
     def from_dict(cls, payload: dict[str, Any]) -> EvaluationResult:

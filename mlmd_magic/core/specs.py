@@ -19,6 +19,7 @@ parameter.
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any
 
 from ..errors import ValidationError
@@ -27,18 +28,19 @@ from .values import normalise_kind, singular
 
 __all__ = ["evaluation_arguments", "export_spec", "spec_arguments"]
 
-_KEYS = {
-    "datasources": {"uri", "format", "splits", "label", "description", "features", "label_names", "from_artifact"},
-    "scenarios": {"model", "params", "description"},
-    "experiments": {"datasource", "scenario", "overrides", "description"},
-    "policies": {"slices", "thresholds", "description", "owner"},
-}
-_REQUIRED = {
+_KEYS = MappingProxyType({
+    "datasources": frozenset({"uri", "format", "splits", "label", "description", "features", "label_names",
+                              "from_artifact"}),
+    "scenarios": frozenset({"model", "params", "description"}),
+    "experiments": frozenset({"datasource", "scenario", "overrides", "description"}),
+    "policies": frozenset({"slices", "thresholds", "description", "owner"}),
+})
+_REQUIRED = MappingProxyType({
     "datasources": ("uri", "format", "splits", "label"),
     "scenarios": ("model",),
     "experiments": ("datasource", "scenario"),
     "policies": ("thresholds",),
-}
+})
 
 def spec_arguments(kind: str, body: Any, where: str = "the cell body") -> dict[str, Any]:
     """Check a parsed body and turn it into keyword arguments of the library call."""
@@ -96,7 +98,7 @@ def export_spec(record: Record) -> dict[str, Any]:
     return {"kind": singular(record.kind), "name": record.name, **spec}
 
 
-_EVALUATION_KEYS = {"data", "slices", "thresholds", "baseline", "class_names", "policy"}
+_EVALUATION_KEYS = frozenset({"data", "slices", "thresholds", "baseline", "class_names", "policy"})
 
 
 def evaluation_arguments(body: Any, where: str = "the cell body") -> dict[str, Any]:

@@ -23,6 +23,7 @@ import difflib
 import json
 import math
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from ..errors import ValidationError
@@ -33,15 +34,15 @@ __all__ = ["DISTRIBUTIONS", "MAX_GRID_POINTS", "SAMPLERS", "Dimension", "Objecti
 
 SAMPLERS = ("tpe", "random", "grid")
 # each distribution: an example, and what it needs
-DISTRIBUTIONS = {
+DISTRIBUTIONS = MappingProxyType({
     "loguniform": ("{loguniform: [1.0e-4, 1.0e-1]}", "low > 0, low < high"),
     "uniform": ("{uniform: [0.0, 0.5]}", "low < high"),
     "int": ("{int: [3, 10]}", "whole numbers low <= high, an optional step third: [16, 128, 16]"),
     "choice": ("{choice: [[32], [64, 32], [128, 64]]}", "one or more values"),
-}
+})
 _FORMS = "; ".join(f"{example} ({needs})" for example, needs in DISTRIBUTIONS.values())
 _LOWER_IS_BETTER = ("loss", "mae", "mse", "rmse", "error")
-_KEYS = {"experiment", "objective", "sampler", "trials", "workers", "space", "seed", "description"}
+_KEYS = frozenset({"experiment", "objective", "sampler", "trials", "workers", "space", "seed", "description"})
 MAX_TRIALS = 10_000
 MAX_WORKERS = 64
 # a grid's points are walked in a shuffled order every worker computes alike; past this many a

@@ -7,6 +7,7 @@ Parsed with ``tensorflow_metadata``'s own proto and protobuf's ``text_format``, 
 from __future__ import annotations
 
 import os
+from types import MappingProxyType
 from typing import Any
 
 from ..errors import DataSourceError
@@ -14,7 +15,7 @@ from ..errors import DataSourceError
 __all__ = ["SCHEMA_FILE", "read_schema"]
 
 SCHEMA_FILE = "schema.pbtxt"  # what TFX's SchemaGen writes under its artifact's uri
-_DTYPES = {"FLOAT": "float", "INT": "int64", "BYTES": "bytes"}
+_DTYPES = MappingProxyType({"FLOAT": "float", "INT": "int64", "BYTES": "bytes"})
 
 
 def read_schema(folder: str) -> dict[str, dict[str, Any]]:

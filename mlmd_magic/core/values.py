@@ -11,20 +11,22 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from ..errors import ValidationError
 
 KINDS = ("datasources", "scenarios", "experiments", "policies")
-KIND_TYPES = {"datasources": "DataSource", "scenarios": "Scenario", "experiments": "Experiment", "policies": "Policy"}
-KIND_ALIASES = {
+KIND_TYPES = MappingProxyType({"datasources": "DataSource", "scenarios": "Scenario", "experiments": "Experiment",
+                               "policies": "Policy"})
+KIND_ALIASES = MappingProxyType({
     "policy": "policies", "policies": "policies",
     "datasource": "datasources", "datasources": "datasources", "data": "datasources", "ds": "datasources",
     "scenario": "scenarios", "scenarios": "scenarios",
     "experiment": "experiments", "experiments": "experiments", "exp": "experiments",
-}
+})
 _MAX_DEPTH = 32
 
 
@@ -258,7 +260,7 @@ def _default(value: Any) -> Any:
     raise TypeError(f"cannot record a {type(value).__name__}")
 
 
-_SETTINGS: dict[str, Any] = {"sort_keys": True, "separators": (",", ":"), "ensure_ascii": False}
+_SETTINGS: Mapping[str, Any] = MappingProxyType({"sort_keys": True, "separators": (",", ":"), "ensure_ascii": False})
 # json.dumps(value, sort_keys=True, ...) builds this encoder on every call; it holds only its settings
 _CANONICAL = json.JSONEncoder(**_SETTINGS, default=_default)
 
