@@ -9,6 +9,7 @@ evaluations, sweeps and panels show.
 * :mod:`~mlmd_magic.display.lineage` — lineage graphs (SVG) and an artifact's or execution's details
 * :mod:`~mlmd_magic.display.sweeps` — a sweep's trials and its plot (matplotlib)
 * :mod:`~mlmd_magic.display.curves` — training curves (matplotlib, an inline PNG)
+* :mod:`~mlmd_magic.display.details` — a browser row's details: records, versions, lineage
 
 Objects keep their ``_repr_html_`` and delegate here; the core draws nothing itself.
 """

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import html
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal, overload
@@ -26,6 +25,7 @@ from ..backend.uri import StoreURI, parse_uri, resolve_uri
 from ..core.query import Where, check_offset
 from ..core.record import Record
 from ..core.values import Diff, merge_overrides, normalise_kind
+from ..display.details import details_html
 from ..errors import MlmdMagicError, NotFoundError, ValidationError
 from . import browse
 from .artifacts import NodeDetails, list_nodes, show_node
@@ -938,45 +938,37 @@ class Store:
             When ``key`` names nothing of that kind.
         """
         kind = kind.lower() if isinstance(kind, str) else kind
+        shown: builtins.list[Any] = []
+        model, why_failed, history = None, None, None
         if kind == "runs":
             run = self.run(int(key))
-            parts = [run._repr_html_()]
+            shown.append(run)
             if run.experiment:
-                parts.append(self.record(run.experiment, kind="experiments")._repr_html_())
+                shown.append(self.record(run.experiment, kind="experiments"))
             target = f"run:{run.id}" if run.model_id is not None else None
         elif kind == "models":
             row = self.ls("models", where=f"model == {int(key)}")
             if row.empty:
                 raise NotFoundError(f"no model with id {key}; see %mlmd ls models")
             info = row.iloc[0]
-            parts = [f"<p><b>Model #{int(key)}</b> {html.escape(str(info['name']))} "
-                     f"({html.escape(str(info['task']))}) <code>{html.escape(str(info['uri']))}</code></p>"]
+            model = {"id": int(key), "name": info["name"], "task": info["task"], "uri": info["uri"]}
             if info["experiment"]:
-                parts.append(self.record(str(info["experiment"]), kind="experiments")._repr_html_())
+                shown.append(self.record(str(info["experiment"]), kind="experiments"))
             target = f"model:{int(key)}"
         elif kind == "evaluations":
             evaluation = self.evaluation(int(key))
-            parts, target = [], str(int(key))
-            if evaluation.result.failed:  # first: why, then the whole table
-                parts.append("<details open><summary>why it failed</summary>"
-                             f"{evaluation.explain()._repr_html_()}</details>")
-            parts.append(evaluation._repr_html_())
+            why_failed = evaluation.explain() if evaluation.result.failed else None
+            shown, target = [evaluation], str(int(key))
         elif kind == "artifacts":
-            parts, target = [self.show(int(key))._repr_html_()], str(int(key))
+            shown, target = [self.show(int(key))], str(int(key))
         else:
             kind = normalise_kind(kind)
-            record = self.record(str(key), kind=kind)
+            shown = [self.record(str(key), kind=kind)]
             history = self.history(str(key), kind=kind)
-            # who changed what, version by version (a policy's owner, description and thresholds)
-            shown = [c for c in ("version", "owner", "description", "thresholds", "slices", "created")
-                     if c in history.columns] if kind == "policies" else ["version", "created"]
-            versions = history[shown].to_html(index=False)
-            parts = [record._repr_html_(), f"<details><summary>versions</summary>{versions}</details>"]
             target = str(key)
-        if target is not None:
-            graph = self.lineage(target, kind=kind if kind in ("experiments", "scenarios", "datasources") else None)
-            parts.append(f"<details open><summary>lineage</summary>{graph._repr_html_()}</details>")
-        return "".join(parts)
+        graph = None if target is None else \
+            self.lineage(target, kind=kind if kind in ("experiments", "scenarios", "datasources") else None)
+        return details_html(shown, model=model, why_failed=why_failed, history=history, kind=kind, lineage=graph)
 
     def lineage(self, target: Any, kind: str | None = None) -> Lineage:
         """The lineage graph around a record, ``model:ID``, ``run:ID`` or an artifact id: data files,
