@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from .properties import FLAT_MARK, FLAT_TYPES
+
 PREFIX = "mlmd_magic."
 _PROTOS: Any = None
 
@@ -103,6 +105,7 @@ EXECUTION_TYPES: dict[str, str] = {
     "CancelRun": "PROCESS",
     "Reproduce": "TRAIN",
     "Sweep": "PROCESS",  # one invocation of a sweep (a cell, a worker), which runs its trials
+    "IndexFilters": "PROCESS",  # maintenance: flat values for filter queries (Store.index_filters)
 }
 
 CONTEXT_TYPES: dict[str, dict[str, str]] = {
@@ -164,6 +167,8 @@ def _register_once(store: Any, write: bool = True) -> TypeIds:
             new.base_type = proto_cls.SystemDefinedBaseType.Value(base)
         for key, value_type in props.items():
             new.properties[key] = pb.PropertyType.Value(value_type)
+        if current is None and kind == "artifact" and short in FLAT_TYPES:
+            new.properties[FLAT_MARK] = pb.INT  # a new type: its nodes all carry flat values
         put = getattr(store, f"put_{kind}_type")
         return int(put(new, can_add_fields=True, can_omit_fields=True))
 

@@ -1,7 +1,10 @@
 """``where`` filters for listings: ``"model == 'mlp' and epochs >= 5"``.
 
-Filters are evaluated in Python on plain record dicts, never spliced into MLMD's SQL-like
-filter query, so a value cannot inject anything into the store's query.
+A filter is parsed into a tree of comparisons (:func:`parse_where`) and evaluated in Python on
+plain record dicts: that alone decides which rows a listing shows. A listing may first ask the
+store for the rows a filter can pass (:func:`cover` picks comparisons that narrow them down;
+``mlmd_magic.store.filters`` turns them into MLMD filter queries, every value quoted by
+``mlmd_magic.backend.listing.quote``): that changes what is read, never which rows pass.
 
 Grammar (``and`` binds tighter than ``or``; parentheses group)::
 
@@ -19,7 +22,7 @@ import difflib
 import fnmatch
 import re
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from ..errors import ValidationError
 
@@ -69,7 +72,8 @@ def _value(tok: _Tok) -> Any:
 
 
 def lookup(row: dict[str, Any], key: str) -> Any:
-    """Find ``key`` in a record dict: top level, dotted path, or under ``params``."""
+    """Find ``key`` in a record dict: top level, dotted path, or under ``params`` (:data:`MISSING`
+    when it is in neither)."""
     for root in (row, row.get("params") if isinstance(row.get("params"), dict) else None):
         node: Any = root
         for part in key.split("."):
@@ -84,6 +88,7 @@ def lookup(row: dict[str, Any], key: str) -> Any:
 
 
 _MISSING = object()
+MISSING = _MISSING  # what lookup gives for a key a row does not have
 
 
 def _compare(op: str, left: Any, right: Any) -> bool:
@@ -129,13 +134,52 @@ def compile_where(text: str | None) -> Predicate:
     ValidationError
         When the filter cannot be parsed; the message shows an example.
     """
-    return _compile(text, [])
+    return _predicate(parse_where(text))
 
 
-def _compile(text: str | None, keys: list[str]) -> Predicate:
-    """Compile ``text``; the keys it names are appended to ``keys``."""
+@dataclass(frozen=True)
+class Atom:
+    """One comparison of a filter: ``key op value`` (``op`` is one of ``== != < <= > >= ~``; a
+    filter's ``=`` is ``==``). Called on a row, it says whether the row passes.
+
+    >>> Atom("epochs", ">=", 5)({"params": {"epochs": 10}}), Atom("epochs", "!=", 5)({})
+    (True, True)
+    """
+
+    key: str
+    op: str
+    value: Any
+
+    def __call__(self, row: dict[str, Any]) -> bool:
+        return _compare(self.op, lookup(row, self.key), self.value)
+
+    def test(self, value: Any) -> bool:
+        """Whether a row whose key holds ``value`` passes (:data:`MISSING`: a row without it)."""
+        return _compare(self.op, value, self.value)
+
+
+@dataclass(frozen=True)
+class Node:
+    """``and``, ``or`` (of two parts or more) or ``not`` (of one part) in a parsed filter."""
+
+    op: str
+    parts: tuple[Atom | Node, ...]
+
+
+def parse_where(text: str | None) -> Atom | Node | None:
+    """A filter as a tree of :class:`Node` and :class:`Atom` (None: no filter, every row passes).
+
+    >>> parse_where("a = 1 and not b ~ 'x*'")  # doctest: +NORMALIZE_WHITESPACE
+    Node(op='and', parts=(Atom(key='a', op='==', value=1),
+                          Node(op='not', parts=(Atom(key='b', op='~', value='x*'),))))
+
+    Raises
+    ------
+    ValidationError
+        When the filter cannot be parsed; the message shows an example.
+    """
     if text is None or not str(text).strip():
-        return lambda row: True
+        return None
     if not isinstance(text, str) or len(text) > 10_000:
         raise ValidationError(f"a filter must be a string of at most 10000 characters; {_HELP}")
     tokens = _tokenize(text)
@@ -154,28 +198,27 @@ def _compile(text: str | None, keys: list[str]) -> Predicate:
     def is_word(tok: _Tok | None, word: str) -> bool:
         return tok is not None and tok.kind == "word" and tok.text.lower() == word
 
-    def expr(depth: int) -> Predicate:
+    def expr(depth: int) -> Atom | Node:
         parts = [term(depth)]
         while is_word(peek(), "or"):
             take()
             parts.append(term(depth))
-        return parts[0] if len(parts) == 1 else (lambda row: any(p(row) for p in parts))
+        return parts[0] if len(parts) == 1 else Node("or", tuple(parts))
 
-    def term(depth: int) -> Predicate:
+    def term(depth: int) -> Atom | Node:
         parts = [factor(depth)]
         while is_word(peek(), "and"):
             take()
             parts.append(factor(depth))
-        return parts[0] if len(parts) == 1 else (lambda row: all(p(row) for p in parts))
+        return parts[0] if len(parts) == 1 else Node("and", tuple(parts))
 
-    def factor(depth: int) -> Predicate:
+    def factor(depth: int) -> Atom | Node:
         if depth > _MAX_DEPTH:
             raise ValidationError(f"the filter nests 'not' and parentheses more than {_MAX_DEPTH} deep; simplify it "
                                   "(not not x is x)")
         tok = take()
         if is_word(tok, "not"):
-            inner = factor(depth + 1)
-            return lambda row: not inner(row)
+            return Node("not", (factor(depth + 1),))
         if tok.kind == "paren" and tok.text == "(":
             inner = expr(depth + 1)
             close = take()
@@ -185,17 +228,86 @@ def _compile(text: str | None, keys: list[str]) -> Predicate:
         if tok.kind != "word":
             raise ValidationError(f"expected a key at {tok.text!r} in the filter {text!r}; {_HELP}")
         key = tok.text
-        keys.append(key)
         op = take()
         if op.kind != "op":
             raise ValidationError(f"expected an operator (==, !=, <, <=, >, >=, ~) after {key!r}; {_HELP}")
-        value = _value(take())
-        return lambda row: _compare(op.text, lookup(row, key), value)
+        return Atom(key, "==" if op.text == "=" else op.text, _value(take()))
 
-    predicate = expr(0)
+    tree = expr(0)
     if pos != len(tokens):
         raise ValidationError(f"unexpected {tokens[pos].text!r} in the filter {text!r}; {_HELP}")
-    return predicate
+    return tree
+
+
+def atoms(tree: Atom | Node | None) -> list[Atom]:
+    """The comparisons of a parsed filter, in the order it names them.
+
+    >>> [a.key for a in atoms(parse_where("a == 1 or (b < 2 and not c ~ 'x')"))]
+    ['a', 'b', 'c']
+    """
+    if tree is None:
+        return []
+    if isinstance(tree, Atom):
+        return [tree]
+    return [atom for part in tree.parts for atom in atoms(part)]
+
+
+def _predicate(tree: Atom | Node | None) -> Predicate:
+    if tree is None:
+        return lambda row: True
+    if isinstance(tree, Atom):
+        return tree
+    parts = [_predicate(part) for part in tree.parts]
+    if tree.op == "not":
+        inner = parts[0]
+        return lambda row: not inner(row)
+    if tree.op == "and":
+        return lambda row: all(p(row) for p in parts)
+    return lambda row: any(p(row) for p in parts)
+
+
+C = TypeVar("C")
+
+
+def cover(tree: Atom | Node | None, drive: Callable[[Atom], C | None], cost: Callable[[Atom, C], float]
+          ) -> list[tuple[Atom, C]] | None:
+    """Comparisons of ``tree`` whose rows together hold every row ``tree`` passes: for ``a and b``
+    the cheaper of ``a``'s and ``b``'s (by ``cost``), for ``a or b`` both. ``drive(atom)`` is how
+    the rows passing ``atom`` are found (None: they cannot be). A negated comparison has no cover
+    (``not x < 5`` also passes rows without ``x``); ``not`` over ``and``/``or`` is pushed down.
+
+    Gives each comparison chosen with what ``drive`` gave for it; an empty list when no row can
+    pass; None when some rows could pass unseen (``!=``, ``not``, a comparison ``drive`` refuses
+    under an ``or``, no filter at all).
+
+    >>> def drive(atom):  # how rows passing a comparison are found (none for !=)
+    ...     return None if atom.op == "!=" else atom.key.upper()
+    >>> [(atom.key, found) for atom, found in cover(parse_where("(a == 1 or b == 2) and c != 3"), drive,
+    ...                                                lambda atom, found: 1.0)]
+    [('a', 'A'), ('b', 'B')]
+    >>> cover(parse_where("not (a == 1 and b == 2)"), lambda atom: atom.key, lambda atom, c: 1.0) is None
+    True
+    """
+    def total(found: list[tuple[Atom, C]]) -> float:
+        return sum(cost(atom, c) for atom, c in found)
+
+    def visit(node: Atom | Node, negated: bool) -> list[tuple[Atom, C]] | None:
+        if isinstance(node, Atom):
+            if negated:
+                return None
+            found = drive(node)
+            return None if found is None else [(node, found)]
+        if node.op == "not":
+            return visit(node.parts[0], not negated)
+        options = [visit(part, negated) for part in node.parts]
+        if (node.op == "and") != negated:  # every part holds: one part's rows are enough
+            usable = [option for option in options if option is not None]
+            return min(usable, key=total) if usable else None
+        if any(option is None for option in options):  # any part may hold: each part's rows
+            return None
+        return [pair for option in options if option is not None for pair in option]
+
+    return None if tree is None else visit(tree, False)
 
 
 class Where:
@@ -214,8 +326,10 @@ class Where:
     _SAMPLE = 50  # rows whose keys are kept for "did you mean"
 
     def __init__(self, text: str | None) -> None:
-        keys: list[str] = []
-        self._predicate = _compile(text, keys)
+        #: the parsed filter (None: none), for finding the rows it may pass (see :func:`cover`)
+        self.tree = parse_where(text)
+        self._predicate = _predicate(self.tree)
+        keys = [atom.key for atom in atoms(self.tree)]
         self.keys = frozenset(keys)
         self._missing = set(keys)
         self._known: set[str] = set()
@@ -235,6 +349,16 @@ class Where:
                 self._known.update(_key_paths(row))
                 self._rows += 1
         return self._predicate(row)
+
+    @property
+    def missing(self) -> frozenset[str]:
+        """The keys the filter names that no row seen so far has."""
+        return frozenset(self._missing)
+
+    def known(self, key: str) -> None:
+        """Say that some record has ``key`` though no row seen had it (a listing that read only
+        the rows the filter may pass asked the store): :meth:`check` does not name it."""
+        self._missing.discard(key)
 
     def check(self) -> None:
         """Raise when a key the filter names was on none of the rows it saw (there were some).

@@ -206,6 +206,13 @@ def _types(host: Host, a: argparse.Namespace) -> Any:
     return frame.drop(columns=["capped"])
 
 
+def _index_filters(host: Host, a: argparse.Namespace) -> Message:
+    counts = host.store().index_filters()
+    done = ", ".join(f"{n} {kind}" for kind, n in counts.items() if kind != "already" and n)
+    return Message((f"gave {done} the values rare filters use" if done else "nothing to do")
+                   + f"; {counts['already']} had them already (see docs/listings.md)")
+
+
 def _history(host: Host, a: argparse.Namespace) -> Any:
     return host.store().history(a.ref, kind=a.kind)
 
@@ -547,6 +554,9 @@ _add("show", "one record, or any tool's artifact (ID, artifact:ID) or execution 
 _add("types", "the store's artifact, execution and context types (TFX's too) with counts", lambda p: None,
      _types)
 _add("history", "every version of a record", _ref, _history)
+_add("index-filters", "once per store written before rare filters were fast: give older versions and models the "
+                      "values filters use (resumable, recorded; contents and hashes unchanged)", lambda p: None,
+     _index_filters)
 _add("diff", "what differs between two versions or two records", _cfg_diff, _diff)
 _add("export", "a record as YAML (for import elsewhere)", _cfg_export, _export)
 _add("import", "register the record(s) of a YAML file written by export",

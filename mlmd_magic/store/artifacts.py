@@ -5,11 +5,14 @@ Foreign types are shown, never changed: this module only reads.
 
 from __future__ import annotations
 
+import itertools
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..backend.listing import newest_first, quote
+from ..backend.listing import Unquotable, newest_first, page_rows, quote
+from ..backend.properties import own_custom
 from ..backend.types import PREFIX
 from ..display.lineage import node_html
 from ..errors import NotFoundError, ValidationError
@@ -39,8 +42,11 @@ def types(mlmd: Any, counts: bool = False) -> list[dict[str, Any]]:
             row: dict[str, Any] = {"kind": kind, "name": str(t.name), "ours": str(t.name).startswith(PREFIX)}
             if counts:
                 # the type name comes from the store: quoted, never pasted into the filter
-                options = ms.ListOptions(limit=COUNT_CAP + 1, filter_query=f"type = {quote(str(t.name))}")
-                n = len(getattr(mlmd, f"get_{kind}s")(list_options=options))
+                try:
+                    options = ms.ListOptions(limit=COUNT_CAP + 1, filter_query=f"type = {quote(str(t.name))}")
+                    n = len(getattr(mlmd, f"get_{kind}s")(list_options=options))
+                except Unquotable:  # a name no filter query holds (a column's, such as Version): walked by id
+                    n = len(list(itertools.islice(newest_first(mlmd, f"{kind}s", str(t.name), t.id), COUNT_CAP + 1)))
                 row.update(count=min(n, COUNT_CAP), capped=n > COUNT_CAP)
             out.append(row)
     return out
@@ -83,27 +89,30 @@ def list_nodes(mlmd: Any, what: str, type_name: str, predicate: Any, limit: int 
     getter = mlmd.get_artifact_type if kind == "artifact" else mlmd.get_execution_type
     type_id = getter(type_name).id
     page = 100 if limit is None else min(max(limit + offset, 20), 500)
-    rows: list[dict[str, Any]] = []
-    skip = offset
     states = pb.Artifact.State if kind == "artifact" else pb.Execution.State
-    for node in newest_first(mlmd, what, type_name, type_id, page):
-        props = {k: _value(v) for k, v in node.properties.items()}
-        props.update({k: _value(v) for k, v in node.custom_properties.items()})
-        state = node.state if kind == "artifact" else node.last_known_state
-        row = {"id": node.id, "type": type_name, "name": node.name, "state": states.Name(state),
-               "created": node.create_time_since_epoch, "properties": json.dumps(props, sort_keys=True, default=str)}
-        if kind == "artifact":
-            row["uri"] = node.uri
-        else:
-            row["component"] = _component(node, type_name)
-        if not predicate({**row, **props}):
-            continue
-        if skip:
-            skip -= 1
-            continue
-        rows.append(row)
-        if limit is not None and len(rows) >= limit:
-            break
+    props_of: dict[int, dict[str, Any]] = {}  # the properties of the rows of the batch read
+
+    def rows_of(batch: Sequence[Any]) -> list[dict[str, Any]]:
+        props_of.clear()
+        rows = []
+        for node in batch:
+            props = {k: _value(v) for k, v in node.properties.items()}
+            props.update({k: _value(v) for k, v in own_custom(node).items()})
+            props_of[node.id] = props
+            state = node.state if kind == "artifact" else node.last_known_state
+            row = {"id": node.id, "type": type_name, "name": node.name, "state": states.Name(state),
+                   "created": node.create_time_since_epoch,
+                   "properties": json.dumps(props, sort_keys=True, default=str)}
+            if kind == "artifact":
+                row["uri"] = node.uri
+            else:
+                row["component"] = _component(node, type_name)
+            rows.append(row)
+        return rows
+
+    # a filter sees a node's properties beside its fields (a property named as a field hides it)
+    rows = page_rows(newest_first(mlmd, what, type_name, type_id, page), rows_of, predicate, limit, offset, page,
+                     view=lambda row: {**row, **props_of[row["id"]]})
     if kind == "artifact":
         producers = producers_of(mlmd, [r["id"] for r in rows])
         for r in rows:
@@ -254,7 +263,7 @@ def show_node(mlmd: Any, target: Any) -> NodeDetails:
         uri=getattr(node, "uri", "") if kind == "artifact" else "", state=state,
         created_ms=node.create_time_since_epoch, updated_ms=node.last_update_time_since_epoch,
         properties={k: _value(v) for k, v in node.properties.items()},
-        custom_properties={k: _value(v) for k, v in node.custom_properties.items()},
+        custom_properties={k: _value(v) for k, v in own_custom(node).items()},
         links=links,
         contexts=[{"id": c.id, "type": context_types.get(c.type_id, ""), "name": c.name}
                   for c in sorted(contexts, key=lambda c: c.id)])

@@ -11,11 +11,13 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..backend.listing import newest_first, page_rows
+from ..backend.listing import Scan, page_rows
 from ..backend.properties import text
 from ..backend.types import full
+from ..core.query import Where
 from ..core.values import flatten
 from ..errors import NotFoundError
+from .filters import evaluation_plan
 from .results import Evaluation, Run
 
 if TYPE_CHECKING:
@@ -152,7 +154,9 @@ def evaluation_table(runs: Runs, predicate: Any, limit: int | None, offset: int)
 
     page = 100 if limit is None else min(max(limit + offset, 20), 500)
     type_id = runs.recorder.types.artifacts["Evaluation"]
-    nodes = newest_first(runs.mlmd, "artifacts", full("Evaluation"), type_id, page)
+    plan = evaluation_plan(predicate) if isinstance(predicate, Where) else None
+    nodes = Scan(runs.mlmd, "artifacts", full("Evaluation"), type_id, page, plan,
+                 None if limit is None else limit + offset)
     rows = page_rows(nodes, lambda batch: _evaluation_rows(runs, list(batch)), predicate, limit, offset, page)
     frame = pd.DataFrame(rows, columns=EVALUATION_COLUMNS)
     if not frame.empty:

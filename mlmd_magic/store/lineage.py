@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..backend.properties import own_custom
 from ..display.lineage import layout, lineage_html, lineage_svg
 from ..errors import NotFoundError, ValidationError
 
@@ -203,9 +204,11 @@ def _add_artifact(nodes: dict[str, Node], edges: set[tuple[str, str]], art: Any,
 
 
 def _fields(node: Any) -> tuple[tuple[str, str], ...]:
-    """A node's properties and custom properties as text, in name order."""
+    """A node's properties and custom properties as text, in name order; the flat copies of its
+    parameters and metrics kept for filter queries (``param.*``, ``metric.*``, ``flat``) are left
+    out: they repeat what the node's own fields say."""
     out = []
-    for props in (node.properties, node.custom_properties):
+    for props in (dict(node.properties.items()), own_custom(node)):
         for name in sorted(props):
             which = props[name].WhichOneof("value")
             if which:

@@ -14,17 +14,19 @@ than the store's ``stale_run_after_s`` is dead.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
-from ..backend.listing import quote
-from ..backend.properties import text
+from ..backend.listing import newest_first, quote
+from ..backend.properties import FLAT_MARK, FLAT_TYPES, flat_metrics, flat_params, has_flat, text
 from ..backend.types import full
 
-__all__ = ["HEARTBEAT_S", "LIVE_TYPES", "Owner", "owner_token", "process_alive", "reap_stale_runs", "stale_reason"]
+__all__ = ["FLAT_KINDS", "HEARTBEAT_S", "LIVE_TYPES", "Owner", "index_filters", "owner_token", "process_alive",
+           "reap_stale_runs", "stale_reason"]
 
 HEARTBEAT_S = 10.0  # a live run or sweep rewrites its execution this often
 LIVE_TYPES = ("Train", "Sweep")  # the executions that stay RUNNING while a process works on them
@@ -194,3 +196,71 @@ def reap_stale_runs(mlmd: Any, stale_after_s: float, executions: Any = None) -> 
         mlmd.put_executions([fresh])
         reaped.append(fresh.id)
     return reaped
+
+
+# the listing each type whose nodes carry flat values for filter queries serves (backend/properties.py)
+FLAT_KINDS = {"Experiment": "experiments", "Scenario": "scenarios", "Model": "models"}
+
+
+def index_filters(mlmd: Any, types: Any, batch: int = 500,
+                  progress: Callable[[str, int], None] | None = None) -> dict[str, int]:
+    """Give the experiment and scenario versions and the models written before flat values
+    existed their flat values (``param.NAME``, ``metric.SPLIT.NAME`` and ``flat``), so that
+    listings find the rows a rare filter passes by MLMD's filter query; returns how many nodes
+    of each kind got them, and how many had them (``already``).
+
+    Only custom properties are added, in place (``put_artifacts`` with the field mask
+    ``custom_properties``): a version's name, properties, external id and so its content hash
+    stay as they are; other tools' nodes (TFX's) are not read. Nodes are done newest first in
+    batches of ``batch``, each batch one write: stopped at any point, what was written stays,
+    and running it again goes on where it stopped (it skips nodes that have them). Once every
+    node of a type has them, the type says so (it declares
+    :data:`~mlmd_magic.backend.properties.FLAT_MARK`): from then on listings use them (see
+    :func:`mlmd_magic.store.filters.flat_ready`). ``progress(kind, done)`` hears of each batch.
+    """
+    from ml_metadata.proto import metadata_store_pb2 as pb
+
+    from .filters import forget_flat
+
+    counts = {kind: 0 for kind in FLAT_KINDS.values()}
+    counts["already"] = 0
+    for short in FLAT_TYPES:
+        kind = FLAT_KINDS[short]
+        type_id = types.artifacts[short]
+        if type_id < 0:  # a read-only store without the type: nothing to do
+            continue
+        pending: list[Any] = []
+        for node in newest_first(mlmd, "artifacts", full(short), type_id, page=batch):
+            if has_flat(node):
+                counts["already"] += 1
+                continue
+            if short == "Model":
+                try:
+                    metrics = json.loads(text(node.properties, "metrics") or "{}")
+                except ValueError:
+                    metrics = {}
+                flat_metrics(node, metrics if isinstance(metrics, dict) else {})
+            else:
+                flat_params(node)
+            pending.append(node)
+            if len(pending) >= batch:
+                counts[kind] += _write_flat(mlmd, pending)
+                pending = []
+                if progress is not None:
+                    progress(kind, counts[kind])
+        if pending:
+            counts[kind] += _write_flat(mlmd, pending)
+            if progress is not None:
+                progress(kind, counts[kind])
+        marked = pb.ArtifactType(name=full(short))
+        marked.properties[FLAT_MARK] = pb.INT
+        mlmd.put_artifact_type(marked, can_add_fields=True, can_omit_fields=True)
+    forget_flat(mlmd)
+    return counts
+
+
+def _write_flat(mlmd: Any, nodes: list[Any]) -> int:
+    """Write the custom properties of ``nodes`` (read from the store, flat values added), and
+    nothing else of them."""
+    mlmd.put_artifacts(nodes, field_mask_paths=["custom_properties"])
+    return len(nodes)

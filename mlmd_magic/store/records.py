@@ -22,8 +22,8 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
-from ..backend.listing import newest_first
-from ..backend.properties import created, name_of, set_properties, text
+from ..backend.listing import Scan, page_rows
+from ..backend.properties import created, flat_params, name_of, set_properties, text
 from ..backend.recorder import Action, Conflict, Recorder
 from ..backend.types import full, protos
 from ..core.datafiles import FORMATS, file_problems, inspect_datasource, normalise_uri, verify_files
@@ -52,6 +52,7 @@ from ..core.values import (
 )
 from ..errors import AmbiguousRefError, MlmdMagicError, NotFoundError, StoreError, ValidationError
 from ..trainer import builders
+from .filters import RECORD_FIELDS, record_plan
 from .fromtfx import examples_source, merge_features
 
 if TYPE_CHECKING:
@@ -279,6 +280,7 @@ class Records:
                                   external_id=external_id, state=pb.Artifact.LIVE)
                 set_properties(art, version=trial.base.version, description=text(p, "description") or None)
                 build(art)
+                flat_params(art)
                 act.outputs = [art]
                 act.state, act.outcome = "COMPLETE", "created"
                 try:
@@ -432,30 +434,38 @@ class Records:
         never one per record); a name's newest version is its latest. A sweep's trials (named
         ``NAME@N~SWEEP@V#K``) are no name's latest: they are rows of their own with ``trials``.
         """
-        rows = []
-        skip = offset
         seen: set[str] = set()
-        page = 100 if limit is None else min(max(limit + skip, 20), 500)
+        page = 100 if limit is None else min(max(limit + offset, 20), 500)
         type_id = self.recorder.types.artifacts[KIND_TYPES[kind]]
         fields = needed_fields(where.keys, _VIEW_FIELDS[kind])
-        for art in newest_first(self.mlmd, "artifacts", full(KIND_TYPES[kind]), type_id, page):
-            name = name_of(art)
-            if "~" in art.name:  # a sweep's trial
-                if not trials:
-                    continue
-                name = art.name
-            if not all_versions:
-                if name in seen:
-                    continue
-                seen.add(name)
-            if where.keys and not where(self._filter_view(kind, art, None if where.sampling else fields)):
-                continue
-            if skip:
-                skip -= 1
-                continue
-            rows.append(self._table_row(kind, art))
-            if limit is not None and len(rows) >= limit:
-                break
+        # walked newest first; a rare filter asks MLMD for the versions it may pass (store/filters.py)
+        scan = Scan(self.mlmd, "artifacts", full(KIND_TYPES[kind]), type_id, page,
+                    record_plan(self.mlmd, kind, KIND_TYPES[kind], type_id, where, not all_versions, trials),
+                    None if limit is None else limit + offset)
+
+        def listed(batch: Sequence[Any]) -> list[Any]:
+            """The versions of ``batch`` that are rows: a name's newest (every version with
+            ``all_versions``), a sweep's trial only with ``trials``."""
+            out = []
+            for art in batch:
+                name = name_of(art)
+                if "~" in art.name:  # a sweep's trial
+                    if not trials:
+                        continue
+                    name = art.name
+                if not all_versions:
+                    if name in seen:
+                        continue
+                    seen.add(name)
+                out.append(art)
+            return out
+
+        if where.keys:
+            arts = page_rows(scan, listed, where, limit, offset, page,
+                             view=lambda art: self._filter_view(kind, art, None if where.sampling else fields))
+        else:
+            arts = page_rows(scan, listed, lambda _: True, limit, offset, page)
+        rows = [self._table_row(kind, art) for art in arts]
         return _frame(kind, rows)
 
     def _table_row(self, kind: str, art: Any) -> dict[str, Any]:
@@ -792,6 +802,8 @@ class Records:
                           state=pb.Artifact.LIVE)
         set_properties(art, version=version, description=content.get("description") or None, same_as=same_as)
         build(art)
+        if kind in ("experiments", "scenarios"):
+            flat_params(art)  # each parameter also as a custom property a filter query can use
         act.outputs = [art]
         act.state, act.outcome = "COMPLETE", "created"
         try:
@@ -922,14 +934,7 @@ def _list_row(kind: str, data: dict[str, Any], art: Any) -> dict[str, Any]:
 
 
 # the top-level keys of a record's filter view (see Records._filter_view)
-_VIEW_FIELDS = {
-    "experiments": frozenset({"experiment", "name", "version", "trial", "datasource", "scenario", "model",
-                              "params"}),
-    "scenarios": frozenset({"name", "version", "model", "params", "description"}),
-    "datasources": frozenset({"name", "version", "uri", "format", "splits", "label", "features", "description",
-                              "fingerprint", "examples", "label_distribution", "label_names"}),
-    "policies": frozenset({"name", "version", "owner", "description", "slices", "thresholds"}),
-}
+_VIEW_FIELDS = RECORD_FIELDS  # the keys of each kind's row view (store/filters.py)
 _PARAMS = "\0params"  # where a row's parameters wait to become columns of their own
 _COLUMNS = {
     "experiments": ["name", "version", "trial", "same_as", "datasource", "scenario", "model", "overrides", _PARAMS,

@@ -20,13 +20,15 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..backend import session as _session
-from ..backend.listing import newest_first, page_rows, quote
-from ..backend.properties import name_of, set_properties, text
+from ..backend.listing import Scan, page_rows, quote
+from ..backend.properties import flat_metrics, name_of, set_properties, text
 from ..backend.recorder import Action, Conflict, Recorder
 from ..backend.types import full
 from ..core.names import experiment_ref, is_run_name
+from ..core.query import Where
 from ..core.values import canonical_json, content_hash, flatten
 from ..errors import MlmdMagicError, NotFoundError, RunCancelled, StoreError, TrainingError, ValidationError
+from .filters import model_plan, run_plan
 from .live import LiveWriter, cancel_request
 from .maintenance import owner_token, reap_stale_runs
 from .options import DEFAULT_STALE_AFTER_S
@@ -107,6 +109,7 @@ class Runs:
         set_properties(art, framework="keras", versions=canonical_json(result.versions),
                        signature=canonical_json(signature), experiment=exp_ref, task=result.task,
                        metrics=canonical_json(result.metrics))
+        flat_metrics(art, json.loads(canonical_json(result.metrics)))  # each metric as a property of its own
         return art
 
 
@@ -742,7 +745,9 @@ class Runs:
         page = 100 if limit is None else min(max(limit + offset, 20), 500)
         what, short = ("executions", "Train") if kind == "runs" else ("artifacts", "Model")
         type_id = (self.recorder.types.executions if kind == "runs" else self.recorder.types.artifacts)[short]
-        nodes = newest_first(self.mlmd, what, full(short), type_id, page)
+        plan = (run_plan(self.mlmd, self.recorder.types, predicate) if kind == "runs" else model_plan(predicate)) \
+            if isinstance(predicate, Where) else None
+        nodes = Scan(self.mlmd, what, full(short), type_id, page, plan, None if limit is None else limit + offset)
         rows_of = self._run_rows if kind == "runs" else self._model_rows
         rows = page_rows(nodes, rows_of, predicate, limit, offset, page)
         frame = _run_frame(rows) if kind == "runs" else pd.DataFrame(rows, columns=MODEL_COLUMNS)

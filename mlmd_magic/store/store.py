@@ -844,6 +844,30 @@ class Store:
             act.outcome = f"{len(frame)} rows"
             return frame
 
+    def index_filters(self) -> dict[str, int]:
+        """Give experiment and scenario versions and models written before this version their
+        flat values for filter queries (``param.NAME``, ``metric.SPLIT.NAME``), so that rare
+        filters cost a page (see ``docs/listings.md``). Once per store; resumable; recorded
+        (``IndexFilters``). Only custom properties are added: contents and hashes stay as they are.
+
+        Raises
+        ------
+        StoreError
+            On a store opened read-only.
+        """
+        from ..errors import StoreError
+        from .maintenance import index_filters
+
+        if self._recorder.guard_checks.read_only:
+            raise StoreError("the store was opened read-only: giving records their filter values writes to it; "
+                             "connect with write access")
+        with self._recorder.action("IndexFilters", {}) as act:
+            counts = index_filters(self._recorder.mlmd, self._recorder.types)
+            done = {kind: n for kind, n in counts.items() if kind != "already" and n}
+            act.outcome = (", ".join(f"{n} {kind}" for kind, n in done.items()) or "nothing") + \
+                f" given filter values; {counts['already']} had them"
+            return counts
+
     def signature(self, *, executions: bool = True) -> tuple[Any, ...]:
         """What changes whenever anything is recorded in the store, by any process: the newest
         execution id and the id and update time of the execution and of the artifact updated
