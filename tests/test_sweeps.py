@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 import yaml
@@ -25,6 +26,7 @@ from ml_metadata.proto import metadata_store_pb2 as pb
 import mlmd_magic as mm
 from mlmd_magic import datasets
 from mlmd_magic.errors import ValidationError
+from mlmd_magic.store import sweeps
 
 SPACE = {"learning_rate": {"loguniform": [1.0e-3, 1.0e-1]}, "hidden": {"choice": [[4], [8, 4]]}}
 OBJECTIVE = {"metric": "eval.accuracy", "direction": "maximize"}
@@ -442,8 +444,17 @@ def test_the_sweeps_of_an_earlier_version_are_moved_into_optunas_journal_once(ni
     journal.unlink()
     legacy = _as_an_earlier_version(journal, logs)
     moved = r"moved the sweeps' studies from .*s\.sqlite\.sweeps \(an earlier mlmd-magic's\) into Optuna's journal"
-    with mm.connect(uri) as store, pytest.warns(UserWarning, match=moved):
+    read = sweeps._legacy_logs
+    locked_while_reading = []
+
+    def reading(path: str) -> Any:  # a large old file is read before the journal's lock is taken
+        locked_while_reading.append(os.path.lexists(f"{journal}.lock"))
+        return read(path)
+
+    with mm.connect(uri) as store, pytest.warns(UserWarning, match=moved), \
+            mock.patch.object(sweeps, "_legacy_logs", reading):
         assert list(store.sweep_results("old").trials["run"]) == list(before.trials["run"])
+    assert locked_while_reading == [False]
     assert journal.read_text().splitlines() == logs
     assert not legacy.exists() and legacy.with_name("s.sqlite.sweeps.migrated").exists()
     with mm.connect(uri) as store:  # the search goes on where it was: one more trial trains one more run

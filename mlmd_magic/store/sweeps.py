@@ -358,7 +358,12 @@ def _legacy_logs(legacy: str) -> list[str] | None:
                 return None
     except OSError:
         return None
-    db = sqlite3.connect(legacy, timeout=60)
+    import urllib.parse
+
+    try:  # mode=rw: a file another process moved meanwhile is not created again, empty
+        db = sqlite3.connect(f"file:{urllib.parse.quote(os.path.abspath(legacy))}?mode=rw", uri=True, timeout=60)
+    except sqlite3.OperationalError:
+        return None
     try:
         found = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'optuna_journal'")
         if found.fetchone() is None:
@@ -368,11 +373,27 @@ def _legacy_logs(legacy: str) -> list[str] | None:
         db.close()  # the last connection: SQLite folds its write-ahead log into the file, and removes it
 
 
+def _stamp(path: str) -> tuple[int, int]:
+    """A file's size and modification time (ns): whether it changed."""
+    found = os.stat(path)
+    return found.st_size, found.st_mtime_ns
+
+
+def _write_logs(staged: str, logs: list[str]) -> None:
+    """The log entries as a journal file of their own, on disk."""
+    with open(staged, "wb") as fh:
+        fh.write("".join(f"{log}\n" for log in logs).encode())
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
 def _migrate(legacy: str, path: str, lock: Any) -> None:
     """Move the sweeps' studies of a store written by an earlier version (``FILE.sweeps``, see
     :func:`_legacy_logs`) into Optuna's journal file ``path``, once, exactly: the same log
-    entries, so the same studies, trial numbers and attributes. Under the journal's lock, they
-    are written to a new file that takes the place of a missing or empty journal in one rename;
+    entries, so the same studies, trial numbers and attributes. They are read and written to a
+    new file before the journal's lock is taken (a large file would hold it past the grace after
+    which another process takes it over); under the lock, the new file takes the place of a
+    missing or empty journal in one rename (read again first if the old file changed meanwhile);
     then the old file is renamed ``FILE.sweeps.migrated``, kept as the record of the move. A
     process killed in between leaves a journal that begins with the old file's entries: the
     next one only renames the old file. A journal holding anything else is refused, saying
@@ -382,11 +403,26 @@ def _migrate(legacy: str, path: str, lock: Any) -> None:
     if legacy == path or not os.path.isfile(legacy):
         return
     open(path, "ab").close()  # the lock's target: a lock a killed process left is judged by the target's age
+    # read and staged before the lock (a large old file takes long; the lock is taken over after
+    # _LOCK_GRACE_S), checked again under it: read again if the old file changed meanwhile
+    try:
+        before = _stamp(legacy)
+        logs = _legacy_logs(legacy)
+    except OSError:
+        return  # moved by another process meanwhile
+    if logs is None:
+        return
+    staged = f"{path}.migrating-{os.getpid()}"
+    _write_logs(staged, logs)
     lock.acquire()
     try:
-        logs = _legacy_logs(legacy)  # read under the lock: another process may have moved it
-        if logs is None:
-            return
+        if not os.path.isfile(legacy):
+            return  # another process moved it
+        if _stamp(legacy) != before:
+            logs = _legacy_logs(legacy)
+            if logs is None:
+                return
+            _write_logs(staged, logs)
         if os.path.getsize(path):
             with open(path, "rb") as fh:
                 head = [json.loads(line) for line, _ in zip(fh, logs)]
@@ -395,19 +431,12 @@ def _migrate(legacy: str, path: str, lock: Any) -> None:
                                  f"{path}, which holds others; move {path} away to have {legacy} moved into it, or "
                                  f"move {legacy} away to go on with {path}")
         else:
-            staged = f"{path}.migrating-{os.getpid()}"
-            try:
-                with open(staged, "wb") as fh:
-                    fh.write("".join(f"{log}\n" for log in logs).encode())
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(staged, path)
-            finally:
-                if os.path.exists(staged):
-                    os.unlink(staged)
+            os.replace(staged, path)
         os.replace(legacy, f"{legacy}.migrated")
     finally:
         lock.release()
+        if os.path.exists(staged):
+            os.unlink(staged)
     warnings.warn(f"moved the sweeps' studies from {legacy} (an earlier mlmd-magic's) into Optuna's journal "
                   f"{path}, which optuna-dashboard opens; the old file is kept as {legacy}.migrated", stacklevel=2)
 
