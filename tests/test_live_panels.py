@@ -598,3 +598,16 @@ def test_a_first_page_reads_one_page_whatever_the_store_holds(store: mm.Store, n
     browser = StoreBrowser(store)
     assert "rows 1–20 of many · page 1" in browser.tabs["experiments"].count.value
     assert not browser.tabs["experiments"].next.disabled
+
+
+def test_the_runs_grid_shows_the_columns_its_filter_names() -> None:
+    """A runs tab filtered by a parameter or a metric that would be folded shows that column."""
+    import pandas as pd
+
+    frame = _browser.grid_frame(pd.DataFrame([_run_row(**{"test.accuracy": 0.9, "eval.recall_T21": 0.7})]))
+    folded = _browser.fold_run_columns(frame, _browser._filter_keys("optimizer.name == adam and eval.recall_T21 > 0.5"))
+    assert list(folded.columns)[:3] == ["name", "optimizer.name", "eval.recall_T21"]
+    assert "optimizer.name:" not in folded["more"][0]
+    assert list(_browser.fold_run_columns(frame, _browser._filter_keys("params.optimizer.lr < 1")).columns)[1] == \
+        "optimizer.lr"
+    assert _browser._filter_keys("t21") == ["name"] and _browser._filter_keys("epochs >>= 2") == []

@@ -146,7 +146,8 @@ def test_browser_pages_on_the_store_side(store: mm.Store) -> None:
     tab.filter.value = "exp-1"
     assert set(tab.frame["name"]) == {f"exp-1{i}" for i in range(10)} and "of 10 · page 1 of 1" in tab.count.value
     tab.filter.value = "epohcs >= 2"
-    assert "did you mean" in tab.count.value  # the filter's error, the grid left as it was
+    assert "did you mean" in tab.count.value  # the filter's error, and no rows that would pass for its matches
+    assert tab.grid.df.empty and tab.frame is None and tab.next.disabled and tab.prev.disabled
     tab.filter.value = "name == t21"
     tab.grid.selected_rows = [0]
     details = tab.details.value

@@ -209,8 +209,10 @@ def _types(host: Host, a: argparse.Namespace) -> Any:
 def _index_filters(host: Host, a: argparse.Namespace) -> Message:
     counts = host.store().index_filters()
     done = ", ".join(f"{n} {kind}" for kind, n in counts.items() if kind != "already" and n)
-    return Message((f"gave {done} the values rare filters use" if done else "nothing to do")
-                   + f"; {counts['already']} had them already (see docs/listings.md)")
+    if not done:
+        return Message(f"nothing to do: all {counts['already']} experiment and scenario versions and models already "
+                       "carry the values that make rare filters fast")
+    return Message(f"gave {done} the values that make rare filters fast ({counts['already']} had them already)")
 
 
 def _history(host: Host, a: argparse.Namespace) -> Any:

@@ -17,7 +17,7 @@ import contextlib
 import html
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import ipywidgets as w
@@ -52,6 +52,17 @@ def _where(text: str) -> str | None:
         return text
     escaped = text.replace("\\", "\\\\").replace("'", "\\'")
     return f"name ~ '*{escaped}*'"
+
+
+def _filter_keys(text: str) -> list[str]:
+    """The keys the filter box's text names (none for plain text or a filter that is refused)."""
+    from ..core.query import atoms, parse_where
+
+    try:
+        tree = parse_where(_where(text))
+    except MlmdMagicError:
+        return []
+    return [] if tree is None else [atom.key for atom in atoms(tree)]
 
 
 def _cell(value: Any) -> Any:
@@ -118,12 +129,14 @@ def _blank(value: Any) -> bool:
     return (isinstance(value, float) and math.isnan(value)) or (isinstance(value, str) and not value.strip())
 
 
-def fold_run_columns(frame: Any) -> Any:
+def fold_run_columns(frame: Any, named: Sequence[str] = ()) -> Any:
     """A runs page (as :func:`grid_frame` made it) narrowed to fit a notebook's width: name, the
     trial (where a row is a sweep's trial), state, epoch(s), the first metrics of one split (test,
     else eval, else the one there is: :func:`metric_split`; accuracy and loss first), duration and
     time; every other column (the other metrics, the experiment, model, parameters — overrides
-    still bold) folded into one ``more`` cell that opens on a click."""
+    still bold) folded into one ``more`` cell that opens on a click. The columns of the keys
+    ``named`` (the filter's: ``optimizer``, ``params.optimizer``, ``eval.accuracy``) stay shown,
+    after the name."""
     import pandas as pd
 
     if frame.empty or "name" not in frame.columns:
@@ -136,6 +149,9 @@ def fold_run_columns(frame: Any) -> Any:
     has_trial = "trial" in columns and not all(_blank(v) for v in frame["trial"])
     lead = [c for c in _RUN_SHOWN if c in columns and (c != "trial" or has_trial)]
     shown = lead + metrics[:RUN_METRICS] + [c for c in _RUN_TAIL if c in columns]
+    asked = [c for key in named for c in (key, key.removeprefix("params.").removeprefix("metrics."))
+             if c in columns and c not in shown and c != "run"]
+    shown[1:1] = list(dict.fromkeys(asked))
     folded = [c for c in columns if c not in shown and c != "run"]
     out = frame[shown].copy()
     out["more"] = [
@@ -238,8 +254,14 @@ class _Tab(w.VBox):
                 page = self.pages(_where(self.filter.value), PAGE_SIZE, offset)
                 if page.frame.empty and offset:  # rows went away: back to the first page
                     page = self.pages(_where(self.filter.value), PAGE_SIZE, 0)
-        except MlmdMagicError as exc:
+        except MlmdMagicError as exc:  # no rows under a filter that is refused: the last ones would pass for its
             self.count.value = f"<span style='color:crimson'>{html.escape(str(exc))}</span>"
+            self.offset, self.page_info, self.frame = 0, None, None
+            self.prev.disabled = self.next.disabled = self.compare_button.disabled = True
+            self.shown = grid_frame_empty()
+            self.grid.update(self.shown, selected_rows=[], **_GRID_OPTIONS)
+            self.details.value = ""
+            self.browser.update_fallback()
             return
         keys = {str(self.key_of(row)) for row in self.selected()}
         self.offset, self.page_info, self.frame = page.offset, page, page.frame
@@ -248,7 +270,7 @@ class _Tab(w.VBox):
         self.count.value = f"<span style='padding:0 8px;white-space:nowrap'>{html.escape(page.describe())}</span>"
         shown = grid_frame(page.frame) if not page.frame.empty else grid_frame_empty()
         if self.fold:
-            shown = fold_run_columns(shown)
+            shown = fold_run_columns(shown, _filter_keys(self.filter.value))
         if self.shown is not None and shown.equals(self.shown):
             self.browser.update_fallback()
             return  # nothing changed: the grid, its selection and the details stay
