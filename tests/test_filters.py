@@ -600,6 +600,9 @@ def test_every_face_lists_a_rare_filter_as_the_library_does(nipt: dict[str, Any]
     ip.run_line_magic("mlmd", f"connect {uri}")
     frame = ip.run_line_magic("mlmd", "ls experiments --where 'tag == 7' --limit 20")
     assert list(frame["name"]) == walked and made[-1].driving
+    capsys.readouterr()
+    assert ip.run_line_magic("mlmd", "ls experiments --where 'rare == 5000'").empty
+    assert capsys.readouterr().out == "no experiments to list that pass the filter\n"
     said = ip.run_line_magic("mlmd", "index-filters")
     assert str(said) == ("nothing to do: all 3001 experiment and scenario versions and models already carry the "
                          "values that make rare filters fast")

@@ -203,7 +203,11 @@ class MlmdMagics(Magics):
         line = self._expand(line, local_ns)
         argv = split_line(line)
         with self._cell(self._current_cell(f"%mlmd {line}")):
-            return _commands.dispatch(self, argv, "%mlmd", magic=True)
+            result = _commands.dispatch(self, argv, "%mlmd", magic=True)
+        if argv[:1] == ["ls"] and getattr(result, "empty", False):  # a table of headers only says too little
+            print(f"no {argv[1] if len(argv) > 1 else 'records'} to list" + (" that pass the filter" if any(
+                w == "--where" or w.startswith("--where=") for w in argv) else ""))
+        return result
 
     def _record_cell(self, kind: str, line: str, cell: str) -> Any:
         line = self._expand(line, None)
