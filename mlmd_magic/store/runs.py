@@ -38,7 +38,9 @@ from .results import Evaluation, Run, RunComparison, RunProgress
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["MODEL_COLUMNS", "RUN_COLUMNS", "Runs", "keras_backend"]
+    from .ownrun import OwnRun
+
+__all__ = ["MODEL_COLUMNS", "RUN_COLUMNS", "Runs", "is_cancel_request", "keras_backend", "stop_requested", "write_last"]
 
 # a runs listing's fixed columns; the parameters that differ between the listed runs (``epochs`` always)
 # come after ``epoch``, then one numeric column per split and metric (``eval.accuracy``), then the rest
@@ -55,6 +57,16 @@ _BEGUN_DETAILS = ("task", "task_reason", "num_classes", "device", "backend")
 
 class _CancelRequest(KeyboardInterrupt):
     """Raised inside a training when a ``CancelRun`` asks it to stop (not Ctrl-C)."""
+
+
+def stop_requested(cancel_id: int) -> KeyboardInterrupt:
+    """What stops a run when ``CancelRun`` #``cancel_id`` asked it to (not Ctrl-C)."""
+    return _CancelRequest(f"cancelled by request (CancelRun #{cancel_id})")
+
+
+def is_cancel_request(interrupt: BaseException) -> bool:
+    """Whether ``interrupt`` is a cancel request's (see :func:`stop_requested`), not Ctrl-C."""
+    return isinstance(interrupt, _CancelRequest)
 
 
 def keras_backend() -> str:
@@ -161,13 +173,7 @@ class Runs:
         act.properties["user"] = _session.current_session().user
         act.properties.update(properties or {})
         with self.recorder.guard(act):
-            exp_art = self.records.resolve("experiments", ref)
-            params = self.records.data("experiments", exp_art)
-            exp_ref = experiment_ref(params)
-            act.arguments["experiment"] = exp_ref
-            ds_art = self.records.resolve("datasources",
-                                          f"{params['datasource']['name']}@{params['datasource']['version']}")
-            sc_art = self.records.resolve("scenarios", f"{params['scenario']['name']}@{params['scenario']['version']}")
+            params, exp_ref, ds_art = self._inputs(act, ref)
             from ..trainer import builder_fingerprint, code_version
 
             model_name = params["scenario"]["model"]
@@ -175,9 +181,6 @@ class Runs:
                 builder_code = builder_fingerprint(model_name)
             except ValueError as exc:  # an unknown builder: the trainer says which exist
                 raise TrainingError(f"training {exp_ref} failed: {exc}") from None
-            # No record-name context here: it holds the experiment's versions (Store._latest relies on
-            # that); the run reaches the experiment through its INPUT event.
-            act.inputs += [exp_art, ds_art, sc_art]
             notes: list[str] = []
             key = None
             if builder_code is None:
@@ -204,6 +207,52 @@ class Runs:
             code = {"trainer": code_version(), "builder": builder_code, "backend": keras_backend()}
             return self._train_now(act, params, exp_ref, workdir, callbacks, progress, notes, (created, reused),
                                    code)
+
+    def _inputs(self, act: Action, ref: str) -> tuple[dict[str, Any], str, Any]:
+        """The experiment version ``ref`` names, its data source and scenario as the run's
+        inputs: ``(the experiment's resolved dict, its NAME@N, the data source's artifact)``.
+        No record-name context: it holds the experiment's versions (Store._latest relies on
+        that); the run reaches the experiment through its INPUT event."""
+        exp_art = self.records.resolve("experiments", ref)
+        params = self.records.data("experiments", exp_art)
+        exp_ref = experiment_ref(params)
+        act.arguments["experiment"] = exp_ref
+        ds_art = self.records.resolve("datasources",
+                                      f"{params['datasource']['name']}@{params['datasource']['version']}")
+        sc_art = self.records.resolve("scenarios", f"{params['scenario']['name']}@{params['scenario']['version']}")
+        act.inputs += [exp_art, ds_art, sc_art]
+        return params, exp_ref, ds_art
+
+    def start_own(self, ref: str, *, overrides: dict[str, Any], workdir: str | None) -> OwnRun:
+        """See :meth:`mlmd_magic.Store.start_run`: the run recorded RUNNING, its writer thread
+        started, Ctrl-C watched; the :class:`~mlmd_magic.store.ownrun.OwnRun` ends it."""
+        from ..trainer import Interrupts
+        from .ownrun import OwnRun
+
+        created = reused = ""
+        if overrides:
+            ref, created = self.define_overrides(ref, overrides)
+            reused = "" if created else ref
+        act = Action("Train", {"ref": ref, "workdir": workdir, "overrides": overrides, "code": "your own"})
+        act.properties["user"] = _session.current_session().user
+        with self.recorder.guard(act):
+            params, exp_ref, ds_art = self._inputs(act, ref)
+            self.records.check_files(ds_art)  # never a run against data it would not read
+            act.state, act.outcome = "RUNNING", "training (your own code)"
+            act.properties["owner"] = owner_token()
+            epochs = (params.get("params") or {}).get("epochs")
+            act.properties["progress"] = canonical_json({"epoch": 0, "epochs": epochs if isinstance(epochs, int) else 0,
+                                                         "step": 0, "steps": 0})
+            self._commit_named(act, exp_ref)
+            act.inputs_written = True
+            run_dir = workdir or os.path.join(self.runs_root(), exp_ref.replace("@", "-v"), f"run-{act.execution_id}")
+            act.properties["run_dir"] = run_dir
+            live = LiveWriter(self.live_connect, self.recorder.execution_of(act), watch_cancel=True, name=act.name,
+                              reopen=self.live_reopens)
+        interrupts = Interrupts()
+        interrupts.__enter__()
+        return OwnRun(self, act, live, interrupts, json.loads(canonical_json(params.get("params") or {})), exp_ref,
+                      run_dir, (created, reused), own_dir=workdir is None)
 
     def _commit_named(self, act: Action, exp_ref: str) -> None:
         """A run's first write, named ``EXPERIMENT@N#K`` (its K-th run): MLMD's unique execution
@@ -282,7 +331,7 @@ class Runs:
 
             def on_batch_end(self, step: int, logs: Any = None) -> None:
                 if live.cancel_id is not None:
-                    raise _CancelRequest(f"cancelled by request (CancelRun #{live.cancel_id})")
+                    raise stop_requested(live.cancel_id)
                 now = time.perf_counter()
                 if now < self.next_hand:  # the common case: one clock read
                     return
@@ -316,45 +365,14 @@ class Runs:
                     _say(f"run {act.name}: the store is not answering ({_why(live.last_error)}); training goes "
                          "on, and its progress is written when the store answers again")
                 if live.cancel_id is not None:
-                    raise _CancelRequest(f"cancelled by request (CancelRun #{live.cancel_id})")
+                    raise stop_requested(live.cancel_id)
 
         # Ctrl-C cancels the run wherever it lands, also where Keras or TensorFlow swallowed it or
         # made another error of it (trainer.Interrupts remembers it); the run's last write is whole.
         interrupts = trainer.Interrupts()
 
         def last_write(error: BaseException | None = None) -> None:
-            """The run's final state, once its writer thread has stopped (no progress write can
-            follow it), waiting for the store as long as it takes, and saying so."""
-            waits = [time.monotonic()]
-            interrupted = interrupts.count  # the Ctrl-C that cancels the run does not give up its record
-
-            def give_up() -> None:
-                if interrupts.count > interrupted:
-                    raise StoreError(f"run {act.name} was not recorded {act.state}: the store did not answer and "
-                                     "the wait for it was interrupted; the run stays RUNNING in the store until the "
-                                     "stale-run check marks it FAILED")
-
-            def waiting(exc: BaseException) -> None:
-                give_up()
-                now = time.monotonic()
-                if now - waits[0] >= 60:
-                    waits[0] = now
-                    _say(f"run {act.name}: still waiting for the store ({_why(exc)})")
-
-            # said once the store keeps the run waiting a few seconds (a file another process holds,
-            # a server stopped); nothing is said when it answers at once
-            note = threading.Timer(WAIT_NOTE_S, _say, [
-                f"run {act.name}: waiting for the store to record it {act.state}; the store is not answering, "
-                "and the run is written as soon as it does (Ctrl-C gives up)"])
-            note.daemon = True
-            note.start()
-            patient = getattr(recorder.mlmd, "patient", None)
-            try:
-                live.close()
-                with patient(waiting, give_up) if patient is not None else contextlib.nullcontext():
-                    recorder.commit(act, error=error)
-            finally:
-                note.cancel()
+            write_last(recorder, act, live, interrupts, error)
 
         def cancelled(interrupt: KeyboardInterrupt) -> RunCancelled:
             """Record the run CANCELED with no model and remove its folder; the error to raise."""
@@ -907,6 +925,43 @@ class Runs:
         except (mlmd_errors.NotFoundError, ValueError):
             return None
         return found[0] if found else None
+
+
+def write_last(recorder: Recorder, act: Action, live: LiveWriter, interrupts: Any,
+               error: BaseException | None = None) -> None:
+    """The run's final state, once its writer thread has stopped (no progress write can
+    follow it), waiting for the store as long as it takes, and saying so."""
+    waits = [time.monotonic()]
+    interrupted = interrupts.count  # the Ctrl-C that cancels the run does not give up its record
+
+    def give_up() -> None:
+        if interrupts.count > interrupted:
+            raise StoreError(f"run {act.name} was not recorded {act.state}: the store did not answer and "
+                             "the wait for it was interrupted; the run stays RUNNING in the store until the "
+                             "stale-run check marks it FAILED")
+
+    def waiting(exc: BaseException) -> None:
+        give_up()
+        now = time.monotonic()
+        if now - waits[0] >= 60:
+            waits[0] = now
+            _say(f"run {act.name}: still waiting for the store ({_why(exc)})")
+
+    # said once the store keeps the run waiting a few seconds (a file another process holds,
+    # a server stopped); nothing is said when it answers at once
+    note = threading.Timer(WAIT_NOTE_S, _say, [
+        f"run {act.name}: waiting for the store to record it {act.state}; the store is not answering, "
+        "and the run is written as soon as it does (Ctrl-C gives up)"])
+    note.daemon = True
+    note.start()
+    patient = getattr(recorder.mlmd, "patient", None)
+    try:
+        live.close()
+        with patient(waiting, give_up) if patient is not None else contextlib.nullcontext():
+            recorder.commit(act, error=error)
+    finally:
+        note.cancel()
+
 
 
 def _verdict(evaluation: Any) -> str:

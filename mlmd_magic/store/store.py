@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from .background import BackgroundRun
+    from .ownrun import OwnRun
 
 __all__ = ["Store", "connect", "default_uri"]
 
@@ -542,6 +543,47 @@ class Store:
         from .background import start_run
 
         return start_run(self, self._backend, self._runs, ref, merged, force=force, workdir=workdir, on=on)
+
+    def start_run(self, ref: str, *, overrides: dict[str, Any] | None = None, workdir: str | None = None,
+                  **more_overrides: Any) -> OwnRun:
+        """A run of your own training code, on record as a run of the built-in trainer is: use it
+        as a ``with`` block.
+
+        >>> import mlmd_magic as mm, tempfile
+        >>> from mlmd_magic import datasets
+        >>> s = mm.connect("memory://")
+        >>> _ = s.add_datasource("nipt", **datasets.simulate_nipt(tempfile.mkdtemp(), n_train=8, n_eval=4, n_test=4))
+        >>> _ = s.add_scenario("tiny", model="mlp", params={"epochs": 2})
+        >>> _ = s.add_experiment("t21", datasource="nipt", scenario="tiny")
+        >>> with s.start_run("t21") as run:
+        ...     for epoch in range(run.params["epochs"]):
+        ...         run.log({"loss": 1 / (epoch + 1), "eval.accuracy": 0.5 + epoch / 10}, step=epoch)
+        >>> run.result.state, run.result.metrics["eval"], run.name
+        ('COMPLETE', {'accuracy': 0.6}, 't21@1#1')
+
+        The run reads the experiment version ``ref`` names (``overrides`` first define a new
+        version, as :meth:`train`'s do), its data source and its scenario; ``run.params`` are
+        its parameters. ``run.log(metrics, step)`` records curves and progress (``watch``,
+        ``ls runs`` and ``cancel`` see the run from anywhere; metrics named ``SPLIT.METRIC`` are
+        its metrics per split), ``run.log_model(model)`` keeps a Keras or scikit-learn model
+        (or any object ``joblib`` saves, or a file's path) as its model. The block's end records
+        it COMPLETE (with its model, or none, said); an exception in it FAILED, with the
+        exception, which goes on; Ctrl-C or a cancel request CANCELED, raised as
+        :class:`~mlmd_magic.errors.RunCancelled`. ``run.result`` is then the :class:`Run`. A run
+        of your own code is never CACHED (its code may read anything). See
+        :mod:`mlmd_magic.store.ownrun`.
+
+        Raises
+        ------
+        NotFoundError
+            When the experiment does not exist.
+        ValidationError
+            For overrides that do not fit the experiment's parameters.
+        DataSourceError
+            When the data source's files changed since it was registered.
+        """
+        overrides = {**(overrides or {}), **more_overrides}
+        return self._runs.start_own(ref, overrides=overrides, workdir=workdir)
 
     def train_job(self, ref: str, *, external_id: str, force: bool = False, workdir: str | None = None,
                   progress: Any = True) -> Run:

@@ -1,0 +1,150 @@
+"""Runs of your own training code (``Store.start_run``): recorded as the built-in trainer's runs
+are — inputs, name, curves, metrics per split, model — and ended COMPLETE, FAILED or CANCELED
+as the block ends."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pytest
+from ml_metadata.proto import metadata_store_pb2 as pb
+
+import mlmd_magic as mm
+from mlmd_magic import datasets
+from mlmd_magic.errors import RunCancelled, ValidationError
+
+
+@pytest.fixture(scope="module")
+def nipt(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return datasets.simulate_nipt(str(tmp_path_factory.mktemp("nipt")), n_train=60, n_eval=20, n_test=20)
+
+
+@pytest.fixture
+def store(tmp_path: Path, nipt: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> mm.Store:
+    monkeypatch.setenv("MLMD_MAGIC_RUNS_DIR", str(tmp_path / "runs"))
+    s = mm.connect(f"sqlite:///{tmp_path}/own.sqlite")
+    s.add_datasource("nipt-sim", **nipt)
+    s.add_scenario("gb", model="mlp", params={"epochs": 3, "learning_rate": 0.1, "max_depth": 2})
+    s.add_experiment("t21", datasource="nipt-sim", scenario="gb")
+    return s
+
+
+def _execution(store: mm.Store, run_id: int) -> Any:
+    (execution,) = store.mlmd.get_executions_by_id([run_id])
+    return execution
+
+
+def _events(store: mm.Store, run_id: int, kind: int) -> list[Any]:
+    ids = [e.artifact_id for e in store.mlmd.get_events_by_execution_ids([run_id]) if e.type == kind]
+    return store.mlmd.get_artifacts_by_id(ids)
+
+
+def test_a_block_is_a_run_with_inputs_curves_metrics_and_its_model(store: mm.Store, nipt: dict[str, Any]) -> None:
+    """A scikit-learn model trained in a block: listed, filtered, compared, in the lineage."""
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 3)), np.arange(40) % 2
+    with store.start_run("t21") as run:
+        assert run.params == {"epochs": 3, "learning_rate": 0.1, "max_depth": 2} and run.name == "t21@1#1"
+        running = store.ls("runs")
+        assert list(running["state"]) == ["RUNNING"]
+        model = GradientBoostingClassifier(n_estimators=run.params["epochs"], max_depth=run.params["max_depth"])
+        model.fit(x, y)
+        for step in range(3):
+            run.log({"loss": 1.0 / (step + 1), "eval.accuracy": 0.6 + step / 10}, step=step)
+        path = run.log_model(model)
+    result = run.result
+    assert result is not None and result.state == "COMPLETE" and result.model_uri == path
+    assert result.metrics == {"train": {"loss": pytest.approx(1 / 3)}, "eval": {"accuracy": pytest.approx(0.8)}}
+    assert result.history["eval.accuracy"] == pytest.approx([0.6, 0.7, 0.8])
+    assert joblib.load(path).predict(x).shape == (40,)
+    execution = _execution(store, run.id)
+    assert execution.last_known_state == pb.Execution.COMPLETE and execution.name == "t21@1#1"
+    assert {a.name for a in _events(store, run.id, pb.Event.INPUT)} == {"t21@1", "nipt-sim@1", "gb@1"}
+    (model_art,) = _events(store, run.id, pb.Event.OUTPUT)
+    assert model_art.properties["framework"].string_value == "scikit-learn"
+    assert json.loads(model_art.properties["versions"].string_value)["scikit-learn"]
+    listed = store.ls("runs", where="eval.accuracy > 0.75")
+    assert list(listed["name"]) == ["t21@1#1"] and list(listed["state"]) == ["COMPLETE"]
+    assert list(store.ls("models")["name"]) == ["t21@1#1"]
+    assert "t21@1#1" in repr(store.compare([run.id]))
+    lineage = store.lineage(f"run:{run.id}")
+    assert any("t21@1" in str(node) for node in lineage.nodes)
+    assert store.run(run.id).state == "COMPLETE"
+
+
+def test_an_exception_in_the_block_is_failed_and_goes_on(store: mm.Store) -> None:
+    with pytest.raises(ZeroDivisionError), store.start_run("t21") as run:
+        run.log({"loss": 0.5})
+        1 / 0  # noqa: B018
+    execution = _execution(store, run.id)
+    assert execution.last_known_state == pb.Execution.FAILED
+    assert "ZeroDivisionError" in execution.properties["error"].string_value
+    assert not _events(store, run.id, pb.Event.OUTPUT) and run.result is not None and run.result.state == "FAILED"
+
+
+def test_a_block_without_a_model_is_complete_and_says_so(store: mm.Store) -> None:
+    with store.start_run("t21", epochs=5) as run:  # overrides define a new version first
+        assert run.params["epochs"] == 5 and run.experiment == "t21@2"
+        run.log({"loss": 0.1})
+    assert run.result is not None and run.result.state == "COMPLETE" and run.result.model_id is None
+    execution = _execution(store, run.id)
+    assert execution.properties["outcome"].string_value == "logged 1 steps; no model logged"
+    assert "no model was logged" in json.dumps(run.result.details)
+
+
+def test_ctrl_c_in_the_block_is_canceled(store: mm.Store) -> None:
+    with pytest.raises(RunCancelled) as stopped, store.start_run("t21") as run:
+        run.log({"loss": 0.3}, step=0)
+        signal.raise_signal(signal.SIGINT)
+    assert str(stopped.value).startswith("run t21@1#1 cancelled after 1 of 3 epochs")
+    assert _execution(store, run.id).last_known_state == pb.Execution.CANCELED
+    assert not os.path.exists(run.run_dir)
+
+
+def test_a_cancel_request_stops_the_block_at_its_next_log(store: mm.Store, tmp_path: Path) -> None:
+    other = mm.connect(f"sqlite:///{tmp_path}/own.sqlite")
+    with pytest.raises(RunCancelled) as stopped, store.start_run("t21") as run:
+        other.cancel(run.name, wait_s=0)
+        for step in range(10_000):  # the run's writer thread sees the request within a second or so
+            run.log({"loss": 1.0}, step=step)
+            time.sleep(0.01)
+    assert stopped.value.requested and _execution(store, run.id).last_known_state == pb.Execution.CANCELED
+    other.close()
+
+
+@pytest.mark.parametrize("metrics, said", [
+    ({"loss": "low"}, "metric 'loss' must be a number, got 'low'"),
+    ({"loss": float("nan")}, "metric 'loss' must be a finite number"),
+    ({"": 1.0}, "a metric name must be a word"),
+    ([("loss", 1.0)], "run.log takes a mapping"),
+])
+def test_bad_metrics_are_refused_in_one_line(store: mm.Store, metrics: Any, said: str) -> None:
+    with store.start_run("t21") as run:
+        with pytest.raises(ValidationError) as refused:
+            run.log(metrics)
+        assert str(refused.value).startswith(said) and "\n" not in str(refused.value)
+        run.log({"loss": 0.2})
+    assert run.result is not None and run.result.history == {"loss": [0.2]}
+
+
+def test_a_file_written_already_is_the_model(store: mm.Store, tmp_path: Path) -> None:
+    written = tmp_path / "model.ubj"
+    written.write_bytes(b"xgboost")
+    with store.start_run("t21") as run:
+        kept = run.log_model(str(written))
+        with pytest.raises(ValidationError, match="no model at"):
+            run.log_model(str(tmp_path / "missing.pt"))
+    assert Path(kept).read_bytes() == b"xgboost" and Path(kept).parent == Path(run.run_dir)
+    (model_art,) = _events(store, run.id, pb.Event.OUTPUT)
+    assert model_art.properties["framework"].string_value == "xgboost"
+    with pytest.raises(ValidationError, match="has ended"):
+        run.log({"loss": 1.0})
