@@ -17,7 +17,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 SUITES = ["startup", "recording", "scale", "listing", "trainer", "progress", "hostile", "tfx", "sweeps",
-          "release", "race-names", "outage", "display"]
+          "release", "race-names", "outage", "display", "own-runs"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from ..backend.properties import flat_metrics, set_properties
 from ..core.values import canonical_json
 from ..errors import RunCancelled, ValidationError
+from .live import PROGRESS_S
 
 if TYPE_CHECKING:
     from ..backend.recorder import Action
@@ -71,6 +72,8 @@ class OwnRun:
         self._model: Any = None  # the Model artifact, once logged
         self._framework = ""
         self._started = time.perf_counter()
+        self._next_hand = 0.0  # when the writer thread is next handed the run's progress
+        self._last_logs: dict[str, float] = {}
         self._ended = False
 
     def __repr__(self) -> str:
@@ -115,17 +118,28 @@ class OwnRun:
             self._history.setdefault(key, []).append(number)
             split, _, name = key.rpartition(".")
             self._metrics.setdefault(split or _TRAIN_SPLIT, {})[name] = number
-        act = self._act
-        epochs = self.params.get("epochs")
-        act.properties["history"] = canonical_json(self._history)
-        act.properties["progress"] = canonical_json({
-            "epoch": self._steps, "epochs": epochs if isinstance(epochs, int) and epochs >= self._steps else 0,
-            "step": 0, "steps": 0, "elapsed_s": round(time.perf_counter() - self._started, 3), "logs": values})
-        self._live.update(self._runs.recorder.execution_of(act))
+        self._last_logs = values
+        now = time.perf_counter()
+        if now >= self._next_hand:  # handed to the writer thread every PROGRESS_S, not on every call
+            self._next_hand = now + PROGRESS_S
+            self._hand(now)
         if self._live.cancel_id is not None:
             from .runs import stop_requested
 
             raise stop_requested(self._live.cancel_id)
+
+    def _hand(self, now: float) -> None:
+        """The run's curves and progress, as they stand, to the writer thread (it writes them)."""
+        self._note(now)
+        self._live.update(self._runs.recorder.execution_of(self._act))
+
+    def _note(self, now: float) -> None:
+        """The run's curves and progress, as they stand, on its execution's properties."""
+        epochs = self.params.get("epochs")
+        self._act.properties["history"] = canonical_json(self._history)
+        self._act.properties["progress"] = canonical_json({
+            "epoch": self._steps, "epochs": epochs if isinstance(epochs, int) and epochs >= self._steps else 0,
+            "step": 0, "steps": 0, "elapsed_s": round(now - self._started, 3), "logs": self._last_logs})
 
     def log_model(self, model: Any, *, framework: str | None = None) -> str:
         """Keep ``model`` as the run's model: a Keras model (saved as ``model.keras``), any other
@@ -167,6 +181,8 @@ class OwnRun:
             interrupt = interrupts.interrupted_by(exc) if exc is not None else interrupts.pending
             with interrupts.deferred():  # a second Ctrl-C must not leave the run RUNNING
                 live.close()
+                if self._steps:  # the whole curves, also what came since the last hand-off
+                    self._note(time.perf_counter())
                 if interrupt is not None:
                     act.state, act.outcome, act.outputs = "CANCELED", "canceled", []
                     write_last(recorder, act, live, interrupts,
