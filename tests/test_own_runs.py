@@ -148,3 +148,48 @@ def test_a_file_written_already_is_the_model(store: mm.Store, tmp_path: Path) ->
     assert model_art.properties["framework"].string_value == "xgboost"
     with pytest.raises(ValidationError, match="has ended"):
         run.log({"loss": 1.0})
+
+
+# ------------------------------------------------------------------------------------ %%train cells
+
+def _cell(ip: Any, source: str) -> Any:
+    """Run a cell as a notebook does; raise what it raised."""
+    result = ip.run_cell(source, store_history=True)
+    if result.error_before_exec is not None:
+        raise result.error_before_exec
+    if result.error_in_exec is not None:
+        raise result.error_in_exec
+    return result.result
+
+
+def test_a_train_cell_is_a_run_of_its_own_code(store: mm.Store, tmp_path: Path, ip: Any,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """``%%train`` runs its body with ``params`` and ``run`` bound and records it as the API's
+    block does: the cell's source on the run (its password redacted), FAILED with the cell's own
+    error (a traceback of the user's code, not a bug of ours), a bad line refused in one line."""
+    from IPython.core.error import UsageError
+
+    uri = f"sqlite:///{tmp_path}/own.sqlite"
+    store.close()
+    _cell(ip, f"%mlmd connect {uri}")
+    done = _cell(ip, "%%train t21 --set epochs=2 -o trained\n"
+                     "from sklearn.dummy import DummyClassifier\n"
+                     "token = 'hunter2-secret'  # mysql://me:hunter2@db/x\n"
+                     "for step in range(params['epochs']):\n"
+                     "    run.log({'loss': 1 / (step + 1), 'eval.accuracy': 0.5}, step=step)\n"
+                     "run.log_model(DummyClassifier().fit([[0], [1]], [0, 1]))\n")
+    assert done.state == "COMPLETE" and done.experiment == "t21@2" and done.model_id is not None
+    assert ip.user_ns["trained"] is done and ip.user_ns["params"] == {"epochs": 2, "learning_rate": 0.1,
+                                                                       "max_depth": 2}
+    with mm.connect(uri) as reader:
+        (execution,) = reader.mlmd.get_executions_by_id([done.id])
+        recorded = str(execution)
+        assert "run.log_model(DummyClassifier()" in recorded and "hunter2@" not in recorded
+        assert list(reader.ls("runs", where="eval.accuracy == 0.5")["name"]) == ["t21@2#1"]
+    with pytest.raises(ZeroDivisionError):
+        _cell(ip, "%%train t21\nrun.log({'loss': 1.0})\n1 / 0\n")
+    assert ip.user_ns["run"].result.state == "FAILED"
+    with pytest.raises(UsageError) as refused:
+        _cell(ip, "%%train nosuch\npass\n")
+    assert "no experiment" in str(refused.value) and "\n" not in str(refused.value)
+    _cell(ip, "%mlmd close")

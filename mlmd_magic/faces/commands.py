@@ -715,6 +715,7 @@ def help_text(subcommand: str | None = None, magic: bool = True) -> str:
             "[, class_names]",
             "  %%policy NAME         thresholds[, slices, owner, description]",
             "  %%sweep NAME [-o VAR]  experiment, objective, space[, sampler, trials, workers, seed, description]",
+            "  %%train NAME [--set KEY=VALUE ...] [-o VAR]  your own training code, with params and run bound",
             "",
             f"Run '{prog} help SUBCOMMAND' or '{prog} SUBCOMMAND -h' for the options of one subcommand.",
         ]

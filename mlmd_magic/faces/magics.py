@@ -125,7 +125,7 @@ _SERVER_NOTEBOOK = os.environ.get("JPY_SESSION_NAME") or ""
 
 @magics_class
 class MlmdMagics(Magics):
-    """``%mlmd``, ``%%datasource``, ``%%scenario``, ``%%experiment``, ``%%evaluate`` and ``%%sweep``."""
+    """``%mlmd``, ``%%datasource``, ``%%scenario``, ``%%experiment``, ``%%evaluate``, ``%%sweep`` and ``%%train``."""
 
     registry: ConnectionRegistry = REGISTRY
 
@@ -375,6 +375,49 @@ class MlmdMagics(Magics):
             return None
         return result
 
+    @cell_magic
+    @no_var_expand
+    def train(self, line: str, cell: str) -> Any:
+        """Train an experiment with this cell's own code, on record: ``%%train NAME [--set
+        KEY=VALUE ...] [-o VAR]``. The cell runs with ``params`` (the experiment version's
+        parameters) and ``run`` (:class:`~mlmd_magic.store.ownrun.OwnRun`: ``run.log(metrics,
+        step)``, ``run.log_model(model)``) bound, recorded as ``store.start_run`` records a block
+        (the cell's source on the run, credentials redacted); an error in it is the run's FAILED
+        state and shows as any error of a cell; the stop button cancels the run.
+
+        ::
+
+            %%train t21-baseline
+            model = GradientBoostingClassifier(n_estimators=params["epochs"]).fit(x, y)
+            run.log({"eval.accuracy": model.score(x_eval, y_eval)})
+            run.log_model(model)
+        """
+        shell = self.shell
+        assert shell is not None
+        with self._cell(f"%%train {line}\n{cell}"):  # every write of the run names the cell's source
+            own, output = self._start_own(line)
+            shell.user_ns["params"], shell.user_ns["run"] = own.params, own
+            code = shell.transform_cell(cell or "")
+            try:
+                with own:
+                    exec(compile(code, shell.compile.cache(code), "exec"), shell.user_ns)  # the user's cell
+            except RunCancelled as exc:
+                exc._render_traceback_ = _Said(_secrets.redact(str(exc)))  # type: ignore[attr-defined]
+                raise
+            except MlmdMagicError as exc:  # the store, recording the run's end
+                raise UsageError(_secrets.redact(str(exc))) from None
+        if output:
+            self.bind(output, own.result)
+        return own.result
+
+    @_user_errors
+    def _start_own(self, line: str) -> tuple[Any, str | None]:
+        line = self._expand(line, None)
+        args = _cell_parser("train").parse_args(split_line(line))
+        if args.output:
+            _commands.check_variable(args.output)
+        return self.store().start_run(args.name, overrides=_commands.parse_assignments(args.set)), args.output
+
 
 MlmdMagics.mlmd.__doc__ = _commands.help_text(magic=True)
 
@@ -389,6 +432,10 @@ def _cell_parser(kind: str) -> Any:
     parser.add_argument("name", metavar="NAME")
     if kind == "sweep":
         parser.add_argument("-o", "--output", metavar="VAR", help="bind the Sweep to this variable")
+    if kind == "train":
+        parser.add_argument("--set", action="append", metavar="KEY=VALUE",
+                            help="override a parameter for this run (a new experiment version); repeatable")
+        parser.add_argument("-o", "--output", metavar="VAR", help="bind the Run to this variable")
     if kind == "experiment":
         parser.add_argument("-o", "--output", metavar="VAR", help="bind the resolved dict to this variable")
         parser.add_argument("--run", action="store_true", help="train the experiment right away")
