@@ -76,9 +76,14 @@ def test_a_block_is_a_run_with_inputs_curves_metrics_and_its_model(store: mm.Sto
     assert list(listed["name"]) == ["t21@1#1"] and list(listed["state"]) == ["COMPLETE"]
     assert list(store.ls("models")["name"]) == ["t21@1#1"]
     assert "t21@1#1" in repr(store.compare([run.id]))
-    lineage = store.lineage(f"run:{run.id}")
-    assert any("t21@1" in str(node) for node in lineage.nodes)
+    lineage = store.lineage(f"model:{result.model_id}")
+    assert {"Experiment t21@1", "DataSource nipt-sim@1", "Scenario gb@1"} <= {node.label for node in lineage.nodes}
     assert store.run(run.id).state == "COMPLETE"
+    # what only the built-in trainer's models can do says so in one line
+    for refused in (lambda: store.evaluate(f"model:{result.model_id}"), lambda: store.reproduce(result.model_id)):
+        with pytest.raises(ValidationError, match="was trained by your own code") as said:
+            refused()
+        assert "\n" not in str(said.value)
 
 
 def test_an_exception_in_the_block_is_failed_and_goes_on(store: mm.Store) -> None:
@@ -104,10 +109,28 @@ def test_a_block_without_a_model_is_complete_and_says_so(store: mm.Store) -> Non
 def test_ctrl_c_in_the_block_is_canceled(store: mm.Store) -> None:
     with pytest.raises(RunCancelled) as stopped, store.start_run("t21") as run:
         run.log({"loss": 0.3}, step=0)
+        assert os.path.exists(run.log_model(os.devnull))
         signal.raise_signal(signal.SIGINT)
     assert str(stopped.value).startswith("run t21@1#1 cancelled after 1 of 3 epochs")
     assert _execution(store, run.id).last_known_state == pb.Execution.CANCELED
-    assert not os.path.exists(run.run_dir)
+    assert not os.path.exists(run.run_dir)  # its model went with it
+    assert run.result is not None and run.result.state == "CANCELED" and run.result.model_id is None
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the run's watch is gone
+
+
+def test_a_run_is_a_with_block(store: mm.Store) -> None:
+    """Outside its block a run takes no metrics; it starts no thread or Ctrl-C watch before it."""
+    import threading
+
+    run = store.start_run("t21")
+    assert not [t for t in threading.enumerate() if t.name.startswith("mlmd-magic live")]
+    with pytest.raises(ValidationError, match="use it as a with block"):
+        run.log({"loss": 1.0})
+    with run:
+        run.log({"loss": 1.0})
+        with pytest.raises(ValidationError, match="was entered already"), run:
+            pass
+    assert run.result is not None and run.result.state == "COMPLETE"
 
 
 def test_a_cancel_request_stops_the_block_at_its_next_log(store: mm.Store, tmp_path: Path) -> None:
@@ -192,4 +215,26 @@ def test_a_train_cell_is_a_run_of_its_own_code(store: mm.Store, tmp_path: Path, 
     with pytest.raises(UsageError) as refused:
         _cell(ip, "%%train nosuch\npass\n")
     assert "no experiment" in str(refused.value) and "\n" not in str(refused.value)
+    runs = len(store_runs(uri))
+    with pytest.raises(SyntaxError):
+        _cell(ip, "%%train t21 --set epochs=9\nfor\n")
+    assert len(store_runs(uri)) == runs  # no run, no version for a cell that cannot run
     _cell(ip, "%mlmd close")
+
+
+def store_runs(uri: str) -> list[Any]:
+    with mm.connect(uri) as reader:
+        return list(reader.mlmd.get_executions_by_type("mlmd_magic.Train"))
+
+
+def test_a_store_failing_at_the_end_never_hides_the_blocks_own_error(store: mm.Store,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlmd_magic.errors import StoreError
+    from mlmd_magic.store import runs
+
+    def failing(*args: Any, **kwargs: Any) -> None:
+        raise StoreError("the store did not answer")
+
+    monkeypatch.setattr(runs, "write_last", failing)
+    with pytest.raises(ZeroDivisionError), store.start_run("t21"):
+        1 / 0  # noqa: B018

@@ -41,7 +41,7 @@ _RUNNING_CELL: dict[str, str] = {}
 
 def _remember_cell(info: Any) -> None:
     _RUNNING_CELL["raw"] = str(getattr(info, "raw_cell", "") or "")
-_CELL_MAGICS = ("datasource", "scenario", "experiment", "evaluate", "policy", "sweep")
+_CELL_MAGICS = ("datasource", "scenario", "experiment", "evaluate", "policy", "sweep", "train")
 _REF_SUBCOMMANDS = ("get", "show", "history", "diff", "export", "train", "evaluate", "edit", "lineage", "push",
                     "card", "watch", "cancel", "reproduce")
 # The magics expand $name and {expr} in their first line themselves (see MlmdMagics._expand)
@@ -394,21 +394,33 @@ class MlmdMagics(Magics):
         """
         shell = self.shell
         assert shell is not None
+        code = shell.transform_cell(cell or "")
+        compiled = compile(code, shell.compile.cache(code), "exec")  # a SyntaxError records no run
         with self._cell(f"%%train {line}\n{cell}"):  # every write of the run names the cell's source
             own, output = self._start_own(line)
             shell.user_ns["params"], shell.user_ns["run"] = own.params, own
-            code = shell.transform_cell(cell or "")
+            own.__enter__()
             try:
-                with own:
-                    exec(compile(code, shell.compile.cache(code), "exec"), shell.user_ns)  # the user's cell
-            except RunCancelled as exc:
-                exc._render_traceback_ = _Said(_secrets.redact(str(exc)))  # type: ignore[attr-defined]
+                exec(compiled, shell.user_ns)  # the user's cell: its errors are shown as any cell's
+            except BaseException as exc:
+                self._end_own(own, exc)
                 raise
-            except MlmdMagicError as exc:  # the store, recording the run's end
-                raise UsageError(_secrets.redact(str(exc))) from None
+            self._end_own(own, None)
         if output:
             self.bind(output, own.result)
         return own.result
+
+    @staticmethod
+    def _end_own(own: Any, exc: BaseException | None) -> None:
+        """Record the end of a ``%%train`` cell's run; a stop is its one calm line, a store that
+        fails to record it a one-line error."""
+        try:
+            own.__exit__(type(exc) if exc is not None else None, exc, None)
+        except RunCancelled as stop:
+            stop._render_traceback_ = _Said(_secrets.redact(str(stop)))  # type: ignore[attr-defined]
+            raise
+        except MlmdMagicError as failed:
+            raise UsageError(_secrets.redact(str(failed))) from None
 
     @_user_errors
     def _start_own(self, line: str) -> tuple[Any, str | None]:

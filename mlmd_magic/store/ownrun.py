@@ -21,22 +21,24 @@ are the training split's. A run of your own code is never CACHED.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
 import time
-from collections.abc import Mapping
+import warnings
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..backend.properties import flat_metrics, set_properties
 from ..core.values import canonical_json
-from ..errors import RunCancelled, ValidationError
+from ..errors import MlmdMagicError, RunCancelled, ValidationError
 from .live import PROGRESS_S
+from .results import Run
 
 if TYPE_CHECKING:
     from ..backend.recorder import Action
     from .live import LiveWriter
-    from .results import Run
     from .runs import Runs
 
 __all__ = ["OwnRun", "model_file"]
@@ -56,9 +58,13 @@ class OwnRun:
     result : the :class:`~mlmd_magic.store.results.Run` once the block has ended (else None).
     """
 
-    def __init__(self, runs: Runs, act: Action, live: LiveWriter, interrupts: Any, params: dict[str, Any],
-                 experiment: str, run_dir: str, versions: tuple[str, str], own_dir: bool) -> None:
-        self._runs, self._act, self._live, self._interrupts = runs, act, live, interrupts
+    def __init__(self, runs: Runs, act: Action, live: Callable[[], LiveWriter], interrupts: Callable[[], Any],
+                 params: dict[str, Any], experiment: str, run_dir: str, versions: tuple[str, str],
+                 own_dir: bool) -> None:
+        self._runs, self._act = runs, act
+        self._make_live, self._make_interrupts = live, interrupts
+        self._live: Any = None  # the writer thread and the Ctrl-C watch: from the block's start to its end
+        self._interrupts: Any = None
         self.params = params
         self.experiment = experiment
         self.name, self.id = act.name, act.execution_id or 0
@@ -81,6 +87,12 @@ class OwnRun:
         return f"<OwnRun {self.name} (#{self.id}) {state}>"
 
     def __enter__(self) -> OwnRun:
+        if self._live is not None or self._ended:
+            raise ValidationError(f"run {self.name} was entered already: start another with store.start_run")
+        self._interrupts = self._make_interrupts()
+        self._interrupts.__enter__()
+        self._live = self._make_live()
+        self._started = time.perf_counter()
         return self
 
     def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
@@ -116,8 +128,10 @@ class OwnRun:
         self._steps = (self._steps if step is None else step) + 1
         for key, number in values.items():
             self._history.setdefault(key, []).append(number)
-            split, _, name = key.rpartition(".")
-            self._metrics.setdefault(split or _TRAIN_SPLIT, {})[name] = number
+            split, _, name = key.partition(".")  # eval.f1.macro: split eval, metric f1.macro
+            if not name:
+                split, name = _TRAIN_SPLIT, key
+            self._metrics.setdefault(split, {})[name] = number
         self._last_logs = values
         now = time.perf_counter()
         if now >= self._next_hand:  # handed to the writer thread every PROGRESS_S, not on every call
@@ -168,21 +182,24 @@ class OwnRun:
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
         """End the run: COMPLETE, FAILED with ``exc`` (which goes on), or CANCELED (raised as
         :class:`~mlmd_magic.errors.RunCancelled`)."""
-        if self._ended:
+        if self._ended or self._live is None:
             return
         self._ended = True
-        from .results import Run
         from .runs import is_cancel_request, write_last
 
         act, live, interrupts = self._act, self._live, self._interrupts
         recorder = self._runs.recorder
         created, reused = self._versions
+        model: Any = None
+        details: dict[str, Any] = {}
+        stop: RunCancelled | None = None
         try:
-            interrupt = interrupts.interrupted_by(exc) if exc is not None else interrupts.pending
             with interrupts.deferred():  # a second Ctrl-C must not leave the run RUNNING
+                interrupt = interrupts.interrupted_by(exc) if exc is not None else interrupts.pending
                 live.close()
                 if self._steps:  # the whole curves, also what came since the last hand-off
                     self._note(time.perf_counter())
+                model, details = self._finished()
                 if interrupt is not None:
                     act.state, act.outcome, act.outputs = "CANCELED", "canceled", []
                     write_last(recorder, act, live, interrupts,
@@ -190,13 +207,13 @@ class OwnRun:
                     if self._own_dir:
                         shutil.rmtree(self.run_dir, ignore_errors=True)
                     epochs = self.params.get("epochs")
-                    raise RunCancelled(self.name, time.perf_counter() - self._started, self._steps,
-                                       epochs if isinstance(epochs, int) else self._steps, created,
-                                       requested=is_cancel_request(interrupt), version_reused=reused) from None
-                model, details = self._finished()
-                if exc is not None:
+                    stop = RunCancelled(self.name, time.perf_counter() - self._started, self._steps,
+                                        epochs if isinstance(epochs, int) else self._steps, created,
+                                        requested=is_cancel_request(interrupt), version_reused=reused)
+                elif exc is not None:
                     act.state, act.outcome, act.outputs = "FAILED", "failed", []
-                    write_last(recorder, act, live, interrupts, exc)
+                    with contextlib.suppress(MlmdMagicError):  # the block's own error is what the user must see
+                        write_last(recorder, act, live, interrupts, exc)
                 else:
                     act.outputs = [model] if model is not None else []
                     act.state = "COMPLETE"
@@ -207,20 +224,28 @@ class OwnRun:
                         model.id = act.output_ids[0]
         finally:
             interrupts.__exit__(None, None, None)
+        kept = model is not None and act.state == "COMPLETE"
         self.result = Run(id=self.id, experiment=self.experiment, state=act.state, cached=False,
-                          model_id=model.id if model is not None and act.state == "COMPLETE" else None,
-                          model_uri=model.uri if model is not None and act.state == "COMPLETE" else None,
+                          model_id=model.id if kept else None, model_uri=model.uri if kept else None,
                           metrics=self._metrics, history=self._history,
                           details={k: v for k, v in details.items() if k not in ("metrics", "history")}, name=self.name)
+        if stop is not None:
+            raise stop from None
+        if exc is None and interrupts.pending is not None:  # it came while the run's end was being written
+            warnings.warn(f"run {self.name} was being recorded COMPLETE when it was interrupted: it stays COMPLETE",
+                          UserWarning, stacklevel=2)
 
     def _check_open(self) -> None:
         if self._ended:
             raise ValidationError(f"run {self.name} has ended: log inside its with block")
+        if self._live is None:
+            raise ValidationError(f"run {self.name} has not begun: use it as a with block (with store.start_run(...) "
+                                  "as run:)")
 
     def _finished(self) -> tuple[Any, dict[str, Any]]:
         """The model artifact (properties set) or None, and the run's details."""
         details: dict[str, Any] = {"metrics": self._metrics, "history": self._history, "steps": self._steps,
-                                   "framework": self._framework or "none"}
+                                   "framework": self._framework or "none", "trained_by": "your own code"}
         art = self._model
         if art is not None:
             versions = _versions(self._framework)

@@ -141,6 +141,10 @@ def reproduce(runs: Runs, target: Any, *, tolerance: float | None, progress: Any
         model = runs.resolve_model(target)
         execution = runs.producer_of(model)
         details = json.loads(text(execution.properties, "details") or "{}")
+        if details.get("trained_by") == "your own code":
+            raise ValidationError(f"model #{model.id} ({model.name}) was trained by your own code (start_run, "
+                                  "%%train): reproduce trains again with the built-in trainer, which is not that code; "
+                                  "run your code again")
         params = runs.experiment_of(model)
         exp_ref = experiment_ref(params)
         ds_ref = f"{params['datasource']['name']}@{params['datasource']['version']}"

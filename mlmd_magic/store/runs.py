@@ -247,11 +247,12 @@ class Runs:
             act.inputs_written = True
             run_dir = workdir or os.path.join(self.runs_root(), exp_ref.replace("@", "-v"), f"run-{act.execution_id}")
             act.properties["run_dir"] = run_dir
-            live = LiveWriter(self.live_connect, self.recorder.execution_of(act), watch_cancel=True, name=act.name,
+
+        def live() -> LiveWriter:  # started when the block is entered: its heartbeat says the run is alive
+            return LiveWriter(self.live_connect, self.recorder.execution_of(act), watch_cancel=True, name=act.name,
                               reopen=self.live_reopens)
-        interrupts = Interrupts()
-        interrupts.__enter__()
-        return OwnRun(self, act, live, interrupts, json.loads(canonical_json(params.get("params") or {})), exp_ref,
+
+        return OwnRun(self, act, live, Interrupts, json.loads(canonical_json(params.get("params") or {})), exp_ref,
                       run_dir, (created, reused), own_dir=workdir is None)
 
     def _commit_named(self, act: Action, exp_ref: str) -> None:
@@ -608,6 +609,10 @@ class Runs:
             self.records.check_files(ds_art)
             datasource = self.records.data("datasources", ds_art)
             class_names = class_names or datasource.get("label_names")  # named on the data source
+            if "task" not in signature:  # a model of your own code (start_run): what it predicts is not known
+                raise ValidationError(f"model #{model.id} ({model.name}) was trained by your own code "
+                                      f"({text(model.properties, 'framework') or 'a framework of its own'}): evaluate, "
+                                      "and so push, take models of the built-in Keras trainer for now")
             ev.check_metric_names(ths, ev.metric_names(signature["task"], int(signature.get("num_classes") or 2),
                                                        class_names), signature["task"])
             ds_params = {k: datasource[k] for k in ("name", "version", "uri", "format", "splits", "label", "features")}
