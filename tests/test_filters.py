@@ -635,6 +635,14 @@ def test_values_kept_rounded_clamped_or_not_at_all_are_still_found(nipt: dict[st
             assert walked == planned == names, (text, walked, planned)
 
 
+def test_a_model_id_no_artifact_can_have_finds_no_run(nipt: dict[str, Any]) -> None:
+    with mm.connect("memory://") as store:
+        fill(store, nipt, [{"tag": 1}], [("e", 0)])
+        for text in ("model == 1e300", "model == -1", "model == 0", "model == 9223372036854775808"):
+            with strategy("plan", 0):
+                assert store.ls("runs", where=text).empty, text
+
+
 def test_a_glob_on_nan_reads_its_text() -> None:
     assert listing.compare_terms([("s", "string")], Atom("k", "~", float("nan")), glob=True) == ["s LIKE 'nan'"]
     assert listing.compare_terms([("s", "string")], Atom("k", "==", float("nan"))) == []

@@ -344,6 +344,8 @@ def run_plan(mlmd: Any, types: Any, where: Where) -> Plan | None:
             if not isinstance(atom.value, (int, float)) or atom.value != int(atom.value):  # True is 1
                 return []
             model_id = int(atom.value)
+            if not 0 < model_id < 2 ** 63:  # no artifact has such an id (MLMD's ids are positive int64)
+                return []
             return [linked(lambda store: [model_id], pb.Event.OUTPUT, "model", calls=1)]
         else:  # made from the run's details or progress: walked
             return None
