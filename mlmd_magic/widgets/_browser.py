@@ -267,11 +267,13 @@ class _Tab(w.VBox):
         self.offset, self.page_info, self.frame = page.offset, page, page.frame
         self.prev.disabled = page.offset == 0
         self.next.disabled = not page.more
-        self.count.value = f"<span style='padding:0 8px;white-space:nowrap'>{html.escape(page.describe())}</span>"
+        # the count is set after the grid: a page's count never stands beside another page's rows
+        count = f"<span style='padding:0 8px;white-space:nowrap'>{html.escape(page.describe())}</span>"
         shown = grid_frame(page.frame) if not page.frame.empty else grid_frame_empty()
         if self.fold:
             shown = fold_run_columns(shown, _filter_keys(self.filter.value))
         if self.shown is not None and shown.equals(self.shown):
+            self.count.value = count
             self.browser.update_fallback()
             return  # nothing changed: the grid, its selection and the details stay
         self.shown = shown
@@ -279,6 +281,7 @@ class _Tab(w.VBox):
         keep = [i for i, row in enumerate(records) if str(self.key_of(row)) in keys]
         # update() forgets options not passed again: allow_html would fall back to escaping
         self.grid.update(shown, selected_rows=keep, **_GRID_OPTIONS)
+        self.count.value = count
         if keep:
             self.show(records[keep[-1]])
         else:
