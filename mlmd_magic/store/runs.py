@@ -1018,6 +1018,8 @@ def _dtype(values: list[Any]) -> Any:
         return object
     if all(isinstance(v, bool) for v in present):
         return "boolean"
+    if any(isinstance(v, int) and not -2 ** 63 <= v < 2 ** 63 for v in present):
+        return object  # a whole number beyond 64 bits (10**305) stays exact, as the record keeps it
     if all(isinstance(v, int) and not isinstance(v, bool) for v in present):
         return "Int64"
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
