@@ -19,6 +19,7 @@ from ml_metadata.proto import metadata_store_pb2 as pb
 import mlmd_magic as mm
 from mlmd_magic import datasets
 from mlmd_magic.errors import RunCancelled, ValidationError
+from tests.test_magics import run as _cell  # a cell run as a notebook runs it
 
 
 @pytest.fixture(scope="module")
@@ -174,16 +175,6 @@ def test_a_file_written_already_is_the_model(store: mm.Store, tmp_path: Path) ->
 
 
 # ------------------------------------------------------------------------------------ %%train cells
-
-def _cell(ip: Any, source: str) -> Any:
-    """Run a cell as a notebook does; raise what it raised."""
-    result = ip.run_cell(source, store_history=True)
-    if result.error_before_exec is not None:
-        raise result.error_before_exec
-    if result.error_in_exec is not None:
-        raise result.error_in_exec
-    return result.result
-
 
 def test_a_train_cell_is_a_run_of_its_own_code(store: mm.Store, tmp_path: Path, ip: Any,
                                                capsys: pytest.CaptureFixture[str]) -> None:
